@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Reading sockets: addresses of a struct sock, the netns cookie, and the fd -> sock walk. */
+#ifndef NETBPF_SOCK_BPF_H
+#define NETBPF_SOCK_BPF_H
+
+#include "common/sock.h"
+
+static __always_inline __u64 sk_netns_cookie(const struct sock *sk)
+{
+	return BPF_CORE_READ(sk, __sk_common.skc_net.net, net_cookie);
+}
+
+static __always_inline __u64 current_netns_cookie(void)
+{
+	struct task_struct *task = (void *)bpf_get_current_task();
+
+	return BPF_CORE_READ(task, nsproxy, net_ns, net_cookie);
+}
+
+/* Fills family, ports (host order) and both addresses of an inet sock. The local port comes from
+ * inet_sport, not skc_num: on the way to TCP_CLOSE the kernel releases the port (skc_num = 0)
+ * before the state-change tracepoint fires. */
+static __always_inline void sk_read_tuple(const struct sock *sk, struct sock_tuple *t)
+{
+	t->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	t->lport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
+	t->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (t->family == AF_INET6) {
+		BPF_CORE_READ_INTO(&t->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&t->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	} else {
+		BPF_CORE_READ_INTO(&t->saddr, sk, __sk_common.skc_rcv_saddr);
+		BPF_CORE_READ_INTO(&t->daddr, sk, __sk_common.skc_daddr);
+	}
+}
+
+static __always_inline bool sk_is_inet(__u16 family)
+{
+	return family == AF_INET || family == AF_INET6;
+}
+
+/* Current task's fd -> struct sock, or NULL when fd is not a socket. Best effort: the fd table may
+ * change under us; reads are probe reads, so a race yields NULL or a stale sock, never a fault. */
+static __always_inline struct sock *sock_from_fd(int fd)
+{
+	struct task_struct *task = (void *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds;
+	struct file *file = NULL;
+	struct socket *sock;
+
+	if (fd < 0 || !fdt || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	fds = BPF_CORE_READ(fdt, fd);
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
+		return NULL;
+	if ((BPF_CORE_READ(file, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+		return NULL;
+	sock = BPF_CORE_READ(file, private_data);
+	return sock ? BPF_CORE_READ(sock, sk) : NULL;
+}
+
+#endif

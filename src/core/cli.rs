@@ -1,0 +1,158 @@
+//! Options every tool shares, and their translation into the in-kernel filters of
+//! `common/filter.bpf.h`.
+
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::core::addr::{parse_ports, AF_INET, AF_INET6};
+use crate::core::output::Format;
+
+/// Matches MAX_FILTER_PORTS in common/filter.bpf.h.
+pub const MAX_FILTER_PORTS: usize = 8;
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct Common {
+    /// Only this network namespace: a netns cookie, or a path such as /proc/PID/ns/net or
+    /// /run/netns/NAME
+    #[arg(long, value_name = "NETNS")]
+    pub netns: Option<String>,
+    /// Print one JSON object per line instead of a table
+    #[arg(long)]
+    pub json: bool,
+    /// Stop after SECS seconds (default: until Ctrl-C)
+    #[arg(short = 'd', long = "duration", value_name = "SECS", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+}
+
+impl Common {
+    pub fn format(&self) -> Format {
+        if self.json {
+            Format::Json
+        } else {
+            Format::Table
+        }
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    match s.parse::<f64>() {
+        Ok(secs) if secs > 0.0 && secs.is_finite() => Ok(Duration::from_secs_f64(secs)),
+        _ => Err(format!("'{s}' is not a positive number of seconds")),
+    }
+}
+
+/// A process id that exists now.
+pub fn parse_pid(s: &str) -> Result<u32, String> {
+    let pid: u32 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a process id"))?;
+    if pid == 0 {
+        return Err("pid 0 is not a process".into());
+    }
+    if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        return Err(format!("no process with pid {pid}"));
+    }
+    Ok(pid)
+}
+
+pub fn parse_port_list(s: &str) -> Result<Vec<u16>, String> {
+    parse_ports(s, MAX_FILTER_PORTS)
+}
+
+/// -4 / -6 as clap flags; both given is refused by clap (`conflicts_with`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct Family {
+    /// Trace IPv4 only
+    #[arg(short = '4', long = "ipv4", conflicts_with = "ipv6")]
+    pub ipv4: bool,
+    /// Trace IPv6 only
+    #[arg(short = '6', long = "ipv6")]
+    pub ipv6: bool,
+}
+
+impl Family {
+    pub fn af(&self) -> u16 {
+        if self.ipv4 {
+            AF_INET
+        } else if self.ipv6 {
+            AF_INET6
+        } else {
+            0
+        }
+    }
+}
+
+/// The filters as the BPF side wants them (zero = off).
+#[derive(Debug, Clone, Default)]
+pub struct Filters {
+    pub tgid: u32,
+    pub netns: u64,
+    pub family: u16,
+    pub lports: [u16; MAX_FILTER_PORTS],
+    pub rports: [u16; MAX_FILTER_PORTS],
+}
+
+impl Filters {
+    pub fn new(common: &Common) -> anyhow::Result<Filters> {
+        let netns = match &common.netns {
+            Some(arg) => {
+                crate::core::netns::resolve(arg).map_err(|e| crate::usage!("--netns: {e}"))?
+            }
+            None => 0,
+        };
+        Ok(Filters {
+            netns,
+            ..Default::default()
+        })
+    }
+
+    pub fn ports(list: &[u16]) -> [u16; MAX_FILTER_PORTS] {
+        let mut a = [0u16; MAX_FILTER_PORTS];
+        a[..list.len()].copy_from_slice(list);
+        a
+    }
+}
+
+/// Copies [`Filters`] into a skeleton's .rodata (every tool's rodata has these fields, from
+/// common/filter.bpf.h, but each skeleton has its own generated type).
+#[macro_export]
+macro_rules! set_filters {
+    ($rodata:expr, $f:expr) => {{
+        let r = $rodata;
+        let f = &$f;
+        r.filter_tgid = f.tgid;
+        r.filter_netns = f.netns;
+        r.filter_family = f.family;
+        r.filter_lports = f.lports;
+        r.filter_rports = f.rports;
+    }};
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pid_validation() {
+        assert!(parse_pid("abc").unwrap_err().contains("not a process id"));
+        assert!(parse_pid("0").is_err());
+        assert!(parse_pid("4000000000").is_err());
+        assert_eq!(
+            parse_pid(&std::process::id().to_string()).unwrap(),
+            std::process::id()
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
+        assert!(parse_duration("-1").is_err());
+        assert!(parse_duration("x").is_err());
+    }
+
+    #[test]
+    fn port_arrays() {
+        assert_eq!(Filters::ports(&[80, 443])[..3], [80, 443, 0]);
+    }
+}

@@ -1,0 +1,11 @@
+//! What every tool shares.
+pub mod addr;
+pub mod bpf;
+pub mod caps;
+pub mod cli;
+pub mod error;
+pub mod hist;
+pub mod netns;
+pub mod output;
+pub mod run;
+pub mod time;

@@ -1,0 +1,363 @@
+//! One formatter for every tool: a tool describes its columns once and hands over rows of typed
+//! values; the writer renders them as an aligned table, CSV or one JSON object per line.
+//!
+//! Output is buffered and flushed by the event loop after every drain of the ring buffer (at the
+//! latest every ~100 ms), so lines reach a pipe promptly without a write(2) per line.
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::net::IpAddr;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+/// Where a column appears: some values are rounded for people (TX_KB) and exact for machines
+/// (tx_bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Show {
+    Both,
+    TableOnly,
+    JsonOnly,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Column {
+    pub header: &'static str,
+    pub key: &'static str,
+    /// Minimum width; negative means left-aligned (printf's `%-Ns`).
+    pub width: i32,
+    pub show: Show,
+}
+
+impl Column {
+    pub const fn new(header: &'static str, key: &'static str, width: i32) -> Self {
+        Column {
+            header,
+            key,
+            width,
+            show: Show::Both,
+        }
+    }
+    pub const fn table(header: &'static str, width: i32) -> Self {
+        Column {
+            header,
+            key: "",
+            width,
+            show: Show::TableOnly,
+        }
+    }
+    pub const fn json(key: &'static str) -> Self {
+        Column {
+            header: "",
+            key,
+            width: 0,
+            show: Show::JsonOnly,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum Value<'a> {
+    U64(u64),
+    I64(i64),
+    /// A float printed with this many decimals (JSON keeps full precision).
+    F64(f64, usize),
+    Str(&'a str),
+    Ip(IpAddr),
+    /// Kernel pointer or other id shown in hex without 0x.
+    Hex(u64),
+    /// A literal cell such as "->", table only.
+    Sep(&'static str),
+}
+
+pub struct Output {
+    format: Format,
+    columns: Vec<Column>,
+    line: String,
+    out: Box<dyn Write>,
+    failed: bool,
+}
+
+impl Output {
+    pub fn new(format: Format, columns: Vec<Column>) -> Self {
+        Self::with_writer(
+            format,
+            columns,
+            Box::new(io::BufWriter::with_capacity(64 * 1024, io::stdout())),
+        )
+    }
+
+    pub fn with_writer(format: Format, columns: Vec<Column>, out: Box<dyn Write>) -> Self {
+        Output {
+            format,
+            columns,
+            line: String::with_capacity(256),
+            out,
+            failed: false,
+        }
+    }
+
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    fn visible(&self, c: &Column) -> bool {
+        match self.format {
+            Format::Json => c.show != Show::TableOnly,
+            _ => c.show != Show::JsonOnly,
+        }
+    }
+
+    /// Prints the header line (nothing in JSON mode).
+    pub fn header(&mut self) {
+        if self.format == Format::Json {
+            return;
+        }
+        self.line.clear();
+        let sep = if self.format == Format::Csv { "," } else { " " };
+        let mut first = true;
+        for i in 0..self.columns.len() {
+            let c = self.columns[i];
+            if !self.visible(&c) {
+                continue;
+            }
+            if !first {
+                self.line.push_str(sep);
+            }
+            first = false;
+            if self.format == Format::Csv {
+                self.line.push_str(c.header);
+            } else {
+                pad(&mut self.line, c.header, c.width);
+            }
+        }
+        trim_end(&mut self.line);
+        self.emit_line();
+    }
+
+    /// Prints one record; `values` lines up with the columns given at construction.
+    pub fn row(&mut self, values: &[Value]) {
+        debug_assert_eq!(values.len(), self.columns.len());
+        self.line.clear();
+        match self.format {
+            Format::Json => self.json_row(values),
+            Format::Csv | Format::Table => self.text_row(values),
+        }
+        self.emit_line();
+    }
+
+    fn text_row(&mut self, values: &[Value]) {
+        let csv = self.format == Format::Csv;
+        let mut cell = String::new();
+        let mut first = true;
+        for (c, v) in self.columns.iter().zip(values) {
+            if !self.visible(c) || (csv && matches!(v, Value::Sep(_))) {
+                continue;
+            }
+            if !first {
+                self.line.push(if csv { ',' } else { ' ' });
+            }
+            first = false;
+            cell.clear();
+            text_value(&mut cell, v);
+            if csv {
+                self.line.push_str(&cell);
+            } else {
+                pad(&mut self.line, &cell, c.width);
+            }
+        }
+        trim_end(&mut self.line);
+    }
+
+    fn json_row(&mut self, values: &[Value]) {
+        self.line.push('{');
+        let mut first = true;
+        for (c, v) in self.columns.iter().zip(values) {
+            if !self.visible(c) || matches!(v, Value::Sep(_)) {
+                continue;
+            }
+            if !first {
+                self.line.push(',');
+            }
+            first = false;
+            json_string(&mut self.line, c.key);
+            self.line.push(':');
+            match *v {
+                Value::U64(n) => write!(self.line, "{n}").unwrap(),
+                Value::I64(n) => write!(self.line, "{n}").unwrap(),
+                Value::F64(f, _) if f.is_finite() => write!(self.line, "{f}").unwrap(),
+                Value::F64(..) => self.line.push_str("null"),
+                Value::Str(s) => json_string(&mut self.line, s),
+                Value::Ip(ip) => write!(self.line, "\"{ip}\"").unwrap(),
+                Value::Hex(h) => write!(self.line, "\"{h:x}\"").unwrap(),
+                Value::Sep(_) => unreachable!(),
+            }
+        }
+        self.line.push('}');
+    }
+
+    /// Free text (e.g. a tool's summary), printed as is in table mode.
+    pub fn text(&mut self, s: &str) {
+        self.line.clear();
+        self.line.push_str(s);
+        self.emit_line();
+    }
+
+    fn emit_line(&mut self) {
+        if self.failed {
+            return;
+        }
+        self.line.push('\n');
+        if self.out.write_all(self.line.as_bytes()).is_err() {
+            self.failed = true;
+        }
+    }
+
+    /// Pushes buffered lines out. Returns false once stdout is gone (e.g. `| head`), so the
+    /// caller can stop instead of tracing into the void.
+    pub fn flush(&mut self) -> bool {
+        if !self.failed && self.out.flush().is_err() {
+            self.failed = true;
+        }
+        !self.failed
+    }
+}
+
+impl Drop for Output {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+fn text_value(cell: &mut String, v: &Value) {
+    match *v {
+        Value::U64(n) => write!(cell, "{n}").unwrap(),
+        Value::I64(n) => write!(cell, "{n}").unwrap(),
+        Value::F64(f, prec) => write!(cell, "{f:.prec$}").unwrap(),
+        Value::Str(s) => cell.push_str(s),
+        Value::Ip(ip) => write!(cell, "{ip}").unwrap(),
+        Value::Hex(h) => write!(cell, "{h:x}").unwrap(),
+        Value::Sep(s) => cell.push_str(s),
+    }
+}
+
+fn pad(line: &mut String, s: &str, width: i32) {
+    let w = width.unsigned_abs() as usize;
+    let n = s.chars().count();
+    if width < 0 {
+        line.push_str(s);
+        line.extend(std::iter::repeat_n(' ', w.saturating_sub(n)));
+    } else {
+        line.extend(std::iter::repeat_n(' ', w.saturating_sub(n)));
+        line.push_str(s);
+    }
+}
+
+fn trim_end(line: &mut String) {
+    let len = line.trim_end_matches(' ').len();
+    line.truncate(len);
+}
+
+pub fn json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for ch in s.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => write!(out, "\\u{:04x}", c as u32).unwrap(),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// The kernel's fixed-size, NUL-padded comm as text.
+pub fn comm_str(comm: &[i8]) -> String {
+    let bytes: Vec<u8> = comm
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+    impl Write for Sink {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn render(format: Format) -> String {
+        let sink = Sink::default();
+        let cols = vec![
+            Column::new("PID", "pid", -6),
+            Column::new("COMM", "comm", -8),
+            Column::table("KB", 6),
+            Column::json("bytes"),
+            Column::new("ADDR", "addr", -15),
+        ];
+        let mut out = Output::with_writer(format, cols, Box::new(sink.clone()));
+        out.header();
+        out.row(&[
+            Value::U64(42),
+            Value::Str("cu\"rl"),
+            Value::F64(9.765625, 2),
+            Value::U64(10000),
+            Value::Ip("127.0.0.1".parse().unwrap()),
+        ]);
+        out.flush();
+        let s = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        s
+    }
+
+    #[test]
+    fn table_aligns_and_trims() {
+        assert_eq!(
+            render(Format::Table),
+            "PID    COMM         KB ADDR\n42     cu\"rl      9.77 127.0.0.1\n"
+        );
+    }
+
+    #[test]
+    fn json_has_exact_values_and_escapes() {
+        assert_eq!(
+            render(Format::Json),
+            "{\"pid\":42,\"comm\":\"cu\\\"rl\",\"bytes\":10000,\"addr\":\"127.0.0.1\"}\n"
+        );
+    }
+
+    #[test]
+    fn csv_has_no_padding() {
+        assert_eq!(
+            render(Format::Csv),
+            "PID,COMM,KB,ADDR\n42,cu\"rl,9.77,127.0.0.1\n"
+        );
+    }
+
+    #[test]
+    fn comm_stops_at_nul() {
+        let mut c = [0i8; 16];
+        for (i, b) in b"sshd".iter().enumerate() {
+            c[i] = *b as i8;
+        }
+        assert_eq!(comm_str(&c), "sshd");
+    }
+}

@@ -1,0 +1,109 @@
+//! The life of a run: signals, duration, draining the ring buffer, lost-event reporting.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use libbpf_rs::{MapCore, RingBufferBuilder};
+
+use crate::core::output::Output;
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+/// How often the reader drains the ring when the kernel does not wake it (see events.bpf.h).
+pub const DRAIN_INTERVAL: Duration = Duration::from_millis(100);
+
+pub struct Run {
+    deadline: Option<Instant>,
+}
+
+impl Run {
+    /// Installs SIGINT/SIGTERM handlers (without SA_RESTART, so a blocking wait returns at once).
+    pub fn new(duration: Option<Duration>) -> Run {
+        for sig in [libc::SIGINT, libc::SIGTERM] {
+            // SAFETY: the handler only stores to an atomic.
+            unsafe {
+                let mut sa: libc::sigaction = std::mem::zeroed();
+                sa.sa_sigaction = on_signal as *const () as usize;
+                libc::sigemptyset(&mut sa.sa_mask);
+                libc::sigaction(sig, &sa, std::ptr::null_mut());
+            }
+        }
+        Run {
+            deadline: duration.map(|d| Instant::now() + d),
+        }
+    }
+
+    pub fn should_stop(&self) -> bool {
+        STOP.load(Ordering::Relaxed) || self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// Sleeps up to `d`, waking early for a signal or the end of the run. Returns false when the
+    /// run should stop.
+    pub fn sleep(&self, d: Duration) -> bool {
+        let end = Instant::now() + d;
+        loop {
+            if self.should_stop() {
+                return false;
+            }
+            let now = Instant::now();
+            if now >= end {
+                return true;
+            }
+            let mut step = (end - now).min(DRAIN_INTERVAL);
+            if let Some(dl) = self.deadline {
+                step = step.min(dl.saturating_duration_since(now));
+            }
+            std::thread::sleep(step);
+        }
+    }
+
+    /// Streams `events` into `handle` until the run ends, then drains what is left.
+    pub fn stream<F>(
+        &self,
+        events: &dyn MapCore,
+        out: &mut Output,
+        mut handle: F,
+    ) -> anyhow::Result<()>
+    where
+        F: FnMut(&[u8], &mut Output),
+    {
+        let out = RefCell::new(out);
+        let mut builder = RingBufferBuilder::new();
+        builder.add(events, |data: &[u8]| {
+            handle(data, &mut out.borrow_mut());
+            0
+        })?;
+        let ring = builder.build()?;
+        while !self.should_stop() {
+            let mut wait = DRAIN_INTERVAL;
+            if let Some(dl) = self.deadline {
+                wait = wait.min(dl.saturating_duration_since(Instant::now()));
+            }
+            // Woken early only when the ring fills past its threshold; EINTR (a signal) is normal.
+            if let Err(e) = ring.poll(wait) {
+                if e.kind() != libbpf_rs::ErrorKind::Interrupted {
+                    return Err(e.into());
+                }
+            }
+            ring.consume()?;
+            if !out.borrow_mut().flush() {
+                return Ok(()); // stdout closed: nobody is reading
+            }
+        }
+        ring.consume()?;
+        out.borrow_mut().flush();
+        Ok(())
+    }
+}
+
+/// Says on stderr how many events the kernel could not hand over.
+pub fn report_lost(tool: &str, lost: u64) {
+    if lost > 0 {
+        eprintln!("netbpf {tool}: {lost} events lost (ring buffer full: output could not keep up)");
+    }
+}

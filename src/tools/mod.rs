@@ -1,0 +1,61 @@
+//! The registry: one line per tool. A tool is one module here, one `src/bpf/<tool>.bpf.c` and
+//! one event header `src/bpf/<tool>.h`.
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use crate::core::caps::{Caps, Plan};
+use crate::core::cli::{Common, Filters};
+use crate::core::run::Run;
+
+pub mod tcplife;
+
+pub struct Tool {
+    pub name: &'static str,
+    /// Other names it answers to (book spellings), also as symlink names.
+    pub aliases: &'static [&'static str],
+    pub about: &'static str,
+    /// Ways to build it, best first.
+    pub plans: &'static [Plan],
+    pub run: fn(&'static Tool, Vec<OsString>) -> anyhow::Result<()>,
+}
+
+pub static TOOLS: &[&Tool] = &[&tcplife::TOOL];
+
+pub fn find(name: &str) -> Option<&'static Tool> {
+    TOOLS
+        .iter()
+        .copied()
+        .find(|t| t.name == name || t.aliases.contains(&name))
+}
+
+/// What a tool has once its options are parsed: the plan this kernel allows, the common filters
+/// and the run's lifetime.
+pub struct Start {
+    pub plan: &'static Plan,
+    pub filters: Filters,
+    pub run: Run,
+}
+
+/// The steps every tool takes before loading: resolve --netns, pick the attach plan (mounting
+/// tracefs if the plan needs it), check privileges and BTF, install signal handlers.
+pub fn start(tool: &'static Tool, common: &Common) -> anyhow::Result<Start> {
+    let filters = Filters::new(common)?;
+    crate::core::bpf::preflight(tool.name)?;
+    let plan = Caps::get().select(tool.name, tool.plans)?;
+    Ok(Start {
+        plan,
+        filters,
+        run: Run::new(common.duration),
+    })
+}
+
+/// "Tracing ..." on stderr once attached: people know it is live, tests know when to begin.
+pub fn announce(what: &str) {
+    eprintln!("Tracing {what}... Hit Ctrl-C to end.");
+}
+
+/// Interval/count positionals of the interval tools.
+pub fn interval(secs: Option<f64>) -> Duration {
+    Duration::from_secs_f64(secs.unwrap_or(1.0))
+}
