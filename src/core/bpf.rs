@@ -63,9 +63,9 @@ pub fn preflight(tool: &str) -> anyhow::Result<()> {
         .find_map(|l| l.strip_prefix("CapEff:"))
         .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
         .unwrap_or(0);
-    if !has_cap(capeff, CAP_SYS_ADMIN)
-        && !(has_cap(capeff, CAP_BPF) && has_cap(capeff, CAP_PERFMON))
-    {
+    let privileged = has_cap(capeff, CAP_SYS_ADMIN)
+        || (has_cap(capeff, CAP_BPF) && has_cap(capeff, CAP_PERFMON));
+    if !privileged {
         return Err(anyhow!(
             "{tool} needs root: loading BPF tracing programs requires CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN)"
         ));

@@ -38,11 +38,7 @@ fn si(v: u64) -> String {
 }
 
 fn bar(count: u64, max: u64) -> String {
-    let n = if max == 0 {
-        0
-    } else {
-        (count * BAR_WIDTH / max) as usize
-    };
+    let n = (count * BAR_WIDTH).checked_div(max).unwrap_or(0) as usize;
     format!("{:<width$}", "@".repeat(n), width = BAR_WIDTH as usize)
 }
 

@@ -31,6 +31,8 @@ pub struct Column {
     /// Minimum width; negative means left-aligned (printf's `%-Ns`).
     pub width: i32,
     pub show: Show,
+    /// Cut longer text to the width (printf's `%-10.10s`), as bcc does for COMM.
+    pub truncate: bool,
 }
 
 impl Column {
@@ -40,6 +42,7 @@ impl Column {
             key,
             width,
             show: Show::Both,
+            truncate: false,
         }
     }
     pub const fn table(header: &'static str, width: i32) -> Self {
@@ -48,6 +51,7 @@ impl Column {
             key: "",
             width,
             show: Show::TableOnly,
+            truncate: false,
         }
     }
     pub const fn json(key: &'static str) -> Self {
@@ -56,7 +60,12 @@ impl Column {
             key,
             width: 0,
             show: Show::JsonOnly,
+            truncate: false,
         }
+    }
+    pub const fn truncated(mut self) -> Self {
+        self.truncate = true;
+        self
     }
 }
 
@@ -167,6 +176,11 @@ impl Output {
             if csv {
                 self.line.push_str(&cell);
             } else {
+                if c.truncate {
+                    if let Some((i, _)) = cell.char_indices().nth(c.width.unsigned_abs() as usize) {
+                        cell.truncate(i);
+                    }
+                }
                 pad(&mut self.line, &cell, c.width);
             }
         }
@@ -309,7 +323,7 @@ mod tests {
         let sink = Sink::default();
         let cols = vec![
             Column::new("PID", "pid", -6),
-            Column::new("COMM", "comm", -8),
+            Column::new("COMM", "comm", -4).truncated(),
             Column::table("KB", 6),
             Column::json("bytes"),
             Column::new("ADDR", "addr", -15),
@@ -332,7 +346,7 @@ mod tests {
     fn table_aligns_and_trims() {
         assert_eq!(
             render(Format::Table),
-            "PID    COMM         KB ADDR\n42     cu\"rl      9.77 127.0.0.1\n"
+            "PID    COMM     KB ADDR\n42     cu\"r   9.77 127.0.0.1\n"
         );
     }
 

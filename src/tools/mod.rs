@@ -8,8 +8,6 @@ use crate::core::caps::{Caps, Plan};
 use crate::core::cli::{Common, Filters};
 use crate::core::run::Run;
 
-pub mod tcplife;
-
 pub struct Tool {
     pub name: &'static str,
     /// Other names it answers to (book spellings), also as symlink names.
@@ -20,7 +18,21 @@ pub struct Tool {
     pub run: fn(&'static Tool, Vec<OsString>) -> anyhow::Result<()>,
 }
 
-pub static TOOLS: &[&Tool] = &[&tcplife::TOOL];
+/// Declares each tool's module and lists it in [`TOOLS`].
+macro_rules! registry {
+    ($($tool:ident),* $(,)?) => {
+        $(pub mod $tool;)*
+        pub static TOOLS: &[&Tool] = &[$(&$tool::TOOL),*];
+    };
+}
+
+// The registry: one line per tool.
+registry! {
+    tcpaccept,
+    tcpconnect,
+    tcplife,
+    tcpstates,
+}
 
 pub fn find(name: &str) -> Option<&'static Tool> {
     TOOLS

@@ -89,7 +89,7 @@ fn columns(o: &Opts) -> Vec<Column> {
         c.push(Column::new("TIME(s)", "ts", -9));
     }
     c.push(Column::new("PID", "pid", -7));
-    c.push(Column::new("COMM", "comm", if o.wide { -16 } else { -10 }));
+    c.push(Column::new("COMM", "comm", if o.wide { -16 } else { -10 }).truncated());
     c.push(if o.wide {
         Column::new("IP", "ip", -2)
     } else {

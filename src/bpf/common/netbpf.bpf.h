@@ -20,6 +20,7 @@
 #define PF_KTHREAD 0x00200000
 
 #define EINPROGRESS 115
+#define ECONNABORTED 103
 
 #define TASK_COMM_LEN 16
 

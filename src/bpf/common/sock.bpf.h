@@ -29,8 +29,9 @@ static __always_inline void sk_read_tuple(const struct sock *sk, struct sock_tup
 		BPF_CORE_READ_INTO(&t->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
 		BPF_CORE_READ_INTO(&t->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
 	} else {
-		BPF_CORE_READ_INTO(&t->saddr, sk, __sk_common.skc_rcv_saddr);
-		BPF_CORE_READ_INTO(&t->daddr, sk, __sk_common.skc_daddr);
+		/* Typed as __u32 so exactly 4 bytes are copied (the macro copies sizeof(*dst)). */
+		BPF_CORE_READ_INTO((__u32 *)t->saddr, sk, __sk_common.skc_rcv_saddr);
+		BPF_CORE_READ_INTO((__u32 *)t->daddr, sk, __sk_common.skc_daddr);
 	}
 }
 

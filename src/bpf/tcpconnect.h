@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+#ifndef NETBPF_TCPCONNECT_H
+#define NETBPF_TCPCONNECT_H
+
+#include "common/sock.h"
+
+/* One active TCP open (a SYN sent by connect()). */
+struct tcpconnect_event {
+	struct sock_tuple tuple;
+	__u32 pid;
+	__u32 uid;
+	__s32 result; /* 0 established, -EINPROGRESS still pending, -errno failed */
+	char comm[16];
+};
+
+/* Count mode (-c): connects per (addresses, remote port), summed in the kernel. */
+struct tcpconnect_count_key {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u16 family;
+	__u16 rport;
+	__u32 pad;
+};
+
+#endif

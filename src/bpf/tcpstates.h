@@ -1,0 +1,20 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+#ifndef NETBPF_TCPSTATES_H
+#define NETBPF_TCPSTATES_H
+
+#include "common/sock.h"
+
+/* One TCP state change. */
+struct tcpstates_event {
+	struct sock_tuple tuple;
+	__u64 skaddr;
+	__u64 prev_state_ns; /* time spent in oldstate; 0 when not seen before */
+	__u32 cpid; /* task on CPU (may be unrelated in softirq) */
+	__u32 pid; /* owner, 0 when unknown */
+	char ccomm[16];
+	char comm[16];
+	__s32 oldstate;
+	__s32 newstate;
+};
+
+#endif

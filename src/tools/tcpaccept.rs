@@ -1,0 +1,142 @@
+//! tcpaccept: passive TCP connections (accept()), with the accepting process and the backlog.
+
+use std::ffi::OsString;
+use std::mem::MaybeUninit;
+
+use clap::Parser;
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+
+use crate::core::addr::ip_version;
+use crate::core::bpf::{opened, read_event, LoadContext, Pod};
+use crate::core::caps::{Hook, Plan};
+use crate::core::cli::{parse_pid, parse_port_list, Common, Family, Filters};
+use crate::core::output::{comm_str, Column, Output, Value};
+use crate::core::time::{hms_now, Elapsed};
+use crate::tools::{announce, start, Tool};
+use crate::tuple_of;
+
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/tcpaccept.skel.rs"));
+}
+use skel::*;
+
+unsafe impl Pod for types::tcpaccept_event {}
+
+pub static TOOL: Tool = Tool {
+    name: "tcpaccept",
+    aliases: &[],
+    about: "Passive TCP connections (accept()), with the accepting process and backlog",
+    plans: &[Plan {
+        name: "tracepoint",
+        needs: &[Hook::Tracepoint],
+        attach: "syscalls/sys_{enter,exit}_accept{,4} + fd->sock",
+        check: None,
+    }],
+    run,
+};
+
+const EXAMPLES: &str = "\
+Examples:
+  tcpaccept               # every accepted TCP connection
+  tcpaccept -T            # with wall-clock time
+  tcpaccept -p 181        # only PID 181
+  tcpaccept -P 80,443     # only local ports 80 and 443
+  tcpaccept --json        # one JSON object per accept
+
+BL is the listen queue when accept() took the connection: queued connections (this one
+included) / the listener's backlog limit.
+Connections accepted through io_uring do not pass through accept(2) and are not seen.";
+
+type Ports = Vec<u16>;
+
+#[derive(Parser, Debug)]
+#[command(name = "tcpaccept", about = "Trace passive TCP connections (accept())", after_help = EXAMPLES)]
+struct Opts {
+    /// Include a HH:MM:SS time column
+    #[arg(short = 'T', long = "time")]
+    time: bool,
+    /// Include a seconds-since-start column
+    #[arg(short = 't', long = "timestamp")]
+    timestamp: bool,
+    /// Only this process
+    #[arg(short = 'p', long = "pid", value_parser = parse_pid)]
+    pid: Option<u32>,
+    /// Only these local ports (comma list)
+    #[arg(short = 'P', long = "port", value_parser = parse_port_list)]
+    ports: Option<Ports>,
+    #[command(flatten)]
+    family: Family,
+    #[command(flatten)]
+    common: Common,
+}
+
+fn columns(o: &Opts) -> Vec<Column> {
+    let mut c = Vec::new();
+    if o.time {
+        c.push(Column::new("TIME", "time", -8));
+    }
+    if o.timestamp {
+        c.push(Column::new("TIME(s)", "ts", -9));
+    }
+    c.extend([
+        Column::new("PID", "pid", -7),
+        Column::new("COMM", "comm", -12).truncated(),
+        Column::new("IP", "ip", -2),
+        Column::new("RADDR", "raddr", -16),
+        Column::new("RPORT", "rport", -5),
+        Column::new("LADDR", "laddr", -16),
+        Column::new("LPORT", "lport", -5),
+        Column::table("BL", -7),
+        Column::json("backlog"),
+        Column::json("max_backlog"),
+    ]);
+    c
+}
+
+fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
+    let o = Opts::parse_from(args);
+    let mut s = start(tool, &o.common)?;
+    s.filters.tgid = o.pid.unwrap_or(0);
+    s.filters.family = o.family.af();
+    s.filters.lports = Filters::ports(o.ports.as_deref().unwrap_or_default());
+
+    let mut obj = MaybeUninit::uninit();
+    let mut open = opened(tool.name, TcpacceptSkelBuilder::default().open(&mut obj))?;
+    crate::set_filters!(open.maps.rodata_data.as_deref_mut().expect("rodata"), s.filters);
+    let mut skel = open.load().or_load_failed(tool.name)?;
+    skel.attach().map_err(|e| crate::core::bpf::attach_failed(tool.name, s.plan.attach, e))?;
+
+    let mut out = Output::new(o.common.format(), columns(&o));
+    out.header();
+    announce("accept()s");
+    let elapsed = Elapsed::start();
+    s.run.stream(&skel.maps.events, &mut out, |data, out| {
+        let Some(e) = read_event::<types::tcpaccept_event>(data) else { return };
+        let t = tuple_of!(e.tuple);
+        let comm = comm_str(&e.comm);
+        let time = if o.time { hms_now() } else { String::new() };
+        let bl = format!("{}/{}", e.backlog, e.max_backlog);
+        let mut row: Vec<Value> = Vec::with_capacity(12);
+        if o.time {
+            row.push(Value::Str(&time));
+        }
+        if o.timestamp {
+            row.push(Value::F64(elapsed.secs(), 3));
+        }
+        row.extend([
+            Value::U64(e.pid.into()),
+            Value::Str(&comm),
+            Value::U64(ip_version(t.family)),
+            Value::Ip(t.raddr),
+            Value::U64(t.rport.into()),
+            Value::Ip(t.laddr),
+            Value::U64(t.lport.into()),
+            Value::Str(&bl),
+            Value::U64(e.backlog.into()),
+            Value::U64(e.max_backlog.into()),
+        ]);
+        out.row(&row);
+    })?;
+    crate::core::run::report_lost(tool.name, skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events));
+    Ok(())
+}

@@ -1,0 +1,188 @@
+//! tcpconnect: active TCP connections (connect()), one line each, or counts with -c.
+
+use std::ffi::OsString;
+use std::mem::MaybeUninit;
+use std::time::Duration;
+
+use clap::Parser;
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::MapCore;
+
+use crate::core::addr::{ip, ip_version};
+use crate::core::bpf::{opened, read_event, LoadContext, Pod};
+use crate::core::caps::{Hook, Plan};
+use crate::core::cli::{parse_pid, parse_port_list, Common, Family, Filters};
+use crate::core::errno;
+use crate::core::output::{comm_str, Column, Output, Value};
+use crate::core::time::Elapsed;
+use crate::tools::{announce, start, Tool};
+use crate::tuple_of;
+
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/tcpconnect.skel.rs"));
+}
+use skel::*;
+
+unsafe impl Pod for types::tcpconnect_event {}
+unsafe impl Pod for types::tcpconnect_count_key {}
+
+pub static TOOL: Tool = Tool {
+    name: "tcpconnect",
+    aliases: &[],
+    about: "Active TCP connections (connect()), or counts of them with -c",
+    plans: &[
+        Plan {
+            name: "tracepoint",
+            needs: &[Hook::TpBtf, Hook::Tracepoint],
+            attach: "sock/inet_sock_set_state + syscalls/sys_exit_connect",
+            check: None,
+        },
+        // Without tracefs: a non-blocking connect is shown when its handshake ends.
+        Plan { name: "tp_btf", needs: &[Hook::TpBtf], attach: "sock/inet_sock_set_state", check: None },
+    ],
+    run,
+};
+
+const EXAMPLES: &str = "\
+Examples:
+  tcpconnect              # every active TCP connection
+  tcpconnect -t -U        # with timestamps and UIDs
+  tcpconnect -p 181       # only PID 181
+  tcpconnect -P 80,443    # only to ports 80 and 443
+  tcpconnect -c           # count connects per source, destination and port; print at exit
+  tcpconnect --json       # one JSON object per connect, with its result
+
+A line appears once the SYN is sent and the local port is known: for a blocking connect() when
+the handshake ends, for a non-blocking one when connect() returns. Failed handshakes (refused,
+timed out) are shown too; --json says how each ended (result).";
+
+type Ports = Vec<u16>;
+
+#[derive(Parser, Debug)]
+#[command(name = "tcpconnect", about = "Trace active TCP connections (connect())", after_help = EXAMPLES)]
+struct Opts {
+    /// Include a seconds-since-start column
+    #[arg(short = 't', long = "timestamp")]
+    timestamp: bool,
+    /// Only this process
+    #[arg(short = 'p', long = "pid", value_parser = parse_pid)]
+    pid: Option<u32>,
+    /// Only these destination ports (comma list)
+    #[arg(short = 'P', long = "port", value_parser = parse_port_list)]
+    ports: Option<Ports>,
+    #[command(flatten)]
+    family: Family,
+    /// Include a LPORT column
+    #[arg(short = 'L', long = "lport")]
+    lport: bool,
+    /// Include a UID column
+    #[arg(short = 'U', long = "print-uid")]
+    print_uid: bool,
+    /// Only this UID
+    #[arg(short = 'u', long = "uid")]
+    uid: Option<u32>,
+    /// Count connects per source, destination and port; print the counts at exit
+    #[arg(short = 'c', long = "count")]
+    count: bool,
+    #[command(flatten)]
+    common: Common,
+}
+
+fn columns(o: &Opts) -> Vec<Column> {
+    let mut c = Vec::new();
+    if o.timestamp {
+        c.push(Column::new("TIME(s)", "ts", -9));
+    }
+    c.push(if o.print_uid { Column::new("UID", "uid", -6) } else { Column::json("uid") });
+    c.extend([
+        Column::new("PID", "pid", -6),
+        Column::new("COMM", "comm", -12).truncated(),
+        Column::new("IP", "ip", -2),
+        Column::new("SADDR", "saddr", -16),
+        if o.lport { Column::new("LPORT", "lport", -6) } else { Column::json("lport") },
+        Column::new("DADDR", "daddr", -16),
+        Column::new("DPORT", "dport", -6),
+        Column::json("result"),
+    ]);
+    c
+}
+
+fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
+    let o = Opts::parse_from(args);
+    let mut s = start(tool, &o.common)?;
+    s.filters.tgid = o.pid.unwrap_or(0);
+    s.filters.family = o.family.af();
+    s.filters.rports = Filters::ports(o.ports.as_deref().unwrap_or_default());
+
+    let mut obj = MaybeUninit::uninit();
+    let mut open = opened(tool.name, TcpconnectSkelBuilder::default().open(&mut obj))?;
+    let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
+    crate::set_filters!(&mut *rodata, s.filters);
+    rodata.count_mode = o.count;
+    rodata.filter_uid = o.uid.unwrap_or(u32::MAX);
+    if !s.plan.needs.contains(&Hook::Tracepoint) {
+        open.progs.tcpconnect_sys_exit.set_autoload(false);
+    }
+    let mut skel = open.load().or_load_failed(tool.name)?;
+    skel.attach().map_err(|e| crate::core::bpf::attach_failed(tool.name, s.plan.attach, e))?;
+
+    if o.count {
+        announce("connect()s, counting");
+        while s.run.sleep(Duration::from_secs(3600)) {}
+        return print_counts(&skel, &o);
+    }
+
+    let mut out = Output::new(o.common.format(), columns(&o));
+    out.header();
+    announce("connect()s");
+    let elapsed = Elapsed::start();
+    s.run.stream(&skel.maps.events, &mut out, |data, out| {
+        let Some(e) = read_event::<types::tcpconnect_event>(data) else { return };
+        let t = tuple_of!(e.tuple);
+        let comm = comm_str(&e.comm);
+        let result = errno::result(e.result.into());
+        let mut row: Vec<Value> = Vec::with_capacity(11);
+        if o.timestamp {
+            row.push(Value::F64(elapsed.secs(), 3));
+        }
+        row.extend([
+            Value::U64(e.uid.into()),
+            Value::U64(e.pid.into()),
+            Value::Str(&comm),
+            Value::U64(ip_version(t.family)),
+            Value::Ip(t.laddr),
+            Value::U64(t.lport.into()),
+            Value::Ip(t.raddr),
+            Value::U64(t.rport.into()),
+            Value::Str(&result),
+        ]);
+        out.row(&row);
+    })?;
+    crate::core::run::report_lost(tool.name, skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events));
+    Ok(())
+}
+
+fn print_counts(skel: &TcpconnectSkel, o: &Opts) -> anyhow::Result<()> {
+    let mut rows = Vec::new();
+    for key in skel.maps.counts.keys() {
+        let Some(k) = read_event::<types::tcpconnect_count_key>(&key) else { continue };
+        let Some(v) = skel.maps.counts.lookup(&key, libbpf_rs::MapFlags::ANY)? else { continue };
+        let n = u64::from_ne_bytes(v[..8].try_into()?);
+        rows.push((ip(k.family, &k.saddr), ip(k.family, &k.daddr), k.rport, n));
+    }
+    rows.sort_by(|a, b| b.3.cmp(&a.3).then(a.cmp(b)));
+    let mut out = Output::new(
+        o.common.format(),
+        vec![
+            Column::new("LADDR", "laddr", -25),
+            Column::new("RADDR", "raddr", -25),
+            Column::new("RPORT", "rport", -20),
+            Column::new("CONNECTS", "connects", -10),
+        ],
+    );
+    out.header();
+    for (l, r, port, n) in rows {
+        out.row(&[Value::Ip(l), Value::Ip(r), Value::U64(port.into()), Value::U64(n)]);
+    }
+    Ok(())
+}

@@ -1,0 +1,157 @@
+//! tcpstates: every TCP state change, with the time spent in the previous state.
+
+use std::ffi::OsString;
+use std::mem::MaybeUninit;
+
+use clap::Parser;
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+
+use crate::core::addr::ip_version;
+use crate::core::bpf::{opened, read_event, LoadContext, Pod};
+use crate::core::caps::{Hook, Plan};
+use crate::core::cli::{parse_pid, parse_port_list, Common, Family, Filters};
+use crate::core::output::{comm_str, Column, Format, Output, Value};
+use crate::core::tcp::state_name;
+use crate::core::time::{hms_now, Elapsed};
+use crate::tools::{announce, start, Tool};
+use crate::tuple_of;
+
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/tcpstates.skel.rs"));
+}
+use skel::*;
+
+unsafe impl Pod for types::tcpstates_event {}
+
+pub static TOOL: Tool = Tool {
+    name: "tcpstates",
+    aliases: &[],
+    about: "TCP state changes, with the time spent in each state",
+    plans: &[Plan { name: "tp_btf", needs: &[Hook::TpBtf], attach: "sock/inet_sock_set_state", check: None }],
+    run,
+};
+
+const EXAMPLES: &str = "\
+Examples:
+  tcpstates               # every TCP state change
+  tcpstates -T -w         # with wall-clock time, wide columns for IPv6
+  tcpstates -L 80         # only local port 80
+  tcpstates -p 181        # only sockets owned by PID 181
+  tcpstates --json        # one JSON object per change
+
+C-PID/C-COMM is the task on CPU at the change: in softirq context it is whatever task was
+interrupted. The owner of the socket (connect/listen/close caller) is in --json as pid/comm.
+MS is the time spent in OLDSTATE (0 for a socket first seen at this change).";
+
+type Ports = Vec<u16>;
+
+#[derive(Parser, Debug)]
+#[command(name = "tcpstates", about = "Trace TCP state changes and their durations", after_help = EXAMPLES)]
+struct Opts {
+    /// Only sockets owned by this process
+    #[arg(short = 'p', long = "pid", value_parser = parse_pid)]
+    pid: Option<u32>,
+    /// Only these local ports (comma list)
+    #[arg(short = 'L', long = "localport", value_parser = parse_port_list)]
+    lports: Option<Ports>,
+    /// Only these remote ports (comma list)
+    #[arg(short = 'D', long = "remoteport", value_parser = parse_port_list)]
+    rports: Option<Ports>,
+    #[command(flatten)]
+    family: Family,
+    /// Wide columns (fits IPv6 addresses) and an IP column
+    #[arg(short = 'w', long)]
+    wide: bool,
+    /// Include a HH:MM:SS time column
+    #[arg(short = 'T', long = "time")]
+    time: bool,
+    /// Include a seconds-since-start column
+    #[arg(short = 't', long = "timestamp")]
+    timestamp: bool,
+    /// Comma-separated values
+    #[arg(short = 's', long = "csv", conflicts_with = "json")]
+    csv: bool,
+    #[command(flatten)]
+    common: Common,
+}
+
+fn columns(o: &Opts) -> Vec<Column> {
+    let aw = if o.wide { -39 } else { -15 };
+    let mut c = Vec::new();
+    if o.time {
+        c.push(Column::new("TIME", "time", -8));
+    }
+    if o.timestamp {
+        c.push(Column::new("TIME(s)", "ts", -9));
+    }
+    c.extend([
+        Column::new("SKADDR", "skaddr", -16),
+        Column::new("C-PID", "cpid", -6),
+        Column::new("C-COMM", "ccomm", -10).truncated(),
+        Column::json("pid"),
+        Column::json("comm"),
+        if o.wide { Column::new("IP", "ip", -2) } else { Column::json("ip") },
+        Column::new("LADDR", "laddr", aw),
+        Column::new("LPORT", "lport", -5),
+        Column::new("RADDR", "raddr", aw),
+        Column::new("RPORT", "rport", -5),
+        Column::new("OLDSTATE", "oldstate", -11),
+        Column::table("->", 2),
+        Column::new("NEWSTATE", "newstate", -11),
+        Column::new("MS", "ms", 9),
+    ]);
+    c
+}
+
+fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
+    let o = Opts::parse_from(args);
+    let mut s = start(tool, &o.common)?;
+    s.filters.tgid = o.pid.unwrap_or(0);
+    s.filters.family = o.family.af();
+    s.filters.lports = Filters::ports(o.lports.as_deref().unwrap_or_default());
+    s.filters.rports = Filters::ports(o.rports.as_deref().unwrap_or_default());
+
+    let mut obj = MaybeUninit::uninit();
+    let mut open = opened(tool.name, TcpstatesSkelBuilder::default().open(&mut obj))?;
+    crate::set_filters!(open.maps.rodata_data.as_deref_mut().expect("rodata"), s.filters);
+    let mut skel = open.load().or_load_failed(tool.name)?;
+    skel.attach().map_err(|e| crate::core::bpf::attach_failed(tool.name, s.plan.attach, e))?;
+
+    let format = if o.csv { Format::Csv } else { o.common.format() };
+    let mut out = Output::new(format, columns(&o));
+    out.header();
+    announce("TCP state changes");
+    let elapsed = Elapsed::start();
+    s.run.stream(&skel.maps.events, &mut out, |data, out| {
+        let Some(e) = read_event::<types::tcpstates_event>(data) else { return };
+        let t = tuple_of!(e.tuple);
+        let (ccomm, comm) = (comm_str(&e.ccomm), comm_str(&e.comm));
+        let time = if o.time { hms_now() } else { String::new() };
+        let mut row: Vec<Value> = Vec::with_capacity(17);
+        if o.time {
+            row.push(Value::Str(&time));
+        }
+        if o.timestamp {
+            row.push(Value::F64(elapsed.secs(), 6));
+        }
+        row.extend([
+            Value::Hex(e.skaddr),
+            Value::U64(e.cpid.into()),
+            Value::Str(&ccomm),
+            Value::U64(e.pid.into()),
+            Value::Str(&comm),
+            Value::U64(ip_version(t.family)),
+            Value::Ip(t.laddr),
+            Value::U64(t.lport.into()),
+            Value::Ip(t.raddr),
+            Value::U64(t.rport.into()),
+            Value::Str(state_name(e.oldstate)),
+            Value::Sep("->"),
+            Value::Str(state_name(e.newstate)),
+            Value::F64(e.prev_state_ns as f64 / 1e6, 3),
+        ]);
+        out.row(&row);
+    })?;
+    crate::core::run::report_lost(tool.name, skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events));
+    Ok(())
+}
