@@ -55,6 +55,7 @@ static __always_inline int on_exit(struct trace_event_raw_sys_exit *ctx)
 	if (!e)
 		return 0;
 	e->tuple = t;
+	e->ts_ns = bpf_ktime_get_ns();
 	e->pid = current_tgid();
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	listener = sock_from_fd(lfd);

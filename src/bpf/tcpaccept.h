@@ -7,6 +7,7 @@
 /* One passive TCP open returned by accept(). */
 struct tcpaccept_event {
 	struct sock_tuple tuple;
+	__u64 ts_ns; /* bpf_ktime_get_ns() of the event */
 	__u32 pid;
 	__u32 backlog; /* listen queue length when this connection was taken, itself included */
 	__u32 max_backlog; /* the listener's limit */

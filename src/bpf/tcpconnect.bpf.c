@@ -71,6 +71,7 @@ static __always_inline void report(const struct sock *sk, const struct connector
 	if (!e)
 		return;
 	e->tuple = t;
+	e->ts_ns = bpf_ktime_get_ns();
 	e->pid = c->pid;
 	e->uid = c->uid;
 	e->result = result;

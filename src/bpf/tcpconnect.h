@@ -7,6 +7,7 @@
 /* One active TCP open (a SYN sent by connect()). */
 struct tcpconnect_event {
 	struct sock_tuple tuple;
+	__u64 ts_ns; /* bpf_ktime_get_ns() of the event */
 	__u32 pid;
 	__u32 uid;
 	__s32 result; /* 0 established, -EINPROGRESS still pending, -errno failed */

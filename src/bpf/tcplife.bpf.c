@@ -77,7 +77,8 @@ int BPF_PROG(tcplife_set_state, struct sock *sk, int oldstate, int newstate)
 	if (e) {
 		sk_read_tuple(sk, &e->tuple);
 		if (family_ok(e->tuple.family) && lport_ok(e->tuple.lport) && rport_ok(e->tuple.rport)) {
-			e->span_ns = bpf_ktime_get_ns() - s->birth_ns;
+			e->ts_ns = bpf_ktime_get_ns();
+			e->span_ns = e->ts_ns - s->birth_ns;
 			payload_bytes(sk, s->states_seen, e);
 			if (owner) {
 				e->pid = owner->pid;

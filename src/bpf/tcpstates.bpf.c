@@ -40,6 +40,7 @@ int BPF_PROG(tcpstates_set_state, struct sock *sk, int oldstate, int newstate)
 	if (!e)
 		goto out;
 	e->tuple = t;
+	e->ts_ns = now;
 	e->skaddr = key;
 	e->prev_state_ns = last ? now - *last : 0;
 	e->cpid = current_tgid();

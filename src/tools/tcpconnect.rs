@@ -14,7 +14,7 @@ use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{parse_pid, parse_port_list, Common, Family, Filters};
 use crate::core::errno;
 use crate::core::output::{comm_str, Column, Output, Value};
-use crate::core::time::Elapsed;
+use crate::core::time::Clock;
 use crate::tools::{announce, start, Tool};
 use crate::tuple_of;
 
@@ -135,7 +135,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let mut out = Output::new(o.common.format(), columns(&o));
     out.header();
     announce("connect()s");
-    let elapsed = Elapsed::start();
+    let clock = Clock::start();
     s.run.stream(&skel.maps.events, &mut out, |data, out| {
         let Some(e) = read_event::<types::tcpconnect_event>(data) else { return };
         let t = tuple_of!(e.tuple);
@@ -143,7 +143,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         let result = errno::result(e.result.into());
         let mut row: Vec<Value> = Vec::with_capacity(11);
         if o.timestamp {
-            row.push(Value::F64(elapsed.secs(), 3));
+            row.push(Value::F64(clock.secs(e.ts_ns), 3));
         }
         row.extend([
             Value::U64(e.uid.into()),

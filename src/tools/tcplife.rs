@@ -11,7 +11,7 @@ use crate::core::bpf::{opened, read_event, LoadContext, Pod};
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{parse_pid, parse_port_list, Common, Family, Filters};
 use crate::core::output::{comm_str, Column, Format, Output, Value};
-use crate::core::time::{hms_now, Elapsed};
+use crate::core::time::Clock;
 use crate::tools::{announce, start, Tool};
 use crate::tuple_of;
 
@@ -135,20 +135,20 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let mut out = Output::new(format, columns(&o));
     out.header();
     announce("TCP sessions");
-    let elapsed = Elapsed::start();
+    let clock = Clock::start();
     s.run.stream(&skel.maps.events, &mut out, |data, out| {
         let Some(e) = read_event::<types::tcplife_event>(data) else {
             return;
         };
         let t = tuple_of!(e.tuple);
         let comm = comm_str(&e.comm);
-        let time = if o.time { hms_now() } else { String::new() };
+        let time = if o.time { clock.hms(e.ts_ns) } else { String::new() };
         let mut row: Vec<Value> = Vec::with_capacity(14);
         if o.time {
             row.push(Value::Str(&time));
         }
         if o.timestamp {
-            row.push(Value::F64(elapsed.secs(), 6));
+            row.push(Value::F64(clock.secs(e.ts_ns), 6));
         }
         row.extend([
             Value::U64(e.pid.into()),
