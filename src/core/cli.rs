@@ -60,6 +60,23 @@ pub fn parse_port_list(s: &str) -> Result<Vec<u16>, String> {
     parse_ports(s, MAX_FILTER_PORTS)
 }
 
+/// The `[interval] [count]` positionals of interval tools.
+#[derive(Args, Debug, Clone, Default)]
+pub struct Interval {
+    /// Seconds between outputs (default 1)
+    #[arg(value_name = "INTERVAL", value_parser = parse_duration)]
+    pub interval: Option<Duration>,
+    /// Number of outputs (default: until Ctrl-C)
+    #[arg(value_name = "COUNT", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+}
+
+impl Interval {
+    pub fn every(&self) -> Duration {
+        self.interval.unwrap_or(Duration::from_secs(1))
+    }
+}
+
 /// -4 / -6 as clap flags; both given is refused by clap (`conflicts_with`).
 #[derive(Args, Debug, Clone, Default)]
 pub struct Family {

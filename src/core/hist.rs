@@ -5,6 +5,8 @@
 
 use std::fmt::Write as _;
 
+use crate::core::output::{text_value, Format, Output, Value};
+
 const BAR_WIDTH: u64 = 52;
 
 /// Slot index of `v` in a log2 histogram (mirrors the BPF helper; used by tests and exporters).
@@ -90,6 +92,120 @@ pub fn render_linear(slots: &[u64], min: u64, step: u64) -> String {
     out
 }
 
+/// A log2 histogram's non-empty buckets as a JSON array:
+/// `[{"low":512,"high":1024,"count":4},...]` (`high` is exclusive; slot 0 is [0, 1)).
+pub fn json_log2(slots: &[u64]) -> String {
+    let mut out = String::from("[");
+    for (slot, &count) in slots.iter().enumerate().filter(|(_, &c)| c > 0) {
+        if out.len() > 1 {
+            out.push(',');
+        }
+        let (low, high) = (log2_slot_low(slot), log2_slot_low(slot + 1).max(1));
+        write!(out, "{{\"low\":{low},\"high\":{high},\"count\":{count}}}").unwrap();
+    }
+    out.push(']');
+    out
+}
+
+/// A linear histogram's non-empty buckets as a JSON array; the last bucket has no "high".
+pub fn json_linear(slots: &[u64], min: u64, step: u64) -> String {
+    let mut out = String::from("[");
+    for (i, &count) in slots.iter().enumerate().filter(|(_, &c)| c > 0) {
+        if out.len() > 1 {
+            out.push(',');
+        }
+        let low = min + i as u64 * step;
+        if i == slots.len() - 1 {
+            write!(out, "{{\"low\":{low},\"count\":{count}}}").unwrap();
+        } else {
+            write!(
+                out,
+                "{{\"low\":{low},\"high\":{},\"count\":{count}}}",
+                low + step
+            )
+            .unwrap();
+        }
+    }
+    out.push(']');
+    out
+}
+
+/// Prints one log2 histogram: in a table, bpftrace's `@name[label, ...]:` block; in JSON one
+/// object `{"hist":name, <labels>, "buckets":[...]}`. `unit` names what is counted (e.g. "us").
+pub fn print_log2(
+    out: &mut Output,
+    name: &str,
+    unit: &str,
+    labels: &[(&str, Value)],
+    slots: &[u64],
+) {
+    print_with(
+        out,
+        name,
+        unit,
+        labels,
+        &json_log2(slots),
+        &render_log2(slots),
+    );
+}
+
+/// As [`print_log2`] for a linear histogram.
+pub fn print_linear(
+    out: &mut Output,
+    name: &str,
+    unit: &str,
+    labels: &[(&str, Value)],
+    slots: &[u64],
+    min: u64,
+    step: u64,
+) {
+    print_with(
+        out,
+        name,
+        unit,
+        labels,
+        &json_linear(slots, min, step),
+        &render_linear(slots, min, step),
+    );
+}
+
+fn print_with(
+    out: &mut Output,
+    name: &str,
+    unit: &str,
+    labels: &[(&str, Value)],
+    json: &str,
+    text: &str,
+) {
+    if out.format() == Format::Json {
+        let mut fields = vec![("hist", Value::Str(name)), ("unit", Value::Str(unit))];
+        fields.extend_from_slice(labels);
+        fields.push(("buckets", Value::Json(json)));
+        out.record(&fields);
+        return;
+    }
+    let mut title = format!("@{name}");
+    if !labels.is_empty() {
+        title.push('[');
+        for (i, (_, v)) in labels.iter().enumerate() {
+            if i > 0 {
+                title.push_str(", ");
+            }
+            text_value(&mut title, v);
+        }
+        title.push(']');
+    }
+    title.push(':');
+    out.text(&title);
+    out.text(text.trim_end());
+    out.text("");
+}
+
+/// Total of all buckets.
+pub fn total(slots: &[u64]) -> u64 {
+    slots.iter().sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,6 +250,22 @@ mod tests {
         let s = render_log2(&[1, 1, 0]);
         assert!(s.starts_with("[0]   "), "{s}");
         assert!(s.lines().nth(1).unwrap().starts_with("[1]   "));
+    }
+
+    #[test]
+    fn json_buckets() {
+        let mut slots = vec![0u64; 64];
+        slots[0] = 1;
+        slots[10] = 4;
+        assert_eq!(
+            json_log2(&slots),
+            r#"[{"low":0,"high":1,"count":1},{"low":512,"high":1024,"count":4}]"#
+        );
+        assert_eq!(
+            json_linear(&[0, 2, 1], 0, 10),
+            r#"[{"low":10,"high":20,"count":2},{"low":20,"count":1}]"#
+        );
+        assert_eq!(total(&slots), 5);
     }
 
     #[test]

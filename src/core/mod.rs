@@ -6,6 +6,7 @@ pub mod cli;
 pub mod errno;
 pub mod error;
 pub mod hist;
+pub mod maps;
 pub mod netns;
 pub mod output;
 pub mod run;

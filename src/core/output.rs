@@ -81,6 +81,8 @@ pub enum Value<'a> {
     Hex(u64),
     /// A literal cell such as "->", table only.
     Sep(&'static str),
+    /// Pre-rendered JSON (e.g. a histogram's buckets), written as is.
+    Json(&'a str),
 }
 
 pub struct Output {
@@ -200,18 +202,25 @@ impl Output {
             first = false;
             json_string(&mut self.line, c.key);
             self.line.push(':');
-            match *v {
-                Value::U64(n) => write!(self.line, "{n}").unwrap(),
-                Value::I64(n) => write!(self.line, "{n}").unwrap(),
-                Value::F64(f, _) if f.is_finite() => write!(self.line, "{f}").unwrap(),
-                Value::F64(..) => self.line.push_str("null"),
-                Value::Str(s) => json_string(&mut self.line, s),
-                Value::Ip(ip) => write!(self.line, "\"{ip}\"").unwrap(),
-                Value::Hex(h) => write!(self.line, "\"{h:x}\"").unwrap(),
-                Value::Sep(_) => unreachable!(),
-            }
+            json_value(&mut self.line, v);
         }
         self.line.push('}');
+    }
+
+    /// An object whose fields are not the table's columns (a histogram, a summary), JSON mode.
+    pub fn record(&mut self, fields: &[(&str, Value)]) {
+        self.line.clear();
+        self.line.push('{');
+        for (i, (key, v)) in fields.iter().enumerate() {
+            if i > 0 {
+                self.line.push(',');
+            }
+            json_string(&mut self.line, key);
+            self.line.push(':');
+            json_value(&mut self.line, v);
+        }
+        self.line.push('}');
+        self.emit_line();
     }
 
     /// Free text (e.g. a tool's summary), printed as is in table mode.
@@ -247,7 +256,20 @@ impl Drop for Output {
     }
 }
 
-fn text_value(cell: &mut String, v: &Value) {
+fn json_value(line: &mut String, v: &Value) {
+    match *v {
+        Value::U64(n) => write!(line, "{n}").unwrap(),
+        Value::I64(n) => write!(line, "{n}").unwrap(),
+        Value::F64(f, _) if f.is_finite() => write!(line, "{f}").unwrap(),
+        Value::F64(..) => line.push_str("null"),
+        Value::Str(s) | Value::Sep(s) => json_string(line, s),
+        Value::Ip(ip) => write!(line, "\"{ip}\"").unwrap(),
+        Value::Hex(h) => write!(line, "\"{h:x}\"").unwrap(),
+        Value::Json(j) => line.push_str(j),
+    }
+}
+
+pub fn text_value(cell: &mut String, v: &Value) {
     match *v {
         Value::U64(n) => write!(cell, "{n}").unwrap(),
         Value::I64(n) => write!(cell, "{n}").unwrap(),
@@ -255,7 +277,7 @@ fn text_value(cell: &mut String, v: &Value) {
         Value::Str(s) => cell.push_str(s),
         Value::Ip(ip) => write!(cell, "{ip}").unwrap(),
         Value::Hex(h) => write!(cell, "{h:x}").unwrap(),
-        Value::Sep(s) => cell.push_str(s),
+        Value::Sep(s) | Value::Json(s) => cell.push_str(s),
     }
 }
 

@@ -62,6 +62,31 @@ impl Run {
         }
     }
 
+    /// Calls `tick` every `interval` (and once more when the run ends early), `count` times at
+    /// most: the loop of interval tools (`tool [interval] [count]`).
+    pub fn every(
+        &self,
+        interval: Duration,
+        count: Option<u64>,
+        mut tick: impl FnMut() -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let mut n = 0;
+        loop {
+            let more = self.sleep(interval);
+            tick()?;
+            n += 1;
+            if !more || count.is_some_and(|c| n >= c) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Waits for the end of the run (Ctrl-C, SIGTERM or --duration): the loop of tools that
+    /// print a summary at exit.
+    pub fn wait(&self) {
+        while self.sleep(Duration::from_secs(3600)) {}
+    }
+
     /// Streams `events` into `handle` until the run ends, then drains what is left.
     pub fn stream<F>(
         &self,

@@ -2,7 +2,6 @@
 //! one event header `src/bpf/<tool>.h`.
 
 use std::ffi::OsString;
-use std::time::Duration;
 
 use crate::core::caps::{Caps, Plan};
 use crate::core::cli::{Common, Filters};
@@ -65,9 +64,4 @@ pub fn start(tool: &'static Tool, common: &Common) -> anyhow::Result<Start> {
 /// "Tracing ..." on stderr once attached: people know it is live, tests know when to begin.
 pub fn announce(what: &str) {
     eprintln!("Tracing {what}... Hit Ctrl-C to end.");
-}
-
-/// Interval/count positionals of the interval tools.
-pub fn interval(secs: Option<f64>) -> Duration {
-    Duration::from_secs_f64(secs.unwrap_or(1.0))
 }

@@ -2,7 +2,6 @@
 
 use std::ffi::OsString;
 use std::mem::MaybeUninit;
-use std::time::Duration;
 
 use clap::Parser;
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
@@ -128,7 +127,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
 
     if o.count {
         announce("connect()s, counting");
-        while s.run.sleep(Duration::from_secs(3600)) {}
+        s.run.wait();
         return print_counts(&skel, &o);
     }
 

@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Socket addresses passed to syscalls, read from user memory. Copy them at syscall entry: the
+ * buffer can change before the syscall returns. */
+#ifndef NETBPF_SOCKADDR_BPF_H
+#define NETBPF_SOCKADDR_BPF_H
+
+#include "common/sockaddr.h"
+
+/* Reads family, port (host order) and address of a user sockaddr. Returns the family, or 0
+ * when the memory could not be read. */
+static __always_inline __u16 read_user_sockaddr(const void *uaddr, struct user_sockaddr *out)
+{
+	struct sockaddr_in6 sa6 = {};
+	struct sockaddr_in *sa4 = (struct sockaddr_in *)&sa6;
+
+	__builtin_memset(out, 0, sizeof(*out));
+	if (!uaddr || bpf_probe_read_user(&sa6.sin6_family, sizeof(sa6.sin6_family), uaddr))
+		return 0;
+	out->family = sa6.sin6_family;
+	if (out->family == AF_INET) {
+		if (bpf_probe_read_user(sa4, sizeof(*sa4), uaddr))
+			return 0;
+		out->port = bpf_ntohs(sa4->sin_port);
+		__builtin_memcpy(out->addr, &sa4->sin_addr.s_addr, 4);
+	} else if (out->family == AF_INET6) {
+		if (bpf_probe_read_user(&sa6, sizeof(sa6), uaddr))
+			return 0;
+		out->port = bpf_ntohs(sa6.sin6_port);
+		__builtin_memcpy(out->addr, &sa6.sin6_addr, 16);
+	}
+	return out->family;
+}
+
+#endif
