@@ -10,5 +10,6 @@ pub mod maps;
 pub mod netns;
 pub mod output;
 pub mod run;
+pub mod symbols;
 pub mod tcp;
 pub mod time;
