@@ -10,3 +10,12 @@ packages=(clang make pkg-config libelf-dev zlib1g-dev util-linux)
 command -v cargo >/dev/null 2>&1 || packages+=(cargo-web)
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${packages[@]}"
+
+# Test-only: the Prometheus server the exporter's end-to-end test scrapes with. Unpacked into a
+# cache directory rather than installed, so no system service is started.
+prom_dir=/var/cache/netbpf/prometheus
+if [ ! -x "$prom_dir/usr/bin/prometheus" ]; then
+	mkdir -p /var/cache/netbpf
+	(cd /var/cache/netbpf && apt-get download -q prometheus 2>/dev/null && rm -rf "$prom_dir" &&
+		dpkg -x prometheus_*.deb "$prom_dir" && rm -f prometheus_*.deb)
+fi

@@ -13,6 +13,7 @@ netbpf: eBPF network observability tools
 
 Usage: netbpf TOOL [OPTIONS]       run a tool (netbpf TOOL --help for its options)
        netbpf list [--verbose]     every tool, and whether and how it runs on this kernel
+       netbpf exporter [OPTIONS]   the tools' aggregations as Prometheus metrics
        netbpf --install-links DIR  symlink every tool name to this binary in DIR
        netbpf --version
 
@@ -58,6 +59,10 @@ fn dispatch(mut args: Vec<OsString>) -> anyhow::Result<()> {
         "-V" | "--version" => {
             println!("netbpf {}", env!("CARGO_PKG_VERSION"));
             Ok(())
+        }
+        "exporter" => {
+            args.remove(0);
+            netbpf::exporter::run(args)
         }
         "list" => list(args.get(2).is_some_and(|a| a == "--verbose" || a == "-v")),
         "--install-links" => {

@@ -4,10 +4,21 @@
 #include "common/events.bpf.h"
 #include "common/filter.bpf.h"
 #include "common/tcp_owner.bpf.h"
+#include "common/hist.bpf.h"
 #include "tcplife.h"
 
 char LICENSE[] SEC("license") = "GPL";
 EXPORT_EVENT_TYPE(tcplife_event);
+
+/* Exporter mode: sum sessions into `totals` instead of streaming them. */
+const volatile bool aggregate = false;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct tcplife_totals);
+} totals SEC(".maps");
 
 struct session {
 	__u64 birth_ns;
@@ -44,6 +55,23 @@ static __always_inline void payload_bytes(const struct sock *sk, __u32 seen, str
 	e->rx_bytes = received;
 }
 
+static __always_inline void add_to_totals(const struct sock *sk, const struct session *s)
+{
+	struct tcplife_event bytes = {};
+	__u32 idx = BPF_CORE_READ(sk, __sk_common.skc_family) == AF_INET6;
+	struct tcplife_totals *t = bpf_map_lookup_elem(&totals, &idx);
+	__u64 span_us = (bpf_ktime_get_ns() - s->birth_ns) / 1000;
+
+	if (!t)
+		return;
+	payload_bytes(sk, s->states_seen, &bytes);
+	hist_add(&t->span_us, span_us);
+	__sync_fetch_and_add(&t->span_us_sum, span_us);
+	__sync_fetch_and_add(&t->sessions, 1);
+	__sync_fetch_and_add(&t->tx_bytes, bytes.tx_bytes);
+	__sync_fetch_and_add(&t->rx_bytes, bytes.rx_bytes);
+}
+
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(tcplife_set_state, struct sock *sk, int oldstate, int newstate)
 {
@@ -71,6 +99,10 @@ int BPF_PROG(tcplife_set_state, struct sock *sk, int oldstate, int newstate)
 	if (newstate != TCP_CLOSE)
 		return 0;
 
+	if (aggregate) {
+		add_to_totals(sk, s);
+		goto done;
+	}
 	e = NULL;
 	if (!filter_tgid || (owner && owner->pid == filter_tgid))
 		e = reserve_event(sizeof(*e));
@@ -92,6 +124,7 @@ int BPF_PROG(tcplife_set_state, struct sock *sk, int oldstate, int newstate)
 			bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
 		}
 	}
+done:
 	bpf_map_delete_elem(&sessions, &key);
 	owner_forget(sk);
 	return 0;

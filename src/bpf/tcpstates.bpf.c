@@ -9,6 +9,16 @@
 char LICENSE[] SEC("license") = "GPL";
 EXPORT_EVENT_TYPE(tcpstates_event);
 
+/* Exporter mode: count transitions in `transitions` instead of streaming them. */
+const volatile bool aggregate = false;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TCP_STATE_SLOTS * TCP_STATE_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} transitions SEC(".maps");
+
 /* sk -> time of its last state change */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -27,6 +37,14 @@ int BPF_PROG(tcpstates_set_state, struct sock *sk, int oldstate, int newstate)
 
 	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP || !netns_ok(sk_netns_cookie(sk)))
 		return 0;
+	if (aggregate) {
+		__u32 idx = (oldstate & (TCP_STATE_SLOTS - 1)) * TCP_STATE_SLOTS + (newstate & (TCP_STATE_SLOTS - 1));
+		__u64 *n = bpf_map_lookup_elem(&transitions, &idx);
+
+		if (n)
+			*n += 1;
+		return 0;
+	}
 	owner = owner_track(sk, oldstate, newstate);
 	last = bpf_map_lookup_elem(&last_change, &key);
 

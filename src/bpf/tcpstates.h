@@ -18,4 +18,7 @@ struct tcpstates_event {
 	__s32 newstate;
 };
 
+/* Exporter mode: transitions counted per (old, new) at index old * TCP_STATE_SLOTS + new. */
+#define TCP_STATE_SLOTS 16
+
 #endif

@@ -21,6 +21,7 @@ mod skel {
 use skel::*;
 
 unsafe impl Pod for types::tcplife_event {}
+unsafe impl Pod for types::tcplife_totals {}
 
 pub static TOOL: Tool = Tool {
     name: "tcplife",
@@ -171,4 +172,45 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events),
     );
     Ok(())
+}
+
+/// Exporter: sessions summed in the kernel per family.
+pub fn export(filters: &Filters) -> anyhow::Result<crate::exporter::sources::Loaded> {
+    use crate::exporter::sources::{counter_family, duration_histogram_family, Loaded};
+    use prometheus_client::collector::Collector;
+
+    #[derive(Debug)]
+    struct Totals(libbpf_rs::MapHandle);
+
+    impl Collector for Totals {
+        fn encode(&self, mut enc: prometheus_client::encoding::DescriptorEncoder) -> std::fmt::Result {
+            let mut rows = Vec::new();
+            for (idx, family) in [(0u32, "ipv4"), (1, "ipv6")] {
+                let t = libbpf_rs::MapCore::lookup(&self.0, &idx.to_ne_bytes(), libbpf_rs::MapFlags::ANY)
+                    .ok()
+                    .flatten()
+                    .and_then(|v| read_event::<types::tcplife_totals>(&v))
+                    .unwrap_or_default();
+                rows.push((vec![("family", family.to_string())], t));
+            }
+            let series = |f: fn(&types::tcplife_totals) -> u64| -> Vec<_> {
+                rows.iter().map(|(l, t)| (l.clone(), f(t))).collect()
+            };
+            counter_family(&mut enc, "netbpf_tcp_sessions_closed", "TCP sessions closed", &series(|t| t.sessions))?;
+            counter_family(&mut enc, "netbpf_tcp_session_tx_bytes", "Payload bytes sent and acknowledged by closed TCP sessions", &series(|t| t.tx_bytes))?;
+            counter_family(&mut enc, "netbpf_tcp_session_rx_bytes", "Payload bytes received by closed TCP sessions", &series(|t| t.rx_bytes))?;
+            let hists: Vec<_> = rows.iter().map(|(l, t)| (l.clone(), &t.span_us.slots[..], t.span_us_sum)).collect();
+            duration_histogram_family(&mut enc, "netbpf_tcp_session_duration", "Lifespan of closed TCP sessions", &hists)
+        }
+    }
+
+    let obj = Box::leak(Box::new(MaybeUninit::uninit()));
+    let mut open = opened(TOOL.name, TcplifeSkelBuilder::default().open(obj))?;
+    let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
+    crate::set_filters!(&mut *rodata, filters);
+    rodata.aggregate = true;
+    let mut skel = open.load().or_load_failed(TOOL.name)?;
+    skel.attach().map_err(|e| crate::core::bpf::attach_failed(TOOL.name, "sock/inet_sock_set_state", e))?;
+    let totals = libbpf_rs::MapHandle::try_from(&skel.maps.totals)?;
+    Ok(Loaded { collector: Box::new(Totals(totals)), keepalive: Box::new(skel) })
 }

@@ -155,3 +155,52 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     crate::core::run::report_lost(tool.name, skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events));
     Ok(())
 }
+
+/// Exporter: transitions counted in the kernel per (old, new) state.
+pub fn export(filters: &Filters) -> anyhow::Result<crate::exporter::sources::Loaded> {
+    use crate::exporter::sources::{counter_family, Loaded};
+    use prometheus_client::collector::Collector;
+
+    const SLOTS: u32 = 16; // TCP_STATE_SLOTS in tcpstates.h
+    const CLOSE: u32 = 7;
+    const SYN_SENT: u32 = 2;
+    const SYN_RECV: u32 = 3;
+    const LISTEN: u32 = 10;
+
+    #[derive(Debug)]
+    struct Transitions(libbpf_rs::MapHandle);
+
+    impl Collector for Transitions {
+        fn encode(&self, mut enc: prometheus_client::encoding::DescriptorEncoder) -> std::fmt::Result {
+            let counts: Vec<(u32, u64)> =
+                crate::core::maps::percpu_sums::<u32>(&self.0).unwrap_or_default().into_iter().filter(|&(_, n)| n > 0).collect();
+            let count = |old: u32, new: u32| counts.iter().find(|&&(i, _)| i == old * SLOTS + new).map_or(0, |c| c.1);
+            let series: Vec<_> = counts
+                .iter()
+                .map(|&(i, n)| {
+                    let labels = vec![
+                        ("from", state_name((i / SLOTS) as i32).to_string()),
+                        ("to", state_name((i % SLOTS) as i32).to_string()),
+                    ];
+                    (labels, n)
+                })
+                .collect();
+            counter_family(&mut enc, "netbpf_tcp_state_transitions", "TCP state changes", &series)?;
+            let opened = [
+                (vec![("direction", "active".to_string())], count(CLOSE, SYN_SENT)),
+                (vec![("direction", "passive".to_string())], count(LISTEN, SYN_RECV)),
+            ];
+            counter_family(&mut enc, "netbpf_tcp_connections_opened", "TCP connections opened (SYN sent or received)", &opened)
+        }
+    }
+
+    let obj = Box::leak(Box::new(MaybeUninit::uninit()));
+    let mut open = opened(TOOL.name, TcpstatesSkelBuilder::default().open(obj))?;
+    let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
+    crate::set_filters!(&mut *rodata, filters);
+    rodata.aggregate = true;
+    let mut skel = open.load().or_load_failed(TOOL.name)?;
+    skel.attach().map_err(|e| crate::core::bpf::attach_failed(TOOL.name, "sock/inet_sock_set_state", e))?;
+    let transitions = libbpf_rs::MapHandle::try_from(&skel.maps.transitions)?;
+    Ok(Loaded { collector: Box::new(Transitions(transitions)), keepalive: Box::new(skel) })
+}

@@ -218,6 +218,11 @@ impl Tool {
     }
 }
 
+/// The pid of a running tool.
+pub fn tool_pid(tool: &Tool) -> u32 {
+    tool.child.id()
+}
+
 /// Runs `netbpf ARGS...` to completion (for option errors and short runs).
 pub fn netbpf(args: &[&str]) -> std::process::Output {
     Command::new(netbpf_bin()).args(args).output().unwrap()
