@@ -135,6 +135,23 @@ pub fn opened<T>(tool: &str, r: Result<T, libbpf_rs::Error>) -> anyhow::Result<T
     r.with_context(|| format!("{tool}: opening the embedded BPF object failed"))
 }
 
+/// Opens a tool's skeleton, lets `configure` set its .rodata (filters) and autoload flags, then
+/// loads and attaches it, with errors that name the tool and its hooks.
+pub fn load<'obj, B: libbpf_rs::skel::SkelBuilder<'obj>>(
+    tool: &str,
+    attach: &str,
+    builder: B,
+    object: &'obj mut std::mem::MaybeUninit<libbpf_rs::OpenObject>,
+    configure: impl FnOnce(&mut B::Output),
+) -> anyhow::Result<<B::Output as libbpf_rs::skel::OpenSkel<'obj>>::Output> {
+    use libbpf_rs::skel::{OpenSkel as _, Skel as _};
+    let mut open = opened(tool, builder.open(object))?;
+    configure(&mut open);
+    let mut skel = open.load().or_load_failed(tool)?;
+    skel.attach().map_err(|e| attach_failed(tool, attach, e))?;
+    Ok(skel)
+}
+
 /// Marks a generated event type as plain data: any byte pattern is a valid value, so it can be
 /// copied out of the ring buffer as is.
 ///

@@ -6,7 +6,8 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::core::addr::{parse_ports, AF_INET, AF_INET6};
-use crate::core::output::Format;
+use crate::core::output::{Column, Format, Value};
+use crate::core::time::Clock;
 
 /// Matches MAX_FILTER_PORTS in common/filter.bpf.h.
 pub const MAX_FILTER_PORTS: usize = 8;
@@ -74,6 +75,74 @@ pub struct Interval {
 impl Interval {
     pub fn every(&self) -> Duration {
         self.interval.unwrap_or(Duration::from_secs(1))
+    }
+}
+
+/// -T / -t: time columns, from the event's kernel timestamp.
+#[derive(Args, Debug, Clone, Default)]
+pub struct Timestamps {
+    /// Include a HH:MM:SS time column
+    #[arg(short = 'T', long = "time")]
+    pub time: bool,
+    /// Include a seconds-since-start column
+    #[arg(short = 't', long = "timestamp")]
+    pub timestamp: bool,
+}
+
+/// The time cells of one event, in column order.
+pub struct TimeCells {
+    hms: Option<String>,
+    secs: Option<f64>,
+}
+
+impl TimeCells {
+    pub fn values(&self) -> impl Iterator<Item = Value<'_>> {
+        self.hms
+            .as_deref()
+            .map(Value::Str)
+            .into_iter()
+            .chain(self.secs.map(|s| Value::F64(s, 6)))
+    }
+}
+
+impl Timestamps {
+    pub fn columns(&self) -> Vec<Column> {
+        let mut c = Vec::new();
+        if self.time {
+            c.push(Column::new("TIME", "time", -8));
+        }
+        if self.timestamp {
+            c.push(Column::new("TIME(s)", "ts", -9));
+        }
+        c
+    }
+
+    pub fn cells(&self, clock: &Clock, ts_ns: u64) -> TimeCells {
+        TimeCells {
+            hms: self.time.then(|| clock.hms(ts_ns)),
+            secs: self.timestamp.then(|| clock.secs(ts_ns)),
+        }
+    }
+}
+
+/// -L / -D: local and remote port filters, run in the kernel.
+#[derive(Args, Debug, Clone, Default)]
+pub struct PortFilters {
+    /// Only these local ports (comma list)
+    #[arg(short = 'L', long = "localport", value_parser = parse_port_list)]
+    pub lports: Option<Ports>,
+    /// Only these remote ports (comma list)
+    #[arg(short = 'D', long = "remoteport", value_parser = parse_port_list)]
+    pub rports: Option<Ports>,
+}
+
+/// A port list as one clap value (a `Vec` field would make clap expect several values).
+pub type Ports = Vec<u16>;
+
+impl PortFilters {
+    pub fn apply(&self, f: &mut Filters) {
+        f.lports = Filters::ports(self.lports.as_deref().unwrap_or_default());
+        f.rports = Filters::ports(self.rports.as_deref().unwrap_or_default());
     }
 }
 

@@ -4,12 +4,11 @@ use std::ffi::OsString;
 use std::mem::MaybeUninit;
 
 use clap::Parser;
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 
 use crate::core::addr::ip_version;
-use crate::core::bpf::{opened, read_event, LoadContext, Pod};
+use crate::core::bpf::{load, read_event, Pod};
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{parse_pid, parse_port_list, Common, Family, Filters};
+use crate::core::cli::{parse_pid, parse_port_list, Common, Family, Filters, Ports, Timestamps};
 use crate::core::output::{comm_str, Column, Output, Value};
 use crate::core::time::Clock;
 use crate::tools::{announce, start, Tool};
@@ -47,17 +46,12 @@ BL is the listen queue when accept() took the connection: queued connections (th
 included) / the listener's backlog limit.
 Connections accepted through io_uring do not pass through accept(2) and are not seen.";
 
-type Ports = Vec<u16>;
 
 #[derive(Parser, Debug)]
 #[command(name = "tcpaccept", about = "Trace passive TCP connections (accept())", after_help = EXAMPLES)]
 struct Opts {
-    /// Include a HH:MM:SS time column
-    #[arg(short = 'T', long = "time")]
-    time: bool,
-    /// Include a seconds-since-start column
-    #[arg(short = 't', long = "timestamp")]
-    timestamp: bool,
+    #[command(flatten)]
+    stamps: Timestamps,
     /// Only this process
     #[arg(short = 'p', long = "pid", value_parser = parse_pid)]
     pid: Option<u32>,
@@ -71,13 +65,7 @@ struct Opts {
 }
 
 fn columns(o: &Opts) -> Vec<Column> {
-    let mut c = Vec::new();
-    if o.time {
-        c.push(Column::new("TIME", "time", -8));
-    }
-    if o.timestamp {
-        c.push(Column::new("TIME(s)", "ts", -9));
-    }
+    let mut c = o.stamps.columns();
     c.extend([
         Column::new("PID", "pid", -7),
         Column::new("COMM", "comm", -12).truncated(),
@@ -101,10 +89,9 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     s.filters.lports = Filters::ports(o.ports.as_deref().unwrap_or_default());
 
     let mut obj = MaybeUninit::uninit();
-    let mut open = opened(tool.name, TcpacceptSkelBuilder::default().open(&mut obj))?;
-    crate::set_filters!(open.maps.rodata_data.as_deref_mut().expect("rodata"), s.filters);
-    let mut skel = open.load().or_load_failed(tool.name)?;
-    skel.attach().map_err(|e| crate::core::bpf::attach_failed(tool.name, s.plan.attach, e))?;
+    let skel = load(tool.name, s.plan.attach, TcpacceptSkelBuilder::default(), &mut obj, |open| {
+        crate::set_filters!(open.maps.rodata_data.as_deref_mut().expect("rodata"), s.filters);
+    })?;
 
     let mut out = Output::new(o.common.format(), columns(&o));
     out.header();
@@ -114,15 +101,9 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         let Some(e) = read_event::<types::tcpaccept_event>(data) else { return };
         let t = tuple_of!(e.tuple);
         let comm = comm_str(&e.comm);
-        let time = if o.time { clock.hms(e.ts_ns) } else { String::new() };
+        let stamp = o.stamps.cells(&clock, e.ts_ns);
         let bl = format!("{}/{}", e.backlog, e.max_backlog);
-        let mut row: Vec<Value> = Vec::with_capacity(12);
-        if o.time {
-            row.push(Value::Str(&time));
-        }
-        if o.timestamp {
-            row.push(Value::F64(clock.secs(e.ts_ns), 3));
-        }
+        let mut row: Vec<Value> = stamp.values().collect();
         row.extend([
             Value::U64(e.pid.into()),
             Value::Str(&comm),

@@ -4,13 +4,12 @@ use std::ffi::OsString;
 use std::mem::MaybeUninit;
 
 use clap::Parser;
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::MapCore;
 
 use crate::core::addr::{ip, ip_version};
-use crate::core::bpf::{opened, read_event, LoadContext, Pod};
+use crate::core::bpf::{load, read_event, Pod};
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{parse_pid, parse_port_list, Common, Family, Filters};
+use crate::core::cli::{parse_pid, parse_port_list, Common, Family, Filters, Ports, Timestamps};
 use crate::core::errno;
 use crate::core::output::{comm_str, Column, Output, Value};
 use crate::core::time::Clock;
@@ -45,7 +44,7 @@ pub static TOOL: Tool = Tool {
 const EXAMPLES: &str = "\
 Examples:
   tcpconnect              # every active TCP connection
-  tcpconnect -t -U        # with timestamps and UIDs
+  tcpconnect -t -U        # with timestamps (seconds since start) and UIDs
   tcpconnect -p 181       # only PID 181
   tcpconnect -P 80,443    # only to ports 80 and 443
   tcpconnect -c           # count connects per source, destination and port; print at exit
@@ -55,14 +54,12 @@ A line appears once the SYN is sent and the local port is known: for a blocking 
 the handshake ends, for a non-blocking one when connect() returns. Failed handshakes (refused,
 timed out) are shown too; --json says how each ended (result).";
 
-type Ports = Vec<u16>;
 
 #[derive(Parser, Debug)]
 #[command(name = "tcpconnect", about = "Trace active TCP connections (connect())", after_help = EXAMPLES)]
 struct Opts {
-    /// Include a seconds-since-start column
-    #[arg(short = 't', long = "timestamp")]
-    timestamp: bool,
+    #[command(flatten)]
+    stamps: Timestamps,
     /// Only this process
     #[arg(short = 'p', long = "pid", value_parser = parse_pid)]
     pid: Option<u32>,
@@ -88,10 +85,7 @@ struct Opts {
 }
 
 fn columns(o: &Opts) -> Vec<Column> {
-    let mut c = Vec::new();
-    if o.timestamp {
-        c.push(Column::new("TIME(s)", "ts", -9));
-    }
+    let mut c = o.stamps.columns();
     c.push(if o.print_uid { Column::new("UID", "uid", -6) } else { Column::json("uid") });
     c.extend([
         Column::new("PID", "pid", -6),
@@ -114,16 +108,15 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     s.filters.rports = Filters::ports(o.ports.as_deref().unwrap_or_default());
 
     let mut obj = MaybeUninit::uninit();
-    let mut open = opened(tool.name, TcpconnectSkelBuilder::default().open(&mut obj))?;
-    let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
-    crate::set_filters!(&mut *rodata, s.filters);
-    rodata.count_mode = o.count;
-    rodata.filter_uid = o.uid.unwrap_or(u32::MAX);
-    if !s.plan.needs.contains(&Hook::Tracepoint) {
-        open.progs.tcpconnect_sys_exit.set_autoload(false);
-    }
-    let mut skel = open.load().or_load_failed(tool.name)?;
-    skel.attach().map_err(|e| crate::core::bpf::attach_failed(tool.name, s.plan.attach, e))?;
+    let skel = load(tool.name, s.plan.attach, TcpconnectSkelBuilder::default(), &mut obj, |open| {
+        let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
+        crate::set_filters!(&mut *rodata, s.filters);
+        rodata.count_mode = o.count;
+        rodata.filter_uid = o.uid.unwrap_or(u32::MAX);
+        if !s.plan.needs.contains(&Hook::Tracepoint) {
+            open.progs.tcpconnect_sys_exit.set_autoload(false);
+        }
+    })?;
 
     if o.count {
         announce("connect()s, counting");
@@ -140,10 +133,8 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         let t = tuple_of!(e.tuple);
         let comm = comm_str(&e.comm);
         let result = errno::result(e.result.into());
-        let mut row: Vec<Value> = Vec::with_capacity(11);
-        if o.timestamp {
-            row.push(Value::F64(clock.secs(e.ts_ns), 3));
-        }
+        let stamp = o.stamps.cells(&clock, e.ts_ns);
+        let mut row: Vec<Value> = stamp.values().collect();
         row.extend([
             Value::U64(e.uid.into()),
             Value::U64(e.pid.into()),

@@ -4,12 +4,11 @@ use std::ffi::OsString;
 use std::mem::MaybeUninit;
 
 use clap::Parser;
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 
 use crate::core::addr::ip_version;
-use crate::core::bpf::{opened, read_event, LoadContext, Pod};
+use crate::core::bpf::{load, read_event, Pod};
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{parse_pid, parse_port_list, Common, Family, Filters};
+use crate::core::cli::{parse_pid, Common, Family, Filters, PortFilters, Timestamps};
 use crate::core::output::{comm_str, Column, Format, Output, Value};
 use crate::core::time::Clock;
 use crate::tools::{announce, start, Tool};
@@ -54,23 +53,15 @@ struct Opts {
     /// Only sessions owned by this process
     #[arg(short = 'p', long = "pid", value_parser = parse_pid)]
     pid: Option<u32>,
-    /// Only these local ports (comma list)
-    #[arg(short = 'L', long = "localport", value_parser = parse_port_list)]
-    lports: Option<Ports>,
-    /// Only these remote ports (comma list)
-    #[arg(short = 'D', long = "remoteport", value_parser = parse_port_list)]
-    rports: Option<Ports>,
+    #[command(flatten)]
+    ports: PortFilters,
     #[command(flatten)]
     family: Family,
     /// Wide columns (fits IPv6 addresses) and an IP column
     #[arg(short = 'w', long)]
     wide: bool,
-    /// Include a HH:MM:SS time column
-    #[arg(short = 'T', long = "time")]
-    time: bool,
-    /// Include a seconds-since-start column
-    #[arg(short = 't', long = "timestamp")]
-    timestamp: bool,
+    #[command(flatten)]
+    stamps: Timestamps,
     /// Comma-separated values
     #[arg(short = 's', long = "csv", conflicts_with = "json")]
     csv: bool,
@@ -78,17 +69,10 @@ struct Opts {
     common: Common,
 }
 
-type Ports = Vec<u16>;
 
 fn columns(o: &Opts) -> Vec<Column> {
     let aw = if o.wide { -39 } else { -15 };
-    let mut c = Vec::new();
-    if o.time {
-        c.push(Column::new("TIME", "time", -8));
-    }
-    if o.timestamp {
-        c.push(Column::new("TIME(s)", "ts", -9));
-    }
+    let mut c = o.stamps.columns();
     c.push(Column::new("PID", "pid", -7));
     c.push(Column::new("COMM", "comm", if o.wide { -16 } else { -10 }).truncated());
     c.push(if o.wide {
@@ -115,18 +99,12 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let mut s = start(tool, &o.common)?;
     s.filters.tgid = o.pid.unwrap_or(0);
     s.filters.family = o.family.af();
-    s.filters.lports = Filters::ports(o.lports.as_deref().unwrap_or_default());
-    s.filters.rports = Filters::ports(o.rports.as_deref().unwrap_or_default());
+    o.ports.apply(&mut s.filters);
 
     let mut obj = MaybeUninit::uninit();
-    let mut open = opened(tool.name, TcplifeSkelBuilder::default().open(&mut obj))?;
-    crate::set_filters!(
-        open.maps.rodata_data.as_deref_mut().expect("rodata"),
-        s.filters
-    );
-    let mut skel = open.load().or_load_failed(tool.name)?;
-    skel.attach()
-        .map_err(|e| crate::core::bpf::attach_failed(tool.name, s.plan.attach, e))?;
+    let skel = load(tool.name, s.plan.attach, TcplifeSkelBuilder::default(), &mut obj, |open| {
+        crate::set_filters!(open.maps.rodata_data.as_deref_mut().expect("rodata"), s.filters);
+    })?;
 
     let format = if o.csv {
         Format::Csv
@@ -143,14 +121,8 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         };
         let t = tuple_of!(e.tuple);
         let comm = comm_str(&e.comm);
-        let time = if o.time { clock.hms(e.ts_ns) } else { String::new() };
-        let mut row: Vec<Value> = Vec::with_capacity(14);
-        if o.time {
-            row.push(Value::Str(&time));
-        }
-        if o.timestamp {
-            row.push(Value::F64(clock.secs(e.ts_ns), 6));
-        }
+        let stamp = o.stamps.cells(&clock, e.ts_ns);
+        let mut row: Vec<Value> = stamp.values().collect();
         row.extend([
             Value::U64(e.pid.into()),
             Value::Str(&comm),
@@ -204,13 +176,13 @@ pub fn export(filters: &Filters) -> anyhow::Result<crate::exporter::sources::Loa
         }
     }
 
+    // The exporter keeps the programs attached for its whole life: leak the object storage.
     let obj = Box::leak(Box::new(MaybeUninit::uninit()));
-    let mut open = opened(TOOL.name, TcplifeSkelBuilder::default().open(obj))?;
-    let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
-    crate::set_filters!(&mut *rodata, filters);
-    rodata.aggregate = true;
-    let mut skel = open.load().or_load_failed(TOOL.name)?;
-    skel.attach().map_err(|e| crate::core::bpf::attach_failed(TOOL.name, "sock/inet_sock_set_state", e))?;
+    let skel = load(TOOL.name, TOOL.plans[0].attach, TcplifeSkelBuilder::default(), obj, |open| {
+        let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
+        crate::set_filters!(&mut *rodata, filters);
+        rodata.aggregate = true;
+    })?;
     let totals = libbpf_rs::MapHandle::try_from(&skel.maps.totals)?;
     Ok(Loaded { collector: Box::new(Totals(totals)), keepalive: Box::new(skel) })
 }
