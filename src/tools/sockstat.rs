@@ -26,7 +26,7 @@ pub static TOOL: Tool = Tool {
         Plan {
             name: "tracepoint",
             needs: &[Hook::Tracepoint],
-            attach: "syscalls/sys_enter_{accept,accept4,connect,bind,socket,socketpair} + sock/sock_{send,recv}_length",
+            attach: "syscalls/sys_enter_{accept*,connect,bind,socket*} + sock/sock_{send,recv}_length",
             check: Some(|| btf_has("btf_trace_sock_send_length", "the sock:sock_send_length tracepoint (Linux 6.3+)")),
         },
         Plan {
