@@ -5,12 +5,16 @@
 //!   loadgen [--wait] exchange --family 4|6 --port P --client-send N --server-send M --hold-ms H
 //!   loadgen [--wait] connect --family 4|6 --port P --count N [--nonblock]
 //!   loadgen [--wait] backlog --family 4|6 --port P --backlog B --clients C
+//!   loadgen [--wait] udp --family 4|6 --count N [--unconnected M] [--ping]
+//!   loadgen [--wait] unix --count N [--pair]
+//!   loadgen [--wait] mptcp --family 4|6 --count N
+//!   loadgen [--wait] accept-empty --family 4|6
 //!
 //! --wait: read one line from stdin first, so a test can start a tool filtered to this pid
 //! before any traffic is made.
 
 use std::io::{BufRead, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::thread;
 use std::time::Duration;
@@ -20,8 +24,14 @@ struct Args(Vec<String>);
 impl Args {
     fn get(&self, name: &str) -> Option<u64> {
         let i = self.0.iter().position(|a| a == name)?;
-        let v = self.0.get(i + 1).unwrap_or_else(|| die(&format!("{name} needs a value")));
-        Some(v.parse().unwrap_or_else(|_| die(&format!("{name}: bad number '{v}'"))))
+        let v = self
+            .0
+            .get(i + 1)
+            .unwrap_or_else(|| die(&format!("{name} needs a value")));
+        Some(
+            v.parse()
+                .unwrap_or_else(|_| die(&format!("{name}: bad number '{v}'"))),
+        )
     }
     fn num(&self, name: &str, default: u64) -> u64 {
         self.get(name).unwrap_or(default)
@@ -54,7 +64,10 @@ fn listen(addr: SocketAddr, backlog: i32) -> TcpListener {
 
 fn exchange(a: &Args) {
     let addr = a.addr(a.num("--port", 0) as u16);
-    let (client_send, server_send) = (a.num("--client-send", 0) as usize, a.num("--server-send", 0) as usize);
+    let (client_send, server_send) = (
+        a.num("--client-send", 0) as usize,
+        a.num("--server-send", 0) as usize,
+    );
     let hold = Duration::from_millis(a.num("--hold-ms", 0));
     let listener = listen(addr, 16);
     let server_port = listener.local_addr().unwrap().port();
@@ -112,10 +125,18 @@ fn connect(a: &Args) {
 
 /// A non-blocking connect() (EINPROGRESS), completed with poll().
 fn connect_nonblocking(addr: SocketAddr) -> std::io::Result<u16> {
-    let family = if addr.is_ipv6() { libc::AF_INET6 } else { libc::AF_INET };
+    let family = if addr.is_ipv6() {
+        libc::AF_INET6
+    } else {
+        libc::AF_INET
+    };
     let s = start_nonblocking_connect(family, addr)?;
     let stream = unsafe { <TcpStream as std::os::fd::FromRawFd>::from_raw_fd(s) };
-    let mut pfd = libc::pollfd { fd: s, events: libc::POLLOUT, revents: 0 };
+    let mut pfd = libc::pollfd {
+        fd: s,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
     unsafe { libc::poll(&mut pfd, 1, 5000) };
     if let Some(e) = stream.take_error()? {
         return Err(e);
@@ -125,7 +146,11 @@ fn connect_nonblocking(addr: SocketAddr) -> std::io::Result<u16> {
 
 fn start_nonblocking_connect(family: i32, addr: SocketAddr) -> std::io::Result<i32> {
     unsafe {
-        let fd = libc::socket(family, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0);
+        let fd = libc::socket(
+            family,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        );
         if fd < 0 {
             return Err(std::io::Error::last_os_error());
         }
@@ -134,20 +159,32 @@ fn start_nonblocking_connect(family: i32, addr: SocketAddr) -> std::io::Result<i
                 let sa = libc::sockaddr_in {
                     sin_family: libc::AF_INET as u16,
                     sin_port: v4.port().to_be(),
-                    sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(v4.ip().octets()) },
+                    sin_addr: libc::in_addr {
+                        s_addr: u32::from_ne_bytes(v4.ip().octets()),
+                    },
                     sin_zero: [0; 8],
                 };
-                libc::connect(fd, (&sa as *const libc::sockaddr_in).cast(), std::mem::size_of_val(&sa) as u32)
+                libc::connect(
+                    fd,
+                    (&sa as *const libc::sockaddr_in).cast(),
+                    std::mem::size_of_val(&sa) as u32,
+                )
             }
             SocketAddr::V6(v6) => {
                 let sa = libc::sockaddr_in6 {
                     sin6_family: libc::AF_INET6 as u16,
                     sin6_port: v6.port().to_be(),
                     sin6_flowinfo: 0,
-                    sin6_addr: libc::in6_addr { s6_addr: v6.ip().octets() },
+                    sin6_addr: libc::in6_addr {
+                        s6_addr: v6.ip().octets(),
+                    },
                     sin6_scope_id: 0,
                 };
-                libc::connect(fd, (&sa as *const libc::sockaddr_in6).cast(), std::mem::size_of_val(&sa) as u32)
+                libc::connect(
+                    fd,
+                    (&sa as *const libc::sockaddr_in6).cast(),
+                    std::mem::size_of_val(&sa) as u32,
+                )
             }
         };
         let err = std::io::Error::last_os_error();
@@ -163,13 +200,263 @@ fn backlog(a: &Args) {
     let addr = a.addr(a.num("--port", 0) as u16);
     let listener = listen(addr, a.num("--backlog", 5) as i32);
     let port = listener.local_addr().unwrap().port();
-    let clients: Vec<TcpStream> =
-        (0..a.num("--clients", 3)).map(|_| TcpStream::connect(SocketAddr::new(addr.ip(), port)).unwrap()).collect();
+    let clients: Vec<TcpStream> = (0..a.num("--clients", 3))
+        .map(|_| TcpStream::connect(SocketAddr::new(addr.ip(), port)).unwrap())
+        .collect();
     thread::sleep(Duration::from_millis(100));
-    let accepted: Vec<TcpStream> = clients.iter().map(|_| listener.accept().unwrap().0).collect();
+    let accepted: Vec<TcpStream> = clients
+        .iter()
+        .map(|_| listener.accept().unwrap().0)
+        .collect();
     drop(accepted);
     drop(clients);
     println!("{{\"pid\":{},\"port\":{port}}}", std::process::id());
+}
+
+/// UDP on loopback: a receiver; with --count N a client socket connect()ed to it sends N
+/// datagrams; with --unconnected M another socket sends M datagrams with sendto() and no
+/// connect(); with --ping an ICMP "ping" socket is connect()ed too (after allowing ping sockets
+/// in this namespace). The receiver recv()s every datagram. Syscalls made: socket() and bind()
+/// once per UDP socket, connect() once per connected socket, one send and one recv per datagram.
+fn udp(a: &Args) {
+    let receiver = UdpSocket::bind(a.addr(0)).unwrap_or_else(|e| die(&format!("udp bind: {e}")));
+    let server = receiver.local_addr().unwrap();
+    let mut datagrams = 0;
+    let mut client_port = 0;
+    let count = a.num("--count", 0);
+    if count > 0 {
+        let c = UdpSocket::bind(a.addr(0)).unwrap();
+        c.connect(server)
+            .unwrap_or_else(|e| die(&format!("udp connect: {e}")));
+        client_port = c.local_addr().unwrap().port();
+        for _ in 0..count {
+            c.send(b"connected").unwrap();
+        }
+        datagrams += count;
+    }
+    let mut unconnected_port = 0;
+    let unconnected = a.num("--unconnected", 0);
+    if unconnected > 0 {
+        let u = UdpSocket::bind(a.addr(0)).unwrap();
+        unconnected_port = u.local_addr().unwrap().port();
+        for _ in 0..unconnected {
+            u.send_to(b"unconnected", server).unwrap();
+        }
+        datagrams += unconnected;
+    }
+    let mut buf = [0u8; 64];
+    for _ in 0..datagrams {
+        receiver.recv(&mut buf).unwrap();
+    }
+    let ping = a.flag("--ping") && ping_connect(server.ip());
+    println!(
+        "{{\"pid\":{},\"server_port\":{},\"client_port\":{client_port},\"unconnected_port\":{unconnected_port},\"ping\":{ping}}}",
+        std::process::id(),
+        server.port()
+    );
+}
+
+/// Connects an ICMP echo ("ping") socket to `ip`. Ping sockets share the datagram connect()
+/// code with UDP; allowed to every group in this (the test's) namespace first.
+fn ping_connect(ip: IpAddr) -> bool {
+    if std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 2147483647").is_err() {
+        return false;
+    }
+    let (family, proto) = if ip.is_ipv6() {
+        (libc::AF_INET6, libc::IPPROTO_ICMPV6)
+    } else {
+        (libc::AF_INET, libc::IPPROTO_ICMP)
+    };
+    unsafe {
+        let fd = libc::socket(family, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, proto);
+        if fd < 0 {
+            return false;
+        }
+        let ok = raw_connect(fd, SocketAddr::new(ip, 0)) == 0;
+        libc::close(fd);
+        ok
+    }
+}
+
+fn raw_connect(fd: i32, addr: SocketAddr) -> i32 {
+    unsafe {
+        match addr {
+            SocketAddr::V4(v4) => {
+                let sa = libc::sockaddr_in {
+                    sin_family: libc::AF_INET as u16,
+                    sin_port: v4.port().to_be(),
+                    sin_addr: libc::in_addr {
+                        s_addr: u32::from_ne_bytes(v4.ip().octets()),
+                    },
+                    sin_zero: [0; 8],
+                };
+                libc::connect(
+                    fd,
+                    (&sa as *const libc::sockaddr_in).cast(),
+                    std::mem::size_of_val(&sa) as u32,
+                )
+            }
+            SocketAddr::V6(v6) => {
+                let sa = libc::sockaddr_in6 {
+                    sin6_family: libc::AF_INET6 as u16,
+                    sin6_port: v6.port().to_be(),
+                    sin6_flowinfo: 0,
+                    sin6_addr: libc::in6_addr {
+                        s6_addr: v6.ip().octets(),
+                    },
+                    sin6_scope_id: 0,
+                };
+                libc::connect(
+                    fd,
+                    (&sa as *const libc::sockaddr_in6).cast(),
+                    std::mem::size_of_val(&sa) as u32,
+                )
+            }
+        }
+    }
+}
+
+/// AF_UNIX stream sockets: a listener on an abstract name (private to this network namespace),
+/// N clients connect()ed and accept()ed; with --pair one socketpair() too.
+fn unix(a: &Args) {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr as UnixAddr, UnixListener, UnixStream};
+    let name = format!("netbpf-loadgen-{}", std::process::id());
+    let addr = UnixAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let listener =
+        UnixListener::bind_addr(&addr).unwrap_or_else(|e| die(&format!("unix bind: {e}")));
+    let count = a.num("--count", 1);
+    let clients: Vec<UnixStream> = (0..count)
+        .map(|_| UnixStream::connect_addr(&addr).unwrap())
+        .collect();
+    let accepted: Vec<UnixStream> = clients
+        .iter()
+        .map(|_| listener.accept().unwrap().0)
+        .collect();
+    drop((accepted, clients));
+    if a.flag("--pair") {
+        drop(UnixStream::pair().unwrap());
+    }
+    println!("{{\"pid\":{},\"name\":\"@{name}\"}}", std::process::id());
+}
+
+/// MPTCP (socket(..., IPPROTO_MPTCP)): a listener, N clients connect()ed and accept()ed. Says
+/// "enabled":false and does nothing when this namespace has net.mptcp.enabled = 0.
+fn mptcp(a: &Args) {
+    const IPPROTO_MPTCP: i32 = 262;
+    let enabled =
+        std::fs::read_to_string("/proc/sys/net/mptcp/enabled").is_ok_and(|v| v.trim() == "1");
+    if !enabled {
+        println!("{{\"pid\":{},\"enabled\":false}}", std::process::id());
+        return;
+    }
+    let family = if a.num("--family", 4) == 6 {
+        libc::AF_INET6
+    } else {
+        libc::AF_INET
+    };
+    let socket = || {
+        let fd = unsafe {
+            libc::socket(
+                family,
+                libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+                IPPROTO_MPTCP,
+            )
+        };
+        if fd < 0 {
+            die(&format!(
+                "MPTCP socket: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        fd
+    };
+    let lfd = socket();
+    // Bind through std's types: wrap the fd, bind to port 0 with libc, read the port back.
+    let listener = unsafe { <TcpListener as std::os::fd::FromRawFd>::from_raw_fd(lfd) };
+    let any = a.addr(a.num("--port", 0) as u16);
+    if raw_bind(lfd, any) != 0 || unsafe { libc::listen(lfd, 16) } != 0 {
+        die(&format!(
+            "MPTCP bind/listen: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    let port = listener.local_addr().unwrap().port();
+    let count = a.num("--count", 1);
+    let clients: Vec<TcpStream> = (0..count)
+        .map(|_| {
+            let fd = socket();
+            if raw_connect(fd, SocketAddr::new(any.ip(), port)) != 0 {
+                die(&format!(
+                    "MPTCP connect: {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+            unsafe { <TcpStream as std::os::fd::FromRawFd>::from_raw_fd(fd) }
+        })
+        .collect();
+    let accepted: Vec<TcpStream> = clients
+        .iter()
+        .map(|_| listener.accept().unwrap().0)
+        .collect();
+    drop((accepted, clients));
+    println!(
+        "{{\"pid\":{},\"enabled\":true,\"port\":{port}}}",
+        std::process::id()
+    );
+}
+
+fn raw_bind(fd: i32, addr: SocketAddr) -> i32 {
+    unsafe {
+        match addr {
+            SocketAddr::V4(v4) => {
+                let sa = libc::sockaddr_in {
+                    sin_family: libc::AF_INET as u16,
+                    sin_port: v4.port().to_be(),
+                    sin_addr: libc::in_addr {
+                        s_addr: u32::from_ne_bytes(v4.ip().octets()),
+                    },
+                    sin_zero: [0; 8],
+                };
+                libc::bind(
+                    fd,
+                    (&sa as *const libc::sockaddr_in).cast(),
+                    std::mem::size_of_val(&sa) as u32,
+                )
+            }
+            SocketAddr::V6(v6) => {
+                let sa = libc::sockaddr_in6 {
+                    sin6_family: libc::AF_INET6 as u16,
+                    sin6_port: v6.port().to_be(),
+                    sin6_flowinfo: 0,
+                    sin6_addr: libc::in6_addr {
+                        s6_addr: v6.ip().octets(),
+                    },
+                    sin6_scope_id: 0,
+                };
+                libc::bind(
+                    fd,
+                    (&sa as *const libc::sockaddr_in6).cast(),
+                    std::mem::size_of_val(&sa) as u32,
+                )
+            }
+        }
+    }
+}
+
+/// A non-blocking accept() on a listener with nothing queued: fails with EAGAIN.
+fn accept_empty(a: &Args) {
+    let listener = listen(a.addr(a.num("--port", 0) as u16), 16);
+    listener.set_nonblocking(true).unwrap();
+    match listener.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => die(&format!("expected EAGAIN from accept(), got {other:?}")),
+    }
+    println!(
+        "{{\"pid\":{},\"port\":{}}}",
+        std::process::id(),
+        listener.local_addr().unwrap().port()
+    );
 }
 
 fn main() {
@@ -179,12 +466,18 @@ fn main() {
         let mut line = String::new();
         std::io::stdin().lock().read_line(&mut line).unwrap();
     }
-    let Some(cmd) = args.first().cloned() else { die("usage: loadgen [--wait] exchange|connect|backlog ...") };
+    let Some(cmd) = args.first().cloned() else {
+        die("usage: loadgen [--wait] exchange|connect|backlog ...")
+    };
     let a = Args(args);
     match cmd.as_str() {
         "exchange" => exchange(&a),
         "connect" => connect(&a),
         "backlog" => backlog(&a),
+        "udp" => udp(&a),
+        "unix" => unix(&a),
+        "mptcp" => mptcp(&a),
+        "accept-empty" => accept_empty(&a),
         other => die(&format!("unknown command '{other}'")),
     }
 }

@@ -9,6 +9,7 @@ pub mod hist;
 pub mod maps;
 pub mod netns;
 pub mod output;
+pub mod proto;
 pub mod run;
 pub mod symbols;
 pub mod tcp;

@@ -27,10 +27,16 @@ macro_rules! registry {
 
 // The registry: one line per tool.
 registry! {
+    soaccept,
+    sockstat,
+    soconnect,
+    sofamily,
+    soprotocol,
     tcpaccept,
     tcpconnect,
     tcplife,
     tcpstates,
+    udpconnect,
 }
 
 pub fn find(name: &str) -> Option<&'static Tool> {

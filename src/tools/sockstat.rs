@@ -1,0 +1,162 @@
+//! sockstat: socket syscalls and socket I/O per interval, counted in the kernel.
+
+use std::ffi::OsString;
+use std::mem::MaybeUninit;
+
+use clap::Parser;
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+
+use crate::core::bpf::{opened, LoadContext};
+use crate::core::caps::{Hook, Plan};
+use crate::core::cli::{parse_pid, Common, Interval};
+use crate::core::output::{Output, Value};
+use crate::core::time::hms_now;
+use crate::tools::{announce, start, Tool};
+
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/sockstat.skel.rs"));
+}
+use skel::*;
+
+pub static TOOL: Tool = Tool {
+    name: "sockstat",
+    aliases: &[],
+    about: "Socket syscalls (accept, connect, bind, socket) and socket I/O per interval",
+    plans: &[
+        Plan {
+            name: "tracepoint",
+            needs: &[Hook::Tracepoint],
+            attach: "syscalls/sys_enter_{accept*,connect,bind,socket*} + sock/sock_{send,recv}_length",
+            check: Some(|| btf_has("btf_trace_sock_send_length", "the sock:sock_send_length tracepoint (Linux 6.3+)")),
+        },
+        Plan {
+            name: "fentry",
+            needs: &[Hook::Fentry, Hook::Tracepoint],
+            attach: "syscalls/sys_enter_* + fentry/sock_{sendmsg,recvmsg}",
+            check: Some(|| btf_has("sock_sendmsg", "the function sock_sendmsg")),
+        },
+        Plan {
+            name: "kprobe",
+            needs: &[Hook::Kprobe, Hook::Tracepoint],
+            attach: "syscalls/sys_enter_* + kprobe/sock_{sendmsg,recvmsg}",
+            check: None,
+        },
+    ],
+    run,
+};
+
+/// Ok when kernel BTF has a type or function of this name.
+pub fn btf_has(name: &str, what: &str) -> Result<(), String> {
+    let btf = libbpf_rs::btf::Btf::from_vmlinux().map_err(|e| format!("kernel BTF unreadable: {e}"))?;
+    match btf.type_by_name::<libbpf_rs::btf::BtfType>(name) {
+        Some(_) => Ok(()),
+        None => Err(format!("the kernel has no {what} ({name} not in BTF)")),
+    }
+}
+
+const EXAMPLES: &str = "\
+Examples:
+  sockstat                # counts every second, until Ctrl-C
+  sockstat 5 3            # three 5-second intervals
+  sockstat -p 181         # only PID 181
+  sockstat --json         # one JSON object per interval, every counter
+
+Each interval prints the time and, in increasing order, the calls that happened (bpftrace
+style): socket syscalls at entry, by the syscall's tracepoint name; socket I/O where a message
+is handed to the protocol: every send/recv path (send*, recv*, write, read, splice...) counts.
+The I/O counters are sock:sock_{send,recv}_length (Linux 6.3+); older kernels count calls of
+sock_sendmsg()/sock_recvmsg() (fentry or kprobe), which some paths bypass.
+--netns matches the calling task's namespace for syscalls, the socket's for I/O.";
+
+#[derive(Parser, Debug)]
+#[command(name = "sockstat", about = "Count socket syscalls and socket I/O per interval", after_help = EXAMPLES)]
+struct Opts {
+    /// Only this process
+    #[arg(short = 'p', long = "pid", value_parser = parse_pid)]
+    pid: Option<u32>,
+    #[command(flatten)]
+    interval: Interval,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// JSON key and syscall of each counter slot, in the order of `enum sockstat_slot`.
+const SYSCALLS: [(&str, &str); 6] = [
+    ("accept", "tracepoint:syscalls:sys_enter_accept"),
+    ("accept4", "tracepoint:syscalls:sys_enter_accept4"),
+    ("connect", "tracepoint:syscalls:sys_enter_connect"),
+    ("bind", "tracepoint:syscalls:sys_enter_bind"),
+    ("socket", "tracepoint:syscalls:sys_enter_socket"),
+    ("socketpair", "tracepoint:syscalls:sys_enter_socketpair"),
+];
+
+/// Labels of the send and recv counters: the hook that counted them.
+fn io_labels(plan: &str) -> [&'static str; 2] {
+    match plan {
+        "tracepoint" => ["tracepoint:sock:sock_send_length", "tracepoint:sock:sock_recv_length"],
+        "fentry" => ["fentry:sock_sendmsg", "fentry:sock_recvmsg"],
+        _ => ["kprobe:sock_sendmsg", "kprobe:sock_recvmsg"],
+    }
+}
+
+fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
+    let o = Opts::parse_from(args);
+    let mut s = start(tool, &o.common)?;
+    s.filters.tgid = o.pid.unwrap_or(0);
+
+    let mut obj = MaybeUninit::uninit();
+    let mut open = opened(tool.name, SockstatSkelBuilder::default().open(&mut obj))?;
+    crate::set_filters!(open.maps.rodata_data.as_deref_mut().expect("rodata"), s.filters);
+    let plan = s.plan.name;
+    let progs = &mut open.progs;
+    progs.sockstat_send_tp.set_autoload(plan == "tracepoint");
+    progs.sockstat_recv_tp.set_autoload(plan == "tracepoint");
+    progs.sockstat_send_fentry.set_autoload(plan == "fentry");
+    progs.sockstat_recv_fentry.set_autoload(plan == "fentry");
+    progs.sockstat_send_kprobe.set_autoload(plan == "kprobe");
+    progs.sockstat_recv_kprobe.set_autoload(plan == "kprobe");
+    let mut skel = open.load().or_load_failed(tool.name)?;
+    skel.attach().map_err(|e| crate::core::bpf::attach_failed(tool.name, s.plan.attach, e))?;
+
+    let [send_label, recv_label] = io_labels(plan);
+    let labels: Vec<(&str, &str)> =
+        SYSCALLS.iter().copied().chain([("send", send_label), ("recv", recv_label)]).collect();
+    let json = o.common.json;
+    let mut out = Output::new(o.common.format(), Vec::new());
+    let every = o.interval.every();
+    announce(&format!("socket syscalls and I/O, output every {} s", every.as_secs_f64()));
+    let mut last = vec![0u64; labels.len()];
+    s.run.every(every, o.interval.count, || {
+        let totals = read_totals(&skel, labels.len())?;
+        let delta: Vec<u64> = totals.iter().zip(&last).map(|(t, l)| t.wrapping_sub(*l)).collect();
+        last = totals;
+        let time = hms_now();
+        if json {
+            let mut fields: Vec<(&str, Value)> = vec![("time", Value::Str(&time))];
+            fields.extend(labels.iter().zip(&delta).map(|((key, _), n)| (*key, Value::U64(*n))));
+            out.record(&fields);
+        } else {
+            out.text(&time);
+            // bpftrace prints a map's entries in increasing order of value, and only those set.
+            let mut rows: Vec<(u64, &str)> =
+                labels.iter().zip(&delta).filter(|(_, n)| **n > 0).map(|((_, l), n)| (*n, *l)).collect();
+            rows.sort();
+            for (n, label) in rows {
+                out.text(&format!("@[{label}]: {n}"));
+            }
+        }
+        out.flush();
+        Ok(())
+    })
+}
+
+/// Running totals of every slot, summed over CPUs.
+fn read_totals(skel: &SockstatSkel, slots: usize) -> anyhow::Result<Vec<u64>> {
+    let mut totals = vec![0u64; slots];
+    for (slot, n) in crate::core::maps::percpu_sums::<u32>(&skel.maps.counts)? {
+        if let Some(t) = totals.get_mut(slot as usize) {
+            *t = n;
+        }
+    }
+    Ok(totals)
+}

@@ -1,0 +1,102 @@
+//! sofamily: connect() and accept() counts by process and address family, printed at exit.
+
+use std::ffi::OsString;
+use std::mem::MaybeUninit;
+
+use clap::Parser;
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+
+use crate::core::bpf::{opened, LoadContext, Pod};
+use crate::core::caps::{Hook, Plan};
+use crate::core::cli::{parse_pid, Common};
+use crate::core::output::{comm_str, Column, Output, Value};
+use crate::core::proto::family_str;
+use crate::tools::{announce, start, Tool};
+
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/sofamily.skel.rs"));
+}
+use skel::*;
+
+unsafe impl Pod for types::sofamily_key {}
+
+pub static TOOL: Tool = Tool {
+    name: "sofamily",
+    aliases: &[],
+    about: "connect() and accept() counts by process and address family",
+    plans: &[Plan {
+        name: "tracepoint",
+        needs: &[Hook::Tracepoint],
+        attach: "syscalls/sys_enter_connect + sys_exit_accept{,4} + fd->sock",
+        check: None,
+    }],
+    run,
+};
+
+const EXAMPLES: &str = "\
+Examples:
+  sofamily                # count until Ctrl-C, then print
+  sofamily -d 10          # count for 10 seconds
+  sofamily -p 181         # only PID 181
+  sofamily --json         # one JSON object per (call, process, family)
+
+connect() is counted when called, with the family of the address it was given (failed attempts
+included; connect(AF_UNSPEC) dissolves a datagram association). accept() is counted when it
+returns a socket, with that socket's family. Every family Linux defines has a name.";
+
+#[derive(Parser, Debug)]
+#[command(name = "sofamily", about = "Count connect()/accept() by process and address family", after_help = EXAMPLES)]
+struct Opts {
+    /// Only this process
+    #[arg(short = 'p', long = "pid", value_parser = parse_pid)]
+    pid: Option<u32>,
+    #[command(flatten)]
+    common: Common,
+}
+
+pub(crate) const CALLS: [&str; 2] = ["connect", "accept"];
+
+fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
+    let o = Opts::parse_from(args);
+    let mut s = start(tool, &o.common)?;
+    s.filters.tgid = o.pid.unwrap_or(0);
+
+    let mut obj = MaybeUninit::uninit();
+    let mut open = opened(tool.name, SofamilySkelBuilder::default().open(&mut obj))?;
+    crate::set_filters!(open.maps.rodata_data.as_deref_mut().expect("rodata"), s.filters);
+    let mut skel = open.load().or_load_failed(tool.name)?;
+    skel.attach().map_err(|e| crate::core::bpf::attach_failed(tool.name, s.plan.attach, e))?;
+
+    announce("connect() and accept() address families, counting");
+    s.run.wait();
+
+    let mut rows: Vec<(u8, String, u16, u64)> =
+        crate::core::maps::entries::<types::sofamily_key, u64>(&skel.maps.counts)?
+            .into_iter()
+            .map(|(k, n)| (k.call, comm_str(&k.comm), k.family, n))
+            .collect();
+    // connect before accept; most frequent first.
+    rows.sort_by(|a, b| a.0.cmp(&b.0).then(b.3.cmp(&a.3)).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    let mut out = Output::new(
+        o.common.format(),
+        vec![
+            Column::new("CALL", "call", -8),
+            Column::new("PROCESS", "comm", -16),
+            Column::new("FAM", "family", 3),
+            Column::new("FAMILY", "family_name", -14),
+            Column::new("COUNT", "count", 8),
+        ],
+    );
+    out.header();
+    for (call, comm, family, n) in rows {
+        let name = family_str(family);
+        out.row(&[
+            Value::Str(CALLS.get(call as usize).copied().unwrap_or("?")),
+            Value::Str(&comm),
+            Value::U64(family.into()),
+            Value::Str(&name),
+            Value::U64(n),
+        ]);
+    }
+    Ok(())
+}

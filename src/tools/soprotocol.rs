@@ -1,0 +1,144 @@
+//! soprotocol: connect() and accept() counts by process and transport protocol, printed at exit.
+
+use std::ffi::OsString;
+use std::mem::MaybeUninit;
+
+use clap::Parser;
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+
+use crate::core::addr::{AF_INET, AF_INET6};
+use crate::core::bpf::{opened, LoadContext, Pod};
+use crate::core::caps::{Hook, Plan};
+use crate::core::cli::{parse_pid, Common};
+use crate::core::output::{comm_str, Column, Output, Value};
+use crate::core::proto::{family_str, ipproto_name};
+use crate::tools::{announce, start, Tool};
+
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/soprotocol.skel.rs"));
+}
+use skel::*;
+
+unsafe impl Pod for types::soprotocol_key {}
+
+pub static TOOL: Tool = Tool {
+    name: "soprotocol",
+    aliases: &[],
+    about: "connect() and accept() counts by process and transport protocol",
+    plans: &[Plan {
+        name: "tracepoint",
+        needs: &[Hook::Tracepoint],
+        attach: "syscalls/sys_enter_connect + sys_exit_accept{,4} + fd->sock",
+        check: None,
+    }],
+    run,
+};
+
+const EXAMPLES: &str = "\
+Examples:
+  soprotocol              # count until Ctrl-C, then print
+  soprotocol -d 10        # count for 10 seconds
+  soprotocol -p 181       # only PID 181
+  soprotocol --json       # one JSON object per (call, process, protocol)
+
+PROTO is the socket's protocol number (sk_protocol; MPTCP is 262), NAME its IP protocol name
+(for AF_INET/AF_INET6 sockets), KPROTO the kernel's name for the implementation (TCP, TCPv6,
+UDP, MPTCP, UNIX-STREAM, PING...). connect() is counted when called, on the connecting socket;
+accept() when it returns a socket, on that new socket.";
+
+#[derive(Parser, Debug)]
+#[command(name = "soprotocol", about = "Count connect()/accept() by process and transport protocol", after_help = EXAMPLES)]
+struct Opts {
+    /// Only this process
+    #[arg(short = 'p', long = "pid", value_parser = parse_pid)]
+    pid: Option<u32>,
+    #[command(flatten)]
+    common: Common,
+}
+
+const CALLS: [&str; 2] = ["connect", "accept"];
+
+struct Row {
+    call: u8,
+    comm: String,
+    family: u16,
+    protocol: u16,
+    kproto: String,
+    count: u64,
+}
+
+fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
+    let o = Opts::parse_from(args);
+    let mut s = start(tool, &o.common)?;
+    s.filters.tgid = o.pid.unwrap_or(0);
+
+    let mut obj = MaybeUninit::uninit();
+    let mut open = opened(tool.name, SoprotocolSkelBuilder::default().open(&mut obj))?;
+    crate::set_filters!(open.maps.rodata_data.as_deref_mut().expect("rodata"), s.filters);
+    let mut skel = open.load().or_load_failed(tool.name)?;
+    skel.attach().map_err(|e| crate::core::bpf::attach_failed(tool.name, s.plan.attach, e))?;
+
+    announce("connect() and accept() protocols, counting");
+    s.run.wait();
+
+    let mut rows: Vec<Row> = crate::core::maps::entries::<types::soprotocol_key, u64>(&skel.maps.counts)?
+        .into_iter()
+        .map(|(k, count)| Row {
+            call: k.call,
+            comm: comm_str(&k.comm),
+            family: k.family,
+            protocol: k.protocol,
+            kproto: comm_str(&k.kproto),
+            count,
+        })
+        .collect();
+    // connect before accept; most frequent first.
+    rows.sort_by(|a, b| {
+        (a.call, std::cmp::Reverse(a.count), &a.comm, a.family, a.protocol, &a.kproto).cmp(&(
+            b.call,
+            std::cmp::Reverse(b.count),
+            &b.comm,
+            b.family,
+            b.protocol,
+            &b.kproto,
+        ))
+    });
+    let mut out = Output::new(
+        o.common.format(),
+        vec![
+            Column::new("CALL", "call", -8),
+            Column::new("PROCESS", "comm", -16),
+            Column::new("FAMILY", "family_name", -10),
+            Column::json("family"),
+            Column::new("PROTO", "protocol", 5),
+            Column::new("NAME", "protocol_name", -8),
+            Column::new("KPROTO", "kproto", -12),
+            Column::new("COUNT", "count", 8),
+        ],
+    );
+    out.header();
+    for r in rows {
+        let family = family_str(r.family);
+        let name = protocol_name(r.family, r.protocol);
+        out.row(&[
+            Value::Str(CALLS.get(r.call as usize).copied().unwrap_or("?")),
+            Value::Str(&r.comm),
+            Value::Str(&family),
+            Value::U64(r.family.into()),
+            Value::U64(r.protocol.into()),
+            Value::Str(&name),
+            Value::Str(&r.kproto),
+            Value::U64(r.count),
+        ]);
+    }
+    Ok(())
+}
+
+/// IP protocol names apply to IP sockets only: an AF_UNIX socket's protocol 0 is not "IP".
+fn protocol_name(family: u16, protocol: u16) -> String {
+    match ipproto_name(protocol) {
+        Some(name) if family == AF_INET || family == AF_INET6 => name.to_string(),
+        _ if family == AF_INET || family == AF_INET6 => protocol.to_string(),
+        _ => "-".to_string(),
+    }
+}

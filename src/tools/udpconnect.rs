@@ -1,0 +1,102 @@
+//! udpconnect: UDP sockets being connected (connect() on a UDP socket), one line each.
+
+use std::ffi::OsString;
+use std::mem::MaybeUninit;
+
+use clap::Parser;
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+
+use crate::core::addr::{ip, ip_version};
+use crate::core::bpf::{opened, read_event, LoadContext, Pod};
+use crate::core::caps::{Hook, Plan};
+use crate::core::cli::{parse_pid, Common};
+use crate::core::output::{comm_str, Column, Output, Value};
+use crate::core::time::Clock;
+use crate::tools::{announce, start, Tool};
+
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/udpconnect.skel.rs"));
+}
+use skel::*;
+
+unsafe impl Pod for types::udpconnect_event {}
+
+pub static TOOL: Tool = Tool {
+    name: "udpconnect",
+    aliases: &[],
+    about: "UDP sockets being connected (connect() on a UDP socket)",
+    plans: &[Plan {
+        name: "tracepoint",
+        needs: &[Hook::Tracepoint],
+        attach: "syscalls/sys_{enter,exit}_connect + fd->sock (sk_protocol UDP)",
+        check: None,
+    }],
+    run,
+};
+
+const EXAMPLES: &str = "\
+Examples:
+  udpconnect              # every successful connect() of a UDP socket
+  udpconnect -p 181       # only PID 181
+  udpconnect --json       # one JSON object each, with the local address and port
+
+A connected UDP socket has a default destination (send() needs no address; only replies from
+it are received). Datagrams sent with sendto() on an unconnected socket are not shown, nor
+ICMP ping, raw or UDP-Lite sockets. IP is the socket's IP version: an IPv6 socket connecting
+to an IPv4-mapped address shows 6.";
+
+#[derive(Parser, Debug)]
+#[command(name = "udpconnect", about = "Trace UDP connect() calls", after_help = EXAMPLES)]
+struct Opts {
+    /// Only this process
+    #[arg(short = 'p', long = "pid", value_parser = parse_pid)]
+    pid: Option<u32>,
+    #[command(flatten)]
+    common: Common,
+}
+
+fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
+    let o = Opts::parse_from(args);
+    let mut s = start(tool, &o.common)?;
+    s.filters.tgid = o.pid.unwrap_or(0);
+
+    let mut obj = MaybeUninit::uninit();
+    let mut open = opened(tool.name, UdpconnectSkelBuilder::default().open(&mut obj))?;
+    crate::set_filters!(open.maps.rodata_data.as_deref_mut().expect("rodata"), s.filters);
+    let mut skel = open.load().or_load_failed(tool.name)?;
+    skel.attach().map_err(|e| crate::core::bpf::attach_failed(tool.name, s.plan.attach, e))?;
+
+    let mut out = Output::new(
+        o.common.format(),
+        vec![
+            Column::new("TIME", "time", -8),
+            Column::new("PID", "pid", -7),
+            Column::new("COMM", "comm", -16),
+            Column::new("IP", "ip", -2),
+            Column::new("RADDR", "raddr", -16),
+            Column::new("RPORT", "rport", -5),
+            Column::json("laddr"),
+            Column::json("lport"),
+        ],
+    );
+    out.header();
+    announce("UDP connect()s");
+    let clock = Clock::start();
+    s.run.stream(&skel.maps.events, &mut out, |data, out| {
+        let Some(e) = read_event::<types::udpconnect_event>(data) else { return };
+        let comm = comm_str(&e.comm);
+        let time = clock.hms(e.ts_ns);
+        out.row(&[
+            Value::Str(&time),
+            Value::U64(e.pid.into()),
+            Value::Str(&comm),
+            Value::U64(ip_version(e.family)),
+            Value::Ip(ip(e.raddr.family, &e.raddr.addr)),
+            Value::U64(e.raddr.port.into()),
+            Value::Ip(ip(e.family, &e.laddr)),
+            Value::U64(e.lport.into()),
+        ]);
+    })?;
+    crate::core::run::report_lost(tool.name, skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events));
+    Ok(())
+}

@@ -1,0 +1,664 @@
+//! sockstat, sofamily, soprotocol, soconnect, soaccept, udpconnect against real traffic, each
+//! test in its own network namespace with the tool filtered to it.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{netbpf, with, Netns, Tool};
+use serde_json::{json, Value};
+
+fn n(v: &Value, key: &str) -> u64 {
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} missing in {v}"))
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// sockstat's per-interval JSON objects summed per counter.
+fn totals(rows: &[Value]) -> BTreeMap<String, u64> {
+    let mut sum = BTreeMap::new();
+    for r in rows {
+        for (k, v) in r.as_object().unwrap() {
+            if let Some(x) = v.as_u64() {
+                *sum.entry(k.clone()).or_insert(0) += x;
+            }
+        }
+    }
+    sum
+}
+
+/// (call, comm, family) -> count from sofamily --json.
+fn family_counts(rows: &[Value]) -> BTreeMap<(String, u64), u64> {
+    rows.iter()
+        .map(|r| {
+            assert_eq!(r["comm"], "loadgen", "{r}");
+            (
+                (r["call"].as_str().unwrap().to_string(), n(r, "family")),
+                n(r, "count"),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn sockstat_counts_every_call_exactly() {
+    let ns = Netns::new();
+    let json = Tool::start(&["sockstat", "--json", "--netns", &ns.path()]);
+    let table = Tool::start(&["sockstat", "--netns", &ns.path(), "1"]);
+    // 3 UDP sockets (receiver, connected client, unconnected sender): 3 socket, 3 bind,
+    // 1 connect, 5 + 3 sends and as many recvs.
+    ns.loadgen(&["udp", "--family", "4", "--count", "5", "--unconnected", "3"]);
+    // 2 refused TCP connects: 2 socket, 2 connect.
+    let refused = ns.loadgen(&["connect", "--family", "6", "--port", "7801", "--count", "2"]);
+    assert_eq!(refused["refused"], 2);
+    // AF_UNIX: listener socket+bind, 2 clients socket+connect, 2 accept4, 1 socketpair.
+    ns.loadgen(&["unix", "--count", "2", "--pair"]);
+    // TCP: listener socket+bind, 2 clients socket+connect, 2 accept4.
+    ns.loadgen(&["backlog", "--family", "4", "--clients", "2"]);
+    let rows = json.stop().json();
+    let table = table.stop();
+
+    assert!(rows.iter().all(|r| r["time"].as_str().unwrap().len() == 8));
+    // One more socket() for the first tool: the second one, started after it, resolves --netns
+    // with an AF_UNIX socket made inside the namespace.
+    let expected: BTreeMap<String, u64> = [
+        ("accept", 0),
+        ("accept4", 4),
+        ("connect", 7),
+        ("bind", 5),
+        ("socket", 11 + 1),
+        ("socketpair", 1),
+        ("send", 8),
+        ("recv", 8),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(totals(&rows), expected, "{rows:?}");
+
+    // The book's labels, each with the number it counted, summed over the intervals.
+    let mut labels: BTreeMap<String, u64> = BTreeMap::new();
+    for l in &table.lines {
+        if let Some((label, count)) = l.strip_prefix("@[").and_then(|l| l.split_once("]: ")) {
+            *labels.entry(label.to_string()).or_insert(0) += count.parse::<u64>().unwrap();
+        } else {
+            assert!(l.len() == 8 && l.as_bytes()[2] == b':', "time line: {l:?}");
+        }
+    }
+    assert_eq!(labels["tracepoint:syscalls:sys_enter_connect"], 7);
+    assert_eq!(labels["tracepoint:syscalls:sys_enter_socket"], 11);
+    assert_eq!(labels["tracepoint:syscalls:sys_enter_socketpair"], 1);
+    assert_eq!(labels["tracepoint:sock:sock_send_length"], 8);
+    assert_eq!(labels["tracepoint:sock:sock_recv_length"], 8);
+    assert!(!labels.contains_key("tracepoint:syscalls:sys_enter_accept"));
+}
+
+#[test]
+fn sockstat_interval_count_and_filters() {
+    let ns = Netns::new();
+    let path = ns.path();
+    let traced = ns.loadgen_waiting(&["udp", "--family", "4", "--count", "4"]);
+    let other = ns.loadgen_waiting(&["udp", "--family", "6", "--count", "9"]);
+    let by_pid = Tool::start(&[
+        "sockstat",
+        "--json",
+        "--netns",
+        &path,
+        "-p",
+        &traced.pid().to_string(),
+    ]);
+    let elsewhere = Netns::new();
+    let other_ns = Tool::start(&["sockstat", "--json", "--netns", &elsewhere.path()]);
+    // Two 0.3 s intervals, then it exits by itself.
+    let counted = Tool::start(&["sockstat", "--json", "--netns", &path, "0.3", "2"]);
+    traced.go();
+    other.go();
+
+    let sum = totals(&by_pid.stop().json());
+    assert_eq!(
+        (sum["socket"], sum["connect"], sum["send"], sum["recv"]),
+        (2, 1, 4, 4),
+        "only the traced pid: {sum:?}"
+    );
+    let sum = totals(&other_ns.stop().json());
+    assert!(
+        sum.values().all(|&v| v == 0),
+        "another namespace leaked in: {sum:?}"
+    );
+    let f = counted.stop();
+    assert_eq!(f.json().len(), 2, "interval count 2: {:?}", f.lines);
+}
+
+#[test]
+fn sofamily_counts_each_family_exactly() {
+    let ns = Netns::new();
+    let path = ns.path();
+    let json = Tool::start(&["sofamily", "--json", "--netns", &path]);
+    let table = Tool::start(&["sofamily", "--netns", &path]);
+    ns.loadgen(&["connect", "--family", "4", "--port", "7811", "--count", "3"]);
+    ns.loadgen(&["connect", "--family", "6", "--port", "7812", "--count", "2"]);
+    ns.loadgen(&["unix", "--count", "4"]);
+    ns.loadgen(&["backlog", "--family", "6", "--clients", "2"]);
+    let rows = json.stop().json();
+    let table = table.stop();
+
+    let want: BTreeMap<(String, u64), u64> = [
+        (("connect", 2), 3),
+        (("connect", 10), 4),
+        (("connect", 1), 4),
+        (("accept", 1), 4),
+        (("accept", 10), 2),
+    ]
+    .into_iter()
+    .map(|((c, f), v)| ((c.to_string(), f), v))
+    .collect();
+    assert_eq!(family_counts(&rows), want, "{rows:?}");
+    let names: BTreeMap<u64, &str> = rows
+        .iter()
+        .map(|r| (n(r, "family"), r["family_name"].as_str().unwrap()))
+        .collect();
+    assert_eq!(names[&1], "AF_UNIX");
+    assert_eq!(names[&2], "AF_INET");
+    assert_eq!(names[&10], "AF_INET6");
+    // connect rows first, the most frequent first.
+    assert_eq!(rows[0]["call"], "connect");
+    assert_eq!(rows.last().unwrap()["call"], "accept");
+
+    assert_eq!(
+        table.lines[0],
+        "CALL     PROCESS          FAM FAMILY            COUNT"
+    );
+    assert!(
+        table
+            .lines
+            .contains(&"connect  loadgen            2 AF_INET               3".to_string()),
+        "{:?}",
+        table.lines
+    );
+}
+
+#[test]
+fn sofamily_filters() {
+    let ns = Netns::new();
+    let path = ns.path();
+    let traced = ns.loadgen_waiting(&["unix", "--count", "3"]);
+    let other = ns.loadgen_waiting(&["connect", "--family", "4", "--port", "7821"]);
+    let by_pid = Tool::start(&[
+        "sofamily",
+        "--json",
+        "--netns",
+        &path,
+        "-p",
+        &traced.pid().to_string(),
+    ]);
+    let elsewhere = Netns::new();
+    let other_ns = Tool::start(&["sofamily", "--json", "--netns", &elsewhere.path()]);
+    traced.go();
+    other.go();
+    let rows = by_pid.stop().json();
+    let got = family_counts(&rows);
+    assert_eq!(
+        got,
+        [
+            (("connect".to_string(), 1), 3),
+            (("accept".to_string(), 1), 3)
+        ]
+        .into(),
+        "{rows:?}"
+    );
+    assert!(other_ns.stop().lines.is_empty());
+}
+
+/// (call, protocol, kproto) -> count from soprotocol --json.
+fn protocol_counts(rows: &[Value]) -> BTreeMap<(String, u64, String), u64> {
+    rows.iter()
+        .map(|r| {
+            (
+                (
+                    r["call"].as_str().unwrap().to_string(),
+                    n(r, "protocol"),
+                    r["kproto"].as_str().unwrap().to_string(),
+                ),
+                n(r, "count"),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn soprotocol_separates_tcp_udp_mptcp_and_calls() {
+    let ns = Netns::new();
+    let path = ns.path();
+    let json = Tool::start(&["soprotocol", "--json", "--netns", &path]);
+    let table = Tool::start(&["soprotocol", "--netns", &path]);
+    ns.loadgen(&["connect", "--family", "4", "--port", "7831", "--count", "2"]);
+    ns.loadgen(&["connect", "--family", "6", "--port", "7832"]);
+    ns.loadgen(&["backlog", "--family", "4", "--clients", "3"]);
+    let udp = ns.loadgen(&["udp", "--family", "4", "--count", "1", "--ping"]);
+    ns.loadgen(&["unix", "--count", "1"]);
+    let mptcp = ns.loadgen(&["mptcp", "--family", "4", "--count", "2"]);
+    let rows = json.stop().json();
+    let table = table.stop();
+
+    let mut want: BTreeMap<(String, u64, String), u64> = [
+        (("connect", 6, "TCP"), 5),
+        (("connect", 6, "TCPv6"), 1),
+        (("connect", 17, "UDP"), 1),
+        (("connect", 0, "UNIX-STREAM"), 1),
+        (("accept", 6, "TCP"), 3),
+        (("accept", 0, "UNIX-STREAM"), 1),
+    ]
+    .into_iter()
+    .map(|((c, p, k), v)| ((c.to_string(), p, k.to_string()), v))
+    .collect();
+    if udp["ping"] == true {
+        want.insert(("connect".into(), 1, "PING".into()), 1);
+    }
+    // MPTCP is on in a new namespace unless the kernel's default says otherwise.
+    if mptcp["enabled"] == true {
+        want.insert(("connect".into(), 262, "MPTCP".into()), 2);
+        want.insert(("accept".into(), 262, "MPTCP".into()), 2);
+    } else {
+        eprintln!("net.mptcp.enabled is 0 here: MPTCP not checked");
+    }
+    assert_eq!(protocol_counts(&rows), want, "{rows:?}");
+    for r in &rows {
+        let name = match n(r, "protocol") {
+            6 => "TCP",
+            17 => "UDP",
+            1 => "ICMP",
+            262 => "MPTCP",
+            _ => "-",
+        };
+        assert_eq!(r["protocol_name"], name, "{r}");
+        assert_eq!(r["comm"], "loadgen");
+    }
+    let unix = rows.iter().find(|r| r["kproto"] == "UNIX-STREAM").unwrap();
+    assert_eq!(
+        (n(unix, "family"), &unix["family_name"]),
+        (1, &json!("AF_UNIX"))
+    );
+
+    assert_eq!(
+        table.lines[0],
+        "CALL     PROCESS          FAMILY     PROTO NAME     KPROTO          COUNT"
+    );
+    assert!(
+        table.lines.contains(
+            &"connect  loadgen          AF_INET        6 TCP      TCP                 5"
+                .to_string()
+        ),
+        "{:?}",
+        table.lines
+    );
+}
+
+#[test]
+fn soprotocol_filters() {
+    let ns = Netns::new();
+    let path = ns.path();
+    let traced = ns.loadgen_waiting(&["udp", "--family", "6", "--count", "1"]);
+    let other = ns.loadgen_waiting(&["connect", "--family", "4", "--port", "7841"]);
+    let by_pid = Tool::start(&[
+        "soprotocol",
+        "--json",
+        "--netns",
+        &path,
+        "-p",
+        &traced.pid().to_string(),
+    ]);
+    let elsewhere = Netns::new();
+    let other_ns = Tool::start(&["soprotocol", "--json", "--netns", &elsewhere.path()]);
+    traced.go();
+    other.go();
+    let rows = by_pid.stop().json();
+    assert_eq!(
+        protocol_counts(&rows),
+        [(("connect".to_string(), 17, "UDPv6".to_string()), 1)].into(),
+        "{rows:?}"
+    );
+    assert!(other_ns.stop().lines.is_empty());
+}
+
+#[test]
+fn soconnect_shows_results_addresses_and_latency() {
+    let ns = Netns::new();
+    let path = ns.path();
+    let json = Tool::start(&["soconnect", "--json", "--netns", &path]);
+    let table = Tool::start(&["soconnect", "--netns", &path]);
+    let ok = ns.loadgen(&[
+        "backlog",
+        "--family",
+        "6",
+        "--port",
+        "7851",
+        "--clients",
+        "2",
+    ]);
+    let refused = ns.loadgen(&["connect", "--family", "4", "--port", "7852", "--count", "2"]);
+    let nonblock = ns.loadgen(&["connect", "--family", "4", "--port", "7853", "--nonblock"]);
+    let udp = ns.loadgen(&["udp", "--family", "4", "--count", "1"]);
+    ns.loadgen(&["unix", "--count", "2"]);
+    let rows = json.stop().json();
+    let table = table.stop();
+
+    assert_eq!(rows.len(), 6, "IP connects only, no AF_UNIX: {rows:?}");
+    let good = with(&rows, "port", 7851);
+    assert_eq!(good.len(), 2, "{rows:?}");
+    for r in good {
+        assert_eq!(
+            (
+                &r["result"],
+                &r["addr"],
+                n(r, "family"),
+                &r["pid"],
+                &r["protocol"]
+            ),
+            (
+                &json!("Success"),
+                &json!("::1"),
+                10,
+                &ok["pid"],
+                &json!("TCP")
+            )
+        );
+        let lat = r["lat_us"].as_f64().unwrap();
+        // A loopback handshake: more than nothing, far less than seconds.
+        assert!(lat > 0.0 && lat < 2_000_000.0, "latency {lat} us");
+    }
+    let bad = with(&rows, "port", 7852);
+    assert_eq!(bad.len(), 2, "{rows:?}");
+    assert!(bad.iter().all(|r| r["result"] == "ECONNREFUSED"
+        && r["ret"] == -111
+        && r["addr"] == "127.0.0.1"
+        && n(r, "family") == 2
+        && r["pid"] == refused["pid"]));
+    let nb = with(&rows, "port", 7853);
+    assert_eq!(
+        (nb.len(), &nb[0]["result"], &nb[0]["pid"]),
+        (1, &json!("EINPROGRESS"), &nonblock["pid"])
+    );
+    let u = with(&rows, "port", n(&udp, "server_port"));
+    assert_eq!(
+        (u.len(), &u[0]["result"], &u[0]["protocol"]),
+        (1, &json!("Success"), &json!("UDP"))
+    );
+
+    assert_eq!(
+        table.lines[0],
+        "PID    PROCESS          FAM ADDRESS          PORT   LAT(us) RESULT"
+    );
+    let refused_line = format!(
+        "{:<6} loadgen          2   127.0.0.1        7852 ",
+        n(&refused, "pid")
+    );
+    let lines: Vec<&String> = table
+        .lines
+        .iter()
+        .filter(|l| l.starts_with(&refused_line))
+        .collect();
+    assert_eq!(lines.len(), 2, "{:?}", table.lines);
+    assert!(lines.iter().all(|l| l.ends_with(" ECONNREFUSED")));
+}
+
+#[test]
+fn soaccept_shows_peer_and_errors() {
+    let ns = Netns::new();
+    let path = ns.path();
+    let json = Tool::start(&["soaccept", "--json", "--netns", &path]);
+    let table = Tool::start(&["soaccept", "--netns", &path]);
+    let run = ns.loadgen(&["exchange", "--family", "4", "--port", "7861"]);
+    let empty = ns.loadgen(&["accept-empty", "--family", "6", "--port", "7862"]);
+    ns.loadgen(&["unix", "--count", "2"]);
+    let rows = json.stop().json();
+    let table = table.stop();
+
+    assert_eq!(rows.len(), 2, "IP accepts only, no AF_UNIX: {rows:?}");
+    assert_eq!(
+        rows[0],
+        json!({"pid": run["pid"], "comm": "loadgen", "family": 2, "addr": "127.0.0.1",
+               "port": run["client_port"], "result": "Success", "lport": 7861,
+               "ret": rows[0]["ret"]})
+    );
+    assert!(n(&rows[0], "ret") > 2, "the new fd");
+    assert_eq!(
+        rows[1],
+        json!({"pid": empty["pid"], "comm": "loadgen", "family": 10, "addr": null,
+               "port": null, "result": "EAGAIN", "lport": 7862, "ret": -11})
+    );
+
+    assert_eq!(
+        table.lines[0],
+        "PID    PROCESS          FAM ADDRESS          PORT  RESULT"
+    );
+    assert_eq!(
+        table.lines[1],
+        format!(
+            "{:<6} loadgen          2   127.0.0.1        {:<5} Success",
+            n(&run, "pid"),
+            n(&run, "client_port")
+        )
+    );
+    assert_eq!(
+        table.lines[2],
+        format!(
+            "{:<6} loadgen          10  -                -     EAGAIN",
+            n(&empty, "pid")
+        )
+    );
+}
+
+#[test]
+fn soconnect_and_soaccept_filters() {
+    let ns = Netns::new();
+    let path = ns.path();
+    let traced = ns.loadgen_waiting(&["exchange", "--family", "6", "--port", "7871"]);
+    let other = ns.loadgen_waiting(&["exchange", "--family", "4", "--port", "7872"]);
+    let pid = traced.pid().to_string();
+    let connect_pid = Tool::start(&["soconnect", "--json", "--netns", &path, "-p", &pid]);
+    let accept_pid = Tool::start(&["soaccept", "--json", "--netns", &path, "-p", &pid]);
+    let elsewhere = Netns::new();
+    let connect_ns = Tool::start(&["soconnect", "--json", "--netns", &elsewhere.path()]);
+    let accept_ns = Tool::start(&["soaccept", "--json", "--netns", &elsewhere.path()]);
+    let a = traced.go();
+    other.go();
+    let rows = connect_pid.stop().json();
+    assert_eq!(
+        (rows.len(), &rows[0]["port"], &rows[0]["pid"]),
+        (1, &json!(7871), &a["pid"]),
+        "{rows:?}"
+    );
+    let rows = accept_pid.stop().json();
+    assert_eq!(
+        (rows.len(), &rows[0]["lport"], &rows[0]["port"]),
+        (1, &json!(7871), &a["client_port"]),
+        "{rows:?}"
+    );
+    assert!(connect_ns.stop().lines.is_empty());
+    assert!(accept_ns.stop().lines.is_empty());
+}
+
+#[test]
+fn udpconnect_shows_connected_udp_sockets_only() {
+    let ns = Netns::new();
+    let path = ns.path();
+    let json = Tool::start(&["udpconnect", "--json", "--netns", &path]);
+    let table = Tool::start(&["udpconnect", "--netns", &path]);
+    // One connected socket, one sending with sendto() and no connect(), one ICMP ping socket.
+    let v4 = ns.loadgen(&[
+        "udp",
+        "--family",
+        "4",
+        "--count",
+        "2",
+        "--unconnected",
+        "3",
+        "--ping",
+    ]);
+    let v6 = ns.loadgen(&["udp", "--family", "6", "--count", "1"]);
+    // TCP connects are not UDP.
+    ns.loadgen(&["backlog", "--family", "4", "--clients", "2"]);
+    ns.loadgen(&["connect", "--family", "6", "--port", "7881"]);
+    let rows = json.stop().json();
+    let table = table.stop();
+
+    assert_eq!(
+        v4["ping"], true,
+        "the ping socket connected (and was left out)"
+    );
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let r = &rows[0];
+    assert_eq!(
+        (&r["pid"], &r["comm"], &r["ip"], &r["raddr"], &r["rport"]),
+        (
+            &v4["pid"],
+            &json!("loadgen"),
+            &json!(4),
+            &json!("127.0.0.1"),
+            &v4["server_port"]
+        )
+    );
+    assert_eq!(
+        (&r["laddr"], &r["lport"]),
+        (&json!("127.0.0.1"), &v4["client_port"])
+    );
+    assert_ne!(r["lport"], v4["unconnected_port"]);
+    let r = &rows[1];
+    assert_eq!(
+        (&r["pid"], &r["ip"], &r["raddr"], &r["rport"], &r["lport"]),
+        (
+            &v6["pid"],
+            &json!(6),
+            &json!("::1"),
+            &v6["server_port"],
+            &v6["client_port"]
+        )
+    );
+
+    assert_eq!(
+        table.lines[0],
+        "TIME     PID     COMM             IP RADDR            RPORT"
+    );
+    assert_eq!(table.lines.len(), 3, "{:?}", table.lines);
+    assert!(
+        table.lines[1].ends_with(&format!(
+            " {:<7} loadgen          4  127.0.0.1        {}",
+            n(&v4, "pid"),
+            n(&v4, "server_port")
+        )),
+        "{:?}",
+        table.lines
+    );
+}
+
+#[test]
+fn udpconnect_filters() {
+    let ns = Netns::new();
+    let path = ns.path();
+    let traced = ns.loadgen_waiting(&["udp", "--family", "4", "--count", "1"]);
+    let other = ns.loadgen_waiting(&["udp", "--family", "6", "--count", "1"]);
+    let by_pid = Tool::start(&[
+        "udpconnect",
+        "--json",
+        "--netns",
+        &path,
+        "-p",
+        &traced.pid().to_string(),
+    ]);
+    let elsewhere = Netns::new();
+    let other_ns = Tool::start(&["udpconnect", "--json", "--netns", &elsewhere.path()]);
+    let a = traced.go();
+    other.go();
+    let rows = by_pid.stop().json();
+    assert_eq!(
+        (rows.len(), &rows[0]["pid"], &rows[0]["rport"]),
+        (1, &a["pid"], &a["server_port"]),
+        "{rows:?}"
+    );
+    assert!(other_ns.stop().lines.is_empty());
+}
+
+#[test]
+fn bad_options_are_refused() {
+    let tools = [
+        "sockstat",
+        "sofamily",
+        "soprotocol",
+        "soconnect",
+        "soaccept",
+        "udpconnect",
+    ];
+    for tool in tools {
+        let o = netbpf(&[tool, "--bogus"]);
+        assert_eq!(o.status.code(), Some(2), "{tool}");
+        assert!(
+            stderr(&o).contains("unexpected argument '--bogus'"),
+            "{tool}: {}",
+            stderr(&o)
+        );
+        let o = netbpf(&[tool, "-p", "abc"]);
+        assert_eq!(o.status.code(), Some(2), "{tool}");
+        assert!(
+            stderr(&o).contains("'abc' is not a process id"),
+            "{tool}: {}",
+            stderr(&o)
+        );
+        let o = netbpf(&[tool, "--netns", "/nonexistent/netns"]);
+        assert_eq!(o.status.code(), Some(2), "{tool}");
+        assert!(stderr(&o).contains("--netns:"), "{tool}: {}", stderr(&o));
+    }
+    // Only sockstat takes [interval] [count].
+    for tool in &tools[1..] {
+        let o = netbpf(&[tool, "1"]);
+        assert_eq!(o.status.code(), Some(2), "{tool}");
+        assert!(
+            stderr(&o).contains("unexpected argument '1'"),
+            "{tool}: {}",
+            stderr(&o)
+        );
+    }
+    for (args, msg) in [
+        (
+            &["sockstat", "0"][..],
+            "'0' is not a positive number of seconds",
+        ),
+        (
+            &["sockstat", "x"][..],
+            "'x' is not a positive number of seconds",
+        ),
+        (&["sockstat", "1", "0"][..], "0 is not in 1.."),
+        (&["sockstat", "1", "2", "3"][..], "unexpected argument '3'"),
+    ] {
+        let o = netbpf(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&o).contains(msg), "{args:?}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn list_shows_the_socket_tools() {
+    let o = netbpf(&["list", "--verbose"]);
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    for tool in [
+        "sockstat",
+        "sofamily",
+        "soprotocol",
+        "soconnect",
+        "soaccept",
+        "udpconnect",
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("{tool} ")))
+            .unwrap_or_else(|| panic!("{out}"));
+        assert!(
+            line.contains(" ok ") && line.contains("tracepoint"),
+            "{line}"
+        );
+    }
+}
