@@ -21,7 +21,12 @@ fn free_port() -> u16 {
 
 /// GET over a plain socket; returns (head, body).
 fn get(port: u16, path: &str, accept: &str) -> (String, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    try_get(port, path, accept).unwrap_or_else(|| panic!("GET 127.0.0.1:{port}{path} failed"))
+}
+
+/// GET that tolerates a server not (yet) listening.
+fn try_get(port: u16, path: &str, accept: &str) -> Option<(String, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
         s,
@@ -29,9 +34,9 @@ fn get(port: u16, path: &str, accept: &str) -> (String, String) {
     )
     .unwrap();
     let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    let (head, body) = resp.split_once("\r\n\r\n").unwrap();
-    (head.to_string(), body.to_string())
+    s.read_to_string(&mut resp).ok()?;
+    let (head, body) = resp.split_once("\r\n\r\n")?;
+    Some((head.to_string(), body.to_string()))
 }
 
 fn scrape(port: u16) -> prometheus_parse::Scrape {
@@ -287,11 +292,11 @@ fn prom_query(port: u16, query: &str) -> Option<f64> {
             }
         })
         .collect();
-    let (_, body) = get(
+    let (_, body) = try_get(
         port,
         &format!("/api/v1/query?query={q}"),
         "application/json",
-    );
+    )?;
     // The body may be chunked: the JSON object is between the first '{' and the last '}'.
     let json = &body[body.find('{')?..=body.rfind('}')?];
     let v: serde_json::Value = serde_json::from_str(json).ok()?;
