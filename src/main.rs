@@ -22,6 +22,10 @@ Set NETBPF_DEBUG=1 to see libbpf's messages.
 ";
 
 fn main() {
+    // Like any Unix filter, end quietly when the reader of stdout goes away (`netbpf list | head`)
+    // instead of failing writes; the kernel detaches our BPF programs when we exit.
+    // SAFETY: setting a signal disposition to its default.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let args: Vec<OsString> = std::env::args_os().collect();
     std::process::exit(match dispatch(args) {
         Ok(()) => 0,
@@ -86,27 +90,14 @@ fn dispatch(mut args: Vec<OsString>) -> anyhow::Result<()> {
 fn list(verbose: bool) -> anyhow::Result<()> {
     core::bpf::init_logging();
     let caps = Caps::get();
-    println!("{:<16} {:<12} {:<44} DESCRIPTION", "TOOL", "STATUS", "HOOK");
+    println!("{:<16} {:<12} {:<11} DESCRIPTION", "TOOL", "STATUS", "PLAN");
     for t in tools::TOOLS {
         let chosen = t.plans.iter().find(|p| caps.check(p).is_ok());
         match chosen {
-            Some(p) => println!(
-                "{:<16} {:<12} {:<44} {}",
-                t.name,
-                "ok",
-                format!("{}: {}", p.name, p.attach),
-                t.about
-            ),
+            Some(p) => println!("{:<16} {:<12} {:<11} {}", t.name, "ok", p.name, t.about),
             None => {
-                let why = t
-                    .plans
-                    .first()
-                    .map(|p| caps.check(p).unwrap_err())
-                    .unwrap_or_default();
-                println!(
-                    "{:<16} {:<12} {:<44} {}",
-                    t.name, "unsupported", why, t.about
-                )
+                let why = t.plans.first().map(|p| caps.check(p).unwrap_err()).unwrap_or_default();
+                println!("{:<16} {:<12} {:<11} {} ({why})", t.name, "unsupported", "-", t.about)
             }
         }
         if verbose {
@@ -116,7 +107,7 @@ fn list(verbose: bool) -> anyhow::Result<()> {
                     Ok(()) => "usable".to_string(),
                     Err(why) => format!("skipped: {why}"),
                 };
-                println!("    {:<12} {:<44} {verdict}", p.name, p.attach);
+                println!("    {:<12} {verdict}\n    {:<12} hooks: {}", p.name, "", p.attach);
             }
         }
     }

@@ -171,3 +171,17 @@ fn unmounted_tracefs_is_mounted_and_said() {
         stderr(&o)
     );
 }
+
+#[test]
+fn closed_stdout_is_not_a_crash() {
+    // `netbpf list | head -1`: the reader goes away; netbpf must not panic.
+    let mut child = Command::new(netbpf_bin())
+        .args(["list", "--verbose"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+}
