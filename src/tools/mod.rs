@@ -27,6 +27,11 @@ macro_rules! registry {
 
 // The registry: one line per tool.
 registry! {
+    gethostlatency,
+    ieee80211scan,
+    ipecn,
+    qdisc,
+    superping,
     tcpaccept,
     tcpconnect,
     tcplife,
