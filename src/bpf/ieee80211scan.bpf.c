@@ -9,8 +9,8 @@
  * program first checks that the types exist, so the object also loads on a kernel without a
  * wireless stack (where user space refuses to run the tool anyway).
  *
- * Since Linux 6.17 the tracepoints pass struct cfg80211_scan_request_int, which wraps the
- * request (field req); before, they passed the struct cfg80211_scan_request itself. */
+ * Recent kernels pass struct cfg80211_scan_request_int to these tracepoints, which wraps the
+ * request (field req); older ones passed the struct cfg80211_scan_request itself. */
 #include "common/netbpf.bpf.h"
 #include "common/events.bpf.h"
 #include "common/filter.bpf.h"

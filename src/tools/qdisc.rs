@@ -9,7 +9,7 @@ use clap::Parser;
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 
 use crate::core::bpf::{opened, LoadContext, Pod};
-use crate::core::caps::{Hook, Plan};
+use crate::core::caps::{Caps, Hook, Plan};
 use crate::core::cli::Common;
 use crate::core::error::Unsupported;
 use crate::core::hist::{print_log2, total};
@@ -37,13 +37,25 @@ pub static TOOL: Tool = Tool {
         "qdisc-tbf",
     ],
     about: "Queueing latency histogram of one qdisc kind (qdisc-fq, qdisc-tbf, ... as aliases)",
-    plans: &[Plan {
-        name: "tp_btf",
-        needs: &[Hook::TpBtf],
-        attach: "qdisc/qdisc_enqueue + qdisc/qdisc_dequeue",
-        check: None,
-    }],
+    plans: &[
+        // The kind's own functions: also child qdiscs, and every packet of a bulk dequeue.
+        Plan {
+            name: "kprobe",
+            needs: &[Hook::Kprobe],
+            attach: "kprobe KIND_enqueue + kretprobe KIND_dequeue",
+            check: None,
+        },
+        TRACEPOINTS,
+    ],
     run,
+};
+
+/// Root qdiscs of every kind, chosen by ops->id; also where the kind's functions are unknown.
+const TRACEPOINTS: Plan = Plan {
+    name: "tp_btf",
+    needs: &[Hook::TpBtf],
+    attach: "qdisc/qdisc_enqueue + qdisc/qdisc_dequeue",
+    check: None,
 };
 
 const EXAMPLES: &str = "\
@@ -53,12 +65,15 @@ Examples:
   qdisc fq -i eth0 -d 10  # only eth0's fq qdisc, for 10 seconds
   qdisc tbf --json        # the histogram as one JSON object
 
-The time runs from a successful enqueue on a device's root qdisc to its dequeue towards the
-driver. Not timed: packets that bypass an empty queue (qdiscs flagged TCQ_F_CAN_BYPASS, such as
-pfifo_fast and fq_codel, send straight to the driver when nothing is queued), packets of child
-qdiscs (e.g. under htb classes), and all but the first packet of a bulk dequeue (counted and
-reported at the end). A kind this kernel does not have is refused; a kind whose module is not
-loaded yet is traced from the moment one is created.";
+The time runs from a packet's enqueue to its dequeue. With kprobes (most distribution kernels)
+the kind's own enqueue and dequeue functions are probed, as the book did, so the kind is seen
+wherever it sits, also as a child qdisc (e.g. fq_codel under htb classes). Without kprobes the
+qdisc tracepoints are used: root qdiscs only, and only the first packet of a bulk dequeue is
+timed (the others are counted and reported at the end). Never timed: packets that bypass an
+empty queue (qdiscs flagged TCQ_F_CAN_BYPASS, such as pfifo_fast and fq_codel, hand a packet
+straight to the driver when nothing is queued). A kind this kernel does not have is refused; a
+kind whose module is not loaded yet is traced (with the tracepoints) from the moment one is
+created.";
 
 #[derive(Parser, Debug)]
 #[command(name = "qdisc", about = "Summarize queueing latency of one qdisc kind as a histogram", after_help = EXAMPLES)]
@@ -85,9 +100,11 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let kind = match (invoked.strip_prefix("qdisc-"), &o.kind) {
         (Some(k), None) => k.to_string(),
-        (Some(k), Some(_)) => return Err(usage!(
+        (Some(k), Some(_)) => {
+            return Err(usage!(
             "{invoked} takes no KIND: it times {k} qdiscs (netbpf qdisc KIND times another kind)"
-        )),
+        ))
+        }
         (None, Some(k)) => k.clone(),
         (None, None) => {
             return Err(usage!(
@@ -111,7 +128,8 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         }
     }
     let what = format!("qdisc {kind}");
-    match kind_available(&kind) {
+    let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap_or_default();
+    match kind_available_in(&kind, &osrelease(), &kallsyms, Path::new("/lib/modules")) {
         Ok(Availability::Present) => {}
         Ok(Availability::ModuleNotLoaded(module)) => eprintln!(
             "netbpf qdisc: {} is a module that is not loaded, so no {kind} qdisc exists yet; the \
@@ -123,23 +141,67 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     }
 
     let s = start(tool, &o.common)?;
+    // The kprobe plan needs the kind's functions by name; a module not loaded yet, or a kind
+    // whose functions are named otherwise (the fifos share qdisc_dequeue_head), falls back to
+    // the tracepoints.
+    let funcs = match s.plan.name {
+        "kprobe" => kind_functions(&kind, &kallsyms),
+        _ => None,
+    };
+    let plan = if s.plan.name == "kprobe" && funcs.is_none() {
+        Caps::get()
+            .check(&TRACEPOINTS)
+            .map_err(|why| Unsupported::new(&what, why))?;
+        &TRACEPOINTS
+    } else {
+        s.plan
+    };
     let mut obj = MaybeUninit::uninit();
     let mut open = opened(tool.name, QdiscSkelBuilder::default().open(&mut obj))?;
     let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
     crate::set_filters!(&mut *rodata, s.filters);
     copy_name(&mut rodata.qdisc_kind, &kind);
     copy_name(&mut rodata.filter_ifname, o.iface.as_deref().unwrap_or(""));
+    let kprobes = funcs.is_some();
+    open.progs.qdisc_kind_enqueue.set_autoload(kprobes);
+    open.progs.qdisc_kind_dequeue.set_autoload(kprobes);
+    open.progs.qdisc_enqueued.set_autoload(!kprobes);
+    open.progs.qdisc_dequeued.set_autoload(!kprobes);
     let mut skel = open.load().or_load_failed(tool.name)?;
-    skel.attach()
-        .map_err(|e| crate::core::bpf::attach_failed(tool.name, s.plan.attach, e))?;
+    let mut links = Vec::new();
+    match &funcs {
+        Some((enqueue, dequeue)) => {
+            let failed = |f: &str, e| crate::core::bpf::attach_failed(tool.name, f, e);
+            links.push(
+                skel.progs
+                    .qdisc_kind_enqueue
+                    .attach_kprobe(false, enqueue)
+                    .map_err(|e| failed(&format!("kprobe {enqueue}"), e))?,
+            );
+            links.push(
+                skel.progs
+                    .qdisc_kind_dequeue
+                    .attach_kprobe(true, dequeue)
+                    .map_err(|e| failed(&format!("kretprobe {dequeue}"), e))?,
+            );
+        }
+        None => skel
+            .attach()
+            .map_err(|e| crate::core::bpf::attach_failed(tool.name, plan.attach, e))?,
+    }
 
     let on = o
         .iface
         .as_deref()
         .map(|i| format!(" on {i}"))
         .unwrap_or_default();
-    announce(&format!("{kind} qdisc queueing latency{on}"));
+    let how = match &funcs {
+        Some((e, d)) => format!("{e}/{d}"),
+        None => "qdisc tracepoints".into(),
+    };
+    announce(&format!("{kind} qdisc queueing latency{on} ({how})"));
     s.run.wait();
+    drop(links);
 
     let mut slots = [0u64; 64];
     for (_, h) in
@@ -200,19 +262,24 @@ fn release_at_least(release: &str, major: u32, minor: u32) -> bool {
     (ma, mi) >= (major, minor)
 }
 
+/// The kind's enqueue and dequeue functions, when /proc/kallsyms has both under one of the usual
+/// names (KIND_enqueue, or KIND_qdisc_enqueue as for codel and pie).
+fn kind_functions(kind: &str, kallsyms: &str) -> Option<(String, String)> {
+    let names: std::collections::HashSet<&str> = kallsyms
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .filter(|n| n.starts_with(kind))
+        .collect();
+    [kind.to_string(), format!("{kind}_qdisc")]
+        .into_iter()
+        .map(|p| (format!("{p}_enqueue"), format!("{p}_dequeue")))
+        .find(|(e, d)| names.contains(e.as_str()) && names.contains(d.as_str()))
+}
+
 /// Whether this kernel can have a qdisc of `kind`, and why not. Kinds are registered by their
 /// sch_<kind> code, which is either built in (its enqueue function is in /proc/kallsyms, or it
 /// is listed in modules.builtin), a loaded module (its symbols are in kallsyms too), or a module
 /// file not loaded yet.
-fn kind_available(kind: &str) -> Result<Availability, String> {
-    kind_available_in(
-        kind,
-        &osrelease(),
-        &std::fs::read_to_string("/proc/kallsyms").unwrap_or_default(),
-        Path::new("/lib/modules"),
-    )
-}
-
 fn kind_available_in(
     kind: &str,
     release: &str,
@@ -313,6 +380,35 @@ ffffffffc0a01000 t fq_enqueue\t[sch_fq]
         assert!(kind_available_in("cbq", "5.15.0", SYMS, none)
             .unwrap_err()
             .contains("no cbq qdisc"));
+    }
+
+    #[test]
+    fn functions_by_kind() {
+        let syms = "1 t fq_codel_enqueue\n2 t fq_codel_dequeue\n3 t codel_qdisc_enqueue\n\
+                    4 t codel_qdisc_dequeue\n5 t pfifo_enqueue\n6 t qdisc_dequeue_head\n";
+        let f = |k| kind_functions(k, syms);
+        assert_eq!(
+            f("fq_codel"),
+            Some(("fq_codel_enqueue".into(), "fq_codel_dequeue".into()))
+        );
+        assert_eq!(
+            f("codel"),
+            Some(("codel_qdisc_enqueue".into(), "codel_qdisc_dequeue".into()))
+        );
+        assert_eq!(f("pfifo"), None);
+        assert_eq!(f("fq"), None);
+    }
+
+    /// Every program passes the verifier here, the kprobe ones included (only their attach
+    /// needs kprobes). Needs root.
+    #[test]
+    fn object_loads() {
+        if unsafe { libc::geteuid() } != 0 {
+            return;
+        }
+        let mut obj = MaybeUninit::uninit();
+        let open = QdiscSkelBuilder::default().open(&mut obj).unwrap();
+        open.load().expect("all programs load");
     }
 
     #[test]
