@@ -9,6 +9,10 @@
 //!   loadgen [--wait] unix --count N [--pair]
 //!   loadgen [--wait] mptcp --family 4|6 --count N
 //!   loadgen [--wait] accept-empty --family 4|6
+//!   loadgen [--wait] resolve --name HOST --getaddrinfo N --gethostbyname N --gethostbyname2 N --gethostbyname-r N
+//!   loadgen [--wait] ecn --family 4|6 --ce N --ect N --not-ect N
+//!   loadgen [--wait] ping --family 4|6 --count N [--id ID] [--interval-ms MS]
+//!   loadgen [--wait] udp-burst --family 4|6 --count N --size BYTES
 //!
 //! --wait: read one line from stdin first, so a test can start a tool filtered to this pid
 //! before any traffic is made.
@@ -35,6 +39,15 @@ impl Args {
     }
     fn num(&self, name: &str, default: u64) -> u64 {
         self.get(name).unwrap_or(default)
+    }
+    fn text(&self, name: &str, default: &str) -> String {
+        let Some(i) = self.0.iter().position(|a| a == name) else {
+            return default.to_string();
+        };
+        self.0
+            .get(i + 1)
+            .cloned()
+            .unwrap_or_else(|| die(&format!("{name} needs a value")))
     }
     fn flag(&self, name: &str) -> bool {
         self.0.iter().any(|a| a == name)
@@ -459,6 +472,252 @@ fn accept_empty(a: &Args) {
     );
 }
 
+extern "C" {
+    // Not in the libc crate; glibc exports all three.
+    fn gethostbyname(name: *const libc::c_char) -> *mut libc::hostent;
+    fn gethostbyname2(name: *const libc::c_char, af: libc::c_int) -> *mut libc::hostent;
+    fn gethostbyname_r(
+        name: *const libc::c_char,
+        ret: *mut libc::hostent,
+        buf: *mut libc::c_char,
+        buflen: libc::size_t,
+        result: *mut *mut libc::hostent,
+        h_errnop: *mut libc::c_int,
+    ) -> libc::c_int;
+}
+
+/// Host name lookups through the C library, each function called the number of times asked;
+/// reports how many succeeded.
+fn resolve(a: &Args) {
+    let name = std::ffi::CString::new(a.text("--name", "localhost")).unwrap();
+    let mut ok = [0u64; 4];
+    for _ in 0..a.num("--getaddrinfo", 0) {
+        let mut res: *mut libc::addrinfo = std::ptr::null_mut();
+        if unsafe { libc::getaddrinfo(name.as_ptr(), std::ptr::null(), std::ptr::null(), &mut res) }
+            == 0
+        {
+            ok[0] += 1;
+            unsafe { libc::freeaddrinfo(res) };
+        }
+    }
+    for _ in 0..a.num("--gethostbyname", 0) {
+        ok[1] += u64::from(!unsafe { gethostbyname(name.as_ptr()) }.is_null());
+    }
+    for _ in 0..a.num("--gethostbyname2", 0) {
+        ok[2] += u64::from(!unsafe { gethostbyname2(name.as_ptr(), libc::AF_INET) }.is_null());
+    }
+    for _ in 0..a.num("--gethostbyname-r", 0) {
+        let mut he: libc::hostent = unsafe { std::mem::zeroed() };
+        let mut buf = vec![0 as libc::c_char; 4096];
+        let mut result: *mut libc::hostent = std::ptr::null_mut();
+        let mut herr = 0;
+        let rc = unsafe {
+            gethostbyname_r(
+                name.as_ptr(),
+                &mut he,
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut result,
+                &mut herr,
+            )
+        };
+        ok[3] += u64::from(rc == 0 && !result.is_null());
+    }
+    println!(
+        "{{\"pid\":{},\"ok\":{{\"getaddrinfo\":{},\"gethostbyname\":{},\"gethostbyname2\":{},\"gethostbyname_r\":{}}}}}",
+        std::process::id(),
+        ok[0],
+        ok[1],
+        ok[2],
+        ok[3]
+    );
+}
+
+fn set_int_opt(fd: i32, level: i32, opt: i32, v: i32) {
+    let rc = unsafe { libc::setsockopt(fd, level, opt, (&v as *const i32).cast(), 4) };
+    if rc != 0 {
+        die(&format!(
+            "setsockopt({level}, {opt}): {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+}
+
+/// UDP datagrams on loopback with each ECN codepoint: --ce with Congestion Experienced (3),
+/// --ect with ECT(0) (2), --not-ect with 0. All are received before it reports.
+fn ecn(a: &Args) {
+    let addr = a.addr(0);
+    let rx = std::net::UdpSocket::bind(addr).unwrap_or_else(|e| die(&format!("bind: {e}")));
+    let tx = std::net::UdpSocket::bind(addr).unwrap();
+    tx.connect(rx.local_addr().unwrap()).unwrap();
+    rx.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let (level, opt) = if addr.is_ipv6() {
+        (libc::IPPROTO_IPV6, libc::IPV6_TCLASS)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_TOS)
+    };
+    let mut sent = 0;
+    for (flag, codepoint) in [("--ce", 3), ("--ect", 2), ("--not-ect", 0)] {
+        set_int_opt(tx.as_raw_fd(), level, opt, codepoint);
+        for _ in 0..a.num(flag, 0) {
+            tx.send(b"ecn").unwrap();
+            sent += 1;
+        }
+    }
+    let mut buf = [0u8; 64];
+    for _ in 0..sent {
+        rx.recv(&mut buf)
+            .unwrap_or_else(|e| die(&format!("receive: {e}")));
+    }
+    println!(
+        "{{\"pid\":{},\"sport\":{},\"dport\":{},\"sent\":{sent}}}",
+        std::process::id(),
+        tx.local_addr().unwrap().port(),
+        rx.local_addr().unwrap().port()
+    );
+}
+
+/// ICMP echo to the loopback address with an unprivileged ICMP socket (SOCK_DGRAM), allowed in
+/// this namespace through net.ipv4.ping_group_range. The echo identifier is the socket's bound
+/// "port" (--id, or one the kernel picks). Reports the identifier and each reply's sequence.
+fn ping(a: &Args) {
+    std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 2147483647")
+        .unwrap_or_else(|e| die(&format!("ping_group_range: {e}")));
+    let v6 = a.num("--family", 4) == 6;
+    let (family, proto, echo) = if v6 {
+        (libc::AF_INET6, libc::IPPROTO_ICMPV6, 128u8)
+    } else {
+        (libc::AF_INET, libc::IPPROTO_ICMP, 8u8)
+    };
+    let fd = unsafe { libc::socket(family, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, proto) };
+    if fd < 0 {
+        die(&format!("ICMP socket: {}", std::io::Error::last_os_error()));
+    }
+    let sock = unsafe { <std::net::UdpSocket as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let id = a.num("--id", 0) as u16;
+    let local = SocketAddr::new(a.addr(0).ip(), id);
+    // std's UDP bind is a plain bind(2), which is what sets a ping socket's identifier.
+    bind_fd(fd, local);
+    let id = local_port(fd);
+    sock.connect(a.addr(0))
+        .unwrap_or_else(|e| die(&format!("connect: {e}")));
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let interval = Duration::from_millis(a.num("--interval-ms", 20));
+    let mut seqs = Vec::new();
+    for seq in 1..=a.num("--count", 1) as u16 {
+        let mut msg = vec![0u8; 64];
+        msg[0] = echo;
+        msg[6..8].copy_from_slice(&seq.to_be_bytes());
+        sock.send(&msg)
+            .unwrap_or_else(|e| die(&format!("send: {e}")));
+        let mut buf = [0u8; 256];
+        let n = sock
+            .recv(&mut buf)
+            .unwrap_or_else(|e| die(&format!("no echo reply: {e}")));
+        if n < 8 {
+            die("short echo reply");
+        }
+        seqs.push(u16::from_be_bytes([buf[6], buf[7]]).to_string());
+        thread::sleep(interval);
+    }
+    println!(
+        "{{\"pid\":{},\"id\":{id},\"seqs\":[{}]}}",
+        std::process::id(),
+        seqs.join(",")
+    );
+}
+
+fn bind_fd(fd: i32, addr: SocketAddr) {
+    let rc = match addr {
+        SocketAddr::V4(v4) => {
+            let sa = libc::sockaddr_in {
+                sin_family: libc::AF_INET as u16,
+                sin_port: v4.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(v4.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            unsafe {
+                libc::bind(
+                    fd,
+                    (&sa as *const libc::sockaddr_in).cast(),
+                    std::mem::size_of_val(&sa) as u32,
+                )
+            }
+        }
+        SocketAddr::V6(v6) => {
+            let sa = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as u16,
+                sin6_port: v6.port().to_be(),
+                sin6_flowinfo: 0,
+                sin6_addr: libc::in6_addr {
+                    s6_addr: v6.ip().octets(),
+                },
+                sin6_scope_id: 0,
+            };
+            unsafe {
+                libc::bind(
+                    fd,
+                    (&sa as *const libc::sockaddr_in6).cast(),
+                    std::mem::size_of_val(&sa) as u32,
+                )
+            }
+        }
+    };
+    if rc != 0 {
+        die(&format!("bind {addr}: {}", std::io::Error::last_os_error()));
+    }
+}
+
+fn local_port(fd: i32) -> u16 {
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of_val(&ss) as u32;
+    if unsafe {
+        libc::getsockname(
+            fd,
+            (&mut ss as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
+    } != 0
+    {
+        die("getsockname failed");
+    }
+    // sin_port and sin6_port sit at the same offset.
+    let sin = unsafe { &*(&ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+    u16::from_be(sin.sin_port)
+}
+
+/// --count UDP datagrams of --size bytes sent back to back to a receiver on loopback (e.g. to
+/// fill a rate-limited qdisc), each received by a thread before it reports.
+fn udp_burst(a: &Args) {
+    let addr = a.addr(0);
+    let rx = std::net::UdpSocket::bind(addr).unwrap_or_else(|e| die(&format!("bind: {e}")));
+    let tx = std::net::UdpSocket::bind(addr).unwrap();
+    tx.connect(rx.local_addr().unwrap()).unwrap();
+    rx.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let count = a.num("--count", 1);
+    let receiver = thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        let mut got = 0u64;
+        while got < count && rx.recv(&mut buf).is_ok() {
+            got += 1;
+        }
+        got
+    });
+    let payload = vec![b'q'; a.num("--size", 1000) as usize];
+    for _ in 0..count {
+        tx.send(&payload)
+            .unwrap_or_else(|e| die(&format!("send: {e}")));
+    }
+    let received = receiver.join().unwrap();
+    println!(
+        "{{\"pid\":{},\"sport\":{},\"sent\":{count},\"received\":{received}}}",
+        std::process::id(),
+        tx.local_addr().unwrap().port()
+    );
+}
+
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().is_some_and(|a| a == "--wait") {
@@ -467,7 +726,7 @@ fn main() {
         std::io::stdin().lock().read_line(&mut line).unwrap();
     }
     let Some(cmd) = args.first().cloned() else {
-        die("usage: loadgen [--wait] exchange|connect|backlog ...")
+        die("usage: loadgen [--wait] COMMAND ... (commands in this file's header)")
     };
     let a = Args(args);
     match cmd.as_str() {
@@ -478,6 +737,10 @@ fn main() {
         "unix" => unix(&a),
         "mptcp" => mptcp(&a),
         "accept-empty" => accept_empty(&a),
+        "resolve" => resolve(&a),
+        "ecn" => ecn(&a),
+        "ping" => ping(&a),
+        "udp-burst" => udp_burst(&a),
         other => die(&format!("unknown command '{other}'")),
     }
 }

@@ -96,8 +96,15 @@ fn list(verbose: bool) -> anyhow::Result<()> {
         match chosen {
             Some(p) => println!("{:<16} {:<12} {:<11} {}", t.name, "ok", p.name, t.about),
             None => {
-                let why = t.plans.first().map(|p| caps.check(p).unwrap_err()).unwrap_or_default();
-                println!("{:<16} {:<12} {:<11} {} ({why})", t.name, "unsupported", "-", t.about)
+                let why = t
+                    .plans
+                    .first()
+                    .map(|p| caps.check(p).unwrap_err())
+                    .unwrap_or_default();
+                println!(
+                    "{:<16} {:<12} {:<11} {} ({why})",
+                    t.name, "unsupported", "-", t.about
+                )
             }
         }
         if verbose {
@@ -107,7 +114,10 @@ fn list(verbose: bool) -> anyhow::Result<()> {
                     Ok(()) => "usable".to_string(),
                     Err(why) => format!("skipped: {why}"),
                 };
-                println!("    {:<12} {verdict}\n    {:<12} hooks: {}", p.name, "", p.attach);
+                println!(
+                    "    {:<12} {verdict}\n    {:<12} hooks: {}",
+                    p.name, "", p.attach
+                );
             }
         }
     }

@@ -27,11 +27,16 @@ macro_rules! registry {
 
 // The registry: one line per tool.
 registry! {
+    gethostlatency,
+    ieee80211scan,
+    ipecn,
+    qdisc,
     soaccept,
     sockstat,
     soconnect,
     sofamily,
     soprotocol,
+    superping,
     tcpaccept,
     tcpconnect,
     tcplife,

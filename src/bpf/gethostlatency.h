@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+#ifndef NETBPF_GETHOSTLATENCY_H
+#define NETBPF_GETHOSTLATENCY_H
+
+#define GHL_HOST_LEN 128
+
+/* The resolver functions traced; the attach cookie of each uprobe is its index here (user space
+ * keeps the same order). */
+enum ghl_func {
+	GHL_GETADDRINFO = 0,
+	GHL_GETHOSTBYNAME = 1,
+	GHL_GETHOSTBYNAME2 = 2,
+	GHL_GETHOSTBYNAME_R = 3,
+	GHL_GETHOSTBYNAME2_R = 4,
+};
+
+/* One resolver call, sent when it returns. */
+struct gethostlatency_event {
+	__u64 ts_ns;	/* when the call returned */
+	__u64 lat_ns;
+	__u32 pid;
+	__u32 tid;
+	__u32 func;	/* enum ghl_func */
+	__u32 pad;
+	char comm[16];
+	char host[GHL_HOST_LEN];
+};
+
+#endif

@@ -1,0 +1,43 @@
+// SPDX-License-Identifier: GPL-2.0
+/* ipecn: received IPv4/IPv6 packets whose ECN field says Congestion Experienced.
+ *
+ * net:netif_receive_skb fires in __netif_receive_skb_core for every received packet, on both the
+ * one-skb and the list (GRO/NAPI batch) receive paths; ip_rcv, which the book probed, is skipped
+ * by the list path (ip_list_rcv). The IP header is at skb->data there. */
+#include "common/netbpf.bpf.h"
+#include "common/events.bpf.h"
+#include "common/filter.bpf.h"
+#include "common/pkt.bpf.h"
+#include "ipecn.h"
+
+char LICENSE[] SEC("license") = "GPL";
+EXPORT_EVENT_TYPE(ipecn_event);
+
+#define ECN_MASK 3
+#define ECN_CE 3
+
+SEC("tp_btf/netif_receive_skb")
+int BPF_PROG(ipecn_receive, struct sk_buff *skb)
+{
+	struct net_device *dev = BPF_CORE_READ(skb, dev);
+	struct ipecn_event *e;
+	struct l3_hdr h;
+
+	if (!skb_rx_l3(skb, &h) || (h.dsfield & ECN_MASK) != ECN_CE || !family_ok(h.family))
+		return 0;
+	if (!netns_ok(dev_netns_cookie(dev)))
+		return 0;
+	e = reserve_event(sizeof(*e));
+	if (!e)
+		return 0;
+	__builtin_memcpy(e->saddr, h.saddr, sizeof(e->saddr));
+	__builtin_memcpy(e->daddr, h.daddr, sizeof(e->daddr));
+	e->ts_ns = bpf_ktime_get_ns();
+	e->ifindex = BPF_CORE_READ(dev, ifindex);
+	e->family = h.family;
+	e->proto = h.proto;
+	e->dsfield = h.dsfield;
+	dev_name(dev, e->ifname);
+	submit_event(e);
+	return 0;
+}

@@ -1,0 +1,403 @@
+//! gethostlatency: latency of host name lookups through the C library (getaddrinfo,
+//! gethostbyname, gethostbyname2 and their _r variants), one line per call.
+
+use std::ffi::OsString;
+use std::mem::MaybeUninit;
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{ErrorKind, UprobeOpts};
+
+use crate::core::bpf::{opened, read_event, LoadContext, Pod};
+use crate::core::caps::{Hook, Plan};
+use crate::core::cli::{parse_pid, Common};
+use crate::core::error::Unsupported;
+use crate::core::output::{comm_str, Column, Output, Value};
+use crate::core::time::Clock;
+use crate::tools::{announce, start, Tool};
+use crate::usage;
+
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/gethostlatency.skel.rs"));
+}
+use skel::*;
+
+unsafe impl Pod for types::gethostlatency_event {}
+
+pub static TOOL: Tool = Tool {
+    name: "gethostlatency",
+    aliases: &[],
+    about: "Latency of host name lookups (getaddrinfo, gethostbyname*) in the C library",
+    plans: &[Plan {
+        name: "uprobe",
+        needs: &[Hook::Uprobe],
+        attach: "uprobe+uretprobe libc:getaddrinfo,gethostbyname{,2}{,_r}",
+        check: None,
+    }],
+    run,
+};
+
+/// The traced functions; the index is the attach cookie (enum ghl_func in gethostlatency.h).
+const FUNCS: [&str; 5] = [
+    "getaddrinfo",
+    "gethostbyname",
+    "gethostbyname2",
+    "gethostbyname_r",
+    "gethostbyname2_r",
+];
+
+const EXAMPLES: &str = "\
+Examples:
+  gethostlatency                  # every lookup by any process using the system C library
+  gethostlatency -p 181           # only PID 181 (its own C library, also inside a container)
+  gethostlatency -l /opt/x/libc.so.6   # a C library somewhere else
+  gethostlatency --json           # with the function called and exact nanoseconds
+
+LATms runs from the call to its return, in milliseconds; HOST is the name asked for. The C
+library is found in the dynamic loader's cache (/etc/ld.so.cache) or, with -p, in the process's
+own mappings (through /proc/PID/root, so containers work). Statically linked programs, Go
+programs and resolvers that do not call these functions (e.g. systemd-resolved clients over
+D-Bus, or a program's own DNS code) are not seen.";
+
+#[derive(Parser, Debug)]
+#[command(name = "gethostlatency", about = "Show latency of host name lookups through the C library", after_help = EXAMPLES)]
+struct Opts {
+    /// Only this process (and the C library it has mapped)
+    #[arg(short = 'p', long = "pid", value_parser = parse_pid)]
+    pid: Option<u32>,
+    /// Path of the C library to probe (default: found by itself)
+    #[arg(short = 'l', long = "libc", value_name = "LIBC")]
+    libc: Option<PathBuf>,
+    #[command(flatten)]
+    common: Common,
+}
+
+fn columns() -> Vec<Column> {
+    vec![
+        Column::new("TIME", "time", -9),
+        Column::new("PID", "pid", -7),
+        Column::json("tid"),
+        Column::new("COMM", "comm", -16).truncated(),
+        Column::new("LATms", "lat_ms", 10),
+        Column::json("lat_ns"),
+        Column::json("func"),
+        Column::new("HOST", "host", 0),
+    ]
+}
+
+fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
+    let o = Opts::parse_from(args);
+    let libc = match &o.libc {
+        Some(p) if !p.is_file() => {
+            return Err(usage!("-l: {}: no such file", p.display()));
+        }
+        Some(p) => p.clone(),
+        None => match o.pid {
+            Some(pid) => libc_of_process(pid).map_err(|e| usage!("-p {pid}: {e}"))?,
+            None => system_libc().map_err(|why| Unsupported::new(tool.name, why))?,
+        },
+    };
+    let mut s = start(tool, &o.common)?;
+    s.filters.tgid = o.pid.unwrap_or(0);
+
+    let mut obj = MaybeUninit::uninit();
+    let mut open = opened(
+        tool.name,
+        GethostlatencySkelBuilder::default().open(&mut obj),
+    )?;
+    crate::set_filters!(
+        open.maps.rodata_data.as_deref_mut().expect("rodata"),
+        s.filters
+    );
+    let skel = open.load().or_load_failed(tool.name)?;
+    let (_links, missing) = attach(&skel, &libc, o.pid)?;
+    if !missing.is_empty() {
+        eprintln!(
+            "netbpf {}: {} has no {}: not traced",
+            tool.name,
+            libc.display(),
+            missing.join(", ")
+        );
+    }
+
+    let mut out = Output::new(o.common.format(), columns());
+    out.header();
+    announce(&format!("host name lookups in {}", libc.display()));
+    let clock = Clock::start();
+    s.run.stream(&skel.maps.events, &mut out, |data, out| {
+        let Some(e) = read_event::<types::gethostlatency_event>(data) else {
+            return;
+        };
+        let time = clock.hms(e.ts_ns);
+        let comm = comm_str(&e.comm);
+        let host = comm_str(&e.host);
+        out.row(&[
+            Value::Str(&time),
+            Value::U64(e.pid.into()),
+            Value::U64(e.tid.into()),
+            Value::Str(&comm),
+            Value::F64(e.lat_ns as f64 / 1e6, 2),
+            Value::U64(e.lat_ns),
+            Value::Str(FUNCS.get(e.func as usize).copied().unwrap_or("?")),
+            Value::Str(&host),
+        ]);
+    })?;
+    crate::core::run::report_lost(
+        tool.name,
+        skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events),
+    );
+    Ok(())
+}
+
+/// Attaches the entry and return programs to every function `libc` has. Returns the links and
+/// the functions it does not export (musl, for one, has no gethostbyname2_r).
+fn attach(
+    skel: &GethostlatencySkel,
+    libc: &Path,
+    pid: Option<u32>,
+) -> anyhow::Result<(Vec<libbpf_rs::Link>, Vec<&'static str>)> {
+    let pid = pid.map_or(-1, |p| p as i32);
+    let mut links = Vec::new();
+    let mut missing = Vec::new();
+    for (cookie, func) in FUNCS.iter().enumerate() {
+        for (prog, retprobe) in [
+            (&skel.progs.gethostlatency_enter, false),
+            (&skel.progs.gethostlatency_return, true),
+        ] {
+            let opts = UprobeOpts {
+                func_name: Some(func.to_string()),
+                cookie: cookie as u64,
+                retprobe,
+                ..Default::default()
+            };
+            match crate::core::bpf::quiet(|| prog.attach_uprobe_with_opts(pid, libc, 0, opts)) {
+                Ok(link) => links.push(link),
+                Err(e) if e.kind() == ErrorKind::NotFound && !retprobe => {
+                    missing.push(*func);
+                    break;
+                }
+                Err(e) => return Err(uprobe_failed(func, libc, retprobe, e)),
+            }
+        }
+    }
+    if missing.len() == FUNCS.len() {
+        return Err(usage!(
+            "{} exports none of {}: is it a C library?",
+            libc.display(),
+            FUNCS.join(", ")
+        ));
+    }
+    Ok((links, missing))
+}
+
+fn uprobe_failed(func: &str, libc: &Path, retprobe: bool, e: libbpf_rs::Error) -> anyhow::Error {
+    let what = format!(
+        "gethostlatency: attaching a {} to {func} in {} failed: {e}",
+        if retprobe { "uretprobe" } else { "uprobe" },
+        libc.display()
+    );
+    if e.kind() == ErrorKind::InvalidInput {
+        anyhow::anyhow!(
+            "{what}. The kernel refuses a uprobe at an address where another tracer already has \
+             one with a different USDT semaphore (dmesg then says 'ref_ctr_offset mismatch'): \
+             stop the other tracer (a bcc/bpftrace USDT probe on this library) and try again"
+        )
+    } else {
+        crate::core::bpf::attach_failed("gethostlatency", &format!("uprobe {func}"), e)
+    }
+}
+
+/// Whether a mapped file's name is a C library: glibc's libc.so.6 (or an old libc-2.x.so) or
+/// musl's loader, which is its C library.
+fn is_libc_name(name: &str) -> bool {
+    name.starts_with("libc.so")
+        || (name.starts_with("libc-") && name.ends_with(".so"))
+        || name.starts_with("ld-musl-")
+}
+
+/// The C library a process has mapped, as a path from our mount namespace (through
+/// /proc/PID/root, so a container's own library is found).
+fn libc_of_process(pid: u32) -> Result<PathBuf, String> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .map_err(|e| format!("cannot read /proc/{pid}/maps: {e}"))?;
+    let path = mapped_libc(&maps).ok_or_else(|| {
+        "the process has no C library mapped (statically linked, or a Go program?); name the \
+         binary that contains getaddrinfo with -l"
+            .to_string()
+    })?;
+    if path.ends_with(" (deleted)") {
+        return Err(format!(
+            "its C library {path} was replaced on disk since it started (upgraded?): restart \
+             the process, or give the old file with -l"
+        ));
+    }
+    Ok(PathBuf::from(format!("/proc/{pid}/root{path}")))
+}
+
+/// The first mapped C library in a /proc/PID/maps text.
+fn mapped_libc(maps: &str) -> Option<&str> {
+    maps.lines().find_map(|line| {
+        // address perms offset dev inode path: the path is what follows the 5th field.
+        let mut rest = line;
+        for _ in 0..5 {
+            rest = rest.trim_start();
+            let end = rest.find(' ')?;
+            rest = &rest[end..];
+        }
+        let path = rest.trim_start();
+        let name = path.rsplit('/').next()?;
+        (path.starts_with('/') && is_libc_name(name)).then_some(path)
+    })
+}
+
+/// The system's C library: libc.so.6 from the dynamic loader's cache, for this machine's
+/// architecture, else the one this program itself runs with.
+fn system_libc() -> Result<PathBuf, String> {
+    if let Ok(cache) = std::fs::read("/etc/ld.so.cache") {
+        let machine = elf_machine(Path::new("/proc/self/exe"));
+        for path in ld_cache_lookup(&cache, "libc.so.6") {
+            let p = PathBuf::from(path);
+            if p.is_file() && machine.is_some() && elf_machine(&p) == machine {
+                return Ok(p);
+            }
+        }
+    }
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    match mapped_libc(&maps) {
+        Some(p) if Path::new(p).is_file() => Ok(PathBuf::from(p)),
+        _ => Err(
+            "no C library found (not in /etc/ld.so.cache, not mapped by netbpf itself): \
+                  give its path with -l"
+                .into(),
+        ),
+    }
+}
+
+/// (EI_CLASS, e_machine) of an ELF file: what decides whether a library suits this machine.
+fn elf_machine(path: &Path) -> Option<(u8, u16)> {
+    use std::io::Read;
+    let mut hdr = [0u8; 20];
+    std::fs::File::open(path).ok()?.read_exact(&mut hdr).ok()?;
+    if &hdr[..4] != b"\x7fELF" {
+        return None;
+    }
+    let machine = if hdr[5] == 2 {
+        u16::from_be_bytes([hdr[18], hdr[19]])
+    } else {
+        u16::from_le_bytes([hdr[18], hdr[19]])
+    };
+    Some((hdr[4], machine))
+}
+
+/// Paths the loader's cache (glibc's "glibc-ld.so.cache1.1" format) lists for `soname`, in cache
+/// order. The cache may list one per architecture (e.g. a 32-bit libc too).
+fn ld_cache_lookup(cache: &[u8], soname: &str) -> Vec<String> {
+    const MAGIC: &[u8] = b"glibc-ld.so.cache1.1";
+    const HEADER: usize = 48; // magic, version, nlibs, len_strings, flags, pad, ext, unused[3]
+    const ENTRY: usize = 24; // flags, key, value, osversion, hwcap
+    let u32_at = |off: usize| -> Option<u32> {
+        Some(u32::from_ne_bytes(
+            cache.get(off..off + 4)?.try_into().ok()?,
+        ))
+    };
+    // Strings are offsets from the start of the file, NUL-terminated.
+    let str_at = |off: usize| -> Option<&str> {
+        let s = cache.get(off..)?;
+        std::str::from_utf8(&s[..s.iter().position(|&b| b == 0)?]).ok()
+    };
+    let mut found = Vec::new();
+    if !cache.starts_with(MAGIC) {
+        return found;
+    }
+    let Some(nlibs) = u32_at(MAGIC.len()) else {
+        return found;
+    };
+    for i in 0..nlibs as usize {
+        let at = HEADER + i * ENTRY;
+        let (Some(key), Some(value)) = (u32_at(at + 4), u32_at(at + 8)) else {
+            break;
+        };
+        if str_at(key as usize) == Some(soname) {
+            if let Some(path) = str_at(value as usize) {
+                found.push(path.to_string());
+            }
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn libc_names() {
+        assert!(is_libc_name("libc.so.6"));
+        assert!(is_libc_name("libc-2.31.so"));
+        assert!(is_libc_name("ld-musl-x86_64.so.1"));
+        assert!(!is_libc_name("libcrypto.so.3"));
+        assert!(!is_libc_name("libc++.so.1"));
+    }
+
+    #[test]
+    fn maps_parsing() {
+        let maps = "\
+55d0c0a00000-55d0c0a01000 r--p 00000000 fe:00 12 /usr/bin/my prog
+7f0000000000-7f0000001000 r--p 00000000 fe:00 326279                     /usr/lib/x86_64-linux-gnu/libc.so.6
+";
+        assert_eq!(
+            mapped_libc(maps),
+            Some("/usr/lib/x86_64-linux-gnu/libc.so.6")
+        );
+        assert_eq!(
+            mapped_libc("7f00-7f01 rw-p 00000000 00:00 0 [heap]\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn cache_parsing() {
+        // A cache with two entries: a 32-bit and a 64-bit libc.so.6.
+        let mut c = b"glibc-ld.so.cache1.1".to_vec();
+        c.extend(2u32.to_ne_bytes()); // nlibs
+        c.resize(48, 0);
+        let strings = 48 + 2 * 24;
+        let key = strings as u32;
+        let v32 = key + "libc.so.6\0".len() as u32;
+        let v64 = v32 + "/lib32/lc.so\0".len() as u32;
+        for value in [v32, v64] {
+            c.extend(0x0303i32.to_ne_bytes());
+            c.extend(key.to_ne_bytes());
+            c.extend(value.to_ne_bytes());
+            c.extend(0u32.to_ne_bytes());
+            c.extend(0u64.to_ne_bytes());
+        }
+        c.extend(b"libc.so.6\0/lib32/lc.so\0/lib64/libc.so.6\0");
+        assert_eq!(
+            ld_cache_lookup(&c, "libc.so.6"),
+            vec!["/lib32/lc.so", "/lib64/libc.so.6"]
+        );
+        assert!(ld_cache_lookup(&c, "libm.so.6").is_empty());
+        assert!(ld_cache_lookup(b"garbage", "libc.so.6").is_empty());
+    }
+
+    #[test]
+    fn finds_the_system_libc() {
+        let libc = system_libc().unwrap();
+        assert_eq!(elf_machine(&libc), elf_machine(Path::new("/proc/self/exe")));
+        let own = std::fs::read_to_string("/proc/self/maps").unwrap();
+        assert!(mapped_libc(&own).is_some());
+    }
+
+    #[test]
+    fn libc_of_this_process() {
+        let p = libc_of_process(std::process::id()).unwrap();
+        assert!(
+            p.starts_with(format!("/proc/{}/root/", std::process::id())),
+            "{}",
+            p.display()
+        );
+        assert!(p.is_file());
+    }
+}

@@ -1,0 +1,129 @@
+//! ipecn: received IPv4 and IPv6 packets marked ECN Congestion Experienced, with their source.
+
+use std::ffi::OsString;
+use std::mem::MaybeUninit;
+
+use clap::Parser;
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+
+use crate::core::addr::{ip, ip_version};
+use crate::core::bpf::{opened, read_event, LoadContext, Pod};
+use crate::core::caps::{Hook, Plan};
+use crate::core::cli::{Common, Family};
+use crate::core::output::{comm_str, Column, Output, Value};
+use crate::core::time::Clock;
+use crate::tools::{announce, start, Tool};
+
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/ipecn.skel.rs"));
+}
+use skel::*;
+
+unsafe impl Pod for types::ipecn_event {}
+
+pub static TOOL: Tool = Tool {
+    name: "ipecn",
+    aliases: &[],
+    about: "Received IPv4/IPv6 packets marked ECN Congestion Experienced",
+    plans: &[Plan {
+        name: "tp_btf",
+        needs: &[Hook::TpBtf],
+        attach: "net/netif_receive_skb",
+        check: None,
+    }],
+    run,
+};
+
+const EXAMPLES: &str = "\
+Examples:
+  ipecn                   # every received packet marked CE, with its source address
+  ipecn -6                # IPv6 only
+  ipecn --netns /run/netns/blue
+  ipecn --json            # with destination, protocol and interface
+
+A packet is reported when the ECN field (the low two bits of the IPv4 TOS byte or of the IPv6
+traffic class) is 3, Congestion Experienced: a router on the path marked it instead of dropping
+it. Packets are seen as the device hands them to the stack (net:netif_receive_skb), so forwarded
+packets count too. Only untagged IP packets are parsed (not VLAN-in-VLAN, not tunnels' inner
+headers).";
+
+#[derive(Parser, Debug)]
+#[command(name = "ipecn", about = "Trace received IP packets marked ECN Congestion Experienced", after_help = EXAMPLES)]
+struct Opts {
+    #[command(flatten)]
+    family: Family,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// Name of an IP protocol number, as in /etc/protocols (uppercase like the book's tools).
+pub fn proto_name(p: u8) -> String {
+    match p {
+        1 => "ICMP".into(),
+        6 => "TCP".into(),
+        17 => "UDP".into(),
+        58 => "ICMPv6".into(),
+        132 => "SCTP".into(),
+        136 => "UDPLite".into(),
+        n => n.to_string(),
+    }
+}
+
+fn columns() -> Vec<Column> {
+    vec![
+        Column::new("TIME", "time", -8),
+        Column::table("", 0),
+        Column::new("SADDR", "saddr", 0),
+        Column::json("daddr"),
+        Column::json("ip"),
+        Column::json("proto"),
+        Column::json("tos"),
+        Column::json("ifname"),
+        Column::json("ifindex"),
+    ]
+}
+
+fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
+    let o = Opts::parse_from(args);
+    let mut s = start(tool, &o.common)?;
+    s.filters.family = o.family.af();
+
+    let mut obj = MaybeUninit::uninit();
+    let mut open = opened(tool.name, IpecnSkelBuilder::default().open(&mut obj))?;
+    crate::set_filters!(
+        open.maps.rodata_data.as_deref_mut().expect("rodata"),
+        s.filters
+    );
+    let mut skel = open.load().or_load_failed(tool.name)?;
+    skel.attach()
+        .map_err(|e| crate::core::bpf::attach_failed(tool.name, s.plan.attach, e))?;
+
+    // The book prints no header line: each line says what it is.
+    let mut out = Output::new(o.common.format(), columns());
+    announce("ECN CE packets");
+    let clock = Clock::start();
+    s.run.stream(&skel.maps.events, &mut out, |data, out| {
+        let Some(e) = read_event::<types::ipecn_event>(data) else {
+            return;
+        };
+        let time = clock.hms(e.ts_ns);
+        let proto = proto_name(e.proto);
+        let ifname = comm_str(&e.ifname);
+        out.row(&[
+            Value::Str(&time),
+            Value::Sep("ECN CE from:"),
+            Value::Ip(ip(e.family, &e.saddr)),
+            Value::Ip(ip(e.family, &e.daddr)),
+            Value::U64(ip_version(e.family)),
+            Value::Str(&proto),
+            Value::U64(e.dsfield.into()),
+            Value::Str(&ifname),
+            Value::U64(e.ifindex.into()),
+        ]);
+    })?;
+    crate::core::run::report_lost(
+        tool.name,
+        skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events),
+    );
+    Ok(())
+}

@@ -1,0 +1,434 @@
+//! qdisc: queueing latency of the qdiscs of one kind, as a log2 histogram in microseconds. The
+//! book had one script per kind (qdisc-fq, qdisc-tbf, ...): those names are aliases here.
+
+use std::ffi::OsString;
+use std::mem::MaybeUninit;
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+
+use crate::core::bpf::{opened, LoadContext, Pod};
+use crate::core::caps::{Caps, Hook, Plan};
+use crate::core::cli::Common;
+use crate::core::error::Unsupported;
+use crate::core::hist::{print_log2, total};
+use crate::core::output::{Format, Output, Value};
+use crate::tools::{announce, start, Tool};
+use crate::usage;
+
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/qdisc.skel.rs"));
+}
+use skel::*;
+
+unsafe impl Pod for types::qdisc_hist_key {}
+unsafe impl Pod for types::hist {}
+
+pub static TOOL: Tool = Tool {
+    name: "qdisc",
+    aliases: &[
+        "qdisc-cbq",
+        "qdisc-cbs",
+        "qdisc-codel",
+        "qdisc-fq",
+        "qdisc-fq_codel",
+        "qdisc-red",
+        "qdisc-tbf",
+    ],
+    about: "Queueing latency histogram of one qdisc kind (qdisc-fq, qdisc-tbf, ... as aliases)",
+    plans: &[
+        // The kind's own functions: also child qdiscs, and every packet of a bulk dequeue.
+        Plan {
+            name: "kprobe",
+            needs: &[Hook::Kprobe],
+            attach: "kprobe KIND_enqueue + kretprobe KIND_dequeue",
+            check: None,
+        },
+        TRACEPOINTS,
+    ],
+    run,
+};
+
+/// Root qdiscs of every kind, chosen by ops->id; also where the kind's functions are unknown.
+const TRACEPOINTS: Plan = Plan {
+    name: "tp_btf",
+    needs: &[Hook::TpBtf],
+    attach: "qdisc/qdisc_enqueue + qdisc/qdisc_dequeue",
+    check: None,
+};
+
+const EXAMPLES: &str = "\
+Examples:
+  qdisc tbf               # time packets queued in tbf qdiscs; histogram at Ctrl-C
+  qdisc-fq_codel          # the book's name: same as 'qdisc fq_codel'
+  qdisc fq -i eth0 -d 10  # only eth0's fq qdisc, for 10 seconds
+  qdisc tbf --json        # the histogram as one JSON object
+
+The time runs from a packet's enqueue to its dequeue. With kprobes (most distribution kernels)
+the kind's own enqueue and dequeue functions are probed, as the book did, so the kind is seen
+wherever it sits, also as a child qdisc (e.g. fq_codel under htb classes). Without kprobes the
+qdisc tracepoints are used: root qdiscs only, and only the first packet of a bulk dequeue is
+timed (the others are counted and reported at the end). Never timed: packets that bypass an
+empty queue (qdiscs flagged TCQ_F_CAN_BYPASS, such as pfifo_fast and fq_codel, hand a packet
+straight to the driver when nothing is queued). A kind this kernel does not have is refused; a
+kind whose module is not loaded yet is traced (with the tracepoints) from the moment one is
+created.";
+
+#[derive(Parser, Debug)]
+#[command(name = "qdisc", about = "Summarize queueing latency of one qdisc kind as a histogram", after_help = EXAMPLES)]
+struct Opts {
+    /// Qdisc kind, as `tc qdisc show` names it: tbf, fq, fq_codel, htb, pfifo_fast, ...
+    /// (not with the qdisc-KIND names)
+    #[arg(value_name = "KIND")]
+    kind: Option<String>,
+    /// Only the qdisc of this network interface
+    #[arg(short = 'i', long = "interface", value_name = "IFACE")]
+    iface: Option<String>,
+    #[command(flatten)]
+    common: Common,
+}
+
+const NAME_MAX: usize = 15; // IFNAMSIZ and the qdisc id are 16 bytes with their NUL
+
+fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
+    let invoked = args
+        .first()
+        .and_then(|a| Path::new(a).file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let o = Opts::parse_from(args);
+    let kind = match (invoked.strip_prefix("qdisc-"), &o.kind) {
+        (Some(k), None) => k.to_string(),
+        (Some(k), Some(_)) => {
+            return Err(usage!(
+            "{invoked} takes no KIND: it times {k} qdiscs (netbpf qdisc KIND times another kind)"
+        ))
+        }
+        (None, Some(k)) => k.clone(),
+        (None, None) => {
+            return Err(usage!(
+                "give the qdisc kind to time, e.g. 'netbpf qdisc tbf'"
+            ))
+        }
+    };
+    if kind.is_empty()
+        || kind.len() > NAME_MAX
+        || !kind
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return Err(usage!(
+            "'{kind}' is not a qdisc kind (lowercase letters, digits and _, at most {NAME_MAX})"
+        ));
+    }
+    if let Some(i) = &o.iface {
+        if i.is_empty() || i.len() > NAME_MAX || i.contains(['/', ' ', '\t', '\n']) {
+            return Err(usage!("-i: '{i}' is not an interface name"));
+        }
+    }
+    let what = format!("qdisc {kind}");
+    let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap_or_default();
+    match kind_available_in(&kind, &osrelease(), &kallsyms, Path::new("/lib/modules")) {
+        Ok(Availability::Present) => {}
+        Ok(Availability::ModuleNotLoaded(module)) => eprintln!(
+            "netbpf qdisc: {} is a module that is not loaded, so no {kind} qdisc exists yet; the \
+             kernel loads it when one is created (tc qdisc add ... {kind}), and from then on its \
+             packets are timed",
+            module.display()
+        ),
+        Err(why) => return Err(Unsupported::new(&what, why).into()),
+    }
+
+    let s = start(tool, &o.common)?;
+    // The kprobe plan needs the kind's functions by name; a module not loaded yet, or a kind
+    // whose functions are named otherwise (the fifos share qdisc_dequeue_head), falls back to
+    // the tracepoints.
+    let funcs = match s.plan.name {
+        "kprobe" => kind_functions(&kind, &kallsyms),
+        _ => None,
+    };
+    let plan = if s.plan.name == "kprobe" && funcs.is_none() {
+        Caps::get()
+            .check(&TRACEPOINTS)
+            .map_err(|why| Unsupported::new(&what, why))?;
+        &TRACEPOINTS
+    } else {
+        s.plan
+    };
+    let mut obj = MaybeUninit::uninit();
+    let mut open = opened(tool.name, QdiscSkelBuilder::default().open(&mut obj))?;
+    let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
+    crate::set_filters!(&mut *rodata, s.filters);
+    copy_name(&mut rodata.qdisc_kind, &kind);
+    copy_name(&mut rodata.filter_ifname, o.iface.as_deref().unwrap_or(""));
+    let kprobes = funcs.is_some();
+    open.progs.qdisc_kind_enqueue.set_autoload(kprobes);
+    open.progs.qdisc_kind_dequeue.set_autoload(kprobes);
+    open.progs.qdisc_enqueued.set_autoload(!kprobes);
+    open.progs.qdisc_dequeued.set_autoload(!kprobes);
+    let mut skel = open.load().or_load_failed(tool.name)?;
+    let mut links = Vec::new();
+    match &funcs {
+        Some((enqueue, dequeue)) => {
+            let failed = |f: &str, e| crate::core::bpf::attach_failed(tool.name, f, e);
+            links.push(
+                skel.progs
+                    .qdisc_kind_enqueue
+                    .attach_kprobe(false, enqueue)
+                    .map_err(|e| failed(&format!("kprobe {enqueue}"), e))?,
+            );
+            links.push(
+                skel.progs
+                    .qdisc_kind_dequeue
+                    .attach_kprobe(true, dequeue)
+                    .map_err(|e| failed(&format!("kretprobe {dequeue}"), e))?,
+            );
+        }
+        None => skel
+            .attach()
+            .map_err(|e| crate::core::bpf::attach_failed(tool.name, plan.attach, e))?,
+    }
+
+    let on = o
+        .iface
+        .as_deref()
+        .map(|i| format!(" on {i}"))
+        .unwrap_or_default();
+    let how = match &funcs {
+        Some((e, d)) => format!("{e}/{d}"),
+        None => "qdisc tracepoints".into(),
+    };
+    announce(&format!("{kind} qdisc queueing latency{on} ({how})"));
+    s.run.wait();
+    drop(links);
+
+    let mut slots = [0u64; 64];
+    for (_, h) in
+        crate::core::maps::entries::<types::qdisc_hist_key, types::hist>(&skel.maps.hists)?
+    {
+        for (acc, v) in slots.iter_mut().zip(h.slots.iter()) {
+            *acc += v;
+        }
+    }
+    let mut out = Output::new(o.common.format(), Vec::new());
+    let mut labels = vec![("kind", Value::Str(&kind))];
+    if let Some(i) = &o.iface {
+        labels.push(("interface", Value::Str(i)));
+    }
+    if out.format() == Format::Json || total(&slots) > 0 {
+        print_log2(&mut out, "us", "us", &labels, &slots);
+    } else {
+        eprintln!("netbpf qdisc: no packet left a {kind} qdisc{on} while tracing");
+    }
+    out.flush();
+    let bulk = skel.maps.bss_data.as_deref().map_or(0, |b| b.bulk_untimed);
+    if bulk > 0 {
+        eprintln!(
+            "netbpf qdisc: {bulk} packets dequeued in bulk behind another packet were not timed"
+        );
+    }
+    Ok(())
+}
+
+/// Copies a name into a NUL-padded char array of the rodata.
+fn copy_name(dst: &mut [i8; 16], name: &str) {
+    *dst = [0; 16];
+    for (d, b) in dst.iter_mut().zip(name.bytes().take(NAME_MAX)) {
+        *d = b as i8;
+    }
+}
+
+#[derive(Debug, PartialEq)]
+enum Availability {
+    Present,
+    /// Built as this module file, which is not loaded.
+    ModuleNotLoaded(PathBuf),
+}
+
+fn osrelease() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// Whether a release string such as "6.18.44-fc" is at least major.minor.
+fn release_at_least(release: &str, major: u32, minor: u32) -> bool {
+    let mut nums = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    let (ma, mi) = (nums.next().unwrap_or(0), nums.next().unwrap_or(0));
+    (ma, mi) >= (major, minor)
+}
+
+/// The kind's enqueue and dequeue functions, when /proc/kallsyms has both under one of the usual
+/// names (KIND_enqueue, or KIND_qdisc_enqueue as for codel and pie).
+fn kind_functions(kind: &str, kallsyms: &str) -> Option<(String, String)> {
+    let names: std::collections::HashSet<&str> = kallsyms
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .filter(|n| n.starts_with(kind))
+        .collect();
+    [kind.to_string(), format!("{kind}_qdisc")]
+        .into_iter()
+        .map(|p| (format!("{p}_enqueue"), format!("{p}_dequeue")))
+        .find(|(e, d)| names.contains(e.as_str()) && names.contains(d.as_str()))
+}
+
+/// Whether this kernel can have a qdisc of `kind`, and why not. Kinds are registered by their
+/// sch_<kind> code, which is either built in (its enqueue function is in /proc/kallsyms, or it
+/// is listed in modules.builtin), a loaded module (its symbols are in kallsyms too), or a module
+/// file not loaded yet.
+fn kind_available_in(
+    kind: &str,
+    release: &str,
+    kallsyms: &str,
+    modules: &Path,
+) -> Result<Availability, String> {
+    match kind {
+        "cbq" | "atm" | "dsmark" if release_at_least(release, 6, 3) => {
+            return Err(format!(
+                "{} was removed from Linux in 6.3 (this kernel is {release}); htb or hfsc \
+                 replace cbq",
+                kind.to_uppercase()
+            ))
+        }
+        "noqueue" => return Err("noqueue has no queue: packets go straight to the driver".into()),
+        "ingress" | "clsact" => {
+            return Err(format!("{kind} only runs filters; it never queues packets"))
+        }
+        "mq" | "mqprio" => {
+            return Err(format!(
+                "{kind} only holds one child qdisc per transmit queue, and the children do the \
+                 queueing: give the children's kind (tc qdisc show lists them, e.g. fq_codel or \
+                 pfifo_fast)"
+            ))
+        }
+        // sch_fifo and sch_generic are always built in.
+        "pfifo" | "bfifo" | "pfifo_head_drop" | "pfifo_fast" => return Ok(Availability::Present),
+        _ => {}
+    }
+    let wanted = [format!("{kind}_enqueue"), format!("{kind}_qdisc_enqueue")];
+    let has_symbol = kallsyms.lines().any(|l| {
+        l.split_whitespace()
+            .nth(2)
+            .is_some_and(|name| wanted.iter().any(|w| w == name))
+    });
+    if has_symbol {
+        return Ok(Availability::Present);
+    }
+    let module = format!("sch_{kind}");
+    let dir = modules.join(release);
+    let builtin = std::fs::read_to_string(dir.join("modules.builtin")).unwrap_or_default();
+    if builtin
+        .lines()
+        .any(|l| l == format!("kernel/net/sched/{module}.ko"))
+    {
+        return Ok(Availability::Present);
+    }
+    for ext in ["ko", "ko.xz", "ko.zst", "ko.gz"] {
+        let file = dir.join(format!("kernel/net/sched/{module}.{ext}"));
+        if file.is_file() {
+            return Ok(Availability::ModuleNotLoaded(file));
+        }
+    }
+    Err(format!(
+        "no {kind} qdisc in this kernel: not built in (no {} in /proc/kallsyms) and no module \
+         {module} in {}",
+        wanted[0],
+        dir.display()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SYMS: &str = "\
+ffffffff81f4b9d0 t tbf_enqueue
+ffffffff81f4c000 t codel_qdisc_enqueue
+ffffffffc0a01000 t fq_enqueue\t[sch_fq]
+";
+
+    #[test]
+    fn releases() {
+        assert!(release_at_least("6.18.44-fc-v782", 6, 3));
+        assert!(release_at_least("6.3.0", 6, 3));
+        assert!(!release_at_least("6.2.16-300.fc38", 6, 3));
+        assert!(!release_at_least("5.15.0-91-generic", 6, 3));
+    }
+
+    #[test]
+    fn kinds() {
+        let none = Path::new("/nonexistent");
+        let avail = |k: &str| kind_available_in(k, "6.18.0", SYMS, none);
+        assert_eq!(avail("tbf"), Ok(Availability::Present));
+        assert_eq!(avail("codel"), Ok(Availability::Present));
+        assert_eq!(avail("fq"), Ok(Availability::Present), "loaded module");
+        assert_eq!(avail("pfifo_fast"), Ok(Availability::Present));
+        let e = avail("fq_codel").unwrap_err();
+        assert!(
+            e.contains("no fq_codel qdisc in this kernel") && e.contains("sch_fq_codel"),
+            "{e}"
+        );
+        assert!(avail("cbq")
+            .unwrap_err()
+            .contains("removed from Linux in 6.3"));
+        assert!(avail("mq").unwrap_err().contains("children"));
+        // Before 6.3, cbq is an ordinary kind.
+        assert!(kind_available_in("cbq", "5.15.0", SYMS, none)
+            .unwrap_err()
+            .contains("no cbq qdisc"));
+    }
+
+    #[test]
+    fn functions_by_kind() {
+        let syms = "1 t fq_codel_enqueue\n2 t fq_codel_dequeue\n3 t codel_qdisc_enqueue\n\
+                    4 t codel_qdisc_dequeue\n5 t pfifo_enqueue\n6 t qdisc_dequeue_head\n";
+        let f = |k| kind_functions(k, syms);
+        assert_eq!(
+            f("fq_codel"),
+            Some(("fq_codel_enqueue".into(), "fq_codel_dequeue".into()))
+        );
+        assert_eq!(
+            f("codel"),
+            Some(("codel_qdisc_enqueue".into(), "codel_qdisc_dequeue".into()))
+        );
+        assert_eq!(f("pfifo"), None);
+        assert_eq!(f("fq"), None);
+    }
+
+    /// Every program passes the verifier here, the kprobe ones included (only their attach
+    /// needs kprobes). Needs root.
+    #[test]
+    fn object_loads() {
+        if unsafe { libc::geteuid() } != 0 {
+            return;
+        }
+        let mut obj = MaybeUninit::uninit();
+        let open = QdiscSkelBuilder::default().open(&mut obj).unwrap();
+        open.load().expect("all programs load");
+    }
+
+    #[test]
+    fn modules_on_disk() {
+        let dir = std::env::temp_dir().join(format!("netbpf-qdisc-{}", std::process::id()));
+        let sched = dir.join("6.1.0/kernel/net/sched");
+        std::fs::create_dir_all(&sched).unwrap();
+        std::fs::write(sched.join("sch_red.ko.xz"), b"").unwrap();
+        std::fs::write(
+            dir.join("6.1.0/modules.builtin"),
+            "kernel/net/sched/sch_cake.ko\n",
+        )
+        .unwrap();
+        let avail = |k: &str| kind_available_in(k, "6.1.0", "", &dir);
+        assert_eq!(
+            avail("red"),
+            Ok(Availability::ModuleNotLoaded(sched.join("sch_red.ko.xz")))
+        );
+        assert_eq!(avail("cake"), Ok(Availability::Present));
+        assert!(avail("sfq").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

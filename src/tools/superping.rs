@@ -1,0 +1,121 @@
+//! superping: ICMP and ICMPv6 echo round-trip times measured in the kernel's network stack.
+
+use std::ffi::OsString;
+use std::mem::MaybeUninit;
+
+use clap::Parser;
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+
+use crate::core::addr::{ip, ip_version};
+use crate::core::bpf::{opened, read_event, LoadContext, Pod};
+use crate::core::caps::{Hook, Plan};
+use crate::core::cli::{Common, Family};
+use crate::core::output::{comm_str, Column, Format, Output, Value};
+use crate::core::time::Clock;
+use crate::tools::{announce, start, Tool};
+
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/superping.skel.rs"));
+}
+use skel::*;
+
+unsafe impl Pod for types::superping_event {}
+
+pub static TOOL: Tool = Tool {
+    name: "superping",
+    aliases: &[],
+    about: "ICMP/ICMPv6 echo round-trip time measured in the kernel stack",
+    plans: &[Plan {
+        name: "tp_btf",
+        needs: &[Hook::TpBtf],
+        attach: "net/net_dev_queue + net/netif_receive_skb",
+        check: None,
+    }],
+    run,
+};
+
+const EXAMPLES: &str = "\
+Examples:
+  superping               # every echo reply to a ping sent from this host
+  superping -4            # IPv4 only
+  superping --netns /run/netns/blue
+  superping --json        # with the replying address, interface and the pinging process
+
+Run ping (or anything sending ICMP echo requests) in another terminal. The time runs from the
+request being queued to the network device to the reply arriving from it: it leaves out the
+time ping itself takes to be scheduled, to send and to receive, which ping's own RTT includes.
+Requests and replies are matched by network namespace, echo identifier and sequence number.";
+
+#[derive(Parser, Debug)]
+#[command(name = "superping", about = "Trace ICMP echo round-trip times inside the kernel", after_help = EXAMPLES)]
+struct Opts {
+    #[command(flatten)]
+    family: Family,
+    #[command(flatten)]
+    common: Common,
+}
+
+fn json_columns() -> Vec<Column> {
+    [
+        "time", "ip", "id", "seq", "rtt_us", "raddr", "ifname", "pid", "comm",
+    ]
+    .into_iter()
+    .map(Column::json)
+    .collect()
+}
+
+fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
+    let o = Opts::parse_from(args);
+    let mut s = start(tool, &o.common)?;
+    s.filters.family = o.family.af();
+
+    let mut obj = MaybeUninit::uninit();
+    let mut open = opened(tool.name, SuperpingSkelBuilder::default().open(&mut obj))?;
+    crate::set_filters!(
+        open.maps.rodata_data.as_deref_mut().expect("rodata"),
+        s.filters
+    );
+    let mut skel = open.load().or_load_failed(tool.name)?;
+    skel.attach()
+        .map_err(|e| crate::core::bpf::attach_failed(tool.name, s.plan.attach, e))?;
+
+    let format = o.common.format();
+    let mut out = Output::new(format, json_columns());
+    announce("ICMP echo round trips");
+    let clock = Clock::start();
+    s.run.stream(&skel.maps.events, &mut out, |data, out| {
+        let Some(e) = read_event::<types::superping_event>(data) else {
+            return;
+        };
+        let version = ip_version(e.family);
+        if format != Format::Json {
+            // The book's line.
+            out.text(&format!(
+                "IPv{version} ping, ID {} seq {}: {} us",
+                e.id,
+                e.seq,
+                e.rtt_ns / 1000
+            ));
+            return;
+        }
+        let time = clock.hms(e.ts_ns);
+        let ifname = comm_str(&e.ifname);
+        let comm = comm_str(&e.comm);
+        out.row(&[
+            Value::Str(&time),
+            Value::U64(version),
+            Value::U64(e.id.into()),
+            Value::U64(e.seq.into()),
+            Value::F64(e.rtt_ns as f64 / 1000.0, 3),
+            Value::Ip(ip(e.family, &e.raddr)),
+            Value::Str(&ifname),
+            Value::U64(e.pid.into()),
+            Value::Str(&comm),
+        ]);
+    })?;
+    crate::core::run::report_lost(
+        tool.name,
+        skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events),
+    );
+    Ok(())
+}
