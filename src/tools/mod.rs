@@ -30,7 +30,12 @@ registry! {
     tcpaccept,
     tcpconnect,
     tcplife,
+    tcpnagle,
+    tcpretrans,
     tcpstates,
+    tcpsynbl,
+    tcptop,
+    tcpwin,
 }
 
 pub fn find(name: &str) -> Option<&'static Tool> {
