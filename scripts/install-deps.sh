@@ -4,9 +4,10 @@
 #   make pkg-config  build the vendored libbpf (libbpf-sys)
 #   libelf-dev zlib1g-dev  libbpf links them
 #   cargo-web        Debian's recent Rust toolchain, only when no cargo is on PATH
+#   iproute2         ip and tc: tests make a lossy loopback (tbf) in their own netns
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-packages=(clang make pkg-config libelf-dev zlib1g-dev util-linux)
+packages=(clang make pkg-config libelf-dev zlib1g-dev util-linux iproute2)
 command -v cargo >/dev/null 2>&1 || packages+=(cargo-web)
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${packages[@]}"

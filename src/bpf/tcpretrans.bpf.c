@@ -16,7 +16,7 @@ char LICENSE[] SEC("license") = "GPL";
 EXPORT_EVENT_TYPE(tcpretrans_event);
 
 const volatile bool count_mode = false;
-/* The tracepoint has an err argument (Linux 6.10+); before that it fired on success only. */
+/* Whether the tracepoint has its err argument (recent kernels); set from BTF by user space. */
 const volatile bool tp_has_err = true;
 
 #define EBUSY 16

@@ -39,8 +39,8 @@ int BPF_PROG(tcpsynbl_child, struct sock *sk, int oldstate, int newstate)
 	return 0;
 }
 
-/* kfree_skb gained its rx_sk argument in Linux 6.11; before, the listener is unknown and the
- * namespace comes from the receiving device. */
+/* kfree_skb has an rx_sk argument on recent kernels (user space checks BTF); without it the
+ * listener is unknown and the namespace comes from the receiving device. */
 const volatile bool kfree_has_rx_sk = true;
 
 SEC("tp_btf/kfree_skb")

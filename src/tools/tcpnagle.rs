@@ -198,6 +198,26 @@ fn print_counts(out: &mut Output, map: &dyn MapCore, name: &str, mode: &str) -> 
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    /// The kprobe plan cannot attach on a kernel without kprobes, but its programs must still
+    /// pass the verifier: load them (kprobe programs load anywhere; only attaching needs the PMU).
+    #[test]
+    fn kprobe_programs_verify() {
+        let mut obj = MaybeUninit::uninit();
+        let mut open = TcpnagleSkelBuilder::default().open(&mut obj).unwrap();
+        open.progs.tcpnagle_fexit.set_autoload(false);
+        open.progs.tcpnagle_sendmsg.set_autoload(false);
+        open.progs.tcpnagle_send.set_autoload(false);
+        match open.load() {
+            Ok(_) => {}
+            Err(e) if e.kind() == libbpf_rs::ErrorKind::PermissionDenied => {
+                eprintln!("skipped: loading BPF needs root")
+            }
+            Err(e) => panic!("{e}"),
+        };
+    }
+
     #[test]
     fn flag_names() {
         use super::flags_name;

@@ -213,11 +213,10 @@ mod plot {
     /// Renders the chart to SVG text.
     pub fn render(series: &[Series]) -> anyhow::Result<String> {
         let finite = |ss: u32| ss < SSTHRESH_INFINITE;
-        let x_max = series
-            .iter()
-            .flat_map(|s| s.points.iter().map(|p| p.0))
-            .fold(0.0f64, f64::max)
-            .max(0.001);
+        let times = || series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
+        let x_min = times().fold(f64::INFINITY, f64::min);
+        let x_min = if x_min.is_finite() { x_min.floor() } else { 0.0 };
+        let x_max = times().fold(x_min, f64::max).max(x_min + 0.001);
         let y_max = series
             .iter()
             .flat_map(|s| s.points.iter())
@@ -237,7 +236,7 @@ mod plot {
                 .margin(15)
                 .x_label_area_size(45)
                 .y_label_area_size(60)
-                .build_cartesian_2d(0.0..x_max * 1.02, 0u32..y_max + y_max / 10)
+                .build_cartesian_2d(x_min..x_max + (x_max - x_min) * 0.02, 0u32..y_max + y_max / 10)
                 .map_err(plot_error)?;
             chart
                 .configure_mesh()
