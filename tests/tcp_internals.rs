@@ -397,6 +397,8 @@ fn tcpsynbl_intervals_and_family_filter() {
     let path = ns.path();
     let only6 = Tool::start(&["tcpsynbl", "--json", "--netns", &path, "-6"]);
     let every = Tool::start(&["tcpsynbl", "--json", "-T", "--netns", &path, "0.3"]);
+    let elsewhere = Netns::new();
+    let other_ns = Tool::start(&["tcpsynbl", "--json", "--netns", &elsewhere.path()]);
     ns.loadgen(&[
         "synbl",
         "--backlog",
@@ -443,6 +445,17 @@ fn tcpsynbl_intervals_and_family_filter() {
         .map(|b| num(b, "count"))
         .sum();
     assert_eq!(total, 7);
+
+    let rows = other_ns.stop().json();
+    assert!(
+        rows.iter()
+            .all(|r| r.get("hist").is_none() && r.get("event").is_none()),
+        "another namespace's listeners leaked in: {rows:?}"
+    );
+    assert_eq!(
+        rows.iter().find_map(|r| r["listen_overflows"].as_u64()),
+        Some(0)
+    );
 }
 
 // ---------------------------------------------------------------- tcpwin
@@ -521,7 +534,10 @@ fn tcpwin_port_filter() {
     let ns = Netns::new();
     let path = ns.path();
     let by_lport = Tool::start(&["tcpwin", "--json", "--netns", &path, "-L", "7701"]);
+    let by_rport = Tool::start(&["tcpwin", "--json", "--netns", &path, "-D", "7702"]);
     let v6 = Tool::start(&["tcpwin", "--json", "--netns", &path, "-6"]);
+    let elsewhere = Netns::new();
+    let other_ns = Tool::start(&["tcpwin", "--json", "--netns", &elsewhere.path()]);
     ns.loadgen(&[
         "exchange",
         "--port",
@@ -545,11 +561,17 @@ fn tcpwin_port_filter() {
         !rows.is_empty() && rows.iter().all(|r| r["lport"] == 7701),
         "{rows:?}"
     );
+    let rows = by_rport.stop().json();
+    assert!(
+        !rows.is_empty() && rows.iter().all(|r| r["rport"] == 7702),
+        "{rows:?}"
+    );
     let rows = v6.stop().json();
     assert!(
         !rows.is_empty() && rows.iter().all(|r| r["ip"] == 6),
         "{rows:?}"
     );
+    assert!(other_ns.stop().lines.is_empty());
 }
 
 // ---------------------------------------------------------------- tcpnagle
@@ -578,6 +600,12 @@ fn tcpnagle_flags_of_small_writes() {
         .iter()
         .map(|m| ns.loadgen_waiting(&["nagle", "--mode", m, "--writes", "10", "--size", "100"]))
         .collect();
+    let v6_run = ns.loadgen_waiting(&[
+        "nagle", "--family", "6", "--mode", "nodelay", "--writes", "7", "--size", "50",
+    ]);
+    let v6 = Tool::start(&["tcpnagle", "--json", "--netns", &path, "-6"]);
+    let elsewhere = Netns::new();
+    let other_ns = Tool::start(&["tcpnagle", "--json", "--netns", &elsewhere.path()]);
     let tools: Vec<Tool> = runs
         .iter()
         .map(|r| {
@@ -594,6 +622,9 @@ fn tcpnagle_flags_of_small_writes() {
     for r in runs {
         r.go();
     }
+    v6_run.go();
+    let v6 = nagle_counts(&v6.stop().json());
+    assert!(other_ns.stop().lines.is_empty());
     let results: Vec<_> = tools.into_iter().map(Tool::stop).collect();
     // Partial mode (no fexit, no kretprobe), as on the kernel this was written on, says so.
     let partial = results[0].stderr.contains(
@@ -635,6 +666,13 @@ fn tcpnagle_flags_of_small_writes() {
             (9, 1, 9),
             "MSG_MORE: {:?}",
             c[3]
+        );
+        // -6: only the IPv6 client's seven TCP_NODELAY sends.
+        let nagle6: Vec<_> = v6.iter().filter(|(k, _)| k.0 == "nagle").collect();
+        assert_eq!(
+            nagle6,
+            [(&("nagle".to_string(), "OFF".to_string()), &7)],
+            "{v6:?}"
         );
     } else {
         assert!(
