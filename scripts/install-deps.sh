@@ -5,6 +5,7 @@
 #   libelf-dev zlib1g-dev  libbpf links them
 #   cargo-web        Debian's recent Rust toolchain, only when no cargo is on PATH
 #   iproute2         tc, for the qdisc tests (a tbf on a test namespace's lo)
+#   iproute2         ip and tc: tests make a lossy loopback (tbf) in their own netns
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 packages=(clang make pkg-config libelf-dev zlib1g-dev util-linux iproute2)

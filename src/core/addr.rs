@@ -23,6 +23,14 @@ pub fn ip_version(family: u16) -> u64 {
     }
 }
 
+/// "addr:port", with an IPv6 address in brackets so the port stays readable ("[::1]:80").
+pub fn endpoint(addr: IpAddr, port: u16) -> String {
+    match addr {
+        IpAddr::V4(a) => format!("{a}:{port}"),
+        IpAddr::V6(a) => format!("[{a}]:{port}"),
+    }
+}
+
 /// A connection's endpoints as seen from this host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tuple {
@@ -89,6 +97,8 @@ mod tests {
         raw6[15] = 1;
         assert_eq!(ip(AF_INET6, &raw6).to_string(), "::1");
         assert_eq!(ip_version(AF_INET6), 6);
+        assert_eq!(endpoint(ip(AF_INET, &raw), 80), "127.0.0.1:80");
+        assert_eq!(endpoint(ip(AF_INET6, &raw6), 443), "[::1]:443");
     }
 
     #[test]

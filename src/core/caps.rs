@@ -196,3 +196,27 @@ pub fn ensure_tracefs() -> Result<(), String> {
     eprintln!("netbpf: mounted tracefs at {TRACEFS} (classic tracepoints need it)");
     Ok(())
 }
+
+/// Whether kernel BTF has a type (function, struct, tracepoint typedef `btf_trace_NAME`) of this
+/// name: for a plan's `check` on a function or tracepoint only some kernels have.
+pub fn btf_has(name: &str) -> Result<(), String> {
+    let btf = libbpf_rs::btf::Btf::from_vmlinux()
+        .map_err(|e| format!("kernel BTF could not be read: {e}"))?;
+    match btf.type_by_name::<libbpf_rs::btf::BtfType>(name) {
+        Some(_) => Ok(()),
+        None => Err(format!("'{name}' is not in kernel BTF")),
+    }
+}
+
+/// How many arguments a tracepoint hands a tp_btf program on this kernel (from the BTF typedef
+/// `btf_trace_NAME`, less its leading context pointer), or None when it has no such tracepoint.
+/// Tracepoints gain arguments over kernel versions; a program must not read past the last one.
+pub fn tp_btf_args(name: &str) -> Option<usize> {
+    use libbpf_rs::btf::{types, BtfType, ReferencesType};
+    let btf = libbpf_rs::btf::Btf::from_vmlinux().ok()?;
+    let typedef = btf.type_by_name::<types::Typedef>(&format!("btf_trace_{name}"))?;
+    let ptr: BtfType = typedef.referenced_type();
+    let proto =
+        types::FuncProto::try_from(types::Ptr::try_from(ptr).ok()?.referenced_type()).ok()?;
+    Some(proto.len().saturating_sub(1))
+}

@@ -40,7 +40,12 @@ registry! {
     tcpaccept,
     tcpconnect,
     tcplife,
+    tcpnagle,
+    tcpretrans,
     tcpstates,
+    tcpsynbl,
+    tcptop,
+    tcpwin,
     udpconnect,
 }
 

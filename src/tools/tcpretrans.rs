@@ -1,0 +1,293 @@
+//! tcpretrans: TCP retransmits (and tail loss probes with -l), one line each or counts with -c.
+
+use std::ffi::OsString;
+use std::mem::MaybeUninit;
+
+use clap::Parser;
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+
+use crate::core::addr::{endpoint, ip, ip_version};
+use crate::core::bpf::{opened, read_event, LoadContext, Pod};
+use crate::core::caps::{btf_has, tp_btf_args, Caps, Hook, Plan};
+use crate::core::cli::{parse_pid, Common, Family};
+use crate::core::{errno, maps};
+use crate::core::output::{comm_str, Column, Output, Value};
+use crate::core::tcp::state_name;
+use crate::core::time::Clock;
+use crate::tools::{announce, start, Tool};
+use crate::{tuple_of, usage};
+
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/tcpretrans.skel.rs"));
+}
+use skel::*;
+
+unsafe impl Pod for types::tcpretrans_event {}
+unsafe impl Pod for types::tcpretrans_count_key {}
+
+const RETRANSMIT_ATTACH: &str = "tcp/tcp_retransmit_skb + sock/inet_sock_set_state (owner)";
+
+pub static TOOL: Tool = Tool {
+    name: "tcpretrans",
+    aliases: &[],
+    about: "TCP retransmits with addresses and state; -c counts; -l tail loss probes",
+    plans: &[
+        Plan {
+            name: "fentry",
+            needs: &[Hook::TpBtf, Hook::Fentry],
+            attach: "tcp/tcp_retransmit_skb; -l: fentry/tcp_send_loss_probe",
+            check: Some(has_loss_probe_fn),
+        },
+        Plan {
+            name: "kprobe",
+            needs: &[Hook::TpBtf, Hook::Kprobe],
+            attach: "tcp/tcp_retransmit_skb; -l: kprobe/tcp_send_loss_probe",
+            check: Some(has_loss_probe_fn),
+        },
+        Plan {
+            name: "tp_btf",
+            needs: &[Hook::TpBtf],
+            attach: "tcp/tcp_retransmit_skb (without -l)",
+            check: None,
+        },
+    ],
+    run,
+};
+
+fn has_loss_probe_fn() -> Result<(), String> {
+    btf_has("tcp_send_loss_probe")
+}
+
+const EXAMPLES: &str = "\
+Examples:
+  tcpretrans              # every TCP retransmit
+  tcpretrans -s           # with the sequence number of the first retransmitted byte
+  tcpretrans -l           # also tail loss probes (needs kprobes or fentry)
+  tcpretrans -c           # count retransmits per connection; print at exit
+  tcpretrans --json       # one JSON object per retransmit
+
+T is R for a retransmit, L for a tail loss probe. PID/COMM are the socket's owner (the process
+that connected, listened or closed it) when netbpf saw it; retransmits run in softirq, where the
+task on CPU is unrelated. Sockets set up before tracing began show PID 0.
+--json has the segments each retransmit carried (segs) and its result: Success, or why it did not
+leave this host (NET_XMIT_DROP: a local qdisc dropped it). Retransmits skipped because the
+original was still queued in the host (EBUSY) are not shown; their number is given at exit.";
+
+#[derive(Parser, Debug)]
+#[command(name = "tcpretrans", about = "Trace TCP retransmits", after_help = EXAMPLES)]
+struct Opts {
+    /// Include tail loss probe attempts (needs kprobes or fentry)
+    #[arg(short = 'l', long = "lossprobe")]
+    lossprobe: bool,
+    /// Count retransmits per connection; print the counts at exit
+    #[arg(short = 'c', long = "count")]
+    count: bool,
+    /// Include a SEQ column: the sequence number of the first retransmitted byte
+    #[arg(short = 's', long = "sequence")]
+    sequence: bool,
+    /// Only sockets owned by this process (as learned from their state changes)
+    #[arg(short = 'p', long = "pid", value_parser = parse_pid)]
+    pid: Option<u32>,
+    #[command(flatten)]
+    family: Family,
+    #[command(flatten)]
+    common: Common,
+}
+
+fn columns(o: &Opts) -> Vec<Column> {
+    let mut c = vec![
+        Column::new("TIME", "time", -8),
+        Column::new("PID", "pid", -7),
+        Column::json("comm"),
+        Column::new("IP", "ip", -2),
+        Column::table("LADDR:LPORT", -22),
+        Column::json("laddr"),
+        Column::json("lport"),
+        Column::new("T>", "type", -2),
+        Column::table("RADDR:RPORT", -22),
+        Column::json("raddr"),
+        Column::json("rport"),
+        Column::new("STATE", "state", -12),
+    ];
+    c.push(if o.sequence {
+        Column::new("SEQ", "seq", -10)
+    } else {
+        Column::json("seq")
+    });
+    c.push(Column::json("segs"));
+    c.push(Column::json("result"));
+    c
+}
+
+
+fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
+    let o = Opts::parse_from(args);
+    let mut s = start(tool, &o.common)?;
+    let loss_probe_hook = match s.plan.name {
+        "fentry" => Some(Hook::Fentry),
+        "kprobe" => Some(Hook::Kprobe),
+        _ => None,
+    };
+    if o.lossprobe && loss_probe_hook.is_none() {
+        let caps = Caps::get();
+        let why = [Hook::Kprobe, Hook::Fentry]
+            .iter()
+            .filter_map(|&h| caps.has(h).err().map(|e| format!("{h}: {e}")))
+            .chain(has_loss_probe_fn().err())
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(usage!(
+            "tcpretrans -l: not available on this kernel: needs kprobe or fentry on \
+             tcp_send_loss_probe ({why})"
+        ));
+    }
+    s.filters.tgid = o.pid.unwrap_or(0);
+    s.filters.family = o.family.af();
+
+    let mut obj = MaybeUninit::uninit();
+    let mut open = opened(tool.name, TcpretransSkelBuilder::default().open(&mut obj))?;
+    let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
+    crate::set_filters!(&mut *rodata, s.filters);
+    rodata.count_mode = o.count;
+    rodata.tp_has_err = tp_btf_args("tcp_retransmit_skb").unwrap_or(2) >= 3;
+    let tlp = if o.lossprobe { loss_probe_hook } else { None };
+    open.progs
+        .tcpretrans_tlp_fentry
+        .set_autoload(tlp == Some(Hook::Fentry));
+    open.progs
+        .tcpretrans_tlp_kprobe
+        .set_autoload(tlp == Some(Hook::Kprobe));
+    let mut skel = open.load().or_load_failed(tool.name)?;
+    skel.attach().map_err(|e| {
+        crate::core::bpf::attach_failed(tool.name, RETRANSMIT_ATTACH, e)
+    })?;
+
+    if o.count {
+        announce("TCP retransmits, counting");
+        s.run.wait();
+        print_counts(&skel, &o)?;
+    } else {
+        stream(&skel, &o, &s.run)?;
+    }
+    let bss = skel.maps.bss_data.as_deref();
+    crate::core::run::report_lost(tool.name, bss.map_or(0, |b| b.lost_events));
+    let busy = bss.map_or(0, |b| b.busy_skipped);
+    if busy > 0 {
+        eprintln!(
+            "netbpf tcpretrans: {busy} retransmits not attempted: the original was still queued \
+             in the host (EBUSY; not shown)"
+        );
+    }
+    Ok(())
+}
+
+/// How a retransmit went: sent, dropped on the way out of this host (NET_XMIT_*), or an error.
+fn result(err: i32) -> String {
+    match err {
+        0 => "Success".into(),
+        1 => "NET_XMIT_DROP".into(),
+        2 => "NET_XMIT_CN".into(),
+        e => errno::result(e.into()),
+    }
+}
+
+fn stream(skel: &TcpretransSkel, o: &Opts, run: &crate::core::run::Run) -> anyhow::Result<()> {
+    let mut out = Output::new(o.common.format(), columns(o));
+    out.header();
+    announce(if o.lossprobe {
+        "TCP retransmits and tail loss probes"
+    } else {
+        "TCP retransmits"
+    });
+    let clock = Clock::start();
+    run.stream(&skel.maps.events, &mut out, |data, out| {
+        let Some(e) = read_event::<types::tcpretrans_event>(data) else {
+            return;
+        };
+        let t = tuple_of!(e.tuple);
+        let comm = comm_str(&e.comm);
+        let time = clock.hms(e.ts_ns);
+        let (l, r) = (endpoint(t.laddr, t.lport), endpoint(t.raddr, t.rport));
+        let kind = if e.kind == b'L' { "L>" } else { "R>" };
+        out.row(&[
+            Value::Str(&time),
+            Value::U64(e.pid.into()),
+            Value::Str(&comm),
+            Value::U64(ip_version(t.family)),
+            Value::Str(&l),
+            Value::Ip(t.laddr),
+            Value::U64(t.lport.into()),
+            Value::Str(if out.format() == crate::core::output::Format::Json {
+                &kind[..1]
+            } else {
+                kind
+            }),
+            Value::Str(&r),
+            Value::Ip(t.raddr),
+            Value::U64(t.rport.into()),
+            Value::Str(state_name(e.state)),
+            Value::U64(e.seq.into()),
+            Value::U64(e.segs.into()),
+            Value::Str(&result(e.err)),
+        ]);
+    })
+}
+
+fn print_counts(skel: &TcpretransSkel, o: &Opts) -> anyhow::Result<()> {
+    let mut rows: Vec<_> = maps::entries::<types::tcpretrans_count_key, u64>(&skel.maps.counts)?
+        .into_iter()
+        .map(|(k, n)| {
+            let (l, r) = (ip(k.family, &k.saddr), ip(k.family, &k.daddr));
+            (l, k.lport, r, k.rport, n)
+        })
+        .collect();
+    rows.sort_by(|a, b| b.4.cmp(&a.4).then(a.cmp(b)));
+    let mut out = Output::new(
+        o.common.format(),
+        vec![
+            Column::table("LADDR:LPORT", -25),
+            Column::json("laddr"),
+            Column::json("lport"),
+            Column::table("RADDR:RPORT", -25),
+            Column::json("raddr"),
+            Column::json("rport"),
+            Column::new("RETRANSMITS", "retransmits", -10),
+        ],
+    );
+    out.header();
+    for (l, lport, r, rport, n) in rows {
+        let (le, re) = (endpoint(l, lport), endpoint(r, rport));
+        out.row(&[
+            Value::Str(&le),
+            Value::Ip(l),
+            Value::U64(lport.into()),
+            Value::Str(&re),
+            Value::Ip(r),
+            Value::U64(rport.into()),
+            Value::U64(n),
+        ]);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kprobe plan cannot attach on a kernel without kprobes, but its program must still pass
+    /// the verifier: load it (kprobe programs load anywhere; only attaching needs the PMU).
+    #[test]
+    fn loss_probe_kprobe_program_verifies() {
+        let mut obj = MaybeUninit::uninit();
+        let mut open = TcpretransSkelBuilder::default().open(&mut obj).unwrap();
+        open.progs.tcpretrans_tlp_fentry.set_autoload(false);
+        open.progs.tcpretrans_tlp_kprobe.set_autoload(true);
+        match open.load() {
+            Ok(_) => {}
+            Err(e) if e.kind() == libbpf_rs::ErrorKind::PermissionDenied => {
+                eprintln!("skipped: loading BPF needs root")
+            }
+            Err(e) => panic!("{e}"),
+        };
+    }
+}

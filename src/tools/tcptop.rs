@@ -1,0 +1,278 @@
+//! tcptop: top-like TCP throughput per process and connection, every interval.
+
+use std::ffi::OsString;
+use std::io::{IsTerminal, Write};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd};
+
+use clap::{Parser, ValueEnum};
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::{MapCore, MapFlags};
+
+use crate::core::addr::{endpoint, ip_version, Tuple};
+use crate::core::bpf::{opened, LoadContext, Pod};
+use crate::core::caps::{btf_has, Hook, Plan};
+use crate::core::cli::{parse_pid, Common, Family, Interval};
+use crate::core::maps;
+use crate::core::output::{comm_str, Column, Format, Output, Value};
+use crate::core::time::hms_now;
+use crate::tools::{announce, start, Tool};
+use crate::tuple_of;
+
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/tcptop.skel.rs"));
+}
+use skel::*;
+
+unsafe impl Pod for types::tcptop_key {}
+unsafe impl Pod for types::tcptop_bytes {}
+
+pub static TOOL: Tool = Tool {
+    name: "tcptop",
+    aliases: &[],
+    about: "Top TCP connections by payload bytes sent and received, every interval",
+    plans: &[Plan {
+        name: "tp_btf",
+        needs: &[Hook::TpBtf],
+        attach: "sock/sock_send_length + sock/sock_recv_length",
+        check: Some(has_send_length),
+    }],
+    run,
+};
+
+fn has_send_length() -> Result<(), String> {
+    btf_has("btf_trace_sock_send_length")
+        .map_err(|e| format!("{e} (the kernel has no sock:sock_send_length tracepoint)"))
+}
+
+const EXAMPLES: &str = "\
+Examples:
+  tcptop                  # every second, clearing the screen
+  tcptop -C 5 10          # every 5 seconds, 10 times, without clearing the screen
+  tcptop -p 181           # only PID 181
+  tcptop -s sent -r 5     # the 5 connections that sent the most
+  tcptop --json           # one object per connection per interval, exact byte counts
+
+RX_KB/TX_KB are payload KiB a process received (recv/read) and sent (send/write) on the
+connection during the interval. MSG_PEEK reads are not counted. Data moved without a socket call
+(splice from a socket, kTLS, sockmap) is not seen.";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Sort {
+    /// Sent + received
+    All,
+    Sent,
+    Received,
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "tcptop", about = "Summarize TCP send/recv throughput by connection", after_help = EXAMPLES)]
+struct Opts {
+    /// Do not clear the screen
+    #[arg(short = 'C', long = "noclear")]
+    noclear: bool,
+    /// Skip the loadavg summary line
+    #[arg(short = 'S', long = "nosummary")]
+    nosummary: bool,
+    /// Only this process
+    #[arg(short = 'p', long = "pid", value_parser = parse_pid)]
+    pid: Option<u32>,
+    #[command(flatten)]
+    family: Family,
+    /// Sort by
+    #[arg(short = 's', long = "sort", value_enum, default_value = "all")]
+    sort: Sort,
+    /// Rows to print each interval (default 20; --json: all)
+    #[arg(short = 'r', long = "rows", value_parser = parse_rows)]
+    rows: Option<usize>,
+    #[command(flatten)]
+    interval: Interval,
+    #[command(flatten)]
+    common: Common,
+}
+
+fn parse_rows(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("'{s}' is not a positive number of rows")),
+    }
+}
+
+fn columns() -> Vec<Column> {
+    vec![
+        Column::json("time"),
+        Column::new("PID", "pid", -7),
+        Column::new("COMM", "comm", -12).truncated(),
+        Column::json("ip"),
+        Column::table("LADDR", -26),
+        Column::json("laddr"),
+        Column::json("lport"),
+        Column::table("RADDR", -26),
+        Column::json("raddr"),
+        Column::json("rport"),
+        Column::table("RX_KB", 6),
+        Column::table("TX_KB", 6),
+        Column::json("rx_bytes"),
+        Column::json("tx_bytes"),
+    ]
+}
+
+
+struct Row {
+    pid: u32,
+    comm: String,
+    tuple: Tuple,
+    rx: u64,
+    tx: u64,
+}
+
+fn sort_rows(rows: &mut [Row], by: Sort) {
+    let key = |r: &Row| match by {
+        Sort::All => r.rx + r.tx,
+        Sort::Sent => r.tx,
+        Sort::Received => r.rx,
+    };
+    rows.sort_by(|a, b| {
+        key(b)
+            .cmp(&key(a))
+            .then(a.pid.cmp(&b.pid))
+            .then(a.tuple.lport.cmp(&b.tuple.lport))
+    });
+}
+
+fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
+    let o = Opts::parse_from(args);
+    let mut s = start(tool, &o.common)?;
+    s.filters.tgid = o.pid.unwrap_or(0);
+    s.filters.family = o.family.af();
+
+    let mut obj = MaybeUninit::uninit();
+    let mut open = opened(tool.name, TcptopSkelBuilder::default().open(&mut obj))?;
+    crate::set_filters!(
+        open.maps.rodata_data.as_deref_mut().expect("rodata"),
+        s.filters
+    );
+    let mut skel = open.load().or_load_failed(tool.name)?;
+    skel.attach()
+        .map_err(|e| crate::core::bpf::attach_failed(tool.name, s.plan.attach, e))?;
+
+    let format = o.common.format();
+    let rows_limit = o.rows.unwrap_or(if format == Format::Json { usize::MAX } else { 20 });
+    let clear = format == Format::Table && !o.noclear && std::io::stdout().is_terminal();
+    let mut out = Output::new(format, columns());
+    announce("TCP sends and receives");
+
+    // The map the kernel writes into; the other one is idle.
+    let mut live_is_a = true;
+    s.run.every(o.interval.every(), o.interval.count, || {
+        let (idle, next) = if live_is_a {
+            (&skel.maps.counts_a, &skel.maps.counts_b)
+        } else {
+            (&skel.maps.counts_b, &skel.maps.counts_a)
+        };
+        // Swapping waits for programs still writing into the old map (synchronize_rcu).
+        let fd = next.as_fd().as_raw_fd() as u32;
+        skel.maps
+            .counts_live
+            .update(&0u32.to_ne_bytes(), &fd.to_ne_bytes(), MapFlags::ANY)?;
+        live_is_a = !live_is_a;
+
+        let mut rows: Vec<Row> = maps::entries::<types::tcptop_key, types::tcptop_bytes>(idle)?
+            .into_iter()
+            .map(|(k, v)| Row {
+                pid: k.pid,
+                comm: comm_str(&k.comm),
+                tuple: tuple_of!(k.tuple),
+                rx: v.rx,
+                tx: v.tx,
+            })
+            .collect();
+        maps::clear(idle)?;
+        sort_rows(&mut rows, o.sort);
+        print_interval(&mut out, &o, clear, &rows[..rows.len().min(rows_limit)]);
+        if !out.flush() {
+            anyhow::bail!("stdout closed");
+        }
+        Ok(())
+    })?;
+    let full = skel.maps.bss_data.as_deref().map_or(0, |b| b.map_full);
+    if full > 0 {
+        eprintln!("netbpf tcptop: {full} sends/receives not counted (connection map full)");
+    }
+    Ok(())
+}
+
+fn print_interval(out: &mut Output, o: &Opts, clear: bool, rows: &[Row]) {
+    let time = hms_now();
+    if out.format() == Format::Table {
+        if clear {
+            out.flush();
+            // Home the cursor and clear the screen.
+            let mut stdout = std::io::stdout();
+            let _ = stdout.write_all(b"\x1b[H\x1b[2J");
+            let _ = stdout.flush();
+        } else {
+            out.text("");
+        }
+        if !o.nosummary {
+            let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+            out.text(&format!("{time} loadavg: {}", load.trim_end()));
+            out.text("");
+        }
+        out.header();
+    }
+    for r in rows {
+        let t = &r.tuple;
+        let (l, ra) = (endpoint(t.laddr, t.lport), endpoint(t.raddr, t.rport));
+        out.row(&[
+            Value::Str(&time),
+            Value::U64(r.pid.into()),
+            Value::Str(&r.comm),
+            Value::U64(ip_version(t.family)),
+            Value::Str(&l),
+            Value::Ip(t.laddr),
+            Value::U64(t.lport.into()),
+            Value::Str(&ra),
+            Value::Ip(t.raddr),
+            Value::U64(t.rport.into()),
+            Value::U64(r.rx / 1024),
+            Value::U64(r.tx / 1024),
+            Value::U64(r.rx),
+            Value::U64(r.tx),
+        ]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::IpAddr;
+
+    fn row(lport: u16, rx: u64, tx: u64) -> Row {
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        Row {
+            pid: 1,
+            comm: "x".into(),
+            tuple: Tuple {
+                family: 2,
+                laddr: lo,
+                lport,
+                raddr: lo,
+                rport: 9,
+            },
+            rx,
+            tx,
+        }
+    }
+
+    #[test]
+    fn sorting() {
+        let mut rows = vec![row(1, 10, 0), row(2, 0, 20), row(3, 6, 6)];
+        sort_rows(&mut rows, Sort::All);
+        assert_eq!(rows.iter().map(|r| r.tuple.lport).collect::<Vec<_>>(), [2, 3, 1]);
+        sort_rows(&mut rows, Sort::Received);
+        assert_eq!(rows.iter().map(|r| r.tuple.lport).collect::<Vec<_>>(), [1, 3, 2]);
+        sort_rows(&mut rows, Sort::Sent);
+        assert_eq!(rows.iter().map(|r| r.tuple.lport).collect::<Vec<_>>(), [2, 3, 1]);
+    }
+}

@@ -1,0 +1,331 @@
+//! tcpwin: TCP congestion window and send buffer per socket, as CSV for plotting, and
+//! (--plot) an SVG chart of cwnd and ssthresh over time.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::mem::MaybeUninit;
+use std::path::PathBuf;
+
+use clap::Parser;
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+
+use crate::core::addr::{endpoint, ip_version, Tuple};
+use crate::core::bpf::{opened, read_event, LoadContext, Pod};
+use crate::core::caps::{Hook, Plan};
+use crate::core::cli::{parse_port_list, Common, Family, Filters};
+use crate::core::output::{Column, Format, Output, Value};
+use crate::core::time::Clock;
+use crate::tools::{announce, start, Tool};
+use crate::{tuple_of, usage};
+
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/tcpwin.skel.rs"));
+}
+use skel::*;
+
+unsafe impl Pod for types::tcpwin_event {}
+
+pub static TOOL: Tool = Tool {
+    name: "tcpwin",
+    aliases: &[],
+    about: "TCP congestion window and send buffer per socket (CSV), with an SVG plot",
+    plans: &[Plan {
+        name: "tp_btf",
+        needs: &[Hook::TpBtf],
+        attach: "tcp/tcp_probe",
+        check: None,
+    }],
+    run,
+};
+
+const EXAMPLES: &str = "\
+Examples:
+  tcpwin > win.csv            # every sample as CSV, until Ctrl-C
+  tcpwin -L 5201 -d 10        # sockets on local port 5201, for 10 seconds
+  tcpwin --plot cwnd.svg      # also draw snd_cwnd and snd_ssthresh over time per socket
+  tcpwin --json               # one JSON object per sample, with the connection's addresses
+
+A sample is taken each time a segment (typically an ACK) arrives on an established socket.
+snd_cwnd and snd_ssthresh are in packets (ssthresh is 2147483647 until the first loss);
+sk_sndbuf and sk_wmem_queued in bytes. time_us counts from the start of tracing.
+--plot writes SVG (text needs no font files); the 8 sockets with the most samples are drawn.";
+
+type Ports = Vec<u16>;
+
+#[derive(Parser, Debug)]
+#[command(name = "tcpwin", about = "Trace TCP congestion window and send buffer (CSV)", after_help = EXAMPLES)]
+struct Opts {
+    /// Only these local ports (comma list)
+    #[arg(short = 'L', long = "localport", value_parser = parse_port_list)]
+    lports: Option<Ports>,
+    /// Only these remote ports (comma list)
+    #[arg(short = 'D', long = "remoteport", value_parser = parse_port_list)]
+    rports: Option<Ports>,
+    #[command(flatten)]
+    family: Family,
+    /// Also draw snd_cwnd and snd_ssthresh over time per socket into this SVG file at exit
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+    #[command(flatten)]
+    common: Common,
+}
+
+const SSTHRESH_INFINITE: u32 = 0x7fff_ffff;
+/// Samples kept for --plot (about 16 bytes each); later ones are still printed.
+const PLOT_MAX_POINTS: usize = 4_000_000;
+const PLOT_MAX_SOCKETS: usize = 8;
+
+/// One socket's samples for the plot.
+struct Series {
+    tuple: Tuple,
+    /// (seconds, snd_cwnd, snd_ssthresh)
+    points: Vec<(f64, u32, u32)>,
+}
+
+fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
+    let o = Opts::parse_from(args);
+    // Refuse a file that cannot be written before tracing, not after.
+    let plot_file = match &o.plot {
+        Some(path) => Some(plot::create(path)?),
+        None => None,
+    };
+    let mut s = start(tool, &o.common)?;
+    s.filters.family = o.family.af();
+    s.filters.lports = Filters::ports(o.lports.as_deref().unwrap_or_default());
+    s.filters.rports = Filters::ports(o.rports.as_deref().unwrap_or_default());
+
+    let mut obj = MaybeUninit::uninit();
+    let mut open = opened(tool.name, TcpwinSkelBuilder::default().open(&mut obj))?;
+    crate::set_filters!(
+        open.maps.rodata_data.as_deref_mut().expect("rodata"),
+        s.filters
+    );
+    let mut skel = open.load().or_load_failed(tool.name)?;
+    skel.attach()
+        .map_err(|e| crate::core::bpf::attach_failed(tool.name, s.plan.attach, e))?;
+
+    let format = if o.common.json { Format::Json } else { Format::Csv };
+    let mut out = Output::new(
+        format,
+        vec![
+            Column::new("event", "event", 0),
+            Column::new("sock", "sock", 0),
+            Column::new("time_us", "time_us", 0),
+            Column::new("snd_cwnd", "snd_cwnd", 0),
+            Column::new("snd_ssthresh", "snd_ssthresh", 0),
+            Column::new("sk_sndbuf", "sk_sndbuf", 0),
+            Column::new("sk_wmem_queued", "sk_wmem_queued", 0),
+            Column::json("ip"),
+            Column::json("laddr"),
+            Column::json("lport"),
+            Column::json("raddr"),
+            Column::json("rport"),
+        ],
+    );
+    out.header();
+    announce("TCP congestion windows");
+    let clock = Clock::start();
+    let mut series: HashMap<u64, Series> = HashMap::new();
+    let mut kept = 0usize;
+    s.run.stream(&skel.maps.events, &mut out, |data, out| {
+        let Some(e) = read_event::<types::tcpwin_event>(data) else {
+            return;
+        };
+        let t = tuple_of!(e.tuple);
+        let secs = clock.secs(e.ts_ns).max(0.0);
+        let sock = format!("0x{:x}", e.skaddr);
+        out.row(&[
+            Value::Str("rcv"),
+            Value::Str(&sock),
+            Value::U64((secs * 1e6) as u64),
+            Value::U64(e.snd_cwnd.into()),
+            Value::U64(e.snd_ssthresh.into()),
+            Value::I64(e.sk_sndbuf.into()),
+            Value::I64(e.sk_wmem_queued.into()),
+            Value::U64(ip_version(t.family)),
+            Value::Ip(t.laddr),
+            Value::U64(t.lport.into()),
+            Value::Ip(t.raddr),
+            Value::U64(t.rport.into()),
+        ]);
+        if plot_file.is_some() && kept < PLOT_MAX_POINTS {
+            kept += 1;
+            series
+                .entry(e.skaddr)
+                .or_insert_with(|| Series {
+                    tuple: t,
+                    points: Vec::new(),
+                })
+                .points
+                .push((secs, e.snd_cwnd, e.snd_ssthresh));
+        }
+    })?;
+    drop(out);
+    crate::core::run::report_lost(
+        tool.name,
+        skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events),
+    );
+    if let (Some(file), Some(path)) = (plot_file, &o.plot) {
+        if kept == PLOT_MAX_POINTS {
+            eprintln!("netbpf tcpwin: the plot shows the first {PLOT_MAX_POINTS} samples only");
+        }
+        let mut all: Vec<Series> = series.into_values().collect();
+        all.sort_by_key(|s| std::cmp::Reverse(s.points.len()));
+        let shown = all.len().min(PLOT_MAX_SOCKETS);
+        plot::write(file, path, &all[..shown])?;
+        eprintln!(
+            "netbpf tcpwin: plotted {shown} of {} sockets into {}",
+            all.len(),
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// The SVG chart: one colour per socket, snd_cwnd solid, snd_ssthresh dashed.
+mod plot {
+    use super::*;
+    use plotters::prelude::*;
+
+    pub fn create(path: &std::path::Path) -> anyhow::Result<std::fs::File> {
+        let ext = path
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase());
+        if ext.as_deref() != Some("svg") {
+            return Err(usage!(
+                "--plot {}: only SVG is supported (name the file *.svg); bitmap output would \
+                 need font files",
+                path.display()
+            ));
+        }
+        std::fs::File::create(path)
+            .map_err(|e| usage!("--plot {}: cannot create it: {e}", path.display()))
+    }
+
+    fn label(t: &Tuple) -> String {
+        format!(
+            "{} > {}",
+            endpoint(t.laddr, t.lport),
+            endpoint(t.raddr, t.rport)
+        )
+    }
+
+    /// Renders the chart to SVG text.
+    pub fn render(series: &[Series]) -> anyhow::Result<String> {
+        let finite = |ss: u32| ss < SSTHRESH_INFINITE;
+        let times = || series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
+        let x_min = times().fold(f64::INFINITY, f64::min);
+        let x_min = if x_min.is_finite() { x_min.floor() } else { 0.0 };
+        let x_max = times().fold(x_min, f64::max).max(x_min + 0.001);
+        let y_max = series
+            .iter()
+            .flat_map(|s| s.points.iter())
+            .map(|&(_, cwnd, ss)| if finite(ss) { cwnd.max(ss) } else { cwnd })
+            .max()
+            .unwrap_or(0)
+            .max(10);
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, (1000, 600)).into_drawing_area();
+            root.fill(&WHITE).map_err(plot_error)?;
+            let mut chart = ChartBuilder::on(&root)
+                .caption(
+                    "TCP snd_cwnd (solid) and snd_ssthresh (dashed) per socket",
+                    ("sans-serif", 20),
+                )
+                .margin(15)
+                .x_label_area_size(45)
+                .y_label_area_size(60)
+                .build_cartesian_2d(x_min..x_max + (x_max - x_min) * 0.02, 0u32..y_max + y_max / 10)
+                .map_err(plot_error)?;
+            chart
+                .configure_mesh()
+                .x_desc("time (s)")
+                .y_desc("packets")
+                .draw()
+                .map_err(plot_error)?;
+            for (i, s) in series.iter().enumerate() {
+                let color = Palette99::pick(i).to_rgba();
+                let cwnd: Vec<(f64, u32)> = s.points.iter().map(|p| (p.0, p.1)).collect();
+                chart
+                    .draw_series(LineSeries::new(cwnd, color.stroke_width(2)))
+                    .map_err(plot_error)?
+                    .label(label(&s.tuple))
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                    });
+                let ssthresh: Vec<(f64, u32)> = s
+                    .points
+                    .iter()
+                    .filter(|p| finite(p.2))
+                    .map(|p| (p.0, p.2))
+                    .collect();
+                if !ssthresh.is_empty() {
+                    chart
+                        .draw_series(DashedLineSeries::new(ssthresh, 6, 4, color.into()))
+                        .map_err(plot_error)?;
+                }
+            }
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()
+                .map_err(plot_error)?;
+            root.present().map_err(plot_error)?;
+        }
+        Ok(svg)
+    }
+
+    fn plot_error<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+        anyhow::anyhow!("drawing the plot failed: {e:?}")
+    }
+
+    pub fn write(
+        mut file: std::fs::File,
+        path: &std::path::Path,
+        series: &[Series],
+    ) -> anyhow::Result<()> {
+        use std::io::Write;
+        let svg = render(series)?;
+        file.write_all(svg.as_bytes())
+            .map_err(|e| anyhow::anyhow!("--plot {}: {e}", path.display()))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn renders_svg_with_both_lines_and_legend() {
+            let lo: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+            let s = Series {
+                tuple: Tuple {
+                    family: 2,
+                    laddr: lo,
+                    lport: 40000,
+                    raddr: lo,
+                    rport: 5201,
+                },
+                points: vec![
+                    (0.0, 10, SSTHRESH_INFINITE),
+                    (0.5, 40, SSTHRESH_INFINITE),
+                    (1.0, 20, 20),
+                    (1.5, 30, 20),
+                ],
+            };
+            let svg = render(&[s]).unwrap();
+            assert!(svg.starts_with("<svg"), "{}", &svg[..80]);
+            assert!(svg.trim_end().ends_with("</svg>"));
+            assert!(svg.contains("127.0.0.1:40000 &gt; 127.0.0.1:5201"));
+            assert!(svg.contains("<polyline"));
+            assert!(svg.contains("time (s)"));
+        }
+
+        #[test]
+        fn only_svg_names_are_accepted() {
+            let e = create(std::path::Path::new("/tmp/x.png")).unwrap_err();
+            assert!(e.to_string().contains("only SVG"), "{e}");
+        }
+    }
+}
