@@ -27,6 +27,11 @@ macro_rules! registry {
 
 // The registry: one line per tool.
 registry! {
+    so1stbyte,
+    socketio,
+    socksize,
+    soconnlat,
+    sormem,
     tcpaccept,
     tcpconnect,
     tcplife,
