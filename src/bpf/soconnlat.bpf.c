@@ -90,7 +90,9 @@ static __always_inline void complete(const struct attempt *a)
 		return;
 	e->pid = key.pid;
 	e->stack_id = key.stack_id;
-	submit_event(e);
+	/* Rare (once per key) and urgent: user space must read the process's maps before it
+	 * exits, so wake the reader now rather than at its next timed drain. */
+	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
 }
 
 SEC("tracepoint/syscalls/sys_enter_connect")
