@@ -338,6 +338,9 @@ fn rcvbuf(a: &Args) {
     for seq in 1..=count {
         send(seq as u16);
     }
+    // Loopback delivers in the sender's softirq, but a busy machine may defer it to ksoftirqd:
+    // let every packet land (queued or dropped) before draining, so drops = sent - received.
+    thread::sleep(Duration::from_millis(20));
     reader.set_nonblocking(true).unwrap();
     loop {
         reads += 1;
