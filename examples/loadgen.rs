@@ -367,12 +367,19 @@ fn firstbyte(a: &Args) {
     let delay = Duration::from_millis(a.num("--delay-ms", 50));
     let listener = listen(addr, 64);
     let port = listener.local_addr().unwrap().port();
+    // For the unread connections the server waits while the client closes and opens its pipe, so
+    // no fd of the server's takes the number the client just freed.
+    let (accepted_tx, accepted_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let server = thread::spawn(move || {
         for i in 0..count + unread {
             let (mut s, _) = listener.accept().unwrap();
             if i < count {
                 thread::sleep(delay);
                 s.write_all(b"x").unwrap();
+            } else {
+                accepted_tx.send(()).unwrap();
+                done_rx.recv().unwrap();
             }
             // Keep the connection until the client is done with it.
             let mut rest = Vec::new();
@@ -388,6 +395,7 @@ fn firstbyte(a: &Args) {
     let mut fd_reused = 0;
     for _ in 0..unread {
         let c = TcpStream::connect(target).unwrap();
+        accepted_rx.recv().unwrap();
         let fd = c.as_raw_fd();
         drop(c);
         let mut p = [0i32; 2];
@@ -401,6 +409,7 @@ fn firstbyte(a: &Args) {
             libc::close(p[0]);
             libc::close(p[1]);
         }
+        done_tx.send(()).unwrap();
     }
     server.join().unwrap();
     println!(

@@ -404,10 +404,9 @@ fn so1stbyte_times_a_slow_first_byte() {
     let rows = json.stop().json();
     let table = table.stop();
     let pid = num(&run, "pid");
-    assert_eq!(
-        num(&run, "fd_reused"),
-        2,
-        "the pipes reused the closed fds: {run}"
+    assert!(
+        num(&run, "fd_reused") >= 1,
+        "a pipe must reuse a closed socket's fd: {run}"
     );
     let h = one_hist(
         &rows,
