@@ -1,6 +1,7 @@
 //! What every tool shares.
 pub mod addr;
 pub mod bpf;
+pub mod btf;
 pub mod caps;
 pub mod cli;
 pub mod errno;

@@ -30,7 +30,14 @@ static __always_inline __u32 hist_slot(__u64 v)
 
 static __always_inline void hist_add(struct hist *h, __u64 v)
 {
-	__sync_fetch_and_add(&h->slots[hist_slot(v)], 1);
+	__u32 slot = hist_slot(v);
+
+	/* The mask changes nothing (the slot is < HIST_SLOTS already) but gives the verifier a bound
+	 * it can see: clang may compute the slot without branches and clamp a copy of the register,
+	 * and the store is then refused ("invalid access to map value"). The barrier keeps clang
+	 * from dropping the mask as redundant. HIST_SLOTS is a power of 2. */
+	barrier_var(slot);
+	__sync_fetch_and_add(&h->slots[slot & (HIST_SLOTS - 1)], 1);
 }
 
 /* Adds v to the histogram at key of a hash map of struct hist (created empty). */

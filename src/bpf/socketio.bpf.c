@@ -1,0 +1,83 @@
+// SPDX-License-Identifier: GPL-2.0
+/* socketio: socket send/receive calls counted in the kernel per process, direction, protocol and
+ * remote port.
+ *
+ * Three ways to see a call, one per plan (the unused ones are not loaded):
+ * - tp_btf sock_send_length / sock_recv_length (6.3+): fired for every sendmsg/recvmsg a socket
+ *   gets, whatever the path (write, send*, read, recv*, splice, sendmmsg's each message).
+ * - fentry sock_sendmsg / sock_recvmsg, or kprobes on them (older kernels): the book's hooks;
+ *   a few kernel-internal paths that call the protocol directly are not seen. */
+#include "common/netbpf.bpf.h"
+#include "common/filter.bpf.h"
+#include "common/maps.bpf.h"
+#include "common/sock.bpf.h"
+#include "socketio.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct socketio_key);
+	__type(value, __u64);
+} io SEC(".maps");
+
+static __always_inline void count_io(struct sock *sk, __u8 dir)
+{
+	struct socketio_key key = {};
+	struct proto *prot;
+	__u32 pid = current_tgid();
+
+	if (!sk || !tgid_ok(pid) || !netns_ok(sk_netns_cookie(sk)))
+		return;
+	key.pid = pid;
+	key.dir = dir;
+	key.rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	bpf_get_current_comm(key.comm, sizeof(key.comm));
+	prot = BPF_CORE_READ(sk, __sk_common.skc_prot);
+	if (prot)
+		bpf_probe_read_kernel_str(key.proto, sizeof(key.proto), prot->name);
+	counter_add(&io, &key, 1);
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(socketio_send, struct sock *sk, int ret, int flags)
+{
+	count_io(sk, SOCKETIO_WRITE);
+	return 0;
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(socketio_recv, struct sock *sk, int ret, int flags)
+{
+	count_io(sk, SOCKETIO_READ);
+	return 0;
+}
+
+SEC("fentry/sock_sendmsg")
+int BPF_PROG(socketio_fentry_send, struct socket *sock)
+{
+	count_io(BPF_CORE_READ(sock, sk), SOCKETIO_WRITE);
+	return 0;
+}
+
+SEC("fentry/sock_recvmsg")
+int BPF_PROG(socketio_fentry_recv, struct socket *sock)
+{
+	count_io(BPF_CORE_READ(sock, sk), SOCKETIO_READ);
+	return 0;
+}
+
+SEC("kprobe/sock_sendmsg")
+int BPF_KPROBE(socketio_kprobe_send, struct socket *sock)
+{
+	count_io(BPF_CORE_READ(sock, sk), SOCKETIO_WRITE);
+	return 0;
+}
+
+SEC("kprobe/sock_recvmsg")
+int BPF_KPROBE(socketio_kprobe_recv, struct socket *sock)
+{
+	count_io(BPF_CORE_READ(sock, sk), SOCKETIO_READ);
+	return 0;
+}

@@ -1,0 +1,18 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+#ifndef NETBPF_SOCKETIO_H
+#define NETBPF_SOCKETIO_H
+
+#define SOCKETIO_READ 0
+#define SOCKETIO_WRITE 1
+
+/* Socket I/O calls are counted per (process, direction, protocol, remote port). */
+struct socketio_key {
+	__u32 pid;
+	__u16 rport; /* host order; 0 when not connected */
+	__u8 dir; /* SOCKETIO_READ or SOCKETIO_WRITE */
+	__u8 pad;
+	char comm[16];
+	char proto[32]; /* the socket's struct proto name: "TCP", "UDPv6", "UNIX-STREAM", ... */
+};
+
+#endif

@@ -1,0 +1,93 @@
+// SPDX-License-Identifier: GPL-2.0
+/* socksize: log2 histograms of the bytes each socket send/receive call moved, per process name
+ * and direction, built in the kernel. Only calls that moved data (result > 0) are counted.
+ *
+ * One plan's programs are loaded:
+ * - tp_btf sock_send_length / sock_recv_length (6.3+): the result of every sendmsg/recvmsg a
+ *   socket gets, with the socket (so --netns is the socket's namespace);
+ * - fexit sock_sendmsg / sock_recvmsg: the same from the function's return;
+ * - kretprobes on them: the result only, so --netns is the calling task's namespace. */
+#include "common/netbpf.bpf.h"
+#include "common/filter.bpf.h"
+#include "common/hist.bpf.h"
+#include "common/sock.bpf.h"
+#include "socksize.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct socksize_key);
+	__type(value, struct hist);
+} sizes SEC(".maps");
+
+/* Cheap tests first: the netns cookie costs a few reads per call. */
+static __always_inline bool wanted(int ret)
+{
+	return ret > 0 && tgid_ok(current_tgid());
+}
+
+static __always_inline void add_size(__u64 netns, int ret, __u32 dir)
+{
+	struct socksize_key key = {};
+
+	if (!netns_ok(netns))
+		return;
+	key.dir = dir;
+	bpf_get_current_comm(key.comm, sizeof(key.comm));
+	hist_map_add(&sizes, &key, ret);
+}
+
+static __always_inline __u64 netns_of(struct sock *sk)
+{
+	return filter_netns && sk ? sk_netns_cookie(sk) : 0;
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(socksize_send, struct sock *sk, int ret, int flags)
+{
+	if (wanted(ret))
+		add_size(netns_of(sk), ret, SOCKSIZE_WRITE);
+	return 0;
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(socksize_recv, struct sock *sk, int ret, int flags)
+{
+	if (wanted(ret))
+		add_size(netns_of(sk), ret, SOCKSIZE_READ);
+	return 0;
+}
+
+SEC("fexit/sock_sendmsg")
+int BPF_PROG(socksize_fexit_send, struct socket *sock, struct msghdr *msg, int ret)
+{
+	if (wanted(ret))
+		add_size(netns_of(BPF_CORE_READ(sock, sk)), ret, SOCKSIZE_WRITE);
+	return 0;
+}
+
+SEC("fexit/sock_recvmsg")
+int BPF_PROG(socksize_fexit_recv, struct socket *sock, struct msghdr *msg, int flags, int ret)
+{
+	if (wanted(ret))
+		add_size(netns_of(BPF_CORE_READ(sock, sk)), ret, SOCKSIZE_READ);
+	return 0;
+}
+
+SEC("kretprobe/sock_sendmsg")
+int BPF_KRETPROBE(socksize_kretprobe_send, int ret)
+{
+	if (wanted(ret))
+		add_size(filter_netns ? current_netns_cookie() : 0, ret, SOCKSIZE_WRITE);
+	return 0;
+}
+
+SEC("kretprobe/sock_recvmsg")
+int BPF_KRETPROBE(socksize_kretprobe_recv, int ret)
+{
+	if (wanted(ret))
+		add_size(filter_netns ? current_netns_cookie() : 0, ret, SOCKSIZE_READ);
+	return 0;
+}

@@ -1,0 +1,102 @@
+//! so1stbyte: time from connect() to the first byte read on that socket, as per-process log2
+//! histograms of microseconds printed at exit.
+
+use std::ffi::OsString;
+use std::mem::MaybeUninit;
+
+use clap::Parser;
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+
+use crate::core::bpf::{opened, LoadContext, Pod};
+use crate::core::caps::{Hook, Plan};
+use crate::core::cli::{parse_pid, Common};
+use crate::core::hist::print_log2;
+use crate::core::output::{comm_str, Output, Value};
+use crate::tools::{announce, start, Tool};
+
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/so1stbyte.skel.rs"));
+}
+use skel::*;
+
+unsafe impl Pod for types::so1stbyte_key {}
+unsafe impl Pod for types::hist {}
+
+pub static TOOL: Tool = Tool {
+    name: "so1stbyte",
+    aliases: &[],
+    about: "Time from connect() to the first byte read, per process (histograms at exit)",
+    plans: &[Plan {
+        name: "tracepoint",
+        needs: &[Hook::Tracepoint],
+        attach: "syscalls/sys_{enter,exit}_connect, sys_enter_close, sys_{enter,exit}_{read,readv,\
+                 pread64,preadv,preadv2,recvfrom,recvmsg,recvmmsg} + fd->sock",
+        check: None,
+    }],
+    run,
+};
+
+const EXAMPLES: &str = "\
+Examples:
+  so1stbyte               # histograms until Ctrl-C
+  so1stbyte -d 10         # for 10 seconds
+  so1stbyte -p 181        # only PID 181
+  so1stbyte --json        # one JSON object per histogram, with exact bucket bounds
+
+@us[COMM, PID] counts IPv4/IPv6 connections by the microseconds from the start of connect() to the
+return of the first read-family call (read, readv, recv*, pread*) that got data on that socket:
+the handshake, the request and the server's time to its first byte. A connection closed before
+any data arrived is not counted. Sockets handed to another process, or read through io_uring,
+are not followed.";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "so1stbyte",
+    about = "Histograms of the time from connect() to the first byte read",
+    after_help = EXAMPLES
+)]
+struct Opts {
+    /// Only this process
+    #[arg(short = 'p', long = "pid", value_parser = parse_pid)]
+    pid: Option<u32>,
+    #[command(flatten)]
+    common: Common,
+}
+
+fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
+    let o = Opts::parse_from(args);
+    let mut s = start(tool, &o.common)?;
+    s.filters.tgid = o.pid.unwrap_or(0);
+
+    let mut obj = MaybeUninit::uninit();
+    let mut open = opened(tool.name, So1stbyteSkelBuilder::default().open(&mut obj))?;
+    crate::set_filters!(
+        open.maps.rodata_data.as_deref_mut().expect("rodata"),
+        s.filters
+    );
+    let mut skel = open.load().or_load_failed(tool.name)?;
+    skel.attach()
+        .map_err(|e| crate::core::bpf::attach_failed(tool.name, s.plan.attach, e))?;
+
+    announce("connect() to first byte");
+    s.run.wait();
+
+    let mut hists: Vec<(types::so1stbyte_key, types::hist)> =
+        crate::core::maps::entries(&skel.maps.hists)?;
+    hists.sort_by_key(|(k, _)| (comm_str(&k.comm), k.pid));
+    let mut out = Output::new(o.common.format(), Vec::new());
+    for (k, h) in &hists {
+        let comm = comm_str(&k.comm);
+        print_log2(
+            &mut out,
+            "us",
+            "us",
+            &[
+                ("comm", Value::Str(&comm)),
+                ("pid", Value::U64(k.pid.into())),
+            ],
+            &h.slots,
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,130 @@
+//! socksize: per-process log2 histograms of socket read and write sizes, printed at exit.
+
+use std::ffi::OsString;
+use std::mem::MaybeUninit;
+
+use clap::Parser;
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+
+use crate::core::bpf::{opened, LoadContext, Pod};
+use crate::core::caps::{Hook, Plan};
+use crate::core::cli::{parse_pid, Common};
+use crate::core::hist::print_log2;
+use crate::core::output::{comm_str, Output, Value};
+use crate::tools::socketio::{length_tracepoints, sock_msg_functions};
+use crate::tools::{announce, start, Tool};
+
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/socksize.skel.rs"));
+}
+use skel::*;
+
+unsafe impl Pod for types::socksize_key {}
+unsafe impl Pod for types::hist {}
+
+const SOCKSIZE_WRITE: u32 = 1;
+
+pub static TOOL: Tool = Tool {
+    name: "socksize",
+    aliases: &[],
+    about: "Socket I/O sizes: log2 histograms of read and write bytes per process (at exit)",
+    plans: &[
+        Plan {
+            name: "tp_btf",
+            needs: &[Hook::TpBtf],
+            attach: "sock/sock_send_length + sock/sock_recv_length",
+            check: Some(length_tracepoints),
+        },
+        Plan {
+            name: "fexit",
+            needs: &[Hook::Fentry],
+            attach: "fexit sock_sendmsg + sock_recvmsg",
+            check: Some(sock_msg_functions),
+        },
+        // Return values only: --netns then means the calling task's namespace.
+        Plan {
+            name: "kretprobe",
+            needs: &[Hook::Kprobe],
+            attach: "kretprobe sock_sendmsg + sock_recvmsg",
+            check: Some(sock_msg_functions),
+        },
+    ],
+    run,
+};
+
+const EXAMPLES: &str = "\
+Examples:
+  socksize                # histograms until Ctrl-C
+  socksize -d 10          # for 10 seconds
+  socksize -p 181         # only PID 181
+  socksize --json         # one JSON object per histogram, with exact bucket bounds
+
+@read_bytes[COMM] and @write_bytes[COMM] count the socket receive and send calls of each process
+name by the bytes each call returned (log2 buckets: [512, 1K) holds 512..1023). Calls that moved
+no data (errors, EAGAIN, end of stream) are not counted. Reads include MSG_PEEK reads.";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "socksize",
+    about = "Histograms of socket I/O sizes per process",
+    after_help = EXAMPLES
+)]
+struct Opts {
+    /// Only this process
+    #[arg(short = 'p', long = "pid", value_parser = parse_pid)]
+    pid: Option<u32>,
+    #[command(flatten)]
+    common: Common,
+}
+
+fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
+    let o = Opts::parse_from(args);
+    let mut s = start(tool, &o.common)?;
+    s.filters.tgid = o.pid.unwrap_or(0);
+
+    let mut obj = MaybeUninit::uninit();
+    let mut open = opened(tool.name, SocksizeSkelBuilder::default().open(&mut obj))?;
+    crate::set_filters!(
+        open.maps.rodata_data.as_deref_mut().expect("rodata"),
+        s.filters
+    );
+    let plan = s.plan.name;
+    open.progs.socksize_send.set_autoload(plan == "tp_btf");
+    open.progs.socksize_recv.set_autoload(plan == "tp_btf");
+    open.progs.socksize_fexit_send.set_autoload(plan == "fexit");
+    open.progs.socksize_fexit_recv.set_autoload(plan == "fexit");
+    open.progs
+        .socksize_kretprobe_send
+        .set_autoload(plan == "kretprobe");
+    open.progs
+        .socksize_kretprobe_recv
+        .set_autoload(plan == "kretprobe");
+    let mut skel = open.load().or_load_failed(tool.name)?;
+    skel.attach()
+        .map_err(|e| crate::core::bpf::attach_failed(tool.name, s.plan.attach, e))?;
+
+    announce("socket I/O sizes");
+    s.run.wait();
+
+    let mut hists: Vec<(types::socksize_key, types::hist)> =
+        crate::core::maps::entries(&skel.maps.sizes)?;
+    // bpftrace's order: @read_bytes before @write_bytes, then by process name.
+    hists.sort_by_key(|(k, _)| (k.dir, comm_str(&k.comm)));
+    let mut out = Output::new(o.common.format(), Vec::new());
+    for (k, h) in &hists {
+        let name = if k.dir == SOCKSIZE_WRITE {
+            "write_bytes"
+        } else {
+            "read_bytes"
+        };
+        let comm = comm_str(&k.comm);
+        print_log2(
+            &mut out,
+            name,
+            "bytes",
+            &[("comm", Value::Str(&comm))],
+            &h.slots,
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,191 @@
+//! soconnlat: IP connect() latency histograms keyed by user stack and process, including
+//! non-blocking connects completed through poll/select/epoll; printed at exit.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::mem::MaybeUninit;
+
+use clap::Parser;
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::{MapCore, MapFlags};
+
+use crate::core::bpf::{opened, read_event, LoadContext, Pod};
+use crate::core::caps::{Hook, Plan};
+use crate::core::cli::{parse_pid, Common};
+use crate::core::hist::print_log2;
+use crate::core::output::{comm_str, json_string, Format, Output, Value};
+use crate::core::symbols::Symbols;
+use crate::tools::{announce, start, Tool};
+
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/soconnlat.skel.rs"));
+}
+use skel::*;
+
+unsafe impl Pod for types::soconnlat_key {}
+unsafe impl Pod for types::soconnlat_stack_event {}
+unsafe impl Pod for types::hist {}
+
+pub static TOOL: Tool = Tool {
+    name: "soconnlat",
+    aliases: &[],
+    about: "IP connect() latency histograms by user stack and process (at exit)",
+    plans: &[Plan {
+        name: "tracepoint",
+        needs: &[Hook::Tracepoint],
+        attach: "syscalls/sys_{enter,exit}_connect + fd->sock, sys_exit_{poll,ppoll,select,\
+                 pselect6,epoll_wait,epoll_pwait,epoll_pwait2}",
+        check: None,
+    }],
+    run,
+};
+
+const EXAMPLES: &str = "\
+Examples:
+  soconnlat               # histograms until Ctrl-C
+  soconnlat -d 10         # for 10 seconds
+  soconnlat -p 181        # only PID 181
+  soconnlat --json        # one JSON object per histogram, the stack as an array of frames
+
+@us[STACK, COMM, PID] counts IPv4/IPv6 connect()s by microseconds, per user stack of the
+connect() call. A blocking connect ends when connect() returns (failures too). A non-blocking
+one (EINPROGRESS) ends when the same thread's poll/ppoll/select/pselect6/epoll_wait/epoll_pwait/
+epoll_pwait2 returns with the connecting socket's handshake over.
+Stacks are walked with frame pointers: code built without them (most distribution libraries,
+Rust and C built with default flags) shows short or partial stacks; build with
+-fno-omit-frame-pointer or -C force-frame-pointers=yes for full ones. Stacks are symbolized while
+the process runs; frames of a process that has exited are shown as addresses.";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "soconnlat",
+    about = "Histograms of IP connect() latency by user stack",
+    after_help = EXAMPLES
+)]
+struct Opts {
+    /// Only this process
+    #[arg(short = 'p', long = "pid", value_parser = parse_pid)]
+    pid: Option<u32>,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// Symbolized stacks by (pid, stack id), filled as new stacks are reported.
+struct Stacks<'a> {
+    map: &'a dyn MapCore,
+    symbols: Symbols,
+    frames: HashMap<(u32, i32), Vec<String>>,
+}
+
+impl Stacks<'_> {
+    fn frames(&mut self, pid: u32, stack_id: i32) -> &[String] {
+        if !self.frames.contains_key(&(pid, stack_id)) {
+            let frames = self.symbolize(pid, stack_id);
+            self.frames.insert((pid, stack_id), frames);
+        }
+        &self.frames[&(pid, stack_id)]
+    }
+
+    fn symbolize(&self, pid: u32, stack_id: i32) -> Vec<String> {
+        if stack_id < 0 {
+            return Vec::new();
+        }
+        let Ok(Some(raw)) = self.map.lookup(&stack_id.to_ne_bytes(), MapFlags::ANY) else {
+            return Vec::new();
+        };
+        let addrs: Vec<u64> = raw
+            .chunks_exact(8)
+            .map(|b| u64::from_ne_bytes(b.try_into().unwrap()))
+            .collect();
+        self.symbols.user(pid, &addrs)
+    }
+}
+
+fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
+    let o = Opts::parse_from(args);
+    let mut s = start(tool, &o.common)?;
+    s.filters.tgid = o.pid.unwrap_or(0);
+
+    let mut obj = MaybeUninit::uninit();
+    let mut open = opened(tool.name, SoconnlatSkelBuilder::default().open(&mut obj))?;
+    crate::set_filters!(
+        open.maps.rodata_data.as_deref_mut().expect("rodata"),
+        s.filters
+    );
+    let mut skel = open.load().or_load_failed(tool.name)?;
+    skel.attach()
+        .map_err(|e| crate::core::bpf::attach_failed(tool.name, s.plan.attach, e))?;
+
+    let mut stacks = Stacks {
+        map: &skel.maps.stacks,
+        symbols: Symbols::new(),
+        frames: HashMap::new(),
+    };
+    let mut out = Output::new(o.common.format(), Vec::new());
+    announce("IP connect() latency");
+    // Nothing is printed until the end; new stacks are symbolized now, while their process lives.
+    s.run.stream(&skel.maps.events, &mut out, |data, _| {
+        if let Some(e) = read_event::<types::soconnlat_stack_event>(data) {
+            stacks.frames(e.pid, e.stack_id);
+        }
+    })?;
+    crate::core::run::report_lost(
+        tool.name,
+        skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events),
+    );
+    let untracked = skel.maps.bss_data.as_deref().map_or(0, |b| b.untracked);
+    if untracked > 0 {
+        eprintln!(
+            "netbpf {}: {untracked} non-blocking connects not timed (a thread had too many in \
+             progress)",
+            tool.name
+        );
+    }
+
+    let mut hists: Vec<(types::soconnlat_key, types::hist)> =
+        crate::core::maps::entries(&skel.maps.hists)?;
+    hists.sort_by_key(|(k, _)| (comm_str(&k.comm), k.pid, k.stack_id));
+    for (k, h) in &hists {
+        let comm = comm_str(&k.comm);
+        let frames = stacks.frames(k.pid, k.stack_id);
+        let stack = if out.format() == Format::Json {
+            let mut json = String::from("[");
+            for (i, f) in frames.iter().enumerate() {
+                if i > 0 {
+                    json.push(',');
+                }
+                json_string(&mut json, f);
+            }
+            json.push(']');
+            json
+        } else if frames.is_empty() {
+            "[no user stack]".to_string()
+        } else {
+            // bpftrace's ustack layout: one indented frame per line.
+            let mut text = String::from("\n");
+            for f in frames {
+                text.push_str("        ");
+                text.push_str(f);
+                text.push('\n');
+            }
+            text
+        };
+        let stack = if out.format() == Format::Json {
+            Value::Json(&stack)
+        } else {
+            Value::Str(&stack)
+        };
+        print_log2(
+            &mut out,
+            "us",
+            "us",
+            &[
+                ("stack", stack),
+                ("comm", Value::Str(&comm)),
+                ("pid", Value::U64(k.pid.into())),
+            ],
+            &h.slots,
+        );
+    }
+    Ok(())
+}

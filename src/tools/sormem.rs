@@ -1,0 +1,217 @@
+//! sormem: socket receive-buffer usage and limit sampled before each read (histograms at exit),
+//! and one line per receive-buffer overflow.
+
+use std::ffi::OsString;
+use std::mem::MaybeUninit;
+
+use clap::Parser;
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+
+use crate::core::addr::{AF_INET, AF_INET6};
+use crate::core::bpf::{opened, read_event, LoadContext, Pod};
+use crate::core::caps::{Hook, Plan};
+use crate::core::cli::{parse_pid, Common};
+use crate::core::hist::print_log2;
+use crate::core::output::{comm_str, Format, Output, Value};
+use crate::core::time::Clock;
+use crate::tools::{announce, start, Tool};
+use crate::tuple_of;
+
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/sormem.skel.rs"));
+}
+use skel::*;
+
+unsafe impl Pod for types::sormem_event {}
+unsafe impl Pod for types::hist {}
+
+// Mirrors sormem.h.
+const HIST_RMEM_ALLOC: u32 = 0;
+const HIST_RMEM_LIMIT: u32 = 1;
+const RCVQUEUE_FULL: u32 = 1;
+const EXCEED_BUF_LIMIT: u32 = 2;
+const UDP_FAIL_QUEUE: u32 = 3;
+
+pub static TOOL: Tool = Tool {
+    name: "sormem",
+    aliases: &[],
+    about: "Socket receive-buffer usage and limit before reads (histograms), and overflows",
+    plans: &[
+        Plan {
+            name: "fentry",
+            needs: &[Hook::Fentry, Hook::TpBtf],
+            attach: "fentry sock_recvmsg + tp_btf sock/sock_rcvqueue_full, \
+                     sock/sock_exceed_buf_limit, udp/udp_fail_queue_rcv_skb",
+            check: Some(sock_recvmsg),
+        },
+        Plan {
+            name: "kprobe",
+            needs: &[Hook::Kprobe, Hook::TpBtf],
+            attach: "kprobe sock_recvmsg + tp_btf sock/sock_rcvqueue_full, \
+                     sock/sock_exceed_buf_limit, udp/udp_fail_queue_rcv_skb",
+            check: Some(sock_recvmsg),
+        },
+        Plan {
+            name: "tracepoint",
+            needs: &[Hook::Tracepoint, Hook::TpBtf],
+            attach: "syscalls/sys_enter_{read,readv,recvfrom,recvmsg,recvmmsg} + fd->sock; \
+                     tp_btf sock/sock_rcvqueue_full, sock/sock_exceed_buf_limit, \
+                     udp/udp_fail_queue_rcv_skb",
+            check: None,
+        },
+    ],
+    run,
+};
+
+fn sock_recvmsg() -> Result<(), String> {
+    crate::core::btf::require_func("sock_recvmsg")
+}
+
+const EXAMPLES: &str = "\
+Examples:
+  sormem                  # overflow events as they happen; histograms at Ctrl-C
+  sormem -d 10            # for 10 seconds
+  sormem -p 181           # only reads of PID 181 and overflows of its sockets
+  sormem --json           # one JSON object per event and per histogram
+
+@rmem_alloc is the bytes queued on a socket for reading (sk_rmem_alloc, with per-packet
+overhead) just before a read; @rmem_limit is the socket's receive buffer limit (sk_rcvbuf) at that
+moment. Event lines: sock:sock_rcvqueue_full (a packet dropped: the queue was at its limit; raw,
+ICMP and other sockets that queue through sock_queue_rcv_skb), sock:sock_exceed_buf_limit (the
+protocol's memory limit, tcp_mem/udp_mem, was hit), udp:udp_fail_queue_rcv_skb (a UDP datagram
+dropped; rc -12 ENOMEM means the receive buffer was full).
+With -p, overflows count as the process's when they happen on a socket it has read from during
+the run, or while it was running.";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sormem",
+    about = "Socket receive-buffer usage before reads, and receive overflows",
+    after_help = EXAMPLES
+)]
+struct Opts {
+    /// Only reads by this process (and overflows of its sockets)
+    #[arg(short = 'p', long = "pid", value_parser = parse_pid)]
+    pid: Option<u32>,
+    #[command(flatten)]
+    common: Common,
+}
+
+fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
+    let o = Opts::parse_from(args);
+    let mut s = start(tool, &o.common)?;
+    s.filters.tgid = o.pid.unwrap_or(0);
+
+    let mut obj = MaybeUninit::uninit();
+    let mut open = opened(tool.name, SormemSkelBuilder::default().open(&mut obj))?;
+    crate::set_filters!(
+        open.maps.rodata_data.as_deref_mut().expect("rodata"),
+        s.filters
+    );
+    let plan = s.plan.name;
+    open.progs
+        .sormem_fentry_recvmsg
+        .set_autoload(plan == "fentry");
+    open.progs
+        .sormem_kprobe_recvmsg
+        .set_autoload(plan == "kprobe");
+    for p in [
+        &mut open.progs.sormem_enter_read,
+        &mut open.progs.sormem_enter_readv,
+        &mut open.progs.sormem_enter_recvfrom,
+        &mut open.progs.sormem_enter_recvmsg,
+        &mut open.progs.sormem_enter_recvmmsg,
+    ] {
+        p.set_autoload(plan == "tracepoint");
+    }
+    let mut skel = open.load().or_load_failed(tool.name)?;
+    skel.attach()
+        .map_err(|e| crate::core::bpf::attach_failed(tool.name, s.plan.attach, e))?;
+
+    let mut out = Output::new(o.common.format(), Vec::new());
+    announce("socket receive buffers");
+    let clock = Clock::start();
+    s.run.stream(&skel.maps.events, &mut out, |data, out| {
+        if let Some(e) = read_event::<types::sormem_event>(data) {
+            print_event(out, &clock, &e);
+        }
+    })?;
+    crate::core::run::report_lost(
+        tool.name,
+        skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events),
+    );
+
+    let hists: Vec<(u32, types::hist)> = crate::core::maps::entries(&skel.maps.hists)?;
+    for (key, name) in [
+        (HIST_RMEM_ALLOC, "rmem_alloc"),
+        (HIST_RMEM_LIMIT, "rmem_limit"),
+    ] {
+        if let Some((_, h)) = hists.iter().find(|(k, _)| *k == key) {
+            print_log2(&mut out, name, "bytes", &[], &h.slots);
+        }
+    }
+    Ok(())
+}
+
+fn print_event(out: &mut Output, clock: &Clock, e: &types::sormem_event) {
+    let (name, text) = match e.kind {
+        RCVQUEUE_FULL => (
+            "sock:sock_rcvqueue_full",
+            format!(
+                "rmem_alloc {} > rcvbuf {}, skb size {}",
+                e.rmem_alloc, e.rcvbuf, e.truesize
+            ),
+        ),
+        EXCEED_BUF_LIMIT => (
+            "sock:sock_exceed_buf_limit",
+            format!("rmem_alloc {}, allocated {}", e.rmem_alloc, e.allocated),
+        ),
+        UDP_FAIL_QUEUE => (
+            "udp:udp_fail_queue_rcv_skb",
+            format!(
+                "rmem_alloc {}, rcvbuf {}, rc {}",
+                e.rmem_alloc, e.rcvbuf, e.rc
+            ),
+        ),
+        _ => return,
+    };
+    if out.format() != Format::Json {
+        out.text(&format!("{name} {text}"));
+        return;
+    }
+    let comm = comm_str(&e.comm);
+    let proto = comm_str(&e.proto);
+    let t = tuple_of!(e.tuple);
+    let mut fields = vec![
+        ("event", Value::Str(name)),
+        ("ts", Value::F64(clock.secs(e.ts_ns), 6)),
+        ("protocol", Value::Str(&proto)),
+    ];
+    if t.family == AF_INET || t.family == AF_INET6 {
+        fields.extend([
+            ("laddr", Value::Ip(t.laddr)),
+            ("lport", Value::U64(t.lport.into())),
+            ("raddr", Value::Ip(t.raddr)),
+            ("rport", Value::U64(t.rport.into())),
+        ]);
+    }
+    fields.extend([
+        ("rmem_alloc", Value::I64(e.rmem_alloc.into())),
+        ("rcvbuf", Value::I64(e.rcvbuf.into())),
+    ]);
+    let kind = if e.mem_kind == 0 { "send" } else { "receive" };
+    match e.kind {
+        RCVQUEUE_FULL => fields.push(("truesize", Value::U64(e.truesize.into()))),
+        EXCEED_BUF_LIMIT => fields.extend([
+            ("allocated", Value::I64(e.allocated)),
+            ("kind", Value::Str(kind)),
+            ("wmem_queued", Value::I64(e.wmem_queued.into())),
+        ]),
+        _ => fields.push(("rc", Value::I64(e.rc.into()))),
+    }
+    fields.extend([
+        ("pid", Value::U64(e.pid.into())),
+        ("comm", Value::Str(&comm)),
+    ]);
+    out.record(&fields);
+}

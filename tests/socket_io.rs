@@ -1,0 +1,645 @@
+//! socketio, socksize, sormem, so1stbyte and soconnlat against real loopback traffic, each test in
+//! its own network namespace with the tool filtered to it.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+
+use common::{loadgen_bin, netbpf, Netns, Tool};
+use serde_json::Value;
+
+fn num(v: &Value, key: &str) -> u64 {
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} missing in {v}"))
+}
+
+fn sizes(v: &Value) -> Vec<u64> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|n| n.as_u64().unwrap())
+        .collect()
+}
+
+/// The log2 slot bounds [low, high) of a value, as core::hist prints them.
+fn bucket_of(v: u64) -> (u64, u64) {
+    if v == 0 {
+        (0, 1)
+    } else {
+        let low = 1u64 << (63 - v.leading_zeros());
+        (low, low * 2)
+    }
+}
+
+/// A histogram's buckets as (low, high, count).
+fn buckets(h: &Value) -> Vec<(u64, u64, u64)> {
+    h["buckets"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no buckets: {h}"))
+        .iter()
+        .map(|b| (num(b, "low"), num(b, "high"), num(b, "count")))
+        .collect()
+}
+
+/// Expected buckets of a list of values: sorted (low, high, count).
+fn expected_buckets(values: impl IntoIterator<Item = u64>) -> Vec<(u64, u64, u64)> {
+    let mut m = std::collections::BTreeMap::new();
+    for v in values {
+        *m.entry(bucket_of(v)).or_insert(0) += 1;
+    }
+    m.into_iter().map(|((l, h), c)| (l, h, c)).collect()
+}
+
+fn total(h: &Value) -> u64 {
+    buckets(h).iter().map(|b| b.2).sum()
+}
+
+/// The JSON histograms named `name` whose fields match `labels`.
+fn hists<'a>(rows: &'a [Value], name: &str, labels: &[(&str, Value)]) -> Vec<&'a Value> {
+    rows.iter()
+        .filter(|r| r["hist"] == name && labels.iter().all(|(k, v)| &r[*k] == v))
+        .collect()
+}
+
+fn one_hist<'a>(rows: &'a [Value], name: &str, labels: &[(&str, Value)]) -> &'a Value {
+    let found = hists(rows, name, labels);
+    assert_eq!(
+        found.len(),
+        1,
+        "one @{name} {labels:?} expected in {rows:?}"
+    );
+    found[0]
+}
+
+// ---------------------------------------------------------------------------------------------
+// socketio
+
+/// The count socketio printed for (pid, dir, protocol, rport), 0 when absent.
+fn io_count(rows: &[Value], pid: u64, dir: &str, proto: &str, rport: u64) -> u64 {
+    let found: Vec<&Value> = rows
+        .iter()
+        .filter(|r| {
+            r["pid"] == pid && r["dir"] == dir && r["protocol"] == proto && r["rport"] == rport
+        })
+        .collect();
+    assert!(found.len() <= 1, "{found:?}");
+    found.first().map_or(0, |r| num(r, "count"))
+}
+
+#[test]
+fn socketio_counts_every_tcp_call_by_side() {
+    let ns = Netns::new();
+    let json = Tool::start(&["socketio", "--json", "--netns", &ns.path()]);
+    let table = Tool::start(&["socketio", "--netns", &ns.path()]);
+    let run = ns.loadgen(&["sockio", "--proto", "tcp", "--family", "4", "--msgs", "20"]);
+    let rows = json.stop().json();
+    let table = table.stop();
+    let (pid, sport, cport) = (
+        num(&run, "pid"),
+        num(&run, "server_port"),
+        num(&run, "client_port"),
+    );
+    let (client, server) = (&run["client"], &run["server"]);
+    // The client's socket has the server's port as remote port, and the other way round.
+    let expect = [
+        ("write", sport, sizes(&client["sends"]).len()),
+        ("read", sport, sizes(&client["recvs"]).len()),
+        ("write", cport, sizes(&server["sends"]).len()),
+        ("read", cport, sizes(&server["recvs"]).len()),
+    ];
+    for (dir, rport, calls) in expect {
+        assert_eq!(
+            io_count(&rows, pid, dir, "TCP", rport),
+            calls as u64,
+            "{dir} to port {rport}: {rows:?}"
+        );
+    }
+    assert_eq!(expect[0].2, 20, "one send per message");
+    assert!(expect[3].2 >= 21, "20 messages and the end of stream");
+    assert_eq!(rows.len(), 4, "nothing else in this netns: {rows:?}");
+    assert!(rows.iter().all(|r| r["comm"] == "loadgen"), "{rows:?}");
+
+    let line = format!("@io[loadgen, {pid}, write, TCP, {sport}]: 20");
+    assert!(table.lines.contains(&line), "{line} in {:?}", table.lines);
+}
+
+#[test]
+fn socketio_names_udp_over_ipv6() {
+    let ns = Netns::new();
+    let tool = Tool::start(&["socketio", "--json", "--netns", &ns.path()]);
+    let run = ns.loadgen(&["sockio", "--proto", "udp", "--family", "6", "--msgs", "7"]);
+    let rows = tool.stop().json();
+    let (pid, sport) = (num(&run, "pid"), num(&run, "server_port"));
+    // The client is connected (remote port = server); the server answers with sendto() on an
+    // unconnected socket (remote port 0).
+    assert_eq!(io_count(&rows, pid, "write", "UDPv6", sport), 7, "{rows:?}");
+    assert_eq!(io_count(&rows, pid, "read", "UDPv6", sport), 7, "{rows:?}");
+    assert_eq!(io_count(&rows, pid, "write", "UDPv6", 0), 7, "{rows:?}");
+    assert_eq!(io_count(&rows, pid, "read", "UDPv6", 0), 7, "{rows:?}");
+    assert_eq!(rows.len(), 4, "{rows:?}");
+}
+
+#[test]
+fn socketio_filters_exclude_what_they_should() {
+    let ns = Netns::new();
+    let traced = ns.loadgen_waiting(&["sockio", "--proto", "tcp", "--msgs", "5"]);
+    let other = ns.loadgen_waiting(&["sockio", "--proto", "udp", "--msgs", "3"]);
+    let by_pid = Tool::start(&[
+        "socketio",
+        "--json",
+        "--netns",
+        &ns.path(),
+        "-p",
+        &traced.pid().to_string(),
+    ]);
+    let elsewhere = Netns::new();
+    let other_ns = Tool::start(&["socketio", "--json", "--netns", &elsewhere.path()]);
+    let (a, b) = (traced.go(), other.go());
+    let rows = by_pid.stop().json();
+    assert!(!rows.is_empty());
+    assert!(rows.iter().all(|r| r["pid"] == a["pid"]), "{rows:?}");
+    assert!(!rows.iter().any(|r| r["pid"] == b["pid"]));
+    assert_eq!(
+        io_count(
+            &rows,
+            num(&a, "pid"),
+            "write",
+            "TCP",
+            num(&a, "server_port")
+        ),
+        5
+    );
+    assert_eq!(other_ns.stop().json(), Vec::<Value>::new());
+}
+
+// ---------------------------------------------------------------------------------------------
+// socksize
+
+#[test]
+fn socksize_buckets_hold_the_exact_sizes() {
+    let ns = Netns::new();
+    let json = Tool::start(&["socksize", "--json", "--netns", &ns.path()]);
+    let table = Tool::start(&["socksize", "--netns", &ns.path()]);
+    // 1000 bytes pins [512, 1K), 3000 bytes [2K, 4K), the 1-byte acks [1].
+    let tcp = ns.loadgen(&["sockio", "--proto", "tcp", "--msgs", "10", "--size", "1000"]);
+    let udp = ns.loadgen(&[
+        "sockio", "--proto", "udp", "--family", "6", "--msgs", "7", "--size", "3000",
+    ]);
+    let rows = json.stop().json();
+    let table = table.stop();
+
+    // Both runs are processes named loadgen: one histogram per direction holds every call of
+    // both that moved data (end of stream, 0 bytes, is left out).
+    let calls = |dir: &str| -> Vec<u64> {
+        [&tcp, &udp]
+            .iter()
+            .flat_map(|run| [sizes(&run["client"][dir]), sizes(&run["server"][dir])])
+            .flatten()
+            .filter(|&n| n > 0)
+            .collect()
+    };
+    let comm = [("comm", Value::from("loadgen"))];
+    let writes = one_hist(&rows, "write_bytes", &comm);
+    let reads = one_hist(&rows, "read_bytes", &comm);
+    assert_eq!(buckets(writes), expected_buckets(calls("sends")));
+    assert_eq!(buckets(reads), expected_buckets(calls("recvs")));
+    assert!(
+        buckets(writes).contains(&(512, 1024, 10)) && buckets(writes).contains(&(2048, 4096, 7)),
+        "{writes}"
+    );
+    assert_eq!(writes["unit"], "bytes");
+    assert_eq!(rows.len(), 2, "{rows:?}");
+
+    let text = table.lines.join("\n");
+    let at = text
+        .find("@write_bytes[loadgen]:")
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        text[at..]
+            .lines()
+            .any(|l| l.starts_with("[512, 1K)") && l.split_whitespace().nth(2) == Some("10")),
+        "{text}"
+    );
+    assert!(
+        text.find("@read_bytes[loadgen]:").unwrap() < at,
+        "reads first: {text}"
+    );
+}
+
+#[test]
+fn socksize_filters_exclude_what_they_should() {
+    let ns = Netns::new();
+    let traced = ns.loadgen_waiting(&["sockio", "--proto", "tcp", "--msgs", "4", "--size", "100"]);
+    let other = ns.loadgen_waiting(&["sockio", "--proto", "tcp", "--msgs", "4", "--size", "5000"]);
+    let by_pid = Tool::start(&[
+        "socksize",
+        "--json",
+        "--netns",
+        &ns.path(),
+        "-p",
+        &traced.pid().to_string(),
+    ]);
+    let elsewhere = Netns::new();
+    let other_ns = Tool::start(&["socksize", "--json", "--netns", &elsewhere.path()]);
+    let (a, _) = (traced.go(), other.go());
+    let rows = by_pid.stop().json();
+    let writes = one_hist(&rows, "write_bytes", &[]);
+    // Only the traced process's 100-byte messages and acks; none of the other's 5000 bytes.
+    let sends: Vec<u64> = [sizes(&a["client"]["sends"]), sizes(&a["server"]["sends"])].concat();
+    assert_eq!(buckets(writes), expected_buckets(sends));
+    assert!(!buckets(writes).iter().any(|b| b.0 == 4096), "{writes}");
+    assert_eq!(other_ns.stop().json(), Vec::<Value>::new());
+}
+
+// ---------------------------------------------------------------------------------------------
+// sormem
+
+fn events<'a>(rows: &'a [Value], event: &str) -> Vec<&'a Value> {
+    rows.iter().filter(|r| r["event"] == event).collect()
+}
+
+#[test]
+fn sormem_reports_a_full_receive_queue() {
+    let ns = Netns::new();
+    let json = Tool::start(&["sormem", "--json", "--netns", &ns.path()]);
+    let table = Tool::start(&["sormem", "--netns", &ns.path()]);
+    // An ICMP echo socket with a tiny buffer: its replies queue through sock_queue_rcv_skb.
+    let run = ns.loadgen(&[
+        "rcvbuf", "--proto", "ping", "--rcvbuf", "4096", "--count", "30",
+    ]);
+    let rows = json.stop().json();
+    let table = table.stop();
+    let (rcvbuf, sent, received, reads) = (
+        num(&run, "rcvbuf"),
+        num(&run, "sent"),
+        num(&run, "received"),
+        num(&run, "reads"),
+    );
+    assert!(received < sent, "the reader must have fallen behind: {run}");
+
+    let full = events(&rows, "sock:sock_rcvqueue_full");
+    assert_eq!(
+        full.len() as u64,
+        sent - received,
+        "one per dropped reply: {rows:?}"
+    );
+    for e in &full {
+        assert_eq!(e["protocol"], "PING", "{e}");
+        assert_eq!(num(e, "rcvbuf"), rcvbuf, "{e}");
+        assert!(
+            num(e, "rmem_alloc") >= rcvbuf,
+            "dropped only when full: {e}"
+        );
+        assert!(num(e, "truesize") > 100, "{e}");
+        assert_eq!(e["lport"], run["port"], "{e}");
+        assert_eq!(e["pid"], run["pid"], "{e}");
+    }
+
+    // One sample per read call (the last one found the queue empty), all with this rcvbuf.
+    let limit = one_hist(&rows, "rmem_limit", &[]);
+    let (low, high) = bucket_of(rcvbuf);
+    assert_eq!(buckets(limit), vec![(low, high, reads)], "{limit}");
+    let alloc = one_hist(&rows, "rmem_alloc", &[]);
+    assert_eq!(total(alloc), reads, "{alloc}");
+    let b = buckets(alloc);
+    assert!(
+        b[0].0 == 0 && b[0].2 >= 1,
+        "an empty queue at the last read: {alloc}"
+    );
+    assert!(
+        b.iter().any(|x| x.0 >= rcvbuf / 2),
+        "a read found the queue nearly full: {alloc}"
+    );
+
+    let line = format!(
+        "sock:sock_rcvqueue_full rmem_alloc {} > rcvbuf {rcvbuf}, skb size {}",
+        full[0]["rmem_alloc"], full[0]["truesize"]
+    );
+    assert!(table.lines.contains(&line), "{line} in {:?}", table.lines);
+    assert!(
+        table.lines.iter().any(|l| l == "@rmem_limit:"),
+        "{:?}",
+        table.lines
+    );
+}
+
+#[test]
+fn sormem_reports_udp_receive_buffer_drops() {
+    let ns = Netns::new();
+    let tool = Tool::start(&["sormem", "--json", "--netns", &ns.path()]);
+    let run = ns.loadgen(&[
+        "rcvbuf", "--proto", "udp", "--family", "6", "--rcvbuf", "4096", "--count", "30",
+    ]);
+    let rows = tool.stop().json();
+    let (sent, received) = (num(&run, "sent"), num(&run, "received"));
+    assert!(received < sent, "{run}");
+    // UDP queues without sock_queue_rcv_skb: its drops come from udp_fail_queue_rcv_skb.
+    let drops = events(&rows, "udp:udp_fail_queue_rcv_skb");
+    assert_eq!(drops.len() as u64, sent - received, "{rows:?}");
+    for e in &drops {
+        assert_eq!(e["protocol"], "UDPv6", "{e}");
+        assert_eq!(e["rc"], -12, "ENOMEM: {e}");
+        assert_eq!(e["lport"], run["port"], "{e}");
+        assert_eq!(e["laddr"], "::1", "{e}");
+        assert_eq!(num(e, "rcvbuf"), num(&run, "rcvbuf"), "{e}");
+    }
+    assert!(events(&rows, "sock:sock_rcvqueue_full").is_empty());
+}
+
+#[test]
+fn sormem_filters_exclude_what_they_should() {
+    let ns = Netns::new();
+    let args = [
+        "rcvbuf", "--proto", "ping", "--rcvbuf", "4096", "--count", "20",
+    ];
+    let traced = ns.loadgen_waiting(&args);
+    let other = ns.loadgen_waiting(&args);
+    let by_pid = Tool::start(&[
+        "sormem",
+        "--json",
+        "--netns",
+        &ns.path(),
+        "-p",
+        &traced.pid().to_string(),
+    ]);
+    let elsewhere = Netns::new();
+    let other_ns = Tool::start(&["sormem", "--json", "--netns", &elsewhere.path()]);
+    let (a, b) = (traced.go(), other.go());
+    let rows = by_pid.stop().json();
+    let full = events(&rows, "sock:sock_rcvqueue_full");
+    assert_eq!(
+        full.len() as u64,
+        num(&a, "sent") - num(&a, "received"),
+        "{rows:?}"
+    );
+    assert!(full.iter().all(|e| e["lport"] == a["port"]), "{rows:?}");
+    assert!(!full.iter().any(|e| e["lport"] == b["port"]));
+    assert_eq!(total(one_hist(&rows, "rmem_limit", &[])), num(&a, "reads"));
+    assert_eq!(other_ns.stop().json(), Vec::<Value>::new());
+}
+
+// ---------------------------------------------------------------------------------------------
+// so1stbyte
+
+#[test]
+fn so1stbyte_times_a_slow_first_byte() {
+    let ns = Netns::new();
+    let json = Tool::start(&["so1stbyte", "--json", "--netns", &ns.path()]);
+    let table = Tool::start(&["so1stbyte", "--netns", &ns.path()]);
+    // The server waits 50 ms after accept() before its first byte. Two more connections are
+    // closed unread, and a pipe then takes their fd number and is read: neither may count.
+    let run = ns.loadgen(&[
+        "firstbyte",
+        "--family",
+        "4",
+        "--delay-ms",
+        "50",
+        "--count",
+        "3",
+        "--unread",
+        "2",
+    ]);
+    let rows = json.stop().json();
+    let table = table.stop();
+    let pid = num(&run, "pid");
+    assert!(
+        num(&run, "fd_reused") >= 1,
+        "a pipe must reuse a closed socket's fd: {run}"
+    );
+    let h = one_hist(
+        &rows,
+        "us",
+        &[("comm", Value::from("loadgen")), ("pid", Value::from(pid))],
+    );
+    assert_eq!(total(h), 3, "one sample per connection read: {h}");
+    assert_eq!(h["unit"], "us");
+    // >= 50 ms by construction; the upper bound only guards against nonsense (loaded machine).
+    for (low, high, _) in buckets(h) {
+        assert!(low >= 32768 && high <= 1 << 20, "{h}");
+    }
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(
+        table.lines.contains(&format!("@us[loadgen, {pid}]:")),
+        "{:?}",
+        table.lines
+    );
+}
+
+#[test]
+fn so1stbyte_ipv6_and_filters() {
+    let ns = Netns::new();
+    let traced = ns.loadgen_waiting(&[
+        "firstbyte",
+        "--family",
+        "6",
+        "--delay-ms",
+        "40",
+        "--count",
+        "2",
+    ]);
+    let other = ns.loadgen_waiting(&["firstbyte", "--family", "6", "--count", "2"]);
+    let all = Tool::start(&["so1stbyte", "--json", "--netns", &ns.path()]);
+    let by_pid = Tool::start(&[
+        "so1stbyte",
+        "--json",
+        "--netns",
+        &ns.path(),
+        "-p",
+        &traced.pid().to_string(),
+    ]);
+    let elsewhere = Netns::new();
+    let other_ns = Tool::start(&["so1stbyte", "--json", "--netns", &elsewhere.path()]);
+    let (a, b) = (traced.go(), other.go());
+    let all = all.stop().json();
+    let rows = by_pid.stop().json();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["pid"], a["pid"]);
+    assert_eq!(total(&rows[0]), 2);
+    assert!(buckets(&rows[0]).iter().all(|x| x.0 >= 32768), "{rows:?}");
+    assert_eq!(all.len(), 2, "{all:?}");
+    let h = one_hist(&all, "us", &[("pid", b["pid"].clone())]);
+    assert_eq!(total(h), 2, "{h}");
+    assert_eq!(other_ns.stop().json(), Vec::<Value>::new());
+}
+
+// ---------------------------------------------------------------------------------------------
+// soconnlat
+
+/// A loadgen that stays alive after its report until dropped (so stacks can be symbolized).
+struct Lingering {
+    child: Child,
+    report: Value,
+}
+
+impl Lingering {
+    fn start(ns: &Netns, args: &[&str]) -> Lingering {
+        let mut child = ns
+            .command(loadgen_bin())
+            .args(args)
+            .arg("--linger-stdin")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let report = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+        Lingering { child, report }
+    }
+}
+
+impl Drop for Lingering {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn soconnlat_completes_nonblocking_connects_through_each_wait() {
+    let ns = Netns::new();
+    let json = Tool::start(&["soconnlat", "--json", "--netns", &ns.path()]);
+    let table = Tool::start(&["soconnlat", "--netns", &ns.path()]);
+    // Each process: 2 non-blocking connects, then 30 ms before it waits for the result. The
+    // clock must stop at the wait's return (not at connect()'s EINPROGRESS, nor at
+    // epoll_create1 or epoll_ctl), so every sample is >= 30 ms.
+    let vias = ["epoll", "ppoll", "poll", "select"];
+    let runs: Vec<Lingering> = vias
+        .iter()
+        .map(|via| {
+            Lingering::start(
+                &ns,
+                &[
+                    "connectvia",
+                    "--via",
+                    via,
+                    "--count",
+                    "2",
+                    "--sleep-ms",
+                    "30",
+                ],
+            )
+        })
+        .collect();
+    let blocking = ns.loadgen(&[
+        "firstbyte",
+        "--family",
+        "6",
+        "--delay-ms",
+        "0",
+        "--count",
+        "3",
+    ]);
+    let rows = json.stop().json();
+    let table = table.stop();
+
+    for (via, run) in vias.iter().zip(&runs) {
+        let r = &run.report;
+        assert_eq!(num(r, "einprogress"), 2, "{via}: {r}");
+        assert_eq!(num(r, "ok"), 2, "{via}: {r}");
+        let h = one_hist(&rows, "us", &[("pid", r["pid"].clone())]);
+        assert_eq!(total(h), 2, "{via}: {h}");
+        assert!(
+            buckets(h).iter().all(|b| b.0 >= 16384 && b.1 <= 1 << 21),
+            "{via}: {h}"
+        );
+        assert_eq!(h["comm"], "loadgen");
+        // The innermost frame is libc's connect() wrapper, symbolized while the process lives.
+        let stack = h["stack"].as_array().unwrap_or_else(|| panic!("{h}"));
+        assert!(
+            stack[0].as_str().unwrap().contains("connect"),
+            "{via}: {stack:?}"
+        );
+    }
+    // Blocking connects end at connect()'s return.
+    let h = one_hist(&rows, "us", &[("pid", blocking["pid"].clone())]);
+    assert_eq!(total(h), 3, "{h}");
+    assert!(!h["stack"].as_array().unwrap().is_empty(), "{h}");
+    assert_eq!(rows.len(), vias.len() + 1, "{rows:?}");
+
+    let pid = runs[0].report["pid"].as_u64().unwrap();
+    let title = table
+        .lines
+        .iter()
+        .position(|l| l == &format!(", loadgen, {pid}]:"))
+        .unwrap_or_else(|| panic!("{:?}", table.lines));
+    assert!(table.lines[..title].iter().rev().any(|l| l == "@us["));
+    drop(runs);
+}
+
+#[test]
+fn soconnlat_filters_exclude_what_they_should() {
+    let ns = Netns::new();
+    let traced = ns.loadgen_waiting(&["connect", "--count", "2"]);
+    let other = ns.loadgen_waiting(&["connect", "--count", "3"]);
+    let by_pid = Tool::start(&[
+        "soconnlat",
+        "--json",
+        "--netns",
+        &ns.path(),
+        "-p",
+        &traced.pid().to_string(),
+    ]);
+    let elsewhere = Netns::new();
+    let other_ns = Tool::start(&["soconnlat", "--json", "--netns", &elsewhere.path()]);
+    // connect needs a listener: the refused ones count too (a failed connect is a latency).
+    let (a, _) = (traced.go(), other.go());
+    let rows = by_pid.stop().json();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["pid"], a["pid"]);
+    assert_eq!(total(&rows[0]), num(&a, "ok") + num(&a, "refused"));
+    assert_eq!(other_ns.stop().json(), Vec::<Value>::new());
+}
+
+// ---------------------------------------------------------------------------------------------
+// all five
+
+const TOOLS: [&str; 5] = ["socketio", "socksize", "sormem", "so1stbyte", "soconnlat"];
+
+#[test]
+fn bad_options_are_refused_clearly() {
+    let stderr = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    for tool in TOOLS {
+        for (args, says) in [
+            (vec!["--bogus"], "unexpected argument '--bogus'"),
+            (vec!["-p", "abc"], "'abc' is not a process id"),
+            (vec!["-p", "4999999"], "no process with pid 4999999"),
+            (vec!["-d", "0"], "'0' is not a positive number of seconds"),
+            (
+                vec!["--netns", "/nonexistent"],
+                "--netns: netns '/nonexistent'",
+            ),
+            (vec!["extra"], "unexpected argument 'extra'"),
+        ] {
+            let mut argv = vec![tool];
+            argv.extend(&args);
+            let o = netbpf(&argv);
+            assert_eq!(o.status.code(), Some(2), "{argv:?}: {}", stderr(&o));
+            assert!(stderr(&o).contains(says), "{argv:?}: {}", stderr(&o));
+        }
+        let o = netbpf(&[tool, "--help"]);
+        assert!(o.status.success());
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("Examples:"),
+            "{tool}"
+        );
+    }
+}
+
+#[test]
+fn list_shows_the_socket_tools_running() {
+    let o = netbpf(&["list"]);
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    for tool in TOOLS {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("{tool} ")))
+            .unwrap_or_else(|| panic!("{tool} in {out}"));
+        assert!(line.contains(" ok "), "{line}");
+    }
+}
