@@ -27,6 +27,10 @@ macro_rules! registry {
 
 // The registry: one line per tool.
 registry! {
+    netsize,
+    nettxlat,
+    skbdrop,
+    skblife,
     tcpaccept,
     tcpconnect,
     tcplife,
