@@ -239,7 +239,9 @@ fn netsize_veth_shows_gso_and_gro() {
     ]);
     assert_eq!(sink.join().unwrap() as u64, bytes);
     let (a_rows, b_rows) = (json_of(&on_a.stop()), json_of(&on_b.stop()));
-    let segments = bytes / 1448; // MSS on a 1500-byte MTU with timestamps
+    // Full-sized segments (MSS 1448 on a 1500-byte MTU with timestamps); some are shorter (the
+    // tail of a GSO packet), so allow a tenth less.
+    let segments = bytes / 1448 * 9 / 10;
 
     let send = hist(&a_rows, "send_bytes", None);
     assert!(
