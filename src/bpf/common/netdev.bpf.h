@@ -22,7 +22,7 @@ static __always_inline bool ifname_ok(const struct net_device *dev)
 
 	if (!filter_ifname[0])
 		return true;
-	if (!dev || bpf_probe_read_kernel(name, sizeof(name), BPF_CORE_READ(dev, name)))
+	if (!dev || BPF_CORE_READ_INTO(&name, dev, name))
 		return false;
 	for (int i = 0; i < IFNAMSIZ; i++) {
 		if (name[i] != filter_ifname[i])
