@@ -226,7 +226,7 @@ fn print_drops(
         }
     }
     if no_stack {
-        eprintln!("netbpf skbdrop: some stacks could not be recorded (stack map full)");
+        eprintln!("netbpf skbdrop: some stacks could not be recorded (stack map full, or a stack id collision)");
     }
     Ok(())
 }
