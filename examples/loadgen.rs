@@ -24,6 +24,12 @@
 //!   loadgen [--wait] firstbyte --family 4|6 --delay-ms D --count N --unread K
 //!   loadgen [--wait] connectvia --via epoll|ppoll|poll|select --family 4|6 --count N
 //!                    --sleep-ms M [--linger-stdin]
+//!   loadgen [--wait] udp-send --family 4|6 [--to ADDR] --port P --count N --size S [--recv]
+//!       N datagrams of S payload bytes to ADDR (default loopback) port P; with --recv, a receiver
+//!       bound to ADDR:P (P 0: any free port) in this process reads them all before exiting.
+//!   loadgen [--wait] tcp-send --to ADDR --port P --bytes N
+//!       connects to a server elsewhere (e.g. across a veth), sends N bytes, closes, and waits
+//!       for the server's close.
 //!
 //! --wait: read one line from stdin first, so a test can start a tool filtered to this pid
 //! before any traffic is made.
@@ -59,6 +65,13 @@ impl Args {
             .get(i + 1)
             .cloned()
             .unwrap_or_else(|| die(&format!("{name} needs a value")))
+    fn text(&self, name: &str) -> Option<&str> {
+        let i = self.0.iter().position(|a| a == name)?;
+        Some(
+            self.0
+                .get(i + 1)
+                .unwrap_or_else(|| die(&format!("{name} needs a value"))),
+        )
     }
     fn flag(&self, name: &str) -> bool {
         self.0.iter().any(|a| a == name)
@@ -1305,6 +1318,73 @@ fn connectvia(a: &Args) {
         std::io::stdout().flush().unwrap();
         let _ = std::io::stdin().read_to_end(&mut Vec::new());
     }
+fn udp_send(a: &Args) {
+    let mut dst = a.addr(a.num("--port", 0) as u16);
+    if let Some(to) = a.text("--to") {
+        dst.set_ip(
+            to.parse()
+                .unwrap_or_else(|_| die(&format!("--to: bad address '{to}'"))),
+        );
+    }
+    let (count, size) = (a.num("--count", 1), a.num("--size", 100) as usize);
+    let receiver = a.flag("--recv").then(|| {
+        let r = UdpSocket::bind(dst).unwrap_or_else(|e| die(&format!("bind {dst}: {e}")));
+        r.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        dst.set_port(r.local_addr().unwrap().port());
+        r
+    });
+    let any: IpAddr = if dst.is_ipv6() {
+        Ipv6Addr::UNSPECIFIED.into()
+    } else {
+        Ipv4Addr::UNSPECIFIED.into()
+    };
+    let sender = UdpSocket::bind(SocketAddr::new(any, 0)).unwrap();
+    let payload = vec![b'u'; size];
+    let mut received = 0;
+    let mut buf = vec![0u8; size + 1];
+    for _ in 0..count {
+        sender
+            .send_to(&payload, dst)
+            .unwrap_or_else(|e| die(&format!("send to {dst}: {e}")));
+        // Read each one before the next: the receive queue never overflows.
+        if let Some(r) = &receiver {
+            match r.recv(&mut buf) {
+                Ok(n) if n == size => received += 1,
+                Ok(n) => die(&format!("received {n} bytes, sent {size}")),
+                Err(e) => die(&format!("receive: {e}")),
+            }
+        }
+    }
+    println!(
+        "{{\"pid\":{},\"port\":{},\"sent\":{count},\"received\":{received},\"sport\":{}}}",
+        std::process::id(),
+        dst.port(),
+        sender.local_addr().unwrap().port()
+    );
+}
+
+fn tcp_send(a: &Args) {
+    let to = a
+        .text("--to")
+        .unwrap_or_else(|| die("tcp-send needs --to ADDR"));
+    let ip: IpAddr = to
+        .parse()
+        .unwrap_or_else(|_| die(&format!("--to: bad address '{to}'")));
+    let dst = SocketAddr::new(ip, a.num("--port", 0) as u16);
+    let mut c = TcpStream::connect_timeout(&dst, Duration::from_secs(5))
+        .unwrap_or_else(|e| die(&format!("connect {dst}: {e}")));
+    let bytes = a.num("--bytes", 0) as usize;
+    c.write_all(&vec![b't'; bytes])
+        .unwrap_or_else(|e| die(&format!("send: {e}")));
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest)
+        .unwrap_or_else(|e| die(&format!("waiting for close: {e}")));
+    println!(
+        "{{\"pid\":{},\"sent\":{bytes},\"client_port\":{}}}",
+        std::process::id(),
+        c.local_addr().unwrap().port()
+    );
 }
 
 fn main() {
@@ -1316,6 +1396,7 @@ fn main() {
     }
     let Some(cmd) = args.first().cloned() else {
         die("usage: loadgen [--wait] COMMAND ... (commands in this file's header)")
+        die("usage: loadgen [--wait] exchange|connect|backlog ...")
     };
     let a = Args(args);
     match cmd.as_str() {
@@ -1338,6 +1419,8 @@ fn main() {
         "rcvbuf" => rcvbuf(&a),
         "firstbyte" => firstbyte(&a),
         "connectvia" => connectvia(&a),
+        "udp-send" => udp_send(&a),
+        "tcp-send" => tcp_send(&a),
         other => die(&format!("unknown command '{other}'")),
     }
 }

@@ -3,6 +3,7 @@
 #   clang            compiles src/bpf/*.bpf.c (libbpf's BPF headers ship with libbpf-cargo)
 #   make pkg-config  build the vendored libbpf (libbpf-sys)
 #   libelf-dev zlib1g-dev  libbpf links them
+#   iproute2         `ip`, used by the tests to make veth pairs between test namespaces
 #   cargo-web        Debian's recent Rust toolchain, only when no cargo is on PATH
 #   iproute2         tc, for the qdisc tests (a tbf on a test namespace's lo)
 #   iproute2         ip and tc: tests make a lossy loopback (tbf) in their own netns

@@ -201,6 +201,29 @@ fn print_with(
     out.text("");
 }
 
+/// The slots of a `struct hist` map value (64 native-endian u64s).
+pub fn slots_of(value: &[u8]) -> Vec<u64> {
+    value
+        .chunks_exact(8)
+        .map(|b| u64::from_ne_bytes(b.try_into().unwrap()))
+        .collect()
+}
+
+/// The slots of a per-CPU `struct hist` map value, summed over CPUs.
+pub fn sum_percpu(per_cpu: &[Vec<u8>]) -> Vec<u64> {
+    let mut slots = Vec::new();
+    for value in per_cpu {
+        let cpu = slots_of(value);
+        if slots.len() < cpu.len() {
+            slots.resize(cpu.len(), 0);
+        }
+        for (s, c) in slots.iter_mut().zip(cpu) {
+            *s += c;
+        }
+    }
+    slots
+}
+
 /// Total of all buckets.
 pub fn total(slots: &[u64]) -> u64 {
     slots.iter().sum()
@@ -266,6 +289,13 @@ mod tests {
             r#"[{"low":10,"high":20,"count":2},{"low":20,"count":1}]"#
         );
         assert_eq!(total(&slots), 5);
+    }
+
+    #[test]
+    fn percpu_sum() {
+        let cpu = |v: [u64; 3]| v.iter().flat_map(|x| x.to_ne_bytes()).collect::<Vec<u8>>();
+        assert_eq!(sum_percpu(&[cpu([1, 0, 2]), cpu([0, 3, 1])]), [1, 3, 3]);
+        assert_eq!(slots_of(&cpu([5, 6, 7])), [5, 6, 7]);
     }
 
     #[test]

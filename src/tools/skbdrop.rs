@@ -1,0 +1,426 @@
+//! skbdrop: sk_buff drops counted by drop reason and kernel stack, then the TCP/IP counters
+//! (as nstat names them) that changed during the run.
+
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fs::File;
+use std::mem::MaybeUninit;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+
+use clap::Parser;
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::{MapCore, MapFlags};
+
+use crate::core::bpf::{opened, LoadContext, Pod};
+use crate::core::caps::{Hook, Plan};
+use crate::core::cli::Common;
+use crate::core::maps::entries;
+use crate::core::output::{Format, Output, Value};
+use crate::core::symbols::Symbols;
+use crate::tools::netsize::{ifname_bytes, parse_ifname};
+use crate::tools::{announce, start, Tool};
+
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/skbdrop.skel.rs"));
+}
+use skel::*;
+
+unsafe impl Pod for types::skbdrop_key {}
+
+pub static TOOL: Tool = Tool {
+    name: "skbdrop",
+    aliases: &[],
+    about: "sk_buff drops by reason and kernel stack, with TCP/IP counter deltas (nstat)",
+    plans: &[Plan {
+        name: "tp_btf",
+        needs: &[Hook::TpBtf],
+        attach: "skb/kfree_skb",
+        check: Some(check_drop_reasons),
+    }],
+    run,
+};
+
+const EXAMPLES: &str = "\
+Examples:
+  skbdrop                 # count drops until Ctrl-C, then print them and the counter deltas
+  skbdrop -d 10           # for 10 seconds
+  skbdrop --frames 0      # whole stacks (default: the innermost 8 frames)
+  skbdrop --netns /run/netns/blue   # drops and counters of that network namespace
+  skbdrop -i eth0         # only drops of packets on eth0
+  skbdrop --json          # one JSON object per (reason, stack) and per counter
+
+Reasons are the kernel's enum skb_drop_reason without the SKB_DROP_REASON_ prefix, named from the
+running kernel's BTF. NOT_SPECIFIED is a plain kfree_skb() that gave no reason. Counters are read
+from /proc/net/{snmp,netstat,snmp6} of the traced namespace at start and at end; only those that
+changed are shown, named as nstat names them.";
+
+#[derive(Parser, Debug)]
+#[command(name = "skbdrop", about = "Count sk_buff drops by reason and kernel stack", after_help = EXAMPLES)]
+struct Opts {
+    /// Kernel stack frames to show per drop, innermost first (0: all)
+    #[arg(short = 'f', long = "frames", value_name = "N", default_value_t = 8)]
+    frames: usize,
+    /// Only drops of packets whose device is this interface
+    #[arg(short = 'i', long = "interface", value_name = "IFACE", value_parser = parse_ifname)]
+    interface: Option<String>,
+    /// Do not report TCP/IP counter deltas
+    #[arg(short = 'n', long = "no-counters")]
+    no_counters: bool,
+    #[command(flatten)]
+    common: Common,
+}
+
+const REASON_ENUM: &str = "skb_drop_reason";
+const REASON_PREFIX: &str = "SKB_DROP_REASON_";
+
+/// Drop reason value -> name, from the running kernel's BTF (the values change between kernels).
+fn drop_reason_names() -> Result<HashMap<u32, String>, String> {
+    use libbpf_rs::btf::{types::Enum, Btf};
+    let btf = Btf::from_vmlinux().map_err(|e| format!("cannot read kernel BTF: {e}"))?;
+    let reasons: Enum = btf.type_by_name(REASON_ENUM).ok_or_else(|| {
+        format!("the kernel has no 'enum {REASON_ENUM}' in BTF (drop reasons came in Linux 5.17)")
+    })?;
+    Ok(reasons
+        .iter()
+        .filter_map(|m| {
+            let name = m.name?.to_string_lossy();
+            let short = name
+                .strip_prefix(REASON_PREFIX)
+                .unwrap_or(&name)
+                .to_string();
+            Some((m.value as u32, short))
+        })
+        .collect())
+}
+
+fn check_drop_reasons() -> Result<(), String> {
+    drop_reason_names().map(|_| ())
+}
+
+fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
+    let o = Opts::parse_from(args);
+    let s = start(tool, &o.common)?;
+    let reasons = drop_reason_names().map_err(|e| anyhow::anyhow!("{}: {e}", tool.name))?;
+    let counters_ns = if o.no_counters {
+        None
+    } else {
+        Some(CounterSource::for_netns(
+            o.common.netns.as_deref(),
+            s.filters.netns,
+        ))
+    };
+
+    let mut obj = MaybeUninit::uninit();
+    let mut open = opened(tool.name, SkbdropSkelBuilder::default().open(&mut obj))?;
+    let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
+    crate::set_filters!(&mut *rodata, s.filters);
+    rodata.filter_ifname = ifname_bytes(o.interface.as_deref());
+    let mut skel = open.load().or_load_failed(tool.name)?;
+    skel.attach()
+        .map_err(|e| crate::core::bpf::attach_failed(tool.name, s.plan.attach, e))?;
+
+    let before = match &counters_ns {
+        Some(Ok(src)) => Some(src.read()?),
+        Some(Err(why)) => {
+            eprintln!("netbpf {}: no counter deltas: {why}", tool.name);
+            None
+        }
+        None => None,
+    };
+    announce("sk_buff drops");
+    s.run.wait();
+    let after = match (&counters_ns, &before) {
+        (Some(Ok(src)), Some(_)) => Some(src.read()?),
+        _ => None,
+    };
+
+    let mut out = Output::new(o.common.format(), Vec::new());
+    print_drops(&skel, &reasons, o.frames, &mut out)?;
+    if let (Some(before), Some(after)) = (before, after) {
+        print_counter_deltas(&before, &after, &mut out);
+    }
+    Ok(())
+}
+
+/// Frames of the tracing machinery itself (the BPF program and the tracepoint's dispatch) at the
+/// top of a stack taken from a tp_btf program; the stack proper starts below them.
+fn is_tracing_frame(frame: &str) -> bool {
+    ["bpf_prog_", "bpf_trace_run", "__traceiter_", "__bpf_trace_"]
+        .iter()
+        .any(|p| frame.starts_with(p))
+}
+
+/// The symbolized stack `id` of the stacks map, without the tracing frames on top.
+fn kernel_stack(skel: &SkbdropSkel, symbols: &Symbols, id: i32) -> anyhow::Result<Vec<String>> {
+    if id < 0 {
+        return Ok(Vec::new());
+    }
+    let Some(raw) = skel
+        .maps
+        .stacks
+        .lookup(&(id as u32).to_ne_bytes(), MapFlags::ANY)?
+    else {
+        return Ok(Vec::new());
+    };
+    let addrs: Vec<u64> = raw
+        .chunks_exact(8)
+        .map(|b| u64::from_ne_bytes(b.try_into().unwrap()))
+        .collect();
+    let mut stack = symbols.kernel(&addrs);
+    let skip = stack.iter().take_while(|f| is_tracing_frame(f)).count();
+    stack.drain(..skip);
+    Ok(stack)
+}
+
+fn print_drops(
+    skel: &SkbdropSkel,
+    reasons: &HashMap<u32, String>,
+    frames: usize,
+    out: &mut Output,
+) -> anyhow::Result<()> {
+    let symbols = Symbols::new();
+    let mut stacks: HashMap<i32, Vec<String>> = HashMap::new();
+    let mut no_stack = false;
+    // Stacks identical in their first `frames` frames make one row, as bpftrace's kstack(N) keys.
+    let mut rows: HashMap<(u32, Vec<String>), u64> = HashMap::new();
+    for (key, count) in entries::<types::skbdrop_key, u64>(&skel.maps.drops)? {
+        if let Entry::Vacant(slot) = stacks.entry(key.stack_id) {
+            slot.insert(kernel_stack(skel, &symbols, key.stack_id)?);
+        }
+        let mut stack = stacks[&key.stack_id].clone();
+        if stack.is_empty() {
+            no_stack = true;
+            stack.push("[stack unavailable]".to_string());
+        }
+        if frames > 0 {
+            stack.truncate(frames);
+        }
+        *rows.entry((key.reason, stack)).or_default() += count;
+    }
+    let mut rows: Vec<((u32, Vec<String>), u64)> = rows.into_iter().collect();
+    // bpftrace's order: smallest count first, the biggest last (next to the prompt).
+    rows.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+
+    for ((reason, stack), count) in &rows {
+        let name = reasons
+            .get(reason)
+            .cloned()
+            .unwrap_or_else(|| format!("reason {reason}"));
+        if out.format() == Format::Json {
+            let stack_json = serde_json::Value::from(stack.clone()).to_string();
+            out.record(&[
+                ("reason", Value::Str(&name)),
+                ("reason_code", Value::U64((*reason).into())),
+                ("stack", Value::Json(&stack_json)),
+                ("count", Value::U64(*count)),
+            ]);
+        } else {
+            out.text(&format!("@[{name},"));
+            for f in stack {
+                out.text(&format!("        {f}"));
+            }
+            out.text(&format!("]: {count}"));
+            out.text("");
+        }
+    }
+    if no_stack {
+        eprintln!("netbpf skbdrop: some stacks could not be recorded (stack map full, or a stack id collision)");
+    }
+    Ok(())
+}
+
+fn print_counter_deltas(before: &Counters, after: &Counters, out: &mut Output) {
+    if out.format() != Format::Json {
+        out.text("#kernel");
+    }
+    for (name, delta) in counter_deltas(before, after) {
+        if out.format() == Format::Json {
+            out.record(&[("counter", Value::Str(name)), ("delta", Value::I64(delta))]);
+        } else {
+            out.text(&format!("{name:<32}{delta}"));
+        }
+    }
+}
+
+/// Counter values in the order the kernel lists them (snmp, snmp6, netstat), as nstat shows them.
+type Counters = Vec<(String, i64)>;
+
+/// Counters that changed, in the kernel's order. One that appears only at the end (the kernel adds
+/// IcmpMsg types as they are first used) counts from 0.
+fn counter_deltas<'a>(before: &Counters, after: &'a Counters) -> Vec<(&'a str, i64)> {
+    let before: HashMap<&str, i64> = before.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+    after
+        .iter()
+        .map(|(name, v)| {
+            (
+                name.as_str(),
+                v - before.get(name.as_str()).copied().unwrap_or(0),
+            )
+        })
+        .filter(|(_, d)| *d != 0)
+        .collect()
+}
+
+/// Parses /proc/net/snmp and /proc/net/netstat: pairs of lines "Prefix: Name1 Name2 ..." and
+/// "Prefix: v1 v2 ...", named PrefixName as nstat does.
+fn parse_paired(text: &str, into: &mut Counters) {
+    let lines: Vec<&str> = text.lines().collect();
+    for pair in lines.chunks_exact(2) {
+        let (Some((prefix, names)), Some((prefix2, values))) =
+            (pair[0].split_once(':'), pair[1].split_once(':'))
+        else {
+            continue;
+        };
+        if prefix != prefix2 {
+            continue;
+        }
+        for (n, v) in names.split_whitespace().zip(values.split_whitespace()) {
+            if let Ok(v) = v.parse::<i64>() {
+                into.push((format!("{prefix}{n}"), v));
+            }
+        }
+    }
+}
+
+/// Parses /proc/net/snmp6: "Name value" lines.
+fn parse_flat(text: &str, into: &mut Counters) {
+    for line in text.lines() {
+        let mut it = line.split_whitespace();
+        if let (Some(n), Some(v)) = (it.next(), it.next()) {
+            if let Ok(v) = v.parse::<i64>() {
+                into.push((n.to_string(), v));
+            }
+        }
+    }
+}
+
+/// Where the traced namespace's counters are read: /proc/net files are per network namespace,
+/// the namespace of the task reading them. A thread enters the traced namespace to read.
+struct CounterSource {
+    /// None: this process's own namespace.
+    netns: Option<File>,
+}
+
+impl CounterSource {
+    /// `arg` is --netns as given; `cookie` its resolved cookie (0 when absent).
+    fn for_netns(arg: Option<&str>, cookie: u64) -> Result<CounterSource, String> {
+        let Some(arg) = arg else {
+            return Ok(CounterSource { netns: None });
+        };
+        if arg.parse::<u64>().is_err() {
+            let f = File::open(arg).map_err(|e| format!("netns '{arg}': {e}"))?;
+            return Ok(CounterSource { netns: Some(f) });
+        }
+        find_netns_by_cookie(cookie)
+            .map(|f| CounterSource { netns: Some(f) })
+            .ok_or_else(|| {
+                format!("no process found in the network namespace with cookie {cookie}")
+            })
+    }
+
+    fn read(&self) -> anyhow::Result<Counters> {
+        let fd = self.netns.as_ref().map(|f| f.as_raw_fd());
+        std::thread::spawn(move || -> anyhow::Result<Counters> {
+            if let Some(fd) = fd {
+                // SAFETY: setns on this short-lived thread only.
+                if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } != 0 {
+                    anyhow::bail!(
+                        "cannot enter the network namespace to read its counters: {}",
+                        std::io::Error::last_os_error()
+                    );
+                }
+            }
+            let mut counters = Vec::new();
+            for (file, paired) in [("snmp", true), ("snmp6", false), ("netstat", true)] {
+                // snmp6 is absent without IPv6.
+                let Ok(text) = std::fs::read_to_string(format!("/proc/thread-self/net/{file}"))
+                else {
+                    continue;
+                };
+                if paired {
+                    parse_paired(&text, &mut counters);
+                } else {
+                    parse_flat(&text, &mut counters);
+                }
+            }
+            Ok(counters)
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("counter reader thread panicked"))?
+    }
+}
+
+/// A handle on the network namespace with this cookie, found through a process living in it.
+fn find_netns_by_cookie(cookie: u64) -> Option<File> {
+    let mut seen = std::collections::HashSet::new();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let name = entry.file_name();
+        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let path = format!("/proc/{}/ns/net", name.to_string_lossy());
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if !seen.insert((meta.dev(), meta.ino())) {
+            continue;
+        }
+        if crate::core::netns::cookie_of_path(&path) == Ok(cookie) {
+            return File::open(&path).ok();
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(c: &Counters, name: &str) -> i64 {
+        c.iter().find(|(n, _)| n == name).unwrap().1
+    }
+
+    #[test]
+    fn snmp_pairs_are_named_like_nstat() {
+        let mut c = Vec::new();
+        parse_paired(
+            "Ip: Forwarding DefaultTTL InReceives\nIp: 2 64 10\nUdp: InDatagrams NoPorts\nUdp: 5 3\n",
+            &mut c,
+        );
+        assert_eq!(value(&c, "IpInReceives"), 10);
+        assert_eq!(value(&c, "UdpNoPorts"), 3);
+        parse_flat(
+            "Ip6InReceives                   \t7\nUdp6NoPorts 2\n",
+            &mut c,
+        );
+        assert_eq!(value(&c, "Udp6NoPorts"), 2);
+    }
+
+    #[test]
+    fn deltas_keep_changes_only() {
+        let c = |v: &[(&str, i64)]| -> Counters {
+            v.iter().map(|(n, v)| (n.to_string(), *v)).collect()
+        };
+        let before = c(&[("IpInReceives", 10), ("UdpNoPorts", 3)]);
+        let after = c(&[
+            ("IpInReceives", 10),
+            ("IcmpMsgOutType3", 5),
+            ("UdpNoPorts", 8),
+        ]);
+        assert_eq!(
+            counter_deltas(&before, &after),
+            [("IcmpMsgOutType3", 5), ("UdpNoPorts", 5)]
+        );
+    }
+
+    #[test]
+    fn reasons_come_from_btf() {
+        let Ok(names) = drop_reason_names() else {
+            return;
+        };
+        assert!(names.values().any(|n| n == "NO_SOCKET"), "{names:?}");
+        assert!(names.values().all(|n| !n.starts_with(REASON_PREFIX)));
+    }
+}
