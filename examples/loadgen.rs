@@ -35,9 +35,13 @@
 //! before any traffic is made.
 
 use std::io::{BufRead, Read, Write};
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+
 use std::os::fd::AsRawFd;
+
 use std::thread;
+
 use std::time::Duration;
 
 struct Args(Vec<String>);
@@ -65,13 +69,6 @@ impl Args {
             .get(i + 1)
             .cloned()
             .unwrap_or_else(|| die(&format!("{name} needs a value")))
-    fn text(&self, name: &str) -> Option<&str> {
-        let i = self.0.iter().position(|a| a == name)?;
-        Some(
-            self.0
-                .get(i + 1)
-                .unwrap_or_else(|| die(&format!("{name} needs a value"))),
-        )
     }
     fn flag(&self, name: &str) -> bool {
         self.0.iter().any(|a| a == name)
@@ -82,6 +79,30 @@ impl Args {
             _ => Ipv4Addr::LOCALHOST.into(),
         };
         SocketAddr::new(ip, port)
+    }
+    /// A comma list of numbers, e.g. "--send 1000,2000".
+    fn list(&self, name: &str) -> Vec<u64> {
+        let Some(i) = self.0.iter().position(|a| a == name) else {
+            return Vec::new();
+        };
+        let v = self
+            .0
+            .get(i + 1)
+            .unwrap_or_else(|| die(&format!("{name} needs a value")));
+        v.split(',')
+            .map(|n| {
+                n.parse()
+                    .unwrap_or_else(|_| die(&format!("{name}: bad number '{n}'")))
+            })
+            .collect()
+    }
+    fn opt_text(&self, name: &str) -> Option<&str> {
+        let i = self.0.iter().position(|a| a == name)?;
+        Some(
+            self.0
+                .get(i + 1)
+                .unwrap_or_else(|| die(&format!("{name} needs a value"))),
+        )
     }
 }
 
@@ -439,434 +460,12 @@ fn mptcp(a: &Args) {
     drop((accepted, clients));
     println!(
         "{{\"pid\":{},\"enabled\":true,\"port\":{port}}}",
-impl Args {
-    /// A comma list of numbers, e.g. "--send 1000,2000".
-    fn list(&self, name: &str) -> Vec<u64> {
-        let Some(i) = self.0.iter().position(|a| a == name) else {
-            return Vec::new();
-        };
-        let v = self
-            .0
-            .get(i + 1)
-            .unwrap_or_else(|| die(&format!("{name} needs a value")));
-        v.split(',')
-            .map(|n| {
-                n.parse()
-                    .unwrap_or_else(|_| die(&format!("{name}: bad number '{n}'")))
-            })
-            .collect()
-    }
-    fn text(&self, name: &str, default: &str) -> String {
-        let i = self.0.iter().position(|a| a == name);
-        i.and_then(|i| self.0.get(i + 1))
-            .cloned()
-            .unwrap_or_else(|| default.to_string())
-    }
-}
-
-fn read_n(s: &mut TcpStream, n: usize) {
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut got = 0;
-    while got < n {
-        let want = (n - got).min(buf.len());
-        match s.read(&mut buf[..want]) {
-            Ok(0) => die(&format!("peer closed after {got} of {n} bytes")),
-            Ok(k) => got += k,
-            Err(e) => die(&format!("read: {e}")),
-        }
-    }
-}
-
-/// Several connections at once, each with exact byte counts both ways, the client's sends paced
-/// in chunks so they span intervals. With --peek the server first peeks (MSG_PEEK) at the data:
-/// those bytes are read again afterwards and must not be counted twice.
-fn streams(a: &Args) {
-    let addr = a.addr(a.num("--port", 0) as u16);
-    let sends = a.list("--send");
-    let mut replies = a.list("--reply");
-    replies.resize(sends.len(), 0);
-    let (chunks, pause) = (
-        a.num("--chunks", 1).max(1),
-        Duration::from_millis(a.num("--pause-ms", 0)),
-    );
-    let peek = a.flag("--peek");
-    let listener = listen(addr, 16);
-    let port = listener.local_addr().unwrap().port();
-    let workers: Vec<_> = sends
-        .iter()
-        .zip(&replies)
-        .map(|(&send, &reply)| {
-            let mut c = TcpStream::connect(SocketAddr::new(addr.ip(), port)).unwrap();
-            let (mut s, _) = listener.accept().unwrap();
-            let client_port = c.local_addr().unwrap().port();
-            let server = thread::spawn(move || {
-                if peek && send > 0 {
-                    let mut b = [0u8; 100];
-                    // SAFETY: recv into a local buffer.
-                    let n = unsafe {
-                        libc::recv(
-                            s.as_raw_fd(),
-                            b.as_mut_ptr().cast(),
-                            b.len(),
-                            libc::MSG_PEEK,
-                        )
-                    };
-                    assert!(n > 0, "MSG_PEEK recv failed");
-                }
-                read_n(&mut s, send as usize);
-                s.write_all(&vec![b's'; reply as usize]).unwrap();
-                let mut rest = Vec::new();
-                s.read_to_end(&mut rest).unwrap();
-            });
-            let client = thread::spawn(move || {
-                let chunk = send / chunks;
-                for i in 0..chunks {
-                    let n = if i == chunks - 1 {
-                        send - chunk * (chunks - 1)
-                    } else {
-                        chunk
-                    };
-                    c.write_all(&vec![b'c'; n as usize]).unwrap();
-                    thread::sleep(pause);
-                }
-                read_n(&mut c, reply as usize);
-            });
-            (client_port, send, reply, server, client)
-        })
-        .collect();
-    let mut conns = Vec::new();
-    for (client_port, send, reply, server, client) in workers {
-        client.join().unwrap();
-        server.join().unwrap();
-        conns.push(format!(
-            "{{\"client_port\":{client_port},\"sent\":{send},\"received\":{reply}}}"
-        ));
-    }
-    println!(
-        "{{\"pid\":{},\"server_port\":{port},\"conns\":[{}]}}",
-        std::process::id(),
-        conns.join(",")
-    );
-}
-
-/// The kernel's count of segments this socket retransmitted (tcpi_total_retrans).
-fn total_retrans(s: &TcpStream) -> u32 {
-    // SAFETY: getsockopt into a zeroed tcp_info of the size passed.
-    unsafe {
-        let mut info: libc::tcp_info = std::mem::zeroed();
-        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-        let rc = libc::getsockopt(
-            s.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            (&mut info as *mut libc::tcp_info).cast(),
-            &mut len,
-        );
-        assert_eq!(rc, 0, "TCP_INFO");
-        info.tcpi_total_retrans
-    }
-}
-
-/// One burst of --bytes from client to server, then a 1-byte answer. Meant to run behind a lossy
-/// qdisc on lo: reports how many segments the client retransmitted, by the kernel's count.
-fn retrans(a: &Args) {
-    let addr = a.addr(a.num("--port", 0) as u16);
-    let n = a.num("--bytes", 65536) as usize;
-    let listener = listen(addr, 16);
-    let port = listener.local_addr().unwrap().port();
-    let server = thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        read_n(&mut s, n);
-        s.write_all(b"k").unwrap();
-        let mut rest = Vec::new();
-        s.read_to_end(&mut rest).unwrap();
-    });
-    let mut c = TcpStream::connect(SocketAddr::new(addr.ip(), port)).unwrap();
-    let client_port = c.local_addr().unwrap().port();
-    c.write_all(&vec![b'r'; n]).unwrap();
-    read_n(&mut c, 1);
-    let retransmitted = total_retrans(&c);
-    drop(c);
-    server.join().unwrap();
-    println!(
-        "{{\"pid\":{},\"server_port\":{port},\"client_port\":{client_port},\"total_retrans\":{retransmitted}}}",
-/// Sizes returned by each send/recv call, in order (0 = end of stream).
-#[derive(Default)]
-struct Calls {
-    sends: Vec<usize>,
-    recvs: Vec<usize>,
-}
-
-impl Calls {
-    fn json(&self) -> String {
-        let list = |v: &[usize]| v.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",");
-        format!("{{\"sends\":[{}],\"recvs\":[{}]}}", list(&self.sends), list(&self.recvs))
-    }
-}
-
-fn io_die(what: &str, e: std::io::Error) -> ! {
-    die(&format!("{what}: {e}"))
-}
-
-/// The value of a word option (--proto udp), one of `allowed`, or the first of them by default.
-fn choice<'a>(a: &'a Args, name: &str, allowed: &[&'a str]) -> &'a str {
-    let Some(i) = a.0.iter().position(|x| x == name) else { return allowed[0] };
-    let v = a.0.get(i + 1).unwrap_or_else(|| die(&format!("{name} needs a value")));
-    if !allowed.contains(&v.as_str()) {
-        die(&format!("{name}: '{v}' is not one of {allowed:?}"));
-    }
-    v
-}
-
-/// Request/acknowledge traffic with one call per message, so the calls are known exactly: the
-/// client sends --msgs messages of --size bytes, each answered by a 1-byte ack. TCP: the server
-/// reads until it has a whole message (each read counted), then reads end-of-stream; UDP: one
-/// datagram per message. Reports every call's result per side.
-fn sockio(a: &Args) {
-    let addr = a.addr(0);
-    let (msgs, size) = (a.num("--msgs", 10) as usize, a.num("--size", 1000) as usize);
-    let udp = choice(a, "--proto", &["tcp", "udp"]) == "udp";
-    let (mut client, mut server) = (Calls::default(), Calls::default());
-    let (server_port, client_port);
-    if udp {
-        let srv = std::net::UdpSocket::bind(addr).unwrap_or_else(|e| io_die("bind", e));
-        server_port = srv.local_addr().unwrap().port();
-        let cli = std::net::UdpSocket::bind(addr).unwrap_or_else(|e| io_die("bind", e));
-        cli.connect(SocketAddr::new(addr.ip(), server_port)).unwrap();
-        client_port = cli.local_addr().unwrap().port();
-        let mut buf = vec![0u8; size + 1];
-        for _ in 0..msgs {
-            client.sends.push(cli.send(&vec![b'c'; size]).unwrap());
-            let (n, peer) = srv.recv_from(&mut buf).unwrap();
-            server.recvs.push(n);
-            server.sends.push(srv.send_to(b"a", peer).unwrap());
-            client.recvs.push(cli.recv(&mut buf).unwrap());
-        }
-    } else {
-        let listener = listen(addr, 16);
-        server_port = listener.local_addr().unwrap().port();
-        let srv_thread = thread::spawn(move || {
-            let mut calls = Calls::default();
-            let (mut s, _) = listener.accept().unwrap();
-            let mut buf = vec![0u8; size];
-            for _ in 0..msgs {
-                let mut got = 0;
-                while got < size {
-                    let n = s.read(&mut buf[got..]).unwrap();
-                    calls.recvs.push(n);
-                    if n == 0 {
-                        die("server: early end of stream");
-                    }
-                    got += n;
-                }
-                calls.sends.push(s.write(b"a").unwrap());
-            }
-            calls.recvs.push(s.read(&mut buf).unwrap()); // the client's FIN: 0
-            calls
-        });
-        let mut c = TcpStream::connect(SocketAddr::new(addr.ip(), server_port)).unwrap();
-        client_port = c.local_addr().unwrap().port();
-        let mut ack = [0u8; 1];
-        for _ in 0..msgs {
-            client.sends.push(c.write(&vec![b'c'; size]).unwrap());
-            client.recvs.push(c.read(&mut ack).unwrap());
-        }
-        drop(c);
-        server = srv_thread.join().unwrap();
-    }
-    println!(
-        "{{\"pid\":{},\"server_port\":{server_port},\"client_port\":{client_port},\"client\":{},\"server\":{}}}",
-        std::process::id(),
-        client.json(),
-        server.json()
-    );
-}
-
-fn setsockopt_int(fd: i32, level: i32, name: i32, val: i32) {
-    // SAFETY: an int option on a socket we own.
-    let rc = unsafe {
-        libc::setsockopt(fd, level, name, (&val as *const i32).cast(), std::mem::size_of::<i32>() as u32)
-    };
-    if rc != 0 {
-        io_die("setsockopt", std::io::Error::last_os_error());
-    }
-}
-
-fn getsockopt_int(fd: i32, level: i32, name: i32) -> i32 {
-    let mut val = 0i32;
-    let mut len = std::mem::size_of::<i32>() as u32;
-    // SAFETY: an int option on a socket we own.
-    unsafe { libc::getsockopt(fd, level, name, (&mut val as *mut i32).cast(), &mut len) };
-    val
-}
-
-/// A reader with a tiny SO_RCVBUF that falls behind: it reads one packet, then --count more
-/// arrive while it does not read (the queue overflows), then it drains what was kept until
-/// EAGAIN. UDP: datagrams to itself from a second socket. ping: an ICMP echo ("ping") socket,
-/// whose replies queue through sock_queue_rcv_skb (it enables ping sockets for root in this
-/// netns). Reports the socket's real rcvbuf, packets sent, packets received and read calls made
-/// (the last one returning EAGAIN).
-fn rcvbuf(a: &Args) {
-    let ping = choice(a, "--proto", &["udp", "ping"]) == "ping";
-    let count = a.num("--count", 20) as usize;
-    let addr = a.addr(0);
-    let payload = [b'r'; 100];
-    let mut buf = [0u8; 2048];
-    let (reader, send): (std::net::UdpSocket, Box<dyn Fn(u16)>);
-    if ping {
-        std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 0").unwrap_or_else(|e| io_die("ping_group_range", e));
-        let (domain, proto) =
-            if addr.is_ipv6() { (libc::AF_INET6, libc::IPPROTO_ICMPV6) } else { (libc::AF_INET, libc::IPPROTO_ICMP) };
-        // SAFETY: a new socket, owned by the UdpSocket from here on.
-        let fd = unsafe { libc::socket(domain, libc::SOCK_DGRAM, proto) };
-        if fd < 0 {
-            io_die("ping socket", std::io::Error::last_os_error());
-        }
-        reader = unsafe { <std::net::UdpSocket as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-        reader.connect(addr).unwrap_or_else(|e| io_die("connect", e));
-        let r = reader.try_clone().unwrap();
-        let echo_type = if addr.is_ipv6() { 128u8 } else { 8u8 };
-        send = Box::new(move |seq| {
-            // type, code, checksum (the kernel fills it), id (the kernel sets it), sequence.
-            let mut msg = vec![echo_type, 0, 0, 0, 0, 0];
-            msg.extend_from_slice(&seq.to_be_bytes());
-            msg.extend_from_slice(&payload);
-            r.send(&msg).unwrap_or_else(|e| io_die("ping send", e));
-        });
-    } else {
-        reader = std::net::UdpSocket::bind(addr).unwrap_or_else(|e| io_die("bind", e));
-        let sender = std::net::UdpSocket::bind(a.addr(0)).unwrap();
-        sender.connect(reader.local_addr().unwrap()).unwrap();
-        send = Box::new(move |_| {
-            sender.send(&payload).unwrap_or_else(|e| io_die("send", e));
-        });
-    }
-    let fd = reader.as_raw_fd();
-    setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, a.num("--rcvbuf", 4096) as i32);
-    let port = reader.local_addr().map(|s| s.port()).unwrap_or(0);
-    // One packet read while the queue is nearly empty, then the burst.
-    send(0);
-    let mut reads = 1;
-    let mut received = usize::from(reader.recv(&mut buf).is_ok());
-    for seq in 1..=count {
-        send(seq as u16);
-    }
-    // Loopback delivers in the sender's softirq, but a busy machine may defer it to ksoftirqd:
-    // let every packet land (queued or dropped) before draining, so drops = sent - received.
-    thread::sleep(Duration::from_millis(20));
-    reader.set_nonblocking(true).unwrap();
-    loop {
-        reads += 1;
-        match reader.recv(&mut buf) {
-            Ok(_) => received += 1,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-            Err(e) => io_die("recv", e),
-        }
-    }
-    println!(
-        "{{\"pid\":{},\"port\":{port},\"rcvbuf\":{},\"sent\":{},\"received\":{received},\"reads\":{reads}}}",
-        std::process::id(),
-        getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF),
-        count + 1
-    );
-}
-
-/// --count connections whose server waits --delay-ms after accept() before its first byte; the
-/// client reads that byte. Then --unread connections closed without reading, each followed by a
-/// pipe read on the fd number just freed.
-fn firstbyte(a: &Args) {
-    let addr = a.addr(0);
-    let (count, unread) = (a.num("--count", 3), a.num("--unread", 0));
-    let delay = Duration::from_millis(a.num("--delay-ms", 50));
-    let listener = listen(addr, 64);
-    let port = listener.local_addr().unwrap().port();
-    // For the unread connections the server waits while the client closes and opens its pipe, so
-    // no fd of the server's takes the number the client just freed.
-    let (accepted_tx, accepted_rx) = std::sync::mpsc::channel();
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-    let server = thread::spawn(move || {
-        for i in 0..count + unread {
-            let (mut s, _) = listener.accept().unwrap();
-            if i < count {
-                thread::sleep(delay);
-                s.write_all(b"x").unwrap();
-            } else {
-                accepted_tx.send(()).unwrap();
-                done_rx.recv().unwrap();
-            }
-            // Keep the connection until the client is done with it.
-            let mut rest = Vec::new();
-            let _ = s.read_to_end(&mut rest);
-        }
-    });
-    let target = SocketAddr::new(addr.ip(), port);
-    for _ in 0..count {
-        let mut c = TcpStream::connect(target).unwrap();
-        let mut b = [0u8; 1];
-        c.read_exact(&mut b).unwrap();
-    }
-    let mut fd_reused = 0;
-    for _ in 0..unread {
-        let c = TcpStream::connect(target).unwrap();
-        accepted_rx.recv().unwrap();
-        let fd = c.as_raw_fd();
-        drop(c);
-        let mut p = [0i32; 2];
-        // SAFETY: a pipe we write to, read from and close.
-        unsafe {
-            libc::pipe(p.as_mut_ptr());
-            fd_reused += i32::from(p[0] == fd || p[1] == fd);
-            libc::write(p[1], b"y".as_ptr().cast(), 1);
-            let mut b = [0u8; 1];
-            libc::read(p[0], b.as_mut_ptr().cast(), 1);
-            libc::close(p[0]);
-            libc::close(p[1]);
-        }
-        done_tx.send(()).unwrap();
-    }
-    server.join().unwrap();
-    println!(
-        "{{\"pid\":{},\"port\":{port},\"read\":{count},\"unread\":{unread},\"fd_reused\":{fd_reused}}}",
         std::process::id()
     );
 }
 
 fn raw_bind(fd: i32, addr: SocketAddr) -> i32 {
     unsafe {
-fn nonblocking_client(addr: SocketAddr, delay_handshake_ack: bool) -> TcpStream {
-    let family = if addr.is_ipv6() {
-        libc::AF_INET6
-    } else {
-        libc::AF_INET
-    };
-    // SAFETY: a fresh socket; setsockopt with an int.
-    unsafe {
-        let fd = libc::socket(
-            family,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        );
-        assert!(fd >= 0);
-        if delay_handshake_ack {
-            // Quick-ack off before connect: the handshake's final ACK is delayed (~200 ms).
-            let off: libc::c_int = 0;
-            libc::setsockopt(
-                fd,
-                libc::IPPROTO_TCP,
-                libc::TCP_QUICKACK,
-                (&off as *const libc::c_int).cast(),
-                4,
-            );
-        }
-        let stream = <TcpStream as std::os::fd::FromRawFd>::from_raw_fd(fd);
-        connect_fd(fd, addr);
-        stream
-    }
-}
-
-fn connect_fd(fd: i32, addr: SocketAddr) {
-    // SAFETY: connect with a sockaddr of the size passed.
-    let rc = unsafe {
         match addr {
             SocketAddr::V4(v4) => {
                 let sa = libc::sockaddr_in {
@@ -878,7 +477,6 @@ fn connect_fd(fd: i32, addr: SocketAddr) {
                     sin_zero: [0; 8],
                 };
                 libc::bind(
-                libc::connect(
                     fd,
                     (&sa as *const libc::sockaddr_in).cast(),
                     std::mem::size_of_val(&sa) as u32,
@@ -895,7 +493,6 @@ fn connect_fd(fd: i32, addr: SocketAddr) {
                     sin6_scope_id: 0,
                 };
                 libc::bind(
-                libc::connect(
                     fd,
                     (&sa as *const libc::sockaddr_in6).cast(),
                     std::mem::size_of_val(&sa) as u32,
@@ -1166,6 +763,203 @@ fn udp_burst(a: &Args) {
     );
 }
 
+fn read_n(s: &mut TcpStream, n: usize) {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut got = 0;
+    while got < n {
+        let want = (n - got).min(buf.len());
+        match s.read(&mut buf[..want]) {
+            Ok(0) => die(&format!("peer closed after {got} of {n} bytes")),
+            Ok(k) => got += k,
+            Err(e) => die(&format!("read: {e}")),
+        }
+    }
+}
+
+/// Several connections at once, each with exact byte counts both ways, the client's sends paced
+/// in chunks so they span intervals. With --peek the server first peeks (MSG_PEEK) at the data:
+/// those bytes are read again afterwards and must not be counted twice.
+fn streams(a: &Args) {
+    let addr = a.addr(a.num("--port", 0) as u16);
+    let sends = a.list("--send");
+    let mut replies = a.list("--reply");
+    replies.resize(sends.len(), 0);
+    let (chunks, pause) = (
+        a.num("--chunks", 1).max(1),
+        Duration::from_millis(a.num("--pause-ms", 0)),
+    );
+    let peek = a.flag("--peek");
+    let listener = listen(addr, 16);
+    let port = listener.local_addr().unwrap().port();
+    let workers: Vec<_> = sends
+        .iter()
+        .zip(&replies)
+        .map(|(&send, &reply)| {
+            let mut c = TcpStream::connect(SocketAddr::new(addr.ip(), port)).unwrap();
+            let (mut s, _) = listener.accept().unwrap();
+            let client_port = c.local_addr().unwrap().port();
+            let server = thread::spawn(move || {
+                if peek && send > 0 {
+                    let mut b = [0u8; 100];
+                    // SAFETY: recv into a local buffer.
+                    let n = unsafe {
+                        libc::recv(
+                            s.as_raw_fd(),
+                            b.as_mut_ptr().cast(),
+                            b.len(),
+                            libc::MSG_PEEK,
+                        )
+                    };
+                    assert!(n > 0, "MSG_PEEK recv failed");
+                }
+                read_n(&mut s, send as usize);
+                s.write_all(&vec![b's'; reply as usize]).unwrap();
+                let mut rest = Vec::new();
+                s.read_to_end(&mut rest).unwrap();
+            });
+            let client = thread::spawn(move || {
+                let chunk = send / chunks;
+                for i in 0..chunks {
+                    let n = if i == chunks - 1 {
+                        send - chunk * (chunks - 1)
+                    } else {
+                        chunk
+                    };
+                    c.write_all(&vec![b'c'; n as usize]).unwrap();
+                    thread::sleep(pause);
+                }
+                read_n(&mut c, reply as usize);
+            });
+            (client_port, send, reply, server, client)
+        })
+        .collect();
+    let mut conns = Vec::new();
+    for (client_port, send, reply, server, client) in workers {
+        client.join().unwrap();
+        server.join().unwrap();
+        conns.push(format!(
+            "{{\"client_port\":{client_port},\"sent\":{send},\"received\":{reply}}}"
+        ));
+    }
+    println!(
+        "{{\"pid\":{},\"server_port\":{port},\"conns\":[{}]}}",
+        std::process::id(),
+        conns.join(",")
+    );
+}
+
+/// The kernel's count of segments this socket retransmitted (tcpi_total_retrans).
+fn total_retrans(s: &TcpStream) -> u32 {
+    // SAFETY: getsockopt into a zeroed tcp_info of the size passed.
+    unsafe {
+        let mut info: libc::tcp_info = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        let rc = libc::getsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        );
+        assert_eq!(rc, 0, "TCP_INFO");
+        info.tcpi_total_retrans
+    }
+}
+
+/// One burst of --bytes from client to server, then a 1-byte answer. Meant to run behind a lossy
+/// qdisc on lo: reports how many segments the client retransmitted, by the kernel's count.
+fn retrans(a: &Args) {
+    let addr = a.addr(a.num("--port", 0) as u16);
+    let n = a.num("--bytes", 65536) as usize;
+    let listener = listen(addr, 16);
+    let port = listener.local_addr().unwrap().port();
+    let server = thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        read_n(&mut s, n);
+        s.write_all(b"k").unwrap();
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).unwrap();
+    });
+    let mut c = TcpStream::connect(SocketAddr::new(addr.ip(), port)).unwrap();
+    let client_port = c.local_addr().unwrap().port();
+    c.write_all(&vec![b'r'; n]).unwrap();
+    read_n(&mut c, 1);
+    let retransmitted = total_retrans(&c);
+    drop(c);
+    server.join().unwrap();
+    println!(
+        "{{\"pid\":{},\"server_port\":{port},\"client_port\":{client_port},\"total_retrans\":{retransmitted}}}",
+        std::process::id()
+    );
+}
+
+fn nonblocking_client(addr: SocketAddr, delay_handshake_ack: bool) -> TcpStream {
+    let family = if addr.is_ipv6() {
+        libc::AF_INET6
+    } else {
+        libc::AF_INET
+    };
+    // SAFETY: a fresh socket; setsockopt with an int.
+    unsafe {
+        let fd = libc::socket(
+            family,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        );
+        assert!(fd >= 0);
+        if delay_handshake_ack {
+            // Quick-ack off before connect: the handshake's final ACK is delayed (~200 ms).
+            let off: libc::c_int = 0;
+            libc::setsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_QUICKACK,
+                (&off as *const libc::c_int).cast(),
+                4,
+            );
+        }
+        let stream = <TcpStream as std::os::fd::FromRawFd>::from_raw_fd(fd);
+        connect_fd(fd, addr);
+        stream
+    }
+}
+
+fn connect_fd(fd: i32, addr: SocketAddr) {
+    // SAFETY: connect with a sockaddr of the size passed.
+    let rc = unsafe {
+        match addr {
+            SocketAddr::V4(v4) => {
+                let sa = libc::sockaddr_in {
+                    sin_family: libc::AF_INET as u16,
+                    sin_port: v4.port().to_be(),
+                    sin_addr: libc::in_addr {
+                        s_addr: u32::from_ne_bytes(v4.ip().octets()),
+                    },
+                    sin_zero: [0; 8],
+                };
+                libc::connect(
+                    fd,
+                    (&sa as *const libc::sockaddr_in).cast(),
+                    std::mem::size_of_val(&sa) as u32,
+                )
+            }
+            SocketAddr::V6(v6) => {
+                let sa = libc::sockaddr_in6 {
+                    sin6_family: libc::AF_INET6 as u16,
+                    sin6_port: v6.port().to_be(),
+                    sin6_flowinfo: 0,
+                    sin6_addr: libc::in6_addr {
+                        s6_addr: v6.ip().octets(),
+                    },
+                    sin6_scope_id: 0,
+                };
+                libc::connect(
+                    fd,
+                    (&sa as *const libc::sockaddr_in6).cast(),
+                    std::mem::size_of_val(&sa) as u32,
+                )
+            }
+        }
     };
     let err = std::io::Error::last_os_error();
     if rc != 0 && err.raw_os_error() != Some(libc::EINPROGRESS) {
@@ -1254,6 +1048,280 @@ fn nagle(a: &Args) {
         std::process::id(),
         c.local_addr().unwrap().port()
     );
+}
+
+/// Sizes returned by each send/recv call, in order (0 = end of stream).
+#[derive(Default)]
+struct Calls {
+    sends: Vec<usize>,
+    recvs: Vec<usize>,
+}
+
+impl Calls {
+    fn json(&self) -> String {
+        let list = |v: &[usize]| {
+            v.iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        format!(
+            "{{\"sends\":[{}],\"recvs\":[{}]}}",
+            list(&self.sends),
+            list(&self.recvs)
+        )
+    }
+}
+
+fn io_die(what: &str, e: std::io::Error) -> ! {
+    die(&format!("{what}: {e}"))
+}
+
+/// The value of a word option (--proto udp), one of `allowed`, or the first of them by default.
+fn choice<'a>(a: &'a Args, name: &str, allowed: &[&'a str]) -> &'a str {
+    let Some(i) = a.0.iter().position(|x| x == name) else {
+        return allowed[0];
+    };
+    let v =
+        a.0.get(i + 1)
+            .unwrap_or_else(|| die(&format!("{name} needs a value")));
+    if !allowed.contains(&v.as_str()) {
+        die(&format!("{name}: '{v}' is not one of {allowed:?}"));
+    }
+    v
+}
+
+/// Request/acknowledge traffic with one call per message, so the calls are known exactly: the
+/// client sends --msgs messages of --size bytes, each answered by a 1-byte ack. TCP: the server
+/// reads until it has a whole message (each read counted), then reads end-of-stream; UDP: one
+/// datagram per message. Reports every call's result per side.
+fn sockio(a: &Args) {
+    let addr = a.addr(0);
+    let (msgs, size) = (a.num("--msgs", 10) as usize, a.num("--size", 1000) as usize);
+    let udp = choice(a, "--proto", &["tcp", "udp"]) == "udp";
+    let (mut client, mut server) = (Calls::default(), Calls::default());
+    let (server_port, client_port);
+    if udp {
+        let srv = std::net::UdpSocket::bind(addr).unwrap_or_else(|e| io_die("bind", e));
+        server_port = srv.local_addr().unwrap().port();
+        let cli = std::net::UdpSocket::bind(addr).unwrap_or_else(|e| io_die("bind", e));
+        cli.connect(SocketAddr::new(addr.ip(), server_port))
+            .unwrap();
+        client_port = cli.local_addr().unwrap().port();
+        let mut buf = vec![0u8; size + 1];
+        for _ in 0..msgs {
+            client.sends.push(cli.send(&vec![b'c'; size]).unwrap());
+            let (n, peer) = srv.recv_from(&mut buf).unwrap();
+            server.recvs.push(n);
+            server.sends.push(srv.send_to(b"a", peer).unwrap());
+            client.recvs.push(cli.recv(&mut buf).unwrap());
+        }
+    } else {
+        let listener = listen(addr, 16);
+        server_port = listener.local_addr().unwrap().port();
+        let srv_thread = thread::spawn(move || {
+            let mut calls = Calls::default();
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = vec![0u8; size];
+            for _ in 0..msgs {
+                let mut got = 0;
+                while got < size {
+                    let n = s.read(&mut buf[got..]).unwrap();
+                    calls.recvs.push(n);
+                    if n == 0 {
+                        die("server: early end of stream");
+                    }
+                    got += n;
+                }
+                calls.sends.push(s.write(b"a").unwrap());
+            }
+            calls.recvs.push(s.read(&mut buf).unwrap()); // the client's FIN: 0
+            calls
+        });
+        let mut c = TcpStream::connect(SocketAddr::new(addr.ip(), server_port)).unwrap();
+        client_port = c.local_addr().unwrap().port();
+        let mut ack = [0u8; 1];
+        for _ in 0..msgs {
+            client.sends.push(c.write(&vec![b'c'; size]).unwrap());
+            client.recvs.push(c.read(&mut ack).unwrap());
+        }
+        drop(c);
+        server = srv_thread.join().unwrap();
+    }
+    println!(
+        "{{\"pid\":{},\"server_port\":{server_port},\"client_port\":{client_port},\"client\":{},\"server\":{}}}",
+        std::process::id(),
+        client.json(),
+        server.json()
+    );
+}
+
+fn setsockopt_int(fd: i32, level: i32, name: i32, val: i32) {
+    // SAFETY: an int option on a socket we own.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&val as *const i32).cast(),
+            std::mem::size_of::<i32>() as u32,
+        )
+    };
+    if rc != 0 {
+        io_die("setsockopt", std::io::Error::last_os_error());
+    }
+}
+
+fn getsockopt_int(fd: i32, level: i32, name: i32) -> i32 {
+    let mut val = 0i32;
+    let mut len = std::mem::size_of::<i32>() as u32;
+    // SAFETY: an int option on a socket we own.
+    unsafe { libc::getsockopt(fd, level, name, (&mut val as *mut i32).cast(), &mut len) };
+    val
+}
+
+/// A reader with a tiny SO_RCVBUF that falls behind: it reads one packet, then --count more
+/// arrive while it does not read (the queue overflows), then it drains what was kept until
+/// EAGAIN. UDP: datagrams to itself from a second socket. ping: an ICMP echo ("ping") socket,
+/// whose replies queue through sock_queue_rcv_skb (it enables ping sockets for root in this
+/// netns). Reports the socket's real rcvbuf, packets sent, packets received and read calls made
+/// (the last one returning EAGAIN).
+fn rcvbuf(a: &Args) {
+    let ping = choice(a, "--proto", &["udp", "ping"]) == "ping";
+    let count = a.num("--count", 20) as usize;
+    let addr = a.addr(0);
+    let payload = [b'r'; 100];
+    let mut buf = [0u8; 2048];
+    let (reader, send): (std::net::UdpSocket, Box<dyn Fn(u16)>);
+    if ping {
+        std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 0")
+            .unwrap_or_else(|e| io_die("ping_group_range", e));
+        let (domain, proto) = if addr.is_ipv6() {
+            (libc::AF_INET6, libc::IPPROTO_ICMPV6)
+        } else {
+            (libc::AF_INET, libc::IPPROTO_ICMP)
+        };
+        // SAFETY: a new socket, owned by the UdpSocket from here on.
+        let fd = unsafe { libc::socket(domain, libc::SOCK_DGRAM, proto) };
+        if fd < 0 {
+            io_die("ping socket", std::io::Error::last_os_error());
+        }
+        reader = unsafe { <std::net::UdpSocket as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        reader
+            .connect(addr)
+            .unwrap_or_else(|e| io_die("connect", e));
+        let r = reader.try_clone().unwrap();
+        let echo_type = if addr.is_ipv6() { 128u8 } else { 8u8 };
+        send = Box::new(move |seq| {
+            // type, code, checksum (the kernel fills it), id (the kernel sets it), sequence.
+            let mut msg = vec![echo_type, 0, 0, 0, 0, 0];
+            msg.extend_from_slice(&seq.to_be_bytes());
+            msg.extend_from_slice(&payload);
+            r.send(&msg).unwrap_or_else(|e| io_die("ping send", e));
+        });
+    } else {
+        reader = std::net::UdpSocket::bind(addr).unwrap_or_else(|e| io_die("bind", e));
+        let sender = std::net::UdpSocket::bind(a.addr(0)).unwrap();
+        sender.connect(reader.local_addr().unwrap()).unwrap();
+        send = Box::new(move |_| {
+            sender.send(&payload).unwrap_or_else(|e| io_die("send", e));
+        });
+    }
+    let fd = reader.as_raw_fd();
+    setsockopt_int(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_RCVBUF,
+        a.num("--rcvbuf", 4096) as i32,
+    );
+    let port = reader.local_addr().map(|s| s.port()).unwrap_or(0);
+    // One packet read while the queue is nearly empty, then the burst.
+    send(0);
+    let mut reads = 1;
+    let mut received = usize::from(reader.recv(&mut buf).is_ok());
+    for seq in 1..=count {
+        send(seq as u16);
+    }
+    // Loopback delivers in the sender's softirq, but a busy machine may defer it to ksoftirqd:
+    // let every packet land (queued or dropped) before draining, so drops = sent - received.
+    thread::sleep(Duration::from_millis(20));
+    reader.set_nonblocking(true).unwrap();
+    loop {
+        reads += 1;
+        match reader.recv(&mut buf) {
+            Ok(_) => received += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => io_die("recv", e),
+        }
+    }
+    println!(
+        "{{\"pid\":{},\"port\":{port},\"rcvbuf\":{},\"sent\":{},\"received\":{received},\"reads\":{reads}}}",
+        std::process::id(),
+        getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF),
+        count + 1
+    );
+}
+
+/// --count connections whose server waits --delay-ms after accept() before its first byte; the
+/// client reads that byte. Then --unread connections closed without reading, each followed by a
+/// pipe read on the fd number just freed.
+fn firstbyte(a: &Args) {
+    let addr = a.addr(0);
+    let (count, unread) = (a.num("--count", 3), a.num("--unread", 0));
+    let delay = Duration::from_millis(a.num("--delay-ms", 50));
+    let listener = listen(addr, 64);
+    let port = listener.local_addr().unwrap().port();
+    // For the unread connections the server waits while the client closes and opens its pipe, so
+    // no fd of the server's takes the number the client just freed.
+    let (accepted_tx, accepted_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let server = thread::spawn(move || {
+        for i in 0..count + unread {
+            let (mut s, _) = listener.accept().unwrap();
+            if i < count {
+                thread::sleep(delay);
+                s.write_all(b"x").unwrap();
+            } else {
+                accepted_tx.send(()).unwrap();
+                done_rx.recv().unwrap();
+            }
+            // Keep the connection until the client is done with it.
+            let mut rest = Vec::new();
+            let _ = s.read_to_end(&mut rest);
+        }
+    });
+    let target = SocketAddr::new(addr.ip(), port);
+    for _ in 0..count {
+        let mut c = TcpStream::connect(target).unwrap();
+        let mut b = [0u8; 1];
+        c.read_exact(&mut b).unwrap();
+    }
+    let mut fd_reused = 0;
+    for _ in 0..unread {
+        let c = TcpStream::connect(target).unwrap();
+        accepted_rx.recv().unwrap();
+        let fd = c.as_raw_fd();
+        drop(c);
+        let mut p = [0i32; 2];
+        // SAFETY: a pipe we write to, read from and close.
+        unsafe {
+            libc::pipe(p.as_mut_ptr());
+            fd_reused += i32::from(p[0] == fd || p[1] == fd);
+            libc::write(p[1], b"y".as_ptr().cast(), 1);
+            let mut b = [0u8; 1];
+            libc::read(p[0], b.as_mut_ptr().cast(), 1);
+            libc::close(p[0]);
+            libc::close(p[1]);
+        }
+        done_tx.send(()).unwrap();
+    }
+    server.join().unwrap();
+    println!(
+        "{{\"pid\":{},\"port\":{port},\"read\":{count},\"unread\":{unread},\"fd_reused\":{fd_reused}}}",
+        std::process::id()
+    );
+}
+
 /// --count non-blocking connects, each completed through one wait syscall (--via): connect()
 /// (EINPROGRESS), sleep --sleep-ms, then wait for writability. epoll: the epoll set is created
 /// before the sleep, so a tool that took epoll_create1's return for the completion would time
@@ -1265,7 +1333,11 @@ fn connectvia(a: &Args) {
     let sleep = Duration::from_millis(a.num("--sleep-ms", 0));
     let listener = listen(addr, 128);
     let target = SocketAddr::new(addr.ip(), listener.local_addr().unwrap().port());
-    let family = if addr.is_ipv6() { libc::AF_INET6 } else { libc::AF_INET };
+    let family = if addr.is_ipv6() {
+        libc::AF_INET6
+    } else {
+        libc::AF_INET
+    };
     let (mut einprogress, mut ok) = (0, 0);
     let mut keep = Vec::new();
     for _ in 0..a.num("--count", 1) {
@@ -1281,7 +1353,10 @@ fn connectvia(a: &Args) {
                 "epoll" => {
                     let ep = libc::epoll_create1(libc::EPOLL_CLOEXEC);
                     thread::sleep(sleep);
-                    let mut ev = libc::epoll_event { events: libc::EPOLLOUT as u32, u64: fd as u64 };
+                    let mut ev = libc::epoll_event {
+                        events: libc::EPOLLOUT as u32,
+                        u64: fd as u64,
+                    };
                     libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, fd, &mut ev);
                     let n = libc::epoll_wait(ep, &mut ev, 1, 5000);
                     libc::close(ep);
@@ -1289,11 +1364,18 @@ fn connectvia(a: &Args) {
                 }
                 "ppoll" | "poll" => {
                     thread::sleep(sleep);
-                    let mut pfd = libc::pollfd { fd, events: libc::POLLOUT, revents: 0 };
+                    let mut pfd = libc::pollfd {
+                        fd,
+                        events: libc::POLLOUT,
+                        revents: 0,
+                    };
                     if via == "poll" {
                         libc::poll(&mut pfd, 1, 5000)
                     } else {
-                        let ts = libc::timespec { tv_sec: 5, tv_nsec: 0 };
+                        let ts = libc::timespec {
+                            tv_sec: 5,
+                            tv_nsec: 0,
+                        };
                         libc::ppoll(&mut pfd, 1, &ts, std::ptr::null())
                     }
                 }
@@ -1301,8 +1383,17 @@ fn connectvia(a: &Args) {
                     thread::sleep(sleep);
                     let mut set: libc::fd_set = std::mem::zeroed();
                     libc::FD_SET(fd, &mut set);
-                    let mut tv = libc::timeval { tv_sec: 5, tv_usec: 0 };
-                    libc::select(fd + 1, std::ptr::null_mut(), &mut set, std::ptr::null_mut(), &mut tv)
+                    let mut tv = libc::timeval {
+                        tv_sec: 5,
+                        tv_usec: 0,
+                    };
+                    libc::select(
+                        fd + 1,
+                        std::ptr::null_mut(),
+                        &mut set,
+                        std::ptr::null_mut(),
+                        &mut tv,
+                    )
                 }
                 _ => unreachable!(),
             }
@@ -1313,14 +1404,19 @@ fn connectvia(a: &Args) {
         }
         keep.push(stream);
     }
-    println!("{{\"pid\":{},\"einprogress\":{einprogress},\"ok\":{ok}}}", std::process::id());
+    println!(
+        "{{\"pid\":{},\"einprogress\":{einprogress},\"ok\":{ok}}}",
+        std::process::id()
+    );
     if a.flag("--linger-stdin") {
         std::io::stdout().flush().unwrap();
         let _ = std::io::stdin().read_to_end(&mut Vec::new());
     }
+}
+
 fn udp_send(a: &Args) {
     let mut dst = a.addr(a.num("--port", 0) as u16);
-    if let Some(to) = a.text("--to") {
+    if let Some(to) = a.opt_text("--to") {
         dst.set_ip(
             to.parse()
                 .unwrap_or_else(|_| die(&format!("--to: bad address '{to}'"))),
@@ -1365,7 +1461,7 @@ fn udp_send(a: &Args) {
 
 fn tcp_send(a: &Args) {
     let to = a
-        .text("--to")
+        .opt_text("--to")
         .unwrap_or_else(|| die("tcp-send needs --to ADDR"));
     let ip: IpAddr = to
         .parse()
@@ -1396,7 +1492,6 @@ fn main() {
     }
     let Some(cmd) = args.first().cloned() else {
         die("usage: loadgen [--wait] COMMAND ... (commands in this file's header)")
-        die("usage: loadgen [--wait] exchange|connect|backlog ...")
     };
     let a = Args(args);
     match cmd.as_str() {
