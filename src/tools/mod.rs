@@ -29,6 +29,7 @@ macro_rules! registry {
 registry! {
     tcpaccept,
     tcpconnect,
+    tcpconnlat,
     tcplife,
     tcpstates,
 }
