@@ -30,6 +30,7 @@ registry! {
     tcpaccept,
     tcpconnect,
     tcpconnlat,
+    tcpdrop,
     tcplife,
     tcpstates,
 }
