@@ -32,6 +32,7 @@ registry! {
     tcpconnlat,
     tcpdrop,
     tcplife,
+    tcprtt,
     tcpstates,
 }
 
