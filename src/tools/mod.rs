@@ -33,6 +33,7 @@ registry! {
     tcpdrop,
     tcplife,
     tcprtt,
+    tcpsnoop,
     tcpstates,
 }
 
