@@ -7,8 +7,12 @@
 #ifndef NETBPF_TCP_PACKET_BPF_H
 #define NETBPF_TCP_PACKET_BPF_H
 
+#ifndef ETH_P_IP
 #define ETH_P_IP 0x0800
+#endif
+#ifndef ETH_P_IPV6
 #define ETH_P_IPV6 0x86DD
+#endif
 
 /* TCP header flag bits (byte 13). */
 #define TH_FIN 0x01
