@@ -30,6 +30,9 @@
 //!   loadgen [--wait] tcp-send --to ADDR --port P --bytes N
 //!       connects to a server elsewhere (e.g. across a veth), sends N bytes, closes, and waits
 //!       for the server's close.
+//!   loadgen [--wait] segments --family 4|6 --port P --client-send N --server-send M
+//!   loadgen [--wait] pingpong --family 4|6 --port P --rounds R --size S
+//!   loadgen [--wait] connlat --family 4|6 --port P --count N [--slow]
 //!
 //! --wait: read one line from stdin first, so a test can start a tool filtered to this pid
 //! before any traffic is made.
@@ -1483,6 +1486,133 @@ fn tcp_send(a: &Args) {
     );
 }
 
+fn nodelay(s: &TcpStream) {
+    s.set_nodelay(true)
+        .unwrap_or_else(|e| die(&format!("TCP_NODELAY: {e}")));
+}
+
+/// One request and one reply, each in a single write with TCP_NODELAY on both ends: one data
+/// segment each way (loopback's MSS is ~64 KiB). The client closes first.
+fn segments(a: &Args) {
+    let addr = a.addr(a.num("--port", 0) as u16);
+    let (client_send, server_send) = (
+        a.num("--client-send", 0) as usize,
+        a.num("--server-send", 0) as usize,
+    );
+    let listener = listen(addr, 16);
+    let server_port = listener.local_addr().unwrap().port();
+    let server = thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        nodelay(&s);
+        let mut buf = vec![0u8; client_send];
+        s.read_exact(&mut buf).unwrap();
+        s.write_all(&vec![b's'; server_send]).unwrap();
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).unwrap();
+    });
+    let mut c = TcpStream::connect(SocketAddr::new(addr.ip(), server_port)).unwrap();
+    nodelay(&c);
+    let client_port = c.local_addr().unwrap().port();
+    c.write_all(&vec![b'c'; client_send]).unwrap();
+    let mut buf = vec![0u8; server_send];
+    c.read_exact(&mut buf).unwrap();
+    drop(c);
+    server.join().unwrap();
+    thread::sleep(Duration::from_millis(50));
+    println!(
+        "{{\"pid\":{},\"server_port\":{server_port},\"client_port\":{client_port}}}",
+        std::process::id()
+    );
+}
+
+/// R request/reply round trips of S bytes each way (TCP_NODELAY), on one connection.
+fn pingpong(a: &Args) {
+    let addr = a.addr(a.num("--port", 0) as u16);
+    let (rounds, size) = (a.num("--rounds", 10), a.num("--size", 100) as usize);
+    let listener = listen(addr, 16);
+    let server_port = listener.local_addr().unwrap().port();
+    let server = thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        nodelay(&s);
+        let mut buf = vec![0u8; size];
+        for _ in 0..rounds {
+            s.read_exact(&mut buf).unwrap();
+            s.write_all(&buf).unwrap();
+        }
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).unwrap();
+    });
+    let mut c = TcpStream::connect(SocketAddr::new(addr.ip(), server_port)).unwrap();
+    nodelay(&c);
+    let client_port = c.local_addr().unwrap().port();
+    let mut buf = vec![b'p'; size];
+    for _ in 0..rounds {
+        c.write_all(&buf).unwrap();
+        c.read_exact(&mut buf).unwrap();
+    }
+    drop(c);
+    server.join().unwrap();
+    thread::sleep(Duration::from_millis(50));
+    println!(
+        "{{\"pid\":{},\"server_port\":{server_port},\"client_port\":{client_port},\"rounds\":{rounds}}}",
+        std::process::id()
+    );
+}
+
+/// N connects to a listener that accepts at once. With --slow, one more connect that cannot
+/// complete before the SYN retransmission timer (~1 s): a second listener with backlog 1 is
+/// filled by two connections nobody accepts yet (the accept queue is full when it holds more
+/// than the backlog), so its SYN is dropped; they are accepted 300 ms later and the
+/// retransmitted SYN gets through.
+fn connlat(a: &Args) {
+    let addr = a.addr(a.num("--port", 0) as u16);
+    let count = a.num("--count", 1);
+    let listener = listen(addr, 128);
+    let port = listener.local_addr().unwrap().port();
+    let server = thread::spawn(move || {
+        (0..count)
+            .map(|_| listener.accept().unwrap().0)
+            .collect::<Vec<_>>()
+    });
+    let target = SocketAddr::new(addr.ip(), port);
+    let fast: Vec<TcpStream> = (0..count)
+        .map(|_| TcpStream::connect(target).unwrap())
+        .collect();
+    let ports: Vec<String> = fast
+        .iter()
+        .map(|s| s.local_addr().unwrap().port().to_string())
+        .collect();
+    drop(server.join().unwrap());
+    drop(fast);
+    let mut slow = String::new();
+    if a.flag("--slow") {
+        let full = listen(SocketAddr::new(addr.ip(), 0), 1);
+        let full_port = full.local_addr().unwrap().port();
+        let full_addr = SocketAddr::new(addr.ip(), full_port);
+        let fillers: Vec<TcpStream> = (0..2)
+            .map(|_| TcpStream::connect(full_addr).unwrap())
+            .collect();
+        thread::sleep(Duration::from_millis(50));
+        let started = std::time::Instant::now();
+        let slow_client = thread::spawn(move || TcpStream::connect(full_addr).unwrap());
+        thread::sleep(Duration::from_millis(300));
+        let accepted: Vec<TcpStream> = (0..2).map(|_| full.accept().unwrap().0).collect();
+        let s = slow_client.join().unwrap();
+        let ms = started.elapsed().as_millis();
+        slow = format!(
+            ",\"slow_server_port\":{full_port},\"slow_client_port\":{},\"slow_ms\":{ms},\"filler_ports\":[{}]",
+            s.local_addr().unwrap().port(),
+            fillers.iter().map(|f| f.local_addr().unwrap().port().to_string()).collect::<Vec<_>>().join(",")
+        );
+        drop((accepted, fillers, s));
+    }
+    println!(
+        "{{\"pid\":{},\"port\":{port},\"client_ports\":[{}]{slow}}}",
+        std::process::id(),
+        ports.join(",")
+    );
+}
+
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().is_some_and(|a| a == "--wait") {
@@ -1516,6 +1646,9 @@ fn main() {
         "connectvia" => connectvia(&a),
         "udp-send" => udp_send(&a),
         "tcp-send" => tcp_send(&a),
+        "segments" => segments(&a),
+        "pingpong" => pingpong(&a),
+        "connlat" => connlat(&a),
         other => die(&format!("unknown command '{other}'")),
     }
 }

@@ -20,8 +20,27 @@ pub fn state_name(state: i32) -> &'static str {
     }
 }
 
+/// TCP header flags as bcc prints them: "SYN|ACK", lowest bit first; "" for none.
+pub fn flags_str(flags: u8) -> String {
+    const NAMES: [&str; 8] = ["FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"];
+    let set: Vec<&str> = NAMES
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| flags & (1 << bit) != 0)
+        .map(|(_, n)| *n)
+        .collect();
+    set.join("|")
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn flag_names() {
+        assert_eq!(super::flags_str(0x12), "SYN|ACK");
+        assert_eq!(super::flags_str(0x04), "RST");
+        assert_eq!(super::flags_str(0), "");
+    }
+
     #[test]
     fn names() {
         assert_eq!(super::state_name(1), "ESTABLISHED");

@@ -73,8 +73,10 @@ static __always_inline struct sk_owner *owner_track(const struct sock *sk, int o
 		break;
 	case TCP_CLOSE:
 		if (oldstate == TCP_LISTEN) {
+			/* skc_num is 0 by now (the port is released before the state is stored);
+			 * a listener's inet_sport still holds it. */
 			lkey.netns = sk_netns_cookie(sk);
-			lkey.port = BPF_CORE_READ(sk, __sk_common.skc_num);
+			lkey.port = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
 			bpf_map_delete_elem(&listener_owners, &lkey);
 		}
 		break;

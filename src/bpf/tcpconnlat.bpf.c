@@ -1,0 +1,73 @@
+// SPDX-License-Identifier: GPL-2.0
+/* tcpconnlat: how long active TCP opens take, from connect() sending the SYN to the handshake's
+ * end.
+ *
+ * CLOSE -> SYN_SENT runs inside connect(), just before the SYN is built: the start time and the
+ * caller. SYN_SENT -> ESTABLISHED runs when the SYN-ACK is processed (softirq): the end. A
+ * handshake that fails (SYN_SENT -> CLOSE) is forgotten. */
+#include "common/netbpf.bpf.h"
+#include "common/events.bpf.h"
+#include "common/filter.bpf.h"
+#include "common/sock.bpf.h"
+#include "tcpconnlat.h"
+
+char LICENSE[] SEC("license") = "GPL";
+EXPORT_EVENT_TYPE(tcpconnlat_event);
+
+/* Only connections slower than this (the positional threshold). */
+const volatile __u64 min_lat_ns = 0;
+
+struct connect_start {
+	__u64 ts_ns;
+	__u32 pid;
+	char comm[TASK_COMM_LEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct connect_start);
+} starts SEC(".maps");
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(tcpconnlat_set_state, struct sock *sk, int oldstate, int newstate)
+{
+	struct connect_start *st, fresh = {};
+	struct tcpconnlat_event *e;
+	__u64 key = (__u64)sk, now;
+
+	if (oldstate != TCP_SYN_SENT && newstate != TCP_SYN_SENT)
+		return 0;
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return 0;
+
+	if (newstate == TCP_SYN_SENT) {
+		fresh.pid = current_tgid();
+		if (!tgid_ok(fresh.pid) || !family_ok(BPF_CORE_READ(sk, __sk_common.skc_family)) ||
+		    !netns_ok(sk_netns_cookie(sk)))
+			return 0;
+		fresh.ts_ns = bpf_ktime_get_ns();
+		bpf_get_current_comm(fresh.comm, sizeof(fresh.comm));
+		bpf_map_update_elem(&starts, &key, &fresh, BPF_ANY);
+		return 0;
+	}
+
+	st = bpf_map_lookup_elem(&starts, &key);
+	if (!st)
+		return 0;
+	now = bpf_ktime_get_ns();
+	if (newstate == TCP_ESTABLISHED && now - st->ts_ns > min_lat_ns) {
+		e = reserve_event(sizeof(*e));
+		if (e) {
+			sk_read_tuple(sk, &e->tuple);
+			e->ts_ns = now;
+			e->lat_ns = now - st->ts_ns;
+			e->pid = st->pid;
+			__builtin_memcpy(e->comm, st->comm, sizeof(e->comm));
+			submit_event(e);
+		}
+	}
+	bpf_map_delete_elem(&starts, &key);
+	return 0;
+}

@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: GPL-2.0
+/* tcpdrop: TCP packets the kernel drops, with the drop reason and the kernel stack.
+ *
+ * skb:kfree_skb fires for every freed skb that was not consumed normally (consume_skb has its
+ * own event), with an enum skb_drop_reason. Plain kfree_skb() calls say NOT_SPECIFIED and are
+ * mostly not drops worth a look, so only reasons above it are reported. The packet must look
+ * like TCP over IPv4/IPv6 in its headers. */
+#include "common/netbpf.bpf.h"
+#include "common/events.bpf.h"
+#include "common/filter.bpf.h"
+#include "common/sock.bpf.h"
+#include "common/tcp_packet.bpf.h"
+#include "tcpdrop.h"
+
+char LICENSE[] SEC("license") = "GPL";
+EXPORT_EVENT_TYPE(tcpdrop_event);
+
+static __always_inline __u64 drop_netns(const struct sk_buff *skb, const struct sock *sk)
+{
+	struct net_device *dev = BPF_CORE_READ(skb, dev);
+
+	if (dev)
+		return BPF_CORE_READ(dev, nd_net.net, net_cookie);
+	return sk ? sk_netns_cookie(sk) : 0;
+}
+
+SEC("tp_btf/kfree_skb")
+int BPF_PROG(tcpdrop_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_reason reason)
+{
+	const unsigned char *head, *data, *nh;
+	struct tcpdrop_event *e;
+	struct tcp_packet p;
+	struct sock *sk;
+	__u16 proto;
+	__u32 len;
+
+	if (reason <= bpf_core_enum_value(enum skb_drop_reason, SKB_DROP_REASON_NOT_SPECIFIED))
+		return 0;
+	proto = bpf_ntohs(BPF_CORE_READ(skb, protocol));
+	if (proto != ETH_P_IP && proto != ETH_P_IPV6)
+		return 0;
+	head = BPF_CORE_READ(skb, head);
+	data = BPF_CORE_READ(skb, data);
+	len = BPF_CORE_READ(skb, len);
+	nh = head + BPF_CORE_READ(skb, network_header);
+	/* An unset network header is 0 (head): it must lie within the packet. */
+	if (nh <= head || nh > data + len)
+		return 0;
+	if (!parse_tcp_packet(nh, 0, &p) || !family_ok(p.family))
+		return 0;
+
+	sk = BPF_CORE_READ(skb, sk);
+	/* Since 6.11 the receive path passes the socket it found (skb->sk is not set yet). */
+	if (!sk && bpf_core_field_exists(struct trace_event_raw_kfree_skb, rx_sk))
+		sk = (struct sock *)ctx[3];
+	if (!netns_ok(drop_netns(skb, sk)))
+		return 0;
+
+	e = reserve_event(sizeof(*e));
+	if (!e)
+		return 0;
+	__builtin_memcpy(e->saddr, p.saddr, 16);
+	__builtin_memcpy(e->daddr, p.daddr, 16);
+	e->family = p.family;
+	e->sport = p.sport;
+	e->dport = p.dport;
+	e->flags = p.flags;
+	e->state = sk ? BPF_CORE_READ(sk, __sk_common.skc_state) : 0;
+	e->reason = reason;
+	e->pid = current_tgid();
+	e->ts_ns = bpf_ktime_get_ns();
+	/* Fills the unused tail (or all of it, on failure) with zeros. */
+	bpf_get_stack(ctx, e->stack, sizeof(e->stack), 0);
+	submit_event(e);
+	return 0;
+}

@@ -1,0 +1,97 @@
+// SPDX-License-Identifier: GPL-2.0
+/* tcprtt: histograms of the smoothed RTT of TCP connections, one sample per received segment.
+ *
+ * tcp:tcp_probe fires at the top of tcp_rcv_established, where the book-era tools hooked with a
+ * kprobe: each segment received on an established connection gives one sample of its srtt. */
+#include "common/netbpf.bpf.h"
+#include "common/filter.bpf.h"
+#include "common/sock.bpf.h"
+#include "common/hist.bpf.h"
+#include "tcprtt.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Set from user space before load. */
+const volatile bool in_ms = false;
+const volatile __u8 key_by = 0; /* 0: one histogram, 1: per local address, 2: per remote */
+const volatile __u16 filter_laddr_family = 0;
+const volatile __u8 filter_laddr[16] = {};
+const volatile __u16 filter_raddr_family = 0;
+const volatile __u8 filter_raddr[16] = {};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct tcprtt_key);
+	__type(value, struct hist);
+} hists SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct tcprtt_key);
+	__type(value, struct tcprtt_sum);
+} sums SEC(".maps");
+
+/* A v4-mapped IPv6 address (::ffff:a.b.c.d) is an IPv4 peer: compare and key it as IPv4. */
+static __always_inline void unmap_v4(struct sock_tuple *t)
+{
+	const __u32 *d = (const __u32 *)t->daddr;
+
+	if (t->family != AF_INET6 || d[0] || d[1] || d[2] != bpf_htonl(0xffff))
+		return;
+	t->family = AF_INET;
+	__builtin_memcpy(t->saddr, &t->saddr[12], 4);
+	__builtin_memcpy(t->daddr, &t->daddr[12], 4);
+	__builtin_memset(&t->saddr[4], 0, 12);
+	__builtin_memset(&t->daddr[4], 0, 12);
+}
+
+static __always_inline bool addr_ok(__u16 want_family, const volatile __u8 *want, __u16 family,
+				    const __u8 *addr)
+{
+	if (!want_family)
+		return true;
+	if (want_family != family)
+		return false;
+	for (int i = 0; i < 16; i++)
+		if (want[i] != addr[i])
+			return false;
+	return true;
+}
+
+SEC("tp_btf/tcp_probe")
+int BPF_PROG(tcprtt_probe, struct sock *sk, const struct sk_buff *skb)
+{
+	struct tcprtt_key key = {};
+	struct tcprtt_sum zero = {}, *sum;
+	struct sock_tuple t = {};
+	__u64 srtt;
+
+	t.family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (!sk_is_inet(t.family) || !netns_ok(sk_netns_cookie(sk)))
+		return 0;
+	sk_read_tuple(sk, &t);
+	unmap_v4(&t);
+	if (!family_ok(t.family) || !lport_ok(t.lport) || !rport_ok(t.rport))
+		return 0;
+	if (!addr_ok(filter_laddr_family, filter_laddr, t.family, t.saddr) ||
+	    !addr_ok(filter_raddr_family, filter_raddr, t.family, t.daddr))
+		return 0;
+
+	/* srtt_us holds 8 times the smoothed RTT in microseconds. */
+	srtt = BPF_CORE_READ((struct tcp_sock *)sk, srtt_us) >> 3;
+	if (in_ms)
+		srtt /= 1000;
+	if (key_by) {
+		key.family = t.family;
+		__builtin_memcpy(key.addr, key_by == 1 ? t.saddr : t.daddr, 16);
+	}
+	hist_map_add(&hists, &key, srtt);
+	sum = lookup_or_init(&sums, &key, &zero);
+	if (sum) {
+		__sync_fetch_and_add(&sum->total, srtt);
+		__sync_fetch_and_add(&sum->count, 1);
+	}
+	return 0;
+}

@@ -1,0 +1,20 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+#ifndef NETBPF_TCPRTT_H
+#define NETBPF_TCPRTT_H
+
+#include "common/hist.h"
+
+/* Histogram key: the local or remote address with -b/-B, all zero otherwise. */
+struct tcprtt_key {
+	__u8 addr[16]; /* IPv4 in the first 4 bytes */
+	__u16 family;
+	__u16 pad[3];
+};
+
+/* For the average (-e): sum and number of samples, per key. */
+struct tcprtt_sum {
+	__u64 total;
+	__u64 count;
+};
+
+#endif

@@ -1,0 +1,226 @@
+//! tcprtt: histograms of TCP round-trip time (the kernel's smoothed RTT), one sample per
+//! segment received on an established connection.
+
+use std::ffi::OsString;
+use std::mem::MaybeUninit;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::core::addr::{ip, AF_INET, AF_INET6};
+use crate::core::bpf::{load, Pod};
+use crate::core::caps::{Hook, Plan};
+use crate::core::cli::{parse_port_list, Common, Family, Filters, Ports};
+use crate::core::hist::{print_log2, total};
+use crate::core::maps;
+use crate::core::output::{Format, Output, Value};
+use crate::core::time::hms_now;
+use crate::tools::{announce, start, Tool};
+
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/tcprtt.skel.rs"));
+}
+use skel::*;
+
+unsafe impl Pod for types::tcprtt_key {}
+unsafe impl Pod for types::hist {}
+unsafe impl Pod for types::tcprtt_sum {}
+
+pub static TOOL: Tool = Tool {
+    name: "tcprtt",
+    aliases: &[],
+    about: "Histograms of TCP round-trip time (smoothed RTT per received segment)",
+    plans: &[Plan {
+        name: "tp_btf",
+        needs: &[Hook::TpBtf],
+        attach: "tcp/tcp_probe",
+        check: None,
+    }],
+    run,
+};
+
+const EXAMPLES: &str = "\
+Examples:
+  tcprtt                  # one RTT histogram in microseconds, printed at Ctrl-C
+  tcprtt -i 1 -d 10       # a histogram every second, for 10 seconds
+  tcprtt -m -T            # in milliseconds, with a time line
+  tcprtt -p 80            # only connections with local port 80
+  tcprtt -P 443 -A 10.0.0.1   # only connections to remote port 443 of 10.0.0.1
+  tcprtt -b -e            # one histogram per local address, with the average
+
+Each segment received on an established connection adds one sample: that connection's
+smoothed RTT (srtt) at that moment, as the kernel keeps it (1/8 of each new measurement).";
+
+#[derive(Parser, Debug)]
+#[command(name = "tcprtt", about = "Summarize TCP RTT as histograms", after_help = EXAMPLES)]
+struct Opts {
+    /// Print a histogram every SECS seconds (default: once, at the end)
+    #[arg(short = 'i', long = "interval", value_name = "SECS", value_parser = parse_interval)]
+    interval: Option<Duration>,
+    /// Include a HH:MM:SS line with each output
+    #[arg(short = 'T', long = "timestamp")]
+    timestamp: bool,
+    /// Milliseconds instead of microseconds
+    #[arg(short = 'm', long = "millisecond")]
+    millis: bool,
+    /// Only these local ports (comma list)
+    #[arg(short = 'p', long = "lport", value_parser = parse_port_list)]
+    lports: Option<Ports>,
+    /// Only these remote ports (comma list)
+    #[arg(short = 'P', long = "rport", value_parser = parse_port_list)]
+    rports: Option<Ports>,
+    /// Only this local address
+    #[arg(short = 'a', long = "laddr", value_parser = parse_addr)]
+    laddr: Option<IpAddr>,
+    /// Only this remote address
+    #[arg(short = 'A', long = "raddr", value_parser = parse_addr)]
+    raddr: Option<IpAddr>,
+    /// One histogram per local address
+    #[arg(short = 'b', long = "byladdr", conflicts_with = "byraddr")]
+    byladdr: bool,
+    /// One histogram per remote address
+    #[arg(short = 'B', long = "byraddr")]
+    byraddr: bool,
+    /// Also print the average RTT and the number of samples
+    #[arg(short = 'e', long = "extension")]
+    extended: bool,
+    #[command(flatten)]
+    family: Family,
+    #[command(flatten)]
+    common: Common,
+}
+
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    match s.parse::<f64>() {
+        Ok(secs) if secs > 0.0 && secs.is_finite() => Ok(Duration::from_secs_f64(secs)),
+        _ => Err(format!("'{s}' is not a positive number of seconds")),
+    }
+}
+
+fn parse_addr(s: &str) -> Result<IpAddr, String> {
+    s.parse()
+        .map_err(|_| format!("'{s}' is not an IPv4 or IPv6 address"))
+}
+
+/// An address as the BPF side compares it: family and 16 bytes (IPv4 in the first 4). An
+/// IPv4-mapped IPv6 address is IPv4, as the kernel side treats it.
+fn addr_bytes(a: IpAddr) -> (u16, [u8; 16]) {
+    let mut raw = [0u8; 16];
+    match a {
+        IpAddr::V4(v4) => {
+            raw[..4].copy_from_slice(&v4.octets());
+            (AF_INET, raw)
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => addr_bytes(IpAddr::V4(v4)),
+            None => (AF_INET6, v6.octets()),
+        },
+    }
+}
+
+fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
+    let o = Opts::parse_from(args);
+    let family = o.family.af();
+    for (what, a) in [("-a", o.laddr), ("-A", o.raddr)] {
+        let Some(a) = a else { continue };
+        if family != 0 && family != addr_bytes(a).0 {
+            return Err(crate::usage!(
+                "{what} {a} can never match with -{}",
+                if family == AF_INET { 4 } else { 6 }
+            ));
+        }
+    }
+    let mut s = start(tool, &o.common)?;
+    s.filters.family = family;
+    s.filters.lports = Filters::ports(o.lports.as_deref().unwrap_or_default());
+    s.filters.rports = Filters::ports(o.rports.as_deref().unwrap_or_default());
+
+    let mut obj = MaybeUninit::uninit();
+    let skel = load(
+        tool.name,
+        s.plan.attach,
+        TcprttSkelBuilder::default(),
+        &mut obj,
+        |open| {
+            let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
+            crate::set_filters!(&mut *rodata, s.filters);
+            rodata.in_ms = o.millis;
+            rodata.key_by = if o.byladdr {
+                1
+            } else if o.byraddr {
+                2
+            } else {
+                0
+            };
+            if let Some(a) = o.laddr {
+                (rodata.filter_laddr_family, rodata.filter_laddr) = addr_bytes(a);
+            }
+            if let Some(a) = o.raddr {
+                (rodata.filter_raddr_family, rodata.filter_raddr) = addr_bytes(a);
+            }
+        },
+    )?;
+
+    let mut out = Output::new(o.common.format(), Vec::new());
+    announce("TCP RTT");
+    match o.interval {
+        Some(every) => s.run.every(every, None, || {
+            print_hists(&skel, &o, &mut out)?;
+            maps::clear(&skel.maps.hists)?;
+            maps::clear(&skel.maps.sums)
+        })?,
+        None => {
+            s.run.wait();
+            print_hists(&skel, &o, &mut out)?;
+        }
+    }
+    out.flush();
+    Ok(())
+}
+
+fn print_hists(skel: &TcprttSkel, o: &Opts, out: &mut Output) -> anyhow::Result<()> {
+    let json = out.format() == Format::Json;
+    let unit = if o.millis { "ms" } else { "us" };
+    let name = if o.millis { "rtt_ms" } else { "rtt_us" };
+    let sums: Vec<(types::tcprtt_key, types::tcprtt_sum)> = maps::entries(&skel.maps.sums)?;
+    let mut hists: Vec<(types::tcprtt_key, types::hist)> = maps::entries(&skel.maps.hists)?;
+    hists.sort_by_key(|(k, _)| (k.family, k.addr));
+    let time = hms_now();
+    if o.timestamp && !json {
+        out.text(&time);
+    }
+    for (k, h) in &hists {
+        let count = total(&h.slots);
+        let sum = sums
+            .iter()
+            .find(|(sk, _)| sk.family == k.family && sk.addr == k.addr)
+            .map_or(0, |(_, v)| v.total);
+        let avg = if count > 0 {
+            sum as f64 / count as f64
+        } else {
+            0.0
+        };
+        let addr = ip(k.family, &k.addr);
+        let mut labels: Vec<(&str, Value)> = Vec::new();
+        if o.timestamp && json {
+            labels.push(("time", Value::Str(&time)));
+        }
+        if o.byladdr {
+            labels.push(("laddr", Value::Ip(addr)));
+        } else if o.byraddr {
+            labels.push(("raddr", Value::Ip(addr)));
+        }
+        if json {
+            labels.push(("count", Value::U64(count)));
+            if o.extended {
+                labels.push(("avg", Value::F64(avg, 2)));
+            }
+        } else if o.extended {
+            out.text(&format!("avg = {avg:.2} {unit}, samples = {count}"));
+        }
+        print_log2(out, name, unit, &labels, &h.slots);
+    }
+    out.flush();
+    Ok(())
+}
