@@ -102,6 +102,12 @@ mod tests {
     }
 
     #[test]
+    fn endpoints() {
+        assert_eq!(endpoint("::1".parse().unwrap(), 80), "[::1]:80");
+        assert_eq!(endpoint("127.0.0.1".parse().unwrap(), 80), "127.0.0.1:80");
+    }
+
+    #[test]
     fn port_lists() {
         assert_eq!(parse_ports("80, 443", 8).unwrap(), vec![80, 443]);
         assert!(parse_ports("0", 8).is_err());

@@ -197,7 +197,9 @@ fn print_with(
     }
     title.push(':');
     out.text(&title);
-    out.text(text.trim_end());
+    if !text.is_empty() {
+        out.text(text.trim_end());
+    }
     out.text("");
 }
 

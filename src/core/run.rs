@@ -18,7 +18,9 @@ extern "C" fn on_signal(_: libc::c_int) {
 pub const DRAIN_INTERVAL: Duration = Duration::from_millis(100);
 
 pub struct Run {
-    deadline: Option<Instant>,
+    duration: Option<Duration>,
+    /// Set at the first check, i.e. once the tool is attached: loading must not eat into -d.
+    deadline: std::sync::OnceLock<Option<Instant>>,
 }
 
 impl Run {
@@ -34,12 +36,19 @@ impl Run {
             }
         }
         Run {
-            deadline: duration.map(|d| Instant::now() + d),
+            duration,
+            deadline: std::sync::OnceLock::new(),
         }
     }
 
+    fn deadline(&self) -> Option<Instant> {
+        *self
+            .deadline
+            .get_or_init(|| self.duration.map(|d| Instant::now() + d))
+    }
+
     pub fn should_stop(&self) -> bool {
-        STOP.load(Ordering::Relaxed) || self.deadline.is_some_and(|d| Instant::now() >= d)
+        STOP.load(Ordering::Relaxed) || self.deadline().is_some_and(|d| Instant::now() >= d)
     }
 
     /// Sleeps up to `d`, waking early for a signal or the end of the run. Returns false when the
@@ -55,7 +64,7 @@ impl Run {
                 return true;
             }
             let mut step = (end - now).min(DRAIN_INTERVAL);
-            if let Some(dl) = self.deadline {
+            if let Some(dl) = self.deadline() {
                 step = step.min(dl.saturating_duration_since(now));
             }
             std::thread::sleep(step);
@@ -106,7 +115,7 @@ impl Run {
         let ring = builder.build()?;
         while !self.should_stop() {
             let mut wait = DRAIN_INTERVAL;
-            if let Some(dl) = self.deadline {
+            if let Some(dl) = self.deadline() {
                 wait = wait.min(dl.saturating_duration_since(Instant::now()));
             }
             // Woken early only when the ring fills past its threshold; EINTR (a signal) is normal.

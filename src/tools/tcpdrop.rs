@@ -5,12 +5,11 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::mem::MaybeUninit;
-use std::net::IpAddr;
 
 use clap::Parser;
 use libbpf_rs::btf::{types, Btf};
 
-use crate::core::addr::{ip, ip_version};
+use crate::core::addr::{endpoint, ip, ip_version};
 use crate::core::bpf::{load, read_event, Pod};
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{Common, Family};
@@ -102,13 +101,6 @@ struct Opts {
     family: Family,
     #[command(flatten)]
     common: Common,
-}
-
-fn endpoint(addr: IpAddr, port: u16) -> String {
-    match addr {
-        IpAddr::V6(a) => format!("[{a}]:{port}"),
-        IpAddr::V4(a) => format!("{a}:{port}"),
-    }
 }
 
 fn columns() -> Vec<Column> {
@@ -242,11 +234,5 @@ mod tests {
             drop_frames(stack),
             f(&["sk_skb_reason_drop+0x90", "tcp_v4_rcv+0x99"])
         );
-    }
-
-    #[test]
-    fn endpoints() {
-        assert_eq!(endpoint("::1".parse().unwrap(), 80), "[::1]:80");
-        assert_eq!(endpoint("10.0.0.1".parse().unwrap(), 80), "10.0.0.1:80");
     }
 }
