@@ -74,7 +74,7 @@ chmod 755 "$TMP/cmd"
 # Under TCG the guest's TSC is the host's. Telling the guest its frequency avoids calibrating
 # against the PIT, which microvm lacks (without it some boots hang at "Unable to calibrate").
 KHZ=$(awk -F: '/^cpu MHz/ {printf "%d", $2 * 1000; exit}' /proc/cpuinfo)
-APPEND="console=ttyS0 panic=-1 quiet loglevel=3 ${KHZ:+tsc_early_khz=$KHZ }vmtest.cmd=$TMP/cmd vmtest.moddir=$MODDIR${RW:+ vmtest.rw=$RW}"
+APPEND="console=ttyS0 panic=-1 quiet loglevel=3 ${KHZ:+tsc_early_khz=$KHZ tsc=reliable }vmtest.cmd=$TMP/cmd vmtest.moddir=$MODDIR${RW:+ vmtest.rw=$RW}"
 QEMU=(qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp "$CPUS" -m "$MEM"
       -M microvm -nodefaults -no-user-config -display none -no-reboot -serial stdio
       -fsdev local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap
