@@ -149,7 +149,9 @@ fn duration_ends_the_run_cleanly() {
     let o = netbpf(&["tcplife", "-d", "0.5", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let took = start.elapsed().as_secs_f64();
-    assert!((0.5..10.0).contains(&took), "took {took}s");
+    // The upper bound only tells a run that ended by itself from one that hung: it includes
+    // loading and verifying the programs, which takes over 10 s in an emulated VM (vmtest/).
+    assert!((0.5..60.0).contains(&took), "took {took}s");
 }
 
 #[test]

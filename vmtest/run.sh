@@ -75,7 +75,11 @@ chmod 755 "$TMP/cmd"
 # against the PIT, which microvm lacks (without it some boots hang at "Unable to calibrate").
 KHZ=$(awk -F: '/^cpu MHz/ {printf "%d", $2 * 1000; exit}' /proc/cpuinfo)
 APPEND="console=ttyS0 panic=-1 quiet loglevel=3 ${KHZ:+tsc_early_khz=$KHZ tsc=reliable }vmtest.cmd=$TMP/cmd vmtest.moddir=$MODDIR${RW:+ vmtest.rw=$RW}"
-QEMU=(qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp "$CPUS" -m "$MEM"
+# One TCG thread for all vCPUs. With thread=multi, kernel text patching (static keys at boot,
+# and kprobes, ftrace and BPF trampolines later) races with the other vCPU running stale
+# translated code: ~1 boot in 8 died with "Oops: int3" in a just-patched function.
+TCG_THREAD=${NETBPF_VMTEST_TCG_THREAD:-single}
+QEMU=(qemu-system-x86_64 -accel "tcg,thread=$TCG_THREAD" -cpu max -smp "$CPUS" -m "$MEM"
       -M microvm -nodefaults -no-user-config -display none -no-reboot -serial stdio
       -fsdev local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap
       -device virtio-9p-device,fsdev=hostroot,mount_tag=host)
