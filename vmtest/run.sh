@@ -92,10 +92,11 @@ boot() {
   local console=$1 start qpid watch
   : > "$console"
   start=$(date +%s)
+  # Line-buffered: the boot watchdog below reads the file while the VM runs.
   if [ -n "$QUIET" ]; then
-    timeout -k 10 "$TMO" "${QEMU[@]}" < /dev/null > >(tr -d '\r' >> "$console") 2>&1 &
+    timeout -k 10 "$TMO" "${QEMU[@]}" < /dev/null > >(stdbuf -oL tr -d '\r' >> "$console") 2>&1 &
   else
-    timeout -k 10 "$TMO" "${QEMU[@]}" < /dev/null > >(tr -d '\r' | tee -a "$console" >&2) 2>&1 &
+    timeout -k 10 "$TMO" "${QEMU[@]}" < /dev/null > >(stdbuf -oL tr -d '\r' | tee -a "$console" >&2) 2>&1 &
   fi
   qpid=$!
   # A boot that hangs (it happens under TCG on a loaded host) is cut short, so it can be retried.
