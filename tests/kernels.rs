@@ -143,13 +143,13 @@ fn tcpaccept_every_usable_plan_reports_the_same() {
             &["tcpaccept", "--json", "--netns", &ns.path()],
             &[("NETBPF_PLAN", plan)],
         );
-        let port = (7811 + i).to_string();
+        let port = 7811 + i as u64;
         let run = ns.loadgen(&[
             "backlog",
             "--family",
             "6",
             "--port",
-            &port,
+            &port.to_string(),
             "--backlog",
             "4",
             "--clients",
@@ -169,7 +169,7 @@ fn tcpaccept_every_usable_plan_reports_the_same() {
                 (&r["ip"], &r["laddr"], &r["raddr"]),
                 (&6.into(), &"::1".into(), &"::1".into())
             );
-            assert_eq!(r["lport"].to_string(), port, "{plan}");
+            assert_eq!(r["lport"], port, "{plan}");
             assert_eq!(r["max_backlog"], 4, "{plan}");
         }
     }
@@ -179,8 +179,14 @@ fn tcpaccept_every_usable_plan_reports_the_same() {
 fn tcpaccept_sees_io_uring_accepts_unless_on_syscall_tracepoints() {
     for (i, plan) in usable_plans("tcpaccept").iter().enumerate() {
         let ns = Netns::new();
-        let port = (7821 + i).to_string();
-        let traced = ns.loadgen_waiting(&["uring-accept", "--port", &port, "--clients", "2"]);
+        let port = 7821 + i as u64;
+        let traced = ns.loadgen_waiting(&[
+            "uring-accept",
+            "--port",
+            &port.to_string(),
+            "--clients",
+            "2",
+        ]);
         let tool = Tool::start_with_env(
             &[
                 "tcpaccept",
@@ -203,7 +209,7 @@ fn tcpaccept_sees_io_uring_accepts_unless_on_syscall_tracepoints() {
         assert_eq!(rows.len(), 2, "{plan}: {rows:?}");
         assert!(
             rows.iter().all(|r: &Value| r["pid"] == run["pid"]
-                && r["lport"].to_string() == port
+                && r["lport"] == port
                 && r["laddr"] == "127.0.0.1"),
             "{plan}: {rows:?}"
         );
