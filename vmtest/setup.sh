@@ -36,7 +36,7 @@ resolve() {
     linux-image-*-unsigned) echo "$spec"; return ;;
   esac
   local re="^linux-image-${spec//./\\.}[.-][0-9.]*(-[0-9]+)?(\\+deb[0-9]+)?-amd64-unsigned\$"
-  apt-cache search --names-only "$re" 2>/dev/null | awk '{print $1}' | sort -V | tail -1
+  { apt-cache search --names-only "$re" 2>/dev/null || true; } | awk '{print $1}' | sort -V | tail -1
 }
 
 # Newest kernel of a series already prepared in the cache (offline fallback).
@@ -124,12 +124,44 @@ build_initramfs() {
   rm -rf "$r"
 }
 
+# Only the newest kernel of a series is kept: Debian replaces its ABI every few weeks.
+prune() {
+  local spec=$1 kver=$2 d deb
+  case "$spec" in linux-image-*) return ;; esac
+  for d in "$CACHE/kernels/$spec"[.-]*; do
+    [ -d "$d" ] && [ "$(basename "$d")" != "$kver" ] && { log "removing the older $(basename "$d")"; rm -rf "$d"; }
+  done
+  for deb in "$CACHE/debs/linux-image-$spec"[.-]*.deb; do
+    [ -f "$deb" ] && [[ "$(basename "$deb")" != "linux-image-$kver-unsigned_"* ]] && rm -f "$deb"
+  done
+  return 0
+}
+
+UPDATED=
+apt_update() {
+  [ -z "$UPDATED" ] || return 1
+  UPDATED=1
+  log "apt-get update"
+  timeout 300 apt-get update -q >/dev/null 2>&1 || log "apt-get update failed"
+}
+
 rc=0
 for spec in "$@"; do
   pkg=$(resolve "$spec")
+  # Lists never fetched, or too old to name a package the mirror still has: update once.
+  if [ -z "$pkg" ] && apt_update; then pkg=$(resolve "$spec"); fi
   kver=
   if [ -n "$pkg" ]; then
-    kver=$(prepare "$pkg") || { r=$?; log "$spec: $pkg could not be prepared"; kver=; [ $r -eq 3 ] || rc=1; }
+    kver=$(prepare "$pkg") || {
+      r=$?
+      kver=
+      if [ $r -eq 3 ] && apt_update; then
+        pkg=$(resolve "$spec")
+        [ -z "$pkg" ] || kver=$(prepare "$pkg") || r=$?
+      fi
+      [ -n "$kver" ] || { log "$spec: ${pkg:-no package} could not be prepared"; [ $r -eq 3 ] || rc=1; }
+    }
+    [ -z "$kver" ] || prune "$spec" "$kver"
   fi
   if [ -z "$kver" ]; then
     kver=$(cached "$spec")
