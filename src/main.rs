@@ -21,6 +21,10 @@ Set NETBPF_DEBUG=1 to see libbpf's messages.
 ";
 
 fn main() {
+    // Rust ignores SIGPIPE, so printing to a closed pipe (`netbpf list | head -1`) panicked.
+    // Like other command-line tools, end quietly when the reader has gone.
+    // SAFETY: setting a signal disposition before any thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let args: Vec<OsString> = std::env::args_os().collect();
     std::process::exit(match dispatch(args) {
         Ok(()) => 0,

@@ -4,6 +4,8 @@
 mod common;
 
 use common::{netbpf, netbpf_bin};
+use std::os::fd::FromRawFd;
+use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
 
 fn stderr(o: &std::process::Output) -> String {
@@ -177,4 +179,22 @@ fn unmounted_tracefs_is_mounted_and_said() {
         "{}",
         stderr(&o)
     );
+}
+
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    // stdout is a pipe whose reader is already gone: the first write gets EPIPE/SIGPIPE.
+    let mut fds = [0; 2];
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    unsafe { libc::close(fds[0]) };
+    // SAFETY: fds[1] is a fresh descriptor this test owns; Stdio takes it over.
+    let write_end = unsafe { std::process::Stdio::from_raw_fd(fds[1]) };
+    let o = Command::new(netbpf_bin())
+        .args(["list", "--verbose"])
+        .stdout(write_end)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+    assert_eq!(o.status.signal(), Some(libc::SIGPIPE), "{:?}", o.status);
 }
