@@ -35,7 +35,7 @@ T1=$(date +%s)
 # Each kernel that can be had (downloaded now or cached before) runs; the others are skipped
 # loudly.
 READY=() MISSING=()
-setup_out=$("$HERE/setup.sh" "${WANT[@]}")
+setup_out=$(timeout -k 10 900 "$HERE/setup.sh" "${WANT[@]}")
 setup_rc=$?
 for k in "${WANT[@]}"; do
   grep -q "^$k " <<< "$setup_out" && READY+=("$k") || MISSING+=("$k")

@@ -13,7 +13,8 @@
 #                other write lands in the guest's tmpfs overlay and is discarded
 #   -e NAME=VAL  environment for CMD (RUST_BACKTRACE, RUST_LOG, NETBPF_DEBUG pass through)
 #   --log FILE   keep the console log there; -q: do not echo the console
-#   --no-retry   do not boot again when the first boot gave no result
+#   --no-retry   do not boot again when the first boot gave no result early (no chroot
+#                reached, or ended within 120 s)
 # Exit status: CMD's, or 125 when the VM gave no result (did not boot, timed out, crashed).
 # The guest has no network device: everything it does stays inside it.
 set -uo pipefail
@@ -25,7 +26,7 @@ ENVS=()
 for v in RUST_BACKTRACE RUST_LOG NETBPF_DEBUG; do
   [ -n "${!v:-}" ] && ENVS+=("$v=${!v}")
 done
-usage() { sed -n '6,18p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 125; }
+usage() { sed -n '6,19p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 125; }
 while [ $# -gt 0 ]; do
   case "$1" in
     -k) KERNEL=$2; shift 2 ;;
@@ -110,7 +111,7 @@ boot() {
   STATUS=$(sed -n 's/^VMTEST_EXIT=\([0-9]*\).*/\1/p' "$console" | tail -1)
   ELAPSED=$(( $(date +%s) - start ))
   if [ -n "$STATUS" ]; then WHY=
-  elif [ "$qrc" = 124 ] || [ "$qrc" = 137 ]; then WHY="timed out after ${TMO}s"
+  elif [ "$qrc" = 124 ] || [ "$qrc" = 137 ]; then WHY="timed out (bound -t ${TMO}s)"
   elif ! grep -q '^VMTEST_READY' "$console"; then WHY="did not boot (qemu status $qrc)"
   else WHY="ended without a result (qemu status $qrc)"
   fi
@@ -118,7 +119,11 @@ boot() {
 
 CONSOLE=${LOG:-$TMP/console.log}
 boot "$CONSOLE"
-if [ -z "$STATUS" ] && [ "$RETRY" = 1 ] && [[ "$WHY" != timed* ]]; then
+# Boot again only after an early end (a boot that hung or died, as TCG sometimes makes them):
+# a VM that crashed or hung while running CMD is a result to look at, and a second try would
+# double an already long run.
+if [ -z "$STATUS" ] && [ "$RETRY" = 1 ] && [[ "$WHY" != timed* ]] \
+   && { [[ "$WHY" == "did not boot"* ]] || [ "$ELAPSED" -lt 120 ]; }; then
   TRY1=${LOG:-/tmp/netbpf-vmtest-$KVER-console.log}.try1
   cp "$CONSOLE" "$TRY1" 2>/dev/null
   say "$KVER: the VM $WHY after ${ELAPSED}s; booting again (first console: $TRY1)"
