@@ -101,8 +101,12 @@ boot() {
   fi
   qpid=$!
   # A boot that hangs (it happens under TCG on a loaded host) is cut short, so it can be retried.
-  ( sleep "$BOOT_TMO"
-    grep -q '^VMTEST_READY' "$console" || { echo "vmtest: not booted after ${BOOT_TMO}s" >> "$console"; kill "$qpid"; } ) &
+  # Its sleep must not outlive it: it would hold our caller's stdout (a CI log pipe) open.
+  ( trap 'kill "$sleeper" 2>/dev/null; exit 0' TERM
+    sleep "$BOOT_TMO" & sleeper=$!
+    wait "$sleeper"
+    grep -q '^VMTEST_READY' "$console" || { echo "vmtest: not booted after ${BOOT_TMO}s" >> "$console"; kill "$qpid"; }
+  ) < /dev/null > /dev/null 2>&1 &
   watch=$!
   wait "$qpid"
   local qrc=$?
