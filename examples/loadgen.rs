@@ -33,6 +33,7 @@
 //!   loadgen [--wait] segments --family 4|6 --port P --client-send N --server-send M
 //!   loadgen [--wait] pingpong --family 4|6 --port P --rounds R --size S
 //!   loadgen [--wait] connlat --family 4|6 --port P --count N [--slow]
+//!   loadgen [--wait] uring-accept --family 4|6 --port P --clients C   (accepts through io_uring)
 //!
 //! --wait: read one line from stdin first, so a test can start a tool filtered to this pid
 //! before any traffic is made.
@@ -1613,6 +1614,191 @@ fn connlat(a: &Args) {
     );
 }
 
+/// Like `backlog`, but each connection is accepted with an io_uring IORING_OP_ACCEPT instead of
+/// accept(2), so tools that watch the accept syscalls do not see it.
+fn uring_accept(a: &Args) {
+    let addr = a.addr(a.num("--port", 0) as u16);
+    let listener = listen(addr, 16);
+    let port = listener.local_addr().unwrap().port();
+    let clients: Vec<TcpStream> = (0..a.num("--clients", 1))
+        .map(|_| TcpStream::connect(SocketAddr::new(addr.ip(), port)).unwrap())
+        .collect();
+    let ring = uring::Ring::new(4).unwrap_or_else(|e| die(&format!("io_uring_setup: {e}")));
+    let accepted: Vec<i32> = clients
+        .iter()
+        .map(|_| {
+            ring.accept(listener.as_raw_fd())
+                .unwrap_or_else(|e| die(&format!("io_uring accept: {e}")))
+        })
+        .collect();
+    for fd in &accepted {
+        unsafe { libc::close(*fd) };
+    }
+    drop(clients);
+    println!(
+        "{{\"pid\":{},\"port\":{port},\"accepted\":{}}}",
+        std::process::id(),
+        accepted.len()
+    );
+}
+
+/// The least of io_uring needed to run one operation at a time (no liburing): the rings are
+/// mapped as the kernel's uapi describes them.
+mod uring {
+    use std::io::Error;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[repr(C)]
+    #[derive(Default)]
+    struct SqOffsets {
+        head: u32,
+        tail: u32,
+        ring_mask: u32,
+        ring_entries: u32,
+        flags: u32,
+        dropped: u32,
+        array: u32,
+        resv1: u32,
+        user_addr: u64,
+    }
+    #[repr(C)]
+    #[derive(Default)]
+    struct CqOffsets {
+        head: u32,
+        tail: u32,
+        ring_mask: u32,
+        ring_entries: u32,
+        overflow: u32,
+        cqes: u32,
+        flags: u32,
+        resv1: u32,
+        user_addr: u64,
+    }
+    #[repr(C)]
+    #[derive(Default)]
+    struct Params {
+        sq_entries: u32,
+        cq_entries: u32,
+        flags: u32,
+        sq_thread_cpu: u32,
+        sq_thread_idle: u32,
+        features: u32,
+        wq_fd: u32,
+        resv: [u32; 3],
+        sq_off: SqOffsets,
+        cq_off: CqOffsets,
+    }
+
+    const OFF_SQ_RING: i64 = 0;
+    const OFF_CQ_RING: i64 = 0x800_0000;
+    const OFF_SQES: i64 = 0x1000_0000;
+    const OP_ACCEPT: u8 = 13;
+    const ENTER_GETEVENTS: u32 = 1;
+
+    pub struct Ring {
+        fd: i32,
+        sq: *mut u8,
+        cq: *mut u8,
+        sqes: *mut u8,
+        p: Params,
+    }
+
+    fn map(fd: i32, len: usize, off: i64) -> Result<*mut u8, Error> {
+        let m = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                fd,
+                off,
+            )
+        };
+        if m == libc::MAP_FAILED {
+            Err(Error::last_os_error())
+        } else {
+            Ok(m as *mut u8)
+        }
+    }
+
+    impl Ring {
+        pub fn new(entries: u32) -> Result<Ring, Error> {
+            let mut p = Params::default();
+            let fd =
+                unsafe { libc::syscall(libc::SYS_io_uring_setup, entries, &mut p as *mut Params) }
+                    as i32;
+            if fd < 0 {
+                return Err(Error::last_os_error());
+            }
+            let sq = map(
+                fd,
+                (p.sq_off.array + p.sq_entries * 4) as usize,
+                OFF_SQ_RING,
+            )?;
+            let cq = map(
+                fd,
+                (p.cq_off.cqes + p.cq_entries * 16) as usize,
+                OFF_CQ_RING,
+            )?;
+            let sqes = map(fd, (p.sq_entries * 64) as usize, OFF_SQES)?;
+            Ok(Ring {
+                fd,
+                sq,
+                cq,
+                sqes,
+                p,
+            })
+        }
+
+        fn u32_at(base: *mut u8, off: u32) -> &'static AtomicU32 {
+            unsafe { &*(base.add(off as usize) as *const AtomicU32) }
+        }
+
+        /// Accepts one connection on `listen_fd`; returns the new fd.
+        pub fn accept(&self, listen_fd: i32) -> Result<i32, Error> {
+            let (so, co) = (&self.p.sq_off, &self.p.cq_off);
+            let tail = Self::u32_at(self.sq, so.tail).load(Ordering::Acquire);
+            let idx = tail & Self::u32_at(self.sq, so.ring_mask).load(Ordering::Relaxed);
+            unsafe {
+                let sqe = self.sqes.add(idx as usize * 64);
+                std::ptr::write_bytes(sqe, 0, 64);
+                *sqe = OP_ACCEPT;
+                *(sqe.add(4) as *mut i32) = listen_fd;
+                *(sqe.add(32) as *mut u64) = 1; // user_data
+                *(self.sq.add(so.array as usize) as *mut u32).add(idx as usize) = idx;
+            }
+            Self::u32_at(self.sq, so.tail).store(tail.wrapping_add(1), Ordering::Release);
+            let n = unsafe {
+                libc::syscall(
+                    libc::SYS_io_uring_enter,
+                    self.fd,
+                    1u32,
+                    1u32,
+                    ENTER_GETEVENTS,
+                    std::ptr::null::<u8>(),
+                    0usize,
+                )
+            };
+            if n < 0 {
+                return Err(Error::last_os_error());
+            }
+            let head = Self::u32_at(self.cq, co.head).load(Ordering::Acquire);
+            if head == Self::u32_at(self.cq, co.tail).load(Ordering::Acquire) {
+                return Err(Error::other("no completion"));
+            }
+            let cidx = head & Self::u32_at(self.cq, co.ring_mask).load(Ordering::Relaxed);
+            let res =
+                unsafe { *(self.cq.add(co.cqes as usize + cidx as usize * 16 + 8) as *const i32) };
+            Self::u32_at(self.cq, co.head).store(head.wrapping_add(1), Ordering::Release);
+            if res < 0 {
+                Err(Error::from_raw_os_error(-res))
+            } else {
+                Ok(res)
+            }
+        }
+    }
+}
+
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().is_some_and(|a| a == "--wait") {
@@ -1649,6 +1835,7 @@ fn main() {
         "segments" => segments(&a),
         "pingpong" => pingpong(&a),
         "connlat" => connlat(&a),
+        "uring-accept" => uring_accept(&a),
         other => die(&format!("unknown command '{other}'")),
     }
 }

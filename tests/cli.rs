@@ -4,6 +4,8 @@
 mod common;
 
 use common::{netbpf, netbpf_bin};
+use std::os::fd::FromRawFd;
+use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
 
 fn stderr(o: &std::process::Output) -> String {
@@ -149,15 +151,22 @@ fn duration_ends_the_run_cleanly() {
     let o = netbpf(&["tcplife", "-d", "0.5", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let took = start.elapsed().as_secs_f64();
-    assert!((0.5..10.0).contains(&took), "took {took}s");
+    // The upper bound only tells a run that ended by itself from one that hung: it includes
+    // loading and verifying the programs, which takes over 10 s in an emulated VM (vmtest/).
+    assert!((0.5..60.0).contains(&took), "took {took}s");
 }
 
 #[test]
 fn unmounted_tracefs_is_mounted_and_said() {
-    // A private mount namespace: unmounting tracefs there leaves the host's alone.
+    // A private mount namespace: unmounting tracefs there leaves the host's alone. Where
+    // debugfs is mounted (stock systemd systems), its tracing/ directory mounts tracefs again
+    // on first access, so debugfs goes too. tcpaccept's tracepoint plan is asked for: on
+    // kernels with fentry, tcpaccept's best plan needs no tracefs.
     let script = format!(
-        "umount /sys/kernel/debug/tracing 2>/dev/null; umount /sys/kernel/tracing 2>/dev/null; \
-         test -d /sys/kernel/tracing/events && exit 99; exec {} tcpaccept -d 0.3",
+        "umount /sys/kernel/debug/tracing 2>/dev/null; umount /sys/kernel/debug 2>/dev/null; \
+         umount /sys/kernel/tracing 2>/dev/null; \
+         test -d /sys/kernel/tracing/events -o -d /sys/kernel/debug/tracing/events && exit 99; \
+         exec env NETBPF_PLAN=tracepoint {} tcpaccept -d 0.3",
         netbpf_bin().display()
     );
     let o = Command::new("unshare")
@@ -173,15 +182,19 @@ fn unmounted_tracefs_is_mounted_and_said() {
 }
 
 #[test]
-fn closed_stdout_is_not_a_crash() {
-    // `netbpf list | head -1`: the reader goes away; netbpf must not panic.
-    let mut child = Command::new(netbpf_bin())
+fn a_closed_stdout_ends_quietly() {
+    // stdout is a pipe whose reader is already gone: the first write gets EPIPE/SIGPIPE.
+    let mut fds = [0; 2];
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    unsafe { libc::close(fds[0]) };
+    // SAFETY: fds[1] is a fresh descriptor this test owns; Stdio takes it over.
+    let write_end = unsafe { std::process::Stdio::from_raw_fd(fds[1]) };
+    let o = Command::new(netbpf_bin())
         .args(["list", "--verbose"])
-        .stdout(std::process::Stdio::piped())
+        .stdout(write_end)
         .stderr(std::process::Stdio::piped())
-        .spawn()
+        .output()
         .unwrap();
-    drop(child.stdout.take());
-    let out = child.wait_with_output().unwrap();
-    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+    assert_eq!(o.status.signal(), Some(libc::SIGPIPE), "{:?}", o.status);
 }

@@ -126,9 +126,27 @@ impl Caps {
     }
 
     /// The first plan this kernel supports, with tracefs mounted when it needs one.
+    /// `NETBPF_PLAN=NAME` in the environment asks for that plan only (tests use it to cover
+    /// every plan a kernel can run, not only the best one).
     pub fn select<'a>(&self, tool: &str, plans: &'a [Plan]) -> Result<&'a Plan, Unsupported> {
+        let forced = std::env::var("NETBPF_PLAN").ok().filter(|p| !p.is_empty());
+        if let Some(name) = &forced {
+            if !plans.iter().any(|p| p.name == name) {
+                let names: Vec<_> = plans.iter().map(|p| p.name).collect();
+                return Err(Unsupported::new(
+                    tool,
+                    format!(
+                        "NETBPF_PLAN={name}: no such plan (plans: {})",
+                        names.join(", ")
+                    ),
+                ));
+            }
+        }
         let mut reasons = Vec::new();
-        for plan in plans {
+        for plan in plans
+            .iter()
+            .filter(|p| forced.as_deref().is_none_or(|f| p.name == f))
+        {
             match self.check(plan) {
                 Ok(()) => {
                     if plan.needs.contains(&Hook::Tracepoint) {

@@ -25,12 +25,23 @@ pub static TOOL: Tool = Tool {
     name: "tcpaccept",
     aliases: &[],
     about: "Passive TCP connections (accept()), with the accepting process and backlog",
-    plans: &[Plan {
-        name: "tracepoint",
-        needs: &[Hook::Tracepoint],
-        attach: "syscalls/sys_{enter,exit}_accept{,4} + fd->sock",
-        check: None,
-    }],
+    // inet_csk_accept() returns every accepted TCP connection, io_uring's included; the
+    // syscall tracepoints see accept(2) and accept4(2) only.
+    plans: &[
+        Plan { name: "fexit", needs: &[Hook::Fentry], attach: "fexit/inet_csk_accept", check: None },
+        Plan {
+            name: "kprobe",
+            needs: &[Hook::Kprobe],
+            attach: "kprobe+kretprobe/inet_csk_accept",
+            check: None,
+        },
+        Plan {
+            name: "tracepoint",
+            needs: &[Hook::Tracepoint],
+            attach: "syscalls/sys_{enter,exit}_accept{,4} + fd->sock",
+            check: None,
+        },
+    ],
     run,
 };
 
@@ -44,7 +55,8 @@ Examples:
 
 BL is the listen queue when accept() took the connection: queued connections (this one
 included) / the listener's backlog limit.
-Connections accepted through io_uring do not pass through accept(2) and are not seen.";
+With the tracepoint plan (kernels without fentry and kprobes), connections accepted through
+io_uring do not pass through accept(2) and are not seen; `netbpf list -v` shows the plan.";
 
 
 #[derive(Parser, Debug)]
@@ -91,6 +103,14 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let mut obj = MaybeUninit::uninit();
     let skel = load(tool.name, s.plan.attach, TcpacceptSkelBuilder::default(), &mut obj, |open| {
         crate::set_filters!(open.maps.rodata_data.as_deref_mut().expect("rodata"), s.filters);
+        let p = &mut open.progs;
+        let plan = s.plan.name;
+        p.tcpaccept_fexit.set_autoload(plan == "fexit");
+        p.tcpaccept_kprobe.set_autoload(plan == "kprobe");
+        p.tcpaccept_kretprobe.set_autoload(plan == "kprobe");
+        for tp in [&mut p.tcpaccept_enter, &mut p.tcpaccept_enter4, &mut p.tcpaccept_exit, &mut p.tcpaccept_exit4] {
+            tp.set_autoload(plan == "tracepoint");
+        }
     })?;
 
     let mut out = Output::new(o.common.format(), columns(&o));

@@ -168,8 +168,14 @@ impl Finished {
 impl Tool {
     /// Starts `netbpf ARGS...` and waits until it has attached ("Tracing ..." on stderr).
     pub fn start(args: &[&str]) -> Tool {
+        Tool::start_with_env(args, &[])
+    }
+
+    /// `start` with extra environment variables (e.g. NETBPF_PLAN to run one attach plan).
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Tool {
         let mut child = Command::new(netbpf_bin())
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -226,6 +232,15 @@ pub fn tool_pid(tool: &Tool) -> u32 {
 /// Runs `netbpf ARGS...` to completion (for option errors and short runs).
 pub fn netbpf(args: &[&str]) -> std::process::Output {
     Command::new(netbpf_bin()).args(args).output().unwrap()
+}
+
+/// `netbpf` with extra environment variables.
+pub fn netbpf_with_env(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    Command::new(netbpf_bin())
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
 }
 
 /// Lines of `rows` whose field `key` equals `value`.

@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Runs every integration test binary of the project inside stock-kernel VMs: one boot per
+# kernel, all binaries in it, and prints per kernel how many tests passed and failed.
+#
+# Usage: vmtest/suite.sh [-k KERNEL]... [-j THREADS] [-t SECS] [-T SECS] [--no-build]
+#                        [-- TEST-ARGS...]
+#   -k KERNEL    a series (6.1, 6.12) or full version, prepared by setup.sh (default: 6.1 6.12)
+#   -j THREADS   --test-threads for each binary in the guest (default 2)
+#   -t SECS      bound on each binary in the guest (default 900)
+#   -T SECS      bound on each VM, boot included (default: the binaries' bounds added up);
+#                binaries that had not finished by then count as failed
+#   --no-build   use the binaries of the last build (else `cargo test --no-run` first)
+#   TEST-ARGS    passed to every test binary (a name filter, --exact, ...)
+# Binaries: every test target cargo builds (tests/*.rs), found from cargo's JSON messages, so
+# new tests/<family>.rs files run here with no change. Results and logs:
+# target/vmtest/<kernel version>/ (<binary>.log, <binary>.rc, list.txt, uname).
+# In the guest, NETBPF_VMTEST_KERNEL is the series asked for (tests may key expectations on it).
+# Exit status: 0 all passed, 1 a test failed or a binary gave no verdict, 125 a VM gave no
+# result (after one retry), 3 the suite cannot run here (no qemu or no kernel prepared).
+set -uo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+KERNELS=() THREADS=2 PER_BIN=900 VM_TMO= BUILD=1 TESTARGS=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -k) KERNELS+=("$2"); shift 2 ;;
+    -j) THREADS=$2; shift 2 ;;
+    -t) PER_BIN=$2; shift 2 ;;
+    -T) VM_TMO=$2; shift 2 ;;
+    --no-build) BUILD=; shift ;;
+    --) shift; TESTARGS=("$@"); break ;;
+    *) echo "suite.sh: unknown option $1" >&2; exit 3 ;;
+  esac
+done
+[ ${#KERNELS[@]} -gt 0 ] || KERNELS=(6.1 6.12)
+say() { echo "vmtest: $*" >&2; }
+cd "$ROOT"
+
+command -v qemu-system-x86_64 >/dev/null || { say "qemu-system-x86_64 missing"; exit 3; }
+
+# The test binaries, from cargo's own account of what it built.
+TARGET_DIR=$(cargo metadata --format-version 1 --no-deps 2>/dev/null \
+  | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+TARGET_DIR=${TARGET_DIR:-$ROOT/target}
+MSGS=$TARGET_DIR/vmtest/cargo-messages.json
+mkdir -p "$TARGET_DIR/vmtest"
+if [ -n "$BUILD" ]; then
+  say "building the test binaries (cargo test --no-run)"
+  cargo test --no-run --locked --message-format=json > "$MSGS.tmp" || { say "cargo test --no-run failed"; exit 1; }
+  mv "$MSGS.tmp" "$MSGS"
+fi
+[ -f "$MSGS" ] || { say "no build messages in $MSGS: run without --no-build"; exit 1; }
+mapfile -t BINS < <(grep '"reason":"compiler-artifact"' "$MSGS" | grep '"kind":\["test"\]' \
+  | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | sort -u)
+[ ${#BINS[@]} -gt 0 ] || { say "cargo built no test binary"; exit 1; }
+NETBPF=$(grep '"reason":"compiler-artifact"' "$MSGS" | grep '"kind":\["bin"\]' \
+  | sed -n 's/.*"executable":"\([^"]*\/netbpf\)".*/\1/p' | head -1)
+say "${#BINS[@]} test binaries: $(for b in "${BINS[@]}"; do basename "${b%-*}"; done | tr '\n' ' ')"
+
+# What runs in the guest: each binary with its output to the console and to a log, its
+# status to a file. Cargo runs test binaries from the package root; so do we.
+guest_script() {
+  local out=$1 series=$2
+  echo '#!/bin/bash'
+  printf 'OUT=%q\n' "$out"
+  printf 'export NETBPF_VMTEST_KERNEL=%q RUST_BACKTRACE=1\n' "$series"
+  printf 'cd %q || exit 125\n' "$ROOT"
+  echo 'uname -r > "$OUT/uname"'
+  [ -n "$NETBPF" ] && printf '%q list --verbose > "$OUT/list.txt" 2>&1\n' "$NETBPF"
+  local b name
+  for b in "${BINS[@]}"; do
+    name=$(basename "$b")
+    printf 'echo "=== %s"\n' "$name"
+    printf 'timeout -k 10 %d %q --test-threads=%d' "$PER_BIN" "$b" "$THREADS"
+    [ ${#TESTARGS[@]} -gt 0 ] && printf ' %q' "${TESTARGS[@]}"
+    printf ' 2>&1 | tee "$OUT/%s.log"\n' "$name"
+    printf 'echo "${PIPESTATUS[0]}" > "$OUT/%s.rc"\n' "$name"
+  done
+  echo 'sync'
+}
+
+TOTAL_PASS=0 TOTAL_FAIL=0 STATUS=0 SUMMARY=()
+for k in "${KERNELS[@]}"; do
+  out=$TARGET_DIR/vmtest/$k
+  rm -rf "$out" && mkdir -p "$out"
+  guest_script "$out" "$k" > "$out/guest.sh"
+  chmod 755 "$out/guest.sh"
+  vm_tmo=${VM_TMO:-$(( PER_BIN * ${#BINS[@]} + 300 ))}
+  say "kernel $k: booting, ${#BINS[@]} binaries, --test-threads=$THREADS"
+  start=$(date +%s)
+  "$HERE/run.sh" -k "$k" -t "$vm_tmo" --rw "$out" --log "$out/console.log" -- "$out/guest.sh"
+  rc=$?
+  took=$(( $(date +%s) - start ))
+  kver=$(cat "$out/uname" 2>/dev/null || echo "$k")
+  # Keep the results under the full kernel version too (docs/kernels.md is made from them).
+  if [ "$kver" != "$k" ]; then rm -rf "$TARGET_DIR/vmtest/$kver"; cp -a "$out" "$TARGET_DIR/vmtest/$kver"; fi
+  if [ $rc -eq 125 ] && [ ! -f "$out/uname" ]; then
+    say "kernel $k: NO RESULT from the VM (see $out/console.log)"
+    SUMMARY+=("$kver: no result from the VM")
+    STATUS=125
+    continue
+  fi
+  pass=0 fail=0 problems=()
+  [ $rc -eq 125 ] && problems+=("the VM gave no result (timed out after ${took}s or crashed): see $out/console.log")
+  for b in "${BINS[@]}"; do
+    name=$(basename "$b")
+    line=$(grep -a '^test result:' "$out/$name.log" 2>/dev/null | tail -1)
+    brc=$(cat "$out/$name.rc" 2>/dev/null || echo none)
+    if [ -z "$line" ]; then
+      problems+=("$name: no test result (status $brc$([ "$brc" = 124 ] && echo ': timed out'))")
+      fail=$((fail + 1))
+      continue
+    fi
+    p=$(sed -n 's/.* \([0-9]*\) passed.*/\1/p' <<< "$line")
+    f=$(sed -n 's/.* \([0-9]*\) failed.*/\1/p' <<< "$line")
+    pass=$((pass + p)) fail=$((fail + f))
+    [ "$brc" = 0 ] || [ "$f" -gt 0 ] || { problems+=("$name: status $brc"); fail=$((fail + 1)); }
+    # The names are in the last "failures:" block of libtest's output.
+    [ "$f" -gt 0 ] && problems+=("$name failed: $(awk '/^failures:$/ {n = ""; on = 1; next}
+      on && /^    / {n = n $1 " "} on && /^$/ {on = 0} END {print n}' "$out/$name.log")")
+  done
+  TOTAL_PASS=$((TOTAL_PASS + pass)) TOTAL_FAIL=$((TOTAL_FAIL + fail))
+  [ $fail -eq 0 ] || [ $STATUS -ne 0 ] || STATUS=1
+  SUMMARY+=("$kver: $pass passed, $fail failed")
+  for p in "${problems[@]}"; do SUMMARY+=("    $p"); done
+  say "kernel $kver: $pass passed, $fail failed in ${took}s (logs in $out)"
+done
+
+echo
+echo "vmtest results (integration tests in stock-kernel VMs):"
+printf '%s\n' "${SUMMARY[@]}"
+echo "vmtest: $TOTAL_PASS passed, $TOTAL_FAIL failed"
+exit $STATUS
