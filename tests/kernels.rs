@@ -41,6 +41,9 @@ fn list() -> Vec<Listed> {
     for line in String::from_utf8_lossy(&o.stdout).lines().skip(1) {
         let mut words = line.split_whitespace();
         let first = words.next().unwrap_or_default().to_string();
+        if first == "hooks:" {
+            continue; // the hooks a plan attaches, under its verdict line
+        }
         if !line.starts_with(' ') {
             let status = words.next().unwrap_or_default().to_string();
             tools.push(Listed {
