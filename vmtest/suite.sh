@@ -11,6 +11,7 @@
 #                binaries that had not finished by then count as failed
 #   --no-build   use the binaries of the last build (else `cargo test --no-run` first)
 #   TEST-ARGS    passed to every test binary (a name filter, --exact, ...)
+# NETBPF_VMTEST_BINS="cli kernels ..." runs only those test targets.
 # Binaries: every test target cargo builds (tests/*.rs), found from cargo's JSON messages, so
 # new tests/<family>.rs files run here with no change. Results and logs:
 # target/vmtest/<kernel version>/ (<binary>.log, <binary>.rc, list.txt, uname).
@@ -52,6 +53,15 @@ fi
 [ -f "$MSGS" ] || { say "no build messages in $MSGS: run without --no-build"; exit 1; }
 mapfile -t BINS < <(grep '"reason":"compiler-artifact"' "$MSGS" | grep '"kind":\["test"\]' \
   | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | sort -u)
+# NETBPF_VMTEST_BINS="cli kernels ..." keeps only those test targets (default: all).
+if [ -n "${NETBPF_VMTEST_BINS:-}" ]; then
+  KEEP=()
+  for b in "${BINS[@]}"; do
+    name=$(basename "${b%-*}")
+    case " $NETBPF_VMTEST_BINS " in *" $name "*) KEEP+=("$b") ;; esac
+  done
+  BINS=("${KEEP[@]}")
+fi
 [ ${#BINS[@]} -gt 0 ] || { say "cargo built no test binary"; exit 1; }
 NETBPF=$(grep '"reason":"compiler-artifact"' "$MSGS" | grep '"kind":\["bin"\]' \
   | sed -n 's/.*"executable":"\([^"]*\/netbpf\)".*/\1/p' | head -1)
