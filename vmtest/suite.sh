@@ -11,7 +11,9 @@
 #                binaries that had not finished by then count as failed
 #   --no-build   use the binaries of the last build (else `cargo test --no-run` first)
 #   TEST-ARGS    passed to every test binary (a name filter, --exact, ...)
-# NETBPF_VMTEST_BINS="cli kernels ..." runs only those test targets.
+# NETBPF_VMTEST_BINS="cli kernels ..." runs only those test targets. With two or more kernels
+# and cores, the VMs run side by side (consoles in the logs only); NETBPF_VMTEST_SERIAL=1 runs
+# them one after the other with the console on stderr.
 # Binaries: every test target cargo builds (tests/*.rs), found from cargo's JSON messages, so
 # new tests/<family>.rs files run here with no change. Results and logs:
 # target/vmtest/<kernel version>/ (<binary>.log, <binary>.rc, list.txt, uname).
@@ -89,29 +91,58 @@ guest_script() {
   echo 'sync'
 }
 
-TOTAL_PASS=0 TOTAL_FAIL=0 STATUS=0 SUMMARY=()
-for k in "${KERNELS[@]}"; do
-  out=$TARGET_DIR/vmtest/$k
+# One kernel's VM: boots, runs every binary, leaves logs in $TARGET_DIR/vmtest/<kernel>/.
+run_kernel() {
+  local k=$1 out=$TARGET_DIR/vmtest/$1 vm_tmo start rc
   rm -rf "$out" && mkdir -p "$out"
   guest_script "$out" "$k" > "$out/guest.sh"
   chmod 755 "$out/guest.sh"
   vm_tmo=${VM_TMO:-$(( PER_BIN * ${#BINS[@]} + 300 ))}
-  say "kernel $k: booting, ${#BINS[@]} binaries, --test-threads=$THREADS"
   start=$(date +%s)
-  "$HERE/run.sh" -k "$k" -t "$vm_tmo" --rw "$out" --log "$out/console.log" -- "$out/guest.sh"
-  rc=$?
-  took=$(( $(date +%s) - start ))
+  if [ -n "$PARALLEL" ]; then
+    # Consoles would interleave: each goes to its log; a line per finished binary shows progress.
+    "$HERE/run.sh" -k "$k" -t "$vm_tmo" --rw "$out" --log "$out/console.log" -q -- "$out/guest.sh" \
+      2> "$out/run.err" &
+    local vm=$!
+    # tail ends with the VM (--pid), so the whole pipeline ends and releases our stdout.
+    tail -n +1 -F --pid="$vm" "$out/console.log" 2>/dev/null \
+      | grep --line-buffered -a '^test result:\|^=== ' | sed -u "s/^/vmtest [$k] /" &
+    local follow=$!
+    wait "$vm"; rc=$?
+    wait "$follow"
+    cat "$out/run.err" >&2
+  else
+    "$HERE/run.sh" -k "$k" -t "$vm_tmo" --rw "$out" --log "$out/console.log" -- "$out/guest.sh"
+    rc=$?
+  fi
+  echo "$rc $(( $(date +%s) - start ))" > "$out/vm.status"
+}
+
+# Each VM runs one TCG thread: with two cores, two kernels run side by side in the time of one.
+PARALLEL=
+[ ${#KERNELS[@]} -gt 1 ] && [ "$(nproc)" -ge 2 ] && [ -z "${NETBPF_VMTEST_SERIAL:-}" ] && PARALLEL=1
+say "kernels ${KERNELS[*]}: ${#BINS[@]} binaries each, --test-threads=$THREADS${PARALLEL:+, VMs in parallel}"
+PIDS=()
+for k in "${KERNELS[@]}"; do
+  if [ -n "$PARALLEL" ]; then run_kernel "$k" & PIDS+=($!); else run_kernel "$k"; fi
+done
+for p in "${PIDS[@]}"; do wait "$p"; done
+
+TOTAL_PASS=0 TOTAL_FAIL=0 STATUS=0 SUMMARY=()
+for k in "${KERNELS[@]}"; do
+  out=$TARGET_DIR/vmtest/$k
+  read -r rc took < "$out/vm.status" 2>/dev/null || { rc=125 took=0; }
   kver=$(cat "$out/uname" 2>/dev/null || echo "$k")
   # Keep the results under the full kernel version too (docs/kernels.md is made from them).
   if [ "$kver" != "$k" ]; then rm -rf "$TARGET_DIR/vmtest/$kver"; cp -a "$out" "$TARGET_DIR/vmtest/$kver"; fi
-  if [ $rc -eq 125 ] && [ ! -f "$out/uname" ]; then
+  if [ "$rc" -eq 125 ] && [ ! -f "$out/uname" ]; then
     say "kernel $k: NO RESULT from the VM (see $out/console.log)"
     SUMMARY+=("$kver: no result from the VM")
     STATUS=125
     continue
   fi
   pass=0 fail=0 problems=()
-  [ $rc -eq 125 ] && problems+=("the VM gave no result (timed out after ${took}s or crashed): see $out/console.log")
+  [ "$rc" -eq 125 ] && problems+=("the VM gave no result (timed out after ${took}s or crashed): see $out/console.log")
   for b in "${BINS[@]}"; do
     name=$(basename "$b")
     line=$(grep -a '^test result:' "$out/$name.log" 2>/dev/null | tail -1)
@@ -131,8 +162,17 @@ for k in "${KERNELS[@]}"; do
   done
   TOTAL_PASS=$((TOTAL_PASS + pass)) TOTAL_FAIL=$((TOTAL_FAIL + fail))
   [ $fail -eq 0 ] || [ $STATUS -ne 0 ] || STATUS=1
-  SUMMARY+=("$kver: $pass passed, $fail failed")
+  SUMMARY+=("$kver: $pass passed, $fail failed in ${took}s")
   for p in "${problems[@]}"; do SUMMARY+=("    $p"); done
+  # A failure's own words, so the CI log shows why without the artifacts.
+  if [ -n "$PARALLEL" ] && [ $fail -gt 0 ]; then
+    for b in "${BINS[@]}"; do
+      name=$(basename "$b")
+      grep -a -q '^test result: FAILED' "$out/$name.log" 2>/dev/null || continue
+      echo "---- $kver: $name failures"
+      awk '/^failures:$/ && !seen {on = 1; seen = 1} on' "$out/$name.log" | grep -av '^ *[0-9]*: \|^ *at ' | head -80
+    done
+  fi
   say "kernel $kver: $pass passed, $fail failed in ${took}s (logs in $out)"
 done
 
