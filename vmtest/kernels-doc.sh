@@ -30,19 +30,22 @@ for d in $(ls -d "$TARGET_DIR"/vmtest/*/ 2>/dev/null | sort -V); do
   cols+=("$k")
 done
 
-# list --verbose -> "tool<TAB>plan<TAB>verdict<TAB>attach" lines
+# list --verbose -> "tool<TAB>plan<TAB>verdict<TAB>attach" lines. A plan is two lines: its name
+# and verdict ("chosen", "usable", "skipped: why"), then "hooks: what it attaches".
 parse() {
   awk '
     /^TOOL / {next}
     /^[^ ]/ {tool = $1; next}
-    /^    / {
-      plan = $1
-      rest = substr($0, 18)
-      verdict = rest
-      if (match(rest, / (chosen|usable)$/)) { verdict = substr(rest, RSTART + 1); attach = substr(rest, 1, RSTART - 1) }
-      else if (match(rest, / skipped: /)) { verdict = "skipped"; attach = substr(rest, 1, RSTART - 1) }
-      gsub(/ +$/, "", attach)
+    /^ +hooks: / {
+      attach = $0; sub(/^ +hooks: /, "", attach)
       print tool "\t" plan "\t" verdict "\t" attach
+      next
+    }
+    /^    [^ ]/ {
+      plan = $1
+      verdict = substr($0, 18)
+      if (verdict ~ /^skipped: /) verdict = "skipped"
+      gsub(/ +$/, "", verdict)
     }' "$1"
 }
 for c in "${cols[@]}"; do parse "$WORK/$c.list" > "$WORK/$c.plans"; done
