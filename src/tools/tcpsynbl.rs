@@ -272,3 +272,75 @@ mod tests {
         assert_eq!(super::listen_overflows("IpExt: A\nIpExt: 1\n"), None);
     }
 }
+
+// ---------------------------------------------------------------- netbpf exporter
+
+/// `netbpf exporter`: the backlog histogram by backlog limit, and the handshakes dropped at a
+/// full accept queue, counted in the kernel (tcpsynbl.bpf.c in exporter mode, maps of
+/// common/export.bpf.h); the port label is the listener's port.
+pub mod export {
+    use super::*;
+    use crate::core::caps::Caps;
+    use crate::exporter::sources::{Buckets, Ctx, ExportMaps, Family, Loaded, Scale, Source, Unit};
+
+    /// 0 to 65535 connections waiting.
+    const BACKLOG: Buckets = Buckets {
+        scale: Scale::Integer,
+        first: 0,
+        last: 16,
+    };
+
+    struct Backlog(ExportMaps);
+
+    impl Source for Backlog {
+        fn read(&self) -> anyhow::Result<Vec<Family>> {
+            let (c, h) = (self.0.counts()?, self.0.hists()?);
+            Ok(vec![
+                Family::Histogram {
+                    name: "netbpf_tcp_listen_backlog",
+                    help: "Accept queue length when a handshake completes, by the listener's backlog limit",
+                    unit: Unit::None,
+                    buckets: BACKLOG,
+                    series: self
+                        .0
+                        .histogram(&h, 0, &[], |l| vec![("limit", l.to_string())]),
+                },
+                Family::Counter {
+                    name: "netbpf_tcp_listen_drops",
+                    help: "Completed handshakes dropped because the accept queue was full",
+                    unit: Unit::None,
+                    series: self.0.counter(&c, 0, &[0], |_| Vec::new()),
+                },
+            ])
+        }
+
+        fn lost(&self) -> anyhow::Result<u64> {
+            self.0.lost()
+        }
+    }
+
+    pub fn load(ctx: &Ctx) -> anyhow::Result<Loaded> {
+        let plan = Caps::get().select(TOOL.name, TOOL.plans)?;
+        // The programs stay attached for the exporter's whole life: leak the object storage.
+        let obj = Box::leak(Box::new(MaybeUninit::uninit()));
+        let mut open = opened(TOOL.name, TcpsynblSkelBuilder::default().open(obj))?;
+        let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
+        crate::export_rodata!(&mut *rodata, ctx);
+        rodata.kfree_has_rx_sk = tp_btf_args("kfree_skb").unwrap_or(0) >= 4;
+        ExportMaps::size(ctx, &mut open.maps.export_counts, &mut open.maps.export_hists)?;
+        let mut skel = open.load().or_load_failed(TOOL.name)?;
+        skel.attach()
+            .map_err(|e| crate::core::bpf::attach_failed(TOOL.name, plan.attach, e))?;
+        let maps = ExportMaps::new(
+            ctx,
+            &skel.maps.export_counts,
+            &skel.maps.export_hists,
+            &skel.maps.export_stats,
+        )?;
+        Ok(Loaded {
+            source: Box::new(Backlog(maps)),
+            plan: plan.name.to_string(),
+            keepalive: Box::new(skel),
+        })
+    }
+}
