@@ -110,7 +110,7 @@ fn read_config(path: &PathBuf) -> anyhow::Result<Config> {
 /// The tools asked for, checked: every name exportable, none twice.
 fn check_tools(tools: &[String]) -> anyhow::Result<()> {
     let names: Vec<&str> = EXPORTABLE.iter().map(|s| s.name).collect();
-    if tools.is_empty() {
+    if tools.iter().all(|t| t.is_empty()) {
         return Err(usage!(
             "no tools to export: the list is empty (exportable: {})",
             names.join(", ")

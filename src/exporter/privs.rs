@@ -126,26 +126,23 @@ pub fn drop_privileges() -> anyhow::Result<Dropped> {
 
     // Effective: at most CAP_SETPCAP (to trim the bounding set below); nothing that reads maps.
     capset(effective & bit(CAP_SETPCAP), permitted).context("capset")?;
-    let kept_bpf = match libbpf_rs::MapCore::lookup(
-        &probe,
-        &0u32.to_ne_bytes(),
-        libbpf_rs::MapFlags::ANY,
-    ) {
-        Ok(_) => false,
-        Err(e) if e.kind() == libbpf_rs::ErrorKind::PermissionDenied => {
-            if permitted & bit(CAP_BPF) == 0 {
-                bail!(
+    let kept_bpf =
+        match libbpf_rs::MapCore::lookup(&probe, &0u32.to_ne_bytes(), libbpf_rs::MapFlags::ANY) {
+            Ok(_) => false,
+            Err(e) if e.kind() == libbpf_rs::ErrorKind::PermissionDenied => {
+                if permitted & bit(CAP_BPF) == 0 {
+                    bail!(
                     "this kernel needs CAP_BPF to read BPF maps, and the exporter does not have it"
                 );
+                }
+                true
             }
-            true
-        }
-        Err(e) => {
-            return Err(anyhow!(
-                "dropping privileges: probing a map read failed: {e}"
-            ))
-        }
-    };
+            Err(e) => {
+                return Err(anyhow!(
+                    "dropping privileges: probing a map read failed: {e}"
+                ))
+            }
+        };
     let keep = if kept_bpf { bit(CAP_BPF) } else { 0 };
     drop(probe);
 
