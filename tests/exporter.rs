@@ -462,6 +462,136 @@ fn every_thread_runs_without_privileges() {
     e.stop();
 }
 
+/// The cookie of a namespace (SO_NETNS_COOKIE of a socket made in it).
+fn netns_cookie(ns: &Netns) -> u64 {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(ns.path()).unwrap();
+    std::thread::spawn(move || unsafe {
+        // SAFETY: setns on this thread only; a socket and getsockopt into a u64.
+        assert_eq!(libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET), 0);
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+        let (mut cookie, mut len) = (0u64, 8u32);
+        let rc = libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            71,
+            (&mut cookie as *mut u64).cast(),
+            &mut len,
+        );
+        libc::close(fd);
+        assert_eq!(rc, 0);
+        cookie
+    })
+    .join()
+    .unwrap()
+}
+
+/// As the shipped systemd unit runs it: user nobody with CAP_BPF and CAP_PERFMON only (ambient).
+/// The kernel opens kprobes and uprobes to CAP_SYS_ADMIN only: the default tool set skips
+/// gethostlatency and times qdiscs with the tracepoints; the rest runs, then drops both.
+#[test]
+fn runs_as_a_user_with_bpf_and_perfmon_only() {
+    use std::io::BufRead;
+    let ns = Netns::new();
+    let port = free_port();
+    let cookie = netns_cookie(&ns).to_string();
+    let mut child = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all,+bpf,+perfmon",
+            "--ambient-caps=-all,+bpf,+perfmon",
+            "--bounding-set=-all,+bpf,+perfmon",
+        ])
+        .arg(common::netbpf_bin())
+        .args(["exporter", "--netns", &cookie, "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("setpriv (util-linux)");
+    let child = KillOnDrop({
+        let err = std::io::BufReader::new(child.stderr.take().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = Vec::new();
+            for l in err.lines().map_while(Result::ok) {
+                let ready = l.starts_with("Tracing");
+                lines.push(l);
+                if ready {
+                    let _ = tx.send(lines.clone());
+                }
+            }
+            let _ = tx.send(lines);
+        });
+        let lines = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_default();
+        assert!(
+            lines.last().is_some_and(|l| l.starts_with("Tracing")),
+            "{lines:?}"
+        );
+        assert!(
+            lines.iter().any(
+                |l| l.starts_with("netbpf exporter: skipping gethostlatency")
+                    && l.contains("CAP_SYS_ADMIN")
+            ),
+            "{lines:?}"
+        );
+        child
+    });
+    let pid = child.0.id();
+    let m = Scrape::parse(&get(port, "/metrics", "*/*").1);
+    for tool in ["tcplife", "tcpretrans", "socksize", "skbdrop"] {
+        let up = m
+            .parsed
+            .samples
+            .iter()
+            .find(|s| s.metric == "netbpf_tool_up" && s.labels.get("tool") == Some(tool))
+            .unwrap();
+        assert!(
+            matches!(up.value, prometheus_parse::Value::Gauge(v) if v == 1.0),
+            "{tool}: {}",
+            m.body
+        );
+    }
+    let kind = std::fs::read_to_string("/proc/sys/net/core/default_qdisc").unwrap();
+    assert_eq!(
+        m.value(
+            "netbpf_tool_up",
+            &[
+                ("tool", "qdisc"),
+                ("plan", &format!("{}:tp_btf", kind.trim()))
+            ]
+        ),
+        1.0
+    );
+    assert_eq!(
+        m.value(
+            "netbpf_tool_up",
+            &[("tool", "gethostlatency"), ("plan", "unsupported")]
+        ),
+        0.0
+    );
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let status = std::fs::read_to_string(t.unwrap().path().join("status")).unwrap();
+        for f in ["CapPrm:", "CapEff:", "CapAmb:"] {
+            assert_eq!(status_field(&status, f), "0000000000000000", "{status}");
+        }
+        assert_eq!(status_field(&status, "NoNewPrivs:"), "1", "{status}");
+    }
+    // Filtered to the namespace by its cookie: its traffic is counted, exactly.
+    ns.loadgen(&["exchange", "--client-send", "123"]);
+    std::thread::sleep(Duration::from_millis(200));
+    let m = Scrape::parse(&get(port, "/metrics", "*/*").1);
+    assert_eq!(
+        m.value(
+            "netbpf_tcp_connection_tx_bytes_total",
+            &[("family", "ipv4"), ("direction", "active")]
+        ),
+        123.0
+    );
+    drop(child);
+}
+
 // ---------------------------------------------------------------- tcpretrans
 
 /// A lossy loopback: 1500-byte MTU and a small token bucket, so a burst overflows the queue and
@@ -969,8 +1099,7 @@ fn bad_setups_fail_at_start() {
 #[test]
 fn config_file_with_command_line_overrides() {
     let ns = Netns::new();
-    // The shipped config (tcplife and tcpstates on 127.0.0.1:9435), with --listen and --netns
-    // given on the command line.
+    // The shipped config (127.0.0.1:9435), with --listen and --netns given on the command line.
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/exporter.toml");
     let e = Exporter::start(&ns, &["--config", config]);
     let m = e.scrape();
@@ -981,12 +1110,25 @@ fn config_file_with_command_line_overrides() {
         .filter(|s| s.metric == "netbpf_tool_up")
         .map(|s| s.labels.get("tool").unwrap())
         .collect();
-    assert_eq!(up, ["tcplife", "tcpstates"]);
+    assert_eq!(
+        up,
+        [
+            "tcplife",
+            "tcpstates",
+            "tcpretrans",
+            "tcpconnlat",
+            "tcprtt",
+            "tcpsynbl",
+            "skbdrop",
+            "socksize",
+            "qdisc"
+        ]
+    );
     assert!(
         !m.parsed
             .samples
             .iter()
-            .any(|s| s.metric.starts_with("netbpf_tcp_retransmits")),
+            .any(|s| s.metric.starts_with("netbpf_dns")),
         "{}",
         m.body
     );

@@ -8,7 +8,9 @@ use std::any::Any;
 use anyhow::Context as _;
 use libbpf_rs::{MapCore, MapFlags, MapHandle};
 
+use crate::core::caps::{ensure_tracefs, Caps, Hook, Plan};
 use crate::core::cli::Filters;
+use crate::core::error::Unsupported;
 
 /// What every exported tool is loaded with.
 #[derive(Debug, Clone, Default)]
@@ -85,6 +87,64 @@ pub static EXPORTABLE: &[Exportable] = &[
         load: crate::tools::gethostlatency::export::load,
     },
 ];
+
+/// Whether this thread has CAP_SYS_ADMIN in its effective set.
+fn has_sys_admin() -> bool {
+    const CAP_SYS_ADMIN: u32 = 21;
+    let status = std::fs::read_to_string("/proc/thread-self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << CAP_SYS_ADMIN) != 0)
+}
+
+/// A tool's plan, chosen as the tool chooses it ([`Caps::select`]), except that without
+/// CAP_SYS_ADMIN (the exporter run as a service with CAP_BPF and CAP_PERFMON only) plans with
+/// kprobes or uprobes are passed over: the kernel opens its kprobe and uprobe PMUs to
+/// CAP_SYS_ADMIN only (EACCES otherwise, also on stock 6.12).
+pub fn select(tool: &str, plans: &'static [Plan]) -> Result<&'static Plan, Unsupported> {
+    let caps = Caps::get();
+    if has_sys_admin() {
+        return caps.select(tool, plans);
+    }
+    let perf_probe = |p: &Plan| {
+        p.needs
+            .iter()
+            .any(|h| matches!(h, Hook::Kprobe | Hook::Uprobe))
+    };
+    let forced = std::env::var("NETBPF_PLAN").ok().filter(|p| !p.is_empty());
+    let mut reasons = Vec::new();
+    for plan in plans
+        .iter()
+        .filter(|p| forced.as_deref().is_none_or(|f| p.name == f))
+    {
+        if perf_probe(plan) {
+            reasons.push(format!(
+                "{} ({}): kprobes and uprobes need CAP_SYS_ADMIN, which the exporter does not have",
+                plan.name, plan.attach
+            ));
+            continue;
+        }
+        match caps.check(plan) {
+            Ok(()) => {
+                if plan.needs.contains(&Hook::Tracepoint) {
+                    ensure_tracefs().map_err(|why| Unsupported::new(tool, why))?;
+                }
+                return Ok(plan);
+            }
+            Err(why) => reasons.push(format!("{} ({}): {why}", plan.name, plan.attach)),
+        }
+    }
+    if reasons.is_empty() {
+        // NETBPF_PLAN names no plan: let Caps say so.
+        return caps.select(tool, plans);
+    }
+    Err(Unsupported::new(
+        tool,
+        format!("no usable hook: {}", reasons.join("; ")),
+    ))
+}
 
 /// A series' labels.
 pub type Labels = Vec<(&'static str, String)>;

@@ -408,7 +408,6 @@ mod tests {
 /// (gethostlatency.bpf.c in exporter mode, maps of common/export.bpf.h), in the system C library.
 pub mod export {
     use super::*;
-    use crate::core::caps::Caps;
     use crate::exporter::sources::{
         Buckets, Ctx, ExportMaps, Family, Loaded, Scale, Source, Unit,
     };
@@ -448,7 +447,7 @@ pub mod export {
     }
 
     pub fn load(ctx: &Ctx) -> anyhow::Result<Loaded> {
-        let plan = Caps::get().select(TOOL.name, TOOL.plans)?;
+        let plan = crate::exporter::sources::select(TOOL.name, TOOL.plans)?;
         let libc = system_libc().map_err(|why| Unsupported::new(TOOL.name, why))?;
         // The programs stay attached for the exporter's whole life: leak the object storage.
         let obj = Box::leak(Box::new(MaybeUninit::uninit()));

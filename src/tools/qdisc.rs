@@ -504,7 +504,7 @@ pub mod export {
             Err(why) => return Err(Unsupported::new(&what, why).into()),
         }
         let caps = Caps::get();
-        let plan = caps.select(TOOL.name, TOOL.plans)?;
+        let plan = crate::exporter::sources::select(TOOL.name, TOOL.plans)?;
         let funcs = match plan.name {
             "kprobe" => kind_functions(kind, kallsyms),
             _ => None,

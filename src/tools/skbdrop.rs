@@ -431,7 +431,6 @@ mod tests {
 /// in exporter mode, maps of common/export.bpf.h); reasons named from the kernel's BTF.
 pub mod export {
     use super::*;
-    use crate::core::caps::Caps;
     use crate::exporter::sources::{Ctx, ExportMaps, Family, Loaded, Source, Unit};
 
     struct Drops {
@@ -460,7 +459,7 @@ pub mod export {
     }
 
     pub fn load(ctx: &Ctx) -> anyhow::Result<Loaded> {
-        let plan = Caps::get().select(TOOL.name, TOOL.plans)?;
+        let plan = crate::exporter::sources::select(TOOL.name, TOOL.plans)?;
         let reasons = drop_reason_names().map_err(|e| anyhow::anyhow!("{}: {e}", TOOL.name))?;
         // The programs stay attached for the exporter's whole life: leak the object storage.
         let obj = Box::leak(Box::new(MaybeUninit::uninit()));

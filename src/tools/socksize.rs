@@ -135,7 +135,6 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
 /// process (socksize.bpf.c in exporter mode, maps of common/export.bpf.h).
 pub mod export {
     use super::*;
-    use crate::core::caps::Caps;
     use crate::exporter::sources::{
         Buckets, Ctx, ExportMaps, Family, Loaded, Scale, Source, Unit,
     };
@@ -171,7 +170,7 @@ pub mod export {
     }
 
     pub fn load(ctx: &Ctx) -> anyhow::Result<Loaded> {
-        let plan = Caps::get().select(TOOL.name, TOOL.plans)?;
+        let plan = crate::exporter::sources::select(TOOL.name, TOOL.plans)?;
         // The programs stay attached for the exporter's whole life: leak the object storage.
         let obj = Box::leak(Box::new(MaybeUninit::uninit()));
         let mut open = opened(TOOL.name, SocksizeSkelBuilder::default().open(obj))?;

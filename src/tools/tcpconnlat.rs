@@ -156,7 +156,6 @@ pub mod export {
 
     use super::*;
     use crate::core::bpf::{opened, LoadContext};
-    use crate::core::caps::Caps;
     use crate::exporter::sources::{
         family, Buckets, Ctx, ExportMaps, Family, Loaded, Scale, Source, Unit,
     };
@@ -190,7 +189,7 @@ pub mod export {
     }
 
     pub fn load(ctx: &Ctx) -> anyhow::Result<Loaded> {
-        let plan = Caps::get().select(TOOL.name, TOOL.plans)?;
+        let plan = crate::exporter::sources::select(TOOL.name, TOOL.plans)?;
         // The programs stay attached for the exporter's whole life: leak the object storage.
         let obj = Box::leak(Box::new(MaybeUninit::uninit()));
         let mut open = opened(TOOL.name, TcpconnlatSkelBuilder::default().open(obj))?;

@@ -341,7 +341,7 @@ pub mod export {
     }
 
     pub fn load(ctx: &Ctx) -> anyhow::Result<Loaded> {
-        let plan = Caps::get().select(TOOL.name, TOOL.plans)?;
+        let plan = crate::exporter::sources::select(TOOL.name, TOOL.plans)?;
         let tlp = match plan.name {
             "fentry" => Some(Hook::Fentry),
             "kprobe" => Some(Hook::Kprobe),

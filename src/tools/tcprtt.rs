@@ -233,7 +233,6 @@ pub mod export {
     use libbpf_rs::{MapCore, MapFlags, MapHandle};
 
     use super::*;
-    use crate::core::caps::Caps;
     use crate::core::hist::slots_of;
     use crate::exporter::sources::{Buckets, Ctx, Family, Loaded, Scale, Source, Unit};
 
@@ -278,7 +277,7 @@ pub mod export {
     }
 
     pub fn load(ctx: &Ctx) -> anyhow::Result<Loaded> {
-        let plan = Caps::get().select(TOOL.name, TOOL.plans)?;
+        let plan = crate::exporter::sources::select(TOOL.name, TOOL.plans)?;
         // The programs stay attached for the exporter's whole life: leak the object storage.
         let obj = Box::leak(Box::new(MaybeUninit::uninit()));
         let skel = crate::core::bpf::load(TOOL.name, plan.attach, TcprttSkelBuilder::default(), obj, |open| {

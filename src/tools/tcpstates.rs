@@ -140,7 +140,6 @@ pub mod export {
     use std::mem::MaybeUninit;
 
     use super::*;
-    use crate::core::caps::Caps;
     use crate::exporter::sources::{Ctx, Family, Loaded, Source, Unit};
 
     const SLOTS: u32 = 16; // TCP_STATE_SLOTS in tcpstates.h
@@ -175,7 +174,7 @@ pub mod export {
     }
 
     pub fn load(ctx: &Ctx) -> anyhow::Result<Loaded> {
-        let plan = Caps::get().select(TOOL.name, TOOL.plans)?;
+        let plan = crate::exporter::sources::select(TOOL.name, TOOL.plans)?;
         // The programs stay attached for the exporter's whole life: leak the object storage.
         let obj = Box::leak(Box::new(MaybeUninit::uninit()));
         let skel = crate::core::bpf::load(TOOL.name, plan.attach, TcpstatesSkelBuilder::default(), obj, |open| {

@@ -280,7 +280,6 @@ mod tests {
 /// common/export.bpf.h); the port label is the listener's port.
 pub mod export {
     use super::*;
-    use crate::core::caps::Caps;
     use crate::exporter::sources::{Buckets, Ctx, ExportMaps, Family, Loaded, Scale, Source, Unit};
 
     /// 0 to 65535 connections waiting.
@@ -320,7 +319,7 @@ pub mod export {
     }
 
     pub fn load(ctx: &Ctx) -> anyhow::Result<Loaded> {
-        let plan = Caps::get().select(TOOL.name, TOOL.plans)?;
+        let plan = crate::exporter::sources::select(TOOL.name, TOOL.plans)?;
         // The programs stay attached for the exporter's whole life: leak the object storage.
         let obj = Box::leak(Box::new(MaybeUninit::uninit()));
         let mut open = opened(TOOL.name, TcpsynblSkelBuilder::default().open(obj))?;
