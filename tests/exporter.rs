@@ -47,26 +47,74 @@ fn try_get(port: u16, path: &str, accept: &str) -> Option<(String, String)> {
     Some((head.to_string(), body.to_string()))
 }
 
-/// An exporter on a free loopback port, filtered to `ns`.
+/// How long an exporter may take to attach: loading ten tools takes ~17 s on the emulated CPU of
+/// the VMs, more while another test loads its own.
+const ATTACH_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// A running exporter on a free loopback port; killed if the test ends without stopping it.
 struct Exporter {
-    tool: Tool,
+    child: Option<Child>,
     port: u16,
+    stderr: Option<std::thread::JoinHandle<Vec<String>>>,
 }
 
 impl Exporter {
+    /// `netbpf exporter --netns NS --listen 127.0.0.1:PORT ARGS...`, attached.
     fn start(ns: &Netns, args: &[&str]) -> Exporter {
         Exporter::start_with_env(ns, args, &[])
     }
 
     fn start_with_env(ns: &Netns, args: &[&str], env: &[(&str, &str)]) -> Exporter {
         let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
-        let path = ns.path();
-        let mut all = vec!["exporter", "--netns", &path, "--listen", &listen];
-        all.extend_from_slice(args);
-        Exporter {
-            tool: Tool::start_with_env(&all, env),
+        let mut cmd = Command::new(common::netbpf_bin());
+        cmd.args(["exporter", "--netns", &ns.path(), "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(args)
+            .envs(env.iter().copied());
+        Exporter::spawn(cmd, port)
+    }
+
+    /// Runs `cmd` (an exporter listening on `port`) and waits for "Tracing ..." on its stderr.
+    fn spawn(mut cmd: Command, port: u16) -> Exporter {
+        use std::io::BufRead;
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let err = std::io::BufReader::new(child.stderr.take().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = std::thread::spawn(move || {
+            let mut lines = Vec::new();
+            for l in err.lines().map_while(Result::ok) {
+                if l.starts_with("Tracing") {
+                    let _ = tx.send(());
+                }
+                lines.push(l);
+            }
+            lines
+        });
+        let mut e = Exporter {
+            child: Some(child),
             port,
+            stderr: Some(stderr),
+        };
+        if rx.recv_timeout(ATTACH_TIMEOUT).is_err() {
+            e.kill();
+            let lines = e.stderr.take().unwrap().join().unwrap();
+            panic!("{cmd:?} did not attach: {}", lines.join("\n"));
+        }
+        e
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
         }
     }
 
@@ -77,10 +125,21 @@ impl Exporter {
         Scrape::parse(&body)
     }
 
-    fn stop(self) -> common::Finished {
-        let f = self.tool.stop();
-        assert!(f.status.success(), "exporter failed: {}", f.stderr);
-        f
+    /// SIGINT; it must exit 0. Returns its stderr.
+    fn stop(mut self) -> String {
+        let mut child = self.child.take().unwrap();
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let status = child.wait().unwrap();
+        let stderr = self.stderr.take().unwrap().join().unwrap().join("\n");
+        assert!(status.success(), "exporter failed ({status}): {stderr}");
+        stderr
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 
@@ -423,7 +482,7 @@ fn every_thread_runs_without_privileges() {
     for s in scrapers {
         assert!(s.join().unwrap().starts_with("HTTP/1.1 200"));
     }
-    let pid = common::tool_pid(&e.tool);
+    let pid = e.pid();
     let tasks: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()
         .map(|t| t.unwrap().path())
@@ -491,54 +550,23 @@ fn netns_cookie(ns: &Netns) -> u64 {
 /// gethostlatency and times qdiscs with the tracepoints; the rest runs, then drops both.
 #[test]
 fn runs_as_a_user_with_bpf_and_perfmon_only() {
-    use std::io::BufRead;
     let ns = Netns::new();
     let port = free_port();
     let cookie = netns_cookie(&ns).to_string();
-    let mut child = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all,+bpf,+perfmon",
-            "--ambient-caps=-all,+bpf,+perfmon",
-            "--bounding-set=-all,+bpf,+perfmon",
-        ])
-        .arg(common::netbpf_bin())
-        .args(["exporter", "--netns", &cookie, "--listen"])
-        .arg(format!("127.0.0.1:{port}"))
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("setpriv (util-linux)");
-    let child = KillOnDrop({
-        let err = std::io::BufReader::new(child.stderr.take().unwrap());
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = Vec::new();
-            for l in err.lines().map_while(Result::ok) {
-                let ready = l.starts_with("Tracing");
-                lines.push(l);
-                if ready {
-                    let _ = tx.send(lines.clone());
-                }
-            }
-            let _ = tx.send(lines);
-        });
-        let lines = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_default();
-        assert!(
-            lines.last().is_some_and(|l| l.starts_with("Tracing")),
-            "{lines:?}"
-        );
-        assert!(
-            lines.iter().any(
-                |l| l.starts_with("netbpf exporter: skipping gethostlatency")
-                    && l.contains("CAP_SYS_ADMIN")
-            ),
-            "{lines:?}"
-        );
-        child
-    });
-    let pid = child.0.id();
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all,+bpf,+perfmon",
+        "--ambient-caps=-all,+bpf,+perfmon",
+        "--bounding-set=-all,+bpf,+perfmon",
+    ])
+    .arg(common::netbpf_bin())
+    .args(["exporter", "--netns", &cookie, "--listen"])
+    .arg(format!("127.0.0.1:{port}"));
+    let e = Exporter::spawn(cmd, port);
+    let pid = e.pid();
     let m = Scrape::parse(&get(port, "/metrics", "*/*").1);
     for tool in ["tcplife", "tcpretrans", "socksize", "skbdrop"] {
         let up = m
@@ -589,7 +617,14 @@ fn runs_as_a_user_with_bpf_and_perfmon_only() {
         ),
         123.0
     );
-    drop(child);
+    let stderr = e.stop();
+    assert!(
+        stderr.lines().any(
+            |l| l.starts_with("netbpf exporter: skipping gethostlatency")
+                && l.contains("CAP_SYS_ADMIN")
+        ),
+        "{stderr}"
+    );
 }
 
 // ---------------------------------------------------------------- tcpretrans
@@ -606,6 +641,35 @@ fn lossy_loopback(ns: &Netns) {
             "3000",
         ],
     );
+}
+
+/// A TcpExt counter of the namespace's /proc/net/netstat.
+fn tcp_ext(ns: &Netns, name: &str) -> f64 {
+    let netstat = ns_run(ns, "cat", &["/proc/net/netstat"]);
+    let mut lines = netstat.lines();
+    while let (Some(names), Some(values)) = (lines.next(), lines.next()) {
+        if names.starts_with("TcpExt:") {
+            let i = names
+                .split_whitespace()
+                .position(|n| n == name)
+                .unwrap_or_else(|| panic!("no {name} in {names}"));
+            return values.split_whitespace().nth(i).unwrap().parse().unwrap();
+        }
+    }
+    panic!("no TcpExt in {netstat}");
+}
+
+/// Whether tcp:tcp_retransmit_skb has its err argument here (it then fires for failed attempts
+/// too); from the kernel's BTF.
+fn retransmit_tracepoint_has_err() -> bool {
+    netbpf::core::caps::tp_btf_args("tcp_retransmit_skb").unwrap_or(2) >= 3
+}
+
+/// Whether the kernel names full accept-queue drops (a string of its BTF).
+fn kernel_has_listen_overflow_reason() -> bool {
+    let btf = std::fs::read("/sys/kernel/btf/vmlinux").unwrap();
+    let name = b"SKB_DROP_REASON_TCP_LISTEN_OVERFLOW";
+    btf.windows(name.len()).any(|w| w == name)
 }
 
 #[test]
@@ -633,12 +697,18 @@ fn retransmits_by_state_are_the_kernels_count() {
             *plan != "tp_btf",
             "loss probes need a function hook"
         );
+        let fails_before = tcp_ext(&ns, "TCPRetransFail");
         let run = ns.loadgen(&["retrans", "--bytes", "65536"]);
-        let sent_again = num(&run, "total_retrans") as f64;
+        let mut sent_again = num(&run, "total_retrans") as f64;
         assert!(
             sent_again > 0.0,
             "a 64 KB burst through a 3000-byte queue must lose"
         );
+        // The kernel counts a retransmit the local qdisc dropped (TCPRetransFail); the
+        // tracepoint reports it only where it has its err argument (newer kernels).
+        if !retransmit_tracepoint_has_err() {
+            sent_again -= tcp_ext(&ns, "TCPRetransFail") - fails_before;
+        }
         std::thread::sleep(Duration::from_millis(200));
         let m = e.scrape();
         // Exactly the segments the kernel says the client retransmitted, all while established.
@@ -785,26 +855,21 @@ fn rtt_histogram_counts_every_sample() {
 
 // ---------------------------------------------------------------- tcpsynbl
 
-fn listen_overflows(ns: &Netns) -> f64 {
-    let netstat = ns_run(ns, "cat", &["/proc/net/netstat"]);
-    let mut lines = netstat.lines();
-    while let (Some(names), Some(values)) = (lines.next(), lines.next()) {
-        if names.starts_with("TcpExt:") {
-            let i = names
-                .split_whitespace()
-                .position(|n| n == "ListenOverflows")
-                .unwrap();
-            return values.split_whitespace().nth(i).unwrap().parse().unwrap();
-        }
-    }
-    panic!("no TcpExt in {netstat}");
-}
-
 #[test]
 fn syn_backlog_histogram_and_drops() {
     let ns = Netns::new();
     let e = Exporter::start(&ns, &["--tools", "tcpsynbl"]);
-    assert_eq!(e.scrape().value("netbpf_tcp_listen_drops_total", &[]), 0.0);
+    // Drops are seen through the drop reason TCP_LISTEN_OVERFLOW: not published where the
+    // kernel has none (6.1), rather than as a constant 0.
+    let drops_seen = kernel_has_listen_overflow_reason();
+    let before = e.scrape();
+    assert_eq!(
+        before.find("netbpf_tcp_listen_drops_total", &[]).is_some(),
+        drops_seen,
+        "{}",
+        before.body
+    );
+    let overflows = tcp_ext(&ns, "ListenOverflows");
     ns.loadgen(&[
         "synbl",
         "--backlog",
@@ -823,9 +888,16 @@ fn syn_backlog_histogram_and_drops() {
     assert_eq!((h.count, h.sum), (3.0, 3.0), "{h:?}");
     assert_eq!(h.top(), 65535.0);
     // The delayed handshake reached a full queue: dropped, as the kernel counted it.
-    let drops = m.value("netbpf_tcp_listen_drops_total", &[]);
-    assert!(drops >= 1.0, "{}", m.body);
-    assert_eq!(drops, listen_overflows(&ns));
+    let overflows = tcp_ext(&ns, "ListenOverflows") - overflows;
+    assert!(overflows >= 1.0);
+    if drops_seen {
+        assert_eq!(
+            m.value("netbpf_tcp_listen_drops_total", &[]),
+            overflows,
+            "{}",
+            m.body
+        );
+    }
     e.stop();
 }
 
@@ -881,7 +953,25 @@ fn socket_io_size_histograms() {
     assert_eq!(run["client"]["sends"].as_array().unwrap().len(), 10);
     std::thread::sleep(Duration::from_millis(100));
     let m = e.scrape();
-    for d in ["read", "write"] {
+    // With the sock_{send,recv}_length tracepoints (6.3+) every call is seen. The fexit and
+    // kretprobe plans hook sock_sendmsg, which net/socket.c also inlines into its callers
+    // (6.1): sends can be missed there, never counted twice.
+    let tracepoints = m
+        .find(
+            "netbpf_tool_up",
+            &[("tool", "socksize"), ("plan", "tp_btf")],
+        )
+        .is_some();
+    if !tracepoints {
+        let h = m.histogram("netbpf_socket_io_size_bytes", &[("direction", "write")]);
+        assert!(h.count <= 20.0, "{h:?}");
+    }
+    let dirs: &[&str] = if tracepoints {
+        &["read", "write"]
+    } else {
+        &["read"]
+    };
+    for &d in dirs {
         let h = m.histogram("netbpf_socket_io_size_bytes", &[("direction", d)]);
         assert_eq!(h.count, 20.0, "{d}: {h:?}");
         assert_eq!(h.sum, 10.0 * 1001.0, "{d}: {h:?}");
@@ -1195,12 +1285,11 @@ fn default_tool_set_skips_what_cannot_run() {
         "{}",
         m.body
     );
-    let f = e.stop();
+    let skipped = e.stop();
     assert!(
-        f.stderr
+        skipped
             .contains("netbpf exporter: skipping tcplife: tcplife is not supported on this kernel"),
-        "{}",
-        f.stderr
+        "{skipped}"
     );
     // Asked for by name, the same tool is an error.
     let o = netbpf_with_env(

@@ -289,32 +289,53 @@ pub mod export {
         last: 16,
     };
 
-    struct Backlog(ExportMaps);
+    struct Backlog {
+        maps: ExportMaps,
+        /// The kernel names full-queue drops (drop reason TCP_LISTEN_OVERFLOW): without it the
+        /// drop counter would be a constant 0, so it is not published.
+        drops: bool,
+    }
+
+    /// Whether this kernel's `enum skb_drop_reason` has TCP_LISTEN_OVERFLOW.
+    fn listen_overflow_reason() -> bool {
+        use libbpf_rs::btf::{types::Enum, Btf};
+        let Ok(btf) = Btf::from_vmlinux() else {
+            return false;
+        };
+        let reasons: Option<Enum> = btf.type_by_name("skb_drop_reason");
+        reasons.is_some_and(|e| {
+            e.iter().any(|m| {
+                m.name
+                    .is_some_and(|n| n == "SKB_DROP_REASON_TCP_LISTEN_OVERFLOW")
+            })
+        })
+    }
 
     impl Source for Backlog {
         fn read(&self) -> anyhow::Result<Vec<Family>> {
-            let (c, h) = (self.0.counts()?, self.0.hists()?);
-            Ok(vec![
-                Family::Histogram {
+            let (c, h) = (self.maps.counts()?, self.maps.hists()?);
+            let mut out = vec![Family::Histogram {
                     name: "netbpf_tcp_listen_backlog",
                     help: "Accept queue length when a handshake completes, by the listener's backlog limit",
                     unit: Unit::None,
                     buckets: BACKLOG,
-                    series: self
-                        .0
-                        .histogram(&h, 0, &[], |l| vec![("limit", l.to_string())]),
-                },
-                Family::Counter {
+                series: self
+                    .maps
+                    .histogram(&h, 0, &[], |l| vec![("limit", l.to_string())]),
+            }];
+            if self.drops {
+                out.push(Family::Counter {
                     name: "netbpf_tcp_listen_drops",
                     help: "Completed handshakes dropped because the accept queue was full",
                     unit: Unit::None,
-                    series: self.0.counter(&c, 0, &[0], |_| Vec::new()),
-                },
-            ])
+                    series: self.maps.counter(&c, 0, &[0], |_| Vec::new()),
+                });
+            }
+            Ok(out)
         }
 
         fn lost(&self) -> anyhow::Result<u64> {
-            self.0.lost()
+            self.maps.lost()
         }
     }
 
@@ -337,7 +358,10 @@ pub mod export {
             &skel.maps.export_stats,
         )?;
         Ok(Loaded {
-            source: Box::new(Backlog(maps)),
+            source: Box::new(Backlog {
+                maps,
+                drops: listen_overflow_reason(),
+            }),
             plan: plan.name.to_string(),
             keepalive: Box::new(skel),
         })
