@@ -553,6 +553,16 @@ fn runs_as_a_user_with_bpf_and_perfmon_only() {
     let ns = Netns::new();
     let port = free_port();
     let cookie = netns_cookie(&ns).to_string();
+    // A copy the user can reach whatever the checkout's directories allow (CI may clone under
+    // a root-only home).
+    let dir = std::env::temp_dir().join(format!("netbpf-exporter-nobody-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bin = dir.join("netbpf");
+    std::fs::copy(common::netbpf_bin(), &bin).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
     let mut cmd = Command::new("setpriv");
     cmd.args([
         "--reuid=65534",
@@ -562,7 +572,7 @@ fn runs_as_a_user_with_bpf_and_perfmon_only() {
         "--ambient-caps=-all,+bpf,+perfmon",
         "--bounding-set=-all,+bpf,+perfmon",
     ])
-    .arg(common::netbpf_bin())
+    .arg(&bin)
     .args(["exporter", "--netns", &cookie, "--listen"])
     .arg(format!("127.0.0.1:{port}"));
     let e = Exporter::spawn(cmd, port);
@@ -618,6 +628,7 @@ fn runs_as_a_user_with_bpf_and_perfmon_only() {
         123.0
     );
     let stderr = e.stop();
+    std::fs::remove_dir_all(&dir).unwrap();
     assert!(
         stderr.lines().any(
             |l| l.starts_with("netbpf exporter: skipping gethostlatency")
