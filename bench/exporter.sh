@@ -157,6 +157,30 @@ for ((r = 0; r < ROUNDS; r++)); do
 	echo "bench:   round $((r + 1)): $run with the exporter; baselines $prev / $next" >&2
 	prev=$next
 done
+# Per program, over one more storm: which tool's programs cost what.
+start_exporter
+ids=$(for fd in /proc/"$PID"/fd/*; do
+	case $(readlink "$fd" 2>/dev/null) in
+	anon_inode:bpf-prog | anon_inode:bpf_link) awk '/^prog_id:/ {print $2}' "/proc/$PID/fdinfo/${fd##*/}" ;;
+	esac
+done | sort -un)
+bpftool prog show -j >"$WORK/p0"
+run=$(storm)
+bpftool prog show -j >"$WORK/p1"
+stop_exporter
+PER_PROG=$(python3 - "$WORK/p0" "$WORK/p1" "${run% *}" "$SECS" $ids <<'PY'
+import json, sys
+p0 = {p["id"]: p for p in json.load(open(sys.argv[1]))}
+p1 = {p["id"]: p for p in json.load(open(sys.argv[2]))}
+conns = float(sys.argv[3]) * float(sys.argv[4])
+for i in sorted(int(x) for x in sys.argv[5:]):
+    a, b = p0.get(i, {}), p1.get(i, {})
+    runs = b.get("run_cnt", 0) - a.get("run_cnt", 0)
+    ns = b.get("run_time_ns", 0) - a.get("run_time_ns", 0)
+    if runs:
+        print("| %s | %.1f | %.0f | %.2f |" % (b.get("name", "?"), runs / conns, ns / runs, ns / conns / 1000))
+PY
+)
 sysctl -qw kernel.bpf_stats_enabled="$OLD_STATS"
 
 col() { awk -v c="$1" '{print $c}' "$2"; }
@@ -169,6 +193,10 @@ echo "| storm conn/s ratio | storm CPU ratio | ns per program run | program runs
 echo "|---|---|---|---|---|---|"
 paste <(col 3 "$WORK/rounds") <(col 4 "$WORK/rounds") | awk '{print $1 * $2 / 1000}' >"$WORK/kus"
 echo "| $(col 1 "$WORK/rounds" | fmt %.3f) | $(col 2 "$WORK/rounds" | fmt %.3f) | $(col 3 "$WORK/rounds" | fmt %.0f) | $(col 4 "$WORK/rounds" | fmt %.1f) | $(fmt %.2f <"$WORK/kus") | $(col 5 "$WORK/rounds" | fmt %.3f) |"
+echo
+echo "| program (runs during the storm) | runs per connection | ns per run | us per connection |"
+echo "|---|---|---|---|"
+echo "$PER_PROG"
 echo
 echo "Raw numbers ($(date -u +%Y-%m-%dT%H:%MZ), kernel $(uname -r), $(nproc) CPUs, ${SECS}s storms pinned to CPU $STORM_CPU, $ROUNDS rounds):"
 echo "  plans: $PLANS"
