@@ -7,6 +7,7 @@
 #   cargo-web        Debian's recent Rust toolchain, only when no cargo is on PATH
 #   iproute2         tc, for the qdisc tests (a tbf on a test namespace's lo)
 #   iproute2         ip and tc: tests make a lossy loopback (tbf) in their own netns
+#   util-linux       setpriv: the exporter test runs it as a user with CAP_BPF and CAP_PERFMON only
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 packages=(clang make pkg-config libelf-dev zlib1g-dev util-linux iproute2)
@@ -19,6 +20,6 @@ apt-get install -y -q --no-install-recommends "${packages[@]}"
 prom_dir=/var/cache/netbpf/prometheus
 if [ ! -x "$prom_dir/usr/bin/prometheus" ]; then
 	mkdir -p /var/cache/netbpf
-	(cd /var/cache/netbpf && apt-get download -q prometheus 2>/dev/null && rm -rf "$prom_dir" &&
+	(cd /var/cache/netbpf && apt-get download -q prometheus && rm -rf "$prom_dir" &&
 		dpkg -x prometheus_*.deb "$prom_dir" && rm -f prometheus_*.deb)
 fi

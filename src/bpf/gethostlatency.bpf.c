@@ -7,6 +7,7 @@
 #include "common/events.bpf.h"
 #include "common/filter.bpf.h"
 #include "common/sock.bpf.h"
+#include "common/export.bpf.h"
 #include "gethostlatency.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -71,6 +72,12 @@ int BPF_URETPROBE(gethostlatency_return)
 		return 0;
 	if (c->nested) {
 		c->nested--;
+		return 0;
+	}
+	/* Exporter mode (common/export.bpf.h): histogram 0 of microseconds, by function. */
+	if (export_mode) {
+		export_hist_add(0, c->func, 0, (bpf_ktime_get_ns() - c->start_ns) / 1000);
+		bpf_map_delete_elem(&calls, &id);
 		return 0;
 	}
 	e = reserve_event(sizeof(*e));

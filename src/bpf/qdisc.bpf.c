@@ -15,6 +15,7 @@
 #include "common/filter.bpf.h"
 #include "common/hist.bpf.h"
 #include "common/pkt.bpf.h"
+#include "common/export.bpf.h"
 #include "qdisc.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -42,6 +43,16 @@ struct {
 
 /* Read at exit: packets dequeued behind the head of a bulk dequeue (not timed). */
 __u64 bulk_untimed = 0;
+
+/* One packet's time in the queue, in microseconds; in exporter mode (common/export.bpf.h)
+ * histogram 0 of export_hists. */
+static __always_inline void queued_for(const struct qdisc_hist_key *hkey, __u64 us)
+{
+	if (export_mode)
+		export_hist_add(0, 0, 0, us);
+	else
+		hist_map_add(&hists, hkey, us);
+}
 
 static __always_inline bool same_name(const char *a, const volatile char *b, int len)
 {
@@ -109,7 +120,7 @@ int BPF_KRETPROBE(qdisc_kind_dequeue, struct sk_buff *skb)
 	start = bpf_map_lookup_elem(&queued, &key);
 	if (!start)
 		return 0;
-	hist_map_add(&hists, &hkey, (bpf_ktime_get_ns() - *start) / 1000);
+	queued_for(&hkey, (bpf_ktime_get_ns() - *start) / 1000);
 	bpf_map_delete_elem(&queued, &key);
 	return 0;
 }
@@ -140,7 +151,7 @@ int BPF_PROG(qdisc_dequeued, struct Qdisc *q, const struct netdev_queue *txq, in
 	start = bpf_map_lookup_elem(&queued, &key);
 	if (!start)
 		return 0;
-	hist_map_add(&hists, &hkey, (bpf_ktime_get_ns() - *start) / 1000);
+	queued_for(&hkey, (bpf_ktime_get_ns() - *start) / 1000);
 	bpf_map_delete_elem(&queued, &key);
 	return 0;
 }

@@ -5,6 +5,7 @@
 #include "common/netdev.bpf.h"
 #include "common/sock.bpf.h"
 #include "common/maps.bpf.h"
+#include "common/export.bpf.h"
 #include "skbdrop.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -47,6 +48,11 @@ int BPF_PROG(skbdrop_kfree, struct sk_buff *skb, void *location, enum skb_drop_r
 		return 0;
 	if (filter_ifname[0] && !ifname_ok(BPF_CORE_READ(skb, dev)))
 		return 0;
+	/* Exporter mode (common/export.bpf.h): drops by reason only (metric 0), no stack walk. */
+	if (export_mode) {
+		export_count(0, reason, 0, 1);
+		return 0;
+	}
 	key.reason = reason;
 	key.stack_id = bpf_get_stackid(ctx, &stacks, 0);
 	counter_add(&drops, &key, 1);

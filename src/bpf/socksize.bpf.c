@@ -11,6 +11,7 @@
 #include "common/filter.bpf.h"
 #include "common/hist.bpf.h"
 #include "common/sock.bpf.h"
+#include "common/export.bpf.h"
 #include "socksize.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -34,6 +35,11 @@ static __always_inline void add_size(__u64 netns, int ret, __u32 dir)
 
 	if (!netns_ok(netns))
 		return;
+	/* Exporter mode (common/export.bpf.h): one histogram per direction, not per process. */
+	if (export_mode) {
+		export_hist_add(0, dir, 0, ret);
+		return;
+	}
 	key.dir = dir;
 	bpf_get_current_comm(key.comm, sizeof(key.comm));
 	hist_map_add(&sizes, &key, ret);

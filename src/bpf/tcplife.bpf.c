@@ -4,21 +4,11 @@
 #include "common/events.bpf.h"
 #include "common/filter.bpf.h"
 #include "common/tcp_owner.bpf.h"
-#include "common/hist.bpf.h"
+#include "common/export.bpf.h"
 #include "tcplife.h"
 
 char LICENSE[] SEC("license") = "GPL";
 EXPORT_EVENT_TYPE(tcplife_event);
-
-/* Exporter mode: sum sessions into `totals` instead of streaming them. */
-const volatile bool aggregate = false;
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 2);
-	__type(key, __u32);
-	__type(value, struct tcplife_totals);
-} totals SEC(".maps");
 
 struct session {
 	__u64 birth_ns;
@@ -55,21 +45,39 @@ static __always_inline void payload_bytes(const struct sock *sk, __u32 seen, str
 	e->rx_bytes = received;
 }
 
-static __always_inline void add_to_totals(const struct sock *sk, const struct session *s)
+/* Exporter mode (common/export.bpf.h): sessions summed instead of streamed, labelled by family
+ * (bit 0: IPv6) and direction (bit 1: passive open). The port label (--port-labels) is the
+ * service port: the remote one of an active open, the local one of a passive open. A session
+ * that never reached ESTABLISHED is a failed open, not a closed session. The exporter makes
+ * `sessions` a plain hash, so a full map is a counted loss instead of a silent eviction. */
+enum { EXP_OPENED, EXP_CLOSED, EXP_FAILED, EXP_TX_BYTES, EXP_RX_BYTES };
+enum { EXP_DURATION };
+
+static __always_inline __u32 export_label(const struct sock *sk, __u32 seen, __u16 *port)
+{
+	struct sock_tuple t = {};
+	__u32 passive = !(seen & SEEN(TCP_SYN_SENT));
+
+	sk_read_tuple(sk, &t);
+	*port = passive ? t.lport : t.rport;
+	return (t.family == AF_INET6) | (passive << 1);
+}
+
+static __always_inline void export_close(const struct sock *sk, const struct session *s)
 {
 	struct tcplife_event bytes = {};
-	__u32 idx = BPF_CORE_READ(sk, __sk_common.skc_family) == AF_INET6;
-	struct tcplife_totals *t = bpf_map_lookup_elem(&totals, &idx);
-	__u64 span_us = (bpf_ktime_get_ns() - s->birth_ns) / 1000;
+	__u16 port;
+	__u32 label = export_label(sk, s->states_seen, &port);
 
-	if (!t)
+	if (!(s->states_seen & SEEN(TCP_ESTABLISHED))) {
+		export_count(EXP_FAILED, label, port, 1);
 		return;
+	}
 	payload_bytes(sk, s->states_seen, &bytes);
-	hist_add(&t->span_us, span_us);
-	__sync_fetch_and_add(&t->span_us_sum, span_us);
-	__sync_fetch_and_add(&t->sessions, 1);
-	__sync_fetch_and_add(&t->tx_bytes, bytes.tx_bytes);
-	__sync_fetch_and_add(&t->rx_bytes, bytes.rx_bytes);
+	export_count(EXP_CLOSED, label, port, 1);
+	export_count(EXP_TX_BYTES, label, port, bytes.tx_bytes);
+	export_count(EXP_RX_BYTES, label, port, bytes.rx_bytes);
+	export_hist_add(EXP_DURATION, label, port, (bpf_ktime_get_ns() - s->birth_ns) / 1000);
 }
 
 SEC("tp_btf/inet_sock_set_state")
@@ -83,13 +91,20 @@ int BPF_PROG(tcplife_set_state, struct sock *sk, int oldstate, int newstate)
 	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP || !netns_ok(sk_netns_cookie(sk)))
 		return 0;
 
-	owner = owner_track(sk, oldstate, newstate);
+	owner = export_mode ? NULL : owner_track(sk, oldstate, newstate);
 	s = bpf_map_lookup_elem(&sessions, &key);
 	if (!s) {
 		if (newstate == TCP_SYN_SENT || newstate == TCP_SYN_RECV) {
 			fresh.birth_ns = bpf_ktime_get_ns();
 			fresh.states_seen = SEEN(newstate);
-			bpf_map_update_elem(&sessions, &key, &fresh, BPF_NOEXIST);
+			if (bpf_map_update_elem(&sessions, &key, &fresh, BPF_NOEXIST) && export_mode)
+				export_lost();
+			if (export_mode) {
+				__u16 port;
+				__u32 label = export_label(sk, fresh.states_seen, &port);
+
+				export_count(EXP_OPENED, label, port, 1);
+			}
 		}
 		if (newstate == TCP_CLOSE)
 			owner_forget(sk);
@@ -99,8 +114,8 @@ int BPF_PROG(tcplife_set_state, struct sock *sk, int oldstate, int newstate)
 	if (newstate != TCP_CLOSE)
 		return 0;
 
-	if (aggregate) {
-		add_to_totals(sk, s);
+	if (export_mode) {
+		export_close(sk, s);
 		goto done;
 	}
 	e = NULL;

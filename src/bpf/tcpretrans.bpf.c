@@ -10,6 +10,7 @@
 #include "common/filter.bpf.h"
 #include "common/maps.bpf.h"
 #include "common/tcp_owner.bpf.h"
+#include "common/export.bpf.h"
 #include "tcpretrans.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -34,6 +35,20 @@ struct {
 	__type(value, __u64);
 } counts SEC(".maps");
 
+/* Exporter mode (common/export.bpf.h): segments retransmitted (metric 0) and tail loss probes
+ * (metric 1), by the socket's state. */
+static __always_inline void export_retransmit(const struct sock *sk, const struct sk_buff *skb, __u8 kind)
+{
+	__u64 segs = 1;
+
+	if (skb) {
+		struct tcp_skb_cb *cb = (void *)skb + bpf_core_field_offset(struct sk_buff, cb);
+
+		segs = BPF_CORE_READ(cb, tcp_gso_segs) ?: 1;
+	}
+	export_count(kind == TCPRETRANS_LOSS_PROBE, BPF_CORE_READ(sk, __sk_common.skc_state), 0, segs);
+}
+
 static __always_inline void report(const struct sock *sk, const struct sk_buff *skb, __u8 kind, int err)
 {
 	struct tcpretrans_event *e;
@@ -46,6 +61,10 @@ static __always_inline void report(const struct sock *sk, const struct sk_buff *
 	sk_read_tuple(sk, &t);
 	if (!sk_is_inet(t.family) || !family_ok(t.family))
 		return;
+	if (export_mode) {
+		export_retransmit(sk, skb, kind);
+		return;
+	}
 	owner = bpf_map_lookup_elem(&sk_owners, &key);
 	if (filter_tgid && (!owner || owner->pid != filter_tgid))
 		return;

@@ -12,6 +12,7 @@
 #include "common/filter.bpf.h"
 #include "common/hist.bpf.h"
 #include "common/sock.bpf.h"
+#include "common/export.bpf.h"
 #include "tcpsynbl.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -35,6 +36,12 @@ int BPF_PROG(tcpsynbl_child, struct sock *sk, int oldstate, int newstate)
 	if (!netns_ok(sk_netns_cookie(sk)) || !family_ok(BPF_CORE_READ(sk, __sk_common.skc_family)))
 		return 0;
 	max = BPF_CORE_READ(sk, sk_max_ack_backlog);
+	/* Exporter mode (common/export.bpf.h): histogram 0 by backlog limit; the port label is the
+	 * listener's port, which the child still has. */
+	if (export_mode) {
+		export_hist_add(0, max, BPF_CORE_READ(sk, __sk_common.skc_num), BPF_CORE_READ(sk, sk_ack_backlog));
+		return 0;
+	}
 	hist_map_add(&backlog, &max, BPF_CORE_READ(sk, sk_ack_backlog));
 	return 0;
 }
@@ -64,6 +71,12 @@ int BPF_PROG(tcpsynbl_overflow, struct sk_buff *skb, void *location, enum skb_dr
 	}
 	if (!netns_ok(netns) || (listener && !family_ok(family)))
 		return 0;
+	/* Exporter mode: drops counted (metric 0); the port label is the listener's port, 0 when
+	 * the kernel does not name the listener. */
+	if (export_mode) {
+		export_count(0, 0, listener ? BPF_CORE_READ(listener, __sk_common.skc_num) : 0, 1);
+		return 0;
+	}
 	e = reserve_event(sizeof(*e));
 	if (!e)
 		return 0;

@@ -1,133 +1,209 @@
-//! The exporter's own health metrics, and the text-format conversion for classic scrapers.
+//! One scrape: every tool's families read from the kernel, then the exporter's own health.
 
-use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::Instant;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
 
-#[derive(Debug, Default)]
-pub struct Health {
-    tools: Mutex<BTreeMap<String, ToolHealth>>,
-    last_scrape: Mutex<Duration>,
+use super::sources::{Family, Source, Unit};
+
+/// A tool the exporter was asked for: attached (with its source), or skipped (unsupported
+/// here, default tool set only).
+pub struct Exported {
+    pub name: &'static str,
+    pub plan: String,
+    pub source: Option<Box<dyn Source>>,
 }
 
-#[derive(Debug, Default, Clone, Copy)]
-struct ToolHealth {
-    up: bool,
-    lost_events: u64,
+/// Response formats, for netbpf_scrapes_total.
+#[derive(Debug, Clone, Copy)]
+pub enum Format {
+    Text = 0,
+    OpenMetrics = 1,
 }
 
-impl Health {
-    pub fn up(&self, tool: &str) {
-        self.tools
-            .lock()
-            .unwrap()
-            .entry(tool.to_string())
-            .or_default()
-            .up = true;
+pub struct Metrics {
+    tools: Vec<Exported>,
+    kernel: String,
+    scrapes: [AtomicU64; 2],
+    /// The last read error of each tool, so a failing map is reported once, not every scrape.
+    errors: Mutex<Vec<Option<String>>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        let names: Vec<&str> = self.tools.iter().map(|t| t.name).collect();
+        f.debug_struct("Metrics").field("tools", &names).finish()
     }
-    pub fn scraped(&self, took: Duration) {
-        *self.last_scrape.lock().unwrap() = took;
+}
+
+impl Metrics {
+    pub fn new(tools: Vec<Exported>) -> Metrics {
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        let errors = Mutex::new(vec![None; tools.len()]);
+        Metrics {
+            tools,
+            kernel,
+            scrapes: [AtomicU64::new(0), AtomicU64::new(0)],
+            errors,
+        }
+    }
+
+    pub fn scraped(&self, format: Format) {
+        self.scrapes[format as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reads one tool: its families and lost count, or why not (reported once per new error).
+    fn read(&self, i: usize, source: &dyn Source) -> Option<(Vec<Family>, u64)> {
+        let result = source
+            .read()
+            .and_then(|families| Ok((families, source.lost()?)));
+        let mut errors = self.errors.lock().unwrap();
+        match result {
+            Ok(r) => {
+                errors[i] = None;
+                Some(r)
+            }
+            Err(e) => {
+                let msg = format!("{e:#}");
+                if errors[i].as_deref() != Some(&msg) {
+                    eprintln!(
+                        "netbpf exporter: {}: reading its maps failed, reported down: {msg}",
+                        self.tools[i].name
+                    );
+                    errors[i] = Some(msg);
+                }
+                None
+            }
+        }
     }
 }
 
-#[derive(Debug)]
-pub struct HealthCollector(pub std::sync::Arc<Health>);
+fn unit(u: Unit) -> Option<prometheus_client::registry::Unit> {
+    match u {
+        Unit::None => None,
+        Unit::Seconds => Some(prometheus_client::registry::Unit::Seconds),
+        Unit::Bytes => Some(prometheus_client::registry::Unit::Bytes),
+    }
+}
 
-impl Collector for HealthCollector {
-    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+pub fn encode_family(enc: &mut DescriptorEncoder, f: &Family) -> std::fmt::Result {
+    match f {
+        Family::Counter {
+            name,
+            help,
+            unit: u,
+            series,
+        } => {
+            let u = unit(*u);
+            let mut m = enc.encode_descriptor(name, help, u.as_ref(), MetricType::Counter)?;
+            for (labels, v) in series {
+                ConstCounter::new(*v).encode(m.encode_family(labels)?)?;
+            }
+        }
+        Family::Histogram {
+            name,
+            help,
+            unit: u,
+            buckets,
+            series,
+        } => {
+            let u = unit(*u);
+            let mut m = enc.encode_descriptor(name, help, u.as_ref(), MetricType::Histogram)?;
+            for (labels, slots, sum) in series {
+                m.encode_family(labels)?.encode_histogram::<NoLabelSet>(
+                    buckets.sum(*sum),
+                    slots.iter().sum(),
+                    &buckets.of(slots),
+                    None,
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Collector for Metrics {
+    fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
+        let started = Instant::now();
+        let mut up = Vec::new();
+        let mut lost = Vec::new();
+        for (i, t) in self.tools.iter().enumerate() {
+            let read = t.source.as_deref().and_then(|s| self.read(i, s));
+            up.push(read.is_some());
+            if let Some((families, n)) = read {
+                for f in &families {
+                    encode_family(&mut enc, f)?;
+                }
+                lost.push((t.name, n));
+            }
+        }
+
         let info = ConstGauge::new(1i64);
         let mut m = enc.encode_descriptor(
             "netbpf_build_info",
-            "netbpf build information",
+            "netbpf version and the kernel it runs on",
             None,
-            info.metric_type(),
+            MetricType::Gauge,
         )?;
-        info.encode(m.encode_family(&[("version", env!("CARGO_PKG_VERSION"))])?)?;
+        info.encode(m.encode_family(&[
+            ("version", env!("CARGO_PKG_VERSION")),
+            ("kernel", self.kernel.as_str()),
+        ])?)?;
 
-        let tools = self.0.tools.lock().unwrap().clone();
-        let up = ConstGauge::new(0i64);
         let mut m = enc.encode_descriptor(
             "netbpf_tool_up",
-            "1 when the tool's BPF programs are attached",
+            "1 when the tool's BPF programs are attached and its maps were read in this scrape",
             None,
-            up.metric_type(),
+            MetricType::Gauge,
         )?;
-        for (name, h) in &tools {
-            ConstGauge::new(h.up as i64).encode(m.encode_family(&[("tool", name.as_str())])?)?;
+        for (t, up) in self.tools.iter().zip(&up) {
+            let plan = if t.source.is_some() {
+                t.plan.as_str()
+            } else {
+                "unsupported"
+            };
+            ConstGauge::new(*up as i64)
+                .encode(m.encode_family(&[("tool", t.name), ("plan", plan)])?)?;
         }
-        let lost = ConstCounter::new(0u64);
+
         let mut m = enc.encode_descriptor(
             "netbpf_lost_events",
-            "Events the kernel could not hand to the exporter",
+            "Updates the kernel side could not make (a full map), per tool",
             None,
-            lost.metric_type(),
+            MetricType::Counter,
         )?;
-        for (name, h) in &tools {
-            ConstCounter::new(h.lost_events)
-                .encode(m.encode_family(&[("tool", name.as_str())])?)?;
+        for (tool, n) in &lost {
+            ConstCounter::new(*n).encode(m.encode_family(&[("tool", *tool)])?)?;
         }
-        let took = ConstGauge::new(self.0.last_scrape.lock().unwrap().as_secs_f64());
+
+        let mut m = enc.encode_descriptor(
+            "netbpf_scrapes",
+            "Scrapes of /metrics answered, by format",
+            None,
+            MetricType::Counter,
+        )?;
+        for (format, n) in ["text", "openmetrics"].iter().zip(&self.scrapes) {
+            ConstCounter::new(n.load(Ordering::Relaxed))
+                .encode(m.encode_family(&[("format", *format)])?)?;
+        }
+
+        let took = ConstGauge::new(started.elapsed().as_secs_f64());
         let m = enc.encode_descriptor(
             "netbpf_scrape_duration_seconds",
-            "How long the previous scrape took to collect",
+            "Time this scrape took to read every tool's maps",
             None,
-            took.metric_type(),
+            MetricType::Gauge,
         )?;
         took.encode(m)?;
         Ok(())
-    }
-}
-
-/// OpenMetrics text → Prometheus text format 0.0.4: counter families are named with their
-/// `_total` suffix, and the OpenMetrics-only `# UNIT` and `# EOF` lines go.
-pub fn to_prometheus_text(openmetrics: &str) -> String {
-    let mut out = String::with_capacity(openmetrics.len());
-    let mut counter_families: Vec<&str> = Vec::new();
-    for line in openmetrics.lines() {
-        if let Some(rest) = line.strip_prefix("# TYPE ") {
-            if let Some(name) = rest.strip_suffix(" counter") {
-                counter_families.push(name);
-                out.push_str(&format!("# TYPE {name}_total counter\n"));
-                continue;
-            }
-        }
-        if line.starts_with("# UNIT ") || line == "# EOF" {
-            continue;
-        }
-        out.push_str(line);
-        out.push('\n');
-    }
-    // HELP lines precede TYPE lines: rename them in a second pass.
-    let mut fixed = String::with_capacity(out.len());
-    for line in out.lines() {
-        if let Some(rest) = line.strip_prefix("# HELP ") {
-            let name = rest.split(' ').next().unwrap_or("");
-            if counter_families.contains(&name) {
-                fixed.push_str(&format!("# HELP {name}_total{}\n", &rest[name.len()..]));
-                continue;
-            }
-        }
-        fixed.push_str(line);
-        fixed.push('\n');
-    }
-    fixed
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn openmetrics_to_text_format() {
-        let om = "# HELP x_closed Sessions.\n# TYPE x_closed counter\nx_closed_total 3\n# HELP g A gauge.\n# TYPE g gauge\n# UNIT g seconds\ng 1\n# EOF\n";
-        assert_eq!(
-            to_prometheus_text(om),
-            "# HELP x_closed_total Sessions.\n# TYPE x_closed_total counter\nx_closed_total 3\n# HELP g A gauge.\n# TYPE g gauge\ng 1\n"
-        );
     }
 }

@@ -1,25 +1,29 @@
 //! `netbpf exporter`: the tools' in-kernel aggregations as Prometheus metrics.
 //!
-//! Each exported tool loads its BPF object once in aggregate mode (no ring buffer: the kernel
-//! sums into maps) and a collector reads those maps at every scrape. Secure by default: listens
-//! on loopback, and after attaching drops every capability except CAP_BPF (still needed to read
-//! maps where unprivileged BPF is disabled).
+//! Each exported tool loads its BPF object once in exporter mode (the kernel sums into small
+//! maps of low-cardinality series; no ring buffer) and its source reads those maps at every
+//! scrape. Secure by default: listens on loopback; binds first (a port in use fails before
+//! anything is loaded), loads and attaches, drops every capability while still single-threaded,
+//! and only then starts the HTTP server's threads.
 
 mod metrics;
+mod privs;
 pub mod sources;
 
 use std::ffi::OsString;
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{anyhow, Context as _};
+use anyhow::anyhow;
 use clap::Parser;
-use prometheus_client::encoding::text;
+use prometheus_client::encoding::{prometheus_text, text};
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
 
 use crate::core::cli::Filters;
+use crate::core::error::Unsupported;
 use crate::core::run::Run;
 use crate::usage;
 
@@ -27,15 +31,22 @@ pub use sources::EXPORTABLE;
 
 const EXAMPLES: &str = "\
 Examples:
-  netbpf exporter                               # all exportable tools on 127.0.0.1:9435
-  netbpf exporter --tools tcplife,tcpstates     # only these
+  netbpf exporter                               # every exportable tool on 127.0.0.1:9435
+  netbpf exporter --tools tcplife,tcpretrans    # only these
+  netbpf exporter --port-labels                 # also a port label (cardinality: think twice)
+  netbpf exporter --tools qdisc --qdisc-kinds fq_codel,tbf
   netbpf exporter --listen 0.0.0.0:9435         # reachable from other hosts (think twice)
   netbpf exporter --config /etc/netbpf/exporter.toml
 
 Config file (TOML; command-line options win):
   listen = \"127.0.0.1:9435\"
   tools = [\"tcplife\", \"tcpstates\"]
-  netns = \"/run/netns/web\"     # optional: only this network namespace";
+  netns = \"/run/netns/web\"     # optional: only this network namespace
+  port_labels = false
+  qdisc_kinds = [\"fq_codel\"]   # default: the kernel's net.core.default_qdisc
+
+Without --tools, a tool this kernel cannot run is skipped (a note on stderr, netbpf_tool_up 0);
+a tool asked for by name that cannot run is an error.";
 
 #[derive(Parser, Debug)]
 #[command(name = "exporter", about = "Serve the tools' in-kernel aggregations as Prometheus metrics", after_help = EXAMPLES)]
@@ -43,7 +54,7 @@ struct Opts {
     /// Address to listen on
     #[arg(long, value_name = "ADDR:PORT")]
     listen: Option<String>,
-    /// Comma-separated tools to export (default: all exportable)
+    /// Comma-separated tools to export (default: every exportable one this kernel can run)
     #[arg(long, value_name = "TOOLS", value_delimiter = ',')]
     tools: Option<Vec<String>>,
     /// TOML config file
@@ -52,6 +63,12 @@ struct Opts {
     /// Only this network namespace (cookie or path)
     #[arg(long, value_name = "NETNS")]
     netns: Option<String>,
+    /// Add a port label (service port) to the metrics that have one
+    #[arg(long)]
+    port_labels: bool,
+    /// Qdisc kinds the qdisc tool times (default: the kernel's default_qdisc)
+    #[arg(long, value_name = "KINDS", value_delimiter = ',')]
+    qdisc_kinds: Option<Vec<String>>,
     /// Stop after SECS seconds (default: until SIGINT/SIGTERM)
     #[arg(short = 'd', long = "duration", value_name = "SECS")]
     duration: Option<f64>,
@@ -63,44 +80,110 @@ struct Config {
     listen: Option<String>,
     tools: Option<Vec<String>>,
     netns: Option<String>,
+    port_labels: Option<bool>,
+    qdisc_kinds: Option<Vec<String>>,
 }
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:9435";
 
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, col)
+}
+
+fn read_config(path: &PathBuf) -> anyhow::Result<Config> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| usage!("config {}: {e}", path.display()))?;
+    toml::from_str::<Config>(&text).map_err(|e| {
+        let at = e.span().map(|s| line_col(&text, s.start));
+        let msg = e.message().trim_end().replace('\n', " ");
+        match at {
+            Some((line, col)) => usage!("config {}:{line}:{col}: {msg}", path.display()),
+            None => usage!("config {}: {msg}", path.display()),
+        }
+    })
+}
+
+/// The tools asked for, checked: every name exportable, none twice.
+fn check_tools(tools: &[String]) -> anyhow::Result<()> {
+    let names: Vec<&str> = EXPORTABLE.iter().map(|s| s.name).collect();
+    if tools.iter().all(|t| t.is_empty()) {
+        return Err(usage!(
+            "no tools to export: the list is empty (exportable: {})",
+            names.join(", ")
+        ));
+    }
+    for (i, t) in tools.iter().enumerate() {
+        if t.is_empty() {
+            return Err(usage!(
+                "an empty tool name in the list (exportable: {})",
+                names.join(", ")
+            ));
+        }
+        if !names.contains(&t.as_str()) {
+            let why = if crate::tools::find(t).is_some() {
+                "the exporter does not read it"
+            } else {
+                "no such tool"
+            };
+            return Err(usage!(
+                "tool '{t}' cannot be exported: {why} (exportable: {})",
+                names.join(", ")
+            ));
+        }
+        if tools[..i].contains(t) {
+            return Err(usage!("tool '{t}' is listed twice"));
+        }
+    }
+    Ok(())
+}
+
+fn listen_addrs(listen: &str) -> anyhow::Result<Vec<SocketAddr>> {
+    let addrs: Vec<SocketAddr> = listen
+        .to_socket_addrs()
+        .map_err(|e| usage!("--listen '{listen}' is not an ADDRESS:PORT: {e}"))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(usage!("--listen '{listen}' names no address"));
+    }
+    Ok(addrs)
+}
+
 pub fn run(args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let config = match &o.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| usage!("config {}: {e}", path.display()))?;
-            toml::from_str::<Config>(&text)
-                .map_err(|e| usage!("config {}: {}", path.display(), e.message()))?
-        }
+        Some(path) => read_config(path)?,
         None => Config::default(),
     };
     let listen = o
         .listen
         .or(config.listen)
         .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
-    let tools = o
+    let addrs = listen_addrs(&listen)?;
+    let explicit = o.tools.is_some() || config.tools.is_some();
+    let tools: Vec<String> = o
         .tools
         .or(config.tools)
+        .map(|t| t.into_iter().map(|s| s.trim().to_string()).collect())
         .unwrap_or_else(|| EXPORTABLE.iter().map(|s| s.name.to_string()).collect());
-    if tools.is_empty() {
-        return Err(usage!("no tools to export"));
+    check_tools(&tools)?;
+    let qdisc_kinds = o.qdisc_kinds.or(config.qdisc_kinds);
+    if qdisc_kinds.is_some() && !tools.iter().any(|t| t == "qdisc") {
+        return Err(usage!("--qdisc-kinds: the qdisc tool is not exported"));
     }
-    for t in &tools {
-        if !EXPORTABLE.iter().any(|s| s.name == t) {
-            let names: Vec<&str> = EXPORTABLE.iter().map(|s| s.name).collect();
-            return Err(usage!(
-                "tool '{t}' cannot be exported (exportable: {})",
-                names.join(", ")
-            ));
-        }
-    }
+    let qdisc_kinds = match qdisc_kinds {
+        Some(k) if k.is_empty() => return Err(usage!("--qdisc-kinds: the list is empty")),
+        Some(k) => k,
+        None => vec![std::fs::read_to_string("/proc/sys/net/core/default_qdisc")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "pfifo_fast".into())],
+    };
     let netns = o.netns.or(config.netns);
     let duration = match o.duration {
-        Some(s) if s > 0.0 && s.is_finite() => Some(Duration::from_secs_f64(s)),
+        Some(s) if s > 0.0 && s.is_finite() && s < 1e9 => Some(Duration::from_secs_f64(s)),
         Some(s) => {
             return Err(usage!(
                 "--duration: '{s}' is not a positive number of seconds"
@@ -114,136 +197,182 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<()> {
         json: false,
         duration,
     };
-    let filters = Filters::new(&common)?;
+    let ctx = sources::Ctx {
+        filters: Filters::new(&common)?,
+        ports: o.port_labels || config.port_labels.unwrap_or(false),
+        qdisc_kinds,
+    };
     crate::core::bpf::preflight("exporter")?;
 
     // Bind first: a port in use is an error before anything is loaded.
-    let server =
-        tiny_http::Server::http(&listen).map_err(|e| anyhow!("cannot listen on {listen}: {e}"))?;
+    let listener =
+        TcpListener::bind(&addrs[..]).map_err(|e| anyhow!("cannot listen on {listen}: {e}"))?;
+    let bound = listener.local_addr()?;
 
-    let mut registry = Registry::default();
-    let health = Arc::new(metrics::Health::default());
+    let mut exported = Vec::new();
     let mut keepalive = Vec::new();
     for name in &tools {
         let spec = EXPORTABLE.iter().find(|s| s.name == name).unwrap();
-        let loaded = (spec.load)(&filters).with_context(|| format!("exporter: loading {name}"))?;
-        health.up(name);
-        keepalive.push(loaded.keepalive);
-        registry.register_collector(loaded.collector);
+        match (spec.load)(&ctx) {
+            Ok(loaded) => {
+                keepalive.push(loaded.keepalive);
+                exported.push(metrics::Exported {
+                    name: spec.name,
+                    plan: loaded.plan,
+                    source: Some(loaded.source),
+                });
+            }
+            Err(e) if !explicit && e.downcast_ref::<Unsupported>().is_some() => {
+                eprintln!("netbpf exporter: skipping {name}: {e}");
+                exported.push(metrics::Exported {
+                    name: spec.name,
+                    plan: String::new(),
+                    source: None,
+                });
+            }
+            Err(e) => return Err(e.context(format!("exporter: {name}"))),
+        }
     }
-    registry.register_collector(Box::new(metrics::HealthCollector(health.clone())));
-    drop_capabilities()?;
+    let attached: Vec<&str> = exported
+        .iter()
+        .filter(|t| t.source.is_some())
+        .map(|t| t.name)
+        .collect();
+    if attached.is_empty() {
+        return Err(Unsupported::new("exporter", "none of the tools can run here").into());
+    }
+    let run = Run::new(common.duration);
+
+    let dropped = privs::drop_privileges()?;
+    // Every server thread starts from here, without privileges.
+    let server = tiny_http::Server::from_listener(listener, None)
+        .map_err(|e| anyhow!("cannot serve on {listen}: {e}"))?;
+    if !bound.ip().is_loopback() {
+        eprintln!(
+            "netbpf exporter: warning: listening on {bound}, reachable from other hosts: the \
+             metrics describe this host's traffic"
+        );
+    }
+    if dropped.kept_bpf {
+        eprintln!("netbpf exporter: this kernel needs CAP_BPF to read maps: kept (only that)");
+    }
     eprintln!(
-        "Tracing for the exporter: {} on http://{listen}/metrics",
-        tools.join(",")
+        "Tracing for the exporter: {} on http://{bound}/metrics",
+        attached.join(",")
     );
 
-    let run = Run::new(common.duration);
-    serve(&server, &registry, &health, &run);
+    let metrics = Arc::new(metrics::Metrics::new(exported));
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(metrics.clone()));
+    serve(&server, &registry, &metrics, &run);
+    drop(server);
     drop(keepalive);
     Ok(())
 }
 
-fn serve(server: &tiny_http::Server, registry: &Registry, health: &metrics::Health, run: &Run) {
+/// Whether an Accept header prefers OpenMetrics to the classic text format (q-values honoured).
+fn wants_openmetrics(accept: &str) -> bool {
+    let (mut om, mut text) = (0.0f32, 0.0f32);
+    for range in accept.split(',') {
+        let mut parts = range.split(';').map(str::trim);
+        let media = parts.next().unwrap_or("").to_ascii_lowercase();
+        let q = parts
+            .filter_map(|p| p.strip_prefix("q="))
+            .next()
+            .and_then(|q| q.trim().parse().ok())
+            .unwrap_or(1.0f32);
+        match media.as_str() {
+            "application/openmetrics-text" => om = om.max(q),
+            "text/plain" | "text/*" | "*/*" => text = text.max(q),
+            _ => {}
+        }
+    }
+    om > 0.0 && om >= text
+}
+
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+fn header(name: &str, value: &str) -> tiny_http::Header {
+    tiny_http::Header::from_bytes(name, value).expect("valid header")
+}
+
+fn serve(server: &tiny_http::Server, registry: &Registry, metrics: &metrics::Metrics, run: &Run) {
     while !run.should_stop() {
         let req = match server.recv_timeout(Duration::from_millis(200)) {
             Ok(Some(r)) => r,
             Ok(None) => continue,
             Err(_) => continue, // interrupted by a signal
         };
-        let started = Instant::now();
-        let response = if req.url() == "/metrics" || req.url().starts_with("/metrics?") {
-            let openmetrics = req.headers().iter().any(|h| {
-                h.field.equiv("Accept") && h.value.as_str().contains("application/openmetrics-text")
-            });
-            let mut body = String::with_capacity(16 * 1024);
-            match text::encode(&mut body, registry) {
-                Ok(()) => {
-                    let (body, ctype) = if openmetrics {
-                        (
-                            body,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )
-                    } else {
-                        (
-                            metrics::to_prometheus_text(&body),
-                            "text/plain; version=0.0.4; charset=utf-8",
-                        )
-                    };
-                    health.scraped(started.elapsed());
-                    tiny_http::Response::from_string(body)
-                        .with_header(tiny_http::Header::from_bytes("Content-Type", ctype).unwrap())
-                }
+        let url = req.url();
+        let response = if url == "/metrics" || url.starts_with("/metrics?") {
+            let om = req
+                .headers()
+                .iter()
+                .any(|h| h.field.equiv("Accept") && wants_openmetrics(h.value.as_str()));
+            let mut body = String::with_capacity(32 * 1024);
+            let (format, ctype) = if om {
+                (metrics::Format::OpenMetrics, OPENMETRICS)
+            } else {
+                (metrics::Format::Text, prometheus_text::CONTENT_TYPE)
+            };
+            metrics.scraped(format);
+            let encoded = if om {
+                text::encode(&mut body, registry)
+            } else {
+                prometheus_text::encode(&mut body, registry)
+            };
+            match encoded {
+                Ok(()) => tiny_http::Response::from_string(body)
+                    .with_header(header("Content-Type", ctype)),
                 Err(_) => {
                     tiny_http::Response::from_string("encoding failed\n").with_status_code(500)
                 }
             }
-        } else if req.url() == "/" {
+        } else if url == "/" {
             tiny_http::Response::from_string("netbpf exporter: metrics at /metrics\n")
         } else {
             tiny_http::Response::from_string("not found\n").with_status_code(404)
         };
-        let _ = req.respond(response);
+        let _ = req.respond(response.with_header(header("Server", "netbpf")));
     }
 }
 
-/// Keeps only CAP_BPF (map reads) in every capability set and forbids regaining any.
-fn drop_capabilities() -> anyhow::Result<()> {
-    const CAP_BPF: u32 = 39;
-    // SAFETY: prctl/capset with valid arguments.
-    unsafe {
-        for cap in 0..=63u64 {
-            if cap as u32 != CAP_BPF {
-                // EINVAL for caps the kernel does not know: fine.
-                libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0);
-            }
-        }
-        #[repr(C)]
-        struct Header {
-            version: u32,
-            pid: i32,
-        }
-        #[repr(C)]
-        #[derive(Clone, Copy)]
-        struct Data {
-            effective: u32,
-            permitted: u32,
-            inheritable: u32,
-        }
-        let header = Header {
-            version: 0x20080522,
-            pid: 0,
-        };
-        let high = 1u32 << (CAP_BPF - 32);
-        let data = [
-            Data {
-                effective: 0,
-                permitted: 0,
-                inheritable: 0,
-            },
-            Data {
-                effective: high,
-                permitted: high,
-                inheritable: 0,
-            },
-        ];
-        if libc::syscall(libc::SYS_capset, &header, data.as_ptr()) != 0 {
-            return Err(anyhow!(
-                "dropping capabilities failed: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-    }
-    Ok(())
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// `le` bounds of an exported log2 histogram of microseconds, in seconds: slot k ends at 2^k µs.
-pub(crate) fn log2_us_buckets(slots: &[u64], max_slot: usize) -> Vec<(f64, u64)> {
-    let mut buckets: Vec<(f64, u64)> = (0..=max_slot)
-        .map(|k| ((1u64 << k) as f64 / 1e6, slots.get(k).copied().unwrap_or(0)))
-        .collect();
-    let rest: u64 = slots.iter().skip(max_slot + 1).sum();
-    buckets.push((f64::INFINITY, rest));
-    buckets
+    #[test]
+    fn accept_negotiation() {
+        // Prometheus 2.x's scrape header.
+        assert!(wants_openmetrics("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"));
+        assert!(!wants_openmetrics("*/*"));
+        assert!(!wants_openmetrics("text/plain"));
+        assert!(!wants_openmetrics(
+            "application/openmetrics-text;q=0, text/plain"
+        ));
+        assert!(!wants_openmetrics(
+            "application/openmetrics-text;q=0.3, text/plain;q=0.9"
+        ));
+        assert!(wants_openmetrics("application/openmetrics-text"));
+    }
+
+    #[test]
+    fn positions() {
+        let t = "a = 1\nbb = [\n  2, x]\n";
+        assert_eq!(line_col(t, 0), (1, 1));
+        assert_eq!(line_col(t, t.find('x').unwrap()), (3, 6));
+    }
+
+    #[test]
+    fn tool_lists() {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert!(check_tools(&v(&["tcplife", "tcpstates"])).is_ok());
+        let e = check_tools(&v(&["tcplife", "tcplife"])).unwrap_err();
+        assert!(e.to_string().contains("listed twice"), "{e}");
+        let e = check_tools(&v(&["tcptop"])).unwrap_err();
+        assert!(e.to_string().contains("does not read it"), "{e}");
+        let e = check_tools(&v(&["nope"])).unwrap_err();
+        assert!(e.to_string().contains("no such tool"), "{e}");
+        assert!(check_tools(&[]).is_err());
+    }
 }

@@ -401,3 +401,74 @@ mod tests {
         assert!(p.is_file());
     }
 }
+
+// ---------------------------------------------------------------- netbpf exporter
+
+/// `netbpf exporter`: lookup latency histograms built in the kernel per resolver function
+/// (gethostlatency.bpf.c in exporter mode, maps of common/export.bpf.h), in the system C library.
+pub mod export {
+    use super::*;
+    use crate::exporter::sources::{
+        Buckets, Ctx, ExportMaps, Family, Loaded, Scale, Source, Unit,
+    };
+
+    /// 16 µs to 2^26 µs (67 s: resolver timeouts and retries).
+    const LATENCIES: Buckets = Buckets {
+        scale: Scale::Micros,
+        first: 4,
+        last: 26,
+    };
+
+    struct Lookups {
+        maps: ExportMaps,
+        /// The functions the library has (cookies), published at 0 before their first call.
+        present: Vec<u32>,
+    }
+
+    impl Source for Lookups {
+        fn read(&self) -> anyhow::Result<Vec<Family>> {
+            let h = self.maps.hists()?;
+            let func = |f: u32| {
+                let name = FUNCS.get(f as usize).copied().unwrap_or("unknown");
+                vec![("function", name.to_string())]
+            };
+            Ok(vec![Family::Histogram {
+                name: "netbpf_dns_lookup_latency",
+                help: "Host name lookups through the C library, from call to return",
+                unit: Unit::Seconds,
+                buckets: LATENCIES,
+                series: self.maps.histogram(&h, 0, &self.present, func),
+            }])
+        }
+
+        fn lost(&self) -> anyhow::Result<u64> {
+            self.maps.lost()
+        }
+    }
+
+    pub fn load(ctx: &Ctx) -> anyhow::Result<Loaded> {
+        let plan = crate::exporter::sources::select(TOOL.name, TOOL.plans)?;
+        let libc = system_libc().map_err(|why| Unsupported::new(TOOL.name, why))?;
+        // The programs stay attached for the exporter's whole life: leak the object storage.
+        let obj = Box::leak(Box::new(MaybeUninit::uninit()));
+        let mut open = opened(TOOL.name, GethostlatencySkelBuilder::default().open(obj))?;
+        crate::export_rodata!(open.maps.rodata_data.as_deref_mut().expect("rodata"), ctx);
+        ExportMaps::size(ctx, &mut open.maps.export_counts, &mut open.maps.export_hists)?;
+        let skel = open.load().or_load_failed(TOOL.name)?;
+        let (links, missing) = attach(&skel, &libc, None)?;
+        let present = (0..FUNCS.len() as u32)
+            .filter(|&f| !missing.contains(&FUNCS[f as usize]))
+            .collect();
+        let maps = ExportMaps::new(
+            ctx,
+            &skel.maps.export_counts,
+            &skel.maps.export_hists,
+            &skel.maps.export_stats,
+        )?;
+        Ok(Loaded {
+            source: Box::new(Lookups { maps, present }),
+            plan: plan.name.to_string(),
+            keepalive: Box::new((skel, links)),
+        })
+    }
+}

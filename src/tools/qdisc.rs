@@ -432,3 +432,151 @@ ffffffffc0a01000 t fq_enqueue\t[sch_fq]
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+// ---------------------------------------------------------------- netbpf exporter
+
+/// `netbpf exporter`: queueing latency histograms built in the kernel, one BPF object per qdisc
+/// kind asked for (qdisc.bpf.c in exporter mode, maps of common/export.bpf.h), labelled by kind.
+/// The plan is chosen per kind as the tool does: the kind's functions with kprobes, else the
+/// qdisc tracepoints (root qdiscs only).
+pub mod export {
+    use super::*;
+    use crate::exporter::sources::{
+        Buckets, Ctx, ExportMaps, Family, Loaded, Scale, Source, Unit,
+    };
+
+    /// 1 µs to 2^24 µs (16.8 s).
+    const LATENCIES: Buckets = Buckets {
+        scale: Scale::Micros,
+        first: 0,
+        last: 24,
+    };
+
+    struct Latency(Vec<(String, ExportMaps)>);
+
+    impl Source for Latency {
+        fn read(&self) -> anyhow::Result<Vec<Family>> {
+            let mut series = Vec::new();
+            for (kind, maps) in &self.0 {
+                let h = maps.hists()?;
+                series.extend(maps.histogram(&h, 0, &[0], |_| vec![("kind", kind.clone())]));
+            }
+            Ok(vec![Family::Histogram {
+                name: "netbpf_qdisc_latency",
+                help: "Time packets spent queued in a qdisc, from enqueue to dequeue",
+                unit: Unit::Seconds,
+                buckets: LATENCIES,
+                series,
+            }])
+        }
+
+        fn lost(&self) -> anyhow::Result<u64> {
+            self.0.iter().map(|(_, m)| m.lost()).sum()
+        }
+    }
+
+    /// Loads and attaches the object for one kind; returns its maps, plan name and what keeps
+    /// it attached.
+    fn load_kind(
+        ctx: &Ctx,
+        kind: &str,
+        kallsyms: &str,
+    ) -> anyhow::Result<(ExportMaps, &'static str, Box<dyn std::any::Any>)> {
+        if kind.is_empty()
+            || kind.len() > NAME_MAX
+            || !kind
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Err(usage!(
+                "--qdisc-kinds: '{kind}' is not a qdisc kind (lowercase letters, digits and _, \
+                 at most {NAME_MAX})"
+            ));
+        }
+        let what = format!("qdisc {kind}");
+        match kind_available_in(kind, &osrelease(), kallsyms, Path::new("/lib/modules")) {
+            Ok(Availability::Present) => {}
+            Ok(Availability::ModuleNotLoaded(module)) => eprintln!(
+                "netbpf exporter: qdisc: {} is a module that is not loaded, so no {kind} qdisc \
+                 exists yet; its packets are timed once one is created",
+                module.display()
+            ),
+            Err(why) => return Err(Unsupported::new(&what, why).into()),
+        }
+        let caps = Caps::get();
+        let plan = crate::exporter::sources::select(TOOL.name, TOOL.plans)?;
+        let funcs = match plan.name {
+            "kprobe" => kind_functions(kind, kallsyms),
+            _ => None,
+        };
+        let plan = if funcs.is_none() && plan.name == "kprobe" {
+            caps.check(&TRACEPOINTS)
+                .map_err(|why| Unsupported::new(&what, why))?;
+            &TRACEPOINTS
+        } else {
+            plan
+        };
+        // The programs stay attached for the exporter's whole life: leak the object storage.
+        let obj = Box::leak(Box::new(MaybeUninit::uninit()));
+        let mut open = opened(TOOL.name, QdiscSkelBuilder::default().open(obj))?;
+        let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
+        crate::export_rodata!(&mut *rodata, ctx);
+        copy_name(&mut rodata.qdisc_kind, kind);
+        copy_name(&mut rodata.filter_ifname, "");
+        let kprobes = funcs.is_some();
+        open.progs.qdisc_kind_enqueue.set_autoload(kprobes);
+        open.progs.qdisc_kind_dequeue.set_autoload(kprobes);
+        open.progs.qdisc_enqueued.set_autoload(!kprobes);
+        open.progs.qdisc_dequeued.set_autoload(!kprobes);
+        let mut skel = open.load().or_load_failed(TOOL.name)?;
+        let mut links = Vec::new();
+        match &funcs {
+            Some((enqueue, dequeue)) => {
+                let failed = |f: &str, e| crate::core::bpf::attach_failed(TOOL.name, f, e);
+                links.push(
+                    skel.progs
+                        .qdisc_kind_enqueue
+                        .attach_kprobe(false, enqueue)
+                        .map_err(|e| failed(&format!("kprobe {enqueue}"), e))?,
+                );
+                links.push(
+                    skel.progs
+                        .qdisc_kind_dequeue
+                        .attach_kprobe(true, dequeue)
+                        .map_err(|e| failed(&format!("kretprobe {dequeue}"), e))?,
+                );
+            }
+            None => skel
+                .attach()
+                .map_err(|e| crate::core::bpf::attach_failed(TOOL.name, plan.attach, e))?,
+        }
+        let maps = ExportMaps::new(
+            ctx,
+            &skel.maps.export_counts,
+            &skel.maps.export_hists,
+            &skel.maps.export_stats,
+        )?;
+        Ok((maps, plan.name, Box::new((skel, links))))
+    }
+
+    pub fn load(ctx: &Ctx) -> anyhow::Result<Loaded> {
+        let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap_or_default();
+        let mut kinds = Vec::new();
+        let mut plans = Vec::new();
+        let mut keep: Vec<Box<dyn std::any::Any>> = Vec::new();
+        for (i, kind) in ctx.qdisc_kinds.iter().enumerate() {
+            if ctx.qdisc_kinds[..i].contains(kind) {
+                return Err(usage!("--qdisc-kinds: '{kind}' is listed twice"));
+            }
+            let (maps, plan, alive) = load_kind(ctx, kind, &kallsyms)?;
+            kinds.push((kind.clone(), maps));
+            plans.push(format!("{kind}:{plan}"));
+            keep.push(alive);
+        }
+        Ok(Loaded {
+            source: Box::new(Latency(kinds)),
+            plan: plans.join(","),
+            keepalive: Box::new(keep),
+        })
+    }
+}

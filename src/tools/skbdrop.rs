@@ -424,3 +424,61 @@ mod tests {
         assert!(names.values().all(|n| !n.starts_with(REASON_PREFIX)));
     }
 }
+
+// ---------------------------------------------------------------- netbpf exporter
+
+/// `netbpf exporter`: drops counted in the kernel by reason only, without stacks (skbdrop.bpf.c
+/// in exporter mode, maps of common/export.bpf.h); reasons named from the kernel's BTF.
+pub mod export {
+    use super::*;
+    use crate::exporter::sources::{Ctx, ExportMaps, Family, Loaded, Source, Unit};
+
+    struct Drops {
+        maps: ExportMaps,
+        reasons: HashMap<u32, String>,
+    }
+
+    impl Source for Drops {
+        fn read(&self) -> anyhow::Result<Vec<Family>> {
+            let c = self.maps.counts()?;
+            let name = |r: u32| {
+                let n = self.reasons.get(&r).cloned();
+                vec![("reason", n.unwrap_or_else(|| format!("reason {r}")))]
+            };
+            Ok(vec![Family::Counter {
+                name: "netbpf_skb_drops",
+                help: "Packets (sk_buffs) the kernel dropped, by drop reason",
+                unit: Unit::None,
+                series: self.maps.counter(&c, 0, &[], name),
+            }])
+        }
+
+        fn lost(&self) -> anyhow::Result<u64> {
+            self.maps.lost()
+        }
+    }
+
+    pub fn load(ctx: &Ctx) -> anyhow::Result<Loaded> {
+        let plan = crate::exporter::sources::select(TOOL.name, TOOL.plans)?;
+        let reasons = drop_reason_names().map_err(|e| anyhow::anyhow!("{}: {e}", TOOL.name))?;
+        // The programs stay attached for the exporter's whole life: leak the object storage.
+        let obj = Box::leak(Box::new(MaybeUninit::uninit()));
+        let mut open = opened(TOOL.name, SkbdropSkelBuilder::default().open(obj))?;
+        crate::export_rodata!(open.maps.rodata_data.as_deref_mut().expect("rodata"), ctx);
+        ExportMaps::size(ctx, &mut open.maps.export_counts, &mut open.maps.export_hists)?;
+        let mut skel = open.load().or_load_failed(TOOL.name)?;
+        skel.attach()
+            .map_err(|e| crate::core::bpf::attach_failed(TOOL.name, plan.attach, e))?;
+        let maps = ExportMaps::new(
+            ctx,
+            &skel.maps.export_counts,
+            &skel.maps.export_hists,
+            &skel.maps.export_stats,
+        )?;
+        Ok(Loaded {
+            source: Box::new(Drops { maps, reasons }),
+            plan: plan.name.to_string(),
+            keepalive: Box::new(skel),
+        })
+    }
+}

@@ -128,3 +128,78 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+// ---------------------------------------------------------------- netbpf exporter
+
+/// `netbpf exporter`: socket I/O size histograms built in the kernel per direction, not per
+/// process (socksize.bpf.c in exporter mode, maps of common/export.bpf.h).
+pub mod export {
+    use super::*;
+    use crate::exporter::sources::{
+        Buckets, Ctx, ExportMaps, Family, Loaded, Scale, Source, Unit,
+    };
+
+    /// 1 byte to 2^27-1 (128 MiB); exact integer bounds.
+    const SIZES: Buckets = Buckets {
+        scale: Scale::Integer,
+        first: 0,
+        last: 27,
+    };
+
+    struct Sizes(ExportMaps);
+
+    impl Source for Sizes {
+        fn read(&self) -> anyhow::Result<Vec<Family>> {
+            let h = self.0.hists()?;
+            let dir = |d: u32| {
+                let d = if d == SOCKSIZE_WRITE { "write" } else { "read" };
+                vec![("direction", d.to_string())]
+            };
+            Ok(vec![Family::Histogram {
+                name: "netbpf_socket_io_size",
+                help: "Bytes moved by each socket send (write) and receive (read) call that moved data",
+                unit: Unit::Bytes,
+                buckets: SIZES,
+                series: self.0.histogram(&h, 0, &[0, SOCKSIZE_WRITE], dir),
+            }])
+        }
+
+        fn lost(&self) -> anyhow::Result<u64> {
+            self.0.lost()
+        }
+    }
+
+    pub fn load(ctx: &Ctx) -> anyhow::Result<Loaded> {
+        let plan = crate::exporter::sources::select(TOOL.name, TOOL.plans)?;
+        // The programs stay attached for the exporter's whole life: leak the object storage.
+        let obj = Box::leak(Box::new(MaybeUninit::uninit()));
+        let mut open = opened(TOOL.name, SocksizeSkelBuilder::default().open(obj))?;
+        crate::export_rodata!(open.maps.rodata_data.as_deref_mut().expect("rodata"), ctx);
+        let p = plan.name;
+        open.progs.socksize_send.set_autoload(p == "tp_btf");
+        open.progs.socksize_recv.set_autoload(p == "tp_btf");
+        open.progs.socksize_fexit_send.set_autoload(p == "fexit");
+        open.progs.socksize_fexit_recv.set_autoload(p == "fexit");
+        open.progs
+            .socksize_kretprobe_send
+            .set_autoload(p == "kretprobe");
+        open.progs
+            .socksize_kretprobe_recv
+            .set_autoload(p == "kretprobe");
+        ExportMaps::size(ctx, &mut open.maps.export_counts, &mut open.maps.export_hists)?;
+        let mut skel = open.load().or_load_failed(TOOL.name)?;
+        skel.attach()
+            .map_err(|e| crate::core::bpf::attach_failed(TOOL.name, plan.attach, e))?;
+        let maps = ExportMaps::new(
+            ctx,
+            &skel.maps.export_counts,
+            &skel.maps.export_hists,
+            &skel.maps.export_stats,
+        )?;
+        Ok(Loaded {
+            source: Box::new(Sizes(maps)),
+            plan: plan.name.to_string(),
+            keepalive: Box::new(skel),
+        })
+    }
+}

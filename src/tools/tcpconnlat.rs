@@ -145,3 +145,74 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+// ---------------------------------------------------------------- netbpf exporter
+
+/// `netbpf exporter`: connect latency histograms built in the kernel (tcpconnlat.bpf.c in
+/// exporter mode, maps of common/export.bpf.h), by family; the port label is the remote port.
+pub mod export {
+    use anyhow::Context as _;
+    use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+
+    use super::*;
+    use crate::core::bpf::{opened, LoadContext};
+    use crate::exporter::sources::{
+        family, Buckets, Ctx, ExportMaps, Family, Loaded, Scale, Source, Unit,
+    };
+
+    /// 8 µs to 2^27 µs (134 s: past the last SYN retry).
+    const LATENCIES: Buckets = Buckets {
+        scale: Scale::Micros,
+        first: 3,
+        last: 27,
+    };
+
+    struct Latency(ExportMaps);
+
+    impl Source for Latency {
+        fn read(&self) -> anyhow::Result<Vec<Family>> {
+            let h = self.0.hists()?;
+            Ok(vec![Family::Histogram {
+                name: "netbpf_tcp_connect_latency",
+                help: "Active TCP opens: from connect() sending the SYN to ESTABLISHED",
+                unit: Unit::Seconds,
+                buckets: LATENCIES,
+                series: self
+                    .0
+                    .histogram(&h, 0, &[0, 1], |l| vec![("family", family(l))]),
+            }])
+        }
+
+        fn lost(&self) -> anyhow::Result<u64> {
+            self.0.lost()
+        }
+    }
+
+    pub fn load(ctx: &Ctx) -> anyhow::Result<Loaded> {
+        let plan = crate::exporter::sources::select(TOOL.name, TOOL.plans)?;
+        // The programs stay attached for the exporter's whole life: leak the object storage.
+        let obj = Box::leak(Box::new(MaybeUninit::uninit()));
+        let mut open = opened(TOOL.name, TcpconnlatSkelBuilder::default().open(obj))?;
+        crate::export_rodata!(open.maps.rodata_data.as_deref_mut().expect("rodata"), ctx);
+        // A full table of connects in progress must be a counted loss, not an LRU eviction.
+        open.maps
+            .starts
+            .set_type(libbpf_rs::MapType::Hash)
+            .context("tcpconnlat: starts map")?;
+        ExportMaps::size(ctx, &mut open.maps.export_counts, &mut open.maps.export_hists)?;
+        let mut skel = open.load().or_load_failed(TOOL.name)?;
+        skel.attach()
+            .map_err(|e| crate::core::bpf::attach_failed(TOOL.name, plan.attach, e))?;
+        let maps = ExportMaps::new(
+            ctx,
+            &skel.maps.export_counts,
+            &skel.maps.export_hists,
+            &skel.maps.export_stats,
+        )?;
+        Ok(Loaded {
+            source: Box::new(Latency(maps)),
+            plan: plan.name.to_string(),
+            keepalive: Box::new(skel),
+        })
+    }
+}

@@ -8,7 +8,7 @@ use clap::Parser;
 use crate::core::addr::ip_version;
 use crate::core::bpf::{load, read_event, Pod};
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{parse_pid, Common, Family, Filters, PortFilters, Timestamps};
+use crate::core::cli::{parse_pid, Common, Family, PortFilters, Timestamps};
 use crate::core::output::{comm_str, Column, Format, Output, Value};
 use crate::core::time::Clock;
 use crate::tools::{announce, start, Tool};
@@ -20,7 +20,6 @@ mod skel {
 use skel::*;
 
 unsafe impl Pod for types::tcplife_event {}
-unsafe impl Pod for types::tcplife_totals {}
 
 pub static TOOL: Tool = Tool {
     name: "tcplife",
@@ -146,43 +145,125 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Exporter: sessions summed in the kernel per family.
-pub fn export(filters: &Filters) -> anyhow::Result<crate::exporter::sources::Loaded> {
-    use crate::exporter::sources::{counter_family, duration_histogram_family, Loaded};
-    use prometheus_client::collector::Collector;
+// ---------------------------------------------------------------- netbpf exporter
 
-    #[derive(Debug)]
-    struct Totals(libbpf_rs::MapHandle);
+/// `netbpf exporter`: sessions summed in the kernel (tcplife.bpf.c in exporter mode, maps of
+/// common/export.bpf.h), by family and direction; the port label is the service port.
+pub mod export {
+    use std::mem::MaybeUninit;
 
-    impl Collector for Totals {
-        fn encode(&self, mut enc: prometheus_client::encoding::DescriptorEncoder) -> std::fmt::Result {
-            let mut rows = Vec::new();
-            for (idx, family) in [(0u32, "ipv4"), (1, "ipv6")] {
-                let t = libbpf_rs::MapCore::lookup(&self.0, &idx.to_ne_bytes(), libbpf_rs::MapFlags::ANY)
-                    .ok()
-                    .flatten()
-                    .and_then(|v| read_event::<types::tcplife_totals>(&v))
-                    .unwrap_or_default();
-                rows.push((vec![("family", family.to_string())], t));
-            }
-            let series = |f: fn(&types::tcplife_totals) -> u64| -> Vec<_> {
-                rows.iter().map(|(l, t)| (l.clone(), f(t))).collect()
+    use anyhow::Context as _;
+    use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+
+    use super::*;
+    use crate::core::bpf::{opened, LoadContext};
+    use crate::exporter::sources::{
+        family, Buckets, Ctx, ExportMaps, Family, Labels, Loaded, Scale, Source, Unit,
+    };
+
+    // Metric numbers of tcplife.bpf.c.
+    const OPENED: u32 = 0;
+    const CLOSED: u32 = 1;
+    const FAILED: u32 = 2;
+    const TX_BYTES: u32 = 3;
+    const RX_BYTES: u32 = 4;
+    const DURATION: u32 = 0;
+    /// family (bit 0) x direction (bit 1)
+    const LABELS: [u32; 4] = [0, 1, 2, 3];
+    /// 16 µs to 2^36 µs (19 hours).
+    const LIFESPANS: Buckets = Buckets {
+        scale: Scale::Micros,
+        first: 4,
+        last: 36,
+    };
+
+    fn labels(l: u32) -> Labels {
+        let dir = if l & 2 != 0 { "passive" } else { "active" };
+        vec![("family", family(l)), ("direction", dir.to_string())]
+    }
+
+    struct Sessions(ExportMaps);
+
+    impl Source for Sessions {
+        fn read(&self) -> anyhow::Result<Vec<Family>> {
+            let (m, c, h) = (&self.0, self.0.counts()?, self.0.hists()?);
+            let counter = |name, help, unit, metric| Family::Counter {
+                name,
+                help,
+                unit,
+                series: m.counter(&c, metric, &LABELS, labels),
             };
-            counter_family(&mut enc, "netbpf_tcp_sessions_closed", "TCP sessions closed", &series(|t| t.sessions))?;
-            counter_family(&mut enc, "netbpf_tcp_session_tx_bytes", "Payload bytes sent and acknowledged by closed TCP sessions", &series(|t| t.tx_bytes))?;
-            counter_family(&mut enc, "netbpf_tcp_session_rx_bytes", "Payload bytes received by closed TCP sessions", &series(|t| t.rx_bytes))?;
-            let hists: Vec<_> = rows.iter().map(|(l, t)| (l.clone(), &t.span_us.slots[..], t.span_us_sum)).collect();
-            duration_histogram_family(&mut enc, "netbpf_tcp_session_duration", "Lifespan of closed TCP sessions", &hists)
+            Ok(vec![
+                counter(
+                    "netbpf_tcp_connections_opened",
+                    "TCP connections opened: SYN sent (active), or handshake completed on a listener (passive)",
+                    Unit::None,
+                    OPENED,
+                ),
+                counter(
+                    "netbpf_tcp_connections_closed",
+                    "TCP connections closed after being established",
+                    Unit::None,
+                    CLOSED,
+                ),
+                counter(
+                    "netbpf_tcp_connect_failures",
+                    "TCP connections closed before being established (refused, timed out, reset)",
+                    Unit::None,
+                    FAILED,
+                ),
+                counter(
+                    "netbpf_tcp_connection_tx",
+                    "Payload bytes sent and acknowledged, counted when a connection closes",
+                    Unit::Bytes,
+                    TX_BYTES,
+                ),
+                counter(
+                    "netbpf_tcp_connection_rx",
+                    "Payload bytes received, counted when a connection closes",
+                    Unit::Bytes,
+                    RX_BYTES,
+                ),
+                Family::Histogram {
+                    name: "netbpf_tcp_connection_duration",
+                    help: "Lifespan of closed TCP connections, from SYN to CLOSE",
+                    unit: Unit::Seconds,
+                    buckets: LIFESPANS,
+                    series: m.histogram(&h, DURATION, &LABELS, labels),
+                },
+            ])
+        }
+
+        fn lost(&self) -> anyhow::Result<u64> {
+            self.0.lost()
         }
     }
 
-    // The exporter keeps the programs attached for its whole life: leak the object storage.
-    let obj = Box::leak(Box::new(MaybeUninit::uninit()));
-    let skel = load(TOOL.name, TOOL.plans[0].attach, TcplifeSkelBuilder::default(), obj, |open| {
-        let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
-        crate::set_filters!(&mut *rodata, filters);
-        rodata.aggregate = true;
-    })?;
-    let totals = libbpf_rs::MapHandle::try_from(&skel.maps.totals)?;
-    Ok(Loaded { collector: Box::new(Totals(totals)), keepalive: Box::new(skel) })
+    pub fn load(ctx: &Ctx) -> anyhow::Result<Loaded> {
+        let plan = crate::exporter::sources::select(TOOL.name, TOOL.plans)?;
+        // The programs stay attached for the exporter's whole life: leak the object storage.
+        let obj = Box::leak(Box::new(MaybeUninit::uninit()));
+        let mut open = opened(TOOL.name, TcplifeSkelBuilder::default().open(obj))?;
+        crate::export_rodata!(open.maps.rodata_data.as_deref_mut().expect("rodata"), ctx);
+        // A full session table must be a counted loss, not a silent LRU eviction.
+        open.maps
+            .sessions
+            .set_type(libbpf_rs::MapType::Hash)
+            .context("tcplife: sessions map")?;
+        ExportMaps::size(ctx, &mut open.maps.export_counts, &mut open.maps.export_hists)?;
+        let mut skel = open.load().or_load_failed(TOOL.name)?;
+        skel.attach()
+            .map_err(|e| crate::core::bpf::attach_failed(TOOL.name, plan.attach, e))?;
+        let maps = ExportMaps::new(
+            ctx,
+            &skel.maps.export_counts,
+            &skel.maps.export_hists,
+            &skel.maps.export_stats,
+        )?;
+        Ok(Loaded {
+            source: Box::new(Sessions(maps)),
+            plan: plan.name.to_string(),
+            keepalive: Box::new(skel),
+        })
+    }
 }

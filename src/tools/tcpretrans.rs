@@ -291,3 +291,93 @@ mod tests {
         };
     }
 }
+
+// ---------------------------------------------------------------- netbpf exporter
+
+/// `netbpf exporter`: retransmitted segments and tail loss probes counted in the kernel by the
+/// socket's state (tcpretrans.bpf.c in exporter mode, maps of common/export.bpf.h). Loss probes
+/// need the fentry or kprobe plan; with the tp_btf plan they are not published.
+pub mod export {
+    use super::*;
+    use crate::exporter::sources::{Ctx, ExportMaps, Family, Labels, Loaded, Source, Unit};
+
+    const RETRANSMITS: u32 = 0;
+    const LOSS_PROBES: u32 = 1;
+    /// States a TCP socket retransmits in, published at 0 before their first retransmit.
+    const STATES: [u32; 7] = [1, 2, 3, 4, 8, 9, 11];
+
+    fn labels(state: u32) -> Labels {
+        vec![("state", state_name(state as i32).to_string())]
+    }
+
+    struct Retransmits {
+        maps: ExportMaps,
+        loss_probes: bool,
+    }
+
+    impl Source for Retransmits {
+        fn read(&self) -> anyhow::Result<Vec<Family>> {
+            let c = self.maps.counts()?;
+            let mut out = vec![Family::Counter {
+                name: "netbpf_tcp_retransmits",
+                help: "TCP segments retransmitted, by the socket's state",
+                unit: Unit::None,
+                series: self.maps.counter(&c, RETRANSMITS, &STATES, labels),
+            }];
+            if self.loss_probes {
+                out.push(Family::Counter {
+                    name: "netbpf_tcp_loss_probes",
+                    help: "TCP tail loss probes sent, by the socket's state",
+                    unit: Unit::None,
+                    series: self.maps.counter(&c, LOSS_PROBES, &[1], labels),
+                });
+            }
+            Ok(out)
+        }
+
+        fn lost(&self) -> anyhow::Result<u64> {
+            self.maps.lost()
+        }
+    }
+
+    pub fn load(ctx: &Ctx) -> anyhow::Result<Loaded> {
+        let plan = crate::exporter::sources::select(TOOL.name, TOOL.plans)?;
+        let tlp = match plan.name {
+            "fentry" => Some(Hook::Fentry),
+            "kprobe" => Some(Hook::Kprobe),
+            _ => None,
+        };
+        // The programs stay attached for the exporter's whole life: leak the object storage.
+        let obj = Box::leak(Box::new(MaybeUninit::uninit()));
+        let mut open = opened(TOOL.name, TcpretransSkelBuilder::default().open(obj))?;
+        let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
+        crate::export_rodata!(&mut *rodata, ctx);
+        rodata.tp_has_err = tp_btf_args("tcp_retransmit_skb").unwrap_or(2) >= 3;
+        // The owner is only for -p and the per-event output.
+        open.progs.tcpretrans_owner.set_autoload(false);
+        open.progs
+            .tcpretrans_tlp_fentry
+            .set_autoload(tlp == Some(Hook::Fentry));
+        open.progs
+            .tcpretrans_tlp_kprobe
+            .set_autoload(tlp == Some(Hook::Kprobe));
+        ExportMaps::size(ctx, &mut open.maps.export_counts, &mut open.maps.export_hists)?;
+        let mut skel = open.load().or_load_failed(TOOL.name)?;
+        skel.attach()
+            .map_err(|e| crate::core::bpf::attach_failed(TOOL.name, plan.attach, e))?;
+        let maps = ExportMaps::new(
+            ctx,
+            &skel.maps.export_counts,
+            &skel.maps.export_hists,
+            &skel.maps.export_stats,
+        )?;
+        Ok(Loaded {
+            source: Box::new(Retransmits {
+                maps,
+                loss_probes: tlp.is_some(),
+            }),
+            plan: plan.name.to_string(),
+            keepalive: Box::new(skel),
+        })
+    }
+}

@@ -224,3 +224,75 @@ fn print_hists(skel: &TcprttSkel, o: &Opts, out: &mut Output) -> anyhow::Result<
     out.flush();
     Ok(())
 }
+
+// ---------------------------------------------------------------- netbpf exporter
+
+/// `netbpf exporter`: one RTT histogram built in the kernel from the tool's own maps (`hists`
+/// and `sums` under the all-zero key: no per-address keys), with the sum of the samples.
+pub mod export {
+    use libbpf_rs::{MapCore, MapFlags, MapHandle};
+
+    use super::*;
+    use crate::core::hist::slots_of;
+    use crate::exporter::sources::{Buckets, Ctx, Family, Loaded, Scale, Source, Unit};
+
+    /// 1 µs to 2^24 µs (16.8 s).
+    const RTTS: Buckets = Buckets {
+        scale: Scale::Micros,
+        first: 0,
+        last: 24,
+    };
+
+    struct Rtt {
+        hists: MapHandle,
+        sums: MapHandle,
+    }
+
+    impl Source for Rtt {
+        fn read(&self) -> anyhow::Result<Vec<Family>> {
+            let key = [0u8; std::mem::size_of::<types::tcprtt_key>()];
+            let slots = self
+                .hists
+                .lookup(&key, MapFlags::ANY)?
+                .map(|v| slots_of(&v))
+                .unwrap_or_default();
+            let sum = self
+                .sums
+                .lookup(&key, MapFlags::ANY)?
+                .and_then(|v| crate::core::bpf::read_event::<types::tcprtt_sum>(&v))
+                .map_or(0, |s| s.total);
+            Ok(vec![Family::Histogram {
+                name: "netbpf_tcp_rtt",
+                help: "Smoothed RTT of TCP connections, one sample per segment received",
+                unit: Unit::Seconds,
+                buckets: RTTS,
+                series: vec![(Vec::new(), slots, sum)],
+            }])
+        }
+
+        /// One key only: its entries are never refused.
+        fn lost(&self) -> anyhow::Result<u64> {
+            Ok(0)
+        }
+    }
+
+    pub fn load(ctx: &Ctx) -> anyhow::Result<Loaded> {
+        let plan = crate::exporter::sources::select(TOOL.name, TOOL.plans)?;
+        // The programs stay attached for the exporter's whole life: leak the object storage.
+        let obj = Box::leak(Box::new(MaybeUninit::uninit()));
+        let skel = crate::core::bpf::load(TOOL.name, plan.attach, TcprttSkelBuilder::default(), obj, |open| {
+            let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
+            crate::set_filters!(&mut *rodata, ctx.filters);
+            rodata.in_ms = false;
+            rodata.key_by = 0;
+        })?;
+        Ok(Loaded {
+            source: Box::new(Rtt {
+                hists: MapHandle::try_from(&skel.maps.hists)?,
+                sums: MapHandle::try_from(&skel.maps.sums)?,
+            }),
+            plan: plan.name.to_string(),
+            keepalive: Box::new(skel),
+        })
+    }
+}

@@ -8,7 +8,7 @@ use clap::Parser;
 use crate::core::addr::ip_version;
 use crate::core::bpf::{load, read_event, Pod};
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{parse_pid, Common, Family, Filters, PortFilters, Timestamps};
+use crate::core::cli::{parse_pid, Common, Family, PortFilters, Timestamps};
 use crate::core::output::{comm_str, Column, Format, Output, Value};
 use crate::core::tcp::state_name;
 use crate::core::time::Clock;
@@ -132,28 +132,27 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Exporter: transitions counted in the kernel per (old, new) state.
-pub fn export(filters: &Filters) -> anyhow::Result<crate::exporter::sources::Loaded> {
-    use crate::exporter::sources::{counter_family, Loaded};
-    use prometheus_client::collector::Collector;
+// ---------------------------------------------------------------- netbpf exporter
+
+/// `netbpf exporter`: transitions counted in the kernel per (old, new) state (tcpstates.bpf.c's
+/// aggregate mode: a per-CPU array, which never loses a count).
+pub mod export {
+    use std::mem::MaybeUninit;
+
+    use super::*;
+    use crate::exporter::sources::{Ctx, Family, Loaded, Source, Unit};
 
     const SLOTS: u32 = 16; // TCP_STATE_SLOTS in tcpstates.h
-    const CLOSE: u32 = 7;
-    const SYN_SENT: u32 = 2;
-    const SYN_RECV: u32 = 3;
-    const LISTEN: u32 = 10;
 
-    #[derive(Debug)]
     struct Transitions(libbpf_rs::MapHandle);
 
-    impl Collector for Transitions {
-        fn encode(&self, mut enc: prometheus_client::encoding::DescriptorEncoder) -> std::fmt::Result {
-            let counts: Vec<(u32, u64)> =
-                crate::core::maps::percpu_sums::<u32>(&self.0).unwrap_or_default().into_iter().filter(|&(_, n)| n > 0).collect();
-            let count = |old: u32, new: u32| counts.iter().find(|&&(i, _)| i == old * SLOTS + new).map_or(0, |c| c.1);
-            let series: Vec<_> = counts
-                .iter()
-                .map(|&(i, n)| {
+    impl Source for Transitions {
+        fn read(&self) -> anyhow::Result<Vec<Family>> {
+            let counts = crate::core::maps::percpu_sums::<u32>(&self.0)?;
+            let series = counts
+                .into_iter()
+                .filter(|&(_, n)| n > 0)
+                .map(|(i, n)| {
                     let labels = vec![
                         ("from", state_name((i / SLOTS) as i32).to_string()),
                         ("to", state_name((i % SLOTS) as i32).to_string()),
@@ -161,22 +160,33 @@ pub fn export(filters: &Filters) -> anyhow::Result<crate::exporter::sources::Loa
                     (labels, n)
                 })
                 .collect();
-            counter_family(&mut enc, "netbpf_tcp_state_transitions", "TCP state changes", &series)?;
-            let opened = [
-                (vec![("direction", "active".to_string())], count(CLOSE, SYN_SENT)),
-                (vec![("direction", "passive".to_string())], count(LISTEN, SYN_RECV)),
-            ];
-            counter_family(&mut enc, "netbpf_tcp_connections_opened", "TCP connections opened (SYN sent or received)", &opened)
+            Ok(vec![Family::Counter {
+                name: "netbpf_tcp_state_transitions",
+                help: "TCP state changes",
+                unit: Unit::None,
+                series,
+            }])
+        }
+
+        fn lost(&self) -> anyhow::Result<u64> {
+            Ok(0)
         }
     }
 
-    // The exporter keeps the programs attached for its whole life: leak the object storage.
-    let obj = Box::leak(Box::new(MaybeUninit::uninit()));
-    let skel = load(TOOL.name, TOOL.plans[0].attach, TcpstatesSkelBuilder::default(), obj, |open| {
-        let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
-        crate::set_filters!(&mut *rodata, filters);
-        rodata.aggregate = true;
-    })?;
-    let transitions = libbpf_rs::MapHandle::try_from(&skel.maps.transitions)?;
-    Ok(Loaded { collector: Box::new(Transitions(transitions)), keepalive: Box::new(skel) })
+    pub fn load(ctx: &Ctx) -> anyhow::Result<Loaded> {
+        let plan = crate::exporter::sources::select(TOOL.name, TOOL.plans)?;
+        // The programs stay attached for the exporter's whole life: leak the object storage.
+        let obj = Box::leak(Box::new(MaybeUninit::uninit()));
+        let skel = crate::core::bpf::load(TOOL.name, plan.attach, TcpstatesSkelBuilder::default(), obj, |open| {
+            let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
+            crate::set_filters!(&mut *rodata, ctx.filters);
+            rodata.aggregate = true;
+        })?;
+        let transitions = libbpf_rs::MapHandle::try_from(&skel.maps.transitions)?;
+        Ok(Loaded {
+            source: Box::new(Transitions(transitions)),
+            plan: plan.name.to_string(),
+            keepalive: Box::new(skel),
+        })
+    }
 }

@@ -272,3 +272,98 @@ mod tests {
         assert_eq!(super::listen_overflows("IpExt: A\nIpExt: 1\n"), None);
     }
 }
+
+// ---------------------------------------------------------------- netbpf exporter
+
+/// `netbpf exporter`: the backlog histogram by backlog limit, and the handshakes dropped at a
+/// full accept queue, counted in the kernel (tcpsynbl.bpf.c in exporter mode, maps of
+/// common/export.bpf.h); the port label is the listener's port.
+pub mod export {
+    use super::*;
+    use crate::exporter::sources::{Buckets, Ctx, ExportMaps, Family, Loaded, Scale, Source, Unit};
+
+    /// 0 to 65535 connections waiting.
+    const BACKLOG: Buckets = Buckets {
+        scale: Scale::Integer,
+        first: 0,
+        last: 16,
+    };
+
+    struct Backlog {
+        maps: ExportMaps,
+        /// The kernel names full-queue drops (drop reason TCP_LISTEN_OVERFLOW): without it the
+        /// drop counter would be a constant 0, so it is not published.
+        drops: bool,
+    }
+
+    /// Whether this kernel's `enum skb_drop_reason` has TCP_LISTEN_OVERFLOW.
+    fn listen_overflow_reason() -> bool {
+        use libbpf_rs::btf::{types::Enum, Btf};
+        let Ok(btf) = Btf::from_vmlinux() else {
+            return false;
+        };
+        let reasons: Option<Enum> = btf.type_by_name("skb_drop_reason");
+        reasons.is_some_and(|e| {
+            e.iter().any(|m| {
+                m.name
+                    .is_some_and(|n| n == "SKB_DROP_REASON_TCP_LISTEN_OVERFLOW")
+            })
+        })
+    }
+
+    impl Source for Backlog {
+        fn read(&self) -> anyhow::Result<Vec<Family>> {
+            let (c, h) = (self.maps.counts()?, self.maps.hists()?);
+            let mut out = vec![Family::Histogram {
+                    name: "netbpf_tcp_listen_backlog",
+                    help: "Accept queue length when a handshake completes, by the listener's backlog limit",
+                    unit: Unit::None,
+                    buckets: BACKLOG,
+                series: self
+                    .maps
+                    .histogram(&h, 0, &[], |l| vec![("limit", l.to_string())]),
+            }];
+            if self.drops {
+                out.push(Family::Counter {
+                    name: "netbpf_tcp_listen_drops",
+                    help: "Completed handshakes dropped because the accept queue was full",
+                    unit: Unit::None,
+                    series: self.maps.counter(&c, 0, &[0], |_| Vec::new()),
+                });
+            }
+            Ok(out)
+        }
+
+        fn lost(&self) -> anyhow::Result<u64> {
+            self.maps.lost()
+        }
+    }
+
+    pub fn load(ctx: &Ctx) -> anyhow::Result<Loaded> {
+        let plan = crate::exporter::sources::select(TOOL.name, TOOL.plans)?;
+        // The programs stay attached for the exporter's whole life: leak the object storage.
+        let obj = Box::leak(Box::new(MaybeUninit::uninit()));
+        let mut open = opened(TOOL.name, TcpsynblSkelBuilder::default().open(obj))?;
+        let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
+        crate::export_rodata!(&mut *rodata, ctx);
+        rodata.kfree_has_rx_sk = tp_btf_args("kfree_skb").unwrap_or(0) >= 4;
+        ExportMaps::size(ctx, &mut open.maps.export_counts, &mut open.maps.export_hists)?;
+        let mut skel = open.load().or_load_failed(TOOL.name)?;
+        skel.attach()
+            .map_err(|e| crate::core::bpf::attach_failed(TOOL.name, plan.attach, e))?;
+        let maps = ExportMaps::new(
+            ctx,
+            &skel.maps.export_counts,
+            &skel.maps.export_hists,
+            &skel.maps.export_stats,
+        )?;
+        Ok(Loaded {
+            source: Box::new(Backlog {
+                maps,
+                drops: listen_overflow_reason(),
+            }),
+            plan: plan.name.to_string(),
+            keepalive: Box::new(skel),
+        })
+    }
+}
