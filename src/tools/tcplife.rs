@@ -75,7 +75,8 @@ fn columns(o: &Opts) -> Vec<Column> {
     let mut c = o.stamps.columns();
     c.push(Column::new("PID", "pid", -7));
     c.push(Column::new("COMM", "comm", if o.wide { -16 } else { -10 }).truncated());
-    c.push(if o.wide {
+    // bcc prints the IP column with -w and in CSV.
+    c.push(if o.wide || o.csv {
         Column::new("IP", "ip", -2)
     } else {
         Column::json("ip")
@@ -139,9 +140,12 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         ]);
         out.row(&row);
     })?;
-    crate::core::run::report_lost(
+    let bss = skel.maps.bss_data.as_deref();
+    crate::core::run::report_lost(tool.name, bss.map_or(0, |b| b.lost_events));
+    crate::core::run::report_dropped(
         tool.name,
-        skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events),
+        bss.map_or(0, |b| b.untracked),
+        "sessions not tracked (no kernel memory for their socket storage)",
     );
     Ok(())
 }
