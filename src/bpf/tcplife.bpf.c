@@ -2,8 +2,7 @@
 /* tcplife: one record per TCP session when it closes, with its lifespan and payload bytes.
  *
  * Cost per state change matters (a connection makes ten of them): changes that tell nothing are
- * left before anything is read, the session lives in the socket's own storage, and fields are
- * read through the tracepoint's BTF pointer rather than with probe-read helpers. */
+ * left before anything is read, and the session lives in the socket's own storage. */
 #include "common/netbpf.bpf.h"
 /* One record per session (~100 bytes, two per connection): 128 KiB holds over 1,200 of them, and
  * the reader is woken at a quarter of that. */
@@ -48,33 +47,36 @@ __u64 untracked = 0;
 /* bytes_acked counts sequence space: our SYN (when we opened actively and it was answered) and
  * our FIN (once acknowledged). bytes_received counts the peer's FIN. Take them out so TX/RX are
  * exactly the payload. */
-static __always_inline void payload_bytes(const struct tcp_sock *tp, __u32 seen, __u64 *tx, __u64 *rx)
+static __always_inline void payload_bytes(const struct sock *sk, __u32 seen, __u64 *tx, __u64 *rx)
 {
-	const struct sock *sk = (const struct sock *)tp;
-	__u64 acked = tp->bytes_acked;
-	__u64 received = tp->bytes_received;
+	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+	__u64 acked = BPF_CORE_READ(tp, bytes_acked);
+	__u64 received = BPF_CORE_READ(tp, bytes_received);
 
-	if ((seen & SEEN(TCP_SYN_SENT)) && (seen & SEEN(TCP_ESTABLISHED)) && acked)
+	/* An active open's SYN is in bytes_acked once answered (a refused or timed-out SYN leaves
+	 * bytes_acked at 0). */
+	if ((seen & SEEN(TCP_SYN_SENT)) && acked)
 		acked--;
 	if ((seen & (SEEN(TCP_FIN_WAIT1) | SEEN(TCP_LAST_ACK) | SEEN(TCP_CLOSING))) &&
-	    tp->snd_una == tp->write_seq && acked)
+	    BPF_CORE_READ(tp, snd_una) == BPF_CORE_READ(tp, write_seq) && acked)
 		acked--;
-	if ((sk->__sk_common.skc_flags & (1ULL << bpf_core_enum_value(enum sock_flags, SOCK_DONE))) &&
+	if ((BPF_CORE_READ(sk, __sk_common.skc_flags) &
+	     (1ULL << bpf_core_enum_value(enum sock_flags, SOCK_DONE))) &&
 	    received)
 		received--;
 	*tx = acked;
 	*rx = received;
 }
 
-static __always_inline void add_to_totals(const struct tcp_sock *tp, const struct session *s)
+static __always_inline void add_to_totals(const struct sock *sk, const struct session *s)
 {
-	__u32 idx = tp->inet_conn.icsk_inet.sk.__sk_common.skc_family == AF_INET6;
+	__u32 idx = BPF_CORE_READ(sk, __sk_common.skc_family) == AF_INET6;
 	struct tcplife_totals *t = bpf_map_lookup_elem(&totals, &idx);
 	__u64 span_us = (bpf_ktime_get_ns() - s->birth_ns) / 1000, tx, rx;
 
 	if (!t)
 		return;
-	payload_bytes(tp, s->seen, &tx, &rx);
+	payload_bytes(sk, s->seen, &tx, &rx);
 	hist_add(&t->span_us, span_us);
 	__sync_fetch_and_add(&t->span_us_sum, span_us);
 	__sync_fetch_and_add(&t->sessions, 1);
@@ -82,14 +84,14 @@ static __always_inline void add_to_totals(const struct tcp_sock *tp, const struc
 	__sync_fetch_and_add(&t->rx_bytes, rx);
 }
 
-static __always_inline void report(const struct tcp_sock *tp, const struct session *s)
+static __always_inline void report(const struct sock *sk, const struct session *s)
 {
 	struct tcplife_event *e;
 	struct sock_tuple t = {};
 
 	if (filter_tgid && s->owner.pid != filter_tgid)
 		return;
-	tcp_read_tuple(tp, &t);
+	sk_read_tuple(sk, &t);
 	if (!family_ok(t.family) || !lport_ok(t.lport) || !rport_ok(t.rport))
 		return;
 	e = reserve_event(sizeof(*e));
@@ -98,7 +100,7 @@ static __always_inline void report(const struct tcp_sock *tp, const struct sessi
 	e->tuple = t;
 	e->ts_ns = bpf_ktime_get_ns();
 	e->span_ns = e->ts_ns - s->birth_ns;
-	payload_bytes(tp, s->seen, &e->tx_bytes, &e->rx_bytes);
+	payload_bytes(sk, s->seen, &e->tx_bytes, &e->rx_bytes);
 	if (s->owner.pid) {
 		e->pid = s->owner.pid;
 		__builtin_memcpy(e->comm, s->owner.comm, sizeof(e->comm));
@@ -114,16 +116,13 @@ int BPF_PROG(tcplife_set_state, struct sock *sk, int oldstate, int newstate)
 {
 	struct session *s;
 	struct owner_id listener = {};
-	const struct tcp_sock *tp;
+	__u64 netns;
 
 	/* What each change is needed for: SYN_SENT / SYN_RECV open a session, LISTEN names a
-	 * listener's owner, FIN_WAIT1 / LAST_ACK refine the owner, SYN_SENT -> ESTABLISHED,
-	 * FIN_WAIT1, LAST_ACK and CLOSING adjust the byte counts, CLOSE ends it. */
+	 * listener's owner, FIN_WAIT1 / LAST_ACK refine the owner, FIN_WAIT1, LAST_ACK and CLOSING
+	 * say that our FIN is in bytes_acked, CLOSE ends it. The others (ESTABLISHED, FIN_WAIT2,
+	 * CLOSE_WAIT, TIME_WAIT) are left before anything is read. */
 	switch (newstate) {
-	case TCP_ESTABLISHED:
-		if (oldstate != TCP_SYN_SENT)
-			return 0;
-		break;
 	case TCP_SYN_SENT:
 	case TCP_SYN_RECV:
 	case TCP_LISTEN:
@@ -135,13 +134,16 @@ int BPF_PROG(tcplife_set_state, struct sock *sk, int oldstate, int newstate)
 	default:
 		return 0;
 	}
-	if (sk->sk_protocol != IPPROTO_TCP || !netns_ok(btf_sk_netns(sk)))
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return 0;
+	netns = sk_netns_cookie(sk);
+	if (!netns_ok(netns))
 		return 0;
 
 	/* (A passive child's first change is LISTEN -> SYN_RECV: it starts as a listener's clone.) */
 	if (newstate == TCP_LISTEN || (oldstate == TCP_LISTEN && newstate == TCP_CLOSE)) {
 		/* A listener: not a session, only its owner (for its children) matters. */
-		owner_update(sk, oldstate, newstate, &listener);
+		owner_update(sk, netns, oldstate, newstate, &listener);
 		return 0;
 	}
 	if (newstate == TCP_SYN_SENT || newstate == TCP_SYN_RECV) {
@@ -154,7 +156,7 @@ int BPF_PROG(tcplife_set_state, struct sock *sk, int oldstate, int newstate)
 		s->seen = SEEN(newstate);
 		/* A socket connecting again keeps no owner from before. */
 		s->owner.pid = 0;
-		owner_update(sk, oldstate, newstate, &s->owner);
+		owner_update(sk, netns, oldstate, newstate, &s->owner);
 		return 0;
 	}
 	s = bpf_sk_storage_get(&sessions, sk, NULL, 0);
@@ -162,16 +164,13 @@ int BPF_PROG(tcplife_set_state, struct sock *sk, int oldstate, int newstate)
 		return 0;
 	s->seen |= SEEN(newstate);
 	if (newstate != TCP_CLOSE) {
-		owner_update(sk, oldstate, newstate, &s->owner);
+		owner_update(sk, netns, oldstate, newstate, &s->owner);
 		return 0;
 	}
-	tp = bpf_skc_to_tcp_sock(sk);
-	if (tp) {
-		if (aggregate)
-			add_to_totals(tp, s);
-		else
-			report(tp, s);
-	}
+	if (aggregate)
+		add_to_totals(sk, s);
+	else
+		report(sk, s);
 	s->birth_ns = 0;
 	return 0;
 }

@@ -1,8 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /* tcpstates: every TCP state change with the time spent in the previous state.
  *
- * The time of a socket's last change and its owner live in the socket's own storage, and fields
- * are read through the tracepoint's BTF pointer (no probe-read helper calls). */
+ * The time of a socket's last change and its owner live in the socket's own storage. */
 #include "common/netbpf.bpf.h"
 #include "common/events.bpf.h"
 #include "common/filter.bpf.h"
@@ -43,11 +42,14 @@ int BPF_PROG(tcpstates_set_state, struct sock *sk, int oldstate, int newstate)
 	__u64 now = bpf_ktime_get_ns();
 	struct tcpstates_event *e;
 	struct sk_state *st;
-	const struct tcp_sock *tp;
 	struct sock_tuple t = {};
 	__u32 owner;
+	__u64 netns;
 
-	if (sk->sk_protocol != IPPROTO_TCP || !netns_ok(btf_sk_netns(sk)))
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return 0;
+	netns = sk_netns_cookie(sk);
+	if (!netns_ok(netns))
 		return 0;
 	if (aggregate) {
 		__u32 idx = (oldstate & (TCP_STATE_SLOTS - 1)) * TCP_STATE_SLOTS + (newstate & (TCP_STATE_SLOTS - 1));
@@ -57,19 +59,16 @@ int BPF_PROG(tcpstates_set_state, struct sock *sk, int oldstate, int newstate)
 			*n += 1;
 		return 0;
 	}
-	tp = bpf_skc_to_tcp_sock(sk);
-	if (!tp)
-		return 0;
 	st = bpf_sk_storage_get(&sk_states, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
 	if (st)
-		owner_update(sk, oldstate, newstate, &st->owner);
+		owner_update(sk, netns, oldstate, newstate, &st->owner);
 	else
 		__sync_fetch_and_add(&untracked, 1);
 	/* -p: the owner's, or (owner not known yet) the task on CPU. */
 	owner = st && st->owner.pid ? st->owner.pid : 0;
 	if (!tgid_ok(owner ? owner : current_tgid()))
 		goto out;
-	tcp_read_tuple(tp, &t);
+	sk_read_tuple(sk, &t);
 	if (!family_ok(t.family) || !lport_ok(t.lport) || !rport_ok(t.rport))
 		goto out;
 

@@ -191,7 +191,7 @@ impl Output {
             cell.clear();
             text_value(&mut cell, v);
             if csv {
-                self.line.push_str(&cell);
+                csv_field(&mut self.line, &cell);
             } else {
                 if c.truncate {
                     if let Some((i, _)) = cell.char_indices().nth(c.width.unsigned_abs() as usize) {
@@ -358,6 +358,18 @@ pub fn text_value(cell: &mut String, v: &Value) {
     }
 }
 
+/// A CSV field, quoted (RFC 4180) only when it holds a comma, a quote or a line break (a COMM
+/// may hold anything).
+fn csv_field(line: &mut String, s: &str) {
+    if s.contains([',', '"', '\n', '\r']) {
+        line.push('"');
+        line.push_str(&s.replace('"', "\"\""));
+        line.push('"');
+    } else {
+        line.push_str(s);
+    }
+}
+
 fn pad(line: &mut String, s: &str, width: i32) {
     let w = width.unsigned_abs() as usize;
     let n = s.chars().count();
@@ -458,11 +470,15 @@ mod tests {
     }
 
     #[test]
-    fn csv_has_no_padding() {
+    fn csv_has_no_padding_and_quotes_when_needed() {
         assert_eq!(
             render(Format::Csv),
-            "PID,COMM,KB,ADDR\n42,cu\"rl,9.77,127.0.0.1\n"
+            "PID,COMM,KB,ADDR\n42,\"cu\"\"rl\",9.77,127.0.0.1\n"
         );
+        let mut s = String::new();
+        csv_field(&mut s, "a,b");
+        csv_field(&mut s, "plain");
+        assert_eq!(s, "\"a,b\"plain");
     }
 
     #[test]

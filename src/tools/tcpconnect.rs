@@ -75,7 +75,7 @@ struct Opts {
     #[arg(short = 'U', long = "print-uid")]
     print_uid: bool,
     /// Only this UID
-    #[arg(short = 'u', long = "uid")]
+    #[arg(short = 'u', long = "uid", value_parser = clap::value_parser!(u32).range(..u32::MAX as i64))]
     uid: Option<u32>,
     /// Count connects per source, destination and port; print the counts at exit
     #[arg(short = 'c', long = "count")]

@@ -40,7 +40,7 @@ Examples:
   tcplife                 # every TCP session as it closes
   tcplife -T -w           # with wall-clock time, wide columns for IPv6
   tcplife -p 181          # only sessions of PID 181
-  tcplife -L 80 -D 5432   # local port 80 or remote port 5432... both filters must match
+  tcplife -L 80 -D 5432   # local port 80 and remote port 5432 (both filters must match)
   tcplife -s              # comma-separated values
   tcplife --json          # one JSON object per session (exact byte counts)
 

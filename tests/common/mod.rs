@@ -142,11 +142,20 @@ impl Waiting {
     }
 }
 
-/// A running `netbpf` tool.
+/// A running `netbpf` tool. Dropped without `stop` (a test that failed first), it is killed.
 pub struct Tool {
     child: Child,
-    stdout: thread::JoinHandle<Vec<String>>,
-    stderr: thread::JoinHandle<Vec<String>>,
+    stdout: Option<thread::JoinHandle<Vec<String>>>,
+    stderr: Option<thread::JoinHandle<Vec<String>>>,
+}
+
+impl Drop for Tool {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 pub struct Finished {
@@ -196,8 +205,8 @@ impl Tool {
         });
         let tool = Tool {
             child,
-            stdout,
-            stderr,
+            stdout: Some(stdout),
+            stderr: Some(stderr),
         };
         if ready_rx.recv_timeout(Duration::from_secs(30)).is_err() {
             let f = tool.interrupt();
@@ -237,8 +246,8 @@ impl Tool {
         let status = self.child.wait().unwrap();
         Finished {
             status,
-            lines: self.stdout.join().unwrap(),
-            stderr: self.stderr.join().unwrap().join("\n"),
+            lines: self.stdout.take().unwrap().join().unwrap(),
+            stderr: self.stderr.take().unwrap().join().unwrap().join("\n"),
         }
     }
 }
