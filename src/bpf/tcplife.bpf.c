@@ -28,6 +28,10 @@ struct {
 
 #define SEEN(s) (1u << (s))
 
+/* enum sock_flags' SOCK_DONE (the peer's FIN arrived), 1 since Linux 2.6. Not relocated with
+ * bpf_core_enum_value(): that alone makes libbpf scan all of kernel BTF once more at load. */
+#define SOCK_DONE_BIT 1
+
 struct session {
 	__u64 birth_ns; /* 0: no session (not seen opening, or closed) */
 	__u32 seen; /* bit per TCP state entered that payload_bytes() cares about */
@@ -60,9 +64,7 @@ static __always_inline void payload_bytes(const struct sock *sk, __u32 seen, __u
 	if ((seen & (SEEN(TCP_FIN_WAIT1) | SEEN(TCP_LAST_ACK) | SEEN(TCP_CLOSING))) &&
 	    BPF_CORE_READ(tp, snd_una) == BPF_CORE_READ(tp, write_seq) && acked)
 		acked--;
-	if ((BPF_CORE_READ(sk, __sk_common.skc_flags) &
-	     (1ULL << bpf_core_enum_value(enum sock_flags, SOCK_DONE))) &&
-	    received)
+	if ((BPF_CORE_READ(sk, __sk_common.skc_flags) & (1ULL << SOCK_DONE_BIT)) && received)
 		received--;
 	*tx = acked;
 	*rx = received;
@@ -91,7 +93,7 @@ static __always_inline void report(const struct sock *sk, const struct session *
 
 	if (filter_tgid && s->owner.pid != filter_tgid)
 		return;
-	sk_read_tuple(sk, &t);
+	tcp_read_tuple(sk, &t);
 	if (!family_ok(t.family) || !lport_ok(t.lport) || !rport_ok(t.rport))
 		return;
 	e = reserve_event(sizeof(*e));

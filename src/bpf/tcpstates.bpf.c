@@ -68,7 +68,7 @@ int BPF_PROG(tcpstates_set_state, struct sock *sk, int oldstate, int newstate)
 	owner = st && st->owner.pid ? st->owner.pid : 0;
 	if (!tgid_ok(owner ? owner : current_tgid()))
 		goto out;
-	sk_read_tuple(sk, &t);
+	tcp_read_tuple(sk, &t);
 	if (!family_ok(t.family) || !lport_ok(t.lport) || !rport_ok(t.rport))
 		goto out;
 

@@ -6,7 +6,9 @@
  * Fields are read with BPF_CORE_READ (probe reads), not through the BTF pointer: on recent
  * kernels the verifier spends ~0.6 ms on each direct load through a BTF pointer (type lookups
  * by name in kernel BTF), which made loading tcplife 10-25 ms slower; a probe read costs ~20 ns
- * per event instead.
+ * per event instead. And every distinct kernel type a program reads makes libbpf scan all of
+ * kernel BTF once at load (~1.5 ms each): these readers stay with struct sock, struct tcp_sock
+ * (inet_sock's fields through it), struct net and task_struct.
  *
  * The owner of a TCP socket is learned from the transitions that run in its owner's own syscall:
  * SYN_SENT (connect), LISTEN (listen), FIN_WAIT1 and LAST_ACK (close/shutdown). A passive child
@@ -49,6 +51,29 @@ static __always_inline struct listen_key listen_key_of(__u64 netns, __u16 port)
 	return k;
 }
 
+/* The local port, from inet_sport (at TCP_CLOSE skc_num is 0 already: the kernel releases the
+ * port before the state-change tracepoint fires), read through struct tcp_sock. */
+static __always_inline __u16 tcp_local_port(const struct sock *sk)
+{
+	return bpf_ntohs(BPF_CORE_READ((const struct tcp_sock *)sk, inet_conn.icsk_inet.inet_sport));
+}
+
+/* sk_read_tuple() (common/sock.bpf.h) for TCP sockets, reading through struct tcp_sock. */
+static __always_inline void tcp_read_tuple(const struct sock *sk, struct sock_tuple *t)
+{
+	t->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	t->lport = tcp_local_port(sk);
+	t->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (t->family == AF_INET6) {
+		BPF_CORE_READ_INTO(&t->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&t->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	} else {
+		/* Typed as __u32 so exactly 4 bytes are copied (the macro copies sizeof(*dst)). */
+		BPF_CORE_READ_INTO((__u32 *)t->saddr, sk, __sk_common.skc_rcv_saddr);
+		BPF_CORE_READ_INTO((__u32 *)t->daddr, sk, __sk_common.skc_daddr);
+	}
+}
+
 /* Updates *o for sk's change to newstate (netns: sk's netns cookie). Call it for every change
  * that may set the owner: SYN_SENT, LISTEN, FIN_WAIT1, LAST_ACK, SYN_RECV; and LISTEN -> CLOSE,
  * which forgets a listener. */
@@ -86,7 +111,7 @@ static __always_inline void owner_update(const struct sock *sk, __u64 netns, int
 		if (oldstate == TCP_LISTEN) {
 			/* skc_num is 0 by now (the port is released before the state is stored); a
 			 * listener's inet_sport still holds it. */
-			k = listen_key_of(netns, bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport)));
+			k = listen_key_of(netns, tcp_local_port(sk));
 			bpf_map_delete_elem(&listen_owners, &k);
 		}
 		return;
