@@ -34,6 +34,9 @@
 //!   loadgen [--wait] pingpong --family 4|6 --port P --rounds R --size S
 //!   loadgen [--wait] connlat --family 4|6 --port P --count N [--slow]
 //!   loadgen [--wait] uring-accept --family 4|6 --port P --clients C   (accepts through io_uring)
+//!   loadgen [--wait] forked --family 4|6 --port P --client-send N --server-send M
+//!       three processes: this one listens, a forked child accepts and serves, another forked
+//!       child connects (and closes first); prints all three pids.
 //!
 //! --wait: read one line from stdin first, so a test can start a tool filtered to this pid
 //! before any traffic is made.
@@ -1799,6 +1802,82 @@ mod uring {
     }
 }
 
+/// Runs `f` in a forked child that exits with 0 when it returns (2 when it panics). Only for
+/// this single-threaded program.
+fn fork_child(f: impl FnOnce()) -> libc::pid_t {
+    // SAFETY: loadgen has one thread here; the child runs `f` and _exits.
+    match unsafe { libc::fork() } {
+        -1 => die("fork failed"),
+        0 => {
+            let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_ok();
+            // SAFETY: ending the child without running the parent's exit handlers.
+            unsafe { libc::_exit(if ok { 0 } else { 2 }) }
+        }
+        pid => pid,
+    }
+}
+
+fn wait_child(pid: libc::pid_t, what: &str) {
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    if unsafe { libc::waitpid(pid, &mut status, 0) } != pid
+        || !libc::WIFEXITED(status)
+        || libc::WEXITSTATUS(status) != 0
+    {
+        die(&format!("{what} (pid {pid}) failed: status {status}"));
+    }
+}
+
+fn forked(a: &Args) {
+    let addr = a.addr(a.num("--port", 0) as u16);
+    let (client_send, server_send) = (
+        a.num("--client-send", 0) as usize,
+        a.num("--server-send", 0) as usize,
+    );
+    let listener = listen(addr, 16);
+    let server_port = listener.local_addr().unwrap().port();
+    let acceptor = fork_child(|| {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = vec![0u8; client_send];
+        s.read_exact(&mut buf).unwrap();
+        s.write_all(&vec![b's'; server_send]).unwrap();
+        // The client closes first; then close (CLOSE_WAIT -> LAST_ACK in this process).
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).unwrap();
+        drop(s);
+        thread::sleep(Duration::from_millis(50));
+    });
+    let mut fds = [0; 2];
+    // SAFETY: a pipe for the connector's port.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    let connector = fork_child(|| {
+        let mut c = TcpStream::connect(SocketAddr::new(addr.ip(), server_port)).unwrap();
+        let port = c.local_addr().unwrap().port().to_ne_bytes();
+        // SAFETY: writing 2 bytes to the pipe's write end.
+        assert_eq!(unsafe { libc::write(fds[1], port.as_ptr().cast(), 2) }, 2);
+        c.write_all(&vec![b'c'; client_send]).unwrap();
+        let mut buf = vec![0u8; server_send];
+        c.read_exact(&mut buf).unwrap();
+        drop(c);
+        thread::sleep(Duration::from_millis(50));
+    });
+    let mut port = [0u8; 2];
+    // SAFETY: reading 2 bytes from the pipe's read end.
+    if unsafe { libc::read(fds[0], port.as_mut_ptr().cast(), 2) } != 2 {
+        die("connector sent no port");
+    }
+    wait_child(connector, "connector");
+    wait_child(acceptor, "acceptor");
+    drop(listener);
+    thread::sleep(Duration::from_millis(50));
+    println!(
+        "{{\"listener_pid\":{},\"acceptor_pid\":{acceptor},\"connector_pid\":{connector},\
+         \"server_port\":{server_port},\"client_port\":{}}}",
+        std::process::id(),
+        u16::from_ne_bytes(port)
+    );
+}
+
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().is_some_and(|a| a == "--wait") {
@@ -1836,6 +1915,7 @@ fn main() {
         "pingpong" => pingpong(&a),
         "connlat" => connlat(&a),
         "uring-accept" => uring_accept(&a),
+        "forked" => forked(&a),
         other => die(&format!("unknown command '{other}'")),
     }
 }

@@ -13,8 +13,10 @@ netbpf: eBPF network observability tools
 
 Usage: netbpf TOOL [OPTIONS]       run a tool (netbpf TOOL --help for its options)
        netbpf list [--verbose]     every tool, and whether and how it runs on this kernel
+       netbpf netns [PATH...]      network namespace cookies (for --netns), all or of PATH
        netbpf exporter [OPTIONS]   the tools' aggregations as Prometheus metrics
-       netbpf --install-links DIR  symlink every tool name to this binary in DIR
+       netbpf --install-links DIR  symlink every tool name to this binary in DIR (existing
+                                   files of those names are left alone)
        netbpf --version
 
 A symlink named like a tool runs that tool: ln -s $(command -v netbpf) /usr/local/bin/tcplife
@@ -68,7 +70,22 @@ fn dispatch(mut args: Vec<OsString>) -> anyhow::Result<()> {
             args.remove(0);
             netbpf::exporter::run(args)
         }
-        "list" => list(args.get(2).is_some_and(|a| a == "--verbose" || a == "-v")),
+        "list" => {
+            let mut verbose = false;
+            for a in &args[2..] {
+                match a.to_str() {
+                    Some("-v" | "--verbose") => verbose = true,
+                    _ => {
+                        return Err(usage!(
+                            "list: unexpected argument '{}' (netbpf list [--verbose])",
+                            a.to_string_lossy()
+                        ))
+                    }
+                }
+            }
+            list(verbose)
+        }
+        "netns" => netns(&args[2..]),
         "--install-links" => {
             let dir = args
                 .get(2)
@@ -89,28 +106,49 @@ fn dispatch(mut args: Vec<OsString>) -> anyhow::Result<()> {
 
 fn list(verbose: bool) -> anyhow::Result<()> {
     core::bpf::init_logging();
+    if !core::bpf::privileged() {
+        // Without privilege every probe load fails with EPERM: that says nothing about the kernel.
+        eprintln!(
+            "netbpf list: not root: what this kernel allows cannot be probed without CAP_BPF and \
+             CAP_PERFMON (or CAP_SYS_ADMIN); run it as root"
+        );
+    }
     let caps = Caps::get();
+    let privileged = core::bpf::privileged();
     println!("{:<16} {:<12} {:<11} DESCRIPTION", "TOOL", "STATUS", "PLAN");
     for t in tools::TOOLS {
-        let chosen = t.plans.iter().find(|p| caps.check(p).is_ok());
+        if !privileged {
+            println!("{:<16} {:<12} {:<11} {}", t.name, "unknown", "-", t.about);
+            continue;
+        }
+        let verdicts: Vec<Result<(), String>> = t.plans.iter().map(|p| caps.check(p)).collect();
+        let chosen = verdicts.iter().position(|v| v.is_ok());
         match chosen {
-            Some(p) => println!("{:<16} {:<12} {:<11} {}", t.name, "ok", p.name, t.about),
+            Some(i) => println!(
+                "{:<16} {:<12} {:<11} {}",
+                t.name, "ok", t.plans[i].name, t.about
+            ),
             None => {
-                let why = t
+                let why: Vec<String> = t
                     .plans
-                    .first()
-                    .map(|p| caps.check(p).unwrap_err())
-                    .unwrap_or_default();
+                    .iter()
+                    .zip(&verdicts)
+                    .filter_map(|(p, v)| v.as_ref().err().map(|e| format!("{}: {e}", p.name)))
+                    .collect();
                 println!(
-                    "{:<16} {:<12} {:<11} {} ({why})",
-                    t.name, "unsupported", "-", t.about
+                    "{:<16} {:<12} {:<11} {} ({})",
+                    t.name,
+                    "unsupported",
+                    "-",
+                    t.about,
+                    why.join("; ")
                 )
             }
         }
         if verbose {
-            for p in t.plans {
-                let verdict = match caps.check(p) {
-                    Ok(()) if chosen.is_some_and(|c| std::ptr::eq(c, p)) => "chosen".to_string(),
+            for (i, (p, v)) in t.plans.iter().zip(&verdicts).enumerate() {
+                let verdict = match v {
+                    Ok(()) if chosen == Some(i) => "chosen".to_string(),
                     Ok(()) => "usable".to_string(),
                     Err(why) => format!("skipped: {why}"),
                 };
@@ -124,18 +162,82 @@ fn list(verbose: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `netbpf netns`: the cookie of each network namespace in use (what `--netns` takes as a
+/// number), or of the namespaces named by the paths given.
+fn netns(paths: &[OsString]) -> anyhow::Result<()> {
+    if !paths.is_empty() {
+        for p in paths {
+            let p = p.to_string_lossy();
+            if p.starts_with('-') {
+                return Err(usage!(
+                    "netns: unexpected option '{p}' (netbpf netns [PATH...])"
+                ));
+            }
+            let cookie = core::netns::cookie_of_path(&p).map_err(|e| usage!("netns: {e}"))?;
+            println!("{cookie:<10} {p}");
+        }
+        return Ok(());
+    }
+    if !core::bpf::privileged() {
+        return Err(anyhow::anyhow!(
+            "netbpf netns needs root: reading a namespace's cookie means entering it"
+        ));
+    }
+    let mut all = core::netns::reachable();
+    all.sort_by_key(|r| r.cookie);
+    println!("{:<10} {:<12} {:<28} PROCESSES", "COOKIE", "INODE", "PATH");
+    for r in all {
+        let cookie = r.cookie.map_or("?".to_string(), |c| c.to_string());
+        let first = r.pids.first().map(|&p| {
+            let comm = std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+            format!("{p} ({})", comm.trim())
+        });
+        let procs = match (first, r.pids.len()) {
+            (None, _) => "-".to_string(),
+            (Some(f), 1) => f,
+            (Some(f), n) => format!("{f} and {} more", n - 1),
+        };
+        println!("{cookie:<10} {:<12} {:<28} {procs}", r.inode, r.path);
+    }
+    Ok(())
+}
+
+/// Symlinks each tool name in `dir` to this binary. A symlink that points to a netbpf binary
+/// already is replaced; anything else of that name (libbpf-tools' tcplife in /usr/sbin, say) is
+/// left alone, with a warning, and the exit code is 1.
 fn install_links(dir: &Path) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
+    let mut skipped = 0;
     for t in tools::TOOLS {
         for name in std::iter::once(&t.name).chain(t.aliases) {
             let link = dir.join(name);
             if link.symlink_metadata().is_ok() {
+                let ours = std::fs::read_link(&link).ok().is_some_and(|target| {
+                    let target = dir.join(target);
+                    target == exe
+                        || target.file_name().is_some_and(|n| n == "netbpf")
+                        || std::fs::canonicalize(&target).ok() == std::fs::canonicalize(&exe).ok()
+                });
+                if !ours {
+                    eprintln!(
+                        "netbpf: {} exists and is not a link to netbpf: left alone",
+                        link.display()
+                    );
+                    skipped += 1;
+                    continue;
+                }
                 std::fs::remove_file(&link)?;
             }
             std::os::unix::fs::symlink(&exe, &link)
                 .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", link.display()))?;
             println!("{} -> {}", link.display(), exe.display());
         }
+    }
+    if skipped > 0 {
+        return Err(anyhow::anyhow!(
+            "--install-links: {skipped} name(s) in {} are taken by other files (not replaced)",
+            dir.display()
+        ));
     }
     Ok(())
 }

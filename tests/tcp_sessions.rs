@@ -115,6 +115,7 @@ fn tcplife_filters_exclude_what_they_should() {
     let by_lport = Tool::start(&["tcplife", "--json", "--netns", &path, "-L", "7001"]);
     let by_rport = Tool::start(&["tcplife", "--json", "--netns", &path, "-D", "7002"]);
     let v6_only = Tool::start(&["tcplife", "--json", "--netns", &path, "-6"]);
+    let v4_only = Tool::start(&["tcplife", "--json", "--netns", &path, "-4"]);
     let elsewhere = Netns::new();
     let other_ns = Tool::start(&["tcplife", "--json", "--netns", &elsewhere.path()]);
     let (a, b) = (traced.go(), other.go());
@@ -136,7 +137,12 @@ fn tcplife_filters_exclude_what_they_should() {
 
     let rows = v6_only.stop().json();
     assert_eq!(rows.len(), 2, "{rows:?}");
-    assert!(rows.iter().all(|r| r["ip"] == 6));
+    assert!(rows.iter().all(|r| r["ip"] == 6 && r["pid"] == b["pid"]));
+    let rows = v4_only.stop().json();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows.iter().all(|r| r["ip"] == 4
+        && r["pid"] == a["pid"]
+        && (r["lport"] == 7001 || r["rport"] == 7001)));
 
     assert!(
         other_ns.stop().lines.is_empty(),
@@ -217,23 +223,114 @@ fn tcpstates_shows_full_client_and_server_sequences() {
     assert!(rows.iter().all(|r| r["pid"] == run["pid"]), "{rows:?}");
 }
 
+/// The (oldstate->newstate) sequences of an exchange's three sockets, as tcpstates shows them.
+const CLIENT_STATES: [&str; 5] = [
+    "CLOSE->SYN_SENT",
+    "SYN_SENT->ESTABLISHED",
+    "ESTABLISHED->FIN_WAIT1",
+    "FIN_WAIT1->FIN_WAIT2",
+    "FIN_WAIT2->CLOSE",
+];
+const CHILD_STATES: [&str; 5] = [
+    "LISTEN->SYN_RECV",
+    "SYN_RECV->ESTABLISHED",
+    "ESTABLISHED->CLOSE_WAIT",
+    "CLOSE_WAIT->LAST_ACK",
+    "LAST_ACK->CLOSE",
+];
+const LISTENER_STATES: [&str; 2] = ["CLOSE->LISTEN", "LISTEN->CLOSE"];
+
 #[test]
 fn tcpstates_filters() {
     let ns = Netns::new();
     let path = ns.path();
+    let v4 = ns.loadgen_waiting(&["exchange", "--family", "4", "--port", "7101"]);
+    let v6 = ns.loadgen_waiting(&["exchange", "--family", "6", "--port", "7102"]);
     let by_lport = Tool::start(&["tcpstates", "--json", "--netns", &path, "-L", "7101"]);
+    let by_rport = Tool::start(&["tcpstates", "--json", "--netns", &path, "-D", "7102"]);
     let v4_only = Tool::start(&["tcpstates", "--json", "--netns", &path, "-4"]);
-    ns.loadgen(&["exchange", "--family", "4", "--port", "7101"]);
-    ns.loadgen(&["exchange", "--family", "6", "--port", "7102"]);
+    let v6_only = Tool::start(&["tcpstates", "--json", "--netns", &path, "-6"]);
+    let by_pid = Tool::start(&[
+        "tcpstates",
+        "--json",
+        "--netns",
+        &path,
+        "-p",
+        &v6.pid().to_string(),
+    ]);
+    let (a, b) = (v4.go(), v6.go());
+
+    // -L 7101: the listener and the accepted socket on 7101, not the client.
     let rows = by_lport.stop().json();
-    assert!(
-        !rows.is_empty() && rows.iter().all(|r| r["lport"] == 7101),
+    let mut want: Vec<&str> = LISTENER_STATES.to_vec();
+    want.extend(CHILD_STATES);
+    let mut got = states(&rows.iter().collect::<Vec<_>>());
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "{rows:?}");
+    assert!(rows
+        .iter()
+        .all(|r| r["lport"] == 7101 && r["pid"] == a["pid"]));
+
+    // -D 7102: only the v6 client's socket (its remote port is 7102 from SYN_SENT on).
+    let rows = by_rport.stop().json();
+    assert_eq!(
+        states(&rows.iter().collect::<Vec<_>>()),
+        CLIENT_STATES,
         "{rows:?}"
     );
-    let rows = v4_only.stop().json();
+    assert!(rows.iter().all(
+        |r| r["rport"] == 7102 && r["lport"] == b["client_port"] || r["newstate"] == "SYN_SENT"
+    ));
+
+    // -4 / -6 and -p: exactly one exchange's twelve changes each.
+    for (rows, run, ip, port) in [
+        (v4_only.stop().json(), &a, 4, 7101),
+        (v6_only.stop().json(), &b, 6, 7102),
+        (by_pid.stop().json(), &b, 6, 7102),
+    ] {
+        assert_eq!(rows.len(), 12, "{rows:?}");
+        assert!(
+            rows.iter().all(|r| r["ip"] == ip && r["pid"] == run["pid"]),
+            "{rows:?}"
+        );
+        let on_port = |r: &&Value| r["lport"] == port || r["rport"] == port;
+        assert!(
+            rows.iter()
+                .all(|r| on_port(&r) || r["newstate"] == "SYN_SENT"),
+            "{rows:?}"
+        );
+    }
+}
+
+#[test]
+fn tcpstates_csv_has_bcc_columns() {
+    let ns = Netns::new();
+    let tool = Tool::start(&["tcpstates", "-s", "--netns", &ns.path()]);
+    let run = ns.loadgen(&["exchange", "--family", "6", "--port", "7103"]);
+    let lines = tool.stop().lines;
+    assert_eq!(
+        lines[0],
+        "SKADDR,C-PID,C-COMM,IP,LADDR,LPORT,RADDR,RPORT,OLDSTATE,NEWSTATE,MS"
+    );
+    let rows: Vec<Vec<&str>> = lines[1..].iter().map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 12, "{lines:?}");
+    assert!(rows.iter().all(|r| r.len() == 11), "{lines:?}");
+    let client_port = run["client_port"].to_string();
+    let client: Vec<String> = rows
+        .iter()
+        .filter(|r| r[5] == client_port)
+        .map(|r| format!("{}->{}", r[8], r[9]))
+        .collect();
+    // The first change (CLOSE->SYN_SENT) has no local port yet.
+    assert_eq!(client, CLIENT_STATES[1..], "{lines:?}");
     assert!(
-        !rows.is_empty() && rows.iter().all(|r| r["ip"] == 4),
-        "{rows:?}"
+        rows.iter().all(|r| r[3] == "6" && r[4] == "::1"),
+        "{lines:?}"
+    );
+    assert!(
+        rows.iter().all(|r| r[10].parse::<f64>().is_ok()),
+        "{lines:?}"
     );
 }
 
@@ -318,6 +415,7 @@ fn tcpconnect_filters() {
     ]);
     let by_port = Tool::start(&["tcpconnect", "--json", "--netns", &path, "-P", "7402"]);
     let v4 = Tool::start(&["tcpconnect", "--json", "--netns", &path, "-4"]);
+    let v6 = Tool::start(&["tcpconnect", "--json", "--netns", &path, "-6"]);
     let root = Tool::start(&["tcpconnect", "--json", "--netns", &path, "-u", "0"]);
     let nobody = Tool::start(&["tcpconnect", "--json", "--netns", &path, "-u", "65534"]);
     let (a, b) = (traced.go(), other.go());
@@ -329,6 +427,12 @@ fn tcpconnect_filters() {
     assert_eq!(
         (rows.len(), &rows[0]["dport"]),
         (1, &7401.into()),
+        "{rows:?}"
+    );
+    let rows = v6.stop().json();
+    assert_eq!(
+        (rows.len(), &rows[0]["dport"], &rows[0]["daddr"]),
+        (1, &7402.into(), &"::1".into()),
         "{rows:?}"
     );
     assert_eq!(root.stop().json().len(), 2);
@@ -387,6 +491,7 @@ fn tcpaccept_filters() {
     let path = ns.path();
     let by_port = Tool::start(&["tcpaccept", "--json", "--netns", &path, "-P", "7601"]);
     let v6 = Tool::start(&["tcpaccept", "--json", "--netns", &path, "-6"]);
+    let v4 = Tool::start(&["tcpaccept", "--json", "--netns", &path, "-4"]);
     let traced = ns.loadgen_waiting(&[
         "backlog",
         "--family",
@@ -423,6 +528,9 @@ fn tcpaccept_filters() {
         (1, &7602.into()),
         "{rows:?}"
     );
+    let rows = v4.stop().json();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows.iter().all(|r| r["lport"] == 7601 && r["ip"] == 4));
     let rows = by_pid.stop().json();
     assert_eq!((rows.len(), &rows[0]["pid"]), (1, &b["pid"]), "{rows:?}");
 }
@@ -442,4 +550,206 @@ fn timestamps_are_when_the_event_happened() {
         (0.29..2.0).contains(&gap),
         "gap {gap}s between connects made 300 ms apart"
     );
+}
+
+#[test]
+fn forked_acceptor_and_connector_are_told_apart() {
+    // Three processes: the listener, a child that accepts, another child that connects.
+    let ns = Netns::new();
+    let path = ns.path();
+    let life = Tool::start(&["tcplife", "--json", "--netns", &path]);
+    let accept = Tool::start(&["tcpaccept", "--json", "--netns", &path]);
+    let connect = Tool::start(&["tcpconnect", "--json", "--netns", &path]);
+    let run = ns.loadgen(&[
+        "forked",
+        "--family",
+        "4",
+        "--client-send",
+        "3000",
+        "--server-send",
+        "2000",
+    ]);
+    let (listener, acceptor, connector) = (
+        &run["listener_pid"],
+        &run["acceptor_pid"],
+        &run["connector_pid"],
+    );
+    assert!(listener != acceptor && acceptor != connector, "{run}");
+
+    let rows = accept.stop().json();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        &rows[0]["pid"], acceptor,
+        "tcpaccept names the acceptor: {run} {rows:?}"
+    );
+    assert_eq!(rows[0]["rport"], run["client_port"]);
+
+    let rows = connect.stop().json();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(&rows[0]["pid"], connector, "{run} {rows:?}");
+
+    let rows = life.stop().json();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let client = with(&rows, "lport", run["client_port"].clone())[0];
+    let server = with(&rows, "lport", run["server_port"].clone())[0];
+    assert_eq!(
+        (&client["pid"], &client["tx_bytes"], &client["rx_bytes"]),
+        (connector, &3000.into(), &2000.into()),
+        "{run} {rows:?}"
+    );
+    // The accepted socket is the listener's until the acceptor closes it.
+    assert_eq!(
+        (&server["pid"], &server["tx_bytes"], &server["rx_bytes"]),
+        (acceptor, &2000.into(), &3000.into()),
+        "{run} {rows:?}"
+    );
+}
+
+#[test]
+fn tcplife_csv_wide_and_time_columns() {
+    let ns = Netns::new();
+    let csv = Tool::start(&["tcplife", "-s", "-T", "--netns", &ns.path()]);
+    let wide = Tool::start(&["tcplife", "-w", "-t", "--netns", &ns.path()]);
+    let run = ns.loadgen(&[
+        "exchange",
+        "--family",
+        "6",
+        "--client-send",
+        "10000",
+        "--server-send",
+        "5000",
+    ]);
+    let cport = run["client_port"].to_string();
+
+    let lines = csv.stop().lines;
+    assert_eq!(
+        lines[0],
+        "TIME,PID,COMM,IP,LADDR,LPORT,RADDR,RPORT,TX_KB,RX_KB,MS"
+    );
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    let client: Vec<&str> = lines
+        .iter()
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .find(|f| f[5] == cport)
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    assert_eq!(client.len(), 11, "{client:?}");
+    let hms: Vec<&str> = client[0].split(':').collect();
+    assert!(
+        hms.len() == 3 && hms.iter().all(|p| p.len() == 2 && p.parse::<u8>().is_ok()),
+        "{client:?}"
+    );
+    assert_eq!(
+        &client[1..10],
+        [
+            &run["pid"].to_string(),
+            "loadgen",
+            "6",
+            "::1",
+            &cport,
+            "::1",
+            &run["server_port"].to_string(),
+            "9.77",
+            "4.88"
+        ],
+        "{client:?}"
+    );
+
+    let lines = wide.stop().lines;
+    assert!(
+        lines[0].starts_with(
+            "TIME(s)   PID     COMM             IP LADDR                                   LPORT"
+        ),
+        "{lines:?}"
+    );
+    let client = lines
+        .iter()
+        .find(|l| l.contains(&format!(" {cport} ")))
+        .unwrap();
+    let f: Vec<&str> = client.split_whitespace().collect();
+    assert!(f[0].parse::<f64>().is_ok_and(|t| t > 0.0), "{client}");
+    assert_eq!((f[3], f[4], f[5]), ("6", "::1", cport.as_str()), "{client}");
+}
+
+#[test]
+fn netns_given_as_a_cookie_filters_the_same() {
+    let ns = Netns::new();
+    let out = common::netbpf(&["netns", &ns.path()]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let cookie = text.split_whitespace().next().unwrap().to_string();
+    let tool = Tool::start(&["tcplife", "--json", "--netns", &cookie]);
+    let run = ns.loadgen(&["exchange", "--family", "4", "--client-send", "777"]);
+    let f = tool.stop();
+    assert!(!f.stderr.contains("warning"), "{}", f.stderr);
+    let rows = f.json();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows.iter().all(|r| r["pid"] == run["pid"]));
+    assert_eq!(
+        with(&rows, "lport", run["client_port"].clone())[0]["tx_bytes"],
+        777
+    );
+}
+
+#[test]
+fn sigterm_ends_runs_like_ctrl_c() {
+    let ns = Netns::new();
+    let life = Tool::start(&["tcplife", "--json", "--netns", &ns.path()]);
+    let counts = Tool::start(&["tcpconnect", "-c", "--netns", &ns.path()]);
+    ns.loadgen(&["connect", "--port", "7801", "--count", "4"]);
+    let f = life.signal(libc::SIGTERM);
+    assert!(f.status.success(), "{:?} {}", f.status, f.stderr);
+    assert_eq!(f.json().len(), 4, "{:?}", f.lines);
+    let f = counts.signal(libc::SIGTERM);
+    assert!(f.status.success(), "{:?} {}", f.status, f.stderr);
+    assert_eq!(f.lines.len(), 2, "{:?}", f.lines);
+    assert!(
+        f.lines[1].starts_with("127.0.0.1") && f.lines[1].trim_end().ends_with(" 4"),
+        "{:?}",
+        f.lines
+    );
+}
+
+#[test]
+fn a_blocked_stdout_does_not_hold_up_ctrl_c() {
+    // stdout is a pipe nobody reads: once it and the tool's buffer are full, the tool blocks in
+    // write(2). Ctrl-C must still end the run at once, exit 0, and report the events that the
+    // full ring buffer lost meanwhile.
+    use std::io::{BufRead, BufReader};
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let ns = Netns::new();
+    let mut fds = [0; 2];
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: fresh descriptors this test owns.
+    let (read_end, write_end) =
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let mut child = std::process::Command::new(common::netbpf_bin())
+        .args(["tcpstates", "--netns", &ns.path()])
+        .stdout(std::process::Stdio::from(write_end))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(line.starts_with("Tracing"), "{line}");
+    // ~20,000 state changes: far more than the pipe, the tool's buffer and its ring hold.
+    ns.loadgen(&["connect", "--port", "7802", "--count", "10000"]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "tcpstates still running 10 s after SIGINT with a blocked stdout"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    drop(read_end);
+    assert!(status.success(), "{status:?}: {rest}");
+    assert!(rest.contains("events lost"), "{rest}");
 }

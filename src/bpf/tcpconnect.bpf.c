@@ -46,6 +46,9 @@ struct {
 	__type(value, __u64);
 } counts SEC(".maps");
 
+/* Connects not counted because `counts` was full (read at exit). */
+__u64 count_dropped = 0;
+
 static __always_inline void report(const struct sock *sk, const struct connector *c, int result)
 {
 	struct tcpconnect_event *e;
@@ -63,8 +66,11 @@ static __always_inline void report(const struct sock *sk, const struct connector
 		n = bpf_map_lookup_elem(&counts, &key);
 		if (n)
 			__sync_fetch_and_add(n, 1);
-		else
-			bpf_map_update_elem(&counts, &key, &one, BPF_NOEXIST);
+		else if (bpf_map_update_elem(&counts, &key, &one, BPF_NOEXIST) &&
+			 !(n = bpf_map_lookup_elem(&counts, &key)))
+			__sync_fetch_and_add(&count_dropped, 1);
+		else if (n)
+			__sync_fetch_and_add(n, 1); /* another CPU added the key first */
 		return;
 	}
 	e = reserve_event(sizeof(*e));

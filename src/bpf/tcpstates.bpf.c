@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
-/* tcpstates: every TCP state change with the time spent in the previous state. */
+/* tcpstates: every TCP state change with the time spent in the previous state.
+ *
+ * The time of a socket's last change and its owner live in the socket's own storage. */
 #include "common/netbpf.bpf.h"
 #include "common/events.bpf.h"
 #include "common/filter.bpf.h"
-#include "common/tcp_owner.bpf.h"
+#include "common/sk_owner.bpf.h"
 #include "tcpstates.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -19,23 +21,35 @@ struct {
 	__type(value, __u64);
 } transitions SEC(".maps");
 
-/* sk -> time of its last state change */
+struct sk_state {
+	__u64 last_ns; /* time of the last change; 0 when none was seen */
+	struct owner_id owner;
+};
+
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u64);
-	__type(value, __u64);
-} last_change SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct sk_state);
+} sk_states SEC(".maps");
+
+/* Changes whose socket got no storage (no memory): shown without MS or owner (read at exit). */
+__u64 untracked = 0;
 
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(tcpstates_set_state, struct sock *sk, int oldstate, int newstate)
 {
-	__u64 key = (__u64)sk, now = bpf_ktime_get_ns(), *last;
+	__u64 now = bpf_ktime_get_ns();
 	struct tcpstates_event *e;
-	struct sk_owner *owner;
+	struct sk_state *st;
 	struct sock_tuple t = {};
+	__u32 owner;
+	__u64 netns;
 
-	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP || !netns_ok(sk_netns_cookie(sk)))
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return 0;
+	netns = sk_netns_cookie(sk);
+	if (!netns_ok(netns))
 		return 0;
 	if (aggregate) {
 		__u32 idx = (oldstate & (TCP_STATE_SLOTS - 1)) * TCP_STATE_SLOTS + (newstate & (TCP_STATE_SLOTS - 1));
@@ -45,13 +59,17 @@ int BPF_PROG(tcpstates_set_state, struct sock *sk, int oldstate, int newstate)
 			*n += 1;
 		return 0;
 	}
-	owner = owner_track(sk, oldstate, newstate);
-	last = bpf_map_lookup_elem(&last_change, &key);
-
-	sk_read_tuple(sk, &t);
+	st = bpf_sk_storage_get(&sk_states, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
+	if (st)
+		owner_update(sk, netns, oldstate, newstate, &st->owner);
+	else
+		__sync_fetch_and_add(&untracked, 1);
 	/* -p: the owner's, or (owner not known yet) the task on CPU. */
-	if (!tgid_ok(owner ? owner->pid : current_tgid()) || !family_ok(t.family) || !lport_ok(t.lport) ||
-	    !rport_ok(t.rport))
+	owner = st && st->owner.pid ? st->owner.pid : 0;
+	if (!tgid_ok(owner ? owner : current_tgid()))
+		goto out;
+	tcp_read_tuple(sk, &t);
+	if (!family_ok(t.family) || !lport_ok(t.lport) || !rport_ok(t.rport))
 		goto out;
 
 	e = reserve_event(sizeof(*e));
@@ -59,26 +77,20 @@ int BPF_PROG(tcpstates_set_state, struct sock *sk, int oldstate, int newstate)
 		goto out;
 	e->tuple = t;
 	e->ts_ns = now;
-	e->skaddr = key;
-	e->prev_state_ns = last ? now - *last : 0;
+	e->skaddr = (__u64)sk;
+	e->prev_state_ns = st && st->last_ns ? now - st->last_ns : 0;
 	e->cpid = current_tgid();
 	bpf_get_current_comm(e->ccomm, sizeof(e->ccomm));
-	if (owner) {
-		e->pid = owner->pid;
-		__builtin_memcpy(e->comm, owner->comm, sizeof(e->comm));
-	} else {
-		e->pid = 0;
+	e->pid = owner;
+	if (owner)
+		__builtin_memcpy(e->comm, st->owner.comm, sizeof(e->comm));
+	else
 		e->comm[0] = 0;
-	}
 	e->oldstate = oldstate;
 	e->newstate = newstate;
 	submit_event(e);
 out:
-	if (newstate == TCP_CLOSE) {
-		bpf_map_delete_elem(&last_change, &key);
-		owner_forget(sk);
-	} else {
-		bpf_map_update_elem(&last_change, &key, &now, BPF_ANY);
-	}
+	if (st)
+		st->last_ns = newstate == TCP_CLOSE ? 0 : now;
 	return 0;
 }

@@ -52,20 +52,34 @@ fn has_cap(capeff: u64, cap: u32) -> bool {
     capeff & (1u64 << cap) != 0
 }
 
-/// Fails early, with the reason, when the tool could not load anything.
-pub fn preflight(tool: &str) -> anyhow::Result<()> {
-    const CAP_SYS_ADMIN: u32 = 21;
-    const CAP_PERFMON: u32 = 38;
-    const CAP_BPF: u32 = 39;
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+/// This process's effective capabilities.
+fn capeff() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let capeff = status
+    status
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))
         .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(0);
-    let privileged = has_cap(capeff, CAP_SYS_ADMIN)
-        || (has_cap(capeff, CAP_BPF) && has_cap(capeff, CAP_PERFMON));
-    if !privileged {
+        .unwrap_or(0)
+}
+
+/// Whether this process may load BPF tracing programs.
+pub fn privileged() -> bool {
+    let c = capeff();
+    has_cap(c, CAP_SYS_ADMIN) || (has_cap(c, CAP_BPF) && has_cap(c, CAP_PERFMON))
+}
+
+/// Whether this process has CAP_SYS_ADMIN (mounting tracefs needs it).
+pub fn has_sys_admin() -> bool {
+    has_cap(capeff(), CAP_SYS_ADMIN)
+}
+
+/// Fails early, with the reason, when the tool could not load anything.
+pub fn preflight(tool: &str) -> anyhow::Result<()> {
+    if !privileged() {
         return Err(anyhow!(
             "{tool} needs root: loading BPF tracing programs requires CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN)"
         ));
@@ -97,8 +111,13 @@ fn log_tail() -> String {
     }
 }
 
-/// Wraps a load error with what the user can do about it.
+/// Wraps a load error with what the user can do about it. When the plan's hook types were not
+/// probed before loading (see `Caps::select`), they are probed now: a hook this kernel refuses
+/// is then the reason (exit 2).
 pub fn load_failed(tool: &str, e: libbpf_rs::Error) -> anyhow::Error {
+    if let Some(unsupported) = crate::core::caps::explain_load_failure(tool) {
+        return unsupported.into();
+    }
     let hint = match e.kind() {
         ErrorKind::PermissionDenied => {
             " (the kernel refused the program: missing privileges, or lockdown/a security policy)"
@@ -147,6 +166,8 @@ pub fn load<'obj, B: libbpf_rs::skel::SkelBuilder<'obj>>(
     use libbpf_rs::skel::{OpenSkel as _, Skel as _};
     let mut open = opened(tool, builder.open(object))?;
     configure(&mut open);
+    // libbpf parses kernel BTF again for the load: our copy is not needed any more.
+    crate::core::btf::release();
     let mut skel = open.load().or_load_failed(tool)?;
     skel.attach().map_err(|e| attach_failed(tool, attach, e))?;
     Ok(skel)

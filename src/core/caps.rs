@@ -5,17 +5,10 @@
 //! missing hook, and exits 2.
 
 use std::fmt;
-use std::mem::MaybeUninit;
 use std::path::Path;
-use std::sync::OnceLock;
-
-use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use std::sync::{Mutex, OnceLock};
 
 use crate::core::error::Unsupported;
-
-mod probe_skel {
-    include!(concat!(env!("OUT_DIR"), "/probe.skel.rs"));
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hook {
@@ -31,6 +24,23 @@ pub enum Hook {
     Tracepoint,
     /// uprobe/uretprobe perf events.
     Uprobe,
+}
+
+impl Hook {
+    const ALL: [Hook; 6] = [
+        Hook::Fentry,
+        Hook::Kprobe,
+        Hook::TpBtf,
+        Hook::RawTp,
+        Hook::Tracepoint,
+        Hook::Uprobe,
+    ];
+
+    /// Whether learning if this kernel allows the hook means loading a program (a few ms, and
+    /// kernel BTF parsed); the others are a look at sysfs.
+    fn probed_by_loading(self) -> bool {
+        matches!(self, Hook::Fentry | Hook::TpBtf | Hook::RawTp)
+    }
 }
 
 impl fmt::Display for Hook {
@@ -58,76 +68,59 @@ pub struct Plan {
     pub check: Option<fn() -> Result<(), String>>,
 }
 
+/// What this kernel allows, each hook probed on first use and remembered for the run.
 pub struct Caps {
-    fentry: Result<(), String>,
-    kprobe: Result<(), String>,
-    tp_btf: Result<(), String>,
-    raw_tp: Result<(), String>,
-    tracepoint: Result<(), String>,
-    uprobe: Result<(), String>,
+    hooks: [OnceLock<Result<(), String>>; 6],
 }
 
 const TRACEFS: &str = "/sys/kernel/tracing";
 
+/// Hooks of the chosen plan whose probe was skipped (see [`Caps::select`]), per tool: probed
+/// only if loading fails, to say why.
+static DEFERRED: Mutex<Vec<(String, Vec<Hook>)>> = Mutex::new(Vec::new());
+
 impl Caps {
     pub fn get() -> &'static Caps {
         static CAPS: OnceLock<Caps> = OnceLock::new();
-        CAPS.get_or_init(Caps::probe)
-    }
-
-    fn probe() -> Caps {
-        let pmu = |name: &str| {
-            if Path::new(&format!("/sys/bus/event_source/devices/{name}/type")).exists() {
-                Ok(())
-            } else {
-                Err(format!(
-                    "the kernel has no {name} PMU (built without CONFIG_{}S?)",
-                    name.to_uppercase()
-                ))
-            }
-        };
-        Caps {
-            fentry: load_probe("probe_fentry"),
-            kprobe: pmu("kprobe"),
-            tp_btf: load_probe("probe_tp_btf"),
-            raw_tp: load_probe("probe_raw_tp"),
-            tracepoint: if tracefs_mounted() || Path::new(TRACEFS).is_dir() {
-                Ok(())
-            } else {
-                Err(format!(
-                    "tracefs is not mounted and {TRACEFS} does not exist"
-                ))
-            },
-            uprobe: pmu("uprobe"),
-        }
+        CAPS.get_or_init(|| Caps {
+            hooks: Default::default(),
+        })
     }
 
     pub fn has(&self, hook: Hook) -> Result<(), String> {
-        match hook {
-            Hook::Fentry => self.fentry.clone(),
-            Hook::Kprobe => self.kprobe.clone(),
-            Hook::TpBtf => self.tp_btf.clone(),
-            Hook::RawTp => self.raw_tp.clone(),
-            Hook::Tracepoint => self.tracepoint.clone(),
-            Hook::Uprobe => self.uprobe.clone(),
-        }
+        let i = Hook::ALL.iter().position(|&h| h == hook).unwrap();
+        self.hooks[i].get_or_init(|| probe(hook)).clone()
     }
 
     /// Why `plan` cannot run here, or Ok.
     pub fn check(&self, plan: &Plan) -> Result<(), String> {
-        for &h in plan.needs {
-            self.has(h)
-                .map_err(|why| format!("{h} unavailable: {why}"))?;
+        self.check_except(plan, &[]).map_err(|(why, _)| why)
+    }
+
+    /// Like `check`, without probing the hooks in `skip`; the error says whether it is the
+    /// kernel's (true) or only this environment's (false: tracefs not mountable here).
+    fn check_except(&self, plan: &Plan, skip: &[Hook]) -> Result<(), (String, bool)> {
+        for &h in plan.needs.iter().filter(|h| !skip.contains(h)) {
+            self.has(h).map_err(|why| {
+                let kernel = !(h == Hook::Tracepoint && Path::new(TRACEFS).is_dir());
+                (format!("{h} unavailable: {why}"), kernel)
+            })?;
         }
         if let Some(check) = plan.check {
-            check()?;
+            check().map_err(|why| (why, true))?;
         }
         Ok(())
     }
 
-    /// The first plan this kernel supports, with tracefs mounted when it needs one.
+    /// The first plan this kernel supports, with tracefs mounted when it needs one (a plan
+    /// whose tracefs cannot be mounted is passed over).
     /// `NETBPF_PLAN=NAME` in the environment asks for that plan only (tests use it to cover
     /// every plan a kernel can run, not only the best one).
+    ///
+    /// Probing a hook type by loading a program costs milliseconds at every start, so a hook is
+    /// not probed when it cannot decide between plans: when every later plan needs it too (for
+    /// the last plan, every hook that needs a load). If loading the tool then fails,
+    /// [`explain_load_failure`] probes it to say why.
     pub fn select<'a>(&self, tool: &str, plans: &'a [Plan]) -> Result<&'a Plan, Unsupported> {
         let forced = std::env::var("NETBPF_PLAN").ok().filter(|p| !p.is_empty());
         if let Some(name) = &forced {
@@ -142,46 +135,151 @@ impl Caps {
                 ));
             }
         }
-        let mut reasons = Vec::new();
-        for plan in plans
+        let candidates: Vec<&Plan> = plans
             .iter()
             .filter(|p| forced.as_deref().is_none_or(|f| p.name == f))
-        {
-            match self.check(plan) {
-                Ok(()) => {
-                    if plan.needs.contains(&Hook::Tracepoint) {
-                        ensure_tracefs().map_err(|why| Unsupported::new(tool, why))?;
-                    }
-                    return Ok(plan);
-                }
-                Err(why) => reasons.push(format!("{} ({}): {why}", plan.name, plan.attach)),
+            .collect();
+        let mut reasons = Vec::new();
+        let mut kernel_reasons = false;
+        for (i, &plan) in candidates.iter().enumerate() {
+            let later = &candidates[i + 1..];
+            let deferred: Vec<Hook> = plan
+                .needs
+                .iter()
+                .copied()
+                .filter(|&h| h.probed_by_loading() && later.iter().all(|p| p.needs.contains(&h)))
+                .collect();
+            if let Err((why, kernel)) = self.check_except(plan, &deferred) {
+                reasons.push(format!("{} ({}): {why}", plan.name, plan.attach));
+                kernel_reasons |= kernel;
+                continue;
             }
+            if plan.needs.contains(&Hook::Tracepoint) {
+                if let Err(why) = ensure_tracefs() {
+                    reasons.push(format!("{} ({}): {why}", plan.name, plan.attach));
+                    continue;
+                }
+            }
+            let mut d = DEFERRED.lock().unwrap();
+            d.retain(|(t, _)| t != tool);
+            d.push((tool.to_string(), deferred));
+            return Ok(plan);
         }
-        Err(Unsupported::new(
-            tool,
-            format!("no usable hook on this kernel: {}", reasons.join("; ")),
-        ))
+        if kernel_reasons {
+            Err(Unsupported::new(
+                tool,
+                format!("no usable hook on this kernel: {}", reasons.join("; ")),
+            ))
+        } else {
+            Err(Unsupported::here(tool, reasons.join("; ")))
+        }
     }
 }
 
-fn load_probe(prog: &str) -> Result<(), String> {
-    let mut obj = MaybeUninit::uninit();
-    let mut open = probe_skel::ProbeSkelBuilder::default()
-        .open(&mut obj)
-        .map_err(|e| e.to_string())?;
-    for mut p in open.open_object_mut().progs_mut() {
-        let name = p.name().to_string_lossy().into_owned();
-        p.set_autoload(name == prog);
-    }
-    crate::core::bpf::quiet(|| open.load())
-        .map(|_| ())
-        .map_err(|e| match e.kind() {
-            libbpf_rs::ErrorKind::PermissionDenied => {
-                "the kernel refuses this program type (EPERM: lockdown or a local policy)"
-                    .to_string()
+/// When loading `tool` failed: the hook its plan needs that this kernel refuses, probed now
+/// (it was not probed before the load, see [`Caps::select`]).
+pub fn explain_load_failure(tool: &str) -> Option<Unsupported> {
+    let deferred = {
+        let d = DEFERRED.lock().unwrap();
+        d.iter().find(|(t, _)| t == tool)?.1.clone()
+    };
+    let caps = Caps::get();
+    deferred.into_iter().find_map(|h| {
+        caps.has(h)
+            .err()
+            .map(|why| Unsupported::new(tool, format!("{h} unavailable: {why}")))
+    })
+}
+
+fn probe(hook: Hook) -> Result<(), String> {
+    let pmu = |name: &str| {
+        if Path::new(&format!("/sys/bus/event_source/devices/{name}/type")).exists() {
+            Ok(())
+        } else {
+            Err(format!(
+                "the kernel has no {name} PMU (built without CONFIG_{}S?)",
+                name.to_uppercase()
+            ))
+        }
+    };
+    use libbpf_rs::libbpf_sys as sys;
+    match hook {
+        Hook::Kprobe => pmu("kprobe"),
+        Hook::Uprobe => pmu("uprobe"),
+        Hook::Tracepoint => {
+            if tracefs_mounted() {
+                Ok(())
+            } else if !Path::new(TRACEFS).is_dir() {
+                Err(format!(
+                    "tracefs is not mounted and {TRACEFS} does not exist"
+                ))
+            } else if crate::core::bpf::has_sys_admin() {
+                Ok(()) // mounted when a plan needs it (ensure_tracefs)
+            } else {
+                Err(format!(
+                    "tracefs is not mounted, and mounting it at {TRACEFS} needs CAP_SYS_ADMIN"
+                ))
             }
-            _ => format!("load failed: {e}"),
-        })
+        }
+        Hook::Fentry => {
+            let id = crate::core::btf::func_id("tcp_close")?
+                .ok_or("kernel BTF has no tcp_close to try an fentry program on")?;
+            load_probe(sys::BPF_PROG_TYPE_TRACING, sys::BPF_TRACE_FENTRY, id)
+        }
+        Hook::TpBtf => {
+            let id = crate::core::btf::tracepoint_id("inet_sock_set_state")?
+                .ok_or("kernel BTF has no inet_sock_set_state tracepoint to try tp_btf on")?;
+            load_probe(sys::BPF_PROG_TYPE_TRACING, sys::BPF_TRACE_RAW_TP, id)
+        }
+        Hook::RawTp => load_probe(sys::BPF_PROG_TYPE_RAW_TRACEPOINT, 0, 0),
+    }
+}
+
+/// Loads (and at once closes) the smallest program of this type, `r0 = 0; exit`, with a raw
+/// bpf(BPF_PROG_LOAD): no object file, no verifier log, no BTF parsed but the one shared cache.
+fn load_probe(
+    prog_type: libbpf_rs::libbpf_sys::bpf_prog_type,
+    attach_type: libbpf_rs::libbpf_sys::bpf_attach_type,
+    attach_btf_id: u32,
+) -> Result<(), String> {
+    use libbpf_rs::libbpf_sys as sys;
+    const MOV64_R0_0: [u8; 8] = [0xb7, 0, 0, 0, 0, 0, 0, 0];
+    const EXIT: [u8; 8] = [0x95, 0, 0, 0, 0, 0, 0, 0];
+    // SAFETY: bpf_insn is the kernel's 8-byte instruction (#[repr(C)]); these are its bytes.
+    let insns: [sys::bpf_insn; 2] = unsafe { std::mem::transmute([MOV64_R0_0, EXIT]) };
+    let opts = sys::bpf_prog_load_opts {
+        sz: std::mem::size_of::<sys::bpf_prog_load_opts>() as _,
+        expected_attach_type: attach_type,
+        attach_btf_id,
+        ..Default::default()
+    };
+    let mut opts = opts;
+    // SAFETY: valid instructions, a NUL-terminated license and a sized opts struct.
+    let fd = unsafe {
+        sys::bpf_prog_load(
+            prog_type,
+            std::ptr::null(),
+            c"GPL".as_ptr(),
+            insns.as_ptr(),
+            insns.len() as _,
+            &mut opts,
+        )
+    };
+    if fd >= 0 {
+        // SAFETY: closing the fd just returned to us.
+        unsafe { libc::close(fd) };
+        return Ok(());
+    }
+    let err = std::io::Error::from_raw_os_error(-fd);
+    Err(match err.raw_os_error() {
+        Some(libc::EPERM) if !crate::core::bpf::privileged() => {
+            "needs root (CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN) to find out".to_string()
+        }
+        Some(libc::EPERM) => {
+            "the kernel refuses this program type (EPERM: lockdown or a local policy)".to_string()
+        }
+        _ => format!("the kernel refused a minimal program of this type: {err}"),
+    })
 }
 
 pub fn tracefs_mounted() -> bool {
@@ -218,11 +316,13 @@ pub fn ensure_tracefs() -> Result<(), String> {
 /// Whether kernel BTF has a type (function, struct, tracepoint typedef `btf_trace_NAME`) of this
 /// name: for a plan's `check` on a function or tracepoint only some kernels have.
 pub fn btf_has(name: &str) -> Result<(), String> {
-    let btf = libbpf_rs::btf::Btf::from_vmlinux()
-        .map_err(|e| format!("kernel BTF could not be read: {e}"))?;
-    match btf.type_by_name::<libbpf_rs::btf::BtfType>(name) {
-        Some(_) => Ok(()),
-        None => Err(format!("'{name}' is not in kernel BTF")),
+    match crate::core::btf::with_vmlinux(|btf| {
+        btf.type_by_name::<libbpf_rs::btf::BtfType>(name).is_some()
+    })
+    .map_err(|e| format!("kernel BTF could not be read: {e}"))?
+    {
+        true => Ok(()),
+        false => Err(format!("'{name}' is not in kernel BTF")),
     }
 }
 
@@ -231,10 +331,54 @@ pub fn btf_has(name: &str) -> Result<(), String> {
 /// Tracepoints gain arguments over kernel versions; a program must not read past the last one.
 pub fn tp_btf_args(name: &str) -> Option<usize> {
     use libbpf_rs::btf::{types, BtfType, ReferencesType};
-    let btf = libbpf_rs::btf::Btf::from_vmlinux().ok()?;
-    let typedef = btf.type_by_name::<types::Typedef>(&format!("btf_trace_{name}"))?;
-    let ptr: BtfType = typedef.referenced_type();
-    let proto =
-        types::FuncProto::try_from(types::Ptr::try_from(ptr).ok()?.referenced_type()).ok()?;
-    Some(proto.len().saturating_sub(1))
+    crate::core::btf::with_vmlinux(|btf| {
+        let typedef = btf.type_by_name::<types::Typedef>(&format!("btf_trace_{name}"))?;
+        let ptr: BtfType = typedef.referenced_type();
+        let proto =
+            types::FuncProto::try_from(types::Ptr::try_from(ptr).ok()?.referenced_type()).ok()?;
+        Some(proto.len().saturating_sub(1))
+    })
+    .ok()
+    .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static ONE: &[Hook] = &[Hook::TpBtf];
+
+    #[test]
+    fn this_kernel_allows_tp_btf_and_a_probe_is_remembered() {
+        let caps = Caps::get();
+        assert_eq!(caps.has(Hook::TpBtf), Ok(()));
+        assert_eq!(caps.has(Hook::RawTp), Ok(()));
+        assert_eq!(caps.has(Hook::TpBtf), Ok(()));
+    }
+
+    #[test]
+    fn the_last_plan_defers_its_load_probes() {
+        let plans = [Plan {
+            name: "only",
+            needs: ONE,
+            attach: "x",
+            check: None,
+        }];
+        let p = Caps::get().select("unit-tool", &plans).unwrap();
+        assert_eq!(p.name, "only");
+        assert_eq!(
+            DEFERRED
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(t, _)| t == "unit-tool")
+                .unwrap()
+                .1,
+            [Hook::TpBtf]
+        );
+        assert!(
+            explain_load_failure("unit-tool").is_none(),
+            "tp_btf works here"
+        );
+    }
 }

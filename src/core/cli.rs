@@ -36,25 +36,71 @@ impl Common {
     }
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    match s.parse::<f64>() {
-        Ok(secs) if secs > 0.0 && secs.is_finite() => Ok(Duration::from_secs_f64(secs)),
+/// The longest run length or interval accepted: ten years (so deadlines never overflow).
+pub const MAX_SECS: f64 = 10.0 * 365.0 * 86400.0;
+
+/// The shortest interval between outputs of interval tools: shorter ones only flood the
+/// terminal (each output reads the kernel's maps).
+pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
+
+/// `-d SECS` and the like: a positive number of seconds, at most [`MAX_SECS`].
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    match s.trim().parse::<f64>() {
+        Ok(secs) if secs > MAX_SECS => Err(format!(
+            "'{s}' seconds is too long (at most {MAX_SECS} s, ten years)"
+        )),
+        Ok(secs) if secs > 0.0 => Duration::try_from_secs_f64(secs)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| format!("'{s}' is not a positive number of seconds")),
         _ => Err(format!("'{s}' is not a positive number of seconds")),
     }
 }
 
-/// A process id that exists now.
+/// The interval positional: like [`parse_duration`], and at least [`MIN_INTERVAL`].
+pub fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < MIN_INTERVAL {
+        return Err(format!(
+            "interval '{s}' is too short (at least {} s)",
+            MIN_INTERVAL.as_secs_f64()
+        ));
+    }
+    Ok(d)
+}
+
+/// A process id that exists now. A thread id is refused, naming its process: the filters
+/// compare the process id (tgid), so a thread id would match nothing.
 pub fn parse_pid(s: &str) -> Result<u32, String> {
     let pid: u32 = s
+        .trim()
         .parse()
         .map_err(|_| format!("'{s}' is not a process id"))?;
     if pid == 0 {
         return Err("pid 0 is not a process".into());
     }
-    if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-        return Err(format!("no process with pid {pid}"));
+    let status = match std::fs::read_to_string(format!("/proc/{pid}/status")) {
+        Ok(s) => s,
+        Err(_) => return Err(format!("no process with pid {pid}")),
+    };
+    match tgid_in_status(&status) {
+        Some(tgid) if tgid != pid => {
+            let comm = std::fs::read_to_string(format!("/proc/{tgid}/comm")).unwrap_or_default();
+            Err(format!(
+                "{pid} is a thread of process {tgid} ({}); -p takes a process id: use -p {tgid}",
+                comm.trim()
+            ))
+        }
+        _ => Ok(pid),
     }
-    Ok(pid)
+}
+
+/// The `Tgid:` field of a /proc/PID/status text.
+fn tgid_in_status(status: &str) -> Option<u32> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 pub fn parse_port_list(s: &str) -> Result<Vec<u16>, String> {
@@ -64,8 +110,8 @@ pub fn parse_port_list(s: &str) -> Result<Vec<u16>, String> {
 /// The `[interval] [count]` positionals of interval tools.
 #[derive(Args, Debug, Clone, Default)]
 pub struct Interval {
-    /// Seconds between outputs (default 1)
-    #[arg(value_name = "INTERVAL", value_parser = parse_duration)]
+    /// Seconds between outputs (default 1, at least 0.1)
+    #[arg(value_name = "INTERVAL", value_parser = parse_interval)]
     pub interval: Option<Duration>,
     /// Number of outputs (default: until Ctrl-C)
     #[arg(value_name = "COUNT", value_parser = clap::value_parser!(u64).range(1..))]
@@ -183,7 +229,18 @@ impl Filters {
     pub fn new(common: &Common) -> anyhow::Result<Filters> {
         let netns = match &common.netns {
             Some(arg) => {
-                crate::core::netns::resolve(arg).map_err(|e| crate::usage!("--netns: {e}"))?
+                let cookie =
+                    crate::core::netns::resolve(arg).map_err(|e| crate::usage!("--netns: {e}"))?;
+                if arg.trim().parse::<u64>().is_ok()
+                    && crate::core::netns::cookie_exists(cookie) == Some(false)
+                {
+                    eprintln!(
+                        "netbpf: warning: --netns {cookie}: no network namespace that a process, \
+                         a thread, an open file or /run/netns holds has this cookie, so nothing \
+                         may be traced (`netbpf netns` lists the cookies)"
+                    );
+                }
+                cookie
             }
             None => 0,
         };
@@ -234,7 +291,51 @@ mod tests {
     fn durations() {
         assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
         assert!(parse_duration("-1").is_err());
+        assert!(parse_duration("0").is_err());
         assert!(parse_duration("x").is_err());
+        assert!(parse_duration("nan").is_err());
+        assert!(parse_duration("inf").is_err());
+        // Too small to be a Duration: not "zero seconds".
+        assert!(parse_duration("1e-300").is_err());
+        for huge in ["1e20", "1e30", "1e19", "315360001"] {
+            assert!(
+                parse_duration(huge).unwrap_err().contains("too long"),
+                "{huge}"
+            );
+        }
+        assert_eq!(parse_duration("315360000").unwrap().as_secs(), 315_360_000);
+    }
+
+    #[test]
+    fn intervals() {
+        assert_eq!(parse_interval("0.1").unwrap(), Duration::from_millis(100));
+        assert!(parse_interval("1e-9").unwrap_err().contains("too short"));
+        assert!(parse_interval("0.05")
+            .unwrap_err()
+            .contains("at least 0.1 s"));
+        assert!(parse_interval("1e20").unwrap_err().contains("too long"));
+    }
+
+    #[test]
+    fn thread_ids_are_refused_with_their_process() {
+        assert_eq!(tgid_in_status("Name:\tx\nTgid:\t42\nPid:\t43\n"), Some(42));
+        // A thread of this test process: its /proc entry exists, its Tgid is ours.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            tx.send(unsafe { libc::gettid() } as u32).unwrap();
+            done_rx.recv().ok();
+        });
+        let tid = rx.recv().unwrap();
+        let err = parse_pid(&tid.to_string()).unwrap_err();
+        let me = std::process::id();
+        assert!(
+            err.contains(&format!("is a thread of process {me}"))
+                && err.contains(&format!("-p {me}")),
+            "{err}"
+        );
+        done_tx.send(()).unwrap();
+        t.join().unwrap();
     }
 
     #[test]

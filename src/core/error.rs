@@ -8,6 +8,9 @@ use std::fmt;
 pub struct Unsupported {
     pub tool: String,
     pub why: String,
+    /// False when the kernel could run it but this environment cannot (tracefs cannot be
+    /// mounted, ...): the message then does not blame the kernel.
+    pub kernel: bool,
 }
 
 impl Unsupported {
@@ -15,17 +18,30 @@ impl Unsupported {
         Unsupported {
             tool: tool.to_string(),
             why: why.into(),
+            kernel: true,
+        }
+    }
+
+    /// The kernel has what the tool needs, but it cannot be used here (permissions, mounts).
+    pub fn here(tool: &str, why: impl Into<String>) -> Self {
+        Unsupported {
+            kernel: false,
+            ..Unsupported::new(tool, why)
         }
     }
 }
 
 impl fmt::Display for Unsupported {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(
-            f,
-            "{} is not supported on this kernel: {}",
-            self.tool, self.why
-        )
+        if self.kernel {
+            write!(
+                f,
+                "{} is not supported on this kernel: {}",
+                self.tool, self.why
+            )
+        } else {
+            write!(f, "{} cannot run here: {}", self.tool, self.why)
+        }
     }
 }
 

@@ -63,6 +63,100 @@ pub fn resolve(arg: &str) -> Result<u64, String> {
     cookie_of_path(arg)
 }
 
+/// A network namespace found through /proc or /run/netns.
+#[derive(Debug, Clone)]
+pub struct Reachable {
+    /// The nsfs inode (the `net:[N]` of `ls -l /proc/PID/ns/net`).
+    pub inode: u64,
+    pub cookie: Option<u64>,
+    /// One path that names it (/run/netns/NAME when it has a name).
+    pub path: String,
+    /// Processes whose main thread is in it.
+    pub pids: Vec<u32>,
+}
+
+/// Every network namespace that a process (or thread) is in, that an open file of a process
+/// holds, or that /run/netns names, with its cookie (entering each needs root; without it the
+/// cookies are None).
+pub fn reachable() -> Vec<Reachable> {
+    use std::os::unix::fs::MetadataExt;
+    let mut found: Vec<Reachable> = Vec::new();
+    let mut add = |path: String, pid: Option<u32>| {
+        let Ok(meta) = std::fs::metadata(&path) else {
+            return;
+        };
+        let inode = meta.ino();
+        match found.iter_mut().find(|r| r.inode == inode) {
+            Some(r) => {
+                if path.starts_with("/run/netns/") && !r.path.starts_with("/run/netns/") {
+                    r.path = path;
+                }
+                r.pids.extend(pid);
+            }
+            None => found.push(Reachable {
+                inode,
+                cookie: None,
+                path,
+                pids: pid.into_iter().collect(),
+            }),
+        }
+    };
+    if let Ok(dir) = std::fs::read_dir("/run/netns") {
+        for e in dir.flatten() {
+            add(e.path().to_string_lossy().into_owned(), None);
+        }
+    }
+    let mut pids: Vec<u32> = std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str().and_then(|p| p.parse().ok()))
+                .collect()
+        })
+        .unwrap_or_default();
+    pids.sort_unstable();
+    for &pid in &pids {
+        add(format!("/proc/{pid}/ns/net"), Some(pid));
+        // Threads may sit in other namespaces than their process.
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+            for t in tasks.flatten() {
+                let tid = t.file_name();
+                if tid.to_str() != Some(&pid.to_string()) {
+                    add(
+                        format!("/proc/{pid}/task/{}/ns/net", tid.to_string_lossy()),
+                        None,
+                    );
+                }
+            }
+        }
+    }
+    // Namespaces that only an open file keeps alive (`ip netns` style handles, test harnesses).
+    for &pid in &pids {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if std::fs::read_link(fd.path()).is_ok_and(|t| t.to_string_lossy().starts_with("net:["))
+            {
+                add(fd.path().to_string_lossy().into_owned(), None);
+            }
+        }
+    }
+    for r in &mut found {
+        r.cookie = cookie_of_path(&r.path).ok();
+    }
+    found
+}
+
+/// For a cookie given by number: whether some reachable namespace has it (None when that cannot
+/// be told, e.g. without the privilege to enter namespaces).
+pub fn cookie_exists(cookie: u64) -> Option<bool> {
+    let all = reachable();
+    if all.iter().all(|r| r.cookie.is_none()) {
+        return None;
+    }
+    Some(all.iter().any(|r| r.cookie == Some(cookie)))
+}
+
 /// The cookie of the calling thread's netns.
 pub fn current_cookie() -> std::io::Result<u64> {
     socket_cookie()
@@ -80,6 +174,22 @@ mod tests {
         match by_path {
             Ok(c) => assert_eq!(c, current_cookie().unwrap()),
             Err(e) => assert!(e.contains("cannot enter"), "{e}"),
+        }
+    }
+
+    #[test]
+    fn our_own_namespace_is_reachable() {
+        let all = reachable();
+        let me = format!("/proc/{}/ns/net", std::process::id());
+        let mine = all
+            .iter()
+            .find(|r| r.pids.contains(&std::process::id()))
+            .unwrap_or_else(|| panic!("{me} not found in {all:?}"));
+        if let Ok(own) = current_cookie() {
+            if mine.cookie.is_some() {
+                assert_eq!(mine.cookie, Some(own));
+                assert_eq!(cookie_exists(own), Some(true));
+            }
         }
     }
 

@@ -22,6 +22,8 @@ pub enum Show {
     Both,
     TableOnly,
     JsonOnly,
+    /// A literal cell between columns (tcpstates' "->"): aligned tables only, not CSV or JSON.
+    Separator,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -51,6 +53,17 @@ impl Column {
             key: "",
             width,
             show: Show::TableOnly,
+            truncate: false,
+        }
+    }
+    /// A separator column such as "->" (its cells are [`Value::Sep`]): in the aligned table
+    /// only, so CSV headers and rows have the same fields.
+    pub const fn sep(header: &'static str, width: i32) -> Self {
+        Column {
+            header,
+            key: "",
+            width,
+            show: Show::Separator,
             truncate: false,
         }
     }
@@ -98,7 +111,7 @@ impl Output {
         Self::with_writer(
             format,
             columns,
-            Box::new(io::BufWriter::with_capacity(64 * 1024, io::stdout())),
+            Box::new(io::BufWriter::with_capacity(64 * 1024, Stdout::default())),
         )
     }
 
@@ -117,9 +130,11 @@ impl Output {
     }
 
     fn visible(&self, c: &Column) -> bool {
-        match self.format {
-            Format::Json => c.show != Show::TableOnly,
-            _ => c.show != Show::JsonOnly,
+        match (self.format, c.show) {
+            (_, Show::Both) => true,
+            (Format::Json, s) => s == Show::JsonOnly,
+            (Format::Csv, s) => s == Show::TableOnly,
+            (Format::Table, s) => s != Show::JsonOnly,
         }
     }
 
@@ -176,7 +191,7 @@ impl Output {
             cell.clear();
             text_value(&mut cell, v);
             if csv {
-                self.line.push_str(&cell);
+                csv_field(&mut self.line, &cell);
             } else {
                 if c.truncate {
                     if let Some((i, _)) = cell.char_indices().nth(c.width.unsigned_abs() as usize) {
@@ -240,6 +255,11 @@ impl Output {
         }
     }
 
+    /// Whether writing to stdout has failed (closed, or blocked at the end of the run).
+    pub fn failed(&self) -> bool {
+        self.failed
+    }
+
     /// Pushes buffered lines out. Returns false once stdout is gone (e.g. `| head`), so the
     /// caller can stop instead of tracing into the void.
     pub fn flush(&mut self) -> bool {
@@ -253,6 +273,63 @@ impl Output {
 impl Drop for Output {
     fn drop(&mut self) {
         self.flush();
+    }
+}
+
+/// stdout written with write(2) directly, so that the end of a run is not held up by a reader
+/// that stopped reading (`netbpf tcpstates | less`, paused): std's stdout retries a write that a
+/// signal interrupted, forever. Here a write interrupted by the signal that ends the run gives up,
+/// and once the run is ending each write waits at most [`BLOCKED_AT_END`] for room in the pipe.
+#[derive(Default)]
+struct Stdout {
+    gave_up: bool,
+}
+
+/// How long a write may wait for a blocked stdout once the run is ending.
+const BLOCKED_AT_END: i32 = 1000; // ms
+
+impl Stdout {
+    fn give_up(&mut self) -> io::Error {
+        self.gave_up = true;
+        io::Error::other("stdout is blocked (nobody reads it) and the run has ended")
+    }
+}
+
+impl Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut buf = buf;
+        loop {
+            if self.gave_up {
+                return Err(io::Error::other("stdout was given up"));
+            }
+            if crate::core::run::stopping() {
+                let mut pfd = libc::pollfd {
+                    fd: 1,
+                    events: libc::POLLOUT,
+                    revents: 0,
+                };
+                // SAFETY: one pollfd on the stack.
+                if unsafe { libc::poll(&mut pfd, 1, BLOCKED_AT_END) } <= 0 {
+                    return Err(self.give_up());
+                }
+                // Room for at least one pipe buffer: a write this size does not block.
+                buf = &buf[..buf.len().min(libc::PIPE_BUF)];
+            }
+            // SAFETY: writing from a valid slice to fd 1.
+            let n = unsafe { libc::write(1, buf.as_ptr().cast(), buf.len()) };
+            if n >= 0 {
+                return Ok(n as usize);
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+            // Interrupted by a signal: the loop checks whether it ended the run.
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -278,6 +355,18 @@ pub fn text_value(cell: &mut String, v: &Value) {
         Value::Ip(ip) => write!(cell, "{ip}").unwrap(),
         Value::Hex(h) => write!(cell, "{h:x}").unwrap(),
         Value::Sep(s) | Value::Json(s) => cell.push_str(s),
+    }
+}
+
+/// A CSV field, quoted (RFC 4180) only when it holds a comma, a quote or a line break (a COMM
+/// may hold anything).
+fn csv_field(line: &mut String, s: &str) {
+    if s.contains([',', '"', '\n', '\r']) {
+        line.push('"');
+        line.push_str(&s.replace('"', "\"\""));
+        line.push('"');
+    } else {
+        line.push_str(s);
     }
 }
 
@@ -381,11 +470,38 @@ mod tests {
     }
 
     #[test]
-    fn csv_has_no_padding() {
+    fn csv_has_no_padding_and_quotes_when_needed() {
         assert_eq!(
             render(Format::Csv),
-            "PID,COMM,KB,ADDR\n42,cu\"rl,9.77,127.0.0.1\n"
+            "PID,COMM,KB,ADDR\n42,\"cu\"\"rl\",9.77,127.0.0.1\n"
         );
+        let mut s = String::new();
+        csv_field(&mut s, "a,b");
+        csv_field(&mut s, "plain");
+        assert_eq!(s, "\"a,b\"plain");
+    }
+
+    #[test]
+    fn csv_header_and_rows_have_the_same_fields() {
+        let sink = Sink::default();
+        let cols = vec![
+            Column::new("OLD", "old", -4),
+            Column::sep("->", 2),
+            Column::new("NEW", "new", -4),
+        ];
+        for (format, want) in [
+            (Format::Csv, "OLD,NEW\nA,B\n"),
+            (Format::Table, "OLD  -> NEW\nA    -> B\n"),
+            (Format::Json, "{\"old\":\"A\",\"new\":\"B\"}\n"),
+        ] {
+            sink.0.lock().unwrap().clear();
+            let mut out = Output::with_writer(format, cols.clone(), Box::new(sink.clone()));
+            out.header();
+            out.row(&[Value::Str("A"), Value::Sep("->"), Value::Str("B")]);
+            out.flush();
+            let got = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+            assert_eq!(got, want, "{format:?}");
+        }
     }
 
     #[test]

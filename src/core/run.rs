@@ -14,6 +14,12 @@ extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::Relaxed);
 }
 
+/// Whether SIGINT or SIGTERM has asked the run to end (the output writer gives up waiting on a
+/// blocked stdout then).
+pub fn stopping() -> bool {
+    STOP.load(Ordering::Relaxed)
+}
+
 /// How often the reader drains the ring when the kernel does not wake it (see events.bpf.h).
 pub const DRAIN_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -44,7 +50,7 @@ impl Run {
     fn deadline(&self) -> Option<Instant> {
         *self
             .deadline
-            .get_or_init(|| self.duration.map(|d| Instant::now() + d))
+            .get_or_init(|| self.duration.and_then(|d| Instant::now().checked_add(d)))
     }
 
     pub fn should_stop(&self) -> bool {
@@ -54,7 +60,10 @@ impl Run {
     /// Sleeps up to `d`, waking early for a signal or the end of the run. Returns false when the
     /// run should stop.
     pub fn sleep(&self, d: Duration) -> bool {
-        let end = Instant::now() + d;
+        let now = Instant::now();
+        let end = now
+            .checked_add(d)
+            .unwrap_or(now + Duration::from_secs(86400 * 365));
         loop {
             if self.should_stop() {
                 return false;
@@ -97,7 +106,23 @@ impl Run {
     }
 
     /// Streams `events` into `handle` until the run ends, then drains what is left.
-    pub fn stream<F>(
+    ///
+    /// While streaming, SIGPIPE is ignored: when the reader of stdout goes away, writes fail with
+    /// EPIPE, the stream ends, and the caller can still report lost events on stderr (SIGPIPE is
+    /// back to its default on return).
+    pub fn stream<F>(&self, events: &dyn MapCore, out: &mut Output, handle: F) -> anyhow::Result<()>
+    where
+        F: FnMut(&[u8], &mut Output),
+    {
+        // SAFETY: changing a signal disposition; restored below.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+        let r = self.stream_events(events, out, handle);
+        // SAFETY: as above.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+        r
+    }
+
+    fn stream_events<F>(
         &self,
         events: &dyn MapCore,
         out: &mut Output,
@@ -109,27 +134,38 @@ impl Run {
         let out = RefCell::new(out);
         let mut builder = RingBufferBuilder::new();
         builder.add(events, |data: &[u8]| {
-            handle(data, &mut out.borrow_mut());
+            let mut out = out.borrow_mut();
+            if out.failed() {
+                return -1; // stdout is gone: stop consuming, end the run
+            }
+            handle(data, &mut out);
             0
         })?;
         let ring = builder.build()?;
+        let consume = |ring: &libbpf_rs::RingBuffer| match ring.consume() {
+            Ok(_) => Ok(()),
+            // The callback's -1: stdout failed, checked below.
+            Err(_) if out.borrow().failed() => Ok(()),
+            Err(e) => Err(e),
+        };
         while !self.should_stop() {
             let mut wait = DRAIN_INTERVAL;
             if let Some(dl) = self.deadline() {
                 wait = wait.min(dl.saturating_duration_since(Instant::now()));
             }
             // Woken early only when the ring fills past its threshold; EINTR (a signal) is normal.
+            // (poll consumes too: the callback's -1 may come back from it.)
             if let Err(e) = ring.poll(wait) {
-                if e.kind() != libbpf_rs::ErrorKind::Interrupted {
+                if e.kind() != libbpf_rs::ErrorKind::Interrupted && !out.borrow().failed() {
                     return Err(e.into());
                 }
             }
-            ring.consume()?;
+            consume(&ring)?;
             if !out.borrow_mut().flush() {
-                return Ok(()); // stdout closed: nobody is reading
+                return Ok(()); // stdout closed or blocked at the end: nobody is reading
             }
         }
-        ring.consume()?;
+        consume(&ring)?;
         out.borrow_mut().flush();
         Ok(())
     }
@@ -138,6 +174,19 @@ impl Run {
 /// Says on stderr how many events the kernel could not hand over.
 pub fn report_lost(tool: &str, lost: u64) {
     if lost > 0 {
-        eprintln!("netbpf {tool}: {lost} events lost (ring buffer full: output could not keep up)");
+        // Not eprintln!: stderr may be a closed pipe too; that must not become a panic.
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "netbpf {tool}: {lost} events lost (ring buffer full: output could not keep up)"
+        );
+    }
+}
+
+/// Says on stderr how many events (or sessions) the kernel could not track, and why.
+pub fn report_dropped(tool: &str, n: u64, what: &str) {
+    if n > 0 {
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), "netbpf {tool}: {n} {what}");
     }
 }

@@ -77,11 +77,11 @@ pub struct Start {
     pub run: Run,
 }
 
-/// The steps every tool takes before loading: resolve --netns, pick the attach plan (mounting
-/// tracefs if the plan needs it), check privileges and BTF, install signal handlers.
+/// The steps every tool takes before loading: check privileges and BTF, resolve --netns, pick
+/// the attach plan (mounting tracefs if the plan needs it), install signal handlers.
 pub fn start(tool: &'static Tool, common: &Common) -> anyhow::Result<Start> {
-    let filters = Filters::new(common)?;
     crate::core::bpf::preflight(tool.name)?;
+    let filters = Filters::new(common)?;
     let plan = Caps::get().select(tool.name, tool.plans)?;
     Ok(Start {
         plan,

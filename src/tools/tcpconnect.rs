@@ -75,7 +75,7 @@ struct Opts {
     #[arg(short = 'U', long = "print-uid")]
     print_uid: bool,
     /// Only this UID
-    #[arg(short = 'u', long = "uid")]
+    #[arg(short = 'u', long = "uid", value_parser = clap::value_parser!(u32).range(..u32::MAX as i64))]
     uid: Option<u32>,
     /// Count connects per source, destination and port; print the counts at exit
     #[arg(short = 'c', long = "count")]
@@ -121,7 +121,18 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     if o.count {
         announce("connect()s, counting");
         s.run.wait();
-        return print_counts(&skel, &o);
+        print_counts(&skel, &o)?;
+        let dropped = skel.maps.bss_data.as_deref().map_or(0, |b| b.count_dropped);
+        if dropped > 0 {
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "netbpf tcpconnect: {dropped} connects not counted (the count map is full: at most {} \
+                 distinct address/port pairs)",
+                skel.maps.counts.max_entries()
+            );
+        }
+        return Ok(());
     }
 
     let mut out = Output::new(o.common.format(), columns(&o));

@@ -39,7 +39,7 @@ Examples:
   tcplife                 # every TCP session as it closes
   tcplife -T -w           # with wall-clock time, wide columns for IPv6
   tcplife -p 181          # only sessions of PID 181
-  tcplife -L 80 -D 5432   # local port 80 or remote port 5432... both filters must match
+  tcplife -L 80 -D 5432   # local port 80 and remote port 5432 (both filters must match)
   tcplife -s              # comma-separated values
   tcplife --json          # one JSON object per session (exact byte counts)
 
@@ -74,7 +74,8 @@ fn columns(o: &Opts) -> Vec<Column> {
     let mut c = o.stamps.columns();
     c.push(Column::new("PID", "pid", -7));
     c.push(Column::new("COMM", "comm", if o.wide { -16 } else { -10 }).truncated());
-    c.push(if o.wide {
+    // bcc prints the IP column with -w and in CSV.
+    c.push(if o.wide || o.csv {
         Column::new("IP", "ip", -2)
     } else {
         Column::json("ip")
@@ -138,9 +139,12 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         ]);
         out.row(&row);
     })?;
-    crate::core::run::report_lost(
+    let bss = skel.maps.bss_data.as_deref();
+    crate::core::run::report_lost(tool.name, bss.map_or(0, |b| b.lost_events));
+    crate::core::run::report_dropped(
         tool.name,
-        skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events),
+        bss.map_or(0, |b| b.untracked),
+        "sessions not tracked (no kernel memory for their socket storage)",
     );
     Ok(())
 }
@@ -152,7 +156,6 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
 pub mod export {
     use std::mem::MaybeUninit;
 
-    use anyhow::Context as _;
     use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 
     use super::*;
@@ -245,11 +248,6 @@ pub mod export {
         let obj = Box::leak(Box::new(MaybeUninit::uninit()));
         let mut open = opened(TOOL.name, TcplifeSkelBuilder::default().open(obj))?;
         crate::export_rodata!(open.maps.rodata_data.as_deref_mut().expect("rodata"), ctx);
-        // A full session table must be a counted loss, not a silent LRU eviction.
-        open.maps
-            .sessions
-            .set_type(libbpf_rs::MapType::Hash)
-            .context("tcplife: sessions map")?;
         ExportMaps::size(ctx, &mut open.maps.export_counts, &mut open.maps.export_hists)?;
         let mut skel = open.load().or_load_failed(TOOL.name)?;
         skel.attach()

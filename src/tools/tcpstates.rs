@@ -74,13 +74,14 @@ fn columns(o: &Opts) -> Vec<Column> {
         Column::new("C-COMM", "ccomm", -10).truncated(),
         Column::json("pid"),
         Column::json("comm"),
-        if o.wide { Column::new("IP", "ip", -2) } else { Column::json("ip") },
+        // bcc prints the IP column with -w and in CSV.
+        if o.wide || o.csv { Column::new("IP", "ip", -2) } else { Column::json("ip") },
         Column::new("LADDR", "laddr", aw),
         Column::new("LPORT", "lport", -5),
         Column::new("RADDR", "raddr", aw),
         Column::new("RPORT", "rport", -5),
         Column::new("OLDSTATE", "oldstate", -11),
-        Column::table("->", 2),
+        Column::sep("->", 2),
         Column::new("NEWSTATE", "newstate", -11),
         Column::new("MS", "ms", 9),
     ]);
@@ -128,7 +129,13 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         ]);
         out.row(&row);
     })?;
-    crate::core::run::report_lost(tool.name, skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events));
+    let bss = skel.maps.bss_data.as_deref();
+    crate::core::run::report_lost(tool.name, bss.map_or(0, |b| b.lost_events));
+    crate::core::run::report_dropped(
+        tool.name,
+        bss.map_or(0, |b| b.untracked),
+        "changes shown without MS and owner (no kernel memory for their socket storage)",
+    );
     Ok(())
 }
 

@@ -142,11 +142,20 @@ impl Waiting {
     }
 }
 
-/// A running `netbpf` tool.
+/// A running `netbpf` tool. Dropped without `stop` (a test that failed first), it is killed.
 pub struct Tool {
     child: Child,
-    stdout: thread::JoinHandle<Vec<String>>,
-    stderr: thread::JoinHandle<Vec<String>>,
+    stdout: Option<thread::JoinHandle<Vec<String>>>,
+    stderr: Option<thread::JoinHandle<Vec<String>>>,
+}
+
+impl Drop for Tool {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 pub struct Finished {
@@ -196,11 +205,11 @@ impl Tool {
         });
         let tool = Tool {
             child,
-            stdout,
-            stderr,
+            stdout: Some(stdout),
+            stderr: Some(stderr),
         };
         if ready_rx.recv_timeout(Duration::from_secs(30)).is_err() {
-            let f = tool.stop();
+            let f = tool.interrupt();
             panic!(
                 "netbpf {args:?} did not attach: status {:?}, stderr: {}",
                 f.status, f.stderr
@@ -209,17 +218,36 @@ impl Tool {
         tool
     }
 
-    /// Sends SIGINT and collects everything it printed.
-    pub fn stop(mut self) -> Finished {
+    /// Sends SIGINT and collects everything it printed; the tool must exit 0 (so that "prints
+    /// nothing" assertions cannot pass on a tool that crashed).
+    pub fn stop(self) -> Finished {
+        let f = self.interrupt();
+        assert!(
+            f.status.success(),
+            "the tool did not exit 0 after SIGINT: {:?}\nstderr: {}\nstdout: {:?}",
+            f.status,
+            f.stderr,
+            f.lines
+        );
+        f
+    }
+
+    /// `stop` without the exit-status check (for tests of failures).
+    pub fn interrupt(self) -> Finished {
+        self.signal(libc::SIGINT)
+    }
+
+    /// Sends `sig` and collects everything it printed, whatever the exit status.
+    pub fn signal(mut self, sig: i32) -> Finished {
         // Let the last events reach the ring buffer reader.
         thread::sleep(Duration::from_millis(150));
         // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        unsafe { libc::kill(self.child.id() as i32, sig) };
         let status = self.child.wait().unwrap();
         Finished {
             status,
-            lines: self.stdout.join().unwrap(),
-            stderr: self.stderr.join().unwrap().join("\n"),
+            lines: self.stdout.take().unwrap().join().unwrap(),
+            stderr: self.stderr.take().unwrap().join().unwrap().join("\n"),
         }
     }
 }

@@ -8,7 +8,11 @@
 #ifndef NETBPF_EVENTS_BPF_H
 #define NETBPF_EVENTS_BPF_H
 
+/* A tool may define EVENTS_RING_BYTES (a power of two, at least a page) before including this:
+ * its mapping is resident memory (twice the size: the kernel maps the data pages twice). */
+#ifndef EVENTS_RING_BYTES
 #define EVENTS_RING_BYTES (512 * 1024)
+#endif
 #define WAKEUP_BYTES (EVENTS_RING_BYTES / 4)
 
 struct {
