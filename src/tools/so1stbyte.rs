@@ -5,9 +5,8 @@ use std::ffi::OsString;
 use std::mem::MaybeUninit;
 
 use clap::Parser;
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 
-use crate::core::bpf::{opened, LoadContext, Pod};
+use crate::core::bpf::{load, Pod};
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{parse_pid, Common};
 use crate::core::hist::print_log2;
@@ -69,14 +68,12 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     s.filters.tgid = o.pid.unwrap_or(0);
 
     let mut obj = MaybeUninit::uninit();
-    let mut open = opened(tool.name, So1stbyteSkelBuilder::default().open(&mut obj))?;
-    crate::set_filters!(
-        open.maps.rodata_data.as_deref_mut().expect("rodata"),
-        s.filters
-    );
-    let mut skel = open.load().or_load_failed(tool.name)?;
-    skel.attach()
-        .map_err(|e| crate::core::bpf::attach_failed(tool.name, s.plan.attach, e))?;
+    let skel = load(tool.name, s.plan.attach, So1stbyteSkelBuilder::default(), &mut obj, |open| {
+        crate::set_filters!(
+            open.maps.rodata_data.as_deref_mut().expect("rodata"),
+            s.filters
+        );
+    })?;
 
     announce("connect() to first byte");
     s.run.wait();

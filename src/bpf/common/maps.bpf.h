@@ -3,7 +3,7 @@
 #ifndef NETBPF_MAPS_BPF_H
 #define NETBPF_MAPS_BPF_H
 
-#define EEXIST 17
+#include "common/errno.bpf.h"
 
 /* The value at key, inserting *init first when absent; NULL only when the map is full. */
 static __always_inline void *lookup_or_init(void *map, const void *key, const void *init)
