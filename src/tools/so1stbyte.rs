@@ -8,7 +8,7 @@ use clap::Parser;
 
 use crate::core::bpf::{load, Pod};
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{parse_pid, Common};
+use crate::core::cli::{PidFilter, Common};
 use crate::core::hist::print_log2;
 use crate::core::output::{comm_str, Output, Value};
 use crate::tools::{announce, start, Tool};
@@ -55,9 +55,8 @@ are not followed.";
     after_help = EXAMPLES
 )]
 struct Opts {
-    /// Only this process
-    #[arg(short = 'p', long = "pid", value_parser = parse_pid)]
-    pid: Option<u32>,
+    #[command(flatten)]
+    pid: PidFilter,
     #[command(flatten)]
     common: Common,
 }
@@ -65,7 +64,7 @@ struct Opts {
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let mut s = start(tool, &o.common)?;
-    s.filters.tgid = o.pid.unwrap_or(0);
+    o.pid.apply(&mut s.filters);
 
     let mut obj = MaybeUninit::uninit();
     let skel = load(tool.name, s.plan.attach, So1stbyteSkelBuilder::default(), &mut obj, |open| {
@@ -77,6 +76,10 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
 
     announce("connect() to first byte");
     s.run.wait();
+    crate::core::run::report_full(
+        tool.name,
+        skel.maps.bss_data.as_deref().map_or(0, |b| b.map_full),
+    );
 
     let mut hists: Vec<(types::so1stbyte_key, types::hist)> =
         crate::core::maps::entries(&skel.maps.hists)?;

@@ -7,7 +7,7 @@ use clap::Parser;
 
 use crate::core::bpf::{load, read_event, Pod};
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{parse_pid, Common};
+use crate::core::cli::{PidFilter, Common};
 use crate::core::errno;
 use crate::core::output::{comm_str, Column, Format, Output, Value};
 use crate::tools::{announce, start, Tool};
@@ -46,9 +46,8 @@ shows '-' (null in JSON). RESULT is Success or the errno name. io_uring accepts 
 #[derive(Parser, Debug)]
 #[command(name = "soaccept", about = "Trace IP socket accept() calls with peer and result", after_help = EXAMPLES)]
 struct Opts {
-    /// Only this process
-    #[arg(short = 'p', long = "pid", value_parser = parse_pid)]
-    pid: Option<u32>,
+    #[command(flatten)]
+    pid: PidFilter,
     #[command(flatten)]
     common: Common,
 }
@@ -56,7 +55,7 @@ struct Opts {
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let mut s = start(tool, &o.common)?;
-    s.filters.tgid = o.pid.unwrap_or(0);
+    o.pid.apply(&mut s.filters);
 
     let mut obj = MaybeUninit::uninit();
     let skel = load(tool.name, s.plan.attach, SoacceptSkelBuilder::default(), &mut obj, |open| {

@@ -9,7 +9,7 @@ use libbpf_rs::skel::OpenSkel as _;
 
 use crate::core::bpf::{load, Pod};
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{parse_pid, Common};
+use crate::core::cli::{PidFilter, Common};
 use crate::core::output::{comm_str, Format, Output, Value};
 use crate::tools::{announce, sockmsg, start, Tool};
 
@@ -69,9 +69,8 @@ are not connected (listeners, unconnected UDP, UNIX).";
     after_help = EXAMPLES
 )]
 struct Opts {
-    /// Only this process
-    #[arg(short = 'p', long = "pid", value_parser = parse_pid)]
-    pid: Option<u32>,
+    #[command(flatten)]
+    pid: PidFilter,
     #[command(flatten)]
     common: Common,
 }
@@ -79,7 +78,7 @@ struct Opts {
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let mut s = start(tool, &o.common)?;
-    s.filters.tgid = o.pid.unwrap_or(0);
+    o.pid.apply(&mut s.filters);
 
     let tp = s.plan.name == "tp_btf";
     let mut obj = MaybeUninit::uninit();
@@ -101,6 +100,10 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
 
     announce("socket I/O");
     s.run.wait();
+    crate::core::run::report_full(
+        tool.name,
+        skel.maps.bss_data.as_deref().map_or(0, |b| b.map_full),
+    );
 
     let mut rows: Vec<(types::socketio_key, u64)> = crate::core::maps::entries(&skel.maps.io)?;
     // As bpftrace prints a map: smallest count first, so the busiest end up on screen.

@@ -8,7 +8,7 @@ use libbpf_rs::skel::OpenSkel as _;
 
 use crate::core::bpf::{load, Pod};
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{parse_pid, Common};
+use crate::core::cli::{PidFilter, Common};
 use crate::core::hist::print_log2;
 use crate::core::output::{comm_str, Output, Value};
 use crate::tools::{announce, sockmsg, start, Tool};
@@ -68,9 +68,8 @@ no data (errors, EAGAIN, end of stream) are not counted. Reads include MSG_PEEK 
     after_help = EXAMPLES
 )]
 struct Opts {
-    /// Only this process
-    #[arg(short = 'p', long = "pid", value_parser = parse_pid)]
-    pid: Option<u32>,
+    #[command(flatten)]
+    pid: PidFilter,
     #[command(flatten)]
     common: Common,
 }
@@ -78,7 +77,7 @@ struct Opts {
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let mut s = start(tool, &o.common)?;
-    s.filters.tgid = o.pid.unwrap_or(0);
+    o.pid.apply(&mut s.filters);
 
     let tp = s.plan.name == "tp_btf";
     let mut obj = MaybeUninit::uninit();
@@ -100,6 +99,10 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
 
     announce("socket I/O sizes");
     s.run.wait();
+    crate::core::run::report_full(
+        tool.name,
+        skel.maps.bss_data.as_deref().map_or(0, |b| b.map_full),
+    );
 
     let mut hists: Vec<(types::socksize_key, types::hist)> =
         crate::core::maps::entries(&skel.maps.sizes)?;

@@ -9,7 +9,7 @@ use libbpf_rs::skel::OpenSkel as _;
 
 use crate::core::bpf::load;
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{parse_pid, Common, Interval};
+use crate::core::cli::{PidFilter, Common, Interval};
 use crate::core::output::{Output, Value};
 use crate::core::time::hms_now;
 use crate::tools::{announce, sockmsg, start, Tool};
@@ -67,9 +67,8 @@ are missed before 6.5). INTERVAL is at least 0.01 s.
 #[derive(Parser, Debug)]
 #[command(name = "sockstat", about = "Count socket syscalls and socket I/O per interval", after_help = EXAMPLES)]
 struct Opts {
-    /// Only this process
-    #[arg(short = 'p', long = "pid", value_parser = parse_pid)]
-    pid: Option<u32>,
+    #[command(flatten)]
+    pid: PidFilter,
     #[command(flatten)]
     interval: Interval,
     #[command(flatten)]
@@ -106,7 +105,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         ));
     }
     let mut s = start(tool, &o.common)?;
-    s.filters.tgid = o.pid.unwrap_or(0);
+    o.pid.apply(&mut s.filters);
 
     let plan = s.plan.name;
     let mut obj = MaybeUninit::uninit();

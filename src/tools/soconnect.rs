@@ -8,7 +8,7 @@ use clap::Parser;
 use crate::core::addr::ip;
 use crate::core::bpf::{load, read_event, Pod};
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{parse_pid, Common};
+use crate::core::cli::{PidFilter, Common};
 use crate::core::errno;
 use crate::core::output::{comm_str, Column, Output, Value};
 use crate::core::proto::ipproto_name;
@@ -48,9 +48,8 @@ says which); connects through io_uring are not seen.";
 #[derive(Parser, Debug)]
 #[command(name = "soconnect", about = "Trace IP socket connect() calls with latency and result", after_help = EXAMPLES)]
 struct Opts {
-    /// Only this process
-    #[arg(short = 'p', long = "pid", value_parser = parse_pid)]
-    pid: Option<u32>,
+    #[command(flatten)]
+    pid: PidFilter,
     #[command(flatten)]
     common: Common,
 }
@@ -58,7 +57,7 @@ struct Opts {
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let mut s = start(tool, &o.common)?;
-    s.filters.tgid = o.pid.unwrap_or(0);
+    o.pid.apply(&mut s.filters);
 
     let mut obj = MaybeUninit::uninit();
     let skel = load(tool.name, s.plan.attach, SoconnectSkelBuilder::default(), &mut obj, |open| {

@@ -10,7 +10,7 @@ use libbpf_rs::{MapCore, MapFlags};
 
 use crate::core::bpf::{load, read_event, Pod};
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{parse_pid, Common};
+use crate::core::cli::{PidFilter, Common};
 use crate::core::hist::print_log2;
 use crate::core::output::{comm_str, json_string, Format, Output, Value};
 use crate::core::symbols::{Symbols, UserFrame};
@@ -64,9 +64,8 @@ as its address.";
     after_help = EXAMPLES
 )]
 struct Opts {
-    /// Only this process
-    #[arg(short = 'p', long = "pid", value_parser = parse_pid)]
-    pid: Option<u32>,
+    #[command(flatten)]
+    pid: PidFilter,
     #[command(flatten)]
     common: Common,
 }
@@ -111,7 +110,7 @@ impl Stacks<'_> {
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let mut s = start(tool, &o.common)?;
-    s.filters.tgid = o.pid.unwrap_or(0);
+    o.pid.apply(&mut s.filters);
 
     let mut obj = MaybeUninit::uninit();
     let skel = load(tool.name, s.plan.attach, SoconnlatSkelBuilder::default(), &mut obj, |open| {
@@ -134,6 +133,10 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
             stacks.locate(e.pid, e.stack_id);
         }
     })?;
+    crate::core::run::report_full(
+        tool.name,
+        skel.maps.bss_data.as_deref().map_or(0, |b| b.map_full),
+    );
     crate::core::run::report_lost(
         tool.name,
         skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events),

@@ -7,7 +7,7 @@ use clap::Parser;
 
 use crate::core::bpf::{load, Pod};
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{parse_pid, Common};
+use crate::core::cli::{PidFilter, Common};
 use crate::core::output::{comm_str, Column, Format, Output, Value};
 use crate::core::proto::family_str;
 use crate::tools::{announce, start, Tool};
@@ -48,9 +48,8 @@ socket's family. Every family Linux defines has a name.";
 #[derive(Parser, Debug)]
 #[command(name = "sofamily", about = "Count connect()/accept() by process and address family", after_help = EXAMPLES)]
 struct Opts {
-    /// Only this process
-    #[arg(short = 'p', long = "pid", value_parser = parse_pid)]
-    pid: Option<u32>,
+    #[command(flatten)]
+    pid: PidFilter,
     #[command(flatten)]
     common: Common,
 }
@@ -60,7 +59,7 @@ pub(crate) const CALLS: [&str; 2] = ["connect", "accept"];
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let mut s = start(tool, &o.common)?;
-    s.filters.tgid = o.pid.unwrap_or(0);
+    o.pid.apply(&mut s.filters);
 
     let mut obj = MaybeUninit::uninit();
     let skel = load(tool.name, s.plan.attach, SofamilySkelBuilder::default(), &mut obj, |open| {
@@ -69,6 +68,10 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
 
     announce("connect() and accept() address families, counting");
     s.run.wait();
+    crate::core::run::report_full(
+        tool.name,
+        skel.maps.bss_data.as_deref().map_or(0, |b| b.map_full),
+    );
 
     let rows: Vec<(u8, String, u16, u64)> =
         crate::core::maps::entries::<types::sofamily_key, u64>(&skel.maps.counts)?

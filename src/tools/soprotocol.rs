@@ -8,7 +8,7 @@ use clap::Parser;
 use crate::core::addr::{AF_INET, AF_INET6};
 use crate::core::bpf::{load, Pod};
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{parse_pid, Common};
+use crate::core::cli::{PidFilter, Common};
 use crate::core::output::{comm_str, Column, Format, Output, Value};
 use crate::core::proto::{family_str, ipproto_name};
 use crate::tools::sofamily::{print_maps, CALLS};
@@ -51,9 +51,8 @@ connecting socket; accept() when it returns a socket, on that new socket.";
 #[derive(Parser, Debug)]
 #[command(name = "soprotocol", about = "Count connect()/accept() by process and transport protocol", after_help = EXAMPLES)]
 struct Opts {
-    /// Only this process
-    #[arg(short = 'p', long = "pid", value_parser = parse_pid)]
-    pid: Option<u32>,
+    #[command(flatten)]
+    pid: PidFilter,
     #[command(flatten)]
     common: Common,
 }
@@ -70,7 +69,7 @@ struct Row {
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let mut s = start(tool, &o.common)?;
-    s.filters.tgid = o.pid.unwrap_or(0);
+    o.pid.apply(&mut s.filters);
 
     let mut obj = MaybeUninit::uninit();
     let skel = load(tool.name, s.plan.attach, SoprotocolSkelBuilder::default(), &mut obj, |open| {
@@ -79,6 +78,10 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
 
     announce("connect() and accept() protocols, counting");
     s.run.wait();
+    crate::core::run::report_full(
+        tool.name,
+        skel.maps.bss_data.as_deref().map_or(0, |b| b.map_full),
+    );
 
     let mut rows: Vec<Row> = crate::core::maps::entries::<types::soprotocol_key, u64>(&skel.maps.counts)?
         .into_iter()

@@ -9,7 +9,7 @@ use clap::Parser;
 use crate::core::addr::{AF_INET, AF_INET6};
 use crate::core::bpf::{load, read_event, Pod};
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{parse_pid, Common};
+use crate::core::cli::{PidFilter, Common};
 use crate::core::hist::print_log2;
 use crate::core::output::{comm_str, Format, Output, Value};
 use crate::core::time::Clock;
@@ -95,9 +95,8 @@ the run, or while it was running.";
     after_help = EXAMPLES
 )]
 struct Opts {
-    /// Only reads by this process (and overflows of its sockets)
-    #[arg(short = 'p', long = "pid", value_parser = parse_pid)]
-    pid: Option<u32>,
+    #[command(flatten)]
+    pid: PidFilter,
     #[command(flatten)]
     common: Common,
 }
@@ -105,7 +104,7 @@ struct Opts {
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let mut s = start(tool, &o.common)?;
-    s.filters.tgid = o.pid.unwrap_or(0);
+    o.pid.apply(&mut s.filters);
 
     let plan = s.plan.name;
     let (fentry, kprobe) = (plan == "fentry", plan == "kprobe");
@@ -152,6 +151,10 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
             print_event(out, &clock, &e);
         }
     })?;
+    crate::core::run::report_full(
+        tool.name,
+        skel.maps.bss_data.as_deref().map_or(0, |b| b.map_full),
+    );
     crate::core::run::report_lost(
         tool.name,
         skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events),

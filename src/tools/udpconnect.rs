@@ -8,7 +8,7 @@ use clap::Parser;
 use crate::core::addr::{ip, ip_version};
 use crate::core::bpf::{load, read_event, Pod};
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{parse_pid, Common};
+use crate::core::cli::{PidFilter, Common};
 use crate::core::output::{comm_str, Column, Output, Value};
 use crate::core::time::Clock;
 use crate::tools::{announce, start, Tool};
@@ -47,9 +47,8 @@ to an IPv4-mapped address shows 6.";
 #[derive(Parser, Debug)]
 #[command(name = "udpconnect", about = "Trace UDP connect() calls", after_help = EXAMPLES)]
 struct Opts {
-    /// Only this process
-    #[arg(short = 'p', long = "pid", value_parser = parse_pid)]
-    pid: Option<u32>,
+    #[command(flatten)]
+    pid: PidFilter,
     #[command(flatten)]
     common: Common,
 }
@@ -57,7 +56,7 @@ struct Opts {
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let mut s = start(tool, &o.common)?;
-    s.filters.tgid = o.pid.unwrap_or(0);
+    o.pid.apply(&mut s.filters);
 
     let mut obj = MaybeUninit::uninit();
     let skel = load(tool.name, s.plan.attach, UdpconnectSkelBuilder::default(), &mut obj, |open| {
