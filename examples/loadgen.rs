@@ -22,8 +22,13 @@
 //!   loadgen [--wait] sockio --proto tcp|udp --family 4|6 --msgs N --size S
 //!   loadgen [--wait] rcvbuf --proto udp|ping --family 4|6 --rcvbuf B --count N
 //!   loadgen [--wait] firstbyte --family 4|6 --delay-ms D --count N --unread K [--reconnect]
-//!   loadgen [--wait] connectvia --via epoll|ppoll|poll|select --family 4|6 --count N
-//!                    --sleep-ms M [--reconnect] [--linger-stdin]
+//!   loadgen [--wait] connectvia --via epoll|epoll_pwait|epoll_pwait2|ppoll|poll|select|
+//!                    select-syscall --family 4|6 --count N --sleep-ms M [--reconnect]
+//!                    [--linger-stdin]
+//!       (select is glibc's, which makes the pselect6 syscall; select-syscall makes select(2))
+//!   loadgen [--wait] slowconnect --family 4|6
+//!       a non-blocking connect whose SYN is dropped (full accept queue) for about 1 s, while a
+//!       poll() on another, ready fd returns at once
 //!   loadgen [--wait] udp-send --family 4|6 [--to ADDR] --port P --count N --size S [--recv]
 //!       N datagrams of S payload bytes to ADDR (default loopback) port P; with --recv, a receiver
 //!       bound to ADDR:P (P 0: any free port) in this process reads them all before exiting.
@@ -1365,7 +1370,19 @@ fn firstbyte(a: &Args) {
 /// (so a tool can still read /proc/PID/maps).
 fn connectvia(a: &Args) {
     let addr = a.addr(0);
-    let via = choice(a, "--via", &["epoll", "ppoll", "poll", "select"]);
+    let via = choice(
+        a,
+        "--via",
+        &[
+            "epoll",
+            "ppoll",
+            "poll",
+            "select",
+            "select-syscall",
+            "epoll_pwait",
+            "epoll_pwait2",
+        ],
+    );
     let sleep = Duration::from_millis(a.num("--sleep-ms", 0));
     let listener = listen(addr, 128);
     let target = SocketAddr::new(addr.ip(), listener.local_addr().unwrap().port());
@@ -1386,7 +1403,7 @@ fn connectvia(a: &Args) {
         // SAFETY: waits on fds we own; the structures live on this stack frame.
         let ready = unsafe {
             match via {
-                "epoll" => {
+                "epoll" | "epoll_pwait" | "epoll_pwait2" => {
                     let ep = libc::epoll_create1(libc::EPOLL_CLOEXEC);
                     thread::sleep(sleep);
                     let mut ev = libc::epoll_event {
@@ -1394,7 +1411,26 @@ fn connectvia(a: &Args) {
                         u64: fd as u64,
                     };
                     libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, fd, &mut ev);
-                    let n = libc::epoll_wait(ep, &mut ev, 1, 5000);
+                    let n = match via {
+                        "epoll" => libc::epoll_wait(ep, &mut ev, 1, 5000),
+                        "epoll_pwait" => libc::epoll_pwait(ep, &mut ev, 1, 5000, std::ptr::null()),
+                        _ => {
+                            let ts = libc::timespec {
+                                tv_sec: 5,
+                                tv_nsec: 0,
+                            };
+                            // No sigmask: its size argument is then ignored.
+                            libc::syscall(
+                                libc::SYS_epoll_pwait2,
+                                ep,
+                                &mut ev as *mut libc::epoll_event,
+                                1,
+                                &ts as *const libc::timespec,
+                                std::ptr::null::<libc::sigset_t>(),
+                                0,
+                            ) as i32
+                        }
+                    };
                     libc::close(ep);
                     n
                 }
@@ -1415,7 +1451,7 @@ fn connectvia(a: &Args) {
                         libc::ppoll(&mut pfd, 1, &ts, std::ptr::null())
                     }
                 }
-                "select" => {
+                "select" | "select-syscall" => {
                     thread::sleep(sleep);
                     let mut set: libc::fd_set = std::mem::zeroed();
                     libc::FD_SET(fd, &mut set);
@@ -1423,13 +1459,25 @@ fn connectvia(a: &Args) {
                         tv_sec: 5,
                         tv_usec: 0,
                     };
-                    libc::select(
-                        fd + 1,
-                        std::ptr::null_mut(),
-                        &mut set,
-                        std::ptr::null_mut(),
-                        &mut tv,
-                    )
+                    if via == "select" {
+                        // glibc's select() makes the pselect6 syscall.
+                        libc::select(
+                            fd + 1,
+                            std::ptr::null_mut(),
+                            &mut set,
+                            std::ptr::null_mut(),
+                            &mut tv,
+                        )
+                    } else {
+                        libc::syscall(
+                            libc::SYS_select,
+                            fd + 1,
+                            std::ptr::null_mut::<libc::fd_set>(),
+                            &mut set as *mut libc::fd_set,
+                            std::ptr::null_mut::<libc::fd_set>(),
+                            &mut tv as *mut libc::timeval,
+                        ) as i32
+                    }
                 }
                 _ => unreachable!(),
             }
@@ -1883,6 +1931,62 @@ fn gettid() -> i32 {
 
 extern "C" fn on_signal(_: libc::c_int) {}
 
+/// A non-blocking connect() to a listener whose accept queue is full (backlog 1, two connections
+/// never accepted), so its SYN is dropped; right away a poll() on a pipe with data returns 1
+/// (another fd: not the connect's completion). A thread accepts one queued connection at 400
+/// ms; the SYN's retransmission (at 1 s) completes the handshake, which a poll() on the socket
+/// then reports. Reports how long the connect took.
+fn slowconnect(a: &Args) {
+    let addr = a.addr(0);
+    let listener = listen(addr, 1);
+    let target = SocketAddr::new(addr.ip(), listener.local_addr().unwrap().port());
+    let fillers: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(target).unwrap())
+        .collect();
+    let accepter = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(400));
+        let (s, _) = listener.accept().unwrap();
+        (listener, s)
+    });
+    let family = if addr.is_ipv6() {
+        libc::AF_INET6
+    } else {
+        libc::AF_INET
+    };
+    let start = std::time::Instant::now();
+    let fd = start_nonblocking_connect(family, target).unwrap_or_else(|e| io_die("connect", e));
+    let stream = unsafe { <TcpStream as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let mut p = [0i32; 2];
+    // SAFETY: a pipe and pollfds we own, on this stack frame.
+    let (other, ready) = unsafe {
+        libc::pipe(p.as_mut_ptr());
+        libc::write(p[1], b"x".as_ptr().cast(), 1);
+        let mut pfd = libc::pollfd {
+            fd: p[0],
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let other = libc::poll(&mut pfd, 1, 1000);
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        let ready = libc::poll(&mut pfd, 1, 10000);
+        libc::close(p[0]);
+        libc::close(p[1]);
+        (other, ready)
+    };
+    let ok = ready == 1 && stream.take_error().unwrap().is_none();
+    let ms = start.elapsed().as_millis();
+    let (l, s) = accepter.join().unwrap();
+    drop((fillers, stream, s, l));
+    println!(
+        "{{\"pid\":{},\"other_ready\":{other},\"ok\":{ok},\"ms\":{ms}}}",
+        std::process::id()
+    );
+}
+
 /// A blocking connect() (or accept(), --accept) that a SIGALRM interrupts after 200 ms, with
 /// the handler installed with SA_RESTART (--restart: the kernel restarts the call) or without
 /// (it fails with EINTR). connect: the listener's accept queue is full (backlog 1, two
@@ -1904,12 +2008,16 @@ fn interrupted(a: &Args) {
         libc::sigaction(libc::SIGALRM, &sa, std::ptr::null_mut());
     }
     let (pid, tid) = (std::process::id() as i32, gettid());
-    let alarm = thread::spawn(move || {
-        thread::sleep(Duration::from_millis(200));
-        // SAFETY: a signal to this process's main thread, whose handler is installed.
-        unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, libc::SIGALRM) };
-    });
+    // Started right before the blocking call.
+    let alarm = || {
+        thread::spawn(move || {
+            thread::sleep(Duration::from_millis(200));
+            // SAFETY: a signal to this process's main thread, whose handler is installed.
+            unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, libc::SIGALRM) };
+        })
+    };
     let start = std::time::Instant::now();
+    let alarm_thread;
     let mut keep = Vec::new();
     let (result, port);
     if accept {
@@ -1917,6 +2025,7 @@ fn interrupted(a: &Args) {
             thread::sleep(Duration::from_millis(400));
             TcpStream::connect(target).unwrap()
         });
+        alarm_thread = alarm();
         // SAFETY: accept on our listener, no peer address wanted.
         let fd = unsafe {
             libc::accept(
@@ -1952,6 +2061,7 @@ fn interrupted(a: &Args) {
         // SAFETY: a new socket, owned by the TcpStream below.
         let fd = unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
         let stream = unsafe { <TcpStream as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        alarm_thread = alarm();
         result = match connect_errno(fd, target) {
             0 => "ok",
             libc::EINTR => {
@@ -1977,7 +2087,7 @@ fn interrupted(a: &Args) {
         keep.push(s);
         drop(l);
     }
-    alarm.join().unwrap();
+    alarm_thread.join().unwrap();
     println!(
         "{{\"pid\":{},\"server_port\":{},\"port\":{port},\"result\":\"{result}\",\"ms\":{}}}",
         std::process::id(),
@@ -2160,6 +2270,7 @@ fn main() {
         "uring-accept" => uring_accept(&a),
         "msgpaths" => msgpaths(&a),
         "interrupted" => interrupted(&a),
+        "slowconnect" => slowconnect(&a),
         other => die(&format!("unknown command '{other}'")),
     }
 }

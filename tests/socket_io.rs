@@ -528,11 +528,12 @@ fn so1stbyte_times_a_slow_first_byte() {
 
 /// The server waits 50 ms before its first byte: every sample in [32 ms, 128 ms) (a busy
 /// machine may add some), most in the bucket [32 ms, 64 ms). In the VMs, whose CPU is
-/// emulated, the handshake and the threads' wakeups add tens of ms: [32 ms, 256 ms) there.
+/// emulated and shared, a stalled guest adds up to seconds (seen: 64-128 ms, 256-512 ms, 1-2 s):
+/// only the lower bound, which the 50 ms make, and a bound against nonsense there.
 fn assert_first_byte_near_50ms(h: &Value) {
     let b = buckets(h);
     if vmtest_kernel().is_some() {
-        assert!(b.iter().all(|x| x.0 >= 32768 && x.1 <= 262144), "{h}");
+        assert!(b.iter().all(|x| x.0 >= 32768 && x.1 <= 1 << 22), "{h}");
         return;
     }
     assert!(b.iter().all(|x| x.0 >= 32768 && x.1 <= 131072), "{h}");
@@ -643,7 +644,16 @@ fn soconnlat_completes_nonblocking_connects_through_each_wait() {
     // Each process: 2 non-blocking connects, then 30 ms before it waits for the result. The
     // clock must stop at the wait's return (not at connect()'s EINPROGRESS, nor at
     // epoll_create1 or epoll_ctl), so every sample is >= 30 ms.
-    let vias = ["epoll", "ppoll", "poll", "select"];
+    // glibc's select() makes the pselect6 syscall; select-syscall makes select(2) itself.
+    let vias = [
+        "epoll",
+        "epoll_pwait",
+        "epoll_pwait2",
+        "ppoll",
+        "poll",
+        "select",
+        "select-syscall",
+    ];
     let runs: Vec<Lingering> = vias
         .iter()
         .map(|via| {
@@ -763,6 +773,28 @@ fn soconnlat_names_the_stack_of_a_process_that_exits_at_once() {
         stack.iter().all(|f| !f.as_str().unwrap().starts_with("0x")),
         "{stack:?}"
     );
+}
+
+/// A wait that returns for another fd while the handshake is still going on (its SYN dropped for
+/// about 1 s) does not end the connect: it ends when the poll on its socket returns.
+#[test]
+fn soconnlat_is_not_ended_by_a_wait_for_another_fd() {
+    let ns = Netns::new();
+    let tool = Tool::start(&["soconnlat", "--json", "--netns", &ns.path()]);
+    let run = ns.loadgen(&["slowconnect", "--family", "4"]);
+    let rows = tool.stop().succeeded().json();
+    assert_eq!(
+        (&run["other_ready"], &run["ok"]),
+        (&1.into(), &true.into()),
+        "{run}"
+    );
+    let mine = hists(&rows, "us", &[("pid", run["pid"].clone())]);
+    let all: Vec<(u64, u64, u64)> = mine.iter().flat_map(|h| buckets(h)).collect();
+    // The two connections that fill the queue (fast), and the slow one.
+    assert_eq!(all.iter().map(|b| b.2).sum::<u64>(), 3, "{mine:?}");
+    let slow: Vec<_> = all.into_iter().filter(|b| b.0 >= 65536).collect();
+    assert_eq!(slow.len(), 1, "{mine:?}");
+    assert!(slow[0].0 >= 524288 && slow[0].1 <= 1 << 22, "{mine:?}");
 }
 
 /// A blocking connect a signal interrupts: the handshake goes on, so it is one connection

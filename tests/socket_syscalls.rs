@@ -561,7 +561,7 @@ fn soconnect_and_soaccept_name_interrupted_calls() {
         let lat = r["lat_us"].as_f64().unwrap();
         assert!(
             (150_000.0..2_000_000.0).contains(&lat),
-            "interrupted at 200 ms: {r}"
+            "interrupted 200 ms after it began: {r}"
         );
     }
     for (run, restart) in [(&a_eintr, false), (&a_restart, true)] {
