@@ -137,7 +137,7 @@ impl Run {
 
 /// Says on stderr how many events the kernel could not hand over.
 /// Says how many new keys were dropped because a kernel map was full (common/maps.bpf.h's
-/// `map_full`), so a summary that misses some is not taken for complete.
+/// `map_full_drops`), so a summary that misses some is not taken for complete.
 pub fn report_full(tool: &str, dropped: u64) {
     if dropped > 0 {
         eprintln!(

@@ -78,7 +78,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     s.run.wait();
     crate::core::run::report_full(
         tool.name,
-        skel.maps.bss_data.as_deref().map_or(0, |b| b.map_full),
+        skel.maps.bss_data.as_deref().map_or(0, |b| b.map_full_drops),
     );
 
     let mut hists: Vec<(types::so1stbyte_key, types::hist)> =

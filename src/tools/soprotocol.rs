@@ -80,7 +80,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     s.run.wait();
     crate::core::run::report_full(
         tool.name,
-        skel.maps.bss_data.as_deref().map_or(0, |b| b.map_full),
+        skel.maps.bss_data.as_deref().map_or(0, |b| b.map_full_drops),
     );
 
     let mut rows: Vec<Row> = crate::core::maps::entries::<types::soprotocol_key, u64>(&skel.maps.counts)?

@@ -153,7 +153,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     })?;
     crate::core::run::report_full(
         tool.name,
-        skel.maps.bss_data.as_deref().map_or(0, |b| b.map_full),
+        skel.maps.bss_data.as_deref().map_or(0, |b| b.map_full_drops),
     );
     crate::core::run::report_lost(
         tool.name,
