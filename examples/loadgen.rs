@@ -21,9 +21,14 @@
 //!                    --size S
 //!   loadgen [--wait] sockio --proto tcp|udp --family 4|6 --msgs N --size S
 //!   loadgen [--wait] rcvbuf --proto udp|ping --family 4|6 --rcvbuf B --count N
-//!   loadgen [--wait] firstbyte --family 4|6 --delay-ms D --count N --unread K
-//!   loadgen [--wait] connectvia --via epoll|ppoll|poll|select --family 4|6 --count N
-//!                    --sleep-ms M [--linger-stdin]
+//!   loadgen [--wait] firstbyte --family 4|6 --delay-ms D --count N --unread K [--reconnect]
+//!   loadgen [--wait] connectvia --via epoll|epoll_pwait|epoll_pwait2|ppoll|poll|select|
+//!                    select-syscall --family 4|6 --count N --sleep-ms M [--reconnect]
+//!                    [--linger-stdin]
+//!       (select is glibc's, which makes the pselect6 syscall; select-syscall makes select(2))
+//!   loadgen [--wait] slowconnect --family 4|6
+//!       a non-blocking connect whose SYN is dropped (full accept queue) for about 1 s, while a
+//!       poll() on another, ready fd returns at once
 //!   loadgen [--wait] udp-send --family 4|6 [--to ADDR] --port P --count N --size S [--recv]
 //!       N datagrams of S payload bytes to ADDR (default loopback) port P; with --recv, a receiver
 //!       bound to ADDR:P (P 0: any free port) in this process reads them all before exiting.
@@ -37,6 +42,10 @@
 //!   loadgen [--wait] forked --family 4|6 --port P --client-send N --server-send M
 //!       three processes: this one listens, a forked child accepts and serves, another forked
 //!       child connects (and closes first); prints all three pids.
+//!   loadgen [--wait] msgpaths --family 4|6
+//!   loadgen [--wait] interrupted --family 4|6 [--accept] [--restart]
+//!       a blocking connect() (accept()) that a signal interrupts (interrupted() says how).
+//!       UDP datagrams through every send and receive syscall path (msgpaths() says which).
 //!
 //! --wait: read one line from stdin first, so a test can start a tool filtered to this pid
 //! before any traffic is made.
@@ -1270,8 +1279,9 @@ fn rcvbuf(a: &Args) {
 }
 
 /// --count connections whose server waits --delay-ms after accept() before its first byte; the
-/// client reads that byte. Then --unread connections closed without reading, each followed by a
-/// pipe read on the fd number just freed.
+/// client reads that byte (--reconnect: after a non-blocking connect it asks for the result with
+/// connect() twice, as Python's connect_ex() loop does). Then --unread connections closed without
+/// reading, each followed by a pipe read on the fd number just freed.
 fn firstbyte(a: &Args) {
     let addr = a.addr(0);
     let (count, unread) = (a.num("--count", 3), a.num("--unread", 0));
@@ -1298,8 +1308,34 @@ fn firstbyte(a: &Args) {
         }
     });
     let target = SocketAddr::new(addr.ip(), port);
+    let reconnect = a.flag("--reconnect");
+    let family = if addr.is_ipv6() {
+        libc::AF_INET6
+    } else {
+        libc::AF_INET
+    };
     for _ in 0..count {
-        let mut c = TcpStream::connect(target).unwrap();
+        let mut c = if reconnect {
+            // Non-blocking, then connect() again for the result (0), and again (EISCONN).
+            let fd =
+                start_nonblocking_connect(family, target).unwrap_or_else(|e| io_die("connect", e));
+            let mut pfd = libc::pollfd {
+                fd,
+                events: libc::POLLOUT,
+                revents: 0,
+            };
+            // SAFETY: one pollfd on this stack frame.
+            unsafe { libc::poll(&mut pfd, 1, 5000) };
+            let (again, once_more) = (connect_errno(fd, target), connect_errno(fd, target));
+            if (again, once_more) != (0, libc::EISCONN) {
+                die(&format!("connect() again gave {again}, then {once_more}"));
+            }
+            let c = unsafe { <TcpStream as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+            c.set_nonblocking(false).unwrap();
+            c
+        } else {
+            TcpStream::connect(target).unwrap()
+        };
         let mut b = [0u8; 1];
         c.read_exact(&mut b).unwrap();
     }
@@ -1332,11 +1368,24 @@ fn firstbyte(a: &Args) {
 /// --count non-blocking connects, each completed through one wait syscall (--via): connect()
 /// (EINPROGRESS), sleep --sleep-ms, then wait for writability. epoll: the epoll set is created
 /// before the sleep, so a tool that took epoll_create1's return for the completion would time
-/// it too early. With --linger-stdin, stay
-/// alive after the report until stdin closes (so a tool can still read /proc/PID/maps).
+/// it too early. --reconnect: then connect() again twice (0, then EISCONN), the way many event
+/// loops learn the result. With --linger-stdin, stay alive after the report until stdin closes
+/// (so a tool can still read /proc/PID/maps).
 fn connectvia(a: &Args) {
     let addr = a.addr(0);
-    let via = choice(a, "--via", &["epoll", "ppoll", "poll", "select"]);
+    let via = choice(
+        a,
+        "--via",
+        &[
+            "epoll",
+            "ppoll",
+            "poll",
+            "select",
+            "select-syscall",
+            "epoll_pwait",
+            "epoll_pwait2",
+        ],
+    );
     let sleep = Duration::from_millis(a.num("--sleep-ms", 0));
     let listener = listen(addr, 128);
     let target = SocketAddr::new(addr.ip(), listener.local_addr().unwrap().port());
@@ -1345,7 +1394,7 @@ fn connectvia(a: &Args) {
     } else {
         libc::AF_INET
     };
-    let (mut einprogress, mut ok) = (0, 0);
+    let (mut einprogress, mut ok, mut reconnect_ok, mut eisconn) = (0, 0, 0, 0);
     let mut keep = Vec::new();
     for _ in 0..a.num("--count", 1) {
         // errno is left alone by a connect() that succeeds at once: clear it to tell.
@@ -1357,7 +1406,7 @@ fn connectvia(a: &Args) {
         // SAFETY: waits on fds we own; the structures live on this stack frame.
         let ready = unsafe {
             match via {
-                "epoll" => {
+                "epoll" | "epoll_pwait" | "epoll_pwait2" => {
                     let ep = libc::epoll_create1(libc::EPOLL_CLOEXEC);
                     thread::sleep(sleep);
                     let mut ev = libc::epoll_event {
@@ -1365,7 +1414,26 @@ fn connectvia(a: &Args) {
                         u64: fd as u64,
                     };
                     libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, fd, &mut ev);
-                    let n = libc::epoll_wait(ep, &mut ev, 1, 5000);
+                    let n = match via {
+                        "epoll" => libc::epoll_wait(ep, &mut ev, 1, 5000),
+                        "epoll_pwait" => libc::epoll_pwait(ep, &mut ev, 1, 5000, std::ptr::null()),
+                        _ => {
+                            let ts = libc::timespec {
+                                tv_sec: 5,
+                                tv_nsec: 0,
+                            };
+                            // No sigmask: its size argument is then ignored.
+                            libc::syscall(
+                                libc::SYS_epoll_pwait2,
+                                ep,
+                                &mut ev as *mut libc::epoll_event,
+                                1,
+                                &ts as *const libc::timespec,
+                                std::ptr::null::<libc::sigset_t>(),
+                                0,
+                            ) as i32
+                        }
+                    };
                     libc::close(ep);
                     n
                 }
@@ -1386,7 +1454,7 @@ fn connectvia(a: &Args) {
                         libc::ppoll(&mut pfd, 1, &ts, std::ptr::null())
                     }
                 }
-                "select" => {
+                "select" | "select-syscall" => {
                     thread::sleep(sleep);
                     let mut set: libc::fd_set = std::mem::zeroed();
                     libc::FD_SET(fd, &mut set);
@@ -1394,17 +1462,35 @@ fn connectvia(a: &Args) {
                         tv_sec: 5,
                         tv_usec: 0,
                     };
-                    libc::select(
-                        fd + 1,
-                        std::ptr::null_mut(),
-                        &mut set,
-                        std::ptr::null_mut(),
-                        &mut tv,
-                    )
+                    if via == "select" {
+                        // glibc's select() makes the pselect6 syscall.
+                        libc::select(
+                            fd + 1,
+                            std::ptr::null_mut(),
+                            &mut set,
+                            std::ptr::null_mut(),
+                            &mut tv,
+                        )
+                    } else {
+                        libc::syscall(
+                            libc::SYS_select,
+                            fd + 1,
+                            std::ptr::null_mut::<libc::fd_set>(),
+                            &mut set as *mut libc::fd_set,
+                            std::ptr::null_mut::<libc::fd_set>(),
+                            &mut tv as *mut libc::timeval,
+                        ) as i32
+                    }
                 }
                 _ => unreachable!(),
             }
         };
+        if a.flag("--reconnect") {
+            // Asking for the result as Python's connect_ex() loop does: connect() again (0 once
+            // connected), then once more (EISCONN). getsockopt(SO_ERROR) below still works.
+            reconnect_ok += i32::from(connect_errno(fd, target) == 0);
+            eisconn += i32::from(connect_errno(fd, target) == libc::EISCONN);
+        }
         let stream = unsafe { <TcpStream as std::os::fd::FromRawFd>::from_raw_fd(fd) };
         if ready == 1 && stream.take_error().unwrap().is_none() {
             ok += 1;
@@ -1412,7 +1498,7 @@ fn connectvia(a: &Args) {
         keep.push(stream);
     }
     println!(
-        "{{\"pid\":{},\"einprogress\":{einprogress},\"ok\":{ok}}}",
+        "{{\"pid\":{},\"einprogress\":{einprogress},\"ok\":{ok},\"reconnect_ok\":{reconnect_ok},\"eisconn\":{eisconn}}}",
         std::process::id()
     );
     if a.flag("--linger-stdin") {
@@ -1878,6 +1964,352 @@ fn forked(a: &Args) {
     );
 }
 
+/// A socket address as the kernel takes it.
+fn sockaddr_of(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: all-zero is a valid sockaddr_storage; the casts write the matching family's layout.
+    unsafe {
+        let mut ss: libc::sockaddr_storage = std::mem::zeroed();
+        let len = match addr {
+            SocketAddr::V4(v4) => {
+                let sa = &mut *(&mut ss as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>();
+                sa.sin_family = libc::AF_INET as libc::sa_family_t;
+                sa.sin_port = v4.port().to_be();
+                sa.sin_addr.s_addr = u32::from(*v4.ip()).to_be();
+                std::mem::size_of::<libc::sockaddr_in>()
+            }
+            SocketAddr::V6(v6) => {
+                let sa =
+                    &mut *(&mut ss as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>();
+                sa.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+                sa.sin6_port = v6.port().to_be();
+                sa.sin6_addr.s6_addr = v6.ip().octets();
+                std::mem::size_of::<libc::sockaddr_in6>()
+            }
+        };
+        (ss, len as libc::socklen_t)
+    }
+}
+
+/// connect() on `fd`; 0 or the errno it failed with.
+fn connect_errno(fd: i32, addr: SocketAddr) -> i32 {
+    let (ss, len) = sockaddr_of(addr);
+    // SAFETY: a sockaddr of the length given.
+    let rc = unsafe { libc::connect(fd, (&ss as *const libc::sockaddr_storage).cast(), len) };
+    if rc == 0 {
+        0
+    } else {
+        std::io::Error::last_os_error().raw_os_error().unwrap_or(-1)
+    }
+}
+
+/// The kernel thread id of the caller.
+fn gettid() -> i32 {
+    // SAFETY: no arguments.
+    unsafe { libc::syscall(libc::SYS_gettid) as i32 }
+}
+
+extern "C" fn on_signal(_: libc::c_int) {}
+
+/// A non-blocking connect() to a listener whose accept queue is full (backlog 1, two connections
+/// never accepted), so its SYN is dropped; right away a poll() on a pipe with data returns 1
+/// (another fd: not the connect's completion). A thread accepts one queued connection at 400
+/// ms; the SYN's retransmission (at 1 s) completes the handshake, which a poll() on the socket
+/// then reports. Reports how long the connect took.
+fn slowconnect(a: &Args) {
+    let addr = a.addr(0);
+    let listener = listen(addr, 1);
+    let target = SocketAddr::new(addr.ip(), listener.local_addr().unwrap().port());
+    let fillers: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(target).unwrap())
+        .collect();
+    let accepter = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(400));
+        let (s, _) = listener.accept().unwrap();
+        (listener, s)
+    });
+    let family = if addr.is_ipv6() {
+        libc::AF_INET6
+    } else {
+        libc::AF_INET
+    };
+    let start = std::time::Instant::now();
+    let fd = start_nonblocking_connect(family, target).unwrap_or_else(|e| io_die("connect", e));
+    let stream = unsafe { <TcpStream as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let mut p = [0i32; 2];
+    // SAFETY: a pipe and pollfds we own, on this stack frame.
+    let (other, ready) = unsafe {
+        libc::pipe(p.as_mut_ptr());
+        libc::write(p[1], b"x".as_ptr().cast(), 1);
+        let mut pfd = libc::pollfd {
+            fd: p[0],
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let other = libc::poll(&mut pfd, 1, 1000);
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        let ready = libc::poll(&mut pfd, 1, 10000);
+        libc::close(p[0]);
+        libc::close(p[1]);
+        (other, ready)
+    };
+    let ok = ready == 1 && stream.take_error().unwrap().is_none();
+    let ms = start.elapsed().as_millis();
+    let (l, s) = accepter.join().unwrap();
+    drop((fillers, stream, s, l));
+    println!(
+        "{{\"pid\":{},\"other_ready\":{other},\"ok\":{ok},\"ms\":{ms}}}",
+        std::process::id()
+    );
+}
+
+/// A blocking connect() (or accept(), --accept) that a SIGALRM interrupts after 200 ms, with
+/// the handler installed with SA_RESTART (--restart: the kernel restarts the call) or without
+/// (it fails with EINTR). connect: the listener's accept queue is full (backlog 1, two
+/// connections never accepted), so the SYN is dropped and connect() waits; a thread accepts
+/// one of them at 400 ms, and the SYN's retransmission (at 1 s) completes the handshake: the
+/// restarted connect() returns 0, the interrupted one's application polls for the result.
+/// accept: nothing connects until a client does at 400 ms.
+fn interrupted(a: &Args) {
+    let addr = a.addr(0);
+    let restart = a.flag("--restart");
+    let accept = a.flag("--accept");
+    let listener = listen(addr, 1);
+    let target = SocketAddr::new(addr.ip(), listener.local_addr().unwrap().port());
+    // SAFETY: a handler that does nothing, installed for SIGALRM.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+        sa.sa_flags = if restart { libc::SA_RESTART } else { 0 };
+        libc::sigaction(libc::SIGALRM, &sa, std::ptr::null_mut());
+    }
+    let (pid, tid) = (std::process::id() as i32, gettid());
+    // Started right before the blocking call.
+    let alarm = || {
+        thread::spawn(move || {
+            thread::sleep(Duration::from_millis(200));
+            // SAFETY: a signal to this process's main thread, whose handler is installed.
+            unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, libc::SIGALRM) };
+        })
+    };
+    let start = std::time::Instant::now();
+    let alarm_thread;
+    let mut keep = Vec::new();
+    let (result, port);
+    if accept {
+        let client = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(400));
+            TcpStream::connect(target).unwrap()
+        });
+        alarm_thread = alarm();
+        // SAFETY: accept on our listener, no peer address wanted.
+        let fd = unsafe {
+            libc::accept(
+                listener.as_raw_fd(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+        };
+        let err = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        result = if fd >= 0 {
+            "ok"
+        } else if err == libc::EINTR {
+            "eintr"
+        } else {
+            io_die("accept", std::io::Error::from_raw_os_error(err))
+        };
+        keep.push(client.join().unwrap());
+        port = target.port();
+    } else {
+        let fillers: Vec<TcpStream> = (0..2)
+            .map(|_| TcpStream::connect(target).unwrap())
+            .collect();
+        let accepter = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(400));
+            let (s, _) = listener.accept().unwrap();
+            (listener, s)
+        });
+        let family = if addr.is_ipv6() {
+            libc::AF_INET6
+        } else {
+            libc::AF_INET
+        };
+        // SAFETY: a new socket, owned by the TcpStream below.
+        let fd = unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+        let stream = unsafe { <TcpStream as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        alarm_thread = alarm();
+        result = match connect_errno(fd, target) {
+            0 => "ok",
+            libc::EINTR => {
+                // The handshake goes on: wait for it as a non-blocking client would.
+                let mut pfd = libc::pollfd {
+                    fd,
+                    events: libc::POLLOUT,
+                    revents: 0,
+                };
+                // SAFETY: one pollfd on this stack frame.
+                let n = unsafe { libc::poll(&mut pfd, 1, 10000) };
+                if n != 1 || stream.take_error().unwrap().is_some() {
+                    die("the interrupted connect did not complete");
+                }
+                "eintr"
+            }
+            e => io_die("connect", std::io::Error::from_raw_os_error(e)),
+        };
+        port = stream.local_addr().unwrap().port();
+        let (l, s) = accepter.join().unwrap();
+        keep.extend(fillers);
+        keep.push(stream);
+        keep.push(s);
+        drop(l);
+    }
+    alarm_thread.join().unwrap();
+    println!(
+        "{{\"pid\":{},\"server_port\":{},\"port\":{port},\"result\":\"{result}\",\"ms\":{}}}",
+        std::process::id(),
+        target.port(),
+        start.elapsed().as_millis()
+    );
+}
+
+/// One UDP datagram through each send path of a connected client socket, then each receive
+/// path of an unconnected server socket, so the kernel's every way to hand a message to a
+/// protocol is used: write, send, sendto (with the address), sendmsg, writev, sendmmsg of 3 to
+/// the same address (the kernel skips its LSM check for the 2nd and 3rd), sendmmsg of 2 without
+/// an address; read, recv, recvfrom, recvmsg, readv, recvmmsg of 5 (the 2nd to 5th skip it too),
+/// and a last non-blocking recv that gets EAGAIN. Each path has its own datagram size.
+/// Reports the client's send results and the server's receive results in order (-11: EAGAIN).
+fn msgpaths(a: &Args) {
+    let addr = a.addr(0);
+    let srv = UdpSocket::bind(addr).unwrap_or_else(|e| io_die("bind", e));
+    let cli = UdpSocket::bind(addr).unwrap_or_else(|e| io_die("bind", e));
+    let server = srv.local_addr().unwrap();
+    cli.connect(server).unwrap_or_else(|e| io_die("connect", e));
+    let (c, s) = (cli.as_raw_fd(), srv.as_raw_fd());
+    let (name, namelen) = sockaddr_of(server);
+    let buf = [b'm'; 1000];
+    let iov = |n: usize| libc::iovec {
+        iov_base: buf.as_ptr() as *mut libc::c_void,
+        iov_len: n,
+    };
+    // A msghdr of one iovec; `named`: with the server's address.
+    let msghdr = |v: &mut libc::iovec, named: bool| {
+        // SAFETY: all-zero is a valid msghdr.
+        let mut m: libc::msghdr = unsafe { std::mem::zeroed() };
+        m.msg_iov = v;
+        m.msg_iovlen = 1;
+        if named {
+            m.msg_name = (&name as *const libc::sockaddr_storage) as *mut libc::c_void;
+            m.msg_namelen = namelen;
+        }
+        m
+    };
+    let mut sends: Vec<isize> = Vec::new();
+    // SAFETY: every call gets live buffers of the sizes given.
+    unsafe {
+        sends.push(libc::write(c, buf.as_ptr().cast(), 100));
+        sends.push(libc::send(c, buf.as_ptr().cast(), 200, 0));
+        sends.push(libc::sendto(
+            c,
+            buf.as_ptr().cast(),
+            300,
+            0,
+            (&name as *const libc::sockaddr_storage).cast(),
+            namelen,
+        ));
+        let mut v = iov(400);
+        let m = msghdr(&mut v, false);
+        sends.push(libc::sendmsg(c, &m, 0));
+        let v = iov(500);
+        sends.push(libc::writev(c, &v, 1));
+        for (count, size, named) in [(3, 600, true), (2, 700, false)] {
+            let mut vs: Vec<libc::iovec> = (0..count).map(|_| iov(size)).collect();
+            let mut mm: Vec<libc::mmsghdr> = vs
+                .iter_mut()
+                .map(|v| libc::mmsghdr {
+                    msg_hdr: msghdr(v, named),
+                    msg_len: 0,
+                })
+                .collect();
+            let n = libc::sendmmsg(c, mm.as_mut_ptr(), count, 0);
+            if n != count as i32 {
+                io_die("sendmmsg", std::io::Error::last_os_error());
+            }
+            sends.extend(mm.iter().map(|m| m.msg_len as isize));
+        }
+    }
+    // Every datagram is queued on the server before the first read: loopback delivers at send.
+    thread::sleep(Duration::from_millis(20));
+    let mut rbuf = [0u8; 2048];
+    let mut recvs: Vec<isize> = Vec::new();
+    // SAFETY: as above, into rbuf.
+    unsafe {
+        let p = rbuf.as_mut_ptr();
+        recvs.push(libc::read(s, p.cast(), rbuf.len()));
+        recvs.push(libc::recv(s, p.cast(), rbuf.len(), 0));
+        recvs.push(libc::recvfrom(
+            s,
+            p.cast(),
+            rbuf.len(),
+            0,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        ));
+        let mut v = libc::iovec {
+            iov_base: p.cast(),
+            iov_len: rbuf.len(),
+        };
+        let mut m = msghdr(&mut v, false);
+        recvs.push(libc::recvmsg(s, &mut m, 0));
+        recvs.push(libc::readv(s, &v, 1));
+        let mut bufs = [[0u8; 1024]; 5];
+        let mut vs: Vec<libc::iovec> = bufs
+            .iter_mut()
+            .map(|b| libc::iovec {
+                iov_base: b.as_mut_ptr().cast(),
+                iov_len: b.len(),
+            })
+            .collect();
+        let mut mm: Vec<libc::mmsghdr> = vs
+            .iter_mut()
+            .map(|v| libc::mmsghdr {
+                msg_hdr: msghdr(v, false),
+                msg_len: 0,
+            })
+            .collect();
+        let n = libc::recvmmsg(s, mm.as_mut_ptr(), 5, 0, std::ptr::null_mut());
+        if n != 5 {
+            io_die("recvmmsg", std::io::Error::last_os_error());
+        }
+        recvs.extend(mm.iter().map(|m| m.msg_len as isize));
+        let n = libc::recv(s, p.cast(), rbuf.len(), libc::MSG_DONTWAIT);
+        let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        if n != -1 || errno != libc::EAGAIN {
+            die(&format!(
+                "expected EAGAIN from an empty socket, got {n} (errno {errno})"
+            ));
+        }
+        recvs.push(-(libc::EAGAIN as isize));
+    }
+    let list = |v: &[isize]| {
+        v.iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    println!(
+        "{{\"pid\":{},\"server_port\":{},\"client_port\":{},\"sends\":[{}],\"recvs\":[{}]}}",
+        std::process::id(),
+        server.port(),
+        cli.local_addr().unwrap().port(),
+        list(&sends),
+        list(&recvs)
+    );
+}
+
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().is_some_and(|a| a == "--wait") {
@@ -1916,6 +2348,9 @@ fn main() {
         "connlat" => connlat(&a),
         "uring-accept" => uring_accept(&a),
         "forked" => forked(&a),
+        "msgpaths" => msgpaths(&a),
+        "interrupted" => interrupted(&a),
+        "slowconnect" => slowconnect(&a),
         other => die(&format!("unknown command '{other}'")),
     }
 }

@@ -6,13 +6,24 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 
-use common::{loadgen_bin, netbpf, Netns, Tool};
+use common::{
+    has_sock_length_tracepoints, loadgen_bin, netbpf, runnable_plans, vmtest_kernel, Netns, Tool,
+};
 use serde_json::Value;
 
 fn num(v: &Value, key: &str) -> u64 {
     v[key]
         .as_u64()
         .unwrap_or_else(|| panic!("{key} missing in {v}"))
+}
+
+/// A JSON array of signed numbers (call results, -errno for errors).
+fn ints(v: &Value) -> Vec<i64> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|n| n.as_i64().unwrap())
+        .collect()
 }
 
 fn sizes(v: &Value) -> Vec<u64> {
@@ -94,8 +105,8 @@ fn socketio_counts_every_tcp_call_by_side() {
     let json = Tool::start(&["socketio", "--json", "--netns", &ns.path()]);
     let table = Tool::start(&["socketio", "--netns", &ns.path()]);
     let run = ns.loadgen(&["sockio", "--proto", "tcp", "--family", "4", "--msgs", "20"]);
-    let rows = json.stop().json();
-    let table = table.stop();
+    let rows = json.stop().succeeded().json();
+    let table = table.stop().succeeded();
     let (pid, sport, cport) = (
         num(&run, "pid"),
         num(&run, "server_port"),
@@ -130,7 +141,7 @@ fn socketio_names_udp_over_ipv6() {
     let ns = Netns::new();
     let tool = Tool::start(&["socketio", "--json", "--netns", &ns.path()]);
     let run = ns.loadgen(&["sockio", "--proto", "udp", "--family", "6", "--msgs", "7"]);
-    let rows = tool.stop().json();
+    let rows = tool.stop().succeeded().json();
     let (pid, sport) = (num(&run, "pid"), num(&run, "server_port"));
     // The client is connected (remote port = server); the server answers with sendto() on an
     // unconnected socket (remote port 0).
@@ -157,7 +168,7 @@ fn socketio_filters_exclude_what_they_should() {
     let elsewhere = Netns::new();
     let other_ns = Tool::start(&["socketio", "--json", "--netns", &elsewhere.path()]);
     let (a, b) = (traced.go(), other.go());
-    let rows = by_pid.stop().json();
+    let rows = by_pid.stop().succeeded().json();
     assert!(!rows.is_empty());
     assert!(rows.iter().all(|r| r["pid"] == a["pid"]), "{rows:?}");
     assert!(!rows.iter().any(|r| r["pid"] == b["pid"]));
@@ -171,7 +182,75 @@ fn socketio_filters_exclude_what_they_should() {
         ),
         5
     );
-    assert_eq!(other_ns.stop().json(), Vec::<Value>::new());
+    assert_eq!(other_ns.stop().succeeded().json(), Vec::<Value>::new());
+}
+
+/// Every way a message reaches a socket's protocol (write, send, sendto, sendmsg, writev,
+/// sendmmsg with and without an address; read, recv, recvfrom, recvmsg, readv, recvmmsg, and an
+/// EAGAIN), counted exactly by socketio and sized exactly by socksize, in every plan this kernel
+/// can run: the 6.3+ tracepoints, and on stock kernels fentry and kprobes, which must find the
+/// messages that bypass sock_sendmsg()/sock_recvmsg().
+#[test]
+fn socketio_and_socksize_see_every_message_path_in_every_plan() {
+    let (io_plans, size_plans) = (runnable_plans("socketio"), runnable_plans("socksize"));
+    assert_eq!(
+        io_plans.len(),
+        size_plans.len(),
+        "{io_plans:?} {size_plans:?}"
+    );
+    for (io_plan, size_plan) in io_plans.iter().zip(&size_plans) {
+        let ns = Netns::new();
+        let args = ["--json", "--netns", &ns.path()];
+        let io = Tool::start_with_env(
+            &[&["socketio"], &args[..]].concat(),
+            &[("NETBPF_PLAN", io_plan)],
+        );
+        let size = Tool::start_with_env(
+            &[&["socksize"], &args[..]].concat(),
+            &[("NETBPF_PLAN", size_plan)],
+        );
+        let runs = [
+            ns.loadgen(&["msgpaths", "--family", "4"]),
+            ns.loadgen(&["msgpaths", "--family", "6"]),
+        ];
+        let rows = io.stop().succeeded().json();
+        let hists = size.stop().succeeded().json();
+        for (run, proto) in runs.iter().zip(["UDP", "UDPv6"]) {
+            let (pid, sport) = (num(run, "pid"), num(run, "server_port"));
+            let (sends, recvs) = (ints(&run["sends"]), ints(&run["recvs"]));
+            assert_eq!((sends.len(), recvs.len()), (10, 11), "{run}");
+            // The client is connected to the server; the server is not connected (port 0).
+            assert_eq!(
+                io_count(&rows, pid, "write", proto, sport),
+                10,
+                "{io_plan}: {rows:?}"
+            );
+            assert_eq!(
+                io_count(&rows, pid, "read", proto, 0),
+                11,
+                "{io_plan}: the EAGAIN too: {rows:?}"
+            );
+        }
+        assert_eq!(rows.len(), 4, "{io_plan}: {rows:?}");
+        let moved = |key: &str| -> Vec<u64> {
+            runs.iter()
+                .flat_map(|r| ints(&r[key]))
+                .filter(|&n| n > 0)
+                .map(|n| n as u64)
+                .collect()
+        };
+        assert_eq!(
+            buckets(one_hist(&hists, "write_bytes", &[])),
+            expected_buckets(moved("sends")),
+            "{size_plan}"
+        );
+        assert_eq!(
+            buckets(one_hist(&hists, "read_bytes", &[])),
+            expected_buckets(moved("recvs")),
+            "{size_plan}"
+        );
+        assert_eq!(hists.len(), 2, "{size_plan}: {hists:?}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -187,8 +266,8 @@ fn socksize_buckets_hold_the_exact_sizes() {
     let udp = ns.loadgen(&[
         "sockio", "--proto", "udp", "--family", "6", "--msgs", "7", "--size", "3000",
     ]);
-    let rows = json.stop().json();
-    let table = table.stop();
+    let rows = json.stop().succeeded().json();
+    let table = table.stop().succeeded();
 
     // Both runs are processes named loadgen: one histogram per direction holds every call of
     // both that moved data (end of stream, 0 bytes, is left out).
@@ -244,13 +323,13 @@ fn socksize_filters_exclude_what_they_should() {
     let elsewhere = Netns::new();
     let other_ns = Tool::start(&["socksize", "--json", "--netns", &elsewhere.path()]);
     let (a, _) = (traced.go(), other.go());
-    let rows = by_pid.stop().json();
+    let rows = by_pid.stop().succeeded().json();
     let writes = one_hist(&rows, "write_bytes", &[]);
     // Only the traced process's 100-byte messages and acks; none of the other's 5000 bytes.
     let sends: Vec<u64> = [sizes(&a["client"]["sends"]), sizes(&a["server"]["sends"])].concat();
     assert_eq!(buckets(writes), expected_buckets(sends));
     assert!(!buckets(writes).iter().any(|b| b.0 == 4096), "{writes}");
-    assert_eq!(other_ns.stop().json(), Vec::<Value>::new());
+    assert_eq!(other_ns.stop().succeeded().json(), Vec::<Value>::new());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -269,8 +348,8 @@ fn sormem_reports_a_full_receive_queue() {
     let run = ns.loadgen(&[
         "rcvbuf", "--proto", "ping", "--rcvbuf", "4096", "--count", "30",
     ]);
-    let rows = json.stop().json();
-    let table = table.stop();
+    let rows = json.stop().succeeded().json();
+    let table = table.stop().succeeded();
     let (rcvbuf, sent, received, reads) = (
         num(&run, "rcvbuf"),
         num(&run, "sent"),
@@ -325,27 +404,50 @@ fn sormem_reports_a_full_receive_queue() {
     );
 }
 
+/// UDP queues without sock_queue_rcv_skb: its drops come from udp_fail_queue_rcv_skb, which
+/// IPv6 fires only since 6.4 (the fentry and kprobe plans take IPv6 drops from
+/// __udp_enqueue_schedule_skb's return instead). Every plan here, for IPv4 and IPv6 (the
+/// tracepoint plan: IPv6 only where it is the plan of choice, a kernel that fires it).
 #[test]
 fn sormem_reports_udp_receive_buffer_drops() {
-    let ns = Netns::new();
-    let tool = Tool::start(&["sormem", "--json", "--netns", &ns.path()]);
-    let run = ns.loadgen(&[
-        "rcvbuf", "--proto", "udp", "--family", "6", "--rcvbuf", "4096", "--count", "30",
-    ]);
-    let rows = tool.stop().json();
-    let (sent, received) = (num(&run, "sent"), num(&run, "received"));
-    assert!(received < sent, "{run}");
-    // UDP queues without sock_queue_rcv_skb: its drops come from udp_fail_queue_rcv_skb.
-    let drops = events(&rows, "udp:udp_fail_queue_rcv_skb");
-    assert_eq!(drops.len() as u64, sent - received, "{rows:?}");
-    for e in &drops {
-        assert_eq!(e["protocol"], "UDPv6", "{e}");
-        assert_eq!(e["rc"], -12, "ENOMEM: {e}");
-        assert_eq!(e["lport"], run["port"], "{e}");
-        assert_eq!(e["laddr"], "::1", "{e}");
-        assert_eq!(num(e, "rcvbuf"), num(&run, "rcvbuf"), "{e}");
+    let plans = runnable_plans("sormem");
+    for (i, plan) in plans.iter().enumerate() {
+        for family in ["4", "6"] {
+            if family == "6" && plan == "tracepoint" && i > 0 {
+                continue;
+            }
+            let ns = Netns::new();
+            let tool = Tool::start_with_env(
+                &["sormem", "--json", "--netns", &ns.path()],
+                &[("NETBPF_PLAN", plan)],
+            );
+            let run = ns.loadgen(&[
+                "rcvbuf", "--proto", "udp", "--family", family, "--rcvbuf", "4096", "--count", "30",
+            ]);
+            let rows = tool.stop().succeeded().json();
+            let (sent, received) = (num(&run, "sent"), num(&run, "received"));
+            assert!(received < sent, "{run}");
+            let drops = events(&rows, "udp:udp_fail_queue_rcv_skb");
+            assert_eq!(
+                drops.len() as u64,
+                sent - received,
+                "{plan} v{family}: {rows:?}"
+            );
+            let (proto, laddr) = if family == "6" {
+                ("UDPv6", "::1")
+            } else {
+                ("UDP", "127.0.0.1")
+            };
+            for e in &drops {
+                assert_eq!(e["protocol"], proto, "{e}");
+                assert_eq!(e["rc"], -12, "ENOMEM: {e}");
+                assert_eq!(e["lport"], run["port"], "{e}");
+                assert_eq!(e["laddr"], laddr, "{e}");
+                assert_eq!(num(e, "rcvbuf"), num(&run, "rcvbuf"), "{e}");
+            }
+            assert!(events(&rows, "sock:sock_rcvqueue_full").is_empty());
+        }
     }
-    assert!(events(&rows, "sock:sock_rcvqueue_full").is_empty());
 }
 
 #[test]
@@ -367,7 +469,7 @@ fn sormem_filters_exclude_what_they_should() {
     let elsewhere = Netns::new();
     let other_ns = Tool::start(&["sormem", "--json", "--netns", &elsewhere.path()]);
     let (a, b) = (traced.go(), other.go());
-    let rows = by_pid.stop().json();
+    let rows = by_pid.stop().succeeded().json();
     let full = events(&rows, "sock:sock_rcvqueue_full");
     assert_eq!(
         full.len() as u64,
@@ -377,7 +479,7 @@ fn sormem_filters_exclude_what_they_should() {
     assert!(full.iter().all(|e| e["lport"] == a["port"]), "{rows:?}");
     assert!(!full.iter().any(|e| e["lport"] == b["port"]));
     assert_eq!(total(one_hist(&rows, "rmem_limit", &[])), num(&a, "reads"));
-    assert_eq!(other_ns.stop().json(), Vec::<Value>::new());
+    assert_eq!(other_ns.stop().succeeded().json(), Vec::<Value>::new());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -401,8 +503,8 @@ fn so1stbyte_times_a_slow_first_byte() {
         "--unread",
         "2",
     ]);
-    let rows = json.stop().json();
-    let table = table.stop();
+    let rows = json.stop().succeeded().json();
+    let table = table.stop().succeeded();
     let pid = num(&run, "pid");
     assert!(
         num(&run, "fd_reused") >= 1,
@@ -415,16 +517,51 @@ fn so1stbyte_times_a_slow_first_byte() {
     );
     assert_eq!(total(h), 3, "one sample per connection read: {h}");
     assert_eq!(h["unit"], "us");
-    // >= 50 ms by construction; the upper bound only guards against nonsense (loaded machine).
-    for (low, high, _) in buckets(h) {
-        assert!(low >= 32768 && high <= 1 << 20, "{h}");
-    }
+    assert_first_byte_near_50ms(h);
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert!(
         table.lines.contains(&format!("@us[loadgen, {pid}]:")),
         "{:?}",
         table.lines
     );
+}
+
+/// The server waits 50 ms before its first byte: every sample in [32 ms, 128 ms) (a busy
+/// machine may add some), most in the bucket [32 ms, 64 ms). In the VMs, whose CPU is
+/// emulated and shared, a stalled guest adds up to seconds (seen: 64-128 ms, 256-512 ms, 1-2 s):
+/// only the lower bound, which the 50 ms make, and a bound against nonsense there.
+fn assert_first_byte_near_50ms(h: &Value) {
+    let b = buckets(h);
+    if vmtest_kernel().is_some() {
+        assert!(b.iter().all(|x| x.0 >= 32768 && x.1 <= 1 << 22), "{h}");
+        return;
+    }
+    assert!(b.iter().all(|x| x.0 >= 32768 && x.1 <= 131072), "{h}");
+    let in_64 = b.iter().filter(|x| x.0 == 32768).map(|x| x.2).sum::<u64>();
+    assert!(2 * in_64 >= total(h), "most in [32K, 64K): {h}");
+}
+
+/// Asking a non-blocking socket for its result with connect() again (0, then EISCONN) neither
+/// restarts the clock nor drops the connection.
+#[test]
+fn so1stbyte_keeps_the_clock_when_connect_is_asked_again() {
+    let ns = Netns::new();
+    let tool = Tool::start(&["so1stbyte", "--json", "--netns", &ns.path()]);
+    let run = ns.loadgen(&[
+        "firstbyte",
+        "--family",
+        "4",
+        "--delay-ms",
+        "50",
+        "--count",
+        "3",
+        "--reconnect",
+    ]);
+    let rows = tool.stop().succeeded().json();
+    let h = one_hist(&rows, "us", &[("pid", run["pid"].clone())]);
+    assert_eq!(total(h), 3, "one per connection: {h}");
+    assert_first_byte_near_50ms(h);
+    assert_eq!(rows.len(), 1, "{rows:?}");
 }
 
 #[test]
@@ -452,8 +589,8 @@ fn so1stbyte_ipv6_and_filters() {
     let elsewhere = Netns::new();
     let other_ns = Tool::start(&["so1stbyte", "--json", "--netns", &elsewhere.path()]);
     let (a, b) = (traced.go(), other.go());
-    let all = all.stop().json();
-    let rows = by_pid.stop().json();
+    let all = all.stop().succeeded().json();
+    let rows = by_pid.stop().succeeded().json();
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0]["pid"], a["pid"]);
     assert_eq!(total(&rows[0]), 2);
@@ -461,7 +598,7 @@ fn so1stbyte_ipv6_and_filters() {
     assert_eq!(all.len(), 2, "{all:?}");
     let h = one_hist(&all, "us", &[("pid", b["pid"].clone())]);
     assert_eq!(total(h), 2, "{h}");
-    assert_eq!(other_ns.stop().json(), Vec::<Value>::new());
+    assert_eq!(other_ns.stop().succeeded().json(), Vec::<Value>::new());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -507,7 +644,16 @@ fn soconnlat_completes_nonblocking_connects_through_each_wait() {
     // Each process: 2 non-blocking connects, then 30 ms before it waits for the result. The
     // clock must stop at the wait's return (not at connect()'s EINPROGRESS, nor at
     // epoll_create1 or epoll_ctl), so every sample is >= 30 ms.
-    let vias = ["epoll", "ppoll", "poll", "select"];
+    // glibc's select() makes the pselect6 syscall; select-syscall makes select(2) itself.
+    let vias = [
+        "epoll",
+        "epoll_pwait",
+        "epoll_pwait2",
+        "ppoll",
+        "poll",
+        "select",
+        "select-syscall",
+    ];
     let runs: Vec<Lingering> = vias
         .iter()
         .map(|via| {
@@ -534,8 +680,8 @@ fn soconnlat_completes_nonblocking_connects_through_each_wait() {
         "--count",
         "3",
     ]);
-    let rows = json.stop().json();
-    let table = table.stop();
+    let rows = json.stop().succeeded().json();
+    let table = table.stop().succeeded();
 
     for (via, run) in vias.iter().zip(&runs) {
         let r = &run.report;
@@ -571,6 +717,115 @@ fn soconnlat_completes_nonblocking_connects_through_each_wait() {
     drop(runs);
 }
 
+/// connect() called again to learn a non-blocking connect's result (0, then EISCONN) is not a
+/// new connection: one sample per connection, timed to the wait's return.
+#[test]
+fn soconnlat_does_not_count_a_connect_asked_again() {
+    let ns = Netns::new();
+    let tool = Tool::start(&["soconnlat", "--json", "--netns", &ns.path()]);
+    let run = ns.loadgen(&[
+        "connectvia",
+        "--via",
+        "select",
+        "--count",
+        "2",
+        "--sleep-ms",
+        "30",
+        "--reconnect",
+    ]);
+    let rows = tool.stop().succeeded().json();
+    assert_eq!(
+        (
+            num(&run, "ok"),
+            num(&run, "reconnect_ok"),
+            num(&run, "eisconn")
+        ),
+        (2, 2, 2),
+        "{run}"
+    );
+    let h = one_hist(&rows, "us", &[("pid", run["pid"].clone())]);
+    assert_eq!(total(h), 2, "{h}");
+    assert!(buckets(h).iter().all(|b| b.0 >= 16384), "{h}");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+}
+
+/// A process that exits as soon as its connect completes still gets a symbolized stack: it is
+/// located in its files when the connect starts.
+#[test]
+fn soconnlat_names_the_stack_of_a_process_that_exits_at_once() {
+    let ns = Netns::new();
+    let tool = Tool::start(&["soconnlat", "--json", "--netns", &ns.path()]);
+    let run = ns.loadgen(&[
+        "connectvia",
+        "--via",
+        "epoll",
+        "--count",
+        "1",
+        "--sleep-ms",
+        "100",
+    ]);
+    let rows = tool.stop().succeeded().json();
+    let h = one_hist(&rows, "us", &[("pid", run["pid"].clone())]);
+    let stack = h["stack"].as_array().unwrap_or_else(|| panic!("{h}"));
+    assert!(stack[0].as_str().unwrap().contains("connect"), "{stack:?}");
+    // Every frame is named from its file (loadgen has no frame pointers: the walk is short).
+    assert!(
+        stack.iter().all(|f| !f.as_str().unwrap().starts_with("0x")),
+        "{stack:?}"
+    );
+}
+
+/// A wait that returns for another fd while the handshake is still going on (its SYN dropped for
+/// about 1 s) does not end the connect: it ends when the poll on its socket returns.
+#[test]
+fn soconnlat_is_not_ended_by_a_wait_for_another_fd() {
+    let ns = Netns::new();
+    let tool = Tool::start(&["soconnlat", "--json", "--netns", &ns.path()]);
+    let run = ns.loadgen(&["slowconnect", "--family", "4"]);
+    let rows = tool.stop().succeeded().json();
+    assert_eq!(
+        (&run["other_ready"], &run["ok"]),
+        (&1.into(), &true.into()),
+        "{run}"
+    );
+    let mine = hists(&rows, "us", &[("pid", run["pid"].clone())]);
+    let all: Vec<(u64, u64, u64)> = mine.iter().flat_map(|h| buckets(h)).collect();
+    // The two connections that fill the queue (fast), and the slow one.
+    assert_eq!(all.iter().map(|b| b.2).sum::<u64>(), 3, "{mine:?}");
+    let slow: Vec<_> = all.into_iter().filter(|b| b.0 >= 65536).collect();
+    assert_eq!(slow.len(), 1, "{mine:?}");
+    assert!(slow[0].0 >= 524288 && slow[0].1 <= 1 << 22, "{mine:?}");
+}
+
+/// A blocking connect a signal interrupts: the handshake goes on, so it is one connection
+/// whether the kernel restarts the call (SA_RESTART) or the application waits with poll() after
+/// EINTR; it completes at the SYN's retransmission, about 1 s after the start.
+#[test]
+fn soconnlat_times_an_interrupted_connect_once() {
+    let ns = Netns::new();
+    let tool = Tool::start(&["soconnlat", "--json", "--netns", &ns.path()]);
+    let restarted = ns.loadgen(&["interrupted", "--family", "4", "--restart"]);
+    let polled = ns.loadgen(&["interrupted", "--family", "6"]);
+    let rows = tool.stop().succeeded().json();
+    assert_eq!(
+        (&restarted["result"], &polled["result"]),
+        (&"ok".into(), &"eintr".into())
+    );
+    for run in [&restarted, &polled] {
+        // The two connections that fill the listener's queue (another stack: another
+        // histogram), and the interrupted one.
+        let mine = hists(&rows, "us", &[("pid", run["pid"].clone())]);
+        let all: Vec<(u64, u64, u64)> = mine.iter().flat_map(|h| buckets(h)).collect();
+        assert_eq!(all.iter().map(|b| b.2).sum::<u64>(), 3, "{run}: {mine:?}");
+        let slow: Vec<_> = all.into_iter().filter(|b| b.0 >= 65536).collect();
+        assert_eq!(slow.len(), 1, "{mine:?}");
+        assert!(
+            slow[0].0 >= 524288 && slow[0].1 <= 1 << 22 && slow[0].2 == 1,
+            "{mine:?}"
+        );
+    }
+}
+
 #[test]
 fn soconnlat_filters_exclude_what_they_should() {
     let ns = Netns::new();
@@ -588,11 +843,11 @@ fn soconnlat_filters_exclude_what_they_should() {
     let other_ns = Tool::start(&["soconnlat", "--json", "--netns", &elsewhere.path()]);
     // connect needs a listener: the refused ones count too (a failed connect is a latency).
     let (a, _) = (traced.go(), other.go());
-    let rows = by_pid.stop().json();
+    let rows = by_pid.stop().succeeded().json();
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0]["pid"], a["pid"]);
     assert_eq!(total(&rows[0]), num(&a, "ok") + num(&a, "refused"));
-    assert_eq!(other_ns.stop().json(), Vec::<Value>::new());
+    assert_eq!(other_ns.stop().succeeded().json(), Vec::<Value>::new());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -635,11 +890,29 @@ fn list_shows_the_socket_tools_running() {
     let o = netbpf(&["list"]);
     assert!(o.status.success());
     let out = String::from_utf8_lossy(&o.stdout);
-    for tool in TOOLS {
+    // The 6.3+ tracepoints where the kernel has them (the host, 6.12); else fentry (6.1).
+    let tp = has_sock_length_tracepoints();
+    if vmtest_kernel().as_deref() == Some("6.1") {
+        assert!(!tp, "Debian's 6.1 has no sock_send_length tracepoint");
+    }
+    // sormem samples before each read: fentry wherever trampolines load (the stock kernels).
+    let sormem = if vmtest_kernel().is_some() {
+        "fentry".to_string()
+    } else {
+        common::chosen_plan("sormem")
+    };
+    for (tool, plan) in [
+        ("socketio", if tp { "tp_btf" } else { "fentry" }),
+        ("socksize", if tp { "tp_btf" } else { "fexit" }),
+        ("sormem", &sormem),
+        ("so1stbyte", "tracepoint"),
+        ("soconnlat", "tracepoint"),
+    ] {
         let line = out
             .lines()
             .find(|l| l.starts_with(&format!("{tool} ")))
             .unwrap_or_else(|| panic!("{tool} in {out}"));
-        assert!(line.contains(" ok "), "{line}");
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!((words[1], words[2]), ("ok", plan), "{line}");
     }
 }

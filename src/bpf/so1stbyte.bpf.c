@@ -6,11 +6,14 @@
  * the socket. The first read-family syscall on that fd returning > 0 stops it. The clock is
  * dropped when connect() fails at once, when the fd is closed, and when the fd no longer names
  * the same socket (dup2 over it, or a close we did not see): so a stale fd number never times an
- * unrelated read. */
+ * unrelated read. A connect() again on a socket whose connection is under way (applications ask
+ * a non-blocking socket for its result this way) keeps the first call's clock; one on a stream
+ * socket we did not see start (already connected, say) starts none. */
 #include "common/netbpf.bpf.h"
 #include "common/filter.bpf.h"
 #include "common/hist.bpf.h"
 #include "common/sock.bpf.h"
+#include "common/sockaddr.bpf.h"
 #include "so1stbyte.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -61,20 +64,26 @@ int so1stbyte_connect_enter(struct trace_event_raw_sys_enter *ctx)
 {
 	__u32 pid = current_tgid(), tid = current_tid();
 	struct conn_key key = { .pid = pid, .fd = (__s32)ctx->args[0] };
-	struct conn c = {};
-	__u16 family = 0;
+	struct conn c = {}, *known;
 	struct sock *sk;
 
 	if (!tgid_ok(pid))
 		return 0;
-	if (bpf_probe_read_user(&family, sizeof(family), (void *)ctx->args[1]) || !sk_is_inet(family))
+	if (!sk_is_inet(read_user_family((const void *)ctx->args[1])))
 		return 0;
 	sk = sock_from_fd(key.fd);
 	if (!sk || !netns_ok(sk_netns_cookie(sk)))
 		return 0;
-	c.start_ns = bpf_ktime_get_ns();
-	c.sk = (__u64)sk;
-	bpf_map_update_elem(&conns, &key, &c, BPF_ANY);
+	if (sk_connect_started(sk)) {
+		/* Its result asked for: the clock of the connect() that started it runs on. */
+		known = bpf_map_lookup_elem(&conns, &key);
+		if (!known || known->sk != (__u64)sk)
+			return 0;
+	} else {
+		c.start_ns = bpf_ktime_get_ns();
+		c.sk = (__u64)sk;
+		bpf_map_update_elem(&conns, &key, &c, BPF_ANY);
+	}
 	bpf_map_update_elem(&connecting, &tid, &key.fd, BPF_ANY);
 	return 0;
 }
@@ -90,7 +99,10 @@ int so1stbyte_connect_exit(struct trace_event_raw_sys_exit *ctx)
 		return 0;
 	key.fd = *fd;
 	bpf_map_delete_elem(&connecting, &tid);
-	if (ctx->ret < 0 && ctx->ret != -EINPROGRESS)
+	/* The connection failed. Not when it goes on: EINPROGRESS, EALREADY (still connecting),
+	 * EISCONN (connected), or a signal's restart code. */
+	if (ctx->ret < 0 && ctx->ret != -EINPROGRESS && ctx->ret != -EALREADY &&
+	    ctx->ret != -EISCONN && !ret_is_restart(ctx->ret))
 		bpf_map_delete_elem(&conns, &key);
 	return 0;
 }

@@ -5,12 +5,14 @@
  * Three ways to see a call, one per plan (the unused ones are not loaded):
  * - tp_btf sock_send_length / sock_recv_length (6.3+): fired for every sendmsg/recvmsg a socket
  *   gets, whatever the path (write, send*, read, recv*, splice, sendmmsg's each message).
- * - fentry sock_sendmsg / sock_recvmsg, or kprobes on them (older kernels): the book's hooks;
- *   a few kernel-internal paths that call the protocol directly are not seen. */
+ * - fentry/fexit, or kprobes, around sock_sendmsg() / sock_recvmsg() (the book's hooks) on
+ *   older kernels: every message of the same paths, as common/sockmsg.bpf.h explains (before
+ *   6.5, splice(2) and sendfile(2) to a socket use sendpage, which neither plan sees). */
 #include "common/netbpf.bpf.h"
 #include "common/filter.bpf.h"
 #include "common/maps.bpf.h"
 #include "common/sock.bpf.h"
+#include "common/sockmsg.bpf.h"
 #include "socketio.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -25,7 +27,6 @@ struct {
 static __always_inline void count_io(struct sock *sk, __u8 dir)
 {
 	struct socketio_key key = {};
-	struct proto *prot;
 	__u32 pid = current_tgid();
 
 	if (!sk || !tgid_ok(pid) || !netns_ok(sk_netns_cookie(sk)))
@@ -34,9 +35,7 @@ static __always_inline void count_io(struct sock *sk, __u8 dir)
 	key.dir = dir;
 	key.rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	bpf_get_current_comm(key.comm, sizeof(key.comm));
-	prot = BPF_CORE_READ(sk, __sk_common.skc_prot);
-	if (prot)
-		bpf_probe_read_kernel_str(key.proto, sizeof(key.proto), prot->name);
+	sk_proto_name(sk, key.proto, sizeof(key.proto));
 	counter_add(&io, &key, 1);
 }
 
@@ -54,30 +53,8 @@ int BPF_PROG(socketio_recv, struct sock *sk, int ret, int flags)
 	return 0;
 }
 
-SEC("fentry/sock_sendmsg")
-int BPF_PROG(socketio_fentry_send, struct socket *sock)
+/* Plans fentry and kprobe (before 6.3): see common/sockmsg.bpf.h. */
+static __always_inline void sockmsg_seen(struct sock *sk, long ret, __u32 dir)
 {
-	count_io(BPF_CORE_READ(sock, sk), SOCKETIO_WRITE);
-	return 0;
-}
-
-SEC("fentry/sock_recvmsg")
-int BPF_PROG(socketio_fentry_recv, struct socket *sock)
-{
-	count_io(BPF_CORE_READ(sock, sk), SOCKETIO_READ);
-	return 0;
-}
-
-SEC("kprobe/sock_sendmsg")
-int BPF_KPROBE(socketio_kprobe_send, struct socket *sock)
-{
-	count_io(BPF_CORE_READ(sock, sk), SOCKETIO_WRITE);
-	return 0;
-}
-
-SEC("kprobe/sock_recvmsg")
-int BPF_KPROBE(socketio_kprobe_recv, struct socket *sock)
-{
-	count_io(BPF_CORE_READ(sock, sk), SOCKETIO_READ);
-	return 0;
+	count_io(sk, dir == SOCKMSG_SEND ? SOCKETIO_WRITE : SOCKETIO_READ);
 }

@@ -5,13 +5,14 @@
  * One plan's programs are loaded:
  * - tp_btf sock_send_length / sock_recv_length (6.3+): the result of every sendmsg/recvmsg a
  *   socket gets, with the socket (so --netns is the socket's namespace);
- * - fexit sock_sendmsg / sock_recvmsg: the same from the function's return;
- * - kretprobes on them: the result only, so --netns is the calling task's namespace. */
+ * - fexit, or kprobes and kretprobes, around sock_sendmsg() / sock_recvmsg() on older kernels:
+ *   the same messages and results, with the socket, as common/sockmsg.bpf.h explains. */
 #include "common/netbpf.bpf.h"
 #include "common/filter.bpf.h"
 #include "common/hist.bpf.h"
 #include "common/sock.bpf.h"
 #include "common/export.bpf.h"
+#include "common/sockmsg.bpf.h"
 #include "socksize.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -24,12 +25,12 @@ struct {
 } sizes SEC(".maps");
 
 /* Cheap tests first: the netns cookie costs a few reads per call. */
-static __always_inline bool wanted(int ret)
+static __always_inline bool wanted(long ret)
 {
 	return ret > 0 && tgid_ok(current_tgid());
 }
 
-static __always_inline void add_size(__u64 netns, int ret, __u32 dir)
+static __always_inline void add_size(__u64 netns, long ret, __u32 dir)
 {
 	struct socksize_key key = {};
 
@@ -66,34 +67,9 @@ int BPF_PROG(socksize_recv, struct sock *sk, int ret, int flags)
 	return 0;
 }
 
-SEC("fexit/sock_sendmsg")
-int BPF_PROG(socksize_fexit_send, struct socket *sock, struct msghdr *msg, int ret)
+/* Plans fexit and kretprobe (before 6.3): see common/sockmsg.bpf.h. */
+static __always_inline void sockmsg_seen(struct sock *sk, long ret, __u32 dir)
 {
 	if (wanted(ret))
-		add_size(netns_of(BPF_CORE_READ(sock, sk)), ret, SOCKSIZE_WRITE);
-	return 0;
-}
-
-SEC("fexit/sock_recvmsg")
-int BPF_PROG(socksize_fexit_recv, struct socket *sock, struct msghdr *msg, int flags, int ret)
-{
-	if (wanted(ret))
-		add_size(netns_of(BPF_CORE_READ(sock, sk)), ret, SOCKSIZE_READ);
-	return 0;
-}
-
-SEC("kretprobe/sock_sendmsg")
-int BPF_KRETPROBE(socksize_kretprobe_send, int ret)
-{
-	if (wanted(ret))
-		add_size(filter_netns ? current_netns_cookie() : 0, ret, SOCKSIZE_WRITE);
-	return 0;
-}
-
-SEC("kretprobe/sock_recvmsg")
-int BPF_KRETPROBE(socksize_kretprobe_recv, int ret)
-{
-	if (wanted(ret))
-		add_size(filter_netns ? current_netns_cookie() : 0, ret, SOCKSIZE_READ);
-	return 0;
+		add_size(netns_of(sk), ret, dir == SOCKMSG_SEND ? SOCKSIZE_WRITE : SOCKSIZE_READ);
 }

@@ -5,11 +5,12 @@
  * Syscalls are counted at entry and filtered by the calling task's network namespace (no socket
  * exists yet for socket()/socketpair()). Socket I/O is counted where the kernel hands a message to
  * the protocol: the sock:sock_{send,recv}_length tracepoints (Linux 6.3+, every send/recv path),
- * or, on older kernels, sock_sendmsg()/sock_recvmsg() by fentry or kprobe (the book's hooks); it
- * is filtered by the socket's own namespace. */
+ * or, on older kernels, around sock_sendmsg()/sock_recvmsg() (the book's hooks) by fentry or
+ * kprobe, as common/sockmsg.bpf.h explains; it is filtered by the socket's own namespace. */
 #include "common/netbpf.bpf.h"
 #include "common/filter.bpf.h"
 #include "common/sock.bpf.h"
+#include "common/sockmsg.bpf.h"
 #include "sockstat.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -92,28 +93,8 @@ int sockstat_recv_tp(struct trace_event_raw_sock_msg_length *ctx)
 	return count_io(ctx->sk, SOCKSTAT_RECV);
 }
 
-/* Plan "fentry" (kernels before 6.3 that allow trampolines). */
-SEC("fentry/sock_sendmsg")
-int BPF_PROG(sockstat_send_fentry, struct socket *sock)
+/* Plans "fentry" and "kprobe" (kernels before 6.3): see common/sockmsg.bpf.h. */
+static __always_inline void sockmsg_seen(struct sock *sk, long ret, __u32 dir)
 {
-	return count_io(BPF_CORE_READ(sock, sk), SOCKSTAT_SEND);
-}
-
-SEC("fentry/sock_recvmsg")
-int BPF_PROG(sockstat_recv_fentry, struct socket *sock)
-{
-	return count_io(BPF_CORE_READ(sock, sk), SOCKSTAT_RECV);
-}
-
-/* Plan "kprobe": the book's hooks. */
-SEC("kprobe/sock_sendmsg")
-int BPF_KPROBE(sockstat_send_kprobe, struct socket *sock)
-{
-	return count_io(BPF_CORE_READ(sock, sk), SOCKSTAT_SEND);
-}
-
-SEC("kprobe/sock_recvmsg")
-int BPF_KPROBE(sockstat_recv_kprobe, struct socket *sock)
-{
-	return count_io(BPF_CORE_READ(sock, sk), SOCKSTAT_RECV);
+	count_io(sk, dir == SOCKMSG_SEND ? SOCKSTAT_SEND : SOCKSTAT_RECV);
 }

@@ -3,9 +3,11 @@
  * built in the kernel.
  *
  * connect() on an AF_INET/AF_INET6 address starts a clock and takes the user stack. It ends:
- * - at connect()'s return, unless that is EINPROGRESS: blocking connects, and immediate
- *   failures (a connect() repeated on a socket still connecting continues its clock; EISCONN or
- *   EALREADY on a socket we did not see start is not a connection);
+ * - at connect()'s return, unless that is EINPROGRESS (or a restart code: a signal interrupted
+ *   a blocking connect, whose handshake goes on): blocking connects, and immediate failures. A
+ *   connect() repeated on a socket still connecting continues its clock; one on a stream socket
+ *   that is past TCP_CLOSE otherwise (connected, or connecting since before we looked) is a
+ *   question about a connection, not a new one, and is not timed;
  * - else when, in the same thread, a wait syscall (poll, ppoll, select, pselect6, epoll_wait,
  *   epoll_pwait, epoll_pwait2) returns > 0 while that connecting socket has left SYN_SENT: the
  *   moment the application can learn the result. Checking the socket ties the completion to the
@@ -17,13 +19,12 @@
 #include "common/filter.bpf.h"
 #include "common/hist.bpf.h"
 #include "common/sock.bpf.h"
+#include "common/sockaddr.bpf.h"
 #include "soconnlat.h"
 
 char LICENSE[] SEC("license") = "GPL";
 EXPORT_EVENT_TYPE(soconnlat_stack_event);
 
-#define EALREADY 114
-#define EISCONN 106
 #define MAX_STACK_DEPTH 127
 /* Non-blocking connects one thread can have in flight at once; more are not timed. */
 #define MAX_PENDING 16
@@ -71,27 +72,41 @@ struct {
 	__type(value, struct hist);
 } hists SEC(".maps");
 
+/* (process, stack) pairs user space has been told about */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct soconnlat_stack_event);
+	__type(value, __u8);
+} announced SEC(".maps");
+
 /* Not timed because the thread already had MAX_PENDING connects in progress. */
 __u64 untracked = 0;
 
 static __always_inline void complete(const struct attempt *a)
 {
 	struct soconnlat_key key = { .stack_id = a->stack_id, .pid = current_tgid() };
-	struct soconnlat_stack_event *e;
-	bool fresh;
 
 	bpf_get_current_comm(key.comm, sizeof(key.comm));
-	fresh = !bpf_map_lookup_elem(&hists, &key);
 	hist_map_add(&hists, &key, (bpf_ktime_get_ns() - a->start_ns) / 1000);
-	if (!fresh)
+}
+
+/* Tells user space about a stack the first time a process connects from it, at the connect's
+ * start: it must find the stack's files in the process's maps while the process lives, and a
+ * short-lived client may exit as soon as its connect is done. */
+static __always_inline void announce(__u32 pid, __s32 stack_id)
+{
+	struct soconnlat_stack_event key = { .pid = pid, .stack_id = stack_id }, *e;
+	__u8 one = 1;
+
+	if (stack_id < 0 || bpf_map_lookup_elem(&announced, &key))
 		return;
 	e = reserve_event(sizeof(*e));
 	if (!e)
-		return;
-	e->pid = key.pid;
-	e->stack_id = key.stack_id;
-	/* Rare (once per key) and urgent: user space must read the process's maps before it
-	 * exits, so wake the reader now rather than at its next timed drain. */
+		return; /* counted in lost_events; user space then looks at exit */
+	bpf_map_update_elem(&announced, &key, &one, BPF_ANY);
+	*e = key;
+	/* Rare (once per key) and urgent: wake the reader now, not at its next timed drain. */
 	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
 }
 
@@ -101,12 +116,11 @@ int soconnlat_connect_enter(struct trace_event_raw_sys_enter *ctx)
 	__u32 pid = current_tgid(), tid = current_tid();
 	struct attempt a = { .fd = (__s32)ctx->args[0] };
 	struct pending *p;
-	__u16 family = 0;
 	struct sock *sk;
 
 	if (!tgid_ok(pid))
 		return 0;
-	if (bpf_probe_read_user(&family, sizeof(family), (void *)ctx->args[1]) || !sk_is_inet(family))
+	if (!sk_is_inet(read_user_family((const void *)ctx->args[1])))
 		return 0;
 	sk = sock_from_fd(a.fd);
 	if (!sk || !netns_ok(sk_netns_cookie(sk)))
@@ -128,9 +142,13 @@ int soconnlat_connect_enter(struct trace_event_raw_sys_enter *ctx)
 			}
 		}
 	}
+	/* Asking about a connection that is already made, or that we did not see start. */
+	if (sk_connect_started(sk))
+		return 0;
 	a.start_ns = bpf_ktime_get_ns();
 	a.stack_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
 	bpf_map_update_elem(&connecting, &tid, &a, BPF_ANY);
+	announce(pid, a.stack_id);
 	return 0;
 }
 
@@ -149,7 +167,7 @@ int soconnlat_connect_exit(struct trace_event_raw_sys_exit *ctx)
 		bpf_map_delete_elem(&connecting, &tid);
 		return 0;
 	}
-	if (ctx->ret != -EINPROGRESS && ctx->ret != -EALREADY) {
+	if (ctx->ret != -EINPROGRESS && ctx->ret != -EALREADY && !ret_is_restart(ctx->ret)) {
 		complete(a);
 		bpf_map_delete_elem(&connecting, &tid);
 		return 0;

@@ -9,6 +9,7 @@
 #include "common/filter.bpf.h"
 #include "common/maps.bpf.h"
 #include "common/sock.bpf.h"
+#include "common/sockaddr.bpf.h"
 #include "sofamily.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -31,9 +32,8 @@ static __always_inline void count(__u8 call, __u16 family)
 SEC("tracepoint/syscalls/sys_enter_connect")
 int sofamily_connect(struct trace_event_raw_sys_enter *ctx)
 {
-	const void *uaddr = (const void *)ctx->args[1];
 	struct sock *sk;
-	__u16 family;
+	int family;
 
 	if (!tgid_ok(current_tgid()))
 		return 0;
@@ -42,7 +42,8 @@ int sofamily_connect(struct trace_event_raw_sys_enter *ctx)
 		if (!sk || !netns_ok(sk_netns_cookie(sk)))
 			return 0;
 	}
-	if (!uaddr || bpf_probe_read_user(&family, sizeof(family), uaddr))
+	family = read_user_family((const void *)ctx->args[1]);
+	if (family < 0)
 		return 0; /* no address to read: connect() fails with EFAULT */
 	count(SOFAMILY_CONNECT, family);
 	return 0;

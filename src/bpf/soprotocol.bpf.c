@@ -30,7 +30,7 @@ static __always_inline void count(__u8 call, int fd)
 		return;
 	key.family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	key.protocol = BPF_CORE_READ(sk, sk_protocol);
-	BPF_CORE_READ_STR_INTO(&key.kproto, sk, __sk_common.skc_prot, name);
+	sk_proto_name(sk, key.kproto, sizeof(key.kproto));
 	bpf_get_current_comm(key.comm, sizeof(key.comm));
 	counter_add(&counts, &key, 1);
 }

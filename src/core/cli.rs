@@ -103,6 +103,20 @@ fn tgid_in_status(status: &str) -> Option<u32> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// `-p PID`: only this process, filtered in the kernel (the tools' shared option).
+#[derive(Args, Debug, Clone, Default)]
+pub struct PidFilter {
+    /// Only this process
+    #[arg(short = 'p', long = "pid", value_parser = parse_pid)]
+    pub pid: Option<u32>,
+}
+
+impl PidFilter {
+    pub fn apply(&self, f: &mut Filters) {
+        f.tgid = self.pid.unwrap_or(0);
+    }
+}
+
 pub fn parse_port_list(s: &str) -> Result<Vec<u16>, String> {
     parse_ports(s, MAX_FILTER_PORTS)
 }

@@ -1,4 +1,5 @@
-//! errno names, so results read "ECONNREFUSED" rather than -111.
+//! errno names, so results read "ECONNREFUSED" rather than -111; also the kernel-internal codes
+//! (ERESTARTSYS, ...) that syscall exit tracepoints can see.
 
 /// The symbolic name of a Linux errno (positive), or None when unknown.
 pub fn name(errno: i64) -> Option<&'static str> {
@@ -133,6 +134,28 @@ pub fn name(errno: i64) -> Option<&'static str> {
         130 => "EOWNERDEAD",
         131 => "ENOTRECOVERABLE",
         132 => "ERFKILL",
+        133 => "EHWPOISON",
+        // Kernel-internal codes (include/linux/errno.h): a syscall's exit tracepoint sees them
+        // before the kernel restarts the call or turns them into EINTR.
+        512 => "ERESTARTSYS",
+        513 => "ERESTARTNOINTR",
+        514 => "ERESTARTNOHAND",
+        515 => "ENOIOCTLCMD",
+        516 => "ERESTART_RESTARTBLOCK",
+        517 => "EPROBE_DEFER",
+        518 => "EOPENSTALE",
+        519 => "ENOPARAM",
+        521 => "EBADHANDLE",
+        522 => "ENOTSYNC",
+        523 => "EBADCOOKIE",
+        524 => "ENOTSUPP",
+        525 => "ETOOSMALL",
+        526 => "ESERVERFAULT",
+        527 => "EBADTYPE",
+        528 => "EJUKEBOX",
+        529 => "EIOCBQUEUED",
+        530 => "ERECALLCONFLICT",
+        531 => "ENOGRACE",
         _ => return None,
     })
 }
@@ -155,6 +178,10 @@ mod tests {
         assert_eq!(super::result(-111), "ECONNREFUSED");
         assert_eq!(super::result(-115), "EINPROGRESS");
         assert_eq!(super::result(-11), "EAGAIN");
+        assert_eq!(super::result(-512), "ERESTARTSYS");
+        assert_eq!(super::result(-516), "ERESTART_RESTARTBLOCK");
+        assert_eq!(super::result(-133), "EHWPOISON");
+        assert_eq!(super::result(-520), "-520");
         assert_eq!(super::result(-999), "-999");
     }
 }

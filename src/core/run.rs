@@ -172,6 +172,16 @@ impl Run {
 }
 
 /// Says on stderr how many events the kernel could not hand over.
+/// Says how many new keys were dropped because a kernel map was full (common/maps.bpf.h's
+/// `map_full_drops`), so a summary that misses some is not taken for complete.
+pub fn report_full(tool: &str, dropped: u64) {
+    if dropped > 0 {
+        eprintln!(
+            "netbpf {tool}: {dropped} updates not counted (a kernel map was full: too many distinct keys)"
+        );
+    }
+}
+
 pub fn report_lost(tool: &str, lost: u64) {
     if lost > 0 {
         // Not eprintln!: stderr may be a closed pipe too; that must not become a panic.

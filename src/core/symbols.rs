@@ -1,6 +1,9 @@
 //! Stack symbolization (kernel and user) with blazesym.
 
-use blazesym::symbolize::source::{Kernel, Process, Source};
+use std::path::PathBuf;
+
+use blazesym::normalize::{Normalizer, UserMeta};
+use blazesym::symbolize::source::{Elf, Kernel, Process, Source};
 use blazesym::symbolize::{Input, Symbolized, Symbolizer};
 use blazesym::Pid;
 
@@ -8,6 +11,21 @@ use blazesym::Pid;
 /// so symbolize all stacks of a run with one value.
 pub struct Symbols {
     symbolizer: Symbolizer,
+    normalizer: Normalizer,
+}
+
+/// A user stack frame found in the file mapped at its address: it can be named from that file
+/// after the process has gone.
+#[derive(Clone, Debug, PartialEq)]
+pub enum UserFrame {
+    /// `offset` into the ELF file at `path`.
+    File {
+        path: PathBuf,
+        offset: u64,
+        addr: u64,
+    },
+    /// No file is mapped there (or the process was gone): the bare address.
+    Unknown(u64),
 }
 
 impl Default for Symbols {
@@ -34,7 +52,54 @@ impl Symbols {
     pub fn new() -> Symbols {
         Symbols {
             symbolizer: Symbolizer::new(),
+            normalizer: Normalizer::new(),
         }
+    }
+
+    /// Finds the file and file offset of each user address of process `pid`, innermost first
+    /// (zeros end the stack). Call it while the process lives; [`Symbols::name_user`] names the
+    /// frames later, from the files.
+    pub fn locate_user(&self, pid: u32, addrs: &[u64]) -> Vec<UserFrame> {
+        let addrs: Vec<u64> = addrs.iter().copied().take_while(|&a| a != 0).collect();
+        let Ok(out) = self.normalizer.normalize_user_addrs(Pid::from(pid), &addrs) else {
+            return addrs.into_iter().map(UserFrame::Unknown).collect();
+        };
+        out.outputs
+            .iter()
+            .zip(&addrs)
+            .map(|(&(offset, meta), &addr)| match out.meta.get(meta) {
+                Some(UserMeta::Elf(elf)) => UserFrame::File {
+                    path: elf.path.clone(),
+                    offset,
+                    addr,
+                },
+                _ => UserFrame::Unknown(addr),
+            })
+            .collect()
+    }
+
+    /// Names located frames: "function+0xoff" from the file's symbols, else "file+0xoffset"
+    /// (the file's name and the offset in it), else the bare address.
+    pub fn name_user(&self, frames: &[UserFrame]) -> Vec<String> {
+        frames
+            .iter()
+            .map(|f| match f {
+                UserFrame::File { path, offset, .. } => {
+                    let src = Source::Elf(Elf::new(path));
+                    match self
+                        .symbolizer
+                        .symbolize_single(&src, Input::FileOffset(*offset))
+                    {
+                        Ok(Symbolized::Sym(sym)) => format!("{}+0x{:x}", sym.name, sym.offset),
+                        _ => {
+                            let name = path.file_name().unwrap_or(path.as_os_str());
+                            format!("{}+0x{offset:x}", name.to_string_lossy())
+                        }
+                    }
+                }
+                UserFrame::Unknown(addr) => format!("0x{addr:x}"),
+            })
+            .collect()
     }
 
     /// Kernel addresses (from bpf_get_stack / a stack map), innermost first; zeros end the stack.
@@ -73,6 +138,32 @@ mod tests {
         let f = Symbols::new().user(std::process::id(), &[addr, 0]);
         assert_eq!(f.len(), 1);
         assert!(f[0].contains("marker_function_for_symbols_test"), "{f:?}");
+    }
+
+    #[test]
+    fn own_function_is_named_from_its_file() {
+        let addr = marker_function_for_symbols_test();
+        let s = Symbols::new();
+        let located = s.locate_user(std::process::id(), &[addr, 0]);
+        assert_eq!(located.len(), 1);
+        assert!(
+            matches!(&located[0], UserFrame::File { addr: a, .. } if *a == addr),
+            "{located:?}"
+        );
+        let f = s.name_user(&located);
+        assert!(f[0].contains("marker_function_for_symbols_test"), "{f:?}");
+        // Not a symbol: the file's name and the offset.
+        let UserFrame::File { path, .. } = &located[0] else {
+            unreachable!()
+        };
+        let off = UserFrame::File {
+            path: path.clone(),
+            offset: 0,
+            addr: 0,
+        };
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(s.name_user(&[off]), [format!("{name}+0x0")]);
+        assert_eq!(s.name_user(&[UserFrame::Unknown(0x1234)]), ["0x1234"]);
     }
 
     #[test]

@@ -62,6 +62,9 @@ registry! {
     udpconnect,
 }
 
+/// Programs shared by the socket I/O tools' fentry and kprobe plans.
+pub mod sockmsg;
+
 pub fn find(name: &str) -> Option<&'static Tool> {
     TOOLS
         .iter()

@@ -4,11 +4,10 @@ use std::ffi::OsString;
 use std::mem::MaybeUninit;
 
 use clap::Parser;
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 
-use crate::core::bpf::{opened, read_event, LoadContext, Pod};
+use crate::core::bpf::{load, read_event, Pod};
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{parse_pid, Common};
+use crate::core::cli::{PidFilter, Common};
 use crate::core::errno;
 use crate::core::output::{comm_str, Column, Format, Output, Value};
 use crate::tools::{announce, start, Tool};
@@ -47,9 +46,8 @@ shows '-' (null in JSON). RESULT is Success or the errno name. io_uring accepts 
 #[derive(Parser, Debug)]
 #[command(name = "soaccept", about = "Trace IP socket accept() calls with peer and result", after_help = EXAMPLES)]
 struct Opts {
-    /// Only this process
-    #[arg(short = 'p', long = "pid", value_parser = parse_pid)]
-    pid: Option<u32>,
+    #[command(flatten)]
+    pid: PidFilter,
     #[command(flatten)]
     common: Common,
 }
@@ -57,13 +55,12 @@ struct Opts {
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let mut s = start(tool, &o.common)?;
-    s.filters.tgid = o.pid.unwrap_or(0);
+    o.pid.apply(&mut s.filters);
 
     let mut obj = MaybeUninit::uninit();
-    let mut open = opened(tool.name, SoacceptSkelBuilder::default().open(&mut obj))?;
-    crate::set_filters!(open.maps.rodata_data.as_deref_mut().expect("rodata"), s.filters);
-    let mut skel = open.load().or_load_failed(tool.name)?;
-    skel.attach().map_err(|e| crate::core::bpf::attach_failed(tool.name, s.plan.attach, e))?;
+    let skel = load(tool.name, s.plan.attach, SoacceptSkelBuilder::default(), &mut obj, |open| {
+        crate::set_filters!(open.maps.rodata_data.as_deref_mut().expect("rodata"), s.filters);
+    })?;
 
     let mut out = Output::new(
         o.common.format(),

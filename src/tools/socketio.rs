@@ -5,13 +5,13 @@ use std::ffi::OsString;
 use std::mem::MaybeUninit;
 
 use clap::Parser;
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::skel::OpenSkel as _;
 
-use crate::core::bpf::{opened, LoadContext, Pod};
+use crate::core::bpf::{load, Pod};
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{parse_pid, Common};
+use crate::core::cli::{PidFilter, Common};
 use crate::core::output::{comm_str, Format, Output, Value};
-use crate::tools::{announce, start, Tool};
+use crate::tools::{announce, sockmsg, start, Tool};
 
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/socketio.skel.rs"));
@@ -31,34 +31,23 @@ pub static TOOL: Tool = Tool {
             name: "tp_btf",
             needs: &[Hook::TpBtf],
             attach: "sock/sock_send_length + sock/sock_recv_length",
-            check: Some(length_tracepoints),
+            check: Some(sockmsg::length_tracepoints),
         },
         Plan {
             name: "fentry",
             needs: &[Hook::Fentry],
-            attach: "fentry sock_sendmsg + sock_recvmsg",
-            check: Some(sock_msg_functions),
+            attach: crate::sockmsg_fentry_hooks!(),
+            check: Some(sockmsg::required),
         },
         Plan {
             name: "kprobe",
             needs: &[Hook::Kprobe],
-            attach: "kprobe sock_sendmsg + sock_recvmsg",
-            check: Some(sock_msg_functions),
+            attach: crate::sockmsg_kprobe_hooks!(),
+            check: Some(sockmsg::required),
         },
     ],
     run,
 };
-
-/// sock_send_length and sock_recv_length appeared in Linux 6.3.
-pub(crate) fn length_tracepoints() -> Result<(), String> {
-    crate::core::btf::require_tracepoint("sock_send_length")?;
-    crate::core::btf::require_tracepoint("sock_recv_length")
-}
-
-pub(crate) fn sock_msg_functions() -> Result<(), String> {
-    crate::core::btf::require_func("sock_sendmsg")?;
-    crate::core::btf::require_func("sock_recvmsg")
-}
 
 const EXAMPLES: &str = "\
 Examples:
@@ -80,9 +69,8 @@ are not connected (listeners, unconnected UDP, UNIX).";
     after_help = EXAMPLES
 )]
 struct Opts {
-    /// Only this process
-    #[arg(short = 'p', long = "pid", value_parser = parse_pid)]
-    pid: Option<u32>,
+    #[command(flatten)]
+    pid: PidFilter,
     #[command(flatten)]
     common: Common,
 }
@@ -90,35 +78,32 @@ struct Opts {
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let mut s = start(tool, &o.common)?;
-    s.filters.tgid = o.pid.unwrap_or(0);
+    o.pid.apply(&mut s.filters);
 
+    let tp = s.plan.name == "tp_btf";
     let mut obj = MaybeUninit::uninit();
-    let mut open = opened(tool.name, SocketioSkelBuilder::default().open(&mut obj))?;
-    crate::set_filters!(
-        open.maps.rodata_data.as_deref_mut().expect("rodata"),
-        s.filters
-    );
-    let plan = s.plan.name;
-    open.progs.socketio_send.set_autoload(plan == "tp_btf");
-    open.progs.socketio_recv.set_autoload(plan == "tp_btf");
-    open.progs
-        .socketio_fentry_send
-        .set_autoload(plan == "fentry");
-    open.progs
-        .socketio_fentry_recv
-        .set_autoload(plan == "fentry");
-    open.progs
-        .socketio_kprobe_send
-        .set_autoload(plan == "kprobe");
-    open.progs
-        .socketio_kprobe_recv
-        .set_autoload(plan == "kprobe");
-    let mut skel = open.load().or_load_failed(tool.name)?;
-    skel.attach()
-        .map_err(|e| crate::core::bpf::attach_failed(tool.name, s.plan.attach, e))?;
+    let skel = load(
+        tool.name,
+        s.plan.attach,
+        SocketioSkelBuilder::default(),
+        &mut obj,
+        |open| {
+            crate::set_filters!(
+                open.maps.rodata_data.as_deref_mut().expect("rodata"),
+                s.filters
+            );
+            open.progs.socketio_send.set_autoload(tp);
+            open.progs.socketio_recv.set_autoload(tp);
+            sockmsg::autoload(open.open_object_mut(), s.plan);
+        },
+    )?;
 
     announce("socket I/O");
     s.run.wait();
+    crate::core::run::report_full(
+        tool.name,
+        skel.maps.bss_data.as_deref().map_or(0, |b| b.map_full_drops),
+    );
 
     let mut rows: Vec<(types::socketio_key, u64)> = crate::core::maps::entries(&skel.maps.io)?;
     // As bpftrace prints a map: smallest count first, so the busiest end up on screen.

@@ -4,15 +4,14 @@ use std::ffi::OsString;
 use std::mem::MaybeUninit;
 
 use clap::Parser;
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::skel::OpenSkel as _;
 
-use crate::core::bpf::{opened, LoadContext, Pod};
+use crate::core::bpf::{load, Pod};
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{parse_pid, Common};
+use crate::core::cli::{PidFilter, Common};
 use crate::core::hist::print_log2;
 use crate::core::output::{comm_str, Output, Value};
-use crate::tools::socketio::{length_tracepoints, sock_msg_functions};
-use crate::tools::{announce, start, Tool};
+use crate::tools::{announce, sockmsg, start, Tool};
 
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/socksize.skel.rs"));
@@ -33,20 +32,19 @@ pub static TOOL: Tool = Tool {
             name: "tp_btf",
             needs: &[Hook::TpBtf],
             attach: "sock/sock_send_length + sock/sock_recv_length",
-            check: Some(length_tracepoints),
+            check: Some(sockmsg::length_tracepoints),
         },
         Plan {
             name: "fexit",
             needs: &[Hook::Fentry],
-            attach: "fexit sock_sendmsg + sock_recvmsg",
-            check: Some(sock_msg_functions),
+            attach: crate::sockmsg_fentry_hooks!(),
+            check: Some(sockmsg::required),
         },
-        // Return values only: --netns then means the calling task's namespace.
         Plan {
             name: "kretprobe",
             needs: &[Hook::Kprobe],
-            attach: "kretprobe sock_sendmsg + sock_recvmsg",
-            check: Some(sock_msg_functions),
+            attach: crate::sockmsg_kprobe_hooks!(),
+            check: Some(sockmsg::required),
         },
     ],
     run,
@@ -70,9 +68,8 @@ no data (errors, EAGAIN, end of stream) are not counted. Reads include MSG_PEEK 
     after_help = EXAMPLES
 )]
 struct Opts {
-    /// Only this process
-    #[arg(short = 'p', long = "pid", value_parser = parse_pid)]
-    pid: Option<u32>,
+    #[command(flatten)]
+    pid: PidFilter,
     #[command(flatten)]
     common: Common,
 }
@@ -80,31 +77,32 @@ struct Opts {
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let mut s = start(tool, &o.common)?;
-    s.filters.tgid = o.pid.unwrap_or(0);
+    o.pid.apply(&mut s.filters);
 
+    let tp = s.plan.name == "tp_btf";
     let mut obj = MaybeUninit::uninit();
-    let mut open = opened(tool.name, SocksizeSkelBuilder::default().open(&mut obj))?;
-    crate::set_filters!(
-        open.maps.rodata_data.as_deref_mut().expect("rodata"),
-        s.filters
-    );
-    let plan = s.plan.name;
-    open.progs.socksize_send.set_autoload(plan == "tp_btf");
-    open.progs.socksize_recv.set_autoload(plan == "tp_btf");
-    open.progs.socksize_fexit_send.set_autoload(plan == "fexit");
-    open.progs.socksize_fexit_recv.set_autoload(plan == "fexit");
-    open.progs
-        .socksize_kretprobe_send
-        .set_autoload(plan == "kretprobe");
-    open.progs
-        .socksize_kretprobe_recv
-        .set_autoload(plan == "kretprobe");
-    let mut skel = open.load().or_load_failed(tool.name)?;
-    skel.attach()
-        .map_err(|e| crate::core::bpf::attach_failed(tool.name, s.plan.attach, e))?;
+    let skel = load(
+        tool.name,
+        s.plan.attach,
+        SocksizeSkelBuilder::default(),
+        &mut obj,
+        |open| {
+            crate::set_filters!(
+                open.maps.rodata_data.as_deref_mut().expect("rodata"),
+                s.filters
+            );
+            open.progs.socksize_send.set_autoload(tp);
+            open.progs.socksize_recv.set_autoload(tp);
+            sockmsg::autoload(open.open_object_mut(), s.plan);
+        },
+    )?;
 
     announce("socket I/O sizes");
     s.run.wait();
+    crate::core::run::report_full(
+        tool.name,
+        skel.maps.bss_data.as_deref().map_or(0, |b| b.map_full_drops),
+    );
 
     let mut hists: Vec<(types::socksize_key, types::hist)> =
         crate::core::maps::entries(&skel.maps.sizes)?;
@@ -135,6 +133,8 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
 /// process (socksize.bpf.c in exporter mode, maps of common/export.bpf.h).
 pub mod export {
     use super::*;
+    use crate::core::bpf::{opened, LoadContext as _};
+    use libbpf_rs::skel::{Skel as _, SkelBuilder as _};
     use crate::exporter::sources::{
         Buckets, Ctx, ExportMaps, Family, Loaded, Scale, Source, Unit,
     };
@@ -175,17 +175,10 @@ pub mod export {
         let obj = Box::leak(Box::new(MaybeUninit::uninit()));
         let mut open = opened(TOOL.name, SocksizeSkelBuilder::default().open(obj))?;
         crate::export_rodata!(open.maps.rodata_data.as_deref_mut().expect("rodata"), ctx);
-        let p = plan.name;
-        open.progs.socksize_send.set_autoload(p == "tp_btf");
-        open.progs.socksize_recv.set_autoload(p == "tp_btf");
-        open.progs.socksize_fexit_send.set_autoload(p == "fexit");
-        open.progs.socksize_fexit_recv.set_autoload(p == "fexit");
-        open.progs
-            .socksize_kretprobe_send
-            .set_autoload(p == "kretprobe");
-        open.progs
-            .socksize_kretprobe_recv
-            .set_autoload(p == "kretprobe");
+        let tp = plan.name == "tp_btf";
+        open.progs.socksize_send.set_autoload(tp);
+        open.progs.socksize_recv.set_autoload(tp);
+        sockmsg::autoload(open.open_object_mut(), plan);
         ExportMaps::size(ctx, &mut open.maps.export_counts, &mut open.maps.export_hists)?;
         let mut skel = open.load().or_load_failed(TOOL.name)?;
         skel.attach()

@@ -2,16 +2,17 @@
 
 use std::ffi::OsString;
 use std::mem::MaybeUninit;
+use std::time::Duration;
 
 use clap::Parser;
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::skel::OpenSkel as _;
 
-use crate::core::bpf::{opened, LoadContext};
+use crate::core::bpf::load;
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{parse_pid, Common, Interval};
+use crate::core::cli::{PidFilter, Common, Interval};
 use crate::core::output::{Output, Value};
 use crate::core::time::hms_now;
-use crate::tools::{announce, start, Tool};
+use crate::tools::{announce, sockmsg, start, Tool};
 
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/sockstat.skel.rs"));
@@ -27,32 +28,26 @@ pub static TOOL: Tool = Tool {
             name: "tracepoint",
             needs: &[Hook::Tracepoint],
             attach: "syscalls/sys_enter_{accept*,connect,bind,socket*} + sock/sock_{send,recv}_length",
-            check: Some(|| btf_has("btf_trace_sock_send_length", "the sock:sock_send_length tracepoint (Linux 6.3+)")),
+            check: Some(sockmsg::length_tracepoints),
         },
         Plan {
             name: "fentry",
             needs: &[Hook::Fentry, Hook::Tracepoint],
-            attach: "syscalls/sys_enter_* + fentry/sock_{sendmsg,recvmsg}",
-            check: Some(|| btf_has("sock_sendmsg", "the function sock_sendmsg")),
+            attach: concat!("syscalls/sys_enter_{accept*,connect,bind,socket*} + ", crate::sockmsg_fentry_hooks!()),
+            check: Some(sockmsg::required),
         },
         Plan {
             name: "kprobe",
             needs: &[Hook::Kprobe, Hook::Tracepoint],
-            attach: "syscalls/sys_enter_* + kprobe/sock_{sendmsg,recvmsg}",
-            check: None,
+            attach: concat!("syscalls/sys_enter_{accept*,connect,bind,socket*} + ", crate::sockmsg_kprobe_hooks!()),
+            check: Some(sockmsg::required),
         },
     ],
     run,
 };
 
-/// Ok when kernel BTF has a type or function of this name.
-pub fn btf_has(name: &str, what: &str) -> Result<(), String> {
-    let btf = libbpf_rs::btf::Btf::from_vmlinux().map_err(|e| format!("kernel BTF unreadable: {e}"))?;
-    match btf.type_by_name::<libbpf_rs::btf::BtfType>(name) {
-        Some(_) => Ok(()),
-        None => Err(format!("the kernel has no {what} ({name} not in BTF)")),
-    }
-}
+/// Below this, INTERVAL would print lines faster than anyone reads them.
+const MIN_INTERVAL: Duration = Duration::from_millis(10);
 
 const EXAMPLES: &str = "\
 Examples:
@@ -64,16 +59,16 @@ Examples:
 Each interval prints the time and, in increasing order, the calls that happened (bpftrace
 style): socket syscalls at entry, by the syscall's tracepoint name; socket I/O where a message
 is handed to the protocol: every send/recv path (send*, recv*, write, read, splice...) counts.
-The I/O counters are sock:sock_{send,recv}_length (Linux 6.3+); older kernels count calls of
-sock_sendmsg()/sock_recvmsg() (fentry or kprobe), which some paths bypass.
+The I/O counters are sock:sock_{send,recv}_length (Linux 6.3+); older kernels count the same
+messages around sock_sendmsg()/sock_recvmsg() (fentry or kprobe; splice and sendfile to a socket
+are missed before 6.5). INTERVAL is at least 0.01 s.
 --netns matches the calling task's namespace for syscalls, the socket's for I/O.";
 
 #[derive(Parser, Debug)]
 #[command(name = "sockstat", about = "Count socket syscalls and socket I/O per interval", after_help = EXAMPLES)]
 struct Opts {
-    /// Only this process
-    #[arg(short = 'p', long = "pid", value_parser = parse_pid)]
-    pid: Option<u32>,
+    #[command(flatten)]
+    pid: PidFilter,
     #[command(flatten)]
     interval: Interval,
     #[command(flatten)]
@@ -101,29 +96,31 @@ fn io_labels(plan: &str) -> [&'static str; 2] {
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
+    let every = o.interval.every();
+    if every < MIN_INTERVAL {
+        return Err(crate::usage!(
+            "INTERVAL {} s is too short (at least {} s)",
+            every.as_secs_f64(),
+            MIN_INTERVAL.as_secs_f64()
+        ));
+    }
     let mut s = start(tool, &o.common)?;
-    s.filters.tgid = o.pid.unwrap_or(0);
+    o.pid.apply(&mut s.filters);
 
-    let mut obj = MaybeUninit::uninit();
-    let mut open = opened(tool.name, SockstatSkelBuilder::default().open(&mut obj))?;
-    crate::set_filters!(open.maps.rodata_data.as_deref_mut().expect("rodata"), s.filters);
     let plan = s.plan.name;
-    let progs = &mut open.progs;
-    progs.sockstat_send_tp.set_autoload(plan == "tracepoint");
-    progs.sockstat_recv_tp.set_autoload(plan == "tracepoint");
-    progs.sockstat_send_fentry.set_autoload(plan == "fentry");
-    progs.sockstat_recv_fentry.set_autoload(plan == "fentry");
-    progs.sockstat_send_kprobe.set_autoload(plan == "kprobe");
-    progs.sockstat_recv_kprobe.set_autoload(plan == "kprobe");
-    let mut skel = open.load().or_load_failed(tool.name)?;
-    skel.attach().map_err(|e| crate::core::bpf::attach_failed(tool.name, s.plan.attach, e))?;
+    let mut obj = MaybeUninit::uninit();
+    let skel = load(tool.name, s.plan.attach, SockstatSkelBuilder::default(), &mut obj, |open| {
+        crate::set_filters!(open.maps.rodata_data.as_deref_mut().expect("rodata"), s.filters);
+        open.progs.sockstat_send_tp.set_autoload(plan == "tracepoint");
+        open.progs.sockstat_recv_tp.set_autoload(plan == "tracepoint");
+        sockmsg::autoload(open.open_object_mut(), s.plan);
+    })?;
 
     let [send_label, recv_label] = io_labels(plan);
     let labels: Vec<(&str, &str)> =
         SYSCALLS.iter().copied().chain([("send", send_label), ("recv", recv_label)]).collect();
     let json = o.common.json;
     let mut out = Output::new(o.common.format(), Vec::new());
-    let every = o.interval.every();
     announce(&format!("socket syscalls and I/O, output every {} s", every.as_secs_f64()));
     let mut last = vec![0u64; labels.len()];
     s.run.every(every, o.interval.count, || {

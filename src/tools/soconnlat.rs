@@ -6,15 +6,14 @@ use std::ffi::OsString;
 use std::mem::MaybeUninit;
 
 use clap::Parser;
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags};
 
-use crate::core::bpf::{opened, read_event, LoadContext, Pod};
+use crate::core::bpf::{load, read_event, Pod};
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{parse_pid, Common};
+use crate::core::cli::{PidFilter, Common};
 use crate::core::hist::print_log2;
 use crate::core::output::{comm_str, json_string, Format, Output, Value};
-use crate::core::symbols::Symbols;
+use crate::core::symbols::{Symbols, UserFrame};
 use crate::tools::{announce, start, Tool};
 
 mod skel {
@@ -53,8 +52,10 @@ one (EINPROGRESS) ends when the same thread's poll/ppoll/select/pselect6/epoll_w
 epoll_pwait2 returns with the connecting socket's handshake over.
 Stacks are walked with frame pointers: code built without them (most distribution libraries,
 Rust and C built with default flags) shows short or partial stacks; build with
--fno-omit-frame-pointer or -C force-frame-pointers=yes for full ones. Stacks are symbolized while
-the process runs; frames of a process that has exited are shown as addresses.";
+-fno-omit-frame-pointer or -C force-frame-pointers=yes for full ones. A stack's frames are located
+in their files when the process first connects from it, and named from those files at the end, so
+short-lived clients are named too. A frame with no symbol shows as FILE+0xOFFSET, one in no file
+as its address.";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -63,30 +64,30 @@ the process runs; frames of a process that has exited are shown as addresses.";
     after_help = EXAMPLES
 )]
 struct Opts {
-    /// Only this process
-    #[arg(short = 'p', long = "pid", value_parser = parse_pid)]
-    pid: Option<u32>,
+    #[command(flatten)]
+    pid: PidFilter,
     #[command(flatten)]
     common: Common,
 }
 
-/// Symbolized stacks by (pid, stack id), filled as new stacks are reported.
+/// User stacks by (pid, stack id): located in their files when first reported (at the start of
+/// the process's first connect from that stack, while it surely lives), named at the end.
 struct Stacks<'a> {
     map: &'a dyn MapCore,
     symbols: Symbols,
-    frames: HashMap<(u32, i32), Vec<String>>,
+    located: HashMap<(u32, i32), Vec<UserFrame>>,
 }
 
 impl Stacks<'_> {
-    fn frames(&mut self, pid: u32, stack_id: i32) -> &[String] {
-        if !self.frames.contains_key(&(pid, stack_id)) {
-            let frames = self.symbolize(pid, stack_id);
-            self.frames.insert((pid, stack_id), frames);
+    fn locate(&mut self, pid: u32, stack_id: i32) -> &[UserFrame] {
+        if !self.located.contains_key(&(pid, stack_id)) {
+            let frames = self.read(pid, stack_id);
+            self.located.insert((pid, stack_id), frames);
         }
-        &self.frames[&(pid, stack_id)]
+        &self.located[&(pid, stack_id)]
     }
 
-    fn symbolize(&self, pid: u32, stack_id: i32) -> Vec<String> {
+    fn read(&self, pid: u32, stack_id: i32) -> Vec<UserFrame> {
         if stack_id < 0 {
             return Vec::new();
         }
@@ -97,38 +98,45 @@ impl Stacks<'_> {
             .chunks_exact(8)
             .map(|b| u64::from_ne_bytes(b.try_into().unwrap()))
             .collect();
-        self.symbols.user(pid, &addrs)
+        self.symbols.locate_user(pid, &addrs)
+    }
+
+    fn frames(&mut self, pid: u32, stack_id: i32) -> Vec<String> {
+        self.locate(pid, stack_id);
+        self.symbols.name_user(&self.located[&(pid, stack_id)])
     }
 }
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let mut s = start(tool, &o.common)?;
-    s.filters.tgid = o.pid.unwrap_or(0);
+    o.pid.apply(&mut s.filters);
 
     let mut obj = MaybeUninit::uninit();
-    let mut open = opened(tool.name, SoconnlatSkelBuilder::default().open(&mut obj))?;
-    crate::set_filters!(
-        open.maps.rodata_data.as_deref_mut().expect("rodata"),
-        s.filters
-    );
-    let mut skel = open.load().or_load_failed(tool.name)?;
-    skel.attach()
-        .map_err(|e| crate::core::bpf::attach_failed(tool.name, s.plan.attach, e))?;
+    let skel = load(tool.name, s.plan.attach, SoconnlatSkelBuilder::default(), &mut obj, |open| {
+        crate::set_filters!(
+            open.maps.rodata_data.as_deref_mut().expect("rodata"),
+            s.filters
+        );
+    })?;
 
     let mut stacks = Stacks {
         map: &skel.maps.stacks,
         symbols: Symbols::new(),
-        frames: HashMap::new(),
+        located: HashMap::new(),
     };
     let mut out = Output::new(o.common.format(), Vec::new());
     announce("IP connect() latency");
-    // Nothing is printed until the end; new stacks are symbolized now, while their process lives.
+    // Nothing is printed until the end; new stacks are located now, while their process lives.
     s.run.stream(&skel.maps.events, &mut out, |data, _| {
         if let Some(e) = read_event::<types::soconnlat_stack_event>(data) {
-            stacks.frames(e.pid, e.stack_id);
+            stacks.locate(e.pid, e.stack_id);
         }
     })?;
+    crate::core::run::report_full(
+        tool.name,
+        skel.maps.bss_data.as_deref().map_or(0, |b| b.map_full_drops),
+    );
     crate::core::run::report_lost(
         tool.name,
         skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events),
@@ -163,7 +171,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         } else {
             // bpftrace's ustack layout: one indented frame per line.
             let mut text = String::from("\n");
-            for f in frames {
+            for f in &frames {
                 text.push_str("        ");
                 text.push_str(f);
                 text.push('\n');

@@ -4,12 +4,11 @@ use std::ffi::OsString;
 use std::mem::MaybeUninit;
 
 use clap::Parser;
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 
-use crate::core::bpf::{opened, LoadContext, Pod};
+use crate::core::bpf::{load, Pod};
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{parse_pid, Common};
-use crate::core::output::{comm_str, Column, Output, Value};
+use crate::core::cli::{PidFilter, Common};
+use crate::core::output::{comm_str, Column, Format, Output, Value};
 use crate::core::proto::family_str;
 use crate::tools::{announce, start, Tool};
 
@@ -40,16 +39,17 @@ Examples:
   sofamily -p 181         # only PID 181
   sofamily --json         # one JSON object per (call, process, family)
 
-connect() is counted when called, with the family of the address it was given (failed attempts
-included; connect(AF_UNSPEC) dissolves a datagram association). accept() is counted when it
-returns a socket, with that socket's family. Every family Linux defines has a name.";
+At the end it prints, as the book's bpftrace script does, @accept[COMM, FAMILY, NAME]: COUNT and
+@connect[COMM, FAMILY, NAME]: COUNT, smallest counts first. connect() is counted when called,
+with the family of the address it was given (failed attempts included; connect(AF_UNSPEC)
+dissolves a datagram association). accept() is counted when it returns a socket, with that
+socket's family. Every family Linux defines has a name.";
 
 #[derive(Parser, Debug)]
 #[command(name = "sofamily", about = "Count connect()/accept() by process and address family", after_help = EXAMPLES)]
 struct Opts {
-    /// Only this process
-    #[arg(short = 'p', long = "pid", value_parser = parse_pid)]
-    pid: Option<u32>,
+    #[command(flatten)]
+    pid: PidFilter,
     #[command(flatten)]
     common: Common,
 }
@@ -59,24 +59,25 @@ pub(crate) const CALLS: [&str; 2] = ["connect", "accept"];
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let mut s = start(tool, &o.common)?;
-    s.filters.tgid = o.pid.unwrap_or(0);
+    o.pid.apply(&mut s.filters);
 
     let mut obj = MaybeUninit::uninit();
-    let mut open = opened(tool.name, SofamilySkelBuilder::default().open(&mut obj))?;
-    crate::set_filters!(open.maps.rodata_data.as_deref_mut().expect("rodata"), s.filters);
-    let mut skel = open.load().or_load_failed(tool.name)?;
-    skel.attach().map_err(|e| crate::core::bpf::attach_failed(tool.name, s.plan.attach, e))?;
+    let skel = load(tool.name, s.plan.attach, SofamilySkelBuilder::default(), &mut obj, |open| {
+        crate::set_filters!(open.maps.rodata_data.as_deref_mut().expect("rodata"), s.filters);
+    })?;
 
     announce("connect() and accept() address families, counting");
     s.run.wait();
+    crate::core::run::report_full(
+        tool.name,
+        skel.maps.bss_data.as_deref().map_or(0, |b| b.map_full_drops),
+    );
 
-    let mut rows: Vec<(u8, String, u16, u64)> =
+    let rows: Vec<(u8, String, u16, u64)> =
         crate::core::maps::entries::<types::sofamily_key, u64>(&skel.maps.counts)?
             .into_iter()
             .map(|(k, n)| (k.call, comm_str(&k.comm), k.family, n))
             .collect();
-    // connect before accept; most frequent first.
-    rows.sort_by(|a, b| a.0.cmp(&b.0).then(b.3.cmp(&a.3)).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
     let mut out = Output::new(
         o.common.format(),
         vec![
@@ -87,7 +88,17 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
             Column::new("COUNT", "count", 8),
         ],
     );
-    out.header();
+    if out.format() != Format::Json {
+        // The book's bpftrace maps: @accept[COMM, FAMILY, NAME]: N and @connect[...].
+        let lines = rows.iter().map(|(call, comm, family, n)| {
+            (*call, *n, format!("{comm}, {family}, {}", family_str(*family)))
+        });
+        print_maps(&mut out, lines);
+        return Ok(());
+    }
+    let mut rows = rows;
+    // connect before accept; most frequent first.
+    rows.sort_by(|a, b| a.0.cmp(&b.0).then(b.3.cmp(&a.3)).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
     for (call, comm, family, n) in rows {
         let name = family_str(family);
         out.row(&[
@@ -99,4 +110,21 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         ]);
     }
     Ok(())
+}
+
+/// Prints counts as bpftrace prints its maps at exit: `@accept[KEY]: N`, then a blank line and
+/// `@connect[KEY]: N` (maps by name), each map's entries from the smallest count up.
+/// `entries` are (call, count, key).
+pub(crate) fn print_maps(out: &mut Output, entries: impl Iterator<Item = (u8, u64, String)>) {
+    let mut entries: Vec<(u8, u64, String)> = entries.collect();
+    entries.sort_by(|a, b| (CALLS.get(a.0 as usize), a.1, &a.2).cmp(&(CALLS.get(b.0 as usize), b.1, &b.2)));
+    let mut last = None;
+    for (call, n, key) in &entries {
+        let name = CALLS.get(*call as usize).copied().unwrap_or("?");
+        if last.is_some_and(|l| l != name) {
+            out.text("");
+        }
+        last = Some(name);
+        out.text(&format!("@{name}[{key}]: {n}"));
+    }
 }

@@ -4,14 +4,14 @@ use std::ffi::OsString;
 use std::mem::MaybeUninit;
 
 use clap::Parser;
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 
 use crate::core::addr::{AF_INET, AF_INET6};
-use crate::core::bpf::{opened, LoadContext, Pod};
+use crate::core::bpf::{load, Pod};
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{parse_pid, Common};
-use crate::core::output::{comm_str, Column, Output, Value};
+use crate::core::cli::{PidFilter, Common};
+use crate::core::output::{comm_str, Column, Format, Output, Value};
 use crate::core::proto::{family_str, ipproto_name};
+use crate::tools::sofamily::{print_maps, CALLS};
 use crate::tools::{announce, start, Tool};
 
 mod skel {
@@ -43,20 +43,19 @@ Examples:
 
 PROTO is the socket's protocol number (sk_protocol; MPTCP is 262), NAME its IP protocol name
 (for AF_INET/AF_INET6 sockets), KPROTO the kernel's name for the implementation (TCP, TCPv6,
-UDP, MPTCP, UNIX-STREAM, PING...). connect() is counted when called, on the connecting socket;
-accept() when it returns a socket, on that new socket.";
+UDP, MPTCP, UNIX-STREAM, PING...). At the end it prints, as the book's bpftrace script does but
+with accept() kept apart, @accept[COMM, PROTO, NAME, KPROTO]: COUNT and @connect[...]: COUNT,
+smallest counts first (--json: also the family). connect() is counted when called, on the
+connecting socket; accept() when it returns a socket, on that new socket.";
 
 #[derive(Parser, Debug)]
 #[command(name = "soprotocol", about = "Count connect()/accept() by process and transport protocol", after_help = EXAMPLES)]
 struct Opts {
-    /// Only this process
-    #[arg(short = 'p', long = "pid", value_parser = parse_pid)]
-    pid: Option<u32>,
+    #[command(flatten)]
+    pid: PidFilter,
     #[command(flatten)]
     common: Common,
 }
-
-const CALLS: [&str; 2] = ["connect", "accept"];
 
 struct Row {
     call: u8,
@@ -70,16 +69,19 @@ struct Row {
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let mut s = start(tool, &o.common)?;
-    s.filters.tgid = o.pid.unwrap_or(0);
+    o.pid.apply(&mut s.filters);
 
     let mut obj = MaybeUninit::uninit();
-    let mut open = opened(tool.name, SoprotocolSkelBuilder::default().open(&mut obj))?;
-    crate::set_filters!(open.maps.rodata_data.as_deref_mut().expect("rodata"), s.filters);
-    let mut skel = open.load().or_load_failed(tool.name)?;
-    skel.attach().map_err(|e| crate::core::bpf::attach_failed(tool.name, s.plan.attach, e))?;
+    let skel = load(tool.name, s.plan.attach, SoprotocolSkelBuilder::default(), &mut obj, |open| {
+        crate::set_filters!(open.maps.rodata_data.as_deref_mut().expect("rodata"), s.filters);
+    })?;
 
     announce("connect() and accept() protocols, counting");
     s.run.wait();
+    crate::core::run::report_full(
+        tool.name,
+        skel.maps.bss_data.as_deref().map_or(0, |b| b.map_full_drops),
+    );
 
     let mut rows: Vec<Row> = crate::core::maps::entries::<types::soprotocol_key, u64>(&skel.maps.counts)?
         .into_iter()
@@ -92,6 +94,17 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
             count,
         })
         .collect();
+    if o.common.format() != Format::Json {
+        // The book's bpftrace map, with accept() apart: @accept[COMM, PROTO, NAME, KPROTO]: N
+        // and @connect[...].
+        let mut out = Output::new(o.common.format(), Vec::new());
+        let lines = rows.iter().map(|r| {
+            let name = protocol_name(r.family, r.protocol);
+            (r.call, r.count, format!("{}, {}, {name}, {}", r.comm, r.protocol, r.kproto))
+        });
+        print_maps(&mut out, lines);
+        return Ok(());
+    }
     // connect before accept; most frequent first.
     rows.sort_by(|a, b| {
         (a.call, std::cmp::Reverse(a.count), &a.comm, a.family, a.protocol, &a.kproto).cmp(&(
@@ -116,7 +129,6 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
             Column::new("COUNT", "count", 8),
         ],
     );
-    out.header();
     for r in rows {
         let family = family_str(r.family);
         let name = protocol_name(r.family, r.protocol);

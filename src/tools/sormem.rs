@@ -5,12 +5,11 @@ use std::ffi::OsString;
 use std::mem::MaybeUninit;
 
 use clap::Parser;
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 
 use crate::core::addr::{AF_INET, AF_INET6};
-use crate::core::bpf::{opened, read_event, LoadContext, Pod};
+use crate::core::bpf::{load, read_event, Pod};
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{parse_pid, Common};
+use crate::core::cli::{PidFilter, Common};
 use crate::core::hist::print_log2;
 use crate::core::output::{comm_str, Format, Output, Value};
 use crate::core::time::Clock;
@@ -40,15 +39,17 @@ pub static TOOL: Tool = Tool {
         Plan {
             name: "fentry",
             needs: &[Hook::Fentry, Hook::TpBtf],
-            attach: "fentry sock_recvmsg + tp_btf sock/sock_rcvqueue_full, \
-                     sock/sock_exceed_buf_limit, udp/udp_fail_queue_rcv_skb",
+            attach: "fentry sock_recvmsg, ____sys_recvmsg + tp_btf sock/sock_rcvqueue_full, \
+                     sock/sock_exceed_buf_limit, udp/udp_fail_queue_rcv_skb + fexit \
+                     __udp_enqueue_schedule_skb (IPv6)",
             check: Some(sock_recvmsg),
         },
         Plan {
             name: "kprobe",
             needs: &[Hook::Kprobe, Hook::TpBtf],
-            attach: "kprobe sock_recvmsg + tp_btf sock/sock_rcvqueue_full, \
-                     sock/sock_exceed_buf_limit, udp/udp_fail_queue_rcv_skb",
+            attach: "kprobe sock_recvmsg, ____sys_recvmsg + tp_btf sock/sock_rcvqueue_full, \
+                     sock/sock_exceed_buf_limit, udp/udp_fail_queue_rcv_skb + kretprobe \
+                     __udp_enqueue_schedule_skb (IPv6)",
             check: Some(sock_recvmsg),
         },
         Plan {
@@ -65,6 +66,10 @@ pub static TOOL: Tool = Tool {
 
 fn sock_recvmsg() -> Result<(), String> {
     crate::core::btf::require_func("sock_recvmsg")
+}
+
+fn func(name: &str) -> bool {
+    crate::core::btf::require_func(name).is_ok()
 }
 
 const EXAMPLES: &str = "\
@@ -90,9 +95,8 @@ the run, or while it was running.";
     after_help = EXAMPLES
 )]
 struct Opts {
-    /// Only reads by this process (and overflows of its sockets)
-    #[arg(short = 'p', long = "pid", value_parser = parse_pid)]
-    pid: Option<u32>,
+    #[command(flatten)]
+    pid: PidFilter,
     #[command(flatten)]
     common: Common,
 }
@@ -100,33 +104,44 @@ struct Opts {
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let mut s = start(tool, &o.common)?;
-    s.filters.tgid = o.pid.unwrap_or(0);
+    o.pid.apply(&mut s.filters);
 
-    let mut obj = MaybeUninit::uninit();
-    let mut open = opened(tool.name, SormemSkelBuilder::default().open(&mut obj))?;
-    crate::set_filters!(
-        open.maps.rodata_data.as_deref_mut().expect("rodata"),
-        s.filters
-    );
     let plan = s.plan.name;
-    open.progs
-        .sormem_fentry_recvmsg
-        .set_autoload(plan == "fentry");
-    open.progs
-        .sormem_kprobe_recvmsg
-        .set_autoload(plan == "kprobe");
-    for p in [
-        &mut open.progs.sormem_enter_read,
-        &mut open.progs.sormem_enter_readv,
-        &mut open.progs.sormem_enter_recvfrom,
-        &mut open.progs.sormem_enter_recvmsg,
-        &mut open.progs.sormem_enter_recvmmsg,
-    ] {
-        p.set_autoload(plan == "tracepoint");
-    }
-    let mut skel = open.load().or_load_failed(tool.name)?;
-    skel.attach()
-        .map_err(|e| crate::core::bpf::attach_failed(tool.name, s.plan.attach, e))?;
+    let (fentry, kprobe) = (plan == "fentry", plan == "kprobe");
+    // Functions older kernels may lack: recvmmsg's no-LSM path is 5.5+ (before, every message
+    // went through sock_recvmsg); without __udp_enqueue_schedule_skb, IPv6 UDP drops come from
+    // the tracepoint where the kernel fires it (6.4+).
+    let mmsg = func("____sys_recvmsg");
+    let udp6 = (fentry || kprobe) && func("__udp_enqueue_schedule_skb");
+    let mut obj = MaybeUninit::uninit();
+    let skel = load(
+        tool.name,
+        s.plan.attach,
+        SormemSkelBuilder::default(),
+        &mut obj,
+        |open| {
+            let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
+            crate::set_filters!(&mut *rodata, s.filters);
+            rodata.udp6_drops_by_return = udp6;
+            let p = &mut open.progs;
+            p.sormem_fentry_recvmsg.set_autoload(fentry);
+            p.sormem_fentry_mmsg.set_autoload(fentry && mmsg);
+            p.sormem_fexit_udp_enqueue.set_autoload(fentry && udp6);
+            p.sormem_kprobe_recvmsg.set_autoload(kprobe);
+            p.sormem_kprobe_mmsg.set_autoload(kprobe && mmsg);
+            p.sormem_kprobe_udp_enqueue.set_autoload(kprobe && udp6);
+            p.sormem_kretprobe_udp_enqueue.set_autoload(kprobe && udp6);
+            for p in [
+                &mut p.sormem_enter_read,
+                &mut p.sormem_enter_readv,
+                &mut p.sormem_enter_recvfrom,
+                &mut p.sormem_enter_recvmsg,
+                &mut p.sormem_enter_recvmmsg,
+            ] {
+                p.set_autoload(plan == "tracepoint");
+            }
+        },
+    )?;
 
     let mut out = Output::new(o.common.format(), Vec::new());
     announce("socket receive buffers");
@@ -136,6 +151,10 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
             print_event(out, &clock, &e);
         }
     })?;
+    crate::core::run::report_full(
+        tool.name,
+        skel.maps.bss_data.as_deref().map_or(0, |b| b.map_full_drops),
+    );
     crate::core::run::report_lost(
         tool.name,
         skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events),

@@ -57,6 +57,41 @@ impl Netns {
         format!("/proc/{}/fd/{}", std::process::id(), self.file.as_raw_fd())
     }
 
+    /// This namespace's cookie, for `--netns COOKIE`: unlike a path, the tool then makes no
+    /// socket inside the namespace to learn it (which a socket-counting tool would see). The
+    /// socket made here is closed before the caller starts any tool.
+    pub fn cookie(&self) -> String {
+        let fd = self.file.as_raw_fd();
+        thread::spawn(move || {
+            // SAFETY: setns and a socket on this short-lived thread only.
+            unsafe {
+                assert_eq!(libc::setns(fd, libc::CLONE_NEWNET), 0);
+                let s = libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM, 0);
+                assert!(s >= 0);
+                let mut cookie: u64 = 0;
+                let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+                // SO_NETNS_COOKIE (Linux 5.14+)
+                let rc = libc::getsockopt(
+                    s,
+                    libc::SOL_SOCKET,
+                    71,
+                    (&mut cookie as *mut u64).cast(),
+                    &mut len,
+                );
+                libc::close(s);
+                assert_eq!(
+                    rc,
+                    0,
+                    "SO_NETNS_COOKIE: {}",
+                    std::io::Error::last_os_error()
+                );
+                cookie.to_string()
+            }
+        })
+        .join()
+        .unwrap()
+    }
+
     /// A command that runs inside this namespace.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut cmd = Command::new(program);
@@ -165,6 +200,18 @@ pub struct Finished {
 }
 
 impl Finished {
+    /// Asserts the tool exited with status 0 (a tool that failed while printing its summary
+    /// must not pass for one that printed nothing), and returns it.
+    pub fn succeeded(self) -> Finished {
+        assert!(
+            self.status.success(),
+            "the tool failed: {:?}, stderr: {}",
+            self.status,
+            self.stderr
+        );
+        self
+    }
+
     /// stdout lines parsed as JSON objects (for --json runs).
     pub fn json(&self) -> Vec<Value> {
         self.lines
@@ -208,7 +255,9 @@ impl Tool {
             stdout: Some(stdout),
             stderr: Some(stderr),
         };
-        if ready_rx.recv_timeout(Duration::from_secs(30)).is_err() {
+        // The stock-kernel VMs emulate their CPU (~20x slower): loading takes longer there.
+        let bound = if vmtest_kernel().is_some() { 120 } else { 30 };
+        if ready_rx.recv_timeout(Duration::from_secs(bound)).is_err() {
             let f = tool.interrupt();
             panic!(
                 "netbpf {args:?} did not attach: status {:?}, stderr: {}",
@@ -275,4 +324,54 @@ pub fn netbpf_with_env(args: &[&str], env: &[(&str, &str)]) -> std::process::Out
 pub fn with<'a>(rows: &'a [Value], key: &str, value: impl Into<Value>) -> Vec<&'a Value> {
     let v = value.into();
     rows.iter().filter(|r| r[key] == v).collect()
+}
+
+/// The attach plans `tool` can run on this kernel (chosen or usable in `netbpf list -v`), the
+/// chosen one first: a test runs each with NETBPF_PLAN to cover every way the tool can work here.
+pub fn runnable_plans(tool: &str) -> Vec<String> {
+    let o = netbpf(&["list", "--verbose"]);
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let mut plans = Vec::new();
+    let mut mine = false;
+    for line in out.lines() {
+        if !line.starts_with(' ') {
+            mine = line.split_whitespace().next() == Some(tool);
+            continue;
+        }
+        let mut words = line.split_whitespace();
+        let (Some(plan), Some(verdict)) = (words.next(), words.next()) else {
+            continue;
+        };
+        if mine && verdict == "chosen" {
+            plans.insert(0, plan.to_string());
+        } else if mine && verdict == "usable" {
+            plans.push(plan.to_string());
+        }
+    }
+    assert!(!plans.is_empty(), "no plan for {tool} in {out}");
+    plans
+}
+
+/// The plan `netbpf list` says `tool` uses on this kernel.
+pub fn chosen_plan(tool: &str) -> String {
+    runnable_plans(tool).remove(0)
+}
+
+/// The stock kernel series the test runs on inside vmtest ("6.1", "6.12"), None elsewhere.
+pub fn vmtest_kernel() -> Option<String> {
+    std::env::var("NETBPF_VMTEST_KERNEL")
+        .ok()
+        .filter(|k| !k.is_empty())
+}
+
+/// Whether this kernel has the sock:sock_send_length/sock_recv_length tracepoints (6.3+),
+/// which decides the plan of the socket I/O tools.
+pub fn has_sock_length_tracepoints() -> bool {
+    std::fs::read("/sys/kernel/btf/vmlinux")
+        .map(|btf| {
+            let needle = b"btf_trace_sock_send_length";
+            btf.windows(needle.len()).any(|w| w == needle)
+        })
+        .unwrap_or(false)
 }

@@ -10,6 +10,8 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
 
+#include "common/errno.bpf.h"
+
 #define AF_UNIX 1
 #define AF_INET 2
 #define AF_INET6 10
@@ -18,9 +20,6 @@
 #define S_IFSOCK 0140000
 
 #define PF_KTHREAD 0x00200000
-
-#define EINPROGRESS 115
-#define ECONNABORTED 103
 
 #define TASK_COMM_LEN 16
 

@@ -35,6 +35,26 @@ static __always_inline void sk_read_tuple(const struct sock *sk, struct sock_tup
 	}
 }
 
+/* The kernel's name for sk's protocol (its struct proto: "TCP", "UDPv6", "UNIX-STREAM", "MPTCP",
+ * ...), NUL-terminated in buf; empty when unknown. */
+static __always_inline void sk_proto_name(const struct sock *sk, char *buf, __u32 size)
+{
+	struct proto *prot = sk ? BPF_CORE_READ(sk, __sk_common.skc_prot) : NULL;
+
+	buf[0] = 0;
+	if (prot)
+		bpf_probe_read_kernel_str(buf, size, prot->name);
+}
+
+/* Whether a connect() on sk asks about a connection already under way (or made) rather than
+ * starting one: a stream socket that has left TCP_CLOSE. Applications call connect() again on a
+ * non-blocking socket to learn its result; that call (0, EALREADY, EISCONN) is no new connection. */
+static __always_inline bool sk_connect_started(const struct sock *sk)
+{
+	return BPF_CORE_READ(sk, sk_type) == SOCK_STREAM &&
+	       BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_CLOSE;
+}
+
 static __always_inline bool sk_is_inet(__u16 family)
 {
 	return family == AF_INET || family == AF_INET6;

@@ -6,6 +6,16 @@
 
 #include "common/sockaddr.h"
 
+/* The address family of a user sockaddr (AF_UNSPEC is 0), or -1 when it could not be read. */
+static __always_inline int read_user_family(const void *uaddr)
+{
+	__u16 family = 0;
+
+	if (!uaddr || bpf_probe_read_user(&family, sizeof(family), uaddr))
+		return -1;
+	return family;
+}
+
 /* Reads family, port (host order) and address of a user sockaddr. Returns the family, or 0
  * when the memory could not be read. */
 static __always_inline __u16 read_user_sockaddr(const void *uaddr, struct user_sockaddr *out)
