@@ -9,6 +9,7 @@ pub mod error;
 pub mod hist;
 pub mod maps;
 pub mod netns;
+pub mod netstat;
 pub mod output;
 pub mod proto;
 pub mod run;
