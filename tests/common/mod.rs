@@ -57,6 +57,33 @@ impl Netns {
         format!("/proc/{}/fd/{}", std::process::id(), self.file.as_raw_fd())
     }
 
+    /// The namespace's cookie (SO_NETNS_COOKIE), for `--netns COOKIE`.
+    pub fn cookie(&self) -> u64 {
+        let fd = self.file.as_raw_fd();
+        thread::spawn(move || {
+            // SAFETY: setns on this short-lived thread; getsockopt into a u64 of the size passed.
+            unsafe {
+                assert_eq!(libc::setns(fd, libc::CLONE_NEWNET), 0);
+                let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+                assert!(sock >= 0);
+                let (mut cookie, mut len) = (0u64, 8u32);
+                const SO_NETNS_COOKIE: libc::c_int = 71;
+                let rc = libc::getsockopt(
+                    sock,
+                    libc::SOL_SOCKET,
+                    SO_NETNS_COOKIE,
+                    (&mut cookie as *mut u64).cast(),
+                    &mut len,
+                );
+                libc::close(sock);
+                assert_eq!(rc, 0, "SO_NETNS_COOKIE");
+                cookie
+            }
+        })
+        .join()
+        .unwrap()
+    }
+
     /// A command that runs inside this namespace.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut cmd = Command::new(program);
@@ -247,4 +274,118 @@ pub fn netbpf_with_env(args: &[&str], env: &[(&str, &str)]) -> std::process::Out
 pub fn with<'a>(rows: &'a [Value], key: &str, value: impl Into<Value>) -> Vec<&'a Value> {
     let v = value.into();
     rows.iter().filter(|r| r[key] == v).collect()
+}
+
+/// The plans of `tool` as `netbpf list --verbose` gives them on this kernel, best first:
+/// (plan, "chosen" | "usable" | "skipped").
+pub fn plans(tool: &str) -> Vec<(String, &'static str)> {
+    let o = netbpf(&["list", "--verbose"]);
+    assert!(o.status.success());
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let mut lines = text
+        .lines()
+        .skip_while(|l| !l.starts_with(&format!("{tool} ")));
+    assert!(lines.next().is_some(), "{tool} is not listed: {text}");
+    lines
+        .take_while(|l| l.starts_with(' '))
+        .filter(|l| !l.trim_start().starts_with("hooks:"))
+        .map(|l| {
+            let name = l.split_whitespace().next().unwrap_or_default().to_string();
+            let verdict = if l.ends_with(" chosen") {
+                "chosen"
+            } else if l.ends_with(" usable") {
+                "usable"
+            } else {
+                "skipped"
+            };
+            (name, verdict)
+        })
+        .collect()
+}
+
+/// The plans of `tool` this kernel can run, best (the chosen one) first.
+pub fn usable_plans(tool: &str) -> Vec<String> {
+    let usable: Vec<String> = plans(tool)
+        .into_iter()
+        .filter(|(_, v)| *v != "skipped")
+        .map(|(p, _)| p)
+        .collect();
+    assert!(!usable.is_empty(), "{tool} cannot run on this kernel");
+    usable
+}
+
+/// In a stock-kernel VM (vmtest/suite.sh sets NETBPF_VMTEST_KERNEL): the plan `tool` must pick
+/// there, asserted, so that a stock-only hook is known to have been used.
+pub fn assert_stock_kernel_plan(tool: &str, plan: &str) {
+    if let Ok(kernel) = std::env::var("NETBPF_VMTEST_KERNEL") {
+        let chosen = usable_plans(tool).into_iter().next();
+        assert_eq!(
+            chosen.as_deref(),
+            Some(plan),
+            "{tool} on Debian {kernel}: {:?}",
+            plans(tool)
+        );
+    }
+}
+
+/// Runs `ip ARGS...` inside `ns`; the test needs it to succeed.
+pub fn ip_in(ns: &Netns, args: &[&str]) {
+    let out = ns
+        .command("ip")
+        .args(args)
+        .output()
+        .expect("ip (iproute2) is needed");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Two fresh namespaces joined by a veth pair: "va" 10.9.0.1/24 in the first, "vb" 10.9.0.2/24 in
+/// the second, both up.
+pub fn veth_pair() -> (Netns, Netns) {
+    let (a, b) = (Netns::new(), Netns::new());
+    ip_in(
+        &a,
+        &[
+            "link",
+            "add",
+            "va",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "vb",
+            "netns",
+            &b.path(),
+        ],
+    );
+    ip_in(&a, &["addr", "add", "10.9.0.1/24", "dev", "va"]);
+    ip_in(&b, &["addr", "add", "10.9.0.2/24", "dev", "vb"]);
+    ip_in(&a, &["link", "set", "va", "up"]);
+    ip_in(&b, &["link", "set", "vb", "up"]);
+    (a, b)
+}
+
+/// A TcpExt counter of the namespace (/proc/net/netstat as seen from inside it).
+pub fn netstat_counter(ns: &Netns, name: &str) -> u64 {
+    let out = ns
+        .command("cat")
+        .arg("/proc/net/netstat")
+        .output()
+        .expect("cat");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    for pair in lines.chunks_exact(2) {
+        if !pair[0].starts_with("TcpExt:") {
+            continue;
+        }
+        let i = pair[0]
+            .split_whitespace()
+            .position(|n| n == name)
+            .unwrap_or_else(|| panic!("no TcpExt {name}"));
+        return pair[1].split_whitespace().nth(i).unwrap().parse().unwrap();
+    }
+    panic!("no TcpExt line in /proc/net/netstat");
 }
