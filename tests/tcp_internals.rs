@@ -5,7 +5,10 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::{assert_stock_kernel_plan, netbpf, usable_plans, with, Finished, Netns, Tool};
+use common::{
+    assert_stock_kernel_plan, lossy_loopback, netbpf, ns_run, usable_plans, with, Finished, Netns,
+    Tool,
+};
 use serde_json::Value;
 
 fn num(v: &Value, key: &str) -> u64 {
@@ -23,30 +26,6 @@ fn finished(f: Finished) -> Finished {
     assert!(f.status.success(), "{:?}: {}", f.status, f.stderr);
     assert!(!f.stderr.contains("lost"), "{}", f.stderr);
     f
-}
-
-/// Runs a command (ip, tc) inside the namespace; the test needs it to succeed.
-fn ns_run(ns: &Netns, program: &str, args: &[&str]) {
-    let st = ns
-        .command(program)
-        .args(args)
-        .status()
-        .unwrap_or_else(|e| panic!("{program} (iproute2) is needed: {e}"));
-    assert!(st.success(), "{program} {args:?} failed");
-}
-
-/// A lossy loopback: 1500-byte MTU and a small token bucket, so a burst overflows the queue and
-/// TCP has to retransmit (netem is not built into this kernel; tbf is).
-fn lossy_loopback(ns: &Netns) {
-    ns_run(ns, "ip", &["link", "set", "dev", "lo", "mtu", "1500"]);
-    ns_run(
-        ns,
-        "tc",
-        &[
-            "qdisc", "add", "dev", "lo", "root", "tbf", "rate", "1mbit", "burst", "1600", "limit",
-            "3000",
-        ],
-    );
 }
 
 // ---------------------------------------------------------------- tcptop
@@ -491,9 +470,11 @@ fn tcpretrans_loss_probes() {
                 (&run["pid"], &"loadgen".into()),
                 "{plan}"
             );
-            // FIN_WAIT1: the client closes first, and its FIN may be lost too.
+            // SYN_SENT: a lost SYN is retransmitted too; FIN_WAIT1: the client closes first,
+            // and its FIN may be lost.
+            let state = r["state"].as_str().unwrap();
             assert!(
-                r["state"] == "ESTABLISHED" || r["state"] == "FIN_WAIT1",
+                ["SYN_SENT", "ESTABLISHED", "FIN_WAIT1"].contains(&state),
                 "{plan}: {r}"
             );
         }
@@ -537,8 +518,15 @@ fn check_tcpsynbl(plan: &str) {
         "--hold-ms",
         "600",
     ]);
-    let rows = finished(json.stop()).json();
+    let json = finished(json.stop());
+    let rows = json.json();
     let table = finished(table.stop());
+    // Handshake ACK drops are seen everywhere but with the tp_btf plan on kernels without their
+    // drop reason (TCP_LISTEN_OVERFLOW, 6.14+), where the tool says so.
+    let acks_seen = !json
+        .stderr
+        .contains("netbpf tcpsynbl: handshake ACKs dropped at a full queue are not shown");
+    assert!(acks_seen || plan == "tp_btf", "{plan}: {}", json.stderr);
 
     // The queue was 0, 1 and 2 long as each handshake completed.
     let hists: Vec<&Value> = rows.iter().filter(|r| r["hist"] == "backlog").collect();
@@ -553,10 +541,19 @@ fn check_tcpsynbl(plan: &str) {
         ]),
         "{plan}"
     );
-    // Two SYNs dropped at the full queue, then the delayed handshake ACK.
+    // Two SYNs dropped at the full queue, then the delayed handshake ACK (and again if the
+    // server resent its SYN-ACK, after a second, before the listener closed: a slow machine).
     let drops: Vec<&Value> = rows.iter().filter(|r| r["event"] == "drop").collect();
     let kinds: Vec<&str> = drops.iter().map(|d| d["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["syn", "syn", "ack"], "{plan}: {rows:?}");
+    assert_eq!(kinds[..2], ["syn", "syn"], "{plan}: {rows:?}");
+    if acks_seen {
+        assert!(
+            kinds.len() >= 3 && kinds[2..].iter().all(|k| *k == "ack"),
+            "{plan}: {rows:?}"
+        );
+    } else {
+        assert_eq!(kinds.len(), 2, "{plan}: {rows:?}");
+    }
     for d in &drops {
         assert_eq!(d["lport"], run["port"]);
         assert_eq!(
@@ -575,8 +572,13 @@ fn check_tcpsynbl(plan: &str) {
         .iter()
         .find(|r| r.get("listen_overflows").is_some())
         .expect("netstat");
-    assert_eq!(num(overflows, "listen_overflows"), 3, "{plan}: {rows:?}");
-    assert_eq!(num(overflows, "listen_overflows_interval"), 3);
+    let n = num(overflows, "listen_overflows");
+    if acks_seen {
+        assert_eq!(n, drops.len() as u64, "{plan}: {rows:?}");
+    } else {
+        assert!(n > drops.len() as u64, "{plan}: {rows:?}");
+    }
+    assert_eq!(num(overflows, "listen_overflows_interval"), n);
 
     let lines = &table.lines;
     let port = num(&run, "port");
@@ -586,15 +588,12 @@ fn check_tcpsynbl(plan: &str) {
         .filter_map(|l| l.split_once(' ').map(|(_, rest)| rest))
         .filter(|l| l.starts_with("dropping a "))
         .collect();
-    assert_eq!(
-        drop_lines,
-        [
-            format!("dropping a SYN.{tail}"),
-            format!("dropping a SYN.{tail}"),
-            format!("dropping a handshake ACK.{tail}")
-        ],
-        "{plan}: {lines:?}"
-    );
+    let mut want = vec![format!("dropping a SYN.{tail}"); 2];
+    want.extend(vec![
+        format!("dropping a handshake ACK.{tail}");
+        kinds.len() - 2
+    ]);
+    assert_eq!(drop_lines, want, "{plan}: {lines:?}");
     assert!(lines.iter().any(|l| l == "@backlog[2]:"), "{lines:?}");
     assert!(
         lines
@@ -603,7 +602,7 @@ fn check_tcpsynbl(plan: &str) {
         "{lines:?}"
     );
     assert!(
-        lines.iter().any(|l| l.starts_with("ListenOverflows: 3 (")),
+        lines.iter().any(|l| l.starts_with("ListenOverflows: ")),
         "{lines:?}"
     );
 }
@@ -1035,6 +1034,94 @@ fn check_tcpnagle(plan: &str) {
             .all(|(k, _)| k.1.contains("OFF")),
         "{plan}: {v6:?}"
     );
+}
+
+// ---------------------------------------------------------------- output while running
+
+/// A tool whose stdout (a pipe) is read line by line while it runs.
+struct Live {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Live {
+    fn start(args: &[&str]) -> Live {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_netbpf"))
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        let out = std::io::BufReader::new(child.stdout.take().unwrap());
+        std::thread::spawn(move || {
+            for l in out.lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        while !line.starts_with("Tracing") {
+            line.clear();
+            assert!(
+                err.read_line(&mut line).unwrap() > 0,
+                "{args:?} did not attach"
+            );
+        }
+        std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+        Live { child, lines }
+    }
+
+    /// The first line for which `want` holds, printed while the tool still runs.
+    fn wait_for(&mut self, want: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .expect("no such line while the tool ran");
+            assert!(self.child.try_wait().unwrap().is_none(), "the tool exited");
+            if want(&line) {
+                return line;
+            }
+        }
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let _ = self.child.wait();
+    }
+}
+
+/// Through a pipe, output comes as it happens: each interval when it ends (tcptop), each event
+/// when it is seen (tcpsynbl's drops), not when the tool exits.
+#[test]
+fn output_comes_while_the_tool_runs() {
+    let ns = Netns::new();
+    let path = ns.path();
+    let mut top = Live::start(&["tcptop", "-C", "--netns", &path, "0.2"]);
+    let mut synbl = Live::start(&["tcpsynbl", "--netns", &path]);
+    let run = ns.loadgen(&[
+        "synbl",
+        "--backlog",
+        "1",
+        "--clients",
+        "4",
+        "--hold-ms",
+        "100",
+    ]);
+    let line = synbl.wait_for(|l| l.contains(" dropping a SYN."));
+    assert!(line.contains(&format!(":{}, ", run["port"])), "{line}");
+    ns.loadgen(&["streams", "--send", "5000", "--reply", "100"]);
+    top.wait_for(|l| l.contains(" loadavg: "));
+    top.wait_for(|l| l.starts_with("PID "));
 }
 
 // ---------------------------------------------------------------- options

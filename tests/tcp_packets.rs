@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{netbpf, with, Finished, Netns, Tool};
+use common::{lossy_loopback, netbpf, with, Finished, Netns, Tool};
 use serde_json::Value;
 
 fn num(v: &Value, key: &str) -> u64 {
@@ -322,6 +322,71 @@ fn tcpdrop_shows_syns_to_closed_ports_with_reason_and_stack() {
         .iter()
         .take_while(|l| !l.is_empty())
         .any(|l| l.starts_with("\ttcp_v6_rcv+0x")));
+}
+
+/// Packets the root qdisc of `dev` in `ns` has dropped (tc -s).
+fn qdisc_dropped(ns: &Netns, dev: &str) -> u64 {
+    let out = ns
+        .command("tc")
+        .args(["-s", "qdisc", "show", "dev", dev])
+        .output()
+        .expect("tc (iproute2) is needed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let n = text
+        .split("(dropped ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or_else(|| panic!("no drop count in: {text}"));
+    n.trim().parse().unwrap()
+}
+
+/// Segments of an established connection dropped by a full qdisc on the way out: the socket's
+/// state, the packet's own direction and flags, and one line per packet the qdisc dropped.
+#[test]
+fn tcpdrop_shows_qdisc_drops_of_an_established_connection() {
+    let ns = Netns::new();
+    lossy_loopback(&ns);
+    let before = qdisc_dropped(&ns, "lo");
+    let tool = Tool::start(&["tcpdrop", "--json", "--netns", &ns.path()]);
+    let run = ns.loadgen(&["retrans", "--bytes", "65536"]);
+    let rows = finished(tool.stop()).json();
+    let dropped = qdisc_dropped(&ns, "lo") - before;
+    let qdisc = with(&rows, "reason", "QDISC_DROP");
+    assert!(
+        dropped > 0,
+        "a 64 KB burst through a 3000-byte queue must lose"
+    );
+    assert_eq!(qdisc.len() as u64, dropped, "{rows:?}");
+    let (cport, sport) = (num(&run, "client_port"), num(&run, "server_port"));
+    for r in &qdisc {
+        let ports = (num(r, "sport"), num(r, "dport"));
+        assert!(ports == (cport, sport) || ports == (sport, cport), "{r}");
+        assert_eq!(
+            (&r["saddr"], &r["daddr"]),
+            (&"127.0.0.1".into(), &"127.0.0.1".into())
+        );
+        // The sender's socket, mostly in the middle of the burst (the last ones as it closes).
+        let state = r["state"].as_str().unwrap();
+        assert!(
+            [
+                "ESTABLISHED",
+                "FIN_WAIT1",
+                "FIN_WAIT2",
+                "CLOSE_WAIT",
+                "LAST_ACK"
+            ]
+            .contains(&state),
+            "{r}"
+        );
+        assert!(r["flags"].as_str().unwrap().contains("ACK"), "{r}");
+    }
+    // The burst's data segments go client -> server, in ESTABLISHED.
+    assert!(
+        qdisc
+            .iter()
+            .any(|r| r["sport"] == cport && r["state"] == "ESTABLISHED"),
+        "{qdisc:?}"
+    );
 }
 
 #[test]

@@ -213,9 +213,13 @@ int BPF_KRETPROBE(tcptop_sendpage_kretprobe, int ret)
 SEC("kprobe/tcp_recvmsg")
 int BPF_KPROBE(tcptop_recvmsg_kprobe, struct sock *sk)
 {
-	int flags = recv_flags_arg == 4 ? (int)PT_REGS_PARM5(ctx) : (int)PT_REGS_PARM4(ctx);
+	unsigned long p4 = PT_REGS_PARM4(ctx), p5 = PT_REGS_PARM5(ctx);
 
-	call_enter(sk, flags & MSG_PEEK);
+	/* Both registers are read at fixed offsets: clang would otherwise pick the offset at run
+	 * time, and older verifiers refuse a ctx access at a computed offset. */
+	barrier_var(p4);
+	barrier_var(p5);
+	call_enter(sk, (recv_flags_arg == 4 ? p5 : p4) & MSG_PEEK);
 	return 0;
 }
 

@@ -4,6 +4,7 @@ pub mod bpf;
 pub mod btf;
 pub mod caps;
 pub mod cli;
+pub mod drop_reason;
 pub mod errno;
 pub mod error;
 pub mod hist;

@@ -29,6 +29,10 @@ use skel::*;
 unsafe impl Pod for types::tcpsynbl_drop {}
 unsafe impl Pod for types::hist {}
 
+const NO_ACK_DROPS: &str = "netbpf tcpsynbl: handshake ACKs dropped at a full queue are not shown: \
+this kernel gives them no drop reason (TCP_LISTEN_OVERFLOW), and fentry or kprobes on \
+tcp_v4_syn_recv_sock are unavailable; ListenOverflows still counts them";
+
 /// TCPSYNBL_ACK in tcpsynbl.h: a handshake's final ACK dropped (else a SYN).
 const TCPSYNBL_ACK: u8 = 2;
 
@@ -148,8 +152,9 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     p.tcpsynbl_v4_syn_recv_kprobe.set_autoload(plan == "kprobe");
     p.tcpsynbl_v6_syn_recv_kprobe.set_autoload(plan == "kprobe" && v6);
     p.tcpsynbl_consume.set_autoload(plan == "tp_btf");
+    let ack_drops = plan != "tp_btf" || has_listen_overflow_reason();
     p.tcpsynbl_overflow
-        .set_autoload(plan == "tp_btf" && has_listen_overflow_reason());
+        .set_autoload(plan == "tp_btf" && ack_drops);
     let mut skel = open.load().or_load_failed(tool.name)?;
     skel.attach()
         .map_err(|e| crate::core::bpf::attach_failed(tool.name, s.plan.attach, e))?;
@@ -204,6 +209,9 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         0
     })?;
     let ring = builder.build()?;
+    if !ack_drops {
+        eprintln!("{NO_ACK_DROPS}");
+    }
     announce("SYN backlog size");
 
     let every = o.interval.interval;

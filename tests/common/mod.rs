@@ -226,7 +226,8 @@ impl Tool {
             stdout,
             stderr,
         };
-        if ready_rx.recv_timeout(Duration::from_secs(30)).is_err() {
+        // Generous: in an emulated VM, loading BPF with several tools starting at once is slow.
+        if ready_rx.recv_timeout(Duration::from_secs(120)).is_err() {
             let f = tool.stop();
             panic!(
                 "netbpf {args:?} did not attach: status {:?}, stderr: {}",
@@ -388,4 +389,28 @@ pub fn netstat_counter(ns: &Netns, name: &str) -> u64 {
         return pair[1].split_whitespace().nth(i).unwrap().parse().unwrap();
     }
     panic!("no TcpExt line in /proc/net/netstat");
+}
+
+/// Runs a command (ip, tc) inside the namespace; the test needs it to succeed.
+pub fn ns_run(ns: &Netns, program: &str, args: &[&str]) {
+    let st = ns
+        .command(program)
+        .args(args)
+        .status()
+        .unwrap_or_else(|e| panic!("{program} (iproute2) is needed: {e}"));
+    assert!(st.success(), "{program} {args:?} failed");
+}
+
+/// A lossy loopback: 1500-byte MTU and a small token bucket, so a burst overflows the queue and
+/// TCP has to retransmit (netem is not built into this kernel; tbf is).
+pub fn lossy_loopback(ns: &Netns) {
+    ns_run(ns, "ip", &["link", "set", "dev", "lo", "mtu", "1500"]);
+    ns_run(
+        ns,
+        "tc",
+        &[
+            "qdisc", "add", "dev", "lo", "root", "tbf", "rate", "1mbit", "burst", "1600", "limit",
+            "3000",
+        ],
+    );
 }
