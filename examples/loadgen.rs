@@ -14,7 +14,9 @@
 //!   loadgen [--wait] ping --family 4|6 --count N [--id ID] [--interval-ms MS]
 //!   loadgen [--wait] udp-burst --family 4|6 --count N --size BYTES
 //!   loadgen [--wait] streams --family 4|6 --port P --send N1,N2.. --reply M1,M2.. --chunks K
-//!                    --pause-ms T [--peek] [--sendfile]
+//!                    --pause-ms T [--peek] [--sendfile] [--dual-stack]
+//!       --dual-stack: the listener is a dual-stack [::] socket; IPv4 clients reach it, its
+//!       accepted sockets are AF_INET6 with v4-mapped addresses (::ffff:127.0.0.1)
 //!   loadgen [--wait] retrans --family 4|6 --port P --bytes N [--server-sends] [--decoy]
 //!       --server-sends: the accepted socket sends the burst; --decoy: the listener has
 //!       SO_REUSEPORT, and before the client connects another process (reuseport-listen)
@@ -807,7 +809,14 @@ fn streams(a: &Args) {
     );
     let peek = a.flag("--peek");
     let use_sendfile = a.flag("--sendfile");
-    let listener = listen(addr, 16);
+    let listener = if a.flag("--dual-stack") {
+        listen(
+            SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), addr.port()),
+            16,
+        )
+    } else {
+        listen(addr, 16)
+    };
     let port = listener.local_addr().unwrap().port();
     let workers: Vec<_> = sends
         .iter()

@@ -207,7 +207,63 @@ fn tcptop_filters_and_options() {
     );
 }
 
+/// A dual-stack server ([::] listener) with an IPv4 client: its sockets are AF_INET6 with
+/// v4-mapped addresses, but the connection is IPv4: -4 shows both ends, as IPv4.
+#[test]
+fn tcptop_dual_stack_sockets_are_ipv4() {
+    let ns = Netns::new();
+    let path = ns.path();
+    let v4 = Tool::start(&["tcptop", "--json", "--netns", &path, "-4", "60"]);
+    let v6 = Tool::start(&["tcptop", "--json", "--netns", &path, "-6", "60"]);
+    let run = ns.loadgen(&[
+        "streams",
+        "--dual-stack",
+        "--send",
+        "12345",
+        "--reply",
+        "678",
+    ]);
+    let rows = finished(v4.stop()).json();
+    assert!(
+        finished(v6.stop()).lines.is_empty(),
+        "no IPv6 traffic was made"
+    );
+    let totals = tcptop_totals(&rows);
+    let (server, client) = (
+        num(&run, "server_port"),
+        num(&run["conns"][0], "client_port"),
+    );
+    assert_eq!(
+        totals[&(server, client)],
+        (12345, 678),
+        "server side: {rows:?}"
+    );
+    assert_eq!(
+        totals[&(client, server)],
+        (678, 12345),
+        "client side: {rows:?}"
+    );
+    assert!(
+        rows.iter()
+            .all(|r| r["ip"] == 4 && r["laddr"] == "127.0.0.1" && r["raddr"] == "127.0.0.1"),
+        "{rows:?}"
+    );
+}
+
 // ---------------------------------------------------------------- tcpretrans
+
+/// The segments retransmitted, as the kernel counts them (tcpi_total_retrans), from these events
+/// and the namespace's TcpExtTCPRetransFail since `fails_before`: retransmits a local qdisc
+/// dropped are events with a NET_XMIT_DROP result where the tracepoint has its err argument
+/// (Linux 6.x), and no events at all before; TCPRetransFail counts their segments either way.
+fn retransmitted(ns: &Netns, fails_before: u64, rows: &[&Value]) -> u64 {
+    let sent: u64 = rows
+        .iter()
+        .filter(|r| r["result"] == "Success")
+        .map(|r| num(r, "segs"))
+        .sum();
+    sent + common::netstat_counter(ns, "TCPRetransFail") - fails_before
+}
 
 #[test]
 fn tcpretrans_shows_and_counts_retransmits() {
@@ -218,6 +274,7 @@ fn tcpretrans_shows_and_counts_retransmits() {
     let count = Tool::start(&["tcpretrans", "-c", "--json", "--netns", &path]);
     let count_table = Tool::start(&["tcpretrans", "-c", "--netns", &path]);
     let table = Tool::start(&["tcpretrans", "-s", "--netns", &path]);
+    let fails = common::netstat_counter(&ns, "TCPRetransFail");
     let run = ns.loadgen(&["retrans", "--bytes", "65536"]);
     let rows = finished(json.stop()).json();
     let counted = finished(count.stop()).json();
@@ -246,7 +303,11 @@ fn tcpretrans_shows_and_counts_retransmits() {
     }
     // Exact: the segments of all events are what the kernel counted for the socket.
     let segs: u64 = client.iter().map(|r| num(r, "segs")).sum();
-    assert_eq!(segs, num(&run, "total_retrans"), "{client:?}");
+    assert_eq!(
+        retransmitted(&ns, fails, &client),
+        num(&run, "total_retrans"),
+        "{client:?}"
+    );
     // Sequence numbers (mod 2^32) lie within the 64 KB just sent, on segment boundaries: the
     // burst was cut into 1448-byte segments (1500 MTU less headers and timestamps).
     let first = num(client[0], "seq") as u32;
@@ -373,6 +434,7 @@ fn tcpretrans_owner_of_accepted_connections_with_reuseport() {
             &["tcpretrans", "--json", "--netns", &ns.path()],
             &[("NETBPF_PLAN", &plan)],
         );
+        let fails = common::netstat_counter(&ns, "TCPRetransFail");
         let run = ns.loadgen(&["retrans", "--server-sends", "--decoy", "--bytes", "65536"]);
         let rows = finished(tool.stop()).json();
         let server = with(&rows, "lport", run["server_port"].clone());
@@ -390,8 +452,11 @@ fn tcpretrans_owner_of_accepted_connections_with_reuseport() {
                 run["decoy_pid"]
             );
         }
-        let segs: u64 = server.iter().map(|r| num(r, "segs")).sum();
-        assert_eq!(segs, num(&run, "total_retrans"), "{plan}");
+        assert_eq!(
+            retransmitted(&ns, fails, &server),
+            num(&run, "total_retrans"),
+            "{plan}: {server:?}"
+        );
     }
 }
 
@@ -427,6 +492,7 @@ fn tcpretrans_loss_probes() {
             &["qdisc", "add", "dev", "va", "root", "netem", "loss", "10%"],
         );
         let probes_before = common::netstat_counter(&a, "TCPLossProbes");
+        let fails = common::netstat_counter(&a, "TCPRetransFail");
         let tool = Tool::start_with_env(
             &["tcpretrans", "-l", "--json", "--netns", &a.path()],
             &[("NETBPF_PLAN", &plan)],
@@ -479,11 +545,11 @@ fn tcpretrans_loss_probes() {
             );
         }
         // Retransmits (the probes that resent a segment among them): the kernel's count.
-        let segs: u64 = with(&rows, "type", "R")
-            .iter()
-            .map(|r| num(r, "segs"))
-            .sum();
-        assert_eq!(segs, num(&run, "client_total_retrans"), "{plan}: {rows:?}");
+        assert_eq!(
+            retransmitted(&a, fails, &with(&rows, "type", "R")),
+            num(&run, "client_total_retrans"),
+            "{plan}: {rows:?}"
+        );
     }
 }
 
@@ -801,7 +867,16 @@ fn tcpwin_port_filter() {
     let by_rport = Tool::start(&["tcpwin", "--json", "--netns", &path, "-D", "7702"]);
     let v6 = Tool::start(&["tcpwin", "--json", "--netns", &path, "-6"]);
     let elsewhere = Netns::new();
-    let other_ns = Tool::start(&["tcpwin", "--json", "--netns", &elsewhere.path()]);
+    let empty_plot =
+        std::env::temp_dir().join(format!("netbpf-tcpwin-empty-{}.svg", std::process::id()));
+    let other_ns = Tool::start(&[
+        "tcpwin",
+        "--json",
+        "--netns",
+        &elsewhere.path(),
+        "--plot",
+        empty_plot.to_str().unwrap(),
+    ]);
     ns.loadgen(&[
         "exchange",
         "--port",
@@ -835,7 +910,15 @@ fn tcpwin_port_filter() {
         !rows.is_empty() && rows.iter().all(|r| r["ip"] == 6),
         "{rows:?}"
     );
-    assert!(other_ns.stop().lines.is_empty());
+    // Nothing seen: no rows, and no empty chart left behind.
+    let other = finished(other_ns.stop());
+    assert!(other.lines.is_empty());
+    assert!(
+        other.stderr.contains("no samples, nothing to plot"),
+        "{}",
+        other.stderr
+    );
+    assert!(!empty_plot.exists());
 }
 
 // ---------------------------------------------------------------- tcpnagle

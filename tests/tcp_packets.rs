@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{lossy_loopback, netbpf, with, Finished, Netns, Tool};
+use common::{assert_stock_kernel_plan, lossy_loopback, netbpf, with, Finished, Netns, Tool};
 use serde_json::Value;
 
 fn num(v: &Value, key: &str) -> u64 {
@@ -143,6 +143,9 @@ fn tcpsnoop_shows_each_packet_from_each_end_ipv6() {
 
 #[test]
 fn tcpsnoop_marks_resets_from_closed_ports() {
+    // Stock kernels: fentry on tcp_v4/v6_send_reset (the tcp_send_reset tracepoint does not
+    // fire for a closed port before 6.10).
+    assert_stock_kernel_plan("tcpsnoop", "fentry");
     let ns = Netns::new();
     let tool = Tool::start(&["tcpsnoop", "--json", "--netns", &ns.path()]);
     let table = Tool::start(&["tcpsnoop", "--netns", &ns.path()]);
@@ -666,7 +669,7 @@ fn tcpconnlat_one_line_per_connect_and_threshold() {
     );
     assert_eq!(table.lines.len(), 7, "{:?}", table.lines);
     assert!(
-        table.lines[1].contains(&format!(" {:<6} 127.0.0.1        8401  0.", fast_ports[0])),
+        table.lines[1].contains(&format!(" {:<6} 127.0.0.1        8401  ", fast_ports[0])),
         "{}",
         table.lines[1]
     );

@@ -8,8 +8,8 @@
  * packet crosses lo twice, once out and once in, so it appears once from each endpoint.
  *
  * Owners are learned from state changes (common/tcp_owner.bpf.h: connect, listen, close run in
- * the owner's context; an accepted socket inherits its listener's owner) and, with syscall
- * tracepoints, refined at accept() return. As incoming packets carry no socket, owners are also
+ * the owner's context; an accepted socket inherits its listener's owner) and refined where
+ * accept() returns (fexit/kretprobe on inet_csk_accept, else the accept syscalls). As incoming packets carry no socket, owners are also
  * kept by (netns, local, remote) in `flows`. */
 #include "common/netbpf.bpf.h"
 #include "common/events.bpf.h"
@@ -204,11 +204,6 @@ static __always_inline bool skb_tcp_packet(const struct sk_buff *skb, const unsi
 	return family_ok(p->family);
 }
 
-static __always_inline __u64 skb_netns(const struct sk_buff *skb)
-{
-	return BPF_CORE_READ(skb, dev, nd_net.net, net_cookie);
-}
-
 SEC("tp_btf/net_dev_queue")
 int BPF_PROG(tcpsnoop_tx, struct sk_buff *skb)
 {
@@ -217,7 +212,7 @@ int BPF_PROG(tcpsnoop_tx, struct sk_buff *skb)
 	struct tcp_packet p;
 	struct flow_key k;
 	struct sock *sk;
-	__u64 netns = skb_netns(skb);
+	__u64 netns = skb_dev_netns(skb);
 
 	if (!netns_ok(netns))
 		return 0;
@@ -258,7 +253,7 @@ int BPF_PROG(tcpsnoop_rx, struct sk_buff *skb)
 	struct owner *o = NULL, lval;
 	struct tcp_packet p;
 	struct flow_key k;
-	__u64 netns = skb_netns(skb);
+	__u64 netns = skb_dev_netns(skb);
 
 	if (!netns_ok(netns))
 		return 0;
@@ -277,9 +272,10 @@ int BPF_PROG(tcpsnoop_rx, struct sk_buff *skb)
 }
 
 /* A reset for a packet that found no socket (sk == NULL: a closed port). skb is the packet that
- * provoked it, with its headers parsed; the reset itself is built and queued right after. */
-SEC("tp_btf/tcp_send_reset")
-int BPF_PROG(tcpsnoop_reset, const struct sock *sk, const struct sk_buff *skb)
+ * provoked it, with its headers parsed; the reset itself is built and queued right after.
+ * The tcp_send_reset tracepoint fires for sk == NULL since Linux 6.10 or so; the fentry and
+ * kprobe plans hook tcp_v4/v6_send_reset(sk, skb, ...), which send every such reset. */
+static __always_inline int closed_reset(const struct sock *sk, const struct sk_buff *skb)
 {
 	struct tcp_packet p;
 	struct flow_key k;
@@ -288,7 +284,7 @@ int BPF_PROG(tcpsnoop_reset, const struct sock *sk, const struct sk_buff *skb)
 
 	if (sk || !skb)
 		return 0;
-	netns = skb_netns(skb);
+	netns = skb_dev_netns(skb);
 	if (!netns_ok(netns))
 		return 0;
 	if (!parse_tcp_packet(BPF_CORE_READ(skb, head) + BPF_CORE_READ(skb, network_header), 0, &p))
@@ -299,19 +295,45 @@ int BPF_PROG(tcpsnoop_reset, const struct sock *sk, const struct sk_buff *skb)
 	return 0;
 }
 
+SEC("tp_btf/tcp_send_reset")
+int BPF_PROG(tcpsnoop_reset, const struct sock *sk, const struct sk_buff *skb)
+{
+	return closed_reset(sk, skb);
+}
+
+SEC("fentry/tcp_v4_send_reset")
+int BPF_PROG(tcpsnoop_reset4_fentry, const struct sock *sk, struct sk_buff *skb)
+{
+	return closed_reset(sk, skb);
+}
+
+SEC("fentry/tcp_v6_send_reset")
+int BPF_PROG(tcpsnoop_reset6_fentry, const struct sock *sk, struct sk_buff *skb)
+{
+	return closed_reset(sk, skb);
+}
+
+SEC("kprobe/tcp_v4_send_reset")
+int BPF_KPROBE(tcpsnoop_reset4_kprobe, const struct sock *sk, struct sk_buff *skb)
+{
+	return closed_reset(sk, skb);
+}
+
+SEC("kprobe/tcp_v6_send_reset")
+int BPF_KPROBE(tcpsnoop_reset6_kprobe, const struct sock *sk, struct sk_buff *skb)
+{
+	return closed_reset(sk, skb);
+}
+
 /* accept() returned a socket: its owner is the caller (the listener's owner was a guess). */
-static __always_inline int accepted(struct trace_event_raw_sys_exit *ctx)
+static __always_inline int accepted(struct sock *sk)
 {
 	struct sock_tuple t = {};
 	struct sk_owner *so;
 	struct owner val = {};
 	struct flow_key k;
-	struct sock *sk;
 	__u64 skey, netns;
 
-	if (ctx->ret < 0)
-		return 0;
-	sk = sock_from_fd(ctx->ret);
 	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
 	netns = sk_netns_cookie(sk);
@@ -334,11 +356,28 @@ static __always_inline int accepted(struct trace_event_raw_sys_exit *ctx)
 SEC("tracepoint/syscalls/sys_exit_accept")
 int tcpsnoop_accept_exit(struct trace_event_raw_sys_exit *ctx)
 {
-	return accepted(ctx);
+	return ctx->ret < 0 ? 0 : accepted(sock_from_fd(ctx->ret));
 }
 
 SEC("tracepoint/syscalls/sys_exit_accept4")
 int tcpsnoop_accept4_exit(struct trace_event_raw_sys_exit *ctx)
 {
-	return accepted(ctx);
+	return ctx->ret < 0 ? 0 : accepted(sock_from_fd(ctx->ret));
+}
+
+/* inet_csk_accept(listener, ...) returns the new sock (NULL on error): every accept, io_uring's
+ * included. Its other arguments changed in 6.10: only the return is read. */
+SEC("fexit/inet_csk_accept")
+int BPF_PROG(tcpsnoop_accept_fexit, struct sock *listener)
+{
+	__u64 sk = 0;
+
+	bpf_get_func_ret(ctx, &sk);
+	return accepted((struct sock *)sk);
+}
+
+SEC("kretprobe/inet_csk_accept")
+int BPF_KRETPROBE(tcpsnoop_accept_kretprobe, struct sock *sk)
+{
+	return accepted(sk);
 }

@@ -50,10 +50,8 @@ struct {
 	__type(value, __u64);
 } listeners SEC(".maps");
 
-/* Set by user space: whether the listeners map is kept (tp_btf plan), and whether kfree_skb has
- * its rx_sk argument (Linux 6.11+; checked in BTF). */
+/* Set by user space: whether the listeners map is kept (tp_btf plan). */
 const volatile bool track_listeners = false;
-const volatile bool kfree_has_rx_sk = true;
 
 static __always_inline void listener_key(struct listener_addr *k, const struct sock *sk, __u16 port)
 {
@@ -115,21 +113,6 @@ static __always_inline bool rx_packet(const struct sk_buff *skb, struct tcp_pack
 	if ((proto != ETH_P_IP && proto != ETH_P_IPV6) || !nh || nh == (__u16)~0U)
 		return false;
 	return parse_tcp_packet(head + nh, 0, p);
-}
-
-/* The namespace a received packet arrived in: its device's, or (TCP clears skb->dev on the way
- * in on recent kernels) its input route's device's. */
-static __always_inline __u64 skb_netns(const struct sk_buff *skb)
-{
-	struct net_device *dev = BPF_CORE_READ(skb, dev);
-	struct dst_entry *dst;
-
-	if (!dev) {
-		dst = (struct dst_entry *)(BPF_CORE_READ(skb, _skb_refdst) & ~1UL);
-		if (dst)
-			dev = BPF_CORE_READ(dst, dev);
-	}
-	return dev ? BPF_CORE_READ(dev, nd_net.net, net_cookie) : 0;
 }
 
 /* Reports packet p dropped at a full queue of `listener` (NULL: not known). */
@@ -254,7 +237,7 @@ int BPF_PROG(tcpsynbl_consume, struct sk_buff *skb)
 
 	if (BPF_CORE_READ(skb, sk) || !rx_packet(skb, &p) || (p.flags & (TH_SYN | TH_ACK)) != TH_SYN)
 		return 0;
-	netns = skb_netns(skb);
+	netns = skb_dev_netns(skb);
 	if (!netns_ok(netns))
 		return 0;
 	listener = find_listener(netns, &p);
@@ -275,9 +258,10 @@ int BPF_PROG(tcpsynbl_overflow, struct sk_buff *skb, void *location, enum skb_dr
 		return 0;
 	if (!rx_packet(skb, &p))
 		return 0;
-	if (kfree_has_rx_sk)
+	/* Since 6.11 the receive path passes the socket it found (the listener here). */
+	if (bpf_core_field_exists(struct trace_event_raw_kfree_skb, rx_sk))
 		listener = (struct sock *)ctx[3];
-	netns = listener ? sk_netns_cookie(listener) : skb_netns(skb);
+	netns = listener ? sk_netns_cookie(listener) : skb_dev_netns(skb);
 	if (!netns_ok(netns))
 		return 0;
 	if (!listener)

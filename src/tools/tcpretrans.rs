@@ -232,7 +232,12 @@ fn stream(skel: &TcpretransSkel, o: &Opts, run: &crate::core::run::Run) -> anyho
         out.row(&[
             Value::Str(&time),
             Value::U64(e.pid.into()),
-            Value::Str(&comm),
+            // The owner is not known: null, not an empty name.
+            if e.pid == 0 {
+                Value::Json("null")
+            } else {
+                Value::Str(&comm)
+            },
             Value::U64(ip_version(t.family)),
             Value::Str(&l),
             Value::Ip(t.laddr),

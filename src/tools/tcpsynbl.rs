@@ -12,7 +12,7 @@ use libbpf_rs::{MapCore, RingBufferBuilder};
 
 use crate::core::addr::{endpoint, ip, ip_version};
 use crate::core::bpf::{opened, read_event, LoadContext, Pod};
-use crate::core::caps::{btf_has, fentry_can_take, tp_btf_args, Hook, Plan};
+use crate::core::caps::{btf_has, fentry_can_take, Hook, Plan};
 use crate::core::cli::{Common, Family, Interval};
 use crate::core::hist::print_log2;
 use crate::core::netstat::Netns;
@@ -141,7 +141,6 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
     crate::set_filters!(&mut *rodata, s.filters);
     let plan = s.plan.name;
-    rodata.kfree_has_rx_sk = tp_btf_args("kfree_skb").unwrap_or(0) >= 4;
     rodata.track_listeners = plan == "tp_btf";
     let v6 = btf_has("tcp_v6_syn_recv_sock").is_ok();
     let p = &mut open.progs;
