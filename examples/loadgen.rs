@@ -14,8 +14,14 @@
 //!   loadgen [--wait] ping --family 4|6 --count N [--id ID] [--interval-ms MS]
 //!   loadgen [--wait] udp-burst --family 4|6 --count N --size BYTES
 //!   loadgen [--wait] streams --family 4|6 --port P --send N1,N2.. --reply M1,M2.. --chunks K
-//!                    --pause-ms T [--peek]
-//!   loadgen [--wait] retrans --family 4|6 --port P --bytes N
+//!                    --pause-ms T [--peek] [--sendfile] [--dual-stack]
+//!       --dual-stack: the listener is a dual-stack [::] socket; IPv4 clients reach it, its
+//!       accepted sockets are AF_INET6 with v4-mapped addresses (::ffff:127.0.0.1)
+//!   loadgen [--wait] retrans --family 4|6 --port P --bytes N [--server-sends] [--decoy]
+//!       --server-sends: the accepted socket sends the burst; --decoy: the listener has
+//!       SO_REUSEPORT, and before the client connects another process (reuseport-listen)
+//!       listens on the same port and closes again
+//!   loadgen [--wait] reuseport-listen --family 4|6 --port P   (listen with SO_REUSEPORT, close)
 //!   loadgen [--wait] synbl --family 4|6 --port P --backlog B --clients C --hold-ms H
 //!   loadgen [--wait] nagle --family 4|6 --port P --mode default|nodelay|cork|more --writes N
 //!                    --size S
@@ -36,7 +42,11 @@
 //!       connects to a server elsewhere (e.g. across a veth), sends N bytes, closes, and waits
 //!       for the server's close.
 //!   loadgen [--wait] segments --family 4|6 --port P --client-send N --server-send M
-//!   loadgen [--wait] pingpong --family 4|6 --port P --rounds R --size S
+//!   loadgen [--wait] pingpong --family 4|6 --port P --rounds R --size S [--to ADDR]
+//!                    [--server-netns PATH]
+//!       R round trips of S bytes each way; the server listens on ADDR (default loopback), in
+//!       the network namespace at PATH if given (e.g. across a veth). Reports both ends'
+//!       smoothed RTT (tcpi_rtt) and the client's retransmitted segments at the end.
 //!   loadgen [--wait] connlat --family 4|6 --port P --count N [--slow]
 //!   loadgen [--wait] uring-accept --family 4|6 --port P --clients C   (accepts through io_uring)
 //!   loadgen [--wait] forked --family 4|6 --port P --client-send N --server-send M
@@ -159,14 +169,18 @@ fn exchange(a: &Args) {
     c.write_all(&vec![b'c'; client_send]).unwrap();
     let mut buf = vec![0u8; server_send];
     c.read_exact(&mut buf).unwrap();
+    // The client's congestion window once the exchange is done (before closing).
+    let info = tcp_info(&c);
     thread::sleep(hold);
     drop(c);
     server.join().unwrap();
     // Let the final ACKs land before exiting.
     thread::sleep(Duration::from_millis(50));
     println!(
-        "{{\"pid\":{},\"server_port\":{server_port},\"client_port\":{client_port}}}",
-        std::process::id()
+        "{{\"pid\":{},\"server_port\":{server_port},\"client_port\":{client_port},\"client_snd_cwnd\":{},\"client_snd_ssthresh\":{}}}",
+        std::process::id(),
+        info.tcpi_snd_cwnd,
+        info.tcpi_snd_ssthresh
     );
 }
 
@@ -794,7 +808,8 @@ fn read_n(s: &mut TcpStream, n: usize) {
 
 /// Several connections at once, each with exact byte counts both ways, the client's sends paced
 /// in chunks so they span intervals. With --peek the server first peeks (MSG_PEEK) at the data:
-/// those bytes are read again afterwards and must not be counted twice.
+/// those bytes are read again afterwards and must not be counted twice. With --sendfile the
+/// clients send with sendfile(2) from a memfd instead of write(2).
 fn streams(a: &Args) {
     let addr = a.addr(a.num("--port", 0) as u16);
     let sends = a.list("--send");
@@ -805,7 +820,15 @@ fn streams(a: &Args) {
         Duration::from_millis(a.num("--pause-ms", 0)),
     );
     let peek = a.flag("--peek");
-    let listener = listen(addr, 16);
+    let use_sendfile = a.flag("--sendfile");
+    let listener = if a.flag("--dual-stack") {
+        listen(
+            SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), addr.port()),
+            16,
+        )
+    } else {
+        listen(addr, 16)
+    };
     let port = listener.local_addr().unwrap().port();
     let workers: Vec<_> = sends
         .iter()
@@ -841,7 +864,11 @@ fn streams(a: &Args) {
                     } else {
                         chunk
                     };
-                    c.write_all(&vec![b'c'; n as usize]).unwrap();
+                    if use_sendfile {
+                        send_file(&c, n as usize);
+                    } else {
+                        c.write_all(&vec![b'c'; n as usize]).unwrap();
+                    }
                     thread::sleep(pause);
                 }
                 read_n(&mut c, reply as usize);
@@ -864,6 +891,25 @@ fn streams(a: &Args) {
     );
 }
 
+/// Sends n bytes on s with sendfile(2), from a memfd holding them.
+fn send_file(s: &TcpStream, n: usize) {
+    // SAFETY: a fresh memfd, written from a live buffer, then sent from and closed.
+    unsafe {
+        let fd = libc::memfd_create(c"loadgen".as_ptr(), libc::MFD_CLOEXEC);
+        assert!(fd >= 0, "memfd_create");
+        let data = vec![b'f'; n];
+        assert_eq!(libc::write(fd, data.as_ptr().cast(), n), n as isize);
+        let mut off: libc::off_t = 0;
+        while (off as usize) < n {
+            let k = libc::sendfile(s.as_raw_fd(), fd, &mut off, n - off as usize);
+            if k <= 0 {
+                die(&format!("sendfile: {}", std::io::Error::last_os_error()));
+            }
+        }
+        libc::close(fd);
+    }
+}
+
 /// The kernel's count of segments this socket retransmitted (tcpi_total_retrans).
 fn total_retrans(s: &TcpStream) -> u32 {
     // SAFETY: getsockopt into a zeroed tcp_info of the size passed.
@@ -882,31 +928,119 @@ fn total_retrans(s: &TcpStream) -> u32 {
     }
 }
 
-/// One burst of --bytes from client to server, then a 1-byte answer. Meant to run behind a lossy
-/// qdisc on lo: reports how many segments the client retransmitted, by the kernel's count.
+/// One burst of --bytes from client to server (or, with --server-sends, from the accepted socket
+/// to the client), then a 1-byte answer. Meant to run behind a lossy qdisc on lo: reports how many
+/// segments the sender retransmitted, by the kernel's count. --decoy: see the file header.
 fn retrans(a: &Args) {
     let addr = a.addr(a.num("--port", 0) as u16);
     let n = a.num("--bytes", 65536) as usize;
-    let listener = listen(addr, 16);
+    let server_sends = a.flag("--server-sends");
+    let decoy = a.flag("--decoy");
+    let listener = if decoy {
+        reuseport_listener(addr)
+    } else {
+        listen(addr, 16)
+    };
     let port = listener.local_addr().unwrap().port();
+    let mut decoy_pid = 0;
+    if decoy {
+        let family = a.num("--family", 4).to_string();
+        let st = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "reuseport-listen",
+                "--family",
+                &family,
+                "--port",
+                &port.to_string(),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            st.status.success(),
+            "{}",
+            String::from_utf8_lossy(&st.stderr)
+        );
+        let text = String::from_utf8_lossy(&st.stdout);
+        decoy_pid = text
+            .trim()
+            .trim_start_matches("{\"pid\":")
+            .trim_end_matches('}')
+            .parse::<u32>()
+            .unwrap();
+    }
     let server = thread::spawn(move || {
         let (mut s, _) = listener.accept().unwrap();
-        read_n(&mut s, n);
-        s.write_all(b"k").unwrap();
+        let sent = if server_sends {
+            s.write_all(&vec![b'r'; n]).unwrap();
+            read_n(&mut s, 1);
+            Some(total_retrans(&s))
+        } else {
+            read_n(&mut s, n);
+            s.write_all(b"k").unwrap();
+            None
+        };
         let mut rest = Vec::new();
         s.read_to_end(&mut rest).unwrap();
+        sent
     });
     let mut c = TcpStream::connect(SocketAddr::new(addr.ip(), port)).unwrap();
     let client_port = c.local_addr().unwrap().port();
-    c.write_all(&vec![b'r'; n]).unwrap();
-    read_n(&mut c, 1);
-    let retransmitted = total_retrans(&c);
+    let mut retransmitted = 0;
+    if server_sends {
+        read_n(&mut c, n);
+        c.write_all(b"k").unwrap();
+    } else {
+        c.write_all(&vec![b'r'; n]).unwrap();
+        read_n(&mut c, 1);
+        retransmitted = total_retrans(&c);
+    }
     drop(c);
-    server.join().unwrap();
+    if let Some(by_server) = server.join().unwrap() {
+        retransmitted = by_server;
+    }
     println!(
-        "{{\"pid\":{},\"server_port\":{port},\"client_port\":{client_port},\"total_retrans\":{retransmitted}}}",
+        "{{\"pid\":{},\"server_port\":{port},\"client_port\":{client_port},\"total_retrans\":{retransmitted},\"decoy_pid\":{decoy_pid}}}",
         std::process::id()
     );
+}
+
+/// A listener with SO_REUSEPORT set (so another process can listen on the same port), backlog 16.
+fn reuseport_listener(addr: SocketAddr) -> TcpListener {
+    let family = if addr.is_ipv6() {
+        libc::AF_INET6
+    } else {
+        libc::AF_INET
+    };
+    // SAFETY: a fresh socket, setsockopt with an int, bind and listen; owned by the listener.
+    unsafe {
+        let fd = libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0);
+        let one: libc::c_int = 1;
+        for opt in [libc::SO_REUSEPORT, libc::SO_REUSEADDR] {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                (&one as *const libc::c_int).cast(),
+                4,
+            );
+        }
+        if raw_bind(fd, addr) != 0 || libc::listen(fd, 16) != 0 {
+            die(&format!(
+                "reuseport listen {addr}: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        <TcpListener as std::os::fd::FromRawFd>::from_raw_fd(fd)
+    }
+}
+
+/// Listens on --port with SO_REUSEPORT, then closes: another process's listener on that port
+/// comes and goes.
+fn reuseport_listen(a: &Args) {
+    let l = reuseport_listener(a.addr(a.num("--port", 0) as u16));
+    drop(l);
+    println!("{{\"pid\":{}}}", std::process::id());
 }
 
 fn nonblocking_client(addr: SocketAddr, delay_handshake_ack: bool) -> TcpStream {
@@ -1617,11 +1751,31 @@ fn segments(a: &Args) {
 
 /// R request/reply round trips of S bytes each way (TCP_NODELAY), on one connection.
 fn pingpong(a: &Args) {
-    let addr = a.addr(a.num("--port", 0) as u16);
+    let mut addr = a.addr(a.num("--port", 0) as u16);
+    if let Some(to) = a.opt_text("--to") {
+        addr.set_ip(
+            to.parse()
+                .unwrap_or_else(|_| die(&format!("--to: bad address '{to}'"))),
+        );
+    }
     let (rounds, size) = (a.num("--rounds", 10), a.num("--size", 100) as usize);
-    let listener = listen(addr, 16);
-    let server_port = listener.local_addr().unwrap().port();
+    let server_netns = a.opt_text("--server-netns").map(str::to_string);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let server = thread::spawn(move || {
+        if let Some(path) = server_netns {
+            let ns = std::fs::File::open(&path).unwrap_or_else(|e| die(&format!("{path}: {e}")));
+            // SAFETY: setns on this thread only: the server's sockets live in that namespace.
+            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                die(&format!(
+                    "setns {path}: {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+        }
+        let listener = listen(addr, 16);
+        ready_tx
+            .send(listener.local_addr().unwrap().port())
+            .unwrap();
         let (mut s, _) = listener.accept().unwrap();
         nodelay(&s);
         let mut buf = vec![0u8; size];
@@ -1629,9 +1783,12 @@ fn pingpong(a: &Args) {
             s.read_exact(&mut buf).unwrap();
             s.write_all(&buf).unwrap();
         }
+        let rtt = tcp_info(&s).tcpi_rtt;
         let mut rest = Vec::new();
         s.read_to_end(&mut rest).unwrap();
+        rtt
     });
+    let server_port = ready_rx.recv().unwrap();
     let mut c = TcpStream::connect(SocketAddr::new(addr.ip(), server_port)).unwrap();
     nodelay(&c);
     let client_port = c.local_addr().unwrap().port();
@@ -1640,13 +1797,34 @@ fn pingpong(a: &Args) {
         c.write_all(&buf).unwrap();
         c.read_exact(&mut buf).unwrap();
     }
+    let info = tcp_info(&c);
     drop(c);
-    server.join().unwrap();
+    let server_rtt = server.join().unwrap();
     thread::sleep(Duration::from_millis(50));
     println!(
-        "{{\"pid\":{},\"server_port\":{server_port},\"client_port\":{client_port},\"rounds\":{rounds}}}",
-        std::process::id()
+        "{{\"pid\":{},\"server_port\":{server_port},\"client_port\":{client_port},\"rounds\":{rounds},\"client_rtt_us\":{},\"server_rtt_us\":{server_rtt},\"client_total_retrans\":{}}}",
+        std::process::id(),
+        info.tcpi_rtt,
+        info.tcpi_total_retrans
     );
+}
+
+/// The socket's TCP_INFO.
+fn tcp_info(s: &TcpStream) -> libc::tcp_info {
+    // SAFETY: getsockopt into a zeroed tcp_info of the size passed.
+    unsafe {
+        let mut info: libc::tcp_info = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        let rc = libc::getsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        );
+        assert_eq!(rc, 0, "TCP_INFO");
+        info
+    }
 }
 
 /// N connects to a listener that accepts at once. With --slow, one more connect that cannot
@@ -2335,6 +2513,7 @@ fn main() {
         "udp-burst" => udp_burst(&a),
         "streams" => streams(&a),
         "retrans" => retrans(&a),
+        "reuseport-listen" => reuseport_listen(&a),
         "synbl" => synbl(&a),
         "nagle" => nagle(&a),
         "sockio" => sockio(&a),

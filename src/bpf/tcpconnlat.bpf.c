@@ -44,9 +44,16 @@ int BPF_PROG(tcpconnlat_set_state, struct sock *sk, int oldstate, int newstate)
 		return 0;
 
 	if (newstate == TCP_SYN_SENT) {
+		struct sock_tuple t = {};
+
 		fresh.pid = current_tgid();
-		if (!tgid_ok(fresh.pid) || !family_ok(BPF_CORE_READ(sk, __sk_common.skc_family)) ||
-		    !netns_ok(sk_netns_cookie(sk)))
+		if (!tgid_ok(fresh.pid) || !netns_ok(sk_netns_cookie(sk)))
+			return 0;
+		/* connect() has set the destination: a dual-stack socket connecting to a v4-mapped
+		 * address makes an IPv4 connection. */
+		sk_read_tuple(sk, &t);
+		tuple_unmap_v4(&t);
+		if (!family_ok(t.family))
 			return 0;
 		fresh.ts_ns = bpf_ktime_get_ns();
 		bpf_get_current_comm(fresh.comm, sizeof(fresh.comm));
@@ -65,10 +72,11 @@ int BPF_PROG(tcpconnlat_set_state, struct sock *sk, int oldstate, int newstate)
 	if (newstate == TCP_ESTABLISHED && export_mode) {
 		export_hist_add(0, BPF_CORE_READ(sk, __sk_common.skc_family) == AF_INET6,
 				bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport)), (now - st->ts_ns) / 1000);
-	} else if (newstate == TCP_ESTABLISHED && now - st->ts_ns > min_lat_ns) {
+	} else if (newstate == TCP_ESTABLISHED && now - st->ts_ns >= min_lat_ns) {
 		e = reserve_event(sizeof(*e));
 		if (e) {
 			sk_read_tuple(sk, &e->tuple);
+			tuple_unmap_v4(&e->tuple);
 			e->ts_ns = now;
 			e->lat_ns = now - st->ts_ns;
 			e->pid = st->pid;

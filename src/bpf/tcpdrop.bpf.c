@@ -17,10 +17,10 @@ EXPORT_EVENT_TYPE(tcpdrop_event);
 
 static __always_inline __u64 drop_netns(const struct sk_buff *skb, const struct sock *sk)
 {
-	struct net_device *dev = BPF_CORE_READ(skb, dev);
+	__u64 netns = skb_dev_netns(skb);
 
-	if (dev)
-		return BPF_CORE_READ(dev, nd_net.net, net_cookie);
+	if (netns)
+		return netns;
 	return sk ? sk_netns_cookie(sk) : 0;
 }
 

@@ -10,6 +10,7 @@
  * push hands tcp_write_xmit (tcp_sock.nonagle, or CORK for MSG_MORE), and whether data stayed
  * queued, unsent, when the send returned. */
 #include "common/netbpf.bpf.h"
+#include "common/call_stack.bpf.h"
 #include "common/filter.bpf.h"
 #include "common/hist.bpf.h"
 #include "common/sock.bpf.h"
@@ -100,41 +101,25 @@ int BPF_PROG(tcpnagle_fexit, struct sock *sk, unsigned int mss_now, int nonagle,
 	return 0;
 }
 
-/* kprobe plan: the arguments are gone at return, so keep them per thread. */
-struct xmit_call {
-	__u64 sk;
-	__s32 nonagle;
-	__u32 pad;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u32);
-	__type(value, struct xmit_call);
-} xmit_calls SEC(".maps");
+/* kprobe plan: the arguments are gone at return, so the entry keeps them (a: sk, b: nonagle).
+ * tcp_write_xmit() nests on a thread: a transmit on loopback delivers to the peer in a softirq
+ * right there, and the peer's ACK processing can transmit on its own socket. */
+DEFINE_CALL_STACKS(xmit_calls);
 
 SEC("kprobe/tcp_write_xmit")
 int BPF_KPROBE(tcpnagle_kprobe, struct sock *sk, unsigned int mss_now, int nonagle)
 {
-	struct xmit_call call = { .sk = (__u64)sk, .nonagle = nonagle };
-	__u32 tid = current_tid();
-
-	if (sk_wanted(sk))
-		bpf_map_update_elem(&xmit_calls, &tid, &call, BPF_ANY);
+	call_push(&xmit_calls, (__u64)sk, (__u32)nonagle, sk_wanted(sk));
 	return 0;
 }
 
 SEC("kretprobe/tcp_write_xmit")
 int BPF_KRETPROBE(tcpnagle_kretprobe, bool ret)
 {
-	__u32 tid = current_tid();
-	struct xmit_call *call = bpf_map_lookup_elem(&xmit_calls, &tid);
+	struct call_frame f;
 
-	if (!call)
-		return 0;
-	xmit_done((const struct sock *)call->sk, call->nonagle, ret);
-	bpf_map_delete_elem(&xmit_calls, &tid);
+	if (call_pop(&xmit_calls, &f))
+		xmit_done((const struct sock *)f.a, (int)f.b, ret);
 	return 0;
 }
 

@@ -4,8 +4,11 @@
  *
  * Retransmits mostly run from timers and ACK processing in softirq, where the task on CPU is
  * unrelated to the socket. The owner is learned instead from the socket's own state changes
- * (connect, listen, close: common/tcp_owner.bpf.h), which are cheap and rare. */
+ * (connect, listen, close: common/tcp_owner.bpf.h), which are cheap and rare, and from accept()
+ * where the plan can hook it (fexit/kretprobe on inet_csk_accept, else the accept syscalls):
+ * with SO_REUSEPORT the listener's owner is only a guess for an accepted connection. */
 #include "common/netbpf.bpf.h"
+#include "common/call_stack.bpf.h"
 #include "common/events.bpf.h"
 #include "common/filter.bpf.h"
 #include "common/maps.bpf.h"
@@ -32,7 +35,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
 	__type(key, struct tcpretrans_count_key);
-	__type(value, __u64);
+	__type(value, struct tcpretrans_count);
 } counts SEC(".maps");
 
 /* Exporter mode (common/export.bpf.h): segments retransmitted (metric 0) and tail loss probes
@@ -51,6 +54,9 @@ static __always_inline void export_retransmit(const struct sock *sk, const struc
 
 static __always_inline void report(const struct sock *sk, const struct sk_buff *skb, __u8 kind, int err)
 {
+	static const struct tcpretrans_count zero = {};
+	struct tcp_skb_cb *cb = NULL;
+	struct tcpretrans_count *n;
 	struct tcpretrans_event *e;
 	struct sk_owner *owner;
 	struct sock_tuple t = {};
@@ -59,6 +65,7 @@ static __always_inline void report(const struct sock *sk, const struct sk_buff *
 	if (!netns_ok(sk_netns_cookie(sk)))
 		return;
 	sk_read_tuple(sk, &t);
+	tuple_unmap_v4(&t);
 	if (!sk_is_inet(t.family) || !family_ok(t.family))
 		return;
 	if (export_mode) {
@@ -69,12 +76,23 @@ static __always_inline void report(const struct sock *sk, const struct sk_buff *
 	if (filter_tgid && (!owner || owner->pid != filter_tgid))
 		return;
 
+	/* TCP_SKB_CB(skb) lives in skb->cb: the first byte's sequence number, and how many
+	 * segments the skb was sent as. */
+	if (skb)
+		cb = (void *)skb + bpf_core_field_offset(struct sk_buff, cb);
+
 	if (count_mode) {
-		struct tcpretrans_count_key k = { .family = t.family, .lport = t.lport, .rport = t.rport };
+		struct tcpretrans_count_key k = {
+			.family = t.family, .lport = t.lport, .rport = t.rport, .kind = kind,
+		};
 
 		__builtin_memcpy(k.saddr, t.saddr, sizeof(k.saddr));
 		__builtin_memcpy(k.daddr, t.daddr, sizeof(k.daddr));
-		counter_add(&counts, &k, 1);
+		n = lookup_or_init(&counts, &k, &zero);
+		if (n) {
+			__sync_fetch_and_add(&n->events, 1);
+			__sync_fetch_and_add(&n->segs, cb ? BPF_CORE_READ(cb, tcp_gso_segs) : 1);
+		}
 		return;
 	}
 
@@ -88,13 +106,15 @@ static __always_inline void report(const struct sock *sk, const struct sk_buff *
 	e->err = err;
 	e->seq = 0;
 	e->segs = 0;
-	if (skb) {
-		/* TCP_SKB_CB(skb) lives in skb->cb: the first byte's sequence number, and how many
-		 * segments the skb was sent as. */
-		struct tcp_skb_cb *cb = (void *)skb + bpf_core_field_offset(struct sk_buff, cb);
-
+	if (cb) {
 		e->seq = BPF_CORE_READ(cb, seq);
 		e->segs = BPF_CORE_READ(cb, tcp_gso_segs);
+	} else if (kind == TCPRETRANS_LOSS_PROBE) {
+		/* The probe: one segment, new data or the last one resent (tlp_retrans). */
+		e->seq = BPF_CORE_READ((struct tcp_sock *)sk, tlp_high_seq);
+		e->segs = 1;
+		if (bpf_core_field_exists(((struct tcp_sock *)0)->tlp_retrans))
+			e->err = BPF_CORE_READ_BITFIELD_PROBED((struct tcp_sock *)sk, tlp_retrans);
 	}
 	if (owner) {
 		e->pid = owner->pid;
@@ -133,18 +153,111 @@ int BPF_PROG(tcpretrans_retransmit, const struct sock *sk, const struct sk_buff 
 	return 0;
 }
 
-/* Tail loss probes (-l): no tracepoint marks them, so these need a function hook. Only the one
- * the chosen plan names is loaded. */
+/* Tail loss probes (-l): no tracepoint marks them, so these need a function hook. Only the
+ * programs the chosen plan names are loaded. tcp_send_loss_probe() runs when the probe timer
+ * fires; it sends a probe (new data, or the last segment again) unless one is outstanding or
+ * nothing can be sent, and then records snd_nxt in tlp_high_seq, 0 before: a probe was sent when
+ * tlp_high_seq went from 0 to something, which is what the kernel counts (TCPLossProbes). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, __u32);
+} tlp_before SEC(".maps");
+
+static __always_inline __u32 tlp_high_seq(const struct sock *sk)
+{
+	return BPF_CORE_READ((struct tcp_sock *)sk, tlp_high_seq);
+}
+
 SEC("fentry/tcp_send_loss_probe")
 int BPF_PROG(tcpretrans_tlp_fentry, struct sock *sk)
 {
-	report(sk, NULL, TCPRETRANS_LOSS_PROBE, 0);
+	__u64 key = (__u64)sk;
+	__u32 before = tlp_high_seq(sk);
+
+	bpf_map_update_elem(&tlp_before, &key, &before, BPF_ANY);
 	return 0;
 }
+
+SEC("fexit/tcp_send_loss_probe")
+int BPF_PROG(tcpretrans_tlp_fexit, struct sock *sk)
+{
+	__u64 key = (__u64)sk;
+	__u32 *before = bpf_map_lookup_elem(&tlp_before, &key);
+	bool sent = before && !*before && tlp_high_seq(sk);
+
+	bpf_map_delete_elem(&tlp_before, &key);
+	if (sent)
+		report(sk, NULL, TCPRETRANS_LOSS_PROBE, 0);
+	return 0;
+}
+
+/* kprobe plan: the entry keeps (sk, tlp_high_seq) for the return. */
+DEFINE_CALL_STACKS(tlp_calls);
 
 SEC("kprobe/tcp_send_loss_probe")
 int BPF_KPROBE(tcpretrans_tlp_kprobe, struct sock *sk)
 {
-	report(sk, NULL, TCPRETRANS_LOSS_PROBE, 0);
+	call_push(&tlp_calls, (__u64)sk, tlp_high_seq(sk), true);
 	return 0;
+}
+
+SEC("kretprobe/tcp_send_loss_probe")
+int BPF_KRETPROBE(tcpretrans_tlp_kretprobe)
+{
+	struct call_frame f;
+	const struct sock *sk;
+
+	if (!call_pop(&tlp_calls, &f))
+		return 0;
+	sk = (const struct sock *)f.a;
+	if (!f.b && tlp_high_seq(sk))
+		report(sk, NULL, TCPRETRANS_LOSS_PROBE, 0);
+	return 0;
+}
+
+/* accept() returned sk: its owner is the caller. inet_csk_accept(listener, ...) returns the
+ * new sock (NULL on error); its other arguments changed in 6.10: only the return is read. */
+SEC("fexit/inet_csk_accept")
+int BPF_PROG(tcpretrans_accept_fexit, struct sock *listener)
+{
+	__u64 sk = 0;
+
+	bpf_get_func_ret(ctx, &sk);
+	if (sk)
+		owner_accepted((struct sock *)sk);
+	return 0;
+}
+
+SEC("kretprobe/inet_csk_accept")
+int BPF_KRETPROBE(tcpretrans_accept_kretprobe, struct sock *sk)
+{
+	if (sk)
+		owner_accepted(sk);
+	return 0;
+}
+
+static __always_inline int accept_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	struct sock *sk;
+
+	if (ctx->ret < 0)
+		return 0;
+	sk = sock_from_fd(ctx->ret);
+	if (sk && BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP)
+		owner_accepted(sk);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int tcpretrans_accept_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return accept_exit(ctx);
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int tcpretrans_accept4_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return accept_exit(ctx);
 }

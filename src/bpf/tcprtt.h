@@ -11,10 +11,11 @@ struct tcprtt_key {
 	__u16 pad[3];
 };
 
-/* For the average (-e): sum and number of samples, per key. */
-struct tcprtt_sum {
+/* One histogram and the sum of its samples (for the average, -e), in one map value so that
+ * both are read at the same moment. */
+struct tcprtt_hist {
+	struct hist hist;
 	__u64 total;
-	__u64 count;
 };
 
 #endif

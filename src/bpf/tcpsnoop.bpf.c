@@ -8,8 +8,8 @@
  * packet crosses lo twice, once out and once in, so it appears once from each endpoint.
  *
  * Owners are learned from state changes (common/tcp_owner.bpf.h: connect, listen, close run in
- * the owner's context; an accepted socket inherits its listener's owner) and, with syscall
- * tracepoints, refined at accept() return. As incoming packets carry no socket, owners are also
+ * the owner's context; an accepted socket inherits its listener's owner) and refined where
+ * accept() returns (fexit/kretprobe on inet_csk_accept, else the accept syscalls). As incoming packets carry no socket, owners are also
  * kept by (netns, local, remote) in `flows`. */
 #include "common/netbpf.bpf.h"
 #include "common/events.bpf.h"
@@ -45,15 +45,6 @@ struct {
 	__type(value, struct owner);
 } flows SEC(".maps");
 
-/* (netns, port) of a listening socket -> its owner: for the handshake packets of a passive open,
- * which have no full socket yet. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 4096);
-	__type(key, struct listener_key);
-	__type(value, struct owner);
-} listeners SEC(".maps");
-
 /* Resets about to be sent for a packet that found no socket (a closed port), by the reply's
  * flow; consumed when the reset passes net_dev_queue. */
 struct {
@@ -86,21 +77,16 @@ static __always_inline void owner_fill(struct owner *o, const struct sk_owner *f
  * packets: key it as IPv4 so the packets find it. */
 static __always_inline void flow_from_sock(struct flow_key *k, __u64 netns, const struct sock_tuple *t)
 {
-	const __u32 *d = (const __u32 *)t->daddr;
+	struct sock_tuple u = *t;
 
+	tuple_unmap_v4(&u);
 	__builtin_memset(k, 0, sizeof(*k));
 	k->netns = netns;
-	k->lport = t->lport;
-	k->rport = t->rport;
-	if (t->family == AF_INET6 && !d[0] && !d[1] && d[2] == bpf_htonl(0xffff)) {
-		k->family = AF_INET;
-		__builtin_memcpy(k->laddr, &t->saddr[12], 4);
-		__builtin_memcpy(k->raddr, &t->daddr[12], 4);
-	} else {
-		k->family = t->family;
-		__builtin_memcpy(k->laddr, t->saddr, 16);
-		__builtin_memcpy(k->raddr, t->daddr, 16);
-	}
+	k->lport = u.lport;
+	k->rport = u.rport;
+	k->family = u.family;
+	__builtin_memcpy(k->laddr, u.saddr, 16);
+	__builtin_memcpy(k->raddr, u.daddr, 16);
 }
 
 /* The flow of a packet, from the local end: outgoing packets come from it, incoming go to it. */
@@ -122,17 +108,21 @@ static __always_inline void flow_from_packet(struct flow_key *k, __u64 netns, co
 	}
 }
 
-static __always_inline struct owner *listener_of(const struct flow_key *k)
+/* The owner of the listener on the flow's local port (common/tcp_owner.bpf.h keeps them), for
+ * the handshake packets of a passive open, which have no full socket yet; NULL when unknown. */
+static __always_inline struct owner *listener_of(const struct flow_key *k, struct owner *o)
 {
-	struct listener_key lk = { .netns = k->netns, .port = k->lport };
+	struct listener_owner *l = listener_lookup(k->netns, k->lport);
 
-	return bpf_map_lookup_elem(&listeners, &lk);
+	if (!l)
+		return NULL;
+	owner_fill(o, &l->owner, (const struct sock *)l->sk);
+	return o;
 }
 
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(tcpsnoop_set_state, struct sock *sk, int oldstate, int newstate)
 {
-	struct listener_key lk = {};
 	struct sock_tuple t = {};
 	struct owner val = {};
 	struct flow_key key;
@@ -145,17 +135,6 @@ int BPF_PROG(tcpsnoop_set_state, struct sock *sk, int oldstate, int newstate)
 	if (!netns_ok(netns))
 		return 0;
 	o = owner_track(sk, oldstate, newstate);
-	if (newstate == TCP_LISTEN || oldstate == TCP_LISTEN) {
-		/* inet_sport, not skc_num: the port is released before LISTEN -> CLOSE is traced. */
-		lk.netns = netns;
-		lk.port = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
-		if (newstate != TCP_LISTEN) {
-			bpf_map_delete_elem(&listeners, &lk);
-		} else if (o) {
-			owner_fill(&val, o, sk);
-			bpf_map_update_elem(&listeners, &lk, &val, BPF_ANY);
-		}
-	}
 	if (newstate == TCP_CLOSE) {
 		/* The flow stays (LRU): packets of TIME_WAIT and late resets still belong to it. */
 		owner_forget(sk);
@@ -225,20 +204,15 @@ static __always_inline bool skb_tcp_packet(const struct sk_buff *skb, const unsi
 	return family_ok(p->family);
 }
 
-static __always_inline __u64 skb_netns(const struct sk_buff *skb)
-{
-	return BPF_CORE_READ(skb, dev, nd_net.net, net_cookie);
-}
-
 SEC("tp_btf/net_dev_queue")
 int BPF_PROG(tcpsnoop_tx, struct sk_buff *skb)
 {
 	struct sk_owner *so = NULL;
-	struct owner val = {}, *o;
+	struct owner val = {}, lval, *o;
 	struct tcp_packet p;
 	struct flow_key k;
 	struct sock *sk;
-	__u64 netns = skb_netns(skb);
+	__u64 netns = skb_dev_netns(skb);
 
 	if (!netns_ok(netns))
 		return 0;
@@ -269,17 +243,17 @@ int BPF_PROG(tcpsnoop_tx, struct sk_buff *skb)
 		bpf_map_delete_elem(&closed_resets, &k);
 		return report(&p, &k, true, NULL, OWNER_CLOSED);
 	}
-	o = listener_of(&k); /* SYN-ACK of a passive open (sent from its request socket) */
+	o = listener_of(&k, &lval); /* SYN-ACK of a passive open (sent from its request socket) */
 	return report(&p, &k, true, o, o ? OWNER_KNOWN : OWNER_UNKNOWN);
 }
 
 SEC("tp_btf/netif_receive_skb")
 int BPF_PROG(tcpsnoop_rx, struct sk_buff *skb)
 {
-	struct owner *o = NULL;
+	struct owner *o = NULL, lval;
 	struct tcp_packet p;
 	struct flow_key k;
-	__u64 netns = skb_netns(skb);
+	__u64 netns = skb_dev_netns(skb);
 
 	if (!netns_ok(netns))
 		return 0;
@@ -289,18 +263,19 @@ int BPF_PROG(tcpsnoop_rx, struct sk_buff *skb)
 	flow_from_packet(&k, netns, &p, false);
 	/* A SYN without ACK goes to a listener, even if an old flow had the same tuple. */
 	if ((p.flags & (TH_SYN | TH_ACK)) == TH_SYN)
-		o = listener_of(&k);
+		o = listener_of(&k, &lval);
 	if (!o)
 		o = bpf_map_lookup_elem(&flows, &k);
 	if (!o)
-		o = listener_of(&k); /* the ACK ending a passive open: its socket is made for it */
+		o = listener_of(&k, &lval); /* the ACK ending a passive open: its socket is made for it */
 	return report(&p, &k, false, o, o ? OWNER_KNOWN : OWNER_UNKNOWN);
 }
 
 /* A reset for a packet that found no socket (sk == NULL: a closed port). skb is the packet that
- * provoked it, with its headers parsed; the reset itself is built and queued right after. */
-SEC("tp_btf/tcp_send_reset")
-int BPF_PROG(tcpsnoop_reset, const struct sock *sk, const struct sk_buff *skb)
+ * provoked it, with its headers parsed; the reset itself is built and queued right after.
+ * The tcp_send_reset tracepoint fires for sk == NULL since Linux 6.10 or so; the fentry and
+ * kprobe plans hook tcp_v4/v6_send_reset(sk, skb, ...), which send every such reset. */
+static __always_inline int closed_reset(const struct sock *sk, const struct sk_buff *skb)
 {
 	struct tcp_packet p;
 	struct flow_key k;
@@ -309,7 +284,7 @@ int BPF_PROG(tcpsnoop_reset, const struct sock *sk, const struct sk_buff *skb)
 
 	if (sk || !skb)
 		return 0;
-	netns = skb_netns(skb);
+	netns = skb_dev_netns(skb);
 	if (!netns_ok(netns))
 		return 0;
 	if (!parse_tcp_packet(BPF_CORE_READ(skb, head) + BPF_CORE_READ(skb, network_header), 0, &p))
@@ -320,19 +295,45 @@ int BPF_PROG(tcpsnoop_reset, const struct sock *sk, const struct sk_buff *skb)
 	return 0;
 }
 
+SEC("tp_btf/tcp_send_reset")
+int BPF_PROG(tcpsnoop_reset, const struct sock *sk, const struct sk_buff *skb)
+{
+	return closed_reset(sk, skb);
+}
+
+SEC("fentry/tcp_v4_send_reset")
+int BPF_PROG(tcpsnoop_reset4_fentry, const struct sock *sk, struct sk_buff *skb)
+{
+	return closed_reset(sk, skb);
+}
+
+SEC("fentry/tcp_v6_send_reset")
+int BPF_PROG(tcpsnoop_reset6_fentry, const struct sock *sk, struct sk_buff *skb)
+{
+	return closed_reset(sk, skb);
+}
+
+SEC("kprobe/tcp_v4_send_reset")
+int BPF_KPROBE(tcpsnoop_reset4_kprobe, const struct sock *sk, struct sk_buff *skb)
+{
+	return closed_reset(sk, skb);
+}
+
+SEC("kprobe/tcp_v6_send_reset")
+int BPF_KPROBE(tcpsnoop_reset6_kprobe, const struct sock *sk, struct sk_buff *skb)
+{
+	return closed_reset(sk, skb);
+}
+
 /* accept() returned a socket: its owner is the caller (the listener's owner was a guess). */
-static __always_inline int accepted(struct trace_event_raw_sys_exit *ctx)
+static __always_inline int accepted(struct sock *sk)
 {
 	struct sock_tuple t = {};
-	struct sk_owner so = {};
+	struct sk_owner *so;
 	struct owner val = {};
 	struct flow_key k;
-	struct sock *sk;
 	__u64 skey, netns;
 
-	if (ctx->ret < 0)
-		return 0;
-	sk = sock_from_fd(ctx->ret);
 	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
 	netns = sk_netns_cookie(sk);
@@ -341,11 +342,13 @@ static __always_inline int accepted(struct trace_event_raw_sys_exit *ctx)
 	sk_read_tuple(sk, &t);
 	if (!sk_is_inet(t.family) || !t.lport || !t.rport)
 		return 0;
-	owner_from_current(&so);
+	owner_accepted(sk);
 	skey = (__u64)sk;
-	bpf_map_update_elem(&sk_owners, &skey, &so, BPF_ANY);
+	so = bpf_map_lookup_elem(&sk_owners, &skey);
+	if (!so)
+		return 0;
 	flow_from_sock(&k, netns, &t);
-	owner_fill(&val, &so, sk);
+	owner_fill(&val, so, sk);
 	bpf_map_update_elem(&flows, &k, &val, BPF_ANY);
 	return 0;
 }
@@ -353,11 +356,28 @@ static __always_inline int accepted(struct trace_event_raw_sys_exit *ctx)
 SEC("tracepoint/syscalls/sys_exit_accept")
 int tcpsnoop_accept_exit(struct trace_event_raw_sys_exit *ctx)
 {
-	return accepted(ctx);
+	return ctx->ret < 0 ? 0 : accepted(sock_from_fd(ctx->ret));
 }
 
 SEC("tracepoint/syscalls/sys_exit_accept4")
 int tcpsnoop_accept4_exit(struct trace_event_raw_sys_exit *ctx)
 {
-	return accepted(ctx);
+	return ctx->ret < 0 ? 0 : accepted(sock_from_fd(ctx->ret));
+}
+
+/* inet_csk_accept(listener, ...) returns the new sock (NULL on error): every accept, io_uring's
+ * included. Its other arguments changed in 6.10: only the return is read. */
+SEC("fexit/inet_csk_accept")
+int BPF_PROG(tcpsnoop_accept_fexit, struct sock *listener)
+{
+	__u64 sk = 0;
+
+	bpf_get_func_ret(ctx, &sk);
+	return accepted((struct sock *)sk);
+}
+
+SEC("kretprobe/inet_csk_accept")
+int BPF_KRETPROBE(tcpsnoop_accept_kretprobe, struct sock *sk)
+{
+	return accepted(sk);
 }

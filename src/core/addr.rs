@@ -53,6 +53,38 @@ impl Tuple {
     }
 }
 
+impl Tuple {
+    /// The IPv4 connection an AF_INET6 socket carries when it talks to a v4-mapped address
+    /// (::ffff:a.b.c.d, a dual-stack socket): family AF_INET and plain IPv4 addresses, as the
+    /// packets on the wire have them. Other tuples are returned as they are. A listener (remote
+    /// address unspecified) is unmapped by its local address.
+    pub fn unmapped(self) -> Tuple {
+        let remote_unset = self.raddr.is_unspecified();
+        let key = if remote_unset { self.laddr } else { self.raddr };
+        if self.family != AF_INET6 || unmap_v4(key) == key {
+            return self;
+        }
+        Tuple {
+            family: AF_INET,
+            laddr: unmap_v4(self.laddr),
+            raddr: if remote_unset {
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+            } else {
+                unmap_v4(self.raddr)
+            },
+            ..self
+        }
+    }
+}
+
+/// ::ffff:a.b.c.d as a.b.c.d; any other address as it is.
+pub fn unmap_v4(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
 /// Builds a [`Tuple`] from any skeleton's generated `sock_tuple` (each skeleton has its own copy
 /// of the type, with the same fields).
 #[macro_export]
@@ -105,6 +137,39 @@ mod tests {
     fn endpoints() {
         assert_eq!(endpoint("::1".parse().unwrap(), 80), "[::1]:80");
         assert_eq!(endpoint("127.0.0.1".parse().unwrap(), 80), "127.0.0.1:80");
+    }
+
+    #[test]
+    fn v4_mapped_tuples_are_ipv4() {
+        let t = |l: &str, r: &str| Tuple {
+            family: AF_INET6,
+            laddr: l.parse().unwrap(),
+            lport: 80,
+            raddr: r.parse().unwrap(),
+            rport: 4000,
+        };
+        let u = t("::ffff:127.0.0.1", "::ffff:10.0.0.2").unmapped();
+        assert_eq!(
+            (
+                u.family,
+                u.laddr.to_string(),
+                u.raddr.to_string(),
+                u.lport,
+                u.rport
+            ),
+            (AF_INET, "127.0.0.1".into(), "10.0.0.2".into(), 80, 4000)
+        );
+        let listener = t("::ffff:127.0.0.1", "::").unmapped();
+        assert_eq!(
+            (listener.family, listener.raddr.to_string()),
+            (AF_INET, "0.0.0.0".into())
+        );
+        assert_eq!(t("::1", "::1").unmapped(), t("::1", "::1"));
+        assert_eq!(t("::", "::").unmapped(), t("::", "::"));
+        assert_eq!(
+            unmap_v4("::ffff:1.2.3.4".parse().unwrap()).to_string(),
+            "1.2.3.4"
+        );
     }
 
     #[test]

@@ -382,3 +382,56 @@ mod tests {
         );
     }
 }
+
+/// The position (from 0) of the parameter named `param` of kernel function `func`, from BTF, or
+/// None when the function or the parameter is not there. Function signatures change between
+/// kernel versions (an argument dropped or added): a function hook reads its arguments by the
+/// position this gives.
+pub fn func_param_index(func: &str, param: &str) -> Option<usize> {
+    use libbpf_rs::btf::{types, ReferencesType};
+    let btf = libbpf_rs::btf::Btf::from_vmlinux().ok()?;
+    let f = btf.type_by_name::<types::Func>(func)?;
+    let proto = types::FuncProto::try_from(f.referenced_type()).ok()?;
+    let index = proto
+        .iter()
+        .position(|p| p.name.is_some_and(|n| n == param));
+    index
+}
+
+/// The running kernel's (major, minor) version, from uname.
+pub fn kernel_version() -> Option<(u32, u32)> {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
+    let mut parts = release.trim().split(['.', '-']);
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// Whether an fentry/fexit trampoline can be attached to kernel function `func` here, by its
+/// number of arguments: x86-64 trampolines take at most 6 before Linux 6.6 (attaching to a
+/// function with more fails with ENOTSUPP), arm64 ones 8.
+pub fn fentry_can_take(func: &str) -> Result<(), String> {
+    use libbpf_rs::btf::{types, ReferencesType};
+    let btf = libbpf_rs::btf::Btf::from_vmlinux()
+        .map_err(|e| format!("kernel BTF could not be read: {e}"))?;
+    let f = btf
+        .type_by_name::<types::Func>(func)
+        .ok_or_else(|| format!("'{func}' is not in kernel BTF"))?;
+    let args = types::FuncProto::try_from(f.referenced_type())
+        .map(|p| p.len())
+        .map_err(|_| format!("'{func}' has no prototype in kernel BTF"))?;
+    let limit = if cfg!(target_arch = "aarch64") {
+        8
+    } else if kernel_version().is_some_and(|v| v >= (6, 6)) {
+        12
+    } else {
+        6
+    };
+    if args > limit {
+        return Err(format!(
+            "{func} has {args} arguments; fentry trampolines take at most {limit} on this kernel \
+             (x86-64: 12 from Linux 6.6)"
+        ));
+    }
+    Ok(())
+}

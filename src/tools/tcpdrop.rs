@@ -1,18 +1,17 @@
 //! tcpdrop: TCP packets dropped by the kernel, with addresses, TCP state and flags, the drop
 //! reason and the kernel stack.
 
-use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::mem::MaybeUninit;
 
 use clap::Parser;
-use libbpf_rs::btf::{types, Btf};
 
 use crate::core::addr::{endpoint, ip, ip_version};
 use crate::core::bpf::{load, read_event, Pod};
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{Common, Family};
+use crate::core::drop_reason;
 use crate::core::output::{json_string, Column, Format, Output, Value};
 use crate::core::symbols::Symbols;
 use crate::core::tcp::{flags_str, state_name};
@@ -34,54 +33,10 @@ pub static TOOL: Tool = Tool {
         name: "tp_btf",
         needs: &[Hook::TpBtf],
         attach: "skb/kfree_skb",
-        check: Some(has_drop_reasons),
+        check: Some(drop_reason::check),
     }],
     run,
 };
-
-const REASON_ENUM: &str = "skb_drop_reason";
-
-/// kfree_skb carries a reason since Linux 5.17; without it every free would look like a drop.
-fn has_drop_reasons() -> Result<(), String> {
-    let btf = Btf::from_vmlinux().map_err(|e| format!("reading kernel BTF: {e}"))?;
-    if btf.type_by_name::<types::Enum>(REASON_ENUM).is_some() {
-        Ok(())
-    } else {
-        Err(format!(
-            "the kernel has no enum {REASON_ENUM} (drop reasons came in Linux 5.17)"
-        ))
-    }
-}
-
-/// Drop reason values -> names ("NO_SOCKET"), read from this kernel's BTF: the values differ
-/// between kernel versions.
-fn reason_names() -> HashMap<u32, String> {
-    let mut names = HashMap::new();
-    let Ok(btf) = Btf::from_vmlinux() else {
-        return names;
-    };
-    if let Some(e) = btf.type_by_name::<types::Enum>(REASON_ENUM) {
-        for m in e.iter() {
-            let Some(name) = m.name else { continue };
-            let name = name.to_string_lossy();
-            let short = name.strip_prefix("SKB_DROP_REASON_").unwrap_or(&name);
-            names.insert(m.value as u32, short.to_string());
-        }
-    }
-    names
-}
-
-/// The stack from the freeing function down: the first frames are the BPF program and the
-/// tracepoint machinery that called it.
-fn drop_frames(mut frames: Vec<String>) -> Vec<String> {
-    const TRACING: [&str; 4] = ["bpf_prog_", "bpf_trace_run", "__traceiter_", "__bpf_trace_"];
-    let skip = frames
-        .iter()
-        .take_while(|f| TRACING.iter().any(|p| f.starts_with(p)))
-        .count();
-    frames.drain(..skip);
-    frames
-}
 
 const EXAMPLES: &str = "\
 Examples:
@@ -143,7 +98,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         },
     )?;
 
-    let reasons = reason_names();
+    let reasons = drop_reason::names().unwrap_or_default();
     let symbols = Symbols::new();
     let json = o.common.format() == Format::Json;
     let mut out = Output::new(o.common.format(), columns());
@@ -162,11 +117,8 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
             state_name(e.state.into())
         };
         let flags = flags_str(e.flags);
-        let reason = reasons
-            .get(&e.reason)
-            .cloned()
-            .unwrap_or_else(|| format!("UNKNOWN({})", e.reason));
-        let frames = drop_frames(symbols.kernel(&e.stack));
+        let reason = drop_reason::name(&reasons, e.reason);
+        let frames = drop_reason::trim_tracing_frames(symbols.kernel(&e.stack));
         let stack_json = if json {
             let mut j = String::from("[");
             for (i, f) in frames.iter().enumerate() {
@@ -214,25 +166,4 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events),
     );
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tracing_frames_are_cut() {
-        let f = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let stack = f(&[
-            "bpf_prog_a61f_tcpdrop_kfree_skb+0x685",
-            "bpf_trace_run4+0x10d",
-            "__traceiter_kfree_skb+0x41",
-            "sk_skb_reason_drop+0x90",
-            "tcp_v4_rcv+0x99",
-        ]);
-        assert_eq!(
-            drop_frames(stack),
-            f(&["sk_skb_reason_drop+0x90", "tcp_v4_rcv+0x99"])
-        );
-    }
 }

@@ -60,8 +60,10 @@ fn has_send_tracepoints() -> Result<(), String> {
     btf_has("btf_trace_tcp_sendmsg_locked")
 }
 
-const PARTIAL_NOTE: &str = "tcpnagle: partial mode: the blocked-time histogram needs fexit or \
-kretprobe on tcp_write_xmit, unavailable here";
+const PARTIAL_NOTE: &str = "netbpf tcpnagle: partial mode (fexit and kretprobe on tcp_write_xmit \
+are unavailable here): no @blocked_us histogram; @nagle counts sends by the flags of their push, \
+not transmit attempts; transmits the kernel starts itself (on ACKs, TSQ, the cork timer, \
+uncorking) are not seen";
 
 const EXAMPLES: &str = "\
 Examples:
@@ -154,10 +156,13 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         let key = 0u32.to_ne_bytes();
         if let Some(v) = skel.maps.blocked_us.lookup(&key, MapFlags::ANY)? {
             if let Some(h) = read_event::<types::hist>(&v) {
-                if out.format() == Format::Table {
+                let json = out.format() == Format::Json;
+                if !json {
                     out.text("");
                 }
-                print_log2(&mut out, "blocked_us", "us", &[], &h.slots);
+                let label = [("mode", Value::Str(mode))];
+                let labels: &[(&str, Value)] = if json { &label } else { &[] };
+                print_log2(&mut out, "blocked_us", "us", labels, &h.slots);
             }
         }
     }

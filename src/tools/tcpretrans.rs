@@ -24,8 +24,8 @@ use skel::*;
 
 unsafe impl Pod for types::tcpretrans_event {}
 unsafe impl Pod for types::tcpretrans_count_key {}
+unsafe impl Pod for types::tcpretrans_count {}
 
-const RETRANSMIT_ATTACH: &str = "tcp/tcp_retransmit_skb + sock/inet_sock_set_state (owner)";
 
 pub static TOOL: Tool = Tool {
     name: "tcpretrans",
@@ -35,19 +35,28 @@ pub static TOOL: Tool = Tool {
         Plan {
             name: "fentry",
             needs: &[Hook::TpBtf, Hook::Fentry],
-            attach: "tcp/tcp_retransmit_skb; -l: fentry/tcp_send_loss_probe",
-            check: Some(has_loss_probe_fn),
+            attach: "tcp/tcp_retransmit_skb + sock/inet_sock_set_state, fexit/inet_csk_accept \
+                     (owners); -l: fentry+fexit/tcp_send_loss_probe",
+            check: Some(has_functions),
         },
         Plan {
             name: "kprobe",
             needs: &[Hook::TpBtf, Hook::Kprobe],
-            attach: "tcp/tcp_retransmit_skb; -l: kprobe/tcp_send_loss_probe",
-            check: Some(has_loss_probe_fn),
+            attach: "tcp/tcp_retransmit_skb + sock/inet_sock_set_state, kretprobe/inet_csk_accept \
+                     (owners); -l: kprobe+kretprobe/tcp_send_loss_probe",
+            check: Some(has_functions),
+        },
+        Plan {
+            name: "tracepoint",
+            needs: &[Hook::TpBtf, Hook::Tracepoint],
+            attach: "tcp/tcp_retransmit_skb + sock/inet_sock_set_state, \
+                     syscalls/sys_exit_accept(4) (owners) (without -l)",
+            check: None,
         },
         Plan {
             name: "tp_btf",
             needs: &[Hook::TpBtf],
-            attach: "tcp/tcp_retransmit_skb (without -l)",
+            attach: "tcp/tcp_retransmit_skb + sock/inet_sock_set_state (owners) (without -l)",
             check: None,
         },
     ],
@@ -58,6 +67,11 @@ fn has_loss_probe_fn() -> Result<(), String> {
     btf_has("tcp_send_loss_probe")
 }
 
+fn has_functions() -> Result<(), String> {
+    has_loss_probe_fn()?;
+    btf_has("inet_csk_accept")
+}
+
 const EXAMPLES: &str = "\
 Examples:
   tcpretrans              # every TCP retransmit
@@ -66,12 +80,15 @@ Examples:
   tcpretrans -c           # count retransmits per connection; print at exit
   tcpretrans --json       # one JSON object per retransmit
 
-T is R for a retransmit, L for a tail loss probe. PID/COMM are the socket's owner (the process
-that connected, listened or closed it) when netbpf saw it; retransmits run in softirq, where the
-task on CPU is unrelated. Sockets set up before tracing began show PID 0.
+T is R for a retransmit, L for a tail loss probe (a probe sent: new data, or the last segment
+again, which then also shows as R). PID/COMM are the socket's owner (the process that connected,
+accepted, listened or closed it) when netbpf saw it; retransmits run in softirq, where the task on
+CPU is unrelated. Sockets set up before tracing began show PID 0.
 --json has the segments each retransmit carried (segs) and its result: Success, or why it did not
 leave this host (NET_XMIT_DROP: a local qdisc dropped it). Retransmits skipped because the
-original was still queued in the host (EBUSY) are not shown; their number is given at exit.";
+original was still queued in the host (EBUSY) are not shown; their number is given at exit.
+-c: RETRANSMITS counts retransmit events (as bcc does), SEGS the segments they carried (what the
+kernel counts in RetransSegs and tcpi_total_retrans).";
 
 #[derive(Parser, Debug)]
 #[command(name = "tcpretrans", about = "Trace TCP retransmits", after_help = EXAMPLES)]
@@ -123,7 +140,8 @@ fn columns(o: &Opts) -> Vec<Column> {
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let mut s = start(tool, &o.common)?;
-    let loss_probe_hook = match s.plan.name {
+    let plan = s.plan.name;
+    let loss_probe_hook = match plan {
         "fentry" => Some(Hook::Fentry),
         "kprobe" => Some(Hook::Kprobe),
         _ => None,
@@ -151,16 +169,18 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     rodata.count_mode = o.count;
     rodata.tp_has_err = tp_btf_args("tcp_retransmit_skb").unwrap_or(2) >= 3;
     let tlp = if o.lossprobe { loss_probe_hook } else { None };
-    open.progs
-        .tcpretrans_tlp_fentry
-        .set_autoload(tlp == Some(Hook::Fentry));
-    open.progs
-        .tcpretrans_tlp_kprobe
-        .set_autoload(tlp == Some(Hook::Kprobe));
+    let p = &mut open.progs;
+    p.tcpretrans_tlp_fentry.set_autoload(tlp == Some(Hook::Fentry));
+    p.tcpretrans_tlp_fexit.set_autoload(tlp == Some(Hook::Fentry));
+    p.tcpretrans_tlp_kprobe.set_autoload(tlp == Some(Hook::Kprobe));
+    p.tcpretrans_tlp_kretprobe.set_autoload(tlp == Some(Hook::Kprobe));
+    p.tcpretrans_accept_fexit.set_autoload(plan == "fentry");
+    p.tcpretrans_accept_kretprobe.set_autoload(plan == "kprobe");
+    p.tcpretrans_accept_exit.set_autoload(plan == "tracepoint");
+    p.tcpretrans_accept4_exit.set_autoload(plan == "tracepoint");
     let mut skel = open.load().or_load_failed(tool.name)?;
-    skel.attach().map_err(|e| {
-        crate::core::bpf::attach_failed(tool.name, RETRANSMIT_ATTACH, e)
-    })?;
+    skel.attach()
+        .map_err(|e| crate::core::bpf::attach_failed(tool.name, s.plan.attach, e))?;
 
     if o.count {
         announce("TCP retransmits, counting");
@@ -212,7 +232,12 @@ fn stream(skel: &TcpretransSkel, o: &Opts, run: &crate::core::run::Run) -> anyho
         out.row(&[
             Value::Str(&time),
             Value::U64(e.pid.into()),
-            Value::Str(&comm),
+            // The owner is not known: null, not an empty name.
+            if e.pid == 0 {
+                Value::Json("null")
+            } else {
+                Value::Str(&comm)
+            },
             Value::U64(ip_version(t.family)),
             Value::Str(&l),
             Value::Ip(t.laddr),
@@ -234,37 +259,49 @@ fn stream(skel: &TcpretransSkel, o: &Opts, run: &crate::core::run::Run) -> anyho
 }
 
 fn print_counts(skel: &TcpretransSkel, o: &Opts) -> anyhow::Result<()> {
-    let mut rows: Vec<_> = maps::entries::<types::tcpretrans_count_key, u64>(&skel.maps.counts)?
-        .into_iter()
-        .map(|(k, n)| {
-            let (l, r) = (ip(k.family, &k.saddr), ip(k.family, &k.daddr));
-            (l, k.lport, r, k.rport, n)
-        })
-        .collect();
-    rows.sort_by(|a, b| b.4.cmp(&a.4).then(a.cmp(b)));
-    let mut out = Output::new(
-        o.common.format(),
-        vec![
-            Column::table("LADDR:LPORT", -25),
-            Column::json("laddr"),
-            Column::json("lport"),
-            Column::table("RADDR:RPORT", -25),
-            Column::json("raddr"),
-            Column::json("rport"),
-            Column::new("RETRANSMITS", "retransmits", -10),
-        ],
-    );
+    let mut rows: Vec<_> = maps::entries::<types::tcpretrans_count_key, types::tcpretrans_count>(
+        &skel.maps.counts,
+    )?
+    .into_iter()
+    .map(|(k, n)| {
+        let (l, r) = (ip(k.family, &k.saddr), ip(k.family, &k.daddr));
+        (n.events, n.segs, k.kind, k.family, l, k.lport, r, k.rport)
+    })
+    .collect();
+    // The most retransmits first.
+    rows.sort_by(|a, b| b.0.cmp(&a.0).then(a.cmp(b)));
+    let mut columns = vec![Column::json("ip")];
+    columns.push(if o.lossprobe {
+        Column::new("T", "type", -1)
+    } else {
+        Column::json("type")
+    });
+    columns.extend([
+        Column::table("LADDR:LPORT", -25),
+        Column::json("laddr"),
+        Column::json("lport"),
+        Column::table("RADDR:RPORT", -25),
+        Column::json("raddr"),
+        Column::json("rport"),
+        Column::new("RETRANSMITS", "retransmits", -11),
+        Column::new("SEGS", "segs", -6),
+    ]);
+    let mut out = Output::new(o.common.format(), columns);
     out.header();
-    for (l, lport, r, rport, n) in rows {
+    for (events, segs, kind, family, l, lport, r, rport) in rows {
         let (le, re) = (endpoint(l, lport), endpoint(r, rport));
+        let kind = if kind == b'L' { "L" } else { "R" };
         out.row(&[
+            Value::U64(ip_version(family)),
+            Value::Str(kind),
             Value::Str(&le),
             Value::Ip(l),
             Value::U64(lport.into()),
             Value::Str(&re),
             Value::Ip(r),
             Value::U64(rport.into()),
-            Value::U64(n),
+            Value::U64(events),
+            Value::U64(segs),
         ]);
     }
     Ok(())
@@ -280,8 +317,13 @@ mod tests {
     fn loss_probe_kprobe_program_verifies() {
         let mut obj = MaybeUninit::uninit();
         let mut open = TcpretransSkelBuilder::default().open(&mut obj).unwrap();
-        open.progs.tcpretrans_tlp_fentry.set_autoload(false);
-        open.progs.tcpretrans_tlp_kprobe.set_autoload(true);
+        let p = &mut open.progs;
+        p.tcpretrans_tlp_fentry.set_autoload(false);
+        p.tcpretrans_tlp_fexit.set_autoload(false);
+        p.tcpretrans_accept_fexit.set_autoload(false);
+        p.tcpretrans_tlp_kprobe.set_autoload(true);
+        p.tcpretrans_tlp_kretprobe.set_autoload(true);
+        p.tcpretrans_accept_kretprobe.set_autoload(true);
         match open.load() {
             Ok(_) => {}
             Err(e) if e.kind() == libbpf_rs::ErrorKind::PermissionDenied => {

@@ -6,7 +6,10 @@ use std::mem::MaybeUninit;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use std::os::fd::{AsFd, AsRawFd};
+
 use clap::Parser;
+use libbpf_rs::{MapCore, MapFlags};
 
 use crate::core::addr::{ip, AF_INET, AF_INET6};
 use crate::core::bpf::{load, Pod};
@@ -24,8 +27,7 @@ mod skel {
 use skel::*;
 
 unsafe impl Pod for types::tcprtt_key {}
-unsafe impl Pod for types::hist {}
-unsafe impl Pod for types::tcprtt_sum {}
+unsafe impl Pod for types::tcprtt_hist {}
 
 pub static TOOL: Tool = Tool {
     name: "tcprtt",
@@ -131,6 +133,13 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
             ));
         }
     }
+    if let (Some(l), Some(r)) = (o.laddr, o.raddr) {
+        if addr_bytes(l).0 != addr_bytes(r).0 {
+            return Err(crate::usage!(
+                "-a {l} and -A {r} can never match together (one IPv4, one IPv6)"
+            ));
+        }
+    }
     let mut s = start(tool, &o.common)?;
     s.filters.family = family;
     s.filters.lports = Filters::ports(o.lports.as_deref().unwrap_or_default());
@@ -165,37 +174,47 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let mut out = Output::new(o.common.format(), Vec::new());
     announce("TCP RTT");
     match o.interval {
-        Some(every) => s.run.every(every, None, || {
-            print_hists(&skel, &o, &mut out)?;
-            maps::clear(&skel.maps.hists)?;
-            maps::clear(&skel.maps.sums)
-        })?,
+        Some(every) => {
+            // The map the kernel writes into; the other one is idle.
+            let mut live_is_a = true;
+            s.run.every(every, None, || {
+                let (idle, next) = if live_is_a {
+                    (&skel.maps.hists_a, &skel.maps.hists_b)
+                } else {
+                    (&skel.maps.hists_b, &skel.maps.hists_a)
+                };
+                // Swapping waits for programs still writing into the old map (synchronize_rcu).
+                let fd = next.as_fd().as_raw_fd() as u32;
+                skel.maps
+                    .hists_live
+                    .update(&0u32.to_ne_bytes(), &fd.to_ne_bytes(), MapFlags::ANY)?;
+                live_is_a = !live_is_a;
+                print_hists(idle, &o, &mut out)?;
+                maps::clear(idle)
+            })?
+        }
         None => {
             s.run.wait();
-            print_hists(&skel, &o, &mut out)?;
+            print_hists(&skel.maps.hists_a, &o, &mut out)?;
         }
     }
     out.flush();
     Ok(())
 }
 
-fn print_hists(skel: &TcprttSkel, o: &Opts, out: &mut Output) -> anyhow::Result<()> {
+fn print_hists(map: &dyn MapCore, o: &Opts, out: &mut Output) -> anyhow::Result<()> {
     let json = out.format() == Format::Json;
     let unit = if o.millis { "ms" } else { "us" };
     let name = if o.millis { "rtt_ms" } else { "rtt_us" };
-    let sums: Vec<(types::tcprtt_key, types::tcprtt_sum)> = maps::entries(&skel.maps.sums)?;
-    let mut hists: Vec<(types::tcprtt_key, types::hist)> = maps::entries(&skel.maps.hists)?;
+    let mut hists: Vec<(types::tcprtt_key, types::tcprtt_hist)> = maps::entries(map)?;
     hists.sort_by_key(|(k, _)| (k.family, k.addr));
     let time = hms_now();
     if o.timestamp && !json {
         out.text(&time);
     }
     for (k, h) in &hists {
-        let count = total(&h.slots);
-        let sum = sums
-            .iter()
-            .find(|(sk, _)| sk.family == k.family && sk.addr == k.addr)
-            .map_or(0, |(_, v)| v.total);
+        let count = total(&h.hist.slots);
+        let sum = h.total;
         let avg = if count > 0 {
             sum as f64 / count as f64
         } else {
@@ -219,7 +238,7 @@ fn print_hists(skel: &TcprttSkel, o: &Opts, out: &mut Output) -> anyhow::Result<
         } else if o.extended {
             out.text(&format!("avg = {avg:.2} {unit}, samples = {count}"));
         }
-        print_log2(out, name, unit, &labels, &h.slots);
+        print_log2(out, name, unit, &labels, &h.hist.slots);
     }
     out.flush();
     Ok(())
@@ -227,13 +246,12 @@ fn print_hists(skel: &TcprttSkel, o: &Opts, out: &mut Output) -> anyhow::Result<
 
 // ---------------------------------------------------------------- netbpf exporter
 
-/// `netbpf exporter`: one RTT histogram built in the kernel from the tool's own maps (`hists`
-/// and `sums` under the all-zero key: no per-address keys), with the sum of the samples.
+/// `netbpf exporter`: one RTT histogram built in the kernel in the tool's own map (`hists_a`,
+/// under the all-zero key: no per-address keys), with the sum of the samples.
 pub mod export {
     use libbpf_rs::{MapCore, MapFlags, MapHandle};
 
     use super::*;
-    use crate::core::hist::slots_of;
     use crate::exporter::sources::{Buckets, Ctx, Family, Loaded, Scale, Source, Unit};
 
     /// 1 µs to 2^24 µs (16.8 s).
@@ -243,24 +261,19 @@ pub mod export {
         last: 24,
     };
 
+    /// The tool's first histogram map (never swapped out in exporter mode).
     struct Rtt {
         hists: MapHandle,
-        sums: MapHandle,
     }
 
     impl Source for Rtt {
         fn read(&self) -> anyhow::Result<Vec<Family>> {
             let key = [0u8; std::mem::size_of::<types::tcprtt_key>()];
-            let slots = self
+            let h = self
                 .hists
                 .lookup(&key, MapFlags::ANY)?
-                .map(|v| slots_of(&v))
-                .unwrap_or_default();
-            let sum = self
-                .sums
-                .lookup(&key, MapFlags::ANY)?
-                .and_then(|v| crate::core::bpf::read_event::<types::tcprtt_sum>(&v))
-                .map_or(0, |s| s.total);
+                .and_then(|v| crate::core::bpf::read_event::<types::tcprtt_hist>(&v));
+            let (slots, sum) = h.map_or((Vec::new(), 0), |h| (h.hist.slots.to_vec(), h.total));
             Ok(vec![Family::Histogram {
                 name: "netbpf_tcp_rtt",
                 help: "Smoothed RTT of TCP connections, one sample per segment received",
@@ -288,8 +301,7 @@ pub mod export {
         })?;
         Ok(Loaded {
             source: Box::new(Rtt {
-                hists: MapHandle::try_from(&skel.maps.hists)?,
-                sums: MapHandle::try_from(&skel.maps.sums)?,
+                hists: MapHandle::try_from(&skel.maps.hists_a)?,
             }),
             plan: plan.name.to_string(),
             keepalive: Box::new(skel),

@@ -8,7 +8,7 @@ use clap::Parser;
 
 use crate::core::addr::ip_version;
 use crate::core::bpf::{load, read_event, Pod};
-use crate::core::caps::{Hook, Plan};
+use crate::core::caps::{btf_has, tp_btf_args, Hook, Plan};
 use crate::core::cli::{parse_pid, Common, Family, Timestamps};
 use crate::core::output::{comm_str, Column, Format, Output, Value};
 use crate::core::tcp::flags_str;
@@ -34,6 +34,22 @@ pub static TOOL: Tool = Tool {
     aliases: &[],
     about: "Every TCP packet in or out, with the owning process (per packet: costly on busy hosts)",
     plans: &[
+        // Resets to closed ports from tcp_v4/v6_send_reset() (the tracepoint misses them before
+        // Linux 6.10), and owners refined at every accept, io_uring's included.
+        Plan {
+            name: "fentry",
+            needs: &[Hook::TpBtf, Hook::Fentry],
+            attach: "net/net_dev_queue + net/netif_receive_skb + sock/inet_sock_set_state + \
+                     fentry/tcp_v4_send_reset, tcp_v6_send_reset + fexit/inet_csk_accept",
+            check: Some(has_functions),
+        },
+        Plan {
+            name: "kprobe",
+            needs: &[Hook::TpBtf, Hook::Kprobe],
+            attach: "net/net_dev_queue + net/netif_receive_skb + sock/inet_sock_set_state + \
+                     kprobe/tcp_v4_send_reset, tcp_v6_send_reset + kretprobe/inet_csk_accept",
+            check: Some(has_functions),
+        },
         // accept() return refines the owner of passive connections to the accepting process.
         Plan {
             name: "tracepoint",
@@ -52,6 +68,11 @@ pub static TOOL: Tool = Tool {
     ],
     run,
 };
+
+fn has_functions() -> Result<(), String> {
+    btf_has("tcp_v4_send_reset")?;
+    btf_has("inet_csk_accept")
+}
 
 const EXAMPLES: &str = "\
 Examples:
@@ -107,6 +128,14 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     s.filters.tgid = o.pid.unwrap_or(0);
     s.filters.family = o.family.af();
 
+    let v6 = btf_has("tcp_v6_send_reset").is_ok();
+    if matches!(s.plan.name, "tracepoint" | "tp_btf") && tp_btf_args("tcp_send_reset") < Some(3) {
+        eprintln!(
+            "netbpf tcpsnoop: resets to closed ports may show as <unknown>: this kernel's \
+             tcp_send_reset tracepoint does not fire for them (fentry or kprobes on \
+             tcp_v4_send_reset would see them)"
+        );
+    }
     let mut obj = MaybeUninit::uninit();
     let skel = load(
         tool.name,
@@ -121,10 +150,17 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
             // Per-packet events come far denser than other tools' (a bulk transfer is tens of
             // thousands of packets a second): give the reader a deeper ring.
             let _ = open.maps.events.set_max_entries(PACKET_RING_BYTES);
-            if !s.plan.needs.contains(&Hook::Tracepoint) {
-                open.progs.tcpsnoop_accept_exit.set_autoload(false);
-                open.progs.tcpsnoop_accept4_exit.set_autoload(false);
-            }
+            let plan = s.plan.name;
+            let p = &mut open.progs;
+            p.tcpsnoop_accept_exit.set_autoload(plan == "tracepoint");
+            p.tcpsnoop_accept4_exit.set_autoload(plan == "tracepoint");
+            p.tcpsnoop_reset.set_autoload(plan == "tracepoint" || plan == "tp_btf");
+            p.tcpsnoop_reset4_fentry.set_autoload(plan == "fentry");
+            p.tcpsnoop_reset6_fentry.set_autoload(plan == "fentry" && v6);
+            p.tcpsnoop_accept_fexit.set_autoload(plan == "fentry");
+            p.tcpsnoop_reset4_kprobe.set_autoload(plan == "kprobe");
+            p.tcpsnoop_reset6_kprobe.set_autoload(plan == "kprobe" && v6);
+            p.tcpsnoop_accept_kretprobe.set_autoload(plan == "kprobe");
         },
     )?;
 

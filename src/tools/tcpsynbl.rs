@@ -3,20 +3,19 @@
 
 use std::cell::RefCell;
 use std::ffi::OsString;
-use std::io::{Read, Seek};
 use std::mem::MaybeUninit;
-use std::os::fd::AsRawFd;
 use std::time::Instant;
 
 use clap::Parser;
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{MapCore, RingBufferBuilder};
 
-use crate::core::addr::{ip, ip_version};
+use crate::core::addr::{endpoint, ip, ip_version};
 use crate::core::bpf::{opened, read_event, LoadContext, Pod};
-use crate::core::caps::{tp_btf_args, Hook, Plan};
+use crate::core::caps::{btf_has, fentry_can_take, Hook, Plan};
 use crate::core::cli::{Common, Family, Interval};
 use crate::core::hist::print_log2;
+use crate::core::netstat::Netns;
 use crate::core::output::{Column, Format, Output, Value};
 use crate::core::run::DRAIN_INTERVAL;
 use crate::core::time::{hms_now, Clock};
@@ -30,18 +29,69 @@ use skel::*;
 unsafe impl Pod for types::tcpsynbl_drop {}
 unsafe impl Pod for types::hist {}
 
+const NO_ACK_DROPS: &str = "netbpf tcpsynbl: handshake ACKs dropped at a full queue are not shown: \
+this kernel gives them no drop reason (TCP_LISTEN_OVERFLOW), and fentry or kprobes on \
+tcp_v4_syn_recv_sock are unavailable; ListenOverflows still counts them";
+
+/// TCPSYNBL_ACK in tcpsynbl.h: a handshake's final ACK dropped (else a SYN).
+const TCPSYNBL_ACK: u8 = 2;
+
 pub static TOOL: Tool = Tool {
     name: "tcpsynbl",
     aliases: &[],
     about: "TCP listen backlog histograms by backlog limit, and drops at a full accept queue",
-    plans: &[Plan {
-        name: "tp_btf",
-        needs: &[Hook::TpBtf],
-        attach: "sock/inet_sock_set_state (SYN_RECV) + skb/kfree_skb (TCP_LISTEN_OVERFLOW)",
-        check: None,
-    }],
+    plans: &[
+        Plan {
+            name: "fentry",
+            needs: &[Hook::Fentry, Hook::TpBtf],
+            attach: "sock/inet_sock_set_state (SYN_RECV) + fentry/tcp_conn_request (SYNs) + \
+                     fentry/tcp_v4_syn_recv_sock, tcp_v6_syn_recv_sock (handshake ACKs)",
+            check: Some(fentry_can_attach),
+        },
+        Plan {
+            name: "kprobe",
+            needs: &[Hook::Kprobe, Hook::TpBtf],
+            attach: "sock/inet_sock_set_state (SYN_RECV) + kprobe/tcp_conn_request (SYNs) + \
+                     kprobe/tcp_v4_syn_recv_sock, tcp_v6_syn_recv_sock (handshake ACKs)",
+            check: Some(has_drop_functions),
+        },
+        Plan {
+            name: "tp_btf",
+            needs: &[Hook::TpBtf],
+            attach: "sock/inet_sock_set_state (SYN_RECV, LISTEN) + skb/consume_skb (SYNs) + \
+                     skb/kfree_skb (TCP_LISTEN_OVERFLOW: handshake ACKs)",
+            check: None,
+        },
+    ],
     run,
 };
+
+fn has_drop_functions() -> Result<(), String> {
+    btf_has("tcp_conn_request")?;
+    btf_has("tcp_v4_syn_recv_sock")
+}
+
+/// tcp_v4/v6_syn_recv_sock() have 7 arguments since Linux 5.x: too many for fentry before 6.6.
+fn fentry_can_attach() -> Result<(), String> {
+    has_drop_functions()?;
+    fentry_can_take("tcp_v4_syn_recv_sock")
+}
+
+/// Whether this kernel names handshake drops at a full queue in kfree_skb (newer kernels).
+fn has_listen_overflow_reason() -> bool {
+    use libbpf_rs::btf::{types::Enum, Btf};
+    let Ok(btf) = Btf::from_vmlinux() else {
+        return false;
+    };
+    let Some(reasons) = btf.type_by_name::<Enum>("skb_drop_reason") else {
+        return false;
+    };
+    let found = reasons.iter().any(|m| {
+        m.name
+            .is_some_and(|n| n == "SKB_DROP_REASON_TCP_LISTEN_OVERFLOW")
+    });
+    found
+}
 
 const EXAMPLES: &str = "\
 Examples:
@@ -51,10 +101,14 @@ Examples:
   tcpsynbl --json         # drops and histograms as JSON objects
 
 @backlog[LIMIT] is the accept queue length (connections waiting for accept()) each time a
-handshake completed on a listener whose backlog limit is LIMIT. \"dropping a SYN.\" is printed when
-a completed handshake is dropped because the queue is full (the kernel admits LIMIT+1). SYNs that
-arrive at a full queue are dropped earlier, with no event: the ListenOverflows line counts both
-kinds, from the namespace's /proc/net/netstat (--netns given as a path, or netbpf's own).";
+handshake completed on a listener whose backlog limit is LIMIT. A full queue (the kernel admits
+LIMIT+1) drops packets: \"dropping a SYN.\" for a SYN (the client retries it later), \"dropping a
+handshake ACK.\" for the final ACK of a handshake (the server retries its SYN-ACK), each with the
+address the packet was sent to and the queue. The ListenOverflows line counts both kinds, from
+the traced namespace's /proc/net/netstat: since tracing began, and in the last interval.
+On kernels without fentry and kprobes (tp_btf plan), SYN drops are seen for listeners opened
+after tracing began only, and handshake drops on kernels that give them a drop reason
+(TCP_LISTEN_OVERFLOW) only; `netbpf list -v` shows the plan.";
 
 #[derive(Parser, Debug)]
 #[command(name = "tcpsynbl", about = "Show the TCP listen backlog (SYN backlog) as histograms", after_help = EXAMPLES)]
@@ -70,17 +124,42 @@ struct Opts {
     common: Common,
 }
 
+/// Loads only `plan`'s programs; whether dropped handshake ACKs can be seen with them.
+fn select_programs(open: &mut OpenTcpsynblSkel, plan: &str) -> bool {
+    let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
+    rodata.track_listeners = plan == "tp_btf";
+    let v6 = btf_has("tcp_v6_syn_recv_sock").is_ok();
+    let p = &mut open.progs;
+    p.tcpsynbl_conn_request.set_autoload(plan == "fentry");
+    p.tcpsynbl_v4_syn_recv.set_autoload(plan == "fentry");
+    p.tcpsynbl_v6_syn_recv.set_autoload(plan == "fentry" && v6);
+    p.tcpsynbl_conn_request_kprobe.set_autoload(plan == "kprobe");
+    p.tcpsynbl_v4_syn_recv_kprobe.set_autoload(plan == "kprobe");
+    p.tcpsynbl_v6_syn_recv_kprobe.set_autoload(plan == "kprobe" && v6);
+    p.tcpsynbl_consume.set_autoload(plan == "tp_btf");
+    let ack_drops = plan != "tp_btf" || has_listen_overflow_reason();
+    p.tcpsynbl_overflow
+        .set_autoload(plan == "tp_btf" && ack_drops);
+    ack_drops
+}
+
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let mut s = start(tool, &o.common)?;
     s.filters.family = o.family.af();
-    let mut netstat = ListenOverflows::open(o.common.netns.as_deref());
+    let mut netstat = match ListenOverflows::open(o.common.netns.as_deref(), s.filters.netns) {
+        Ok(n) => Some(n),
+        Err(why) => {
+            eprintln!("netbpf tcpsynbl: no ListenOverflows line: {why}");
+            None
+        }
+    };
 
     let mut obj = MaybeUninit::uninit();
     let mut open = opened(tool.name, TcpsynblSkelBuilder::default().open(&mut obj))?;
     let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
     crate::set_filters!(&mut *rodata, s.filters);
-    rodata.kfree_has_rx_sk = tp_btf_args("kfree_skb").unwrap_or(0) >= 4;
+    let ack_drops = select_programs(&mut open, s.plan.name);
     let mut skel = open.load().or_load_failed(tool.name)?;
     skel.attach()
         .map_err(|e| crate::core::bpf::attach_failed(tool.name, s.plan.attach, e))?;
@@ -91,6 +170,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
             Column::new("TIME", "time", -8),
             Column::json("event"),
             Column::table("EVENT", 0),
+            Column::json("kind"),
             Column::json("ip"),
             Column::json("laddr"),
             Column::json("lport"),
@@ -103,12 +183,29 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     builder.add(&skel.maps.events, |data: &[u8]| {
         if let Some(e) = read_event::<types::tcpsynbl_drop>(data) {
             let time = clock.hms(e.ts_ns);
+            let addr = ip(e.family, &e.laddr);
+            let (kind, what) = if e.kind == TCPSYNBL_ACK {
+                ("ack", "dropping a handshake ACK.")
+            } else {
+                ("syn", "dropping a SYN.")
+            };
+            let text = if e.max_backlog > 0 || e.backlog > 0 {
+                format!(
+                    "{what} ({}, accept queue {} > limit {})",
+                    endpoint(addr, e.lport),
+                    e.backlog,
+                    e.max_backlog
+                )
+            } else {
+                format!("{what} ({})", endpoint(addr, e.lport))
+            };
             out.borrow_mut().row(&[
                 Value::Str(&time),
                 Value::Str("drop"),
-                Value::Str("dropping a SYN."),
+                Value::Str(&text),
+                Value::Str(kind),
                 Value::U64(ip_version(e.family)),
-                Value::Ip(ip(e.family, &e.laddr)),
+                Value::Ip(addr),
                 Value::U64(e.lport.into()),
                 Value::U64(e.backlog.into()),
                 Value::U64(e.max_backlog.into()),
@@ -117,6 +214,9 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         0
     })?;
     let ring = builder.build()?;
+    if !ack_drops {
+        eprintln!("{NO_ACK_DROPS}");
+    }
     announce("SYN backlog size");
 
     let every = o.interval.interval;
@@ -188,88 +288,51 @@ fn print_histograms(
         }
         print_log2(out, "backlog", "connections", &labels, slots);
     }
-    if let Some(n) = netstat.as_mut().and_then(|n| n.since_start()) {
+    if let Some((total, delta)) = netstat.as_mut().and_then(|n| n.update()) {
         if json {
-            out.record(&[("time", Value::Str(&time)), ("listen_overflows", Value::U64(n))]);
+            out.record(&[
+                ("time", Value::Str(&time)),
+                ("listen_overflows", Value::U64(total)),
+                ("listen_overflows_interval", Value::U64(delta)),
+            ]);
+        } else if o.interval.interval.is_some() {
+            out.text(&format!(
+                "ListenOverflows: {delta} this interval, {total} since start (SYNs and handshakes \
+                 dropped at a full accept queue)"
+            ));
         } else {
             out.text(&format!(
-                "ListenOverflows: {n} (SYNs and handshakes dropped at a full accept queue since start)"
+                "ListenOverflows: {total} (SYNs and handshakes dropped at a full accept queue since start)"
             ));
         }
     }
     Ok(())
 }
 
-/// The ListenOverflows counter of a network namespace's /proc/net/netstat.
+/// The TcpExt ListenOverflows counter of the traced network namespace.
 struct ListenOverflows {
-    file: std::fs::File,
+    netns: Netns,
     start: u64,
+    last: u64,
 }
 
 impl ListenOverflows {
-    /// For `--netns PATH` (or netbpf's own namespace without --netns); None for a cookie, which
-    /// names no namespace file, or when the counter cannot be read.
-    fn open(netns: Option<&str>) -> Option<ListenOverflows> {
-        let file = match netns {
-            None => std::fs::File::open("/proc/self/net/netstat").ok()?,
-            Some(arg) if arg.parse::<u64>().is_ok() => return None,
-            Some(path) => open_in_netns(path, "/proc/thread-self/net/netstat")?,
-        };
-        let mut me = ListenOverflows { file, start: 0 };
-        me.start = me.read()?;
-        Some(me)
+    fn open(arg: Option<&str>, cookie: u64) -> Result<ListenOverflows, String> {
+        let netns = Netns::open(arg, cookie)?;
+        let start = netns.counter("netstat", "TcpExt", "ListenOverflows")?;
+        Ok(ListenOverflows {
+            netns,
+            start,
+            last: start,
+        })
     }
 
-    fn read(&mut self) -> Option<u64> {
-        let mut text = String::new();
-        self.file.rewind().ok()?;
-        self.file.read_to_string(&mut text).ok()?;
-        listen_overflows(&text)
-    }
-
-    fn since_start(&mut self) -> Option<u64> {
-        Some(self.read()?.saturating_sub(self.start))
-    }
-}
-
-/// Opens `file` as seen from inside the network namespace at `netns` (a /proc/net file stays
-/// bound to the namespace it was opened in). The caller's own namespace never changes.
-fn open_in_netns(netns: &str, file: &'static str) -> Option<std::fs::File> {
-    let ns = std::fs::File::open(netns).ok()?;
-    std::thread::spawn(move || {
-        // SAFETY: setns on this short-lived thread only.
-        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return None;
-        }
-        std::fs::File::open(file).ok()
-    })
-    .join()
-    .ok()?
-}
-
-/// The TcpExt ListenOverflows value of a /proc/net/netstat text.
-fn listen_overflows(netstat: &str) -> Option<u64> {
-    let mut lines = netstat.lines();
-    while let (Some(names), Some(values)) = (lines.next(), lines.next()) {
-        if !names.starts_with("TcpExt:") {
-            continue;
-        }
-        let i = names.split_whitespace().position(|n| n == "ListenOverflows")?;
-        return values.split_whitespace().nth(i)?.parse().ok();
-    }
-    None
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn netstat_parsing() {
-        let text = "TcpExt: SyncookiesSent ListenOverflows ListenDrops\n\
-                    TcpExt: 2 7 9\n\
-                    IpExt: InNoRoutes\n\
-                    IpExt: 0\n";
-        assert_eq!(super::listen_overflows(text), Some(7));
-        assert_eq!(super::listen_overflows("IpExt: A\nIpExt: 1\n"), None);
+    /// (since the start, since the last call).
+    fn update(&mut self) -> Option<(u64, u64)> {
+        let now = self.netns.counter("netstat", "TcpExt", "ListenOverflows").ok()?;
+        let delta = now.saturating_sub(self.last);
+        self.last = now;
+        Some((now.saturating_sub(self.start), delta))
     }
 }
 
@@ -346,7 +409,7 @@ pub mod export {
         let mut open = opened(TOOL.name, TcpsynblSkelBuilder::default().open(obj))?;
         let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
         crate::export_rodata!(&mut *rodata, ctx);
-        rodata.kfree_has_rx_sk = tp_btf_args("kfree_skb").unwrap_or(0) >= 4;
+        select_programs(&mut open, plan.name);
         ExportMaps::size(ctx, &mut open.maps.export_counts, &mut open.maps.export_hists)?;
         let mut skel = open.load().or_load_failed(TOOL.name)?;
         skel.attach()

@@ -11,7 +11,7 @@ use libbpf_rs::{MapCore, MapFlags};
 
 use crate::core::addr::{endpoint, ip_version, Tuple};
 use crate::core::bpf::{opened, LoadContext, Pod};
-use crate::core::caps::{btf_has, Hook, Plan};
+use crate::core::caps::{btf_has, func_param_index, Hook, Plan};
 use crate::core::cli::{parse_pid, Common, Family, Interval};
 use crate::core::maps;
 use crate::core::output::{comm_str, Column, Format, Output, Value};
@@ -31,14 +31,43 @@ pub static TOOL: Tool = Tool {
     name: "tcptop",
     aliases: &[],
     about: "Top TCP connections by payload bytes sent and received, every interval",
-    plans: &[Plan {
-        name: "tp_btf",
-        needs: &[Hook::TpBtf],
-        attach: "sock/sock_send_length + sock/sock_recv_length",
-        check: Some(has_send_length),
-    }],
+    plans: &[
+        Plan {
+            name: "fexit",
+            needs: &[Hook::Fentry],
+            attach: "fexit/tcp_sendmsg + fexit/tcp_recvmsg (+ fexit/tcp_sendpage before 6.5)",
+            check: Some(has_socket_calls),
+        },
+        Plan {
+            name: "kprobe",
+            needs: &[Hook::Kprobe],
+            attach: "kprobe+kretprobe/tcp_sendmsg, tcp_recvmsg (+ tcp_sendpage before 6.5)",
+            check: Some(has_socket_calls),
+        },
+        Plan {
+            name: "tp_btf",
+            needs: &[Hook::TpBtf],
+            attach: "sock/sock_send_length + sock/sock_recv_length",
+            check: Some(has_send_length),
+        },
+    ],
     run,
 };
+
+fn has_socket_calls() -> Result<(), String> {
+    btf_has("tcp_sendmsg")?;
+    btf_has("tcp_recvmsg")?;
+    recv_flags_arg().map(|_| ())
+}
+
+/// Which argument of tcp_recvmsg() holds its flags on this kernel (for MSG_PEEK).
+fn recv_flags_arg() -> Result<usize, String> {
+    match func_param_index("tcp_recvmsg", "flags") {
+        Some(i @ (3 | 4)) => Ok(i),
+        Some(i) => Err(format!("tcp_recvmsg has its flags as argument {i}, not 3 or 4")),
+        None => Err("tcp_recvmsg has no 'flags' argument in kernel BTF".into()),
+    }
+}
 
 fn has_send_length() -> Result<(), String> {
     btf_has("btf_trace_sock_send_length")
@@ -53,9 +82,9 @@ Examples:
   tcptop -s sent -r 5     # the 5 connections that sent the most
   tcptop --json           # one object per connection per interval, exact byte counts
 
-RX_KB/TX_KB are payload KiB a process received (recv/read) and sent (send/write) on the
-connection during the interval. MSG_PEEK reads are not counted. Data moved without a socket call
-(splice from a socket, kTLS, sockmap) is not seen.";
+RX_KB/TX_KB are payload KiB a process received (recv/read) and sent (send/write, sendfile) on
+the connection during the interval. MSG_PEEK reads are not counted. Data moved without a socket
+call (splice from a socket, kTLS, sockmap) is not seen.";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Sort {
@@ -148,10 +177,31 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
 
     let mut obj = MaybeUninit::uninit();
     let mut open = opened(tool.name, TcptopSkelBuilder::default().open(&mut obj))?;
-    crate::set_filters!(
-        open.maps.rodata_data.as_deref_mut().expect("rodata"),
-        s.filters
-    );
+    let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
+    crate::set_filters!(&mut *rodata, s.filters);
+    let plan = s.plan.name;
+    if plan != "tp_btf" {
+        rodata.recv_flags_arg = recv_flags_arg().map_err(|e| anyhow::anyhow!("tcptop: {e}"))? as u32;
+    }
+    // tcp_sendpage() (sendfile, splice) went away in Linux 6.5: splice now goes through
+    // tcp_sendmsg().
+    let sendpage = btf_has("tcp_sendpage").is_ok();
+    let p = &mut open.progs;
+    p.tcptop_send.set_autoload(plan == "tp_btf");
+    p.tcptop_recv.set_autoload(plan == "tp_btf");
+    p.tcptop_sendmsg_exit.set_autoload(plan == "fexit");
+    p.tcptop_recvmsg_exit.set_autoload(plan == "fexit");
+    p.tcptop_sendpage_exit.set_autoload(plan == "fexit" && sendpage);
+    for k in [
+        &mut p.tcptop_sendmsg_kprobe,
+        &mut p.tcptop_sendmsg_kretprobe,
+        &mut p.tcptop_recvmsg_kprobe,
+        &mut p.tcptop_recvmsg_kretprobe,
+    ] {
+        k.set_autoload(plan == "kprobe");
+    }
+    p.tcptop_sendpage_kprobe.set_autoload(plan == "kprobe" && sendpage);
+    p.tcptop_sendpage_kretprobe.set_autoload(plan == "kprobe" && sendpage);
     let mut skel = open.load().or_load_failed(tool.name)?;
     skel.attach()
         .map_err(|e| crate::core::bpf::attach_failed(tool.name, s.plan.attach, e))?;
@@ -263,6 +313,29 @@ mod tests {
             rx,
             tx,
         }
+    }
+
+    /// The kprobe plan cannot attach on a kernel without kprobes, but its programs must still
+    /// pass the verifier: load them (kprobe programs load anywhere; only attaching needs the PMU).
+    #[test]
+    fn kprobe_programs_verify() {
+        let mut obj = MaybeUninit::uninit();
+        let mut open = TcptopSkelBuilder::default().open(&mut obj).unwrap();
+        let p = &mut open.progs;
+        for fexit in [
+            &mut p.tcptop_sendmsg_exit,
+            &mut p.tcptop_recvmsg_exit,
+            &mut p.tcptop_sendpage_exit,
+        ] {
+            fexit.set_autoload(false);
+        }
+        match open.load() {
+            Ok(_) => {}
+            Err(e) if e.kind() == libbpf_rs::ErrorKind::PermissionDenied => {
+                eprintln!("skipped: loading BPF needs root")
+            }
+            Err(e) => panic!("{e}"),
+        };
     }
 
     #[test]

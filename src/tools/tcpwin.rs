@@ -12,7 +12,7 @@ use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use crate::core::addr::{endpoint, ip_version, Tuple};
 use crate::core::bpf::{opened, read_event, LoadContext, Pod};
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{parse_port_list, Common, Family, Filters};
+use crate::core::cli::{Common, Family, PortFilters};
 use crate::core::output::{Column, Format, Output, Value};
 use crate::core::time::Clock;
 use crate::tools::{announce, start, Tool};
@@ -50,17 +50,11 @@ snd_cwnd and snd_ssthresh are in packets (ssthresh is 2147483647 until the first
 sk_sndbuf and sk_wmem_queued in bytes. time_us counts from the start of tracing.
 --plot writes SVG (text needs no font files); the 8 sockets with the most samples are drawn.";
 
-type Ports = Vec<u16>;
-
 #[derive(Parser, Debug)]
 #[command(name = "tcpwin", about = "Trace TCP congestion window and send buffer (CSV)", after_help = EXAMPLES)]
 struct Opts {
-    /// Only these local ports (comma list)
-    #[arg(short = 'L', long = "localport", value_parser = parse_port_list)]
-    lports: Option<Ports>,
-    /// Only these remote ports (comma list)
-    #[arg(short = 'D', long = "remoteport", value_parser = parse_port_list)]
-    rports: Option<Ports>,
+    #[command(flatten)]
+    ports: PortFilters,
     #[command(flatten)]
     family: Family,
     /// Also draw snd_cwnd and snd_ssthresh over time per socket into this SVG file at exit
@@ -91,8 +85,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     };
     let mut s = start(tool, &o.common)?;
     s.filters.family = o.family.af();
-    s.filters.lports = Filters::ports(o.lports.as_deref().unwrap_or_default());
-    s.filters.rports = Filters::ports(o.rports.as_deref().unwrap_or_default());
+    o.ports.apply(&mut s.filters);
 
     let mut obj = MaybeUninit::uninit();
     let mut open = opened(tool.name, TcpwinSkelBuilder::default().open(&mut obj))?;
@@ -170,6 +163,15 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
             eprintln!("netbpf tcpwin: the plot shows the first {PLOT_MAX_POINTS} samples only");
         }
         let mut all: Vec<Series> = series.into_values().collect();
+        if all.is_empty() {
+            drop(file);
+            let _ = std::fs::remove_file(path);
+            eprintln!(
+                "netbpf tcpwin: no samples, nothing to plot: {} not written",
+                path.display()
+            );
+            return Ok(());
+        }
         all.sort_by_key(|s| std::cmp::Reverse(s.points.len()));
         let shown = all.len().min(PLOT_MAX_SOCKETS);
         plot::write(file, path, &all[..shown])?;
@@ -193,8 +195,9 @@ mod plot {
             .map(|e| e.to_string_lossy().to_ascii_lowercase());
         if ext.as_deref() != Some("svg") {
             return Err(usage!(
-                "--plot {}: only SVG is supported (name the file *.svg); bitmap output would \
-                 need font files",
+                "--plot {}: only SVG is supported (name the file *.svg): bitmap output would \
+                 need a font file for its text; convert the SVG (e.g. rsvg-convert -o x.png \
+                 x.svg)",
                 path.display()
             ));
         }

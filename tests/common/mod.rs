@@ -329,28 +329,7 @@ pub fn with<'a>(rows: &'a [Value], key: &str, value: impl Into<Value>) -> Vec<&'
 /// The attach plans `tool` can run on this kernel (chosen or usable in `netbpf list -v`), the
 /// chosen one first: a test runs each with NETBPF_PLAN to cover every way the tool can work here.
 pub fn runnable_plans(tool: &str) -> Vec<String> {
-    let o = netbpf(&["list", "--verbose"]);
-    assert!(o.status.success());
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    let mut plans = Vec::new();
-    let mut mine = false;
-    for line in out.lines() {
-        if !line.starts_with(' ') {
-            mine = line.split_whitespace().next() == Some(tool);
-            continue;
-        }
-        let mut words = line.split_whitespace();
-        let (Some(plan), Some(verdict)) = (words.next(), words.next()) else {
-            continue;
-        };
-        if mine && verdict == "chosen" {
-            plans.insert(0, plan.to_string());
-        } else if mine && verdict == "usable" {
-            plans.push(plan.to_string());
-        }
-    }
-    assert!(!plans.is_empty(), "no plan for {tool} in {out}");
-    plans
+    usable_plans(tool)
 }
 
 /// The plan `netbpf list` says `tool` uses on this kernel.
@@ -374,4 +353,142 @@ pub fn has_sock_length_tracepoints() -> bool {
             btf.windows(needle.len()).any(|w| w == needle)
         })
         .unwrap_or(false)
+}
+
+/// The plans of `tool` as `netbpf list --verbose` gives them on this kernel, best first:
+/// (plan, "chosen" | "usable" | "skipped").
+pub fn plans(tool: &str) -> Vec<(String, &'static str)> {
+    let o = netbpf(&["list", "--verbose"]);
+    assert!(o.status.success());
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let mut lines = text
+        .lines()
+        .skip_while(|l| !l.starts_with(&format!("{tool} ")));
+    assert!(lines.next().is_some(), "{tool} is not listed: {text}");
+    lines
+        .take_while(|l| l.starts_with(' '))
+        .filter(|l| !l.trim_start().starts_with("hooks:"))
+        .map(|l| {
+            let name = l.split_whitespace().next().unwrap_or_default().to_string();
+            let verdict = if l.ends_with(" chosen") {
+                "chosen"
+            } else if l.ends_with(" usable") {
+                "usable"
+            } else {
+                "skipped"
+            };
+            (name, verdict)
+        })
+        .collect()
+}
+
+/// The plans of `tool` this kernel can run, best (the chosen one) first.
+pub fn usable_plans(tool: &str) -> Vec<String> {
+    let usable: Vec<String> = plans(tool)
+        .into_iter()
+        .filter(|(_, v)| *v != "skipped")
+        .map(|(p, _)| p)
+        .collect();
+    assert!(!usable.is_empty(), "{tool} cannot run on this kernel");
+    usable
+}
+
+/// In a stock-kernel VM (vmtest/suite.sh sets NETBPF_VMTEST_KERNEL): the plan `tool` must pick
+/// there, asserted, so that a stock-only hook is known to have been used.
+pub fn assert_stock_kernel_plan(tool: &str, plan: &str) {
+    if let Ok(kernel) = std::env::var("NETBPF_VMTEST_KERNEL") {
+        let chosen = usable_plans(tool).into_iter().next();
+        assert_eq!(
+            chosen.as_deref(),
+            Some(plan),
+            "{tool} on Debian {kernel}: {:?}",
+            plans(tool)
+        );
+    }
+}
+
+/// Runs `ip ARGS...` inside `ns`; the test needs it to succeed.
+pub fn ip_in(ns: &Netns, args: &[&str]) {
+    let out = ns
+        .command("ip")
+        .args(args)
+        .output()
+        .expect("ip (iproute2) is needed");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Two fresh namespaces joined by a veth pair: "va" 10.9.0.1/24 in the first, "vb" 10.9.0.2/24 in
+/// the second, both up.
+pub fn veth_pair() -> (Netns, Netns) {
+    let (a, b) = (Netns::new(), Netns::new());
+    ip_in(
+        &a,
+        &[
+            "link",
+            "add",
+            "va",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "vb",
+            "netns",
+            &b.path(),
+        ],
+    );
+    ip_in(&a, &["addr", "add", "10.9.0.1/24", "dev", "va"]);
+    ip_in(&b, &["addr", "add", "10.9.0.2/24", "dev", "vb"]);
+    ip_in(&a, &["link", "set", "va", "up"]);
+    ip_in(&b, &["link", "set", "vb", "up"]);
+    (a, b)
+}
+
+/// A TcpExt counter of the namespace (/proc/net/netstat as seen from inside it).
+pub fn netstat_counter(ns: &Netns, name: &str) -> u64 {
+    let out = ns
+        .command("cat")
+        .arg("/proc/net/netstat")
+        .output()
+        .expect("cat");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    for pair in lines.chunks_exact(2) {
+        if !pair[0].starts_with("TcpExt:") {
+            continue;
+        }
+        let i = pair[0]
+            .split_whitespace()
+            .position(|n| n == name)
+            .unwrap_or_else(|| panic!("no TcpExt {name}"));
+        return pair[1].split_whitespace().nth(i).unwrap().parse().unwrap();
+    }
+    panic!("no TcpExt line in /proc/net/netstat");
+}
+
+/// Runs a command (ip, tc) inside the namespace; the test needs it to succeed.
+pub fn ns_run(ns: &Netns, program: &str, args: &[&str]) {
+    let st = ns
+        .command(program)
+        .args(args)
+        .status()
+        .unwrap_or_else(|e| panic!("{program} (iproute2) is needed: {e}"));
+    assert!(st.success(), "{program} {args:?} failed");
+}
+
+/// A lossy loopback: 1500-byte MTU and a small token bucket, so a burst overflows the queue and
+/// TCP has to retransmit (netem is not built into this kernel; tbf is).
+pub fn lossy_loopback(ns: &Netns) {
+    ns_run(ns, "ip", &["link", "set", "dev", "lo", "mtu", "1500"]);
+    ns_run(
+        ns,
+        "tc",
+        &[
+            "qdisc", "add", "dev", "lo", "root", "tbf", "rate", "1mbit", "burst", "1600", "limit",
+            "3000",
+        ],
+    );
 }

@@ -55,6 +55,31 @@ static __always_inline bool sk_connect_started(const struct sock *sk)
 	       BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_CLOSE;
 }
 
+static __always_inline bool addr_is_v4_mapped(const __u8 *a)
+{
+	const __u32 *w = (const __u32 *)a;
+
+	return !w[0] && !w[1] && w[2] == bpf_htonl(0xffff);
+}
+
+/* An AF_INET6 socket talking to an IPv4 peer (a dual-stack socket: ::ffff:a.b.c.d) carries
+ * IPv4 traffic: rewrites such a tuple as AF_INET, IPv4 addresses in the first 4 bytes, so that
+ * family filters (-4/-6) and keys treat it as the IPv4 connection it is. A listener (no remote
+ * address) is unmapped by its local address. */
+static __always_inline void tuple_unmap_v4(struct sock_tuple *t)
+{
+	const __u32 *d = (const __u32 *)t->daddr;
+	bool remote_unset = !d[0] && !d[1] && !d[2] && !d[3];
+
+	if (t->family != AF_INET6 || !addr_is_v4_mapped(remote_unset ? t->saddr : t->daddr))
+		return;
+	t->family = AF_INET;
+	__builtin_memcpy(t->saddr, &t->saddr[12], 4);
+	__builtin_memcpy(t->daddr, &t->daddr[12], 4);
+	__builtin_memset(&t->saddr[4], 0, 12);
+	__builtin_memset(&t->daddr[4], 0, 12);
+}
+
 static __always_inline bool sk_is_inet(__u16 family)
 {
 	return family == AF_INET || family == AF_INET6;

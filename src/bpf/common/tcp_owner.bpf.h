@@ -1,11 +1,16 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* Which process owns a TCP socket, learned from inet_sock_set_state alone.
+/* Which process owns a TCP socket, learned from inet_sock_set_state, and from accept() where the
+ * tool can hook it.
  *
  * Many transitions run in softirq context, where "current" is whatever was interrupted. The owner
  * is therefore taken only from transitions that run in the owner's own syscall: SYN_SENT
  * (connect), LISTEN (listen), FIN_WAIT1 and LAST_ACK (close/shutdown). A passive child inherits its
- * listener's owner at SYN_RECV, found by (netns, local port), and is then refined when the process
- * that accepted it closes it. */
+ * listener's owner at SYN_RECV, found by (netns, local port). With SO_REUSEPORT several processes
+ * listen on one port and the child may belong to any of them: the guess is the last one to call
+ * listen(), so tools that can should call owner_accepted() where accept() returns the socket (the
+ * real owner), and it is refined anyway when the process that accepted it closes it. A listener
+ * that closes removes its port's entry only if the entry is its own, so the others sharing the
+ * port keep theirs. */
 #ifndef NETBPF_TCP_OWNER_BPF_H
 #define NETBPF_TCP_OWNER_BPF_H
 
@@ -29,11 +34,17 @@ struct {
 	__type(value, struct sk_owner);
 } sk_owners SEC(".maps");
 
+/* The listening socket (of several, with SO_REUSEPORT: the last to listen) and its owner. */
+struct listener_owner {
+	__u64 sk;
+	struct sk_owner owner;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 4096);
 	__type(key, struct listener_key);
-	__type(value, struct sk_owner);
+	__type(value, struct listener_owner);
 } listener_owners SEC(".maps");
 
 static __always_inline void owner_from_current(struct sk_owner *o)
@@ -47,7 +58,8 @@ static __always_inline struct sk_owner *owner_track(const struct sock *sk, int o
 {
 	__u64 key = (__u64)sk;
 	struct listener_key lkey = {};
-	struct sk_owner owner = {}, *inherited;
+	struct sk_owner owner = {};
+	struct listener_owner lo = {}, *inherited;
 
 	switch (newstate) {
 	case TCP_SYN_SENT:
@@ -61,7 +73,9 @@ static __always_inline struct sk_owner *owner_track(const struct sock *sk, int o
 		if (newstate == TCP_LISTEN) {
 			lkey.netns = sk_netns_cookie(sk);
 			lkey.port = BPF_CORE_READ(sk, __sk_common.skc_num);
-			bpf_map_update_elem(&listener_owners, &lkey, &owner, BPF_ANY);
+			lo.sk = key;
+			lo.owner = owner;
+			bpf_map_update_elem(&listener_owners, &lkey, &lo, BPF_ANY);
 		}
 		break;
 	case TCP_SYN_RECV:
@@ -69,7 +83,7 @@ static __always_inline struct sk_owner *owner_track(const struct sock *sk, int o
 		lkey.port = BPF_CORE_READ(sk, __sk_common.skc_num);
 		inherited = bpf_map_lookup_elem(&listener_owners, &lkey);
 		if (inherited)
-			bpf_map_update_elem(&sk_owners, &key, inherited, BPF_ANY);
+			bpf_map_update_elem(&sk_owners, &key, &inherited->owner, BPF_ANY);
 		break;
 	case TCP_CLOSE:
 		if (oldstate == TCP_LISTEN) {
@@ -77,11 +91,31 @@ static __always_inline struct sk_owner *owner_track(const struct sock *sk, int o
 			 * a listener's inet_sport still holds it. */
 			lkey.netns = sk_netns_cookie(sk);
 			lkey.port = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
-			bpf_map_delete_elem(&listener_owners, &lkey);
+			inherited = bpf_map_lookup_elem(&listener_owners, &lkey);
+			if (inherited && inherited->sk == key)
+				bpf_map_delete_elem(&listener_owners, &lkey);
 		}
 		break;
 	}
 	return bpf_map_lookup_elem(&sk_owners, &key);
+}
+
+/* The listener entry of (netns, port), or NULL. */
+static __always_inline struct listener_owner *listener_lookup(__u64 netns, __u16 port)
+{
+	struct listener_key lkey = { .netns = netns, .port = port };
+
+	return bpf_map_lookup_elem(&listener_owners, &lkey);
+}
+
+/* accept() handed sk to the current process: it is the owner. */
+static __always_inline void owner_accepted(const struct sock *sk)
+{
+	struct sk_owner owner = {};
+	__u64 key = (__u64)sk;
+
+	owner_from_current(&owner);
+	bpf_map_update_elem(&sk_owners, &key, &owner, BPF_ANY);
 }
 
 static __always_inline void owner_forget(const struct sock *sk)

@@ -37,6 +37,21 @@ struct tcp_packet {
 	__u32 payload; /* TCP payload bytes */
 };
 
+/* The network namespace a packet is in: its device's, or, when skb->dev is not set (TCP clears
+ * it on the way in on recent kernels), its route's device's; 0 when neither is known. */
+static __always_inline __u64 skb_dev_netns(const struct sk_buff *skb)
+{
+	struct net_device *dev = BPF_CORE_READ(skb, dev);
+	struct dst_entry *dst;
+
+	if (!dev) {
+		dst = (struct dst_entry *)(BPF_CORE_READ(skb, _skb_refdst) & ~1UL);
+		if (dst)
+			dev = BPF_CORE_READ(dst, dev);
+	}
+	return dev ? BPF_CORE_READ(dev, nd_net.net, net_cookie) : 0;
+}
+
 /* Parses the packet whose IP header starts at nh. `avail` is the number of bytes from nh to the
  * end of the packet as the skb holds it: used when the IP header carries no length (IPv4 or IPv6
  * "BIG TCP" super-packets); pass 0 when unknown. Returns false unless it is a first (or only)

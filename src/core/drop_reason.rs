@@ -1,0 +1,85 @@
+//! Packet drop reasons (`enum skb_drop_reason`, Linux 5.17+) and the kernel stacks taken where a
+//! packet is freed: what kfree_skb-based tools (tcpdrop, skbdrop) share.
+
+use std::collections::HashMap;
+
+/// The kernel enum kfree_skb's reason argument has.
+pub const ENUM: &str = "skb_drop_reason";
+const PREFIX: &str = "SKB_DROP_REASON_";
+
+/// Drop reason value -> short name ("NO_SOCKET"), from the running kernel's BTF: the values
+/// differ between kernel versions.
+pub fn names() -> Result<HashMap<u32, String>, String> {
+    use libbpf_rs::btf::{types::Enum, Btf};
+    let btf = Btf::from_vmlinux().map_err(|e| format!("cannot read kernel BTF: {e}"))?;
+    let reasons: Enum = btf.type_by_name(ENUM).ok_or_else(|| {
+        format!("the kernel has no 'enum {ENUM}' in BTF (drop reasons came in Linux 5.17)")
+    })?;
+    Ok(reasons
+        .iter()
+        .filter_map(|m| {
+            let name = m.name?.to_string_lossy();
+            let short = name.strip_prefix(PREFIX).unwrap_or(&name).to_string();
+            Some((m.value as u32, short))
+        })
+        .collect())
+}
+
+/// For a plan's check: the kernel gives drop reasons.
+pub fn check() -> Result<(), String> {
+    names().map(|_| ())
+}
+
+/// The name of `reason`, or UNKNOWN(n) when this kernel's enum has no such value.
+pub fn name(names: &HashMap<u32, String>, reason: u32) -> String {
+    names
+        .get(&reason)
+        .cloned()
+        .unwrap_or_else(|| format!("UNKNOWN({reason})"))
+}
+
+/// A frame of the tracing machinery itself (the BPF program and the tracepoint's dispatch), at
+/// the top of a stack taken from a tracepoint program.
+pub fn is_tracing_frame(frame: &str) -> bool {
+    ["bpf_prog_", "bpf_trace_run", "__traceiter_", "__bpf_trace_"]
+        .iter()
+        .any(|p| frame.starts_with(p))
+}
+
+/// The stack from the freeing function down: the tracing frames on top are cut.
+pub fn trim_tracing_frames(mut frames: Vec<String>) -> Vec<String> {
+    let skip = frames.iter().take_while(|f| is_tracing_frame(f)).count();
+    frames.drain(..skip);
+    frames
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tracing_frames_are_cut() {
+        let f = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let stack = f(&[
+            "bpf_prog_a61f_tcpdrop_kfree_skb+0x685",
+            "bpf_trace_run4+0x10d",
+            "__traceiter_kfree_skb+0x41",
+            "sk_skb_reason_drop+0x90",
+            "tcp_v4_rcv+0x99",
+        ]);
+        assert_eq!(
+            trim_tracing_frames(stack),
+            f(&["sk_skb_reason_drop+0x90", "tcp_v4_rcv+0x99"])
+        );
+    }
+
+    #[test]
+    fn this_kernel_names_its_reasons() {
+        let Ok(names) = names() else {
+            eprintln!("skipped: no drop reasons in this kernel's BTF");
+            return;
+        };
+        assert!(names.values().any(|n| n == "NO_SOCKET"), "{names:?}");
+        assert_eq!(name(&names, u32::MAX), format!("UNKNOWN({})", u32::MAX));
+    }
+}
