@@ -7,6 +7,7 @@ pub mod cli;
 pub mod errno;
 pub mod error;
 pub mod hist;
+pub mod kallsyms;
 pub mod maps;
 pub mod netns;
 pub mod output;
