@@ -166,6 +166,13 @@ fn tcp_sink(ns: &Netns, port: u16) -> thread::JoinHandle<usize> {
     })
 }
 
+fn kernel_has(symbol: &str) -> bool {
+    std::fs::read_to_string("/proc/kallsyms")
+        .unwrap()
+        .lines()
+        .any(|l| l.split_whitespace().nth(2) == Some(symbol))
+}
+
 fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -423,8 +430,15 @@ fn skbdrop_table_and_netns_cookie() {
     let f = tool.stop();
     assert!(f.status.success(), "{}", f.stderr);
     let text = f.lines.join("\n");
+    // The innermost frame is the function that frees: sk_skb_reason_drop since Linux 6.11
+    // (kfree_skb_reason became an inline wrapper of it), kfree_skb_reason before.
+    let freeing = if kernel_has("sk_skb_reason_drop") {
+        "sk_skb_reason_drop"
+    } else {
+        "kfree_skb_reason"
+    };
     assert!(
-        text.contains("@[NO_SOCKET,\n        sk_skb_reason_drop+0x"),
+        text.contains(&format!("@[NO_SOCKET,\n        {freeing}+0x")),
         "{text}"
     );
     // Whole stacks may differ between packets (softirq run from another context): add the rows up.

@@ -138,6 +138,15 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
 
     let mut out = Output::new(o.common.format(), Vec::new());
     print_drops(&skel, &reasons, o.frames, &mut out)?;
+    let unknown = skel.maps.bss_data.as_deref().map_or(0, |b| b.netns_unknown);
+    if unknown > 0 {
+        eprintln!(
+            "netbpf {}: {unknown} {} of skbs with neither a device nor a socket could not be \
+             placed in a namespace: not counted",
+            tool.name,
+            if unknown == 1 { "drop" } else { "drops" }
+        );
+    }
     if let (Some(before), Some(after)) = (before, after) {
         print_counter_deltas(&before, &after, &mut out);
     }
