@@ -197,23 +197,45 @@ static __always_inline void dequeued_one(struct gso_fifo *f, const struct sk_buf
 		f->head++;
 }
 
+struct bulk {
+	__u64 skb;	/* the next one to time */
+	__u64 q;
+	__u64 now;
+};
+
+/* One packet of a bulk dequeue (a bpf_loop callback: verified once, whatever the bulk's size;
+ * an open-coded loop made the 6.1 verifier walk every iteration's paths). */
+static int dequeued_next(__u32 i, void *data)
+{
+	struct bulk *b = data;
+	const struct sk_buff *skb = (const void *)b->skb;
+	struct gso_fifo *f = NULL;
+
+	if (!skb)
+		return 1;
+	if (split_gso)
+		f = fifo_of((const struct Qdisc *)b->q, false);
+	dequeued_one(f, skb, b->now);
+	b->skb = (__u64)BPF_CORE_READ(skb, next);
+	return 0;
+}
+
 /* The qdisc handed `packets` skbs, chained on skb->next, to the driver. */
 static __always_inline void dequeued(const struct Qdisc *q, const struct sk_buff *skb, int packets)
 {
-	struct gso_fifo *f = NULL;
-	__u64 now = bpf_ktime_get_ns();
+	struct bulk b = { .skb = (__u64)skb, .q = (__u64)q, .now = bpf_ktime_get_ns() };
+	struct gso_fifo *f;
 
 	if (split_gso) {
 		f = fifo_of(q, false);
 		if (f)
 			f->qlen = BPF_CORE_READ(q, q.qlen);
 	}
-	for (int i = 0; i < BULK_MAX; i++) {
-		if (!skb || i >= packets)
-			break;
-		dequeued_one(f, skb, now);
-		skb = BPF_CORE_READ(skb, next);
+	if (packets <= 1) {
+		dequeued_next(0, &b);
+		return;
 	}
+	bpf_loop(packets < BULK_MAX ? packets : BULK_MAX, dequeued_next, &b, 0);
 }
 
 /* ---- fexit on the kind's functions: int KIND_enqueue(skb, sch, to_free), struct sk_buff

@@ -237,10 +237,21 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
             *acc += v;
         }
     }
+    let bss = skel.maps.bss_data.as_deref();
+    let untimed = bss.map_or(0, |b| b.untimed);
+    let segments = bss.map_or(0, |b| b.gso_segments_timed);
+    let full = bss.map_or(0, |b| b.gso_fifo_full);
     let mut out = Output::new(o.common.format(), Vec::new());
     let mut labels = vec![("kind", Value::Str(&kind))];
     if let Some(i) = &o.iface {
         labels.push(("interface", Value::Str(i)));
+    }
+    if out.format() == Format::Json {
+        labels.extend([
+            ("plan", Value::Str(plan.name)),
+            ("untimed", Value::U64(untimed)),
+            ("gso_segments_timed", Value::U64(segments)),
+        ]);
     }
     if out.format() == Format::Json || total(&slots) > 0 {
         print_log2(&mut out, "us", "us", &labels, &slots);
@@ -248,8 +259,6 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         eprintln!("netbpf qdisc: no packet left a {kind} qdisc{on} while tracing");
     }
     out.flush();
-    let bss = skel.maps.bss_data.as_deref();
-    let untimed = bss.map_or(0, |b| b.untimed);
     if untimed > 0 {
         eprintln!(
             "netbpf qdisc: {untimed} {} dequeued without a recorded enqueue (queued before \
@@ -258,11 +267,10 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
             plural(untimed, "was", "were")
         );
     }
-    let full = bss.map_or(0, |b| b.gso_fifo_full);
     if full > 0 {
         eprintln!(
             "netbpf qdisc: {full} split GSO {} not followed (more than 256 queued at once): \
-             {} segments were timed from other packets' enqueue",
+             {} segments were timed from another packet's enqueue, or not at all",
             plural(full, "packet was", "packets were"),
             plural(full, "its", "their")
         );
