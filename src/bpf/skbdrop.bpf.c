@@ -30,17 +30,22 @@ struct {
 __u64 netns_unknown = 0;
 
 /* Whether the skb belongs to the --netns namespace: its device's, or its socket's. On a socket's
- * queue skb->dev is overlaid (UDP's dev_scratch, the rbtree links of TCP's out-of-order and
- * retransmit queues): a device that does not match is no proof, so the socket is asked too (the
- * reads are probe reads, safe on whatever the field holds). The tracepoint's rx_sk argument
- * (6.12+) is not used, so the program loads on every kernel with drop reasons (5.17+); the
- * drops it would place (sk_skb_reason_drop with a socket) happen before queueing, where the
- * device is still valid. */
+ * queue skb->dev is overlaid: UDP keeps scratch data there (not a kernel address: kernel
+ * addresses have the top bit set), TCP's out-of-order and retransmit queues the links of their
+ * rbtree (pointers, but TCP's queued skbs have their socket in skb->sk). So a device that does
+ * not match is no proof, and the socket is asked too (the reads are probe reads, safe on
+ * whatever the field holds). A UDP datagram purged from the queue of a closing socket has
+ * neither (UDP does not set skb->sk on queued skbs): its namespace is unknown, and counted as
+ * such. The tracepoint's rx_sk argument (6.12+) is not used, so the program loads on every
+ * kernel with drop reasons (5.17+); the drops it names a socket for (sk_skb_reason_drop with
+ * a socket) happen before queueing, where the device is still valid. */
 static __always_inline bool skb_in_netns(const struct sk_buff *skb)
 {
 	const struct net_device *dev = BPF_CORE_READ(skb, dev);
 	const struct sock *sk = BPF_CORE_READ(skb, sk);
 
+	if ((__s64)dev >= 0)
+		dev = NULL;
 	if (!dev && !sk) {
 		__sync_fetch_and_add(&netns_unknown, 1);
 		return false;
