@@ -13,7 +13,8 @@
 //!                    [--getaddrinfo-inet N] [--gethostbyname2-r N]
 //!       each call's duration as this process measured it is in "calls" (func, ns), in call order;
 //!       --getaddrinfo-inet passes AF_INET hints (glibc then runs gethostbyname2_r inside)
-//!   loadgen [--wait] ecn --family 4|6 --ce N --ect N --not-ect N
+//!   loadgen [--wait] ecn --family 4|6 --ce N --ect N --not-ect N [--to ADDR]
+//!       with --to, to ADDR port 9 (elsewhere, e.g. across a veth), nothing received here
 //!   loadgen [--wait] ping --family 4|6 --count N [--id ID] [--interval-ms MS]
 //!   loadgen [--wait] udp-burst --family 4|6 --count N --size BYTES
 //!   loadgen [--wait] streams --family 4|6 --port P --send N1,N2.. --reply M1,M2.. --chunks K
@@ -29,7 +30,8 @@
 //!                    --sleep-ms M [--linger-stdin]
 //!   loadgen [--wait] udp-send --family 4|6 [--to ADDR] --port P --count N --size S [--recv]
 //!       N datagrams of S payload bytes to ADDR (default loopback) port P; with --recv, a receiver
-//!       bound to ADDR:P (P 0: any free port) in this process reads them all before exiting.
+//!       bound to ADDR:P (P 0: any free port) in this process reads them all before exiting
+//!       (with --unread too, it leaves them queued and closes: the kernel drops them).
 //!   loadgen [--wait] tcp-send --to ADDR --port P --bytes N
 //!       connects to a server elsewhere (e.g. across a veth), sends N bytes, closes, and waits
 //!       for the server's close.
@@ -654,6 +656,9 @@ fn set_int_opt(fd: i32, level: i32, opt: i32, v: i32) {
 /// UDP datagrams on loopback with each ECN codepoint: --ce with Congestion Experienced (3),
 /// --ect with ECT(0) (2), --not-ect with 0. All are received before it reports.
 fn ecn(a: &Args) {
+    if let Some(to) = a.opt_text("--to") {
+        return ecn_to(a, to);
+    }
     let addr = a.addr(0);
     let rx = std::net::UdpSocket::bind(addr).unwrap_or_else(|e| die(&format!("bind: {e}")));
     let tx = std::net::UdpSocket::bind(addr).unwrap();
@@ -682,6 +687,41 @@ fn ecn(a: &Args) {
         std::process::id(),
         tx.local_addr().unwrap().port(),
         rx.local_addr().unwrap().port()
+    );
+}
+
+/// ecn --to: datagrams with each codepoint to ADDR:9, sent unconnected (the port unreachable
+/// errors coming back do not fail the next send).
+fn ecn_to(a: &Args, to: &str) {
+    let dst = SocketAddr::new(
+        to.parse()
+            .unwrap_or_else(|_| die(&format!("--to: bad address '{to}'"))),
+        9,
+    );
+    let any: IpAddr = if dst.is_ipv6() {
+        Ipv6Addr::UNSPECIFIED.into()
+    } else {
+        Ipv4Addr::UNSPECIFIED.into()
+    };
+    let tx = UdpSocket::bind(SocketAddr::new(any, 0)).unwrap();
+    let (level, opt) = if dst.is_ipv6() {
+        (libc::IPPROTO_IPV6, libc::IPV6_TCLASS)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_TOS)
+    };
+    let mut sent = 0;
+    for (flag, codepoint) in [("--ce", 3), ("--ect", 2), ("--not-ect", 0)] {
+        set_int_opt(tx.as_raw_fd(), level, opt, codepoint);
+        for _ in 0..a.num(flag, 0) {
+            tx.send_to(b"ecn", dst)
+                .unwrap_or_else(|e| die(&format!("send to {dst}: {e}")));
+            sent += 1;
+        }
+    }
+    println!(
+        "{{\"pid\":{},\"sport\":{},\"dport\":9,\"sent\":{sent}}}",
+        std::process::id(),
+        tx.local_addr().unwrap().port()
     );
 }
 
@@ -1501,12 +1541,13 @@ fn udp_send(a: &Args) {
     let payload = vec![b'u'; size];
     let mut received = 0;
     let mut buf = vec![0u8; size + 1];
+    let unread = a.flag("--unread");
     for _ in 0..count {
         sender
             .send_to(&payload, dst)
             .unwrap_or_else(|e| die(&format!("send to {dst}: {e}")));
         // Read each one before the next: the receive queue never overflows.
-        if let Some(r) = &receiver {
+        if let (Some(r), false) = (&receiver, unread) {
             match r.recv(&mut buf) {
                 Ok(n) if n == size => received += 1,
                 Ok(n) => die(&format!("received {n} bytes, sent {size}")),
@@ -1514,11 +1555,16 @@ fn udp_send(a: &Args) {
             }
         }
     }
+    let sport = sender.local_addr().unwrap().port();
+    if unread {
+        // Give the datagrams time to arrive (another namespace's softirq), then close on them.
+        thread::sleep(Duration::from_millis(100));
+        drop(receiver);
+    }
     println!(
-        "{{\"pid\":{},\"port\":{},\"sent\":{count},\"received\":{received},\"sport\":{}}}",
+        "{{\"pid\":{},\"port\":{},\"sent\":{count},\"received\":{received},\"sport\":{sport}}}",
         std::process::id(),
         dst.port(),
-        sender.local_addr().unwrap().port()
     );
 }
 
