@@ -174,6 +174,15 @@ static __always_inline void enqueued(const struct Qdisc *q, const struct sk_buff
 	f->tail++;
 }
 
+/* Packets timed when a parent peeked at them (see peeked()), whose dequeue is still to come:
+ * skb -> 1. LRU: kinds whose peek already took the packet out never dequeue it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, __u8);
+} peeked_skbs SEC(".maps");
+
 /* One packet leaving the qdisc: a recorded one, else a segment of the oldest split packet. */
 static __always_inline void dequeued_one(struct gso_fifo *f, const struct sk_buff *skb, __u64 now)
 {
@@ -184,6 +193,10 @@ static __always_inline void dequeued_one(struct gso_fifo *f, const struct sk_buf
 	if (start) {
 		add_sample(*start, now);
 		bpf_map_delete_elem(&queued, &key);
+		return;
+	}
+	if (bpf_map_lookup_elem(&peeked_skbs, &key)) {
+		bpf_map_delete_elem(&peeked_skbs, &key);
 		return;
 	}
 	if (!f || f->head == f->tail) {
@@ -238,8 +251,27 @@ static __always_inline void dequeued(const struct Qdisc *q, const struct sk_buff
 	bpf_loop(packets < BULK_MAX ? packets : BULK_MAX, dequeued_next, &b, 0);
 }
 
+/* A parent (tbf, htb) looks at a child's head packet before taking it. Some kinds' own peek
+ * functions (fq_codel's and codel's on recent kernels) take the packet out of their queue there,
+ * keep it aside and hand it over at the parent's dequeue without calling their dequeue function;
+ * others (red) only look. Either way the packet is timed at its first peek, and marked so that
+ * the dequeue that may follow is not counted again. Later peeks of it find nothing recorded. */
+static __always_inline void peeked(const struct sk_buff *skb)
+{
+	__u64 key = (__u64)skb, *start;
+	__u8 one = 1;
+
+	start = bpf_map_lookup_elem(&queued, &key);
+	if (!start)
+		return;
+	add_sample(*start, bpf_ktime_get_ns());
+	bpf_map_delete_elem(&queued, &key);
+	bpf_map_update_elem(&peeked_skbs, &key, &one, BPF_ANY);
+}
+
 /* ---- fexit on the kind's functions: int KIND_enqueue(skb, sch, to_free), struct sk_buff
- * *KIND_dequeue(sch). The functions are the kind's own: only the device filters apply. */
+ * *KIND_dequeue(sch), and struct sk_buff *KIND_peek(sch) where the kind has its own. The
+ * functions are the kind's own: only the device filters apply. */
 
 SEC("fexit")
 int BPF_PROG(qdisc_fexit_enqueue, struct sk_buff *skb, struct Qdisc *q, struct sk_buff **to_free,
@@ -263,6 +295,14 @@ int BPF_PROG(qdisc_fexit_dequeue, struct Qdisc *q, struct sk_buff *skb)
 	return 0;
 }
 
+SEC("fexit")
+int BPF_PROG(qdisc_fexit_peek, struct Qdisc *q, struct sk_buff *skb)
+{
+	if (skb && qdisc_dev_ok(q))
+		peeked(skb);
+	return 0;
+}
+
 /* ---- kprobe + kretprobe on the same functions. */
 
 struct pending {
@@ -274,13 +314,14 @@ struct pending {
 /* The arguments of the enqueue (and of the dequeue) in progress on this CPU. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 2);
+	__uint(max_entries, 3);
 	__type(key, __u32);
 	__type(value, struct pending);
 } pending SEC(".maps");
 
 #define PENDING_ENQUEUE 0
 #define PENDING_DEQUEUE 1
+#define PENDING_PEEK 2
 
 static __always_inline void remember(__u32 which, const struct sk_buff *skb, const struct Qdisc *q)
 {
@@ -340,6 +381,24 @@ int BPF_KRETPROBE(qdisc_kretprobe_dequeue, struct sk_buff *skb)
 
 	if (q && skb)
 		dequeued(q, skb, 1);
+	return 0;
+}
+
+SEC("kprobe")
+int BPF_KPROBE(qdisc_kprobe_peek, struct Qdisc *q)
+{
+	remember(PENDING_PEEK, NULL, q);
+	return 0;
+}
+
+SEC("kretprobe")
+int BPF_KRETPROBE(qdisc_kretprobe_peek, struct sk_buff *skb)
+{
+	struct pending p;
+	struct Qdisc *q = recall(PENDING_PEEK, &p);
+
+	if (q && skb)
+		peeked(skb);
 	return 0;
 }
 

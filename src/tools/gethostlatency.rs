@@ -280,12 +280,15 @@ fn is_libc_name(name: &str) -> bool {
         || name.starts_with("ld-musl-")
 }
 
-/// The C library a process has mapped, as a path from our mount namespace (through
-/// /proc/PID/root, so a container's own library is found).
+/// The C library a process has mapped, as a path from our mount namespace: through
+/// /proc/PID/root (so a container's own library is found), or, when that path is not the mapped
+/// file (a library bind-mounted in another mount namespace, or a process in a chroot whose maps
+/// name paths outside ours), through /proc/PID/map_files, which opens exactly the mapped file.
 fn libc_of_process(pid: u32) -> Result<PathBuf, String> {
+    use std::os::unix::fs::MetadataExt;
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
         .map_err(|e| format!("cannot read /proc/{pid}/maps: {e}"))?;
-    let path = mapped_libc(&maps).ok_or_else(|| {
+    let (range, path) = mapped_libc_range(&maps).ok_or_else(|| {
         "the process has no C library mapped (statically linked, or a Go program?); name the \
          binary that contains getaddrinfo with -l"
             .to_string()
@@ -296,11 +299,28 @@ fn libc_of_process(pid: u32) -> Result<PathBuf, String> {
              the process, or give the old file with -l"
         ));
     }
-    Ok(PathBuf::from(format!("/proc/{pid}/root{path}")))
+    let via_root = PathBuf::from(format!("/proc/{pid}/root{path}"));
+    let mapped = PathBuf::from(format!("/proc/{pid}/map_files/{range}"));
+    let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    match (id(&via_root), id(&mapped)) {
+        (Some(a), Some(b)) if a == b => Ok(via_root),
+        (_, Some(_)) => Ok(mapped),
+        (Some(_), None) => Ok(via_root),
+        (None, None) => Err(format!(
+            "its C library {path} cannot be opened from here (neither {} nor {})",
+            via_root.display(),
+            mapped.display()
+        )),
+    }
 }
 
 /// The first mapped C library in a /proc/PID/maps text.
 fn mapped_libc(maps: &str) -> Option<&str> {
+    mapped_libc_range(maps).map(|(_, path)| path)
+}
+
+/// The first mapped C library in a /proc/PID/maps text: its address range and path.
+fn mapped_libc_range(maps: &str) -> Option<(&str, &str)> {
     maps.lines().find_map(|line| {
         // address perms offset dev inode path: the path is what follows the 5th field.
         let mut rest = line;
@@ -311,7 +331,8 @@ fn mapped_libc(maps: &str) -> Option<&str> {
         }
         let path = rest.trim_start();
         let name = path.rsplit('/').next()?;
-        (path.starts_with('/') && is_libc_name(name)).then_some(path)
+        let range = line.split(' ').next()?;
+        (path.starts_with('/') && is_libc_name(name)).then_some((range, path))
     })
 }
 
@@ -482,8 +503,10 @@ mod tests {
     #[test]
     fn libc_of_this_process() {
         let p = libc_of_process(std::process::id()).unwrap();
+        let pid = std::process::id();
         assert!(
-            p.starts_with(format!("/proc/{}/root/", std::process::id())),
+            p.starts_with(format!("/proc/{pid}/root/"))
+                || p.starts_with(format!("/proc/{pid}/map_files/")),
             "{}",
             p.display()
         );

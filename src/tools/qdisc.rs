@@ -44,13 +44,13 @@ pub static TOOL: Tool = Tool {
         Plan {
             name: "fexit",
             needs: &[Hook::Fentry],
-            attach: "fexit KIND_enqueue + fexit KIND_dequeue",
+            attach: "fexit KIND_enqueue + fexit KIND_dequeue (+ KIND_peek)",
             check: None,
         },
         Plan {
             name: "kprobe",
             needs: &[Hook::Kprobe],
-            attach: "kprobe+kretprobe KIND_enqueue + kprobe+kretprobe KIND_dequeue",
+            attach: "kprobe+kretprobe KIND_enqueue, KIND_dequeue (+ KIND_peek)",
             check: None,
         },
         TRACEPOINTS,
@@ -171,16 +171,23 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     rodata.split_gso = kind == "tbf";
     let fexit = plan.name == "fexit";
     let kprobes = plan.name == "kprobe";
+    let peek = funcs.as_ref().and_then(|f| f.peek.clone());
     let progs = &mut open.progs;
     progs.qdisc_fexit_enqueue.set_autoload(fexit);
     progs.qdisc_fexit_dequeue.set_autoload(fexit);
-    if let (true, Some((enqueue, dequeue))) = (fexit, &funcs) {
+    progs.qdisc_fexit_peek.set_autoload(fexit && peek.is_some());
+    if let (true, Some(f)) = (fexit, &funcs) {
         progs
             .qdisc_fexit_enqueue
-            .set_attach_target(0, Some(enqueue.clone()))?;
+            .set_attach_target(0, Some(f.enqueue.clone()))?;
         progs
             .qdisc_fexit_dequeue
-            .set_attach_target(0, Some(dequeue.clone()))?;
+            .set_attach_target(0, Some(f.dequeue.clone()))?;
+        if let Some(peek) = &peek {
+            progs
+                .qdisc_fexit_peek
+                .set_attach_target(0, Some(peek.clone()))?;
+        }
     }
     for p in [
         &mut progs.qdisc_kprobe_enqueue,
@@ -190,20 +197,29 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     ] {
         p.set_autoload(kprobes);
     }
+    progs.qdisc_kprobe_peek.set_autoload(kprobes && peek.is_some());
+    progs
+        .qdisc_kretprobe_peek
+        .set_autoload(kprobes && peek.is_some());
     progs.qdisc_enqueued.set_autoload(plan.name == TRACEPOINTS.name);
     progs.qdisc_dequeued.set_autoload(plan.name == TRACEPOINTS.name);
     let mut skel = open.load().or_load_failed(tool.name)?;
     let mut links = Vec::new();
     match (kprobes, &funcs) {
-        (true, Some((enqueue, dequeue))) => {
+        (true, Some(f)) => {
             let failed = |f: &str, e| crate::core::bpf::attach_failed(tool.name, f, e);
             let p = &skel.progs;
-            for (prog, ret, func) in [
-                (&p.qdisc_kprobe_enqueue, false, enqueue),
-                (&p.qdisc_kretprobe_enqueue, true, enqueue),
-                (&p.qdisc_kprobe_dequeue, false, dequeue),
-                (&p.qdisc_kretprobe_dequeue, true, dequeue),
-            ] {
+            let mut probes = vec![
+                (&p.qdisc_kprobe_enqueue, false, &f.enqueue),
+                (&p.qdisc_kretprobe_enqueue, true, &f.enqueue),
+                (&p.qdisc_kprobe_dequeue, false, &f.dequeue),
+                (&p.qdisc_kretprobe_dequeue, true, &f.dequeue),
+            ];
+            if let Some(peek) = &f.peek {
+                probes.push((&p.qdisc_kprobe_peek, false, peek));
+                probes.push((&p.qdisc_kretprobe_peek, true, peek));
+            }
+            for (prog, ret, func) in probes {
                 let what = format!("{} {func}", if ret { "kretprobe" } else { "kprobe" });
                 links.push(
                     prog.attach_kprobe(ret, func)
@@ -222,7 +238,10 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         .map(|i| format!(" on {i}"))
         .unwrap_or_default();
     let how = match &funcs {
-        Some((e, d)) => format!("{} {e}/{d}", plan.name),
+        Some(f) => {
+            let peek = f.peek.as_ref().map(|p| format!("/{p}")).unwrap_or_default();
+            format!("{} {}/{}{peek}", plan.name, f.enqueue, f.dequeue)
+        }
         None => "qdisc tracepoints".into(),
     };
     announce(&format!("{kind} qdisc queueing latency{on} ({how})"));
@@ -317,13 +336,32 @@ fn release_at_least(release: &str, major: u32, minor: u32) -> bool {
     (ma, mi) >= (major, minor)
 }
 
+/// A kind's own functions, traced by the fexit and kprobe plans.
+#[derive(Debug, PartialEq)]
+struct KindFunctions {
+    enqueue: String,
+    dequeue: String,
+    /// Its own peek function, which takes the packet out of its queue when a parent looks at it
+    /// (fq_codel's on recent kernels; most kinds use the generic qdisc_peek_dequeued, which
+    /// calls their dequeue function).
+    peek: Option<String>,
+}
+
 /// The kind's enqueue and dequeue functions, when /proc/kallsyms has both under one of the usual
-/// names (KIND_enqueue, or KIND_qdisc_enqueue as for codel and pie).
-fn kind_functions(kind: &str, kallsyms: &Kallsyms) -> Option<(String, String)> {
+/// names (KIND_enqueue, or KIND_qdisc_enqueue as for codel and pie), and its peek function if it
+/// has one (KIND_peek or KIND_qdisc_peek: codel's is codel_peek beside codel_qdisc_enqueue).
+fn kind_functions(kind: &str, kallsyms: &Kallsyms) -> Option<KindFunctions> {
+    let peek = [format!("{kind}_peek"), format!("{kind}_qdisc_peek")]
+        .into_iter()
+        .find(|f| kallsyms.has_function(f));
     [kind.to_string(), format!("{kind}_qdisc")]
         .into_iter()
-        .map(|p| (format!("{p}_enqueue"), format!("{p}_dequeue")))
-        .find(|(e, d)| kallsyms.has_function(e) && kallsyms.has_function(d))
+        .map(|p| KindFunctions {
+            enqueue: format!("{p}_enqueue"),
+            dequeue: format!("{p}_dequeue"),
+            peek: peek.clone(),
+        })
+        .find(|f| kallsyms.has_function(&f.enqueue) && kallsyms.has_function(&f.dequeue))
 }
 
 /// Why a kind that exists everywhere has nothing to time.
@@ -434,16 +472,30 @@ ffffffffc0a01000 t fq_enqueue\t[sch_fq]
     #[test]
     fn functions_by_kind() {
         let syms = "1 t fq_codel_enqueue\n2 t fq_codel_dequeue\n3 t codel_qdisc_enqueue\n\
-                    4 t codel_qdisc_dequeue\n5 t pfifo_enqueue\n6 t qdisc_dequeue_head\n";
+                    4 t codel_qdisc_dequeue\n5 t pfifo_enqueue\n6 t qdisc_dequeue_head\n\
+                    7 t fq_codel_peek\n8 t codel_peek\n";
         let syms = Kallsyms::from_text(syms.into());
         let f = |k| kind_functions(k, &syms);
+        let funcs = |e: &str, d: &str, p: Option<&str>| KindFunctions {
+            enqueue: e.into(),
+            dequeue: d.into(),
+            peek: p.map(String::from),
+        };
         assert_eq!(
             f("fq_codel"),
-            Some(("fq_codel_enqueue".into(), "fq_codel_dequeue".into()))
+            Some(funcs(
+                "fq_codel_enqueue",
+                "fq_codel_dequeue",
+                Some("fq_codel_peek")
+            ))
         );
         assert_eq!(
             f("codel"),
-            Some(("codel_qdisc_enqueue".into(), "codel_qdisc_dequeue".into()))
+            Some(funcs(
+                "codel_qdisc_enqueue",
+                "codel_qdisc_dequeue",
+                Some("codel_peek")
+            ))
         );
         assert_eq!(f("pfifo"), None);
         assert_eq!(f("fq"), None);
@@ -461,6 +513,7 @@ ffffffffc0a01000 t fq_enqueue\t[sch_fq]
         // fexit programs need an attach target and trampolines (refused on some kernels).
         open.progs.qdisc_fexit_enqueue.set_autoload(false);
         open.progs.qdisc_fexit_dequeue.set_autoload(false);
+        open.progs.qdisc_fexit_peek.set_autoload(false);
         open.load().expect("all programs load");
     }
 
