@@ -63,6 +63,8 @@ struct gso_fifo {
 	__u32 tail;	/* next free entry */
 	__u32 qlen;	/* the qdisc's queue length after the last event seen */
 	__u32 qlen_known;
+	__u32 requeues;	/* the qdisc's requeue count when last looked at */
+	__u64 last_skb;	/* the last skb it handed out */
 	struct gso_packet e[GSO_FIFO_LEN];
 };
 
@@ -142,6 +144,14 @@ static __always_inline struct gso_fifo *fifo_of(const struct Qdisc *q, bool crea
 	return bpf_map_lookup_elem(&gso_fifos, &key);
 }
 
+/* The packets in the kind's own queue: q.qlen also counts those the driver refused and the
+ * qdisc holds aside to resend (requeued: a veth whose peer's ring is full), which are not. */
+static __always_inline __u32 kind_qlen(const struct Qdisc *q)
+{
+	return BPF_CORE_READ(q, q.qlen) - BPF_CORE_READ(q, gso_skb.qlen) -
+	       BPF_CORE_READ(q, skb_bad_txq.qlen);
+}
+
 /* A packet the qdisc accepted, at time ts. */
 static __always_inline void enqueued(const struct Qdisc *q, const struct sk_buff *skb, __u64 ts)
 {
@@ -155,7 +165,7 @@ static __always_inline void enqueued(const struct Qdisc *q, const struct sk_buff
 		bpf_map_update_elem(&queued, &key, &ts, BPF_ANY);
 		return;
 	}
-	qlen = BPF_CORE_READ(q, q.qlen);
+	qlen = kind_qlen(q);
 	skbs = f->qlen_known && qlen > f->qlen ? qlen - f->qlen : 1;
 	f->qlen = qlen;
 	f->qlen_known = 1;
@@ -184,7 +194,13 @@ struct {
 } peeked_skbs SEC(".maps");
 
 /* One packet leaving the qdisc: a recorded one, else a segment of the oldest split packet. */
-static __always_inline void dequeued_one(struct gso_fifo *f, const struct sk_buff *skb, __u64 now)
+static __always_inline __u32 requeues_of(const struct Qdisc *q)
+{
+	return BPF_CORE_READ(q, qstats.requeues);
+}
+
+static __always_inline void dequeued_one(const struct Qdisc *q, struct gso_fifo *f,
+					 const struct sk_buff *skb, __u64 now)
 {
 	__u64 key = (__u64)skb, *start;
 	struct gso_packet *p;
@@ -193,10 +209,18 @@ static __always_inline void dequeued_one(struct gso_fifo *f, const struct sk_buf
 	if (start) {
 		add_sample(*start, now);
 		bpf_map_delete_elem(&queued, &key);
+		if (f)
+			f->last_skb = key;
 		return;
 	}
 	if (bpf_map_lookup_elem(&peeked_skbs, &key)) {
 		bpf_map_delete_elem(&peeked_skbs, &key);
+		return;
+	}
+	/* The driver refused the last packet (a veth whose peer's ring is full) and the qdisc hands
+	 * it out again: timed already. */
+	if (f && key == f->last_skb && requeues_of(q) != f->requeues) {
+		f->requeues = requeues_of(q);
 		return;
 	}
 	if (!f || f->head == f->tail) {
@@ -205,6 +229,7 @@ static __always_inline void dequeued_one(struct gso_fifo *f, const struct sk_buf
 	}
 	p = &f->e[f->head & (GSO_FIFO_LEN - 1)];
 	add_sample(p->ts_ns, now);
+	f->last_skb = key;
 	__sync_fetch_and_add(&gso_segments_timed, 1);
 	if (++p->taken >= p->skbs)
 		f->head++;
@@ -228,7 +253,7 @@ static int dequeued_next(__u32 i, void *data)
 		return 1;
 	if (split_gso)
 		f = fifo_of((const struct Qdisc *)b->q, false);
-	dequeued_one(f, skb, b->now);
+	dequeued_one((const struct Qdisc *)b->q, f, skb, b->now);
 	b->skb = (__u64)BPF_CORE_READ(skb, next);
 	return 0;
 }
@@ -242,7 +267,7 @@ static __always_inline void dequeued(const struct Qdisc *q, const struct sk_buff
 	if (split_gso) {
 		f = fifo_of(q, false);
 		if (f)
-			f->qlen = BPF_CORE_READ(q, q.qlen);
+			f->qlen = kind_qlen(q);
 	}
 	if (packets <= 1) {
 		dequeued_next(0, &b);

@@ -147,6 +147,11 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     }
 
     let s = start(tool, &o.common)?;
+    crate::tools::netsize::warn_missing_interface(
+        tool.name,
+        o.iface.as_deref(),
+        o.common.netns.as_deref(),
+    );
     // The function plans need the kind's functions by name; a module not loaded yet, or a kind
     // whose functions are named otherwise (the fifos share qdisc_dequeue_head), falls back to
     // the tracepoints.

@@ -106,6 +106,11 @@ fn fclone_cache_merged() -> bool {
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let s = start(tool, &o.common)?;
+    crate::tools::netsize::warn_missing_interface(
+        tool.name,
+        o.interface.as_deref(),
+        o.common.netns.as_deref(),
+    );
 
     let mut obj = MaybeUninit::uninit();
     let mut open = opened(tool.name, SkblifeSkelBuilder::default().open(&mut obj))?;
