@@ -10,7 +10,11 @@
 //!   loadgen [--wait] mptcp --family 4|6 --count N
 //!   loadgen [--wait] accept-empty --family 4|6
 //!   loadgen [--wait] resolve --name HOST --getaddrinfo N --gethostbyname N --gethostbyname2 N --gethostbyname-r N
-//!   loadgen [--wait] ecn --family 4|6 --ce N --ect N --not-ect N
+//!                    [--getaddrinfo-inet N] [--gethostbyname2-r N]
+//!       each call's duration as this process measured it is in "calls" (func, ns), in call order;
+//!       --getaddrinfo-inet passes AF_INET hints (glibc then runs gethostbyname2_r inside)
+//!   loadgen [--wait] ecn --family 4|6 --ce N --ect N --not-ect N [--to ADDR]
+//!       with --to, to ADDR port 9 (elsewhere, e.g. across a veth), nothing received here
 //!   loadgen [--wait] ping --family 4|6 --count N [--id ID] [--interval-ms MS]
 //!   loadgen [--wait] udp-burst --family 4|6 --count N --size BYTES
 //!   loadgen [--wait] streams --family 4|6 --port P --send N1,N2.. --reply M1,M2.. --chunks K
@@ -37,7 +41,8 @@
 //!       poll() on another, ready fd returns at once
 //!   loadgen [--wait] udp-send --family 4|6 [--to ADDR] --port P --count N --size S [--recv]
 //!       N datagrams of S payload bytes to ADDR (default loopback) port P; with --recv, a receiver
-//!       bound to ADDR:P (P 0: any free port) in this process reads them all before exiting.
+//!       bound to ADDR:P (P 0: any free port) in this process reads them all before exiting
+//!       (with --unread too, it leaves them queued and closes: the kernel drops them).
 //!   loadgen [--wait] tcp-send --to ADDR --port P --bytes N
 //!       connects to a server elsewhere (e.g. across a veth), sends N bytes, closes, and waits
 //!       for the server's close.
@@ -548,7 +553,7 @@ fn accept_empty(a: &Args) {
 }
 
 extern "C" {
-    // Not in the libc crate; glibc exports all three.
+    // Not in the libc crate; glibc exports all four.
     fn gethostbyname(name: *const libc::c_char) -> *mut libc::hostent;
     fn gethostbyname2(name: *const libc::c_char, af: libc::c_int) -> *mut libc::hostent;
     fn gethostbyname_r(
@@ -559,53 +564,109 @@ extern "C" {
         result: *mut *mut libc::hostent,
         h_errnop: *mut libc::c_int,
     ) -> libc::c_int;
+    fn gethostbyname2_r(
+        name: *const libc::c_char,
+        af: libc::c_int,
+        ret: *mut libc::hostent,
+        buf: *mut libc::c_char,
+        buflen: libc::size_t,
+        result: *mut *mut libc::hostent,
+        h_errnop: *mut libc::c_int,
+    ) -> libc::c_int;
 }
 
 /// Host name lookups through the C library, each function called the number of times asked;
-/// reports how many succeeded.
+/// reports how many succeeded, and how long each call took.
 fn resolve(a: &Args) {
     let name = std::ffi::CString::new(a.text("--name", "localhost")).unwrap();
-    let mut ok = [0u64; 4];
-    for _ in 0..a.num("--getaddrinfo", 0) {
+    let mut ok = [0u64; 6];
+    let mut calls = Vec::new();
+    let mut timed = |func: &'static str, call: &mut dyn FnMut() -> bool| {
+        let t = std::time::Instant::now();
+        let good = call();
+        calls.push(format!(
+            "{{\"func\":\"{func}\",\"ns\":{}}}",
+            t.elapsed().as_nanos()
+        ));
+        u64::from(good)
+    };
+    let getaddrinfo = |hints: *const libc::addrinfo| {
         let mut res: *mut libc::addrinfo = std::ptr::null_mut();
-        if unsafe { libc::getaddrinfo(name.as_ptr(), std::ptr::null(), std::ptr::null(), &mut res) }
-            == 0
-        {
-            ok[0] += 1;
+        let rc = unsafe { libc::getaddrinfo(name.as_ptr(), std::ptr::null(), hints, &mut res) };
+        if rc == 0 {
             unsafe { libc::freeaddrinfo(res) };
         }
+        rc == 0
+    };
+    for _ in 0..a.num("--getaddrinfo", 0) {
+        ok[0] += timed("getaddrinfo", &mut || getaddrinfo(std::ptr::null()));
+    }
+    for _ in 0..a.num("--getaddrinfo-inet", 0) {
+        let mut hints: libc::addrinfo = unsafe { std::mem::zeroed() };
+        hints.ai_family = libc::AF_INET;
+        ok[4] += timed("getaddrinfo", &mut || getaddrinfo(&hints));
     }
     for _ in 0..a.num("--gethostbyname", 0) {
-        ok[1] += u64::from(!unsafe { gethostbyname(name.as_ptr()) }.is_null());
+        ok[1] += timed("gethostbyname", &mut || {
+            !unsafe { gethostbyname(name.as_ptr()) }.is_null()
+        });
     }
     for _ in 0..a.num("--gethostbyname2", 0) {
-        ok[2] += u64::from(!unsafe { gethostbyname2(name.as_ptr(), libc::AF_INET) }.is_null());
+        ok[2] += timed("gethostbyname2", &mut || {
+            !unsafe { gethostbyname2(name.as_ptr(), libc::AF_INET) }.is_null()
+        });
     }
+    let mut he: libc::hostent = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as libc::c_char; 4096];
+    let mut result: *mut libc::hostent = std::ptr::null_mut();
+    let mut herr = 0;
     for _ in 0..a.num("--gethostbyname-r", 0) {
-        let mut he: libc::hostent = unsafe { std::mem::zeroed() };
-        let mut buf = vec![0 as libc::c_char; 4096];
-        let mut result: *mut libc::hostent = std::ptr::null_mut();
-        let mut herr = 0;
-        let rc = unsafe {
-            gethostbyname_r(
-                name.as_ptr(),
-                &mut he,
-                buf.as_mut_ptr(),
-                buf.len(),
-                &mut result,
-                &mut herr,
-            )
-        };
-        ok[3] += u64::from(rc == 0 && !result.is_null());
+        ok[3] += timed("gethostbyname_r", &mut || {
+            let rc = unsafe {
+                gethostbyname_r(
+                    name.as_ptr(),
+                    &mut he,
+                    buf.as_mut_ptr(),
+                    buf.len(),
+                    &mut result,
+                    &mut herr,
+                )
+            };
+            rc == 0 && !result.is_null()
+        });
     }
-    println!(
-        "{{\"pid\":{},\"ok\":{{\"getaddrinfo\":{},\"gethostbyname\":{},\"gethostbyname2\":{},\"gethostbyname_r\":{}}}}}",
+    for _ in 0..a.num("--gethostbyname2-r", 0) {
+        ok[5] += timed("gethostbyname2_r", &mut || {
+            let rc = unsafe {
+                gethostbyname2_r(
+                    name.as_ptr(),
+                    libc::AF_INET,
+                    &mut he,
+                    buf.as_mut_ptr(),
+                    buf.len(),
+                    &mut result,
+                    &mut herr,
+                )
+            };
+            rc == 0 && !result.is_null()
+        });
+    }
+    let mut report = format!(
+        "{{\"pid\":{},\"ok\":{{\"getaddrinfo\":{},\"gethostbyname\":{},\"gethostbyname2\":{},\"gethostbyname_r\":{}",
         std::process::id(),
         ok[0],
         ok[1],
         ok[2],
         ok[3]
     );
+    // Only when asked for, so the object stays as it was for callers that do not ask.
+    if a.get("--getaddrinfo-inet").is_some() {
+        report.push_str(&format!(",\"getaddrinfo_inet\":{}", ok[4]));
+    }
+    if a.get("--gethostbyname2-r").is_some() {
+        report.push_str(&format!(",\"gethostbyname2_r\":{}", ok[5]));
+    }
+    println!("{report}}},\"calls\":[{}]}}", calls.join(","));
 }
 
 fn set_int_opt(fd: i32, level: i32, opt: i32, v: i32) {
@@ -621,6 +682,9 @@ fn set_int_opt(fd: i32, level: i32, opt: i32, v: i32) {
 /// UDP datagrams on loopback with each ECN codepoint: --ce with Congestion Experienced (3),
 /// --ect with ECT(0) (2), --not-ect with 0. All are received before it reports.
 fn ecn(a: &Args) {
+    if let Some(to) = a.opt_text("--to") {
+        return ecn_to(a, to);
+    }
     let addr = a.addr(0);
     let rx = std::net::UdpSocket::bind(addr).unwrap_or_else(|e| die(&format!("bind: {e}")));
     let tx = std::net::UdpSocket::bind(addr).unwrap();
@@ -649,6 +713,41 @@ fn ecn(a: &Args) {
         std::process::id(),
         tx.local_addr().unwrap().port(),
         rx.local_addr().unwrap().port()
+    );
+}
+
+/// ecn --to: datagrams with each codepoint to ADDR:9, sent unconnected (the port unreachable
+/// errors coming back do not fail the next send).
+fn ecn_to(a: &Args, to: &str) {
+    let dst = SocketAddr::new(
+        to.parse()
+            .unwrap_or_else(|_| die(&format!("--to: bad address '{to}'"))),
+        9,
+    );
+    let any: IpAddr = if dst.is_ipv6() {
+        Ipv6Addr::UNSPECIFIED.into()
+    } else {
+        Ipv4Addr::UNSPECIFIED.into()
+    };
+    let tx = UdpSocket::bind(SocketAddr::new(any, 0)).unwrap();
+    let (level, opt) = if dst.is_ipv6() {
+        (libc::IPPROTO_IPV6, libc::IPV6_TCLASS)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_TOS)
+    };
+    let mut sent = 0;
+    for (flag, codepoint) in [("--ce", 3), ("--ect", 2), ("--not-ect", 0)] {
+        set_int_opt(tx.as_raw_fd(), level, opt, codepoint);
+        for _ in 0..a.num(flag, 0) {
+            tx.send_to(b"ecn", dst)
+                .unwrap_or_else(|e| die(&format!("send to {dst}: {e}")));
+            sent += 1;
+        }
+    }
+    println!(
+        "{{\"pid\":{},\"sport\":{},\"dport\":9,\"sent\":{sent}}}",
+        std::process::id(),
+        tx.local_addr().unwrap().port()
     );
 }
 
@@ -1665,12 +1764,13 @@ fn udp_send(a: &Args) {
     let payload = vec![b'u'; size];
     let mut received = 0;
     let mut buf = vec![0u8; size + 1];
+    let unread = a.flag("--unread");
     for _ in 0..count {
         sender
             .send_to(&payload, dst)
             .unwrap_or_else(|e| die(&format!("send to {dst}: {e}")));
         // Read each one before the next: the receive queue never overflows.
-        if let Some(r) = &receiver {
+        if let (Some(r), false) = (&receiver, unread) {
             match r.recv(&mut buf) {
                 Ok(n) if n == size => received += 1,
                 Ok(n) => die(&format!("received {n} bytes, sent {size}")),
@@ -1678,11 +1778,16 @@ fn udp_send(a: &Args) {
             }
         }
     }
+    let sport = sender.local_addr().unwrap().port();
+    if unread {
+        // Give the datagrams time to arrive (another namespace's softirq), then close on them.
+        thread::sleep(Duration::from_millis(100));
+        drop(receiver);
+    }
     println!(
-        "{{\"pid\":{},\"port\":{},\"sent\":{count},\"received\":{received},\"sport\":{}}}",
+        "{{\"pid\":{},\"port\":{},\"sent\":{count},\"received\":{received},\"sport\":{sport}}}",
         std::process::id(),
         dst.port(),
-        sender.local_addr().unwrap().port()
     );
 }
 

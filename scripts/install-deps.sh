@@ -8,9 +8,12 @@
 #   iproute2         tc, for the qdisc tests (a tbf on a test namespace's lo)
 #   iproute2         ip and tc: tests make a lossy loopback (tbf) in their own netns
 #   util-linux       setpriv: the exporter test runs it as a user with CAP_BPF and CAP_PERFMON only
+#   iputils-ping     test-only: superping's tests compare with ping's own round trips
+#   iw               test-only: ieee80211scan's test scans with mac80211_hwsim radios (in the
+#                    stock-kernel VMs, which run the host's binaries)
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-packages=(clang make pkg-config libelf-dev zlib1g-dev util-linux iproute2)
+packages=(clang make pkg-config libelf-dev zlib1g-dev util-linux iproute2 iputils-ping iw)
 command -v cargo >/dev/null 2>&1 || packages+=(cargo-web)
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${packages[@]}"

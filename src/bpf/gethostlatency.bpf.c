@@ -15,10 +15,13 @@ EXPORT_EVENT_TYPE(gethostlatency_event);
 
 struct call {
 	__u64 start_ns;
+	__u64 entry_sp;	/* user stack pointer at entry: calls made from inside run below it */
 	__u32 func;
-	__u32 nested;	/* traced calls made from inside this one, not yet returned */
+	__u32 pad;
 	char host[GHL_HOST_LEN];
 };
+
+#define STALE_NS (60ULL * 1000000000)
 
 /* thread (pid_tgid) -> its outermost resolver call in progress */
 struct {
@@ -28,33 +31,31 @@ struct {
 	__type(value, struct call);
 } calls SEC(".maps");
 
-/* glibc's gethostbyname and gethostbyname2 are built on the _r functions, which are the same
- * code as the exported gethostbyname_r/gethostbyname2_r: so one gethostbyname() hits two
- * uprobes. The inner call is counted as nested, not reported. */
-static __always_inline bool calls_inside(__u32 outer, __u32 inner)
-{
-	return (outer == GHL_GETHOSTBYNAME && inner == GHL_GETHOSTBYNAME_R) ||
-	       (outer == GHL_GETHOSTBYNAME2 && inner == GHL_GETHOSTBYNAME2_R);
-}
-
+/* The traced functions call each other inside glibc: gethostbyname() runs gethostbyname_r(),
+ * getaddrinfo() with AF_INET hints runs gethostbyname2_r(), and so on (the internal calls hit the
+ * same code the exported functions are). Only the outermost call of a thread is reported. A call
+ * is inside the recorded one when it starts below that one's stack pointer (the stack grows
+ * down); one that starts at or above it was made after the recorded call ended without
+ * returning (a longjmp out of a resolver on a timeout), and replaces it; so does any call once the
+ * recorded one is a minute old (a longjmp to a frame above it, then a call from deeper down). The
+ * same test at return
+ * tells the outer call's return (stack pointer back at or above its entry: x86-64 pops the
+ * return address, arm64 returns through a register) from a nested one's. */
 SEC("uprobe")
 int BPF_UPROBE(gethostlatency_enter, const char *host)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 func = bpf_get_attach_cookie(ctx);
+	__u64 id = bpf_get_current_pid_tgid(), sp = PT_REGS_SP(ctx), now;
 	struct call *cur, fresh = {};
 
 	if (!tgid_ok(id >> 32) || !netns_ok(current_netns_cookie()))
 		return 0;
+	now = bpf_ktime_get_ns();
 	cur = bpf_map_lookup_elem(&calls, &id);
-	if (cur && calls_inside(cur->func, func)) {
-		cur->nested++;
+	if (cur && sp < cur->entry_sp && now - cur->start_ns < STALE_NS)
 		return 0;
-	}
-	/* Otherwise a call still recorded for this thread was left without returning (longjmp out
-	 * of a resolver on a timeout): this one replaces it. */
-	fresh.start_ns = bpf_ktime_get_ns();
-	fresh.func = func;
+	fresh.start_ns = now;
+	fresh.entry_sp = sp;
+	fresh.func = bpf_get_attach_cookie(ctx);
 	bpf_probe_read_user_str(fresh.host, sizeof(fresh.host), host);
 	bpf_map_update_elem(&calls, &id, &fresh, BPF_ANY);
 	return 0;
@@ -68,12 +69,8 @@ int BPF_URETPROBE(gethostlatency_return)
 	struct call *c;
 
 	c = bpf_map_lookup_elem(&calls, &id);
-	if (!c)
+	if (!c || PT_REGS_SP(ctx) < c->entry_sp)
 		return 0;
-	if (c->nested) {
-		c->nested--;
-		return 0;
-	}
 	/* Exporter mode (common/export.bpf.h): histogram 0 of microseconds, by function. */
 	if (export_mode) {
 		export_hist_add(0, c->func, 0, (bpf_ktime_get_ns() - c->start_ns) / 1000);

@@ -19,8 +19,13 @@
 char LICENSE[] SEC("license") = "GPL";
 EXPORT_EVENT_TYPE(ieee80211scan_event);
 
+/* The field's type must be an enum for CO-RE to match it (the kernel's is enum nl80211_band). */
+enum nl80211_band___nb {
+	NL80211_BAND_2GHZ___nb = 0,
+};
+
 struct ieee80211_channel___nb {
-	int band;
+	enum nl80211_band___nb band;
 	__u32 center_freq;
 	__u16 freq_offset;
 	bool beacon_found;

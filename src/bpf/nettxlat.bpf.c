@@ -66,7 +66,9 @@ static __always_inline void forget(const struct sk_buff *skb)
 {
 	__u64 key = (__u64)skb;
 
-	bpf_map_delete_elem(&starts, &key);
+	/* Most skbs have no entry: a lookup is lock-free, a delete takes the LRU's bucket lock. */
+	if (bpf_map_lookup_elem(&starts, &key))
+		bpf_map_delete_elem(&starts, &key);
 }
 
 SEC("tp_btf/net_dev_queue")

@@ -2,37 +2,88 @@
 /* qdisc: time packets spend queued in the qdiscs of one kind (tbf, fq, fq_codel, ...), from
  * enqueue to dequeue, as a log2 histogram in microseconds.
  *
- * Two ways, chosen by user space:
- * - kprobe (kernels with kprobes): the kind's own enqueue function and a kretprobe on its
- *   dequeue function, as the book did. Sees the kind wherever it sits, also as a child qdisc
- *   (e.g. fq_codel under htb classes), and every packet of a bulk dequeue.
+ * Three ways, chosen by user space, with the same bookkeeping behind them:
+ * - fexit (kernels with BPF trampolines) on the kind's own enqueue and dequeue functions: they
+ *   give the qdisc, the packet and the result. Sees the kind wherever it sits, also as a child
+ *   qdisc (e.g. fq_codel under an htb class or a tbf).
+ * - kprobe + kretprobe on the same functions (kernels with kprobes, without trampolines): the
+ *   entry probes keep the arguments per CPU for the return probes (qdiscs of one device are run
+ *   under its lock with bottom halves off, so nothing else runs on that CPU in between).
  * - tracepoints: qdisc:qdisc_enqueue fires after a successful enqueue on a device's root qdisc,
- *   qdisc:qdisc_dequeue when that qdisc hands packets to the driver; the kind is chosen by the
- *   qdisc's ops->id. Root qdiscs only, and a bulk dequeue names only its first packet.
+ *   qdisc:qdisc_dequeue when that qdisc hands packets to the driver (a bulk dequeue names its
+ *   first packet; the others follow on skb->next). Root qdiscs only; the kind is ops->id.
  * Either way, packets that bypass the queue (TCQ_F_CAN_BYPASS on an empty qdisc) are never
- * enqueued, so never timed. */
+ * enqueued, so never timed.
+ *
+ * tbf splits a GSO packet larger than its burst into segments (tbf_segment): the original skb is
+ * freed at enqueue and the segments, new skbs, are what it dequeues. tbf's queue is a FIFO, so
+ * for tbf the split packets are kept in order per qdisc, with how many skbs each became (the
+ * qdisc's queue length grew by that much), and a dequeued skb that was not recorded is the next
+ * segment of the oldest split packet. (The freed skb is never read: only its queue length
+ * change tells it was split.) */
 #include "common/netbpf.bpf.h"
 #include "common/filter.bpf.h"
 #include "common/hist.bpf.h"
-#include "common/pkt.bpf.h"
+#include "common/netdev.bpf.h"
 #include "common/export.bpf.h"
 #include "qdisc.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
 #define QDISC_KIND_LEN 16
+#define NET_XMIT_SUCCESS 0
+#define NET_XMIT_CN 2
+#define NET_XMIT_MASK 0x0f
+/* Packets of one bulk dequeue followed on skb->next (the kernel's slow path takes 8 at most;
+ * BQL-driven bulks are bounded by bytes). */
+#define BULK_MAX 64
+/* Split packets remembered per qdisc. */
+#define GSO_FIFO_LEN 256
 
-/* The kind to time, e.g. "tbf" (ops->id), and an optional device name; set before load. */
+/* The kind to time, e.g. "tbf" (ops->id); set before load. */
 const volatile char qdisc_kind[QDISC_KIND_LEN] = {};
-const volatile char filter_ifname[IFNAMSIZ] = {};
+/* The kind splits GSO packets into segments queued in FIFO order (tbf). */
+const volatile bool split_gso = false;
 
-/* skb -> enqueue time. LRU: packets dequeued behind a bulk head are never seen again. */
+/* skb -> enqueue time. LRU: packets the qdisc drops after accepting them are never dequeued. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
 	__type(key, __u64);
 	__type(value, __u64);
 } queued SEC(".maps");
+
+struct gso_packet {
+	__u64 ts_ns;
+	__u32 skbs;	/* how many skbs it became in the queue */
+	__u32 taken;	/* of those, dequeued so far */
+};
+
+struct gso_fifo {
+	__u32 head;	/* oldest entry (free-running; index with & (GSO_FIFO_LEN - 1)) */
+	__u32 tail;	/* next free entry */
+	__u32 qlen;	/* the qdisc's queue length after the last event seen */
+	__u32 qlen_known;
+	__u32 requeues;	/* the qdisc's requeue count when last looked at */
+	__u64 last_skb;	/* the last skb it handed out */
+	struct gso_packet e[GSO_FIFO_LEN];
+};
+
+/* qdisc -> its split packets, for split_gso kinds. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u64);
+	__type(value, struct gso_fifo);
+} gso_fifos SEC(".maps");
+
+/* A zeroed gso_fifo to create entries from (too big for the BPF stack). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct gso_fifo);
+} fifo_zero SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -41,18 +92,10 @@ struct {
 	__type(value, struct hist);
 } hists SEC(".maps");
 
-/* Read at exit: packets dequeued behind the head of a bulk dequeue (not timed). */
-__u64 bulk_untimed = 0;
-
-/* One packet's time in the queue, in microseconds; in exporter mode (common/export.bpf.h)
- * histogram 0 of export_hists. */
-static __always_inline void queued_for(const struct qdisc_hist_key *hkey, __u64 us)
-{
-	if (export_mode)
-		export_hist_add(0, 0, 0, us);
-	else
-		hist_map_add(&hists, hkey, us);
-}
+/* Read at exit. */
+__u64 untimed = 0;	/* dequeued without a recorded enqueue (queued before the run, requeued) */
+__u64 gso_segments_timed = 0;	/* segments of split GSO packets, timed from their packet */
+__u64 gso_fifo_full = 0;	/* split packets not remembered: more than GSO_FIFO_LEN queued */
 
 static __always_inline bool same_name(const char *a, const volatile char *b, int len)
 {
@@ -65,75 +108,338 @@ static __always_inline bool same_name(const char *a, const volatile char *b, int
 	return true;
 }
 
-static __always_inline bool qdisc_wanted(const struct Qdisc *q)
+static __always_inline bool kind_is_wanted(const struct Qdisc *q)
 {
 	const struct Qdisc_ops *ops = BPF_CORE_READ(q, ops);
-	struct net_device *dev = BPF_CORE_READ(q, dev_queue, dev);
 	char id[QDISC_KIND_LEN] = {};
-	char name[IFNAMSIZ] = {};
 
 	bpf_core_read_str(id, sizeof(id), &ops->id);
-	if (!same_name(id, qdisc_kind, QDISC_KIND_LEN))
-		return false;
-	if (!netns_ok(dev_netns_cookie(dev)))
-		return false;
-	if (filter_ifname[0]) {
-		dev_name(dev, name);
-		if (!same_name(name, filter_ifname, IFNAMSIZ))
-			return false;
-	}
-	return true;
+	return same_name(id, qdisc_kind, QDISC_KIND_LEN);
 }
 
-/* The kind's enqueue function: int KIND_enqueue(struct sk_buff *skb, struct Qdisc *sch, ...).
- * Only the qdisc filters apply: the function belongs to the kind. A packet the qdisc drops
- * leaves an entry that the LRU ages out. */
-SEC("kprobe")
-int BPF_KPROBE(qdisc_kind_enqueue, struct sk_buff *skb, struct Qdisc *q)
+/* The device filters (--netns, -i). */
+static __always_inline bool qdisc_dev_ok(const struct Qdisc *q)
 {
-	struct net_device *dev = BPF_CORE_READ(q, dev_queue, dev);
-	char name[IFNAMSIZ] = {};
-	__u64 key = (__u64)skb, now;
-
-	if (!netns_ok(dev_netns_cookie(dev)))
-		return 0;
-	if (filter_ifname[0]) {
-		dev_name(dev, name);
-		if (!same_name(name, filter_ifname, IFNAMSIZ))
-			return 0;
-	}
-	now = bpf_ktime_get_ns();
-	bpf_map_update_elem(&queued, &key, &now, BPF_ANY);
-	return 0;
+	return dev_ok(BPF_CORE_READ(q, dev_queue, dev));
 }
 
-/* The kind's dequeue function returns the packet (or NULL); only packets its enqueue recorded
- * (so already filtered) are timed. */
-SEC("kretprobe")
-int BPF_KRETPROBE(qdisc_kind_dequeue, struct sk_buff *skb)
+static __always_inline void add_sample(__u64 start_ns, __u64 now)
 {
 	struct qdisc_hist_key hkey = {};
+
+	/* Exporter mode (common/export.bpf.h): histogram 0 of export_hists. */
+	if (export_mode)
+		export_hist_add(0, 0, 0, (now - start_ns) / 1000);
+	else
+		hist_map_add(&hists, &hkey, (now - start_ns) / 1000);
+}
+
+static __always_inline struct gso_fifo *fifo_of(const struct Qdisc *q, bool create)
+{
+	__u64 key = (__u64)q;
+	struct gso_fifo *f = bpf_map_lookup_elem(&gso_fifos, &key);
+	__u32 zero = 0;
+
+	if (f || !create)
+		return f;
+	f = bpf_map_lookup_elem(&fifo_zero, &zero);
+	if (!f)
+		return NULL;
+	bpf_map_update_elem(&gso_fifos, &key, f, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&gso_fifos, &key);
+}
+
+/* The packets in the kind's own queue: q.qlen also counts those the driver refused and the
+ * qdisc holds aside to resend (requeued: a veth whose peer's ring is full), which are not. */
+static __always_inline __u32 kind_qlen(const struct Qdisc *q)
+{
+	return BPF_CORE_READ(q, q.qlen) - BPF_CORE_READ(q, gso_skb.qlen) -
+	       BPF_CORE_READ(q, skb_bad_txq.qlen);
+}
+
+/* A packet the qdisc accepted, at time ts. */
+static __always_inline void enqueued(const struct Qdisc *q, const struct sk_buff *skb, __u64 ts)
+{
+	__u64 key = (__u64)skb;
+	struct gso_packet *p;
+	struct gso_fifo *f;
+	__u32 qlen, skbs;
+
+	f = split_gso ? fifo_of(q, true) : NULL;
+	if (!f) {
+		bpf_map_update_elem(&queued, &key, &ts, BPF_ANY);
+		return;
+	}
+	qlen = kind_qlen(q);
+	skbs = f->qlen_known && qlen > f->qlen ? qlen - f->qlen : 1;
+	f->qlen = qlen;
+	f->qlen_known = 1;
+	if (skbs == 1) {
+		bpf_map_update_elem(&queued, &key, &ts, BPF_ANY);
+		return;
+	}
+	if (f->tail - f->head >= GSO_FIFO_LEN) {
+		__sync_fetch_and_add(&gso_fifo_full, 1);
+		return;
+	}
+	p = &f->e[f->tail & (GSO_FIFO_LEN - 1)];
+	p->ts_ns = ts;
+	p->skbs = skbs;
+	p->taken = 0;
+	f->tail++;
+}
+
+/* Packets timed when a parent peeked at them (see peeked()), whose dequeue is still to come:
+ * skb -> 1. LRU: kinds whose peek already took the packet out never dequeue it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, __u8);
+} peeked_skbs SEC(".maps");
+
+/* One packet leaving the qdisc: a recorded one, else a segment of the oldest split packet. */
+static __always_inline __u32 requeues_of(const struct Qdisc *q)
+{
+	return BPF_CORE_READ(q, qstats.requeues);
+}
+
+static __always_inline void dequeued_one(const struct Qdisc *q, struct gso_fifo *f,
+					 const struct sk_buff *skb, __u64 now)
+{
 	__u64 key = (__u64)skb, *start;
+	struct gso_packet *p;
+
+	start = bpf_map_lookup_elem(&queued, &key);
+	if (start) {
+		add_sample(*start, now);
+		bpf_map_delete_elem(&queued, &key);
+		if (f)
+			f->last_skb = key;
+		return;
+	}
+	if (bpf_map_lookup_elem(&peeked_skbs, &key)) {
+		bpf_map_delete_elem(&peeked_skbs, &key);
+		return;
+	}
+	/* The driver refused the last packet (a veth whose peer's ring is full) and the qdisc hands
+	 * it out again: timed already. */
+	if (f && key == f->last_skb && requeues_of(q) != f->requeues) {
+		f->requeues = requeues_of(q);
+		return;
+	}
+	if (!f || f->head == f->tail) {
+		__sync_fetch_and_add(&untimed, 1);
+		return;
+	}
+	p = &f->e[f->head & (GSO_FIFO_LEN - 1)];
+	add_sample(p->ts_ns, now);
+	f->last_skb = key;
+	__sync_fetch_and_add(&gso_segments_timed, 1);
+	if (++p->taken >= p->skbs)
+		f->head++;
+}
+
+struct bulk {
+	__u64 skb;	/* the next one to time */
+	__u64 q;
+	__u64 now;
+};
+
+/* One packet of a bulk dequeue (a bpf_loop callback: verified once, whatever the bulk's size;
+ * an open-coded loop made the 6.1 verifier walk every iteration's paths). */
+static int dequeued_next(__u32 i, void *data)
+{
+	struct bulk *b = data;
+	const struct sk_buff *skb = (const void *)b->skb;
+	struct gso_fifo *f = NULL;
 
 	if (!skb)
-		return 0;
-	start = bpf_map_lookup_elem(&queued, &key);
-	if (!start)
-		return 0;
-	queued_for(&hkey, (bpf_ktime_get_ns() - *start) / 1000);
-	bpf_map_delete_elem(&queued, &key);
+		return 1;
+	if (split_gso)
+		f = fifo_of((const struct Qdisc *)b->q, false);
+	dequeued_one((const struct Qdisc *)b->q, f, skb, b->now);
+	b->skb = (__u64)BPF_CORE_READ(skb, next);
 	return 0;
 }
+
+/* The qdisc handed `packets` skbs, chained on skb->next, to the driver. */
+static __always_inline void dequeued(const struct Qdisc *q, const struct sk_buff *skb, int packets)
+{
+	struct bulk b = { .skb = (__u64)skb, .q = (__u64)q, .now = bpf_ktime_get_ns() };
+	struct gso_fifo *f;
+
+	if (split_gso) {
+		f = fifo_of(q, false);
+		if (f)
+			f->qlen = kind_qlen(q);
+	}
+	if (packets <= 1) {
+		dequeued_next(0, &b);
+		return;
+	}
+	bpf_loop(packets < BULK_MAX ? packets : BULK_MAX, dequeued_next, &b, 0);
+}
+
+/* A parent (tbf, htb) looks at a child's head packet before taking it. Some kinds' own peek
+ * functions (fq_codel's and codel's on recent kernels) take the packet out of their queue there,
+ * keep it aside and hand it over at the parent's dequeue without calling their dequeue function;
+ * others (red) only look. Either way the packet is timed at its first peek, and marked so that
+ * the dequeue that may follow is not counted again. Later peeks of it find nothing recorded. */
+static __always_inline void peeked(const struct sk_buff *skb)
+{
+	__u64 key = (__u64)skb, *start;
+	__u8 one = 1;
+
+	start = bpf_map_lookup_elem(&queued, &key);
+	if (!start)
+		return;
+	add_sample(*start, bpf_ktime_get_ns());
+	bpf_map_delete_elem(&queued, &key);
+	bpf_map_update_elem(&peeked_skbs, &key, &one, BPF_ANY);
+}
+
+/* ---- fexit on the kind's functions: int KIND_enqueue(skb, sch, to_free), struct sk_buff
+ * *KIND_dequeue(sch), and struct sk_buff *KIND_peek(sch) where the kind has its own. The
+ * functions are the kind's own: only the device filters apply. */
+
+SEC("fexit")
+int BPF_PROG(qdisc_fexit_enqueue, struct sk_buff *skb, struct Qdisc *q, struct sk_buff **to_free,
+	     int ret)
+{
+	int rc = ret & NET_XMIT_MASK;
+
+	/* NET_XMIT_CN: accepted, though the qdisc dropped another packet (or this one: the LRU
+	 * ages such entries out). */
+	if ((rc != NET_XMIT_SUCCESS && rc != NET_XMIT_CN) || !qdisc_dev_ok(q))
+		return 0;
+	enqueued(q, skb, bpf_ktime_get_ns());
+	return 0;
+}
+
+SEC("fexit")
+int BPF_PROG(qdisc_fexit_dequeue, struct Qdisc *q, struct sk_buff *skb)
+{
+	if (skb && qdisc_dev_ok(q))
+		dequeued(q, skb, 1);
+	return 0;
+}
+
+SEC("fexit")
+int BPF_PROG(qdisc_fexit_peek, struct Qdisc *q, struct sk_buff *skb)
+{
+	if (skb && qdisc_dev_ok(q))
+		peeked(skb);
+	return 0;
+}
+
+/* ---- kprobe + kretprobe on the same functions. */
+
+struct pending {
+	__u64 skb;
+	__u64 q;
+	__u64 ts_ns;
+};
+
+/* The arguments of the enqueue (and of the dequeue) in progress on this CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 3);
+	__type(key, __u32);
+	__type(value, struct pending);
+} pending SEC(".maps");
+
+#define PENDING_ENQUEUE 0
+#define PENDING_DEQUEUE 1
+#define PENDING_PEEK 2
+
+static __always_inline void remember(__u32 which, const struct sk_buff *skb, const struct Qdisc *q)
+{
+	struct pending *p = bpf_map_lookup_elem(&pending, &which);
+
+	if (!p)
+		return;
+	p->skb = (__u64)skb;
+	p->q = qdisc_dev_ok(q) ? (__u64)q : 0;
+	p->ts_ns = bpf_ktime_get_ns();
+}
+
+static __always_inline struct Qdisc *recall(__u32 which, struct pending *out)
+{
+	struct pending *p = bpf_map_lookup_elem(&pending, &which);
+	struct Qdisc *q;
+
+	if (!p || !p->q)
+		return NULL;
+	*out = *p;
+	q = (struct Qdisc *)p->q;
+	p->q = 0;
+	return q;
+}
+
+SEC("kprobe")
+int BPF_KPROBE(qdisc_kprobe_enqueue, struct sk_buff *skb, struct Qdisc *q)
+{
+	remember(PENDING_ENQUEUE, skb, q);
+	return 0;
+}
+
+SEC("kretprobe")
+int BPF_KRETPROBE(qdisc_kretprobe_enqueue, int ret)
+{
+	struct pending p;
+	struct Qdisc *q = recall(PENDING_ENQUEUE, &p);
+	int rc = ret & NET_XMIT_MASK;
+
+	if (q && (rc == NET_XMIT_SUCCESS || rc == NET_XMIT_CN))
+		enqueued(q, (const struct sk_buff *)p.skb, p.ts_ns);
+	return 0;
+}
+
+SEC("kprobe")
+int BPF_KPROBE(qdisc_kprobe_dequeue, struct Qdisc *q)
+{
+	remember(PENDING_DEQUEUE, NULL, q);
+	return 0;
+}
+
+SEC("kretprobe")
+int BPF_KRETPROBE(qdisc_kretprobe_dequeue, struct sk_buff *skb)
+{
+	struct pending p;
+	struct Qdisc *q = recall(PENDING_DEQUEUE, &p);
+
+	if (q && skb)
+		dequeued(q, skb, 1);
+	return 0;
+}
+
+SEC("kprobe")
+int BPF_KPROBE(qdisc_kprobe_peek, struct Qdisc *q)
+{
+	remember(PENDING_PEEK, NULL, q);
+	return 0;
+}
+
+SEC("kretprobe")
+int BPF_KRETPROBE(qdisc_kretprobe_peek, struct sk_buff *skb)
+{
+	struct pending p;
+	struct Qdisc *q = recall(PENDING_PEEK, &p);
+
+	if (q && skb)
+		peeked(skb);
+	return 0;
+}
+
+/* ---- tracepoints: root qdiscs, any kind, chosen by ops->id. */
 
 SEC("tp_btf/qdisc_enqueue")
 int BPF_PROG(qdisc_enqueued, struct Qdisc *q, const struct netdev_queue *txq, struct sk_buff *skb)
 {
-	__u64 key = (__u64)skb, now;
-
-	if (!qdisc_wanted(q))
+	if (!kind_is_wanted(q) || !qdisc_dev_ok(q))
 		return 0;
-	now = bpf_ktime_get_ns();
-	bpf_map_update_elem(&queued, &key, &now, BPF_ANY);
+	enqueued(q, skb, bpf_ktime_get_ns());
 	return 0;
 }
 
@@ -141,17 +447,8 @@ SEC("tp_btf/qdisc_dequeue")
 int BPF_PROG(qdisc_dequeued, struct Qdisc *q, const struct netdev_queue *txq, int packets,
 	     struct sk_buff *skb)
 {
-	struct qdisc_hist_key hkey = {};
-	__u64 key = (__u64)skb, *start;
-
-	if (!skb || !qdisc_wanted(q))
+	if (!skb || !kind_is_wanted(q) || !qdisc_dev_ok(q))
 		return 0;
-	if (packets > 1)
-		__sync_fetch_and_add(&bulk_untimed, packets - 1);
-	start = bpf_map_lookup_elem(&queued, &key);
-	if (!start)
-		return 0;
-	queued_for(&hkey, (bpf_ktime_get_ns() - *start) / 1000);
-	bpf_map_delete_elem(&queued, &key);
+	dequeued(q, skb, packets);
 	return 0;
 }

@@ -26,17 +26,34 @@ struct {
 	__type(value, __u64);
 } drops SEC(".maps");
 
-/* Where the skb belongs: its device, else its socket (0: unknown). The tracepoint's rx_sk argument
- * (6.12+) is not used, so the program loads on every kernel with drop reasons (5.17+). */
-static __always_inline __u64 skb_netns_cookie(const struct sk_buff *skb)
+/* Read at exit: with --netns, drops of skbs with neither a device nor a socket (their namespace is
+ * unknown, so they were not counted). */
+__u64 netns_unknown = 0;
+
+/* Whether the skb belongs to the --netns namespace: its device's, or its socket's. On a socket's
+ * queue skb->dev is overlaid: UDP keeps scratch data there (not a kernel address: kernel
+ * addresses have the top bit set), TCP's out-of-order and retransmit queues the links of their
+ * rbtree (pointers, but TCP's queued skbs have their socket in skb->sk). So a device that does
+ * not match is no proof, and the socket is asked too (the reads are probe reads, safe on
+ * whatever the field holds). A UDP datagram purged from the queue of a closing socket has
+ * neither (UDP does not set skb->sk on queued skbs): its namespace is unknown, and counted as
+ * such. The tracepoint's rx_sk argument (6.12+) is not used, so the program loads on every
+ * kernel with drop reasons (5.17+); the drops it names a socket for (sk_skb_reason_drop with
+ * a socket) happen before queueing, where the device is still valid. */
+static __always_inline bool skb_in_netns(const struct sk_buff *skb)
 {
 	const struct net_device *dev = BPF_CORE_READ(skb, dev);
-	const struct sock *sk;
+	const struct sock *sk = BPF_CORE_READ(skb, sk);
 
-	if (dev)
-		return dev_netns_cookie(dev);
-	sk = BPF_CORE_READ(skb, sk);
-	return sk ? sk_netns_cookie(sk) : 0;
+	if ((__s64)dev >= 0)
+		dev = NULL;
+	if (!dev && !sk) {
+		__sync_fetch_and_add(&netns_unknown, 1);
+		return false;
+	}
+	if (dev && dev_netns_cookie(dev) == filter_netns)
+		return true;
+	return sk && sk_netns_cookie(sk) == filter_netns;
 }
 
 SEC("tp_btf/kfree_skb")
@@ -44,7 +61,7 @@ int BPF_PROG(skbdrop_kfree, struct sk_buff *skb, void *location, enum skb_drop_r
 {
 	struct skbdrop_key key = {};
 
-	if (filter_netns && skb_netns_cookie(skb) != filter_netns)
+	if (filter_netns && !skb_in_netns(skb))
 		return 0;
 	if (filter_ifname[0] && !ifname_ok(BPF_CORE_READ(skb, dev)))
 		return 0;

@@ -100,7 +100,10 @@ static __always_inline __u32 classify(const struct kmem_cache *s)
 	return kind;
 }
 
-SEC("tp_btf/kmem_cache_alloc")
+/* The slab tracepoints are raw tracepoints here: as tp_btf, a `const void *` argument (ptr) may
+ * not be read on kernels before 6.5 or so ("arg1 type UNKNOWN is not a struct"); a raw
+ * tracepoint passes every argument as a plain value. */
+SEC("raw_tp/kmem_cache_alloc")
 int BPF_PROG(skblife_alloc, unsigned long call_site, const void *ptr, struct kmem_cache *s)
 {
 	__u32 kind = classify(s);
@@ -167,7 +170,7 @@ int BPF_PROG(skblife_rx, struct sk_buff *skb)
 	return 0;
 }
 
-SEC("tp_btf/kmem_cache_free")
+SEC("raw_tp/kmem_cache_free")
 int BPF_PROG(skblife_free, unsigned long call_site, const void *ptr, const struct kmem_cache *s)
 {
 	__u64 key = (__u64)s, age;

@@ -55,7 +55,7 @@ static __always_inline bool echo_of(const void *l3, const struct l3_hdr *h, bool
 			return false;
 		want = request ? ICMP_ECHO : ICMP_ECHOREPLY;
 	} else if (h->family == AF_INET6) {
-		if (h->proto != IPPROTO_ICMPV6_NR)
+		if (h->proto != IPPROTO_ICMPV6_NR || h->frag_off)
 			return false;
 		want = request ? ICMPV6_ECHO_REQUEST : ICMPV6_ECHO_REPLY;
 	} else {

@@ -342,47 +342,6 @@ pub fn tp_btf_args(name: &str) -> Option<usize> {
     .flatten()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    static ONE: &[Hook] = &[Hook::TpBtf];
-
-    #[test]
-    fn this_kernel_allows_tp_btf_and_a_probe_is_remembered() {
-        let caps = Caps::get();
-        assert_eq!(caps.has(Hook::TpBtf), Ok(()));
-        assert_eq!(caps.has(Hook::RawTp), Ok(()));
-        assert_eq!(caps.has(Hook::TpBtf), Ok(()));
-    }
-
-    #[test]
-    fn the_last_plan_defers_its_load_probes() {
-        let plans = [Plan {
-            name: "only",
-            needs: ONE,
-            attach: "x",
-            check: None,
-        }];
-        let p = Caps::get().select("unit-tool", &plans).unwrap();
-        assert_eq!(p.name, "only");
-        assert_eq!(
-            DEFERRED
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|(t, _)| t == "unit-tool")
-                .unwrap()
-                .1,
-            [Hook::TpBtf]
-        );
-        assert!(
-            explain_load_failure("unit-tool").is_none(),
-            "tp_btf works here"
-        );
-    }
-}
-
 /// The position (from 0) of the parameter named `param` of kernel function `func`, from BTF, or
 /// None when the function or the parameter is not there. Function signatures change between
 /// kernel versions (an argument dropped or added): a function hook reads its arguments by the
@@ -434,4 +393,45 @@ pub fn fentry_can_take(func: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static ONE: &[Hook] = &[Hook::TpBtf];
+
+    #[test]
+    fn this_kernel_allows_tp_btf_and_a_probe_is_remembered() {
+        let caps = Caps::get();
+        assert_eq!(caps.has(Hook::TpBtf), Ok(()));
+        assert_eq!(caps.has(Hook::RawTp), Ok(()));
+        assert_eq!(caps.has(Hook::TpBtf), Ok(()));
+    }
+
+    #[test]
+    fn the_last_plan_defers_its_load_probes() {
+        let plans = [Plan {
+            name: "only",
+            needs: ONE,
+            attach: "x",
+            check: None,
+        }];
+        let p = Caps::get().select("unit-tool", &plans).unwrap();
+        assert_eq!(p.name, "only");
+        assert_eq!(
+            DEFERRED
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(t, _)| t == "unit-tool")
+                .unwrap()
+                .1,
+            [Hook::TpBtf]
+        );
+        assert!(
+            explain_load_failure("unit-tool").is_none(),
+            "tp_btf works here"
+        );
+    }
 }

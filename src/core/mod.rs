@@ -8,6 +8,7 @@ pub mod drop_reason;
 pub mod errno;
 pub mod error;
 pub mod hist;
+pub mod kallsyms;
 pub mod maps;
 pub mod netns;
 pub mod netstat;

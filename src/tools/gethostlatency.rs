@@ -13,7 +13,7 @@ use crate::core::bpf::{opened, read_event, LoadContext, Pod};
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{parse_pid, Common};
 use crate::core::error::Unsupported;
-use crate::core::output::{comm_str, Column, Output, Value};
+use crate::core::output::{comm_str, Column, Format, Output, Value};
 use crate::core::time::Clock;
 use crate::tools::{announce, start, Tool};
 use crate::usage;
@@ -83,16 +83,14 @@ fn columns() -> Vec<Column> {
         Column::json("lat_ns"),
         Column::json("func"),
         Column::new("HOST", "host", 0),
+        Column::json("host_truncated"),
     ]
 }
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let libc = match &o.libc {
-        Some(p) if !p.is_file() => {
-            return Err(usage!("-l: {}: no such file", p.display()));
-        }
-        Some(p) => p.clone(),
+        Some(p) => check_library(p).map_err(|why| usage!("-l: {}: {why}", p.display()))?,
         None => match o.pid {
             Some(pid) => libc_of_process(pid).map_err(|e| usage!("-p {pid}: {e}"))?,
             None => system_libc().map_err(|why| Unsupported::new(tool.name, why))?,
@@ -131,7 +129,13 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         };
         let time = clock.hms(e.ts_ns);
         let comm = comm_str(&e.comm);
-        let host = comm_str(&e.host);
+        let raw = comm_str(&e.host);
+        // The buffer holds GHL_HOST_LEN - 1 bytes: a name that fills it was probably cut.
+        let cut = e.host.iter().take_while(|&&c| c != 0).count() >= e.host.len() - 1;
+        let host = match out.format() {
+            Format::Json => raw,
+            _ => table_host(&raw, cut),
+        };
         out.row(&[
             Value::Str(&time),
             Value::U64(e.pid.into()),
@@ -141,6 +145,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
             Value::U64(e.lat_ns),
             Value::Str(FUNCS.get(e.func as usize).copied().unwrap_or("?")),
             Value::Str(&host),
+            Value::Json(if cut { "true" } else { "false" }),
         ]);
     })?;
     crate::core::run::report_lost(
@@ -148,6 +153,65 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events),
     );
     Ok(())
+}
+
+/// The name as the table shows it: a traced process chooses it, so control characters and
+/// escapes are shown as \xNN (they would reach the terminal otherwise), no name as "-", and a
+/// name cut to the buffer with "...".
+fn table_host(host: &str, cut: bool) -> String {
+    let mut t = String::new();
+    for c in host.chars() {
+        if c.is_control() || c == '\\' || (c.is_whitespace() && c != ' ') {
+            for b in c.to_string().bytes() {
+                t.push_str(&format!("\\x{b:02x}"));
+            }
+        } else if c == ' ' {
+            t.push_str("\\x20");
+        } else {
+            t.push(c);
+        }
+    }
+    if t.is_empty() {
+        t.push('-');
+    }
+    if cut {
+        t.push_str("...");
+    }
+    t
+}
+
+/// A library given with -l: an ELF file, so the uprobes can find its functions.
+fn check_library(path: &Path) -> Result<PathBuf, String> {
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".to_string(),
+        _ => e.to_string(),
+    })?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    match elf_type(path) {
+        Some(ET_DYN | ET_EXEC) => Ok(path.to_path_buf()),
+        Some(_) => Err("an ELF file, but not a shared library or executable".into()),
+        None => Err("not an ELF file (give the C library, e.g. libc.so.6)".into()),
+    }
+}
+
+const ET_EXEC: u16 = 2;
+const ET_DYN: u16 = 3;
+
+/// The e_type of an ELF file, or None when it is not one.
+fn elf_type(path: &Path) -> Option<u16> {
+    use std::io::Read;
+    let mut hdr = [0u8; 18];
+    std::fs::File::open(path).ok()?.read_exact(&mut hdr).ok()?;
+    if &hdr[..4] != b"\x7fELF" {
+        return None;
+    }
+    Some(if hdr[5] == 2 {
+        u16::from_be_bytes([hdr[16], hdr[17]])
+    } else {
+        u16::from_le_bytes([hdr[16], hdr[17]])
+    })
 }
 
 /// Attaches the entry and return programs to every function `libc` has. Returns the links and
@@ -216,12 +280,15 @@ fn is_libc_name(name: &str) -> bool {
         || name.starts_with("ld-musl-")
 }
 
-/// The C library a process has mapped, as a path from our mount namespace (through
-/// /proc/PID/root, so a container's own library is found).
+/// The C library a process has mapped, as a path from our mount namespace: through
+/// /proc/PID/root (so a container's own library is found), or, when that path is not the mapped
+/// file (a library bind-mounted in another mount namespace, or a process in a chroot whose maps
+/// name paths outside ours), through /proc/PID/map_files, which opens exactly the mapped file.
 fn libc_of_process(pid: u32) -> Result<PathBuf, String> {
+    use std::os::unix::fs::MetadataExt;
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
         .map_err(|e| format!("cannot read /proc/{pid}/maps: {e}"))?;
-    let path = mapped_libc(&maps).ok_or_else(|| {
+    let (range, path) = mapped_libc_range(&maps).ok_or_else(|| {
         "the process has no C library mapped (statically linked, or a Go program?); name the \
          binary that contains getaddrinfo with -l"
             .to_string()
@@ -232,11 +299,28 @@ fn libc_of_process(pid: u32) -> Result<PathBuf, String> {
              the process, or give the old file with -l"
         ));
     }
-    Ok(PathBuf::from(format!("/proc/{pid}/root{path}")))
+    let via_root = PathBuf::from(format!("/proc/{pid}/root{path}"));
+    let mapped = PathBuf::from(format!("/proc/{pid}/map_files/{range}"));
+    let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    match (id(&via_root), id(&mapped)) {
+        (Some(a), Some(b)) if a == b => Ok(via_root),
+        (_, Some(_)) => Ok(mapped),
+        (Some(_), None) => Ok(via_root),
+        (None, None) => Err(format!(
+            "its C library {path} cannot be opened from here (neither {} nor {})",
+            via_root.display(),
+            mapped.display()
+        )),
+    }
 }
 
 /// The first mapped C library in a /proc/PID/maps text.
 fn mapped_libc(maps: &str) -> Option<&str> {
+    mapped_libc_range(maps).map(|(_, path)| path)
+}
+
+/// The first mapped C library in a /proc/PID/maps text: its address range and path.
+fn mapped_libc_range(maps: &str) -> Option<(&str, &str)> {
     maps.lines().find_map(|line| {
         // address perms offset dev inode path: the path is what follows the 5th field.
         let mut rest = line;
@@ -247,7 +331,8 @@ fn mapped_libc(maps: &str) -> Option<&str> {
         }
         let path = rest.trim_start();
         let name = path.rsplit('/').next()?;
-        (path.starts_with('/') && is_libc_name(name)).then_some(path)
+        let range = line.split(' ').next()?;
+        (path.starts_with('/') && is_libc_name(name)).then_some((range, path))
     })
 }
 
@@ -332,6 +417,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn hosts_in_the_table() {
+        assert_eq!(table_host("localhost", false), "localhost");
+        assert_eq!(table_host("", false), "-");
+        assert_eq!(table_host("a\tb\x1b[2J", false), "a\\x09b\\x1b[2J");
+        assert_eq!(table_host("a b\\", true), "a\\x20b\\x5c...");
+        assert_eq!(table_host("bücher.example", false), "bücher.example");
+    }
+
+    #[test]
+    fn libraries() {
+        assert!(check_library(Path::new("/proc/self/exe")).is_ok());
+        assert_eq!(
+            check_library(Path::new("/nonexistent")).unwrap_err(),
+            "no such file"
+        );
+        assert_eq!(
+            check_library(Path::new("/etc")).unwrap_err(),
+            "not a regular file"
+        );
+        assert!(check_library(Path::new("/etc/hosts"))
+            .unwrap_err()
+            .starts_with("not an ELF file"));
+    }
+
+    #[test]
     fn libc_names() {
         assert!(is_libc_name("libc.so.6"));
         assert!(is_libc_name("libc-2.31.so"));
@@ -393,8 +503,10 @@ mod tests {
     #[test]
     fn libc_of_this_process() {
         let p = libc_of_process(std::process::id()).unwrap();
+        let pid = std::process::id();
         assert!(
-            p.starts_with(format!("/proc/{}/root/", std::process::id())),
+            p.starts_with(format!("/proc/{pid}/root/"))
+                || p.starts_with(format!("/proc/{pid}/map_files/")),
             "{}",
             p.display()
         );

@@ -88,9 +88,50 @@ pub(crate) fn ifname_bytes(name: Option<&str>) -> [i8; 16] {
     a
 }
 
+/// Says on stderr when the traced namespace has no interface `iface` (yet): the tool runs, and
+/// matches from the moment one appears. `netns` is the --netns argument: a path is entered to
+/// look; a cookie names no place to look from, and is not checked.
+pub(crate) fn warn_missing_interface(tool: &str, iface: Option<&str>, netns: Option<&str>) {
+    let Some(name) = iface else {
+        return;
+    };
+    let file = match netns {
+        None => None,
+        Some(arg) if arg.parse::<u64>().is_ok() => return,
+        Some(arg) => match std::fs::File::open(arg) {
+            Ok(f) => Some(f),
+            Err(_) => return,
+        },
+    };
+    let Ok(cname) = std::ffi::CString::new(name) else {
+        return;
+    };
+    let found = std::thread::spawn(move || {
+        use std::os::fd::AsRawFd;
+        // SAFETY: setns on this short-lived thread only; if_nametoindex reads a C string.
+        unsafe {
+            if let Some(f) = &file {
+                if libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+                    return true;
+                }
+            }
+            libc::if_nametoindex(cname.as_ptr()) != 0
+        }
+    })
+    .join()
+    .unwrap_or(true);
+    if !found {
+        eprintln!(
+            "netbpf {tool}: there is no interface {name} in the traced network namespace (yet): \
+             nothing matches until one appears"
+        );
+    }
+}
+
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let s = start(tool, &o.common)?;
+    warn_missing_interface(tool.name, o.interface.as_deref(), o.common.netns.as_deref());
 
     let mut obj = MaybeUninit::uninit();
     let mut open = opened(tool.name, NetsizeSkelBuilder::default().open(&mut obj))?;

@@ -72,6 +72,11 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let mut o = Opts::parse_from(args);
     o.per_device |= called_as_dev;
     let s = start(tool, &o.common)?;
+    crate::tools::netsize::warn_missing_interface(
+        tool.name,
+        o.interface.as_deref(),
+        o.common.netns.as_deref(),
+    );
 
     let mut obj = MaybeUninit::uninit();
     let mut open = opened(tool.name, NettxlatSkelBuilder::default().open(&mut obj))?;
@@ -92,6 +97,12 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         let slots = hists.first().map_or([0; 64], |(_, h)| h.slots);
         print_log2(&mut out, "us", "us", &[], &slots);
         return Ok(());
+    }
+    if hists.is_empty() {
+        eprintln!(
+            "netbpf {}: no packet handed to a matching device was consumed while tracing",
+            tool.name
+        );
     }
     hists.sort_by_key(|(k, _)| comm_str(&k.dev));
     for (key, h) in &hists {

@@ -13,7 +13,9 @@ use crate::core::caps::{Caps, Hook, Plan};
 use crate::core::cli::Common;
 use crate::core::error::Unsupported;
 use crate::core::hist::{print_log2, total};
+use crate::core::kallsyms::Kallsyms;
 use crate::core::output::{Format, Output, Value};
+use crate::tools::netsize::{ifname_bytes, parse_ifname};
 use crate::tools::{announce, start, Tool};
 use crate::usage;
 
@@ -38,11 +40,17 @@ pub static TOOL: Tool = Tool {
     ],
     about: "Queueing latency histogram of one qdisc kind (qdisc-fq, qdisc-tbf, ... as aliases)",
     plans: &[
-        // The kind's own functions: also child qdiscs, and every packet of a bulk dequeue.
+        // The kind's own functions: also child qdiscs, and the qdisc with its packet and result.
+        Plan {
+            name: "fexit",
+            needs: &[Hook::Fentry],
+            attach: "fexit KIND_enqueue + fexit KIND_dequeue (+ KIND_peek)",
+            check: None,
+        },
         Plan {
             name: "kprobe",
             needs: &[Hook::Kprobe],
-            attach: "kprobe KIND_enqueue + kretprobe KIND_dequeue",
+            attach: "kprobe+kretprobe KIND_enqueue, KIND_dequeue (+ KIND_peek)",
             check: None,
         },
         TRACEPOINTS,
@@ -65,15 +73,15 @@ Examples:
   qdisc fq -i eth0 -d 10  # only eth0's fq qdisc, for 10 seconds
   qdisc tbf --json        # the histogram as one JSON object
 
-The time runs from a packet's enqueue to its dequeue. With kprobes (most distribution kernels)
-the kind's own enqueue and dequeue functions are probed, as the book did, so the kind is seen
-wherever it sits, also as a child qdisc (e.g. fq_codel under htb classes). Without kprobes the
-qdisc tracepoints are used: root qdiscs only, and only the first packet of a bulk dequeue is
-timed (the others are counted and reported at the end). Never timed: packets that bypass an
-empty queue (qdiscs flagged TCQ_F_CAN_BYPASS, such as pfifo_fast and fq_codel, hand a packet
-straight to the driver when nothing is queued). A kind this kernel does not have is refused; a
-kind whose module is not loaded yet is traced (with the tracepoints) from the moment one is
-created.";
+The time runs from a packet's enqueue to its dequeue. Where the kernel allows it (fexit, else
+kprobes: most distribution kernels) the kind's own enqueue and dequeue functions are traced, as
+the book did, so the kind is seen wherever it sits, also as a child qdisc (e.g. fq_codel under
+an htb class). Otherwise the qdisc tracepoints are used: root qdiscs only. Never timed: packets
+that bypass an empty queue (qdiscs flagged TCQ_F_CAN_BYPASS, such as pfifo_fast, fq_codel and
+codel, hand a packet straight to the driver when nothing is queued, so an idle link shows
+nothing). tbf splits GSO packets larger than its burst: each segment is timed from its
+packet's enqueue. A kind this kernel does not have is refused; a kind whose module is not
+loaded yet is traced (with the tracepoints) from the moment one is created.";
 
 #[derive(Parser, Debug)]
 #[command(name = "qdisc", about = "Summarize queueing latency of one qdisc kind as a histogram", after_help = EXAMPLES)]
@@ -83,7 +91,7 @@ struct Opts {
     #[arg(value_name = "KIND")]
     kind: Option<String>,
     /// Only the qdisc of this network interface
-    #[arg(short = 'i', long = "interface", value_name = "IFACE")]
+    #[arg(short = 'i', long = "interface", value_name = "IFACE", value_parser = parse_ifname)]
     iface: Option<String>,
     #[command(flatten)]
     common: Common,
@@ -122,13 +130,11 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
             "'{kind}' is not a qdisc kind (lowercase letters, digits and _, at most {NAME_MAX})"
         ));
     }
-    if let Some(i) = &o.iface {
-        if i.is_empty() || i.len() > NAME_MAX || i.contains(['/', ' ', '\t', '\n']) {
-            return Err(usage!("-i: '{i}' is not an interface name"));
-        }
+    if let Some(why) = not_a_queue(&kind) {
+        return Err(usage!("qdisc {kind}: {why}"));
     }
     let what = format!("qdisc {kind}");
-    let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap_or_default();
+    let kallsyms = Kallsyms::read();
     match kind_available_in(&kind, &osrelease(), &kallsyms, Path::new("/lib/modules")) {
         Ok(Availability::Present) => {}
         Ok(Availability::ModuleNotLoaded(module)) => eprintln!(
@@ -141,62 +147,30 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     }
 
     let s = start(tool, &o.common)?;
-    // The kprobe plan needs the kind's functions by name; a module not loaded yet, or a kind
-    // whose functions are named otherwise (the fifos share qdisc_dequeue_head), falls back to
-    // the tracepoints.
-    let funcs = match s.plan.name {
-        "kprobe" => kind_functions(&kind, &kallsyms),
-        _ => None,
-    };
-    let plan = if s.plan.name == "kprobe" && funcs.is_none() {
-        Caps::get()
-            .check(&TRACEPOINTS)
-            .map_err(|why| Unsupported::new(&what, why))?;
-        &TRACEPOINTS
-    } else {
-        s.plan
-    };
+    crate::tools::netsize::warn_missing_interface(
+        tool.name,
+        o.iface.as_deref(),
+        o.common.netns.as_deref(),
+    );
+    let traced = choose(&kind, s.plan, &kallsyms, &what)?;
+    let plan = traced.plan;
+    let funcs = &traced.funcs;
     let mut obj = MaybeUninit::uninit();
-    let mut open = opened(tool.name, QdiscSkelBuilder::default().open(&mut obj))?;
-    let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
-    crate::set_filters!(&mut *rodata, s.filters);
-    copy_name(&mut rodata.qdisc_kind, &kind);
-    copy_name(&mut rodata.filter_ifname, o.iface.as_deref().unwrap_or(""));
-    let kprobes = funcs.is_some();
-    open.progs.qdisc_kind_enqueue.set_autoload(kprobes);
-    open.progs.qdisc_kind_dequeue.set_autoload(kprobes);
-    open.progs.qdisc_enqueued.set_autoload(!kprobes);
-    open.progs.qdisc_dequeued.set_autoload(!kprobes);
-    let mut skel = open.load().or_load_failed(tool.name)?;
-    let mut links = Vec::new();
-    match &funcs {
-        Some((enqueue, dequeue)) => {
-            let failed = |f: &str, e| crate::core::bpf::attach_failed(tool.name, f, e);
-            links.push(
-                skel.progs
-                    .qdisc_kind_enqueue
-                    .attach_kprobe(false, enqueue)
-                    .map_err(|e| failed(&format!("kprobe {enqueue}"), e))?,
-            );
-            links.push(
-                skel.progs
-                    .qdisc_kind_dequeue
-                    .attach_kprobe(true, dequeue)
-                    .map_err(|e| failed(&format!("kretprobe {dequeue}"), e))?,
-            );
-        }
-        None => skel
-            .attach()
-            .map_err(|e| crate::core::bpf::attach_failed(tool.name, plan.attach, e))?,
-    }
+    let (skel, links) = load_attached(tool.name, &mut obj, &kind, &traced, |rodata| {
+        crate::set_filters!(&mut *rodata, s.filters);
+        rodata.filter_ifname = ifname_bytes(o.iface.as_deref());
+    })?;
 
     let on = o
         .iface
         .as_deref()
         .map(|i| format!(" on {i}"))
         .unwrap_or_default();
-    let how = match &funcs {
-        Some((e, d)) => format!("{e}/{d}"),
+    let how = match funcs {
+        Some(f) => {
+            let peek = f.peek.as_ref().map(|p| format!("/{p}")).unwrap_or_default();
+            format!("{} {}/{}{peek}", plan.name, f.enqueue, f.dequeue)
+        }
         None => "qdisc tracepoints".into(),
     };
     announce(&format!("{kind} qdisc queueing latency{on} ({how})"));
@@ -211,10 +185,21 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
             *acc += v;
         }
     }
+    let bss = skel.maps.bss_data.as_deref();
+    let untimed = bss.map_or(0, |b| b.untimed);
+    let segments = bss.map_or(0, |b| b.gso_segments_timed);
+    let full = bss.map_or(0, |b| b.gso_fifo_full);
     let mut out = Output::new(o.common.format(), Vec::new());
     let mut labels = vec![("kind", Value::Str(&kind))];
     if let Some(i) = &o.iface {
         labels.push(("interface", Value::Str(i)));
+    }
+    if out.format() == Format::Json {
+        labels.extend([
+            ("plan", Value::Str(plan.name)),
+            ("untimed", Value::U64(untimed)),
+            ("gso_segments_timed", Value::U64(segments)),
+        ]);
     }
     if out.format() == Format::Json || total(&slots) > 0 {
         print_log2(&mut out, "us", "us", &labels, &slots);
@@ -222,13 +207,31 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         eprintln!("netbpf qdisc: no packet left a {kind} qdisc{on} while tracing");
     }
     out.flush();
-    let bulk = skel.maps.bss_data.as_deref().map_or(0, |b| b.bulk_untimed);
-    if bulk > 0 {
+    if untimed > 0 {
         eprintln!(
-            "netbpf qdisc: {bulk} packets dequeued in bulk behind another packet were not timed"
+            "netbpf qdisc: {untimed} {} dequeued without a recorded enqueue (queued before \
+             tracing began, or requeued by a busy driver) {} not timed",
+            plural(untimed, "packet", "packets"),
+            plural(untimed, "was", "were")
+        );
+    }
+    if full > 0 {
+        eprintln!(
+            "netbpf qdisc: {full} split GSO {} not followed (more than 256 queued at once): \
+             {} segments were timed from another packet's enqueue, or not at all",
+            plural(full, "packet was", "packets were"),
+            plural(full, "its", "their")
         );
     }
     Ok(())
+}
+
+fn plural<'a>(n: u64, one: &'a str, many: &'a str) -> &'a str {
+    if n == 1 {
+        one
+    } else {
+        many
+    }
 }
 
 /// Copies a name into a NUL-padded char array of the rodata.
@@ -262,18 +265,155 @@ fn release_at_least(release: &str, major: u32, minor: u32) -> bool {
     (ma, mi) >= (major, minor)
 }
 
+/// What a run traces: the plan used and, for the function plans, the kind's functions.
+struct Traced {
+    plan: &'static Plan,
+    funcs: Option<KindFunctions>,
+}
+
+/// The function plans need the kind's functions by name; a module not loaded yet, or a kind
+/// whose functions are named otherwise (the fifos share qdisc_dequeue_head), falls back to the
+/// tracepoints.
+fn choose(
+    kind: &str,
+    plan: &'static Plan,
+    kallsyms: &Kallsyms,
+    what: &str,
+) -> anyhow::Result<Traced> {
+    let funcs = match plan.name {
+        "fexit" | "kprobe" => kind_functions(kind, kallsyms),
+        _ => None,
+    };
+    let plan = if funcs.is_none() && plan.name != TRACEPOINTS.name {
+        Caps::get()
+            .check(&TRACEPOINTS)
+            .map_err(|why| Unsupported::new(what, why))?;
+        &TRACEPOINTS
+    } else {
+        plan
+    };
+    Ok(Traced { plan, funcs })
+}
+
+/// Opens, loads and attaches the programs `t` needs to time `kind`; `set` fills in the filters.
+fn load_attached<'obj>(
+    tool: &'static str,
+    obj: &'obj mut MaybeUninit<libbpf_rs::OpenObject>,
+    kind: &str,
+    t: &Traced,
+    set: impl FnOnce(&mut types::rodata),
+) -> anyhow::Result<(QdiscSkel<'obj>, Vec<libbpf_rs::Link>)> {
+    let mut open = opened(tool, QdiscSkelBuilder::default().open(obj))?;
+    let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
+    copy_name(&mut rodata.qdisc_kind, kind);
+    rodata.split_gso = kind == "tbf";
+    set(rodata);
+    let fexit = t.plan.name == "fexit";
+    let kprobes = t.plan.name == "kprobe";
+    let funcs = &t.funcs;
+    let peek = funcs.as_ref().and_then(|f| f.peek.clone());
+    let progs = &mut open.progs;
+    progs.qdisc_fexit_enqueue.set_autoload(fexit);
+    progs.qdisc_fexit_dequeue.set_autoload(fexit);
+    progs.qdisc_fexit_peek.set_autoload(fexit && peek.is_some());
+    if let (true, Some(f)) = (fexit, funcs) {
+        progs
+            .qdisc_fexit_enqueue
+            .set_attach_target(0, Some(f.enqueue.clone()))?;
+        progs
+            .qdisc_fexit_dequeue
+            .set_attach_target(0, Some(f.dequeue.clone()))?;
+        if let Some(peek) = &peek {
+            progs
+                .qdisc_fexit_peek
+                .set_attach_target(0, Some(peek.clone()))?;
+        }
+    }
+    for p in [
+        &mut progs.qdisc_kprobe_enqueue,
+        &mut progs.qdisc_kretprobe_enqueue,
+        &mut progs.qdisc_kprobe_dequeue,
+        &mut progs.qdisc_kretprobe_dequeue,
+    ] {
+        p.set_autoload(kprobes);
+    }
+    progs.qdisc_kprobe_peek.set_autoload(kprobes && peek.is_some());
+    progs
+        .qdisc_kretprobe_peek
+        .set_autoload(kprobes && peek.is_some());
+    progs.qdisc_enqueued.set_autoload(t.plan.name == TRACEPOINTS.name);
+    progs.qdisc_dequeued.set_autoload(t.plan.name == TRACEPOINTS.name);
+    let mut skel = open.load().or_load_failed(tool)?;
+    let mut links = Vec::new();
+    match (kprobes, funcs) {
+        (true, Some(f)) => {
+            let failed = |f: &str, e| crate::core::bpf::attach_failed(tool, f, e);
+            let p = &skel.progs;
+            let mut probes = vec![
+                (&p.qdisc_kprobe_enqueue, false, &f.enqueue),
+                (&p.qdisc_kretprobe_enqueue, true, &f.enqueue),
+                (&p.qdisc_kprobe_dequeue, false, &f.dequeue),
+                (&p.qdisc_kretprobe_dequeue, true, &f.dequeue),
+            ];
+            if let Some(peek) = &f.peek {
+                probes.push((&p.qdisc_kprobe_peek, false, peek));
+                probes.push((&p.qdisc_kretprobe_peek, true, peek));
+            }
+            for (prog, ret, func) in probes {
+                let what = format!("{} {func}", if ret { "kretprobe" } else { "kprobe" });
+                links.push(
+                    prog.attach_kprobe(ret, func)
+                        .map_err(|e| failed(&what, e))?,
+                );
+            }
+        }
+        _ => skel
+            .attach()
+            .map_err(|e| crate::core::bpf::attach_failed(tool, t.plan.attach, e))?,
+    }
+    Ok((skel, links))
+}
+
+/// A kind's own functions, traced by the fexit and kprobe plans.
+#[derive(Debug, PartialEq)]
+struct KindFunctions {
+    enqueue: String,
+    dequeue: String,
+    /// Its own peek function, which takes the packet out of its queue when a parent looks at it
+    /// (fq_codel's on recent kernels; most kinds use the generic qdisc_peek_dequeued, which
+    /// calls their dequeue function).
+    peek: Option<String>,
+}
+
 /// The kind's enqueue and dequeue functions, when /proc/kallsyms has both under one of the usual
-/// names (KIND_enqueue, or KIND_qdisc_enqueue as for codel and pie).
-fn kind_functions(kind: &str, kallsyms: &str) -> Option<(String, String)> {
-    let names: std::collections::HashSet<&str> = kallsyms
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(2))
-        .filter(|n| n.starts_with(kind))
-        .collect();
+/// names (KIND_enqueue, or KIND_qdisc_enqueue as for codel and pie), and its peek function if it
+/// has one (KIND_peek or KIND_qdisc_peek: codel's is codel_peek beside codel_qdisc_enqueue).
+fn kind_functions(kind: &str, kallsyms: &Kallsyms) -> Option<KindFunctions> {
+    let peek = [format!("{kind}_peek"), format!("{kind}_qdisc_peek")]
+        .into_iter()
+        .find(|f| kallsyms.has_function(f));
     [kind.to_string(), format!("{kind}_qdisc")]
         .into_iter()
-        .map(|p| (format!("{p}_enqueue"), format!("{p}_dequeue")))
-        .find(|(e, d)| names.contains(e.as_str()) && names.contains(d.as_str()))
+        .map(|p| KindFunctions {
+            enqueue: format!("{p}_enqueue"),
+            dequeue: format!("{p}_dequeue"),
+            peek: peek.clone(),
+        })
+        .find(|f| kallsyms.has_function(&f.enqueue) && kallsyms.has_function(&f.dequeue))
+}
+
+/// Why a kind that exists everywhere has nothing to time.
+fn not_a_queue(kind: &str) -> Option<String> {
+    Some(match kind {
+        "noqueue" => "noqueue has no queue: packets go straight to the driver".into(),
+        "ingress" | "clsact" => format!("{kind} only runs filters; it never queues packets"),
+        "mq" | "mqprio" => format!(
+            "{kind} only holds one child qdisc per transmit queue, and the children do the \
+             queueing: give the children's kind (tc qdisc show lists them, e.g. fq_codel or \
+             pfifo_fast)"
+        ),
+        _ => return None,
+    })
 }
 
 /// Whether this kernel can have a qdisc of `kind`, and why not. Kinds are registered by their
@@ -283,7 +423,7 @@ fn kind_functions(kind: &str, kallsyms: &str) -> Option<(String, String)> {
 fn kind_available_in(
     kind: &str,
     release: &str,
-    kallsyms: &str,
+    kallsyms: &Kallsyms,
     modules: &Path,
 ) -> Result<Availability, String> {
     match kind {
@@ -294,28 +434,12 @@ fn kind_available_in(
                 kind.to_uppercase()
             ))
         }
-        "noqueue" => return Err("noqueue has no queue: packets go straight to the driver".into()),
-        "ingress" | "clsact" => {
-            return Err(format!("{kind} only runs filters; it never queues packets"))
-        }
-        "mq" | "mqprio" => {
-            return Err(format!(
-                "{kind} only holds one child qdisc per transmit queue, and the children do the \
-                 queueing: give the children's kind (tc qdisc show lists them, e.g. fq_codel or \
-                 pfifo_fast)"
-            ))
-        }
         // sch_fifo and sch_generic are always built in.
         "pfifo" | "bfifo" | "pfifo_head_drop" | "pfifo_fast" => return Ok(Availability::Present),
         _ => {}
     }
     let wanted = [format!("{kind}_enqueue"), format!("{kind}_qdisc_enqueue")];
-    let has_symbol = kallsyms.lines().any(|l| {
-        l.split_whitespace()
-            .nth(2)
-            .is_some_and(|name| wanted.iter().any(|w| w == name))
-    });
-    if has_symbol {
+    if wanted.iter().any(|w| kallsyms.has_function(w)) {
         return Ok(Availability::Present);
     }
     let module = format!("sch_{kind}");
@@ -334,8 +458,7 @@ fn kind_available_in(
         }
     }
     Err(format!(
-        "no {kind} qdisc in this kernel: not built in (no {} in /proc/kallsyms) and no module \
-         {module} in {}",
+        "not built in (no {} in /proc/kallsyms) and no module {module} in {}",
         wanted[0],
         dir.display()
     ))
@@ -362,44 +485,61 @@ ffffffffc0a01000 t fq_enqueue\t[sch_fq]
     #[test]
     fn kinds() {
         let none = Path::new("/nonexistent");
-        let avail = |k: &str| kind_available_in(k, "6.18.0", SYMS, none);
+        let syms = Kallsyms::from_text(SYMS.into());
+        let avail = |k: &str| kind_available_in(k, "6.18.0", &syms, none);
         assert_eq!(avail("tbf"), Ok(Availability::Present));
         assert_eq!(avail("codel"), Ok(Availability::Present));
         assert_eq!(avail("fq"), Ok(Availability::Present), "loaded module");
         assert_eq!(avail("pfifo_fast"), Ok(Availability::Present));
         let e = avail("fq_codel").unwrap_err();
         assert!(
-            e.contains("no fq_codel qdisc in this kernel") && e.contains("sch_fq_codel"),
+            e.contains("not built in (no fq_codel_enqueue") && e.contains("sch_fq_codel"),
             "{e}"
         );
         assert!(avail("cbq")
             .unwrap_err()
             .contains("removed from Linux in 6.3"));
-        assert!(avail("mq").unwrap_err().contains("children"));
+        assert!(not_a_queue("mq").unwrap().contains("children"));
+        assert!(not_a_queue("tbf").is_none());
         // Before 6.3, cbq is an ordinary kind.
-        assert!(kind_available_in("cbq", "5.15.0", SYMS, none)
+        assert!(kind_available_in("cbq", "5.15.0", &syms, none)
             .unwrap_err()
-            .contains("no cbq qdisc"));
+            .contains("no module sch_cbq"));
     }
 
     #[test]
     fn functions_by_kind() {
         let syms = "1 t fq_codel_enqueue\n2 t fq_codel_dequeue\n3 t codel_qdisc_enqueue\n\
-                    4 t codel_qdisc_dequeue\n5 t pfifo_enqueue\n6 t qdisc_dequeue_head\n";
-        let f = |k| kind_functions(k, syms);
+                    4 t codel_qdisc_dequeue\n5 t pfifo_enqueue\n6 t qdisc_dequeue_head\n\
+                    7 t fq_codel_peek\n8 t codel_peek\n";
+        let syms = Kallsyms::from_text(syms.into());
+        let f = |k| kind_functions(k, &syms);
+        let funcs = |e: &str, d: &str, p: Option<&str>| KindFunctions {
+            enqueue: e.into(),
+            dequeue: d.into(),
+            peek: p.map(String::from),
+        };
         assert_eq!(
             f("fq_codel"),
-            Some(("fq_codel_enqueue".into(), "fq_codel_dequeue".into()))
+            Some(funcs(
+                "fq_codel_enqueue",
+                "fq_codel_dequeue",
+                Some("fq_codel_peek")
+            ))
         );
         assert_eq!(
             f("codel"),
-            Some(("codel_qdisc_enqueue".into(), "codel_qdisc_dequeue".into()))
+            Some(funcs(
+                "codel_qdisc_enqueue",
+                "codel_qdisc_dequeue",
+                Some("codel_peek")
+            ))
         );
         assert_eq!(f("pfifo"), None);
         assert_eq!(f("fq"), None);
     }
 
-    /// Every program passes the verifier here, the kprobe ones included (only their attach
+    /// Every program but the fexit ones passes the verifier here, the kprobe ones included (only their attach
     /// needs kprobes). Needs root.
     #[test]
     fn object_loads() {
@@ -407,7 +547,11 @@ ffffffffc0a01000 t fq_enqueue\t[sch_fq]
             return;
         }
         let mut obj = MaybeUninit::uninit();
-        let open = QdiscSkelBuilder::default().open(&mut obj).unwrap();
+        let mut open = QdiscSkelBuilder::default().open(&mut obj).unwrap();
+        // fexit programs need an attach target and trampolines (refused on some kernels).
+        open.progs.qdisc_fexit_enqueue.set_autoload(false);
+        open.progs.qdisc_fexit_dequeue.set_autoload(false);
+        open.progs.qdisc_fexit_peek.set_autoload(false);
         open.load().expect("all programs load");
     }
 
@@ -422,7 +566,8 @@ ffffffffc0a01000 t fq_enqueue\t[sch_fq]
             "kernel/net/sched/sch_cake.ko\n",
         )
         .unwrap();
-        let avail = |k: &str| kind_available_in(k, "6.1.0", "", &dir);
+        let none = Kallsyms::from_text(String::new());
+        let avail = |k: &str| kind_available_in(k, "6.1.0", &none, &dir);
         assert_eq!(
             avail("red"),
             Ok(Availability::ModuleNotLoaded(sched.join("sch_red.ko.xz")))
@@ -480,7 +625,7 @@ pub mod export {
     fn load_kind(
         ctx: &Ctx,
         kind: &str,
-        kallsyms: &str,
+        kallsyms: &Kallsyms,
     ) -> anyhow::Result<(ExportMaps, &'static str, Box<dyn std::any::Any>)> {
         if kind.is_empty()
             || kind.len() > NAME_MAX
@@ -503,64 +648,24 @@ pub mod export {
             ),
             Err(why) => return Err(Unsupported::new(&what, why).into()),
         }
-        let caps = Caps::get();
         let plan = crate::exporter::sources::select(TOOL.name, TOOL.plans)?;
-        let funcs = match plan.name {
-            "kprobe" => kind_functions(kind, kallsyms),
-            _ => None,
-        };
-        let plan = if funcs.is_none() && plan.name == "kprobe" {
-            caps.check(&TRACEPOINTS)
-                .map_err(|why| Unsupported::new(&what, why))?;
-            &TRACEPOINTS
-        } else {
-            plan
-        };
+        let traced = choose(kind, plan, kallsyms, &what)?;
         // The programs stay attached for the exporter's whole life: leak the object storage.
         let obj = Box::leak(Box::new(MaybeUninit::uninit()));
-        let mut open = opened(TOOL.name, QdiscSkelBuilder::default().open(obj))?;
-        let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
-        crate::export_rodata!(&mut *rodata, ctx);
-        copy_name(&mut rodata.qdisc_kind, kind);
-        copy_name(&mut rodata.filter_ifname, "");
-        let kprobes = funcs.is_some();
-        open.progs.qdisc_kind_enqueue.set_autoload(kprobes);
-        open.progs.qdisc_kind_dequeue.set_autoload(kprobes);
-        open.progs.qdisc_enqueued.set_autoload(!kprobes);
-        open.progs.qdisc_dequeued.set_autoload(!kprobes);
-        let mut skel = open.load().or_load_failed(TOOL.name)?;
-        let mut links = Vec::new();
-        match &funcs {
-            Some((enqueue, dequeue)) => {
-                let failed = |f: &str, e| crate::core::bpf::attach_failed(TOOL.name, f, e);
-                links.push(
-                    skel.progs
-                        .qdisc_kind_enqueue
-                        .attach_kprobe(false, enqueue)
-                        .map_err(|e| failed(&format!("kprobe {enqueue}"), e))?,
-                );
-                links.push(
-                    skel.progs
-                        .qdisc_kind_dequeue
-                        .attach_kprobe(true, dequeue)
-                        .map_err(|e| failed(&format!("kretprobe {dequeue}"), e))?,
-                );
-            }
-            None => skel
-                .attach()
-                .map_err(|e| crate::core::bpf::attach_failed(TOOL.name, plan.attach, e))?,
-        }
+        let (skel, links) = load_attached(TOOL.name, obj, kind, &traced, |rodata| {
+            crate::export_rodata!(&mut *rodata, ctx);
+        })?;
         let maps = ExportMaps::new(
             ctx,
             &skel.maps.export_counts,
             &skel.maps.export_hists,
             &skel.maps.export_stats,
         )?;
-        Ok((maps, plan.name, Box::new((skel, links))))
+        Ok((maps, traced.plan.name, Box::new((skel, links))))
     }
 
     pub fn load(ctx: &Ctx) -> anyhow::Result<Loaded> {
-        let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap_or_default();
+        let kallsyms = Kallsyms::read();
         let mut kinds = Vec::new();
         let mut plans = Vec::new();
         let mut keep: Vec<Box<dyn std::any::Any>> = Vec::new();

@@ -53,7 +53,7 @@ Examples:
 
 Reasons are the kernel's enum skb_drop_reason without the SKB_DROP_REASON_ prefix, named from the
 running kernel's BTF. NOT_SPECIFIED is a plain kfree_skb() that gave no reason. Counters are read
-from /proc/net/{snmp,netstat,snmp6} of the traced namespace at start and at end; only those that
+from /proc/net/{snmp,netstat,snmp6,sctp/snmp} of the traced namespace at start and at end; only those that
 changed are shown, named as nstat names them.";
 
 #[derive(Parser, Debug)]
@@ -102,6 +102,11 @@ fn check_drop_reasons() -> Result<(), String> {
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let s = start(tool, &o.common)?;
+    crate::tools::netsize::warn_missing_interface(
+        tool.name,
+        o.interface.as_deref(),
+        o.common.netns.as_deref(),
+    );
     let reasons = drop_reason_names().map_err(|e| anyhow::anyhow!("{}: {e}", tool.name))?;
     let counters_ns = if o.no_counters {
         None
@@ -138,6 +143,15 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
 
     let mut out = Output::new(o.common.format(), Vec::new());
     print_drops(&skel, &reasons, o.frames, &mut out)?;
+    let unknown = skel.maps.bss_data.as_deref().map_or(0, |b| b.netns_unknown);
+    if unknown > 0 {
+        eprintln!(
+            "netbpf {}: {unknown} {} of skbs with neither a device nor a socket could not be \
+             placed in a namespace: not counted",
+            tool.name,
+            if unknown == 1 { "drop" } else { "drops" }
+        );
+    }
     if let (Some(before), Some(after)) = (before, after) {
         print_counter_deltas(&before, &after, &mut out);
     }
@@ -284,7 +298,7 @@ fn parse_paired(text: &str, into: &mut Counters) {
     }
 }
 
-/// Parses /proc/net/snmp6: "Name value" lines.
+/// Parses /proc/net/snmp6 and /proc/net/sctp/snmp: "Name value" lines.
 fn parse_flat(text: &str, into: &mut Counters) {
     for line in text.lines() {
         let mut it = line.split_whitespace();
@@ -333,8 +347,13 @@ impl CounterSource {
                 }
             }
             let mut counters = Vec::new();
-            for (file, paired) in [("snmp", true), ("snmp6", false), ("netstat", true)] {
-                // snmp6 is absent without IPv6.
+            for (file, paired) in [
+                ("snmp", true),
+                ("snmp6", false),
+                ("netstat", true),
+                ("sctp/snmp", false),
+            ] {
+                // snmp6 is absent without IPv6, sctp/snmp without the sctp module.
                 let Ok(text) = std::fs::read_to_string(format!("/proc/thread-self/net/{file}"))
                 else {
                     continue;

@@ -13,6 +13,7 @@ use crate::core::bpf::{opened, LoadContext};
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::Common;
 use crate::core::hist::{print_log2, sum_percpu};
+use crate::core::kallsyms::Kallsyms;
 use crate::core::output::{Format, Output, Value};
 use crate::tools::netsize::{ifname_bytes, parse_ifname};
 use crate::tools::{announce, start, Tool};
@@ -27,9 +28,10 @@ pub static TOOL: Tool = Tool {
     aliases: &[],
     about: "sk_buff lifetimes, slab allocation to free: histogram",
     plans: &[Plan {
-        name: "tp_btf",
-        needs: &[Hook::TpBtf],
-        attach: "kmem/kmem_cache_alloc, kmem/kmem_cache_free",
+        name: "raw_tp",
+        needs: &[Hook::RawTp, Hook::TpBtf],
+        attach: "raw_tp kmem/kmem_cache_alloc, kmem/kmem_cache_free (+ tp_btf net/net_dev_queue, \
+                 net/napi_gro_receive_entry, net/netif_receive_skb with -i or --netns)",
         check: Some(check_cache_argument),
     }],
     run,
@@ -90,24 +92,7 @@ fn check_cache_argument() -> Result<(), String> {
 
 /// __alloc_skb's text range from /proc/kallsyms: its start, and the next symbol's address.
 fn alloc_skb_range() -> Option<(u64, u64)> {
-    let text = std::fs::read_to_string("/proc/kallsyms").ok()?;
-    let symbols = text.lines().filter_map(|line| {
-        let mut it = line.split_whitespace();
-        let (addr, kind, name) = (it.next()?, it.next()?, it.next()?);
-        // Module symbols carry a "[module]" column; __alloc_skb is in vmlinux.
-        let addr = u64::from_str_radix(addr, 16).ok()?;
-        matches!(kind, "t" | "T").then_some((addr, name, it.next().is_none()))
-    });
-    let start = symbols
-        .clone()
-        .find(|&(_, name, core)| name == "__alloc_skb" && core)
-        .map(|(addr, _, _)| addr)
-        .filter(|&a| a != 0)?;
-    let end = symbols
-        .map(|(addr, _, _)| addr)
-        .filter(|&a| a > start)
-        .min()?;
-    Some((start, end))
+    Kallsyms::read().function_range("__alloc_skb")
 }
 
 /// SLUB merges caches of equal size and flags: skbuff_fclone_cache then has no kmem_cache of its
@@ -121,6 +106,11 @@ fn fclone_cache_merged() -> bool {
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let s = start(tool, &o.common)?;
+    crate::tools::netsize::warn_missing_interface(
+        tool.name,
+        o.interface.as_deref(),
+        o.common.netns.as_deref(),
+    );
 
     let mut obj = MaybeUninit::uninit();
     let mut open = opened(tool.name, SkblifeSkelBuilder::default().open(&mut obj))?;

@@ -2,6 +2,8 @@
 //! and the `loadgen` example making traffic inside it.
 #![allow(dead_code)]
 
+pub mod veth;
+
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::AsRawFd;

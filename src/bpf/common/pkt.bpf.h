@@ -9,10 +9,12 @@
 #ifndef NETBPF_PKT_BPF_H
 #define NETBPF_PKT_BPF_H
 
+#include "common/netdev.bpf.h"
+
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
 #define IPPROTO_ICMPV6_NR 58
-#define IFNAMSIZ 16
+#define IPPROTO_FRAGMENT_NR 44
 
 /* The IP header of a packet, in the fields the tools need. Addresses in network byte order;
  * IPv4 addresses in the first 4 bytes. */
@@ -22,14 +24,10 @@ struct l3_hdr {
 	__u16 family;	/* AF_INET or AF_INET6; 0 when not IP */
 	__u8 proto;	/* IPv4 protocol or IPv6 next header */
 	__u8 dsfield;	/* IPv4 TOS or IPv6 traffic class: DSCP << 2 | ECN */
-	__u16 hdr_len;	/* bytes to the transport header (no IPv6 extension headers walked) */
-	__u16 frag_off;	/* IPv4 fragment offset (8-byte units); 0 for IPv6 */
+	__u16 hdr_len;	/* bytes to the transport header (of IPv6 extension headers, only a
+			 * Fragment header right after the fixed header is walked) */
+	__u16 frag_off;	/* fragment offset (8-byte units); 0 when not a fragment, or the first */
 };
-
-static __always_inline __u64 dev_netns_cookie(const struct net_device *dev)
-{
-	return BPF_CORE_READ(dev, nd_net.net, net_cookie);
-}
 
 static __always_inline void dev_name(const struct net_device *dev, char name[IFNAMSIZ])
 {
@@ -68,6 +66,13 @@ static __always_inline bool parse_l3(const void *l3, __be16 ethertype, struct l3
 		h->frag_off = 0;
 		__builtin_memcpy(h->saddr, &b[8], 16);
 		__builtin_memcpy(h->daddr, &b[24], 16);
+		/* A fragment (e.g. ping -6 -s 3000): the Fragment header says what follows and
+		 * where this piece sits. */
+		if (h->proto == IPPROTO_FRAGMENT_NR && !bpf_probe_read_kernel(b, 8, l3 + 40)) {
+			h->proto = b[0];
+			h->hdr_len = 48;
+			h->frag_off = ((b[2] << 8) | b[3]) >> 3;
+		}
 		return true;
 	}
 	return false;
