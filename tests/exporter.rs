@@ -1140,7 +1140,7 @@ fn bad_setups_fail_at_start() {
             "nosuchkind",
         ],
         2,
-        "qdisc nosuchkind is not supported on this kernel: no nosuchkind qdisc in this kernel",
+        "qdisc nosuchkind is not supported on this kernel: not built in",
     );
     refused(
         &["exporter", "--tools", "qdisc", "--qdisc-kinds", "Bad/Kind"],

@@ -396,13 +396,20 @@ pub mod export {
         crate::export_rodata!(&mut *rodata, ctx);
         rodata.tp_has_err = tp_btf_args("tcp_retransmit_skb").unwrap_or(2) >= 3;
         // The owner is only for -p and the per-event output.
-        open.progs.tcpretrans_owner.set_autoload(false);
-        open.progs
-            .tcpretrans_tlp_fentry
-            .set_autoload(tlp == Some(Hook::Fentry));
-        open.progs
-            .tcpretrans_tlp_kprobe
-            .set_autoload(tlp == Some(Hook::Kprobe));
+        let p = &mut open.progs;
+        p.tcpretrans_owner.set_autoload(false);
+        p.tcpretrans_tlp_fentry.set_autoload(tlp == Some(Hook::Fentry));
+        p.tcpretrans_tlp_fexit.set_autoload(tlp == Some(Hook::Fentry));
+        p.tcpretrans_tlp_kprobe.set_autoload(tlp == Some(Hook::Kprobe));
+        p.tcpretrans_tlp_kretprobe.set_autoload(tlp == Some(Hook::Kprobe));
+        for accept in [
+            &mut p.tcpretrans_accept_fexit,
+            &mut p.tcpretrans_accept_kretprobe,
+            &mut p.tcpretrans_accept_exit,
+            &mut p.tcpretrans_accept4_exit,
+        ] {
+            accept.set_autoload(false);
+        }
         ExportMaps::size(ctx, &mut open.maps.export_counts, &mut open.maps.export_hists)?;
         let mut skel = open.load().or_load_failed(TOOL.name)?;
         skel.attach()
