@@ -597,7 +597,14 @@ fn runs_as_a_user_with_bpf_and_perfmon_only() {
             "netbpf_tool_up",
             &[
                 ("tool", "qdisc"),
-                ("plan", &format!("{}:tp_btf", kind.trim()))
+                (
+                    "plan",
+                    &format!(
+                        "{}:{}",
+                        kind.trim(),
+                        if stock_kernel() { "fexit" } else { "tp_btf" }
+                    )
+                )
             ]
         ),
         1.0
@@ -1011,7 +1018,7 @@ fn qdisc_latency_histogram_times_every_queued_packet() {
     let e = Exporter::start(&ns, &["--tools", "qdisc", "--qdisc-kinds", "tbf"]);
     let before = e.scrape();
     let plan = if stock_kernel() {
-        "tbf:kprobe"
+        "tbf:fexit"
     } else {
         "tbf:tp_btf"
     };

@@ -6,8 +6,8 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{
-    chosen_plan, has_sock_length_tracepoints, netbpf, runnable_plans, vmtest_kernel, with, Netns,
-    Tool,
+    assert_stock_kernel_plan, chosen_plan, has_sock_length_tracepoints, netbpf, runnable_plans,
+    usable_plans, vmtest_kernel, with, Netns, Tool,
 };
 use serde_json::{json, Value};
 
@@ -616,12 +616,22 @@ fn soconnect_and_soaccept_filters() {
     assert!(accept_ns.stop().succeeded().lines.is_empty());
 }
 
+/// Under every plan this kernel offers (on stock kernels the protocols' connect functions, with
+/// fexit and with kprobes, and the syscalls).
 #[test]
 fn udpconnect_shows_connected_udp_sockets_only() {
+    assert_stock_kernel_plan("udpconnect", "fexit");
+    for plan in usable_plans("udpconnect") {
+        udpconnect_shows_connected_udp_sockets_with(&plan);
+    }
+}
+
+fn udpconnect_shows_connected_udp_sockets_with(plan: &str) {
     let ns = Netns::new();
     let path = ns.path();
-    let json = Tool::start(&["udpconnect", "--json", "--netns", &path]);
-    let table = Tool::start(&["udpconnect", "--netns", &path]);
+    let env = [("NETBPF_PLAN", plan)];
+    let json = Tool::start_with_env(&["udpconnect", "--json", "--netns", &path], &env);
+    let table = Tool::start_with_env(&["udpconnect", "--netns", &path], &env);
     // One connected socket, one sending with sendto() and no connect(), one ICMP ping socket.
     let v4 = ns.loadgen(&[
         "udp",
@@ -644,7 +654,7 @@ fn udpconnect_shows_connected_udp_sockets_only() {
         v4["ping"], true,
         "the ping socket connected (and was left out)"
     );
-    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows.len(), 2, "{plan}: {rows:?}");
     let r = &rows[0];
     assert_eq!(
         (&r["pid"], &r["comm"], &r["ip"], &r["raddr"], &r["rport"]),
@@ -784,13 +794,22 @@ fn list_shows_the_socket_tools() {
     if vmtest_kernel().as_deref() == Some("6.1") {
         assert!(!tp, "Debian's 6.1 has no sock_send_length tracepoint");
     }
+    let udp_plan = chosen_plan("udpconnect");
     for (tool, plan) in [
         ("sockstat", if tp { "tracepoint" } else { "fentry" }),
         ("sofamily", "tracepoint"),
         ("soprotocol", "tracepoint"),
         ("soconnect", "tracepoint"),
         ("soaccept", "tracepoint"),
-        ("udpconnect", "tracepoint"),
+        // fexit on stock kernels; elsewhere what the kernel allows (the syscalls here).
+        (
+            "udpconnect",
+            if vmtest_kernel().is_some() {
+                "fexit"
+            } else {
+                udp_plan.as_str()
+            },
+        ),
     ] {
         let line = out
             .lines()

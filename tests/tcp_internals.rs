@@ -95,7 +95,7 @@ fn check_tcptop_totals(plan: &str, run: &Value, rows: &[Value]) {
         assert_eq!(
             totals[&(server, cport)],
             (sent, received),
-            "{plan}: server side of {cport}"
+            "{plan}: server side of {cport}: {rows:?}"
         );
         let client_rows = rows.iter().filter(|r| r["lport"] == cport).count();
         assert!(

@@ -7,7 +7,7 @@ use clap::Parser;
 
 use crate::core::addr::{ip, ip_version};
 use crate::core::bpf::{load, read_event, Pod};
-use crate::core::caps::{Hook, Plan};
+use crate::core::caps::{btf_has, Hook, Plan};
 use crate::core::cli::{PidFilter, Common};
 use crate::core::output::{comm_str, Column, Output, Value};
 use crate::core::time::Clock;
@@ -24,14 +24,33 @@ pub static TOOL: Tool = Tool {
     name: "udpconnect",
     aliases: &[],
     about: "UDP sockets being connected (connect() on a UDP socket)",
-    plans: &[Plan {
-        name: "tracepoint",
-        needs: &[Hook::Tracepoint],
-        attach: "syscalls/sys_{enter,exit}_connect + fd->sock (sk_protocol UDP)",
-        check: None,
-    }],
+    plans: &[
+        // The protocols' own connect functions: every connect, io_uring's included.
+        Plan {
+            name: "fexit",
+            needs: &[Hook::Fentry],
+            attach: "fexit/ip4_datagram_connect, ip6_datagram_connect",
+            check: Some(has_connect_functions),
+        },
+        Plan {
+            name: "kprobe",
+            needs: &[Hook::Kprobe],
+            attach: "kprobe+kretprobe/ip4_datagram_connect, ip6_datagram_connect",
+            check: Some(has_connect_functions),
+        },
+        Plan {
+            name: "tracepoint",
+            needs: &[Hook::Tracepoint],
+            attach: "syscalls/sys_{enter,exit}_connect + fd->sock (sk_protocol UDP)",
+            check: None,
+        },
+    ],
     run,
 };
+
+fn has_connect_functions() -> Result<(), String> {
+    btf_has("ip4_datagram_connect")
+}
 
 const EXAMPLES: &str = "\
 Examples:
@@ -41,7 +60,8 @@ Examples:
 
 A connected UDP socket has a default destination (send() needs no address; only replies from
 it are received). Datagrams sent with sendto() on an unconnected socket are not shown, nor
-ICMP ping, raw or UDP-Lite sockets. IP is the socket's IP version: an IPv6 socket connecting
+ICMP ping, raw or UDP-Lite sockets. Where the kernel allows fexit or kprobes, the protocol's own
+connect functions are traced (connects made through io_uring too); else the connect syscall. IP is the socket's IP version: an IPv6 socket connecting
 to an IPv4-mapped address shows 6.";
 
 #[derive(Parser, Debug)]
@@ -59,8 +79,22 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     o.pid.apply(&mut s.filters);
 
     let mut obj = MaybeUninit::uninit();
+    let plan = s.plan.name;
+    // IPv6 may be a module that is not loaded, or disabled.
+    let v6 = btf_has("ip6_datagram_connect").is_ok();
     let skel = load(tool.name, s.plan.attach, UdpconnectSkelBuilder::default(), &mut obj, |open| {
         crate::set_filters!(open.maps.rodata_data.as_deref_mut().expect("rodata"), s.filters);
+        let p = &mut open.progs;
+        p.udpconnect_enter.set_autoload(plan == "tracepoint");
+        p.udpconnect_exit.set_autoload(plan == "tracepoint");
+        p.udpconnect_fexit4.set_autoload(plan == "fexit");
+        p.udpconnect_fexit6.set_autoload(plan == "fexit" && v6);
+        for k in [&mut p.udpconnect_kprobe4, &mut p.udpconnect_kretprobe4] {
+            k.set_autoload(plan == "kprobe");
+        }
+        for k in [&mut p.udpconnect_kprobe6, &mut p.udpconnect_kretprobe6] {
+            k.set_autoload(plan == "kprobe" && v6);
+        }
     })?;
 
     let mut out = Output::new(
