@@ -45,7 +45,13 @@ fn tcptop_totals(rows: &[Value]) -> HashMap<(u64, u64), (u64, u64)> {
 
 /// Two connections at different rates, the server peeking (MSG_PEEK) before each read; with
 /// `sendfile` the clients send with sendfile(2). Returns loadgen's report and tcptop's rows.
-fn tcptop_run(plan: &str, sendfile: bool, table: bool) -> (Value, Vec<Value>, Option<Vec<String>>) {
+/// The last field: the tool said the kernel skipped runs of its programs (counts may then be
+/// short by those calls).
+fn tcptop_run(
+    plan: &str,
+    sendfile: bool,
+    table: bool,
+) -> (Value, Vec<Value>, Option<Vec<String>>, bool) {
     let ns = Netns::new();
     let path = ns.path();
     let env = [("NETBPF_PLAN", plan)];
@@ -68,13 +74,15 @@ fn tcptop_run(plan: &str, sendfile: bool, table: bool) -> (Value, Vec<Value>, Op
         args.push("--sendfile");
     }
     let run = ns.loadgen(&args);
-    let rows = finished(json.stop()).json();
+    let f = finished(json.stop());
+    let skipped = f.stderr.contains("the kernel skipped");
+    let rows = f.json();
     let table = table.map(|t| finished(t.stop()).lines);
-    (run, rows, table)
+    (run, rows, table, skipped)
 }
 
 /// Every byte of `run` (a loadgen streams report) counted exactly once, on both ends.
-fn check_tcptop_totals(plan: &str, run: &Value, rows: &[Value]) {
+fn check_tcptop_totals(plan: &str, run: &Value, rows: &[Value], skipped: bool) {
     let totals = tcptop_totals(rows);
     let server = num(run, "server_port");
     let conns = run["conns"].as_array().unwrap();
@@ -86,17 +94,25 @@ fn check_tcptop_totals(plan: &str, run: &Value, rows: &[Value]) {
     );
     for c in conns {
         let (cport, sent, received) = (num(c, "client_port"), num(c, "sent"), num(c, "received"));
-        // Exact: every payload byte once, the MSG_PEEK'd bytes not twice.
-        assert_eq!(
-            totals[&(cport, server)],
-            (received, sent),
-            "{plan}: client {cport}"
-        );
-        assert_eq!(
-            totals[&(server, cport)],
-            (sent, received),
-            "{plan}: server side of {cport}: {rows:?}"
-        );
+        // Exact: every payload byte once, the MSG_PEEK'd bytes not twice. Unless the tool said
+        // the kernel skipped program runs (a run preempted on its CPU blocks the next one
+        // there): then never more than the bytes moved.
+        let (client, server_side) = (totals[&(cport, server)], totals[&(server, cport)]);
+        if skipped {
+            eprintln!("{plan}: the kernel skipped runs: counts checked as upper bounds");
+            assert!(client.0 <= received && client.1 <= sent, "{plan}: {rows:?}");
+            assert!(
+                server_side.0 <= sent && server_side.1 <= received,
+                "{plan}: {rows:?}"
+            );
+        } else {
+            assert_eq!(client, (received, sent), "{plan}: client {cport}");
+            assert_eq!(
+                server_side,
+                (sent, received),
+                "{plan}: server side of {cport}: {rows:?}"
+            );
+        }
         let client_rows = rows.iter().filter(|r| r["lport"] == cport).count();
         assert!(
             client_rows >= 2,
@@ -121,10 +137,10 @@ fn tcptop_counts_every_byte_once_across_intervals() {
     // 6.5 (tcp_sendpage); every plan this kernel can run must count the same bytes.
     assert_stock_kernel_plan("tcptop", "fexit");
     for (i, plan) in usable_plans("tcptop").iter().enumerate() {
-        let (run, rows, table) = tcptop_run(plan, false, i == 0);
-        check_tcptop_totals(plan, &run, &rows);
-        let (by_sendfile, rows, _) = tcptop_run(plan, true, false);
-        check_tcptop_totals(&format!("{plan} (sendfile)"), &by_sendfile, &rows);
+        let (run, rows, table, skipped) = tcptop_run(plan, false, i == 0);
+        check_tcptop_totals(plan, &run, &rows, skipped);
+        let (by_sendfile, rows, _, skipped) = tcptop_run(plan, true, false);
+        check_tcptop_totals(&format!("{plan} (sendfile)"), &by_sendfile, &rows, skipped);
 
         let Some(table) = table else { continue };
         // The table: a loadavg line, the bcc header, addr:port endpoints, sorted by total.
@@ -545,8 +561,13 @@ fn tcpretrans_loss_probes() {
             );
         }
         // Retransmits (the probes that resent a segment among them): the kernel's count.
+        // Those of FIN_WAIT1 come after loadgen read the count (at close), so not in it.
+        let before_close: Vec<&Value> = with(&rows, "type", "R")
+            .into_iter()
+            .filter(|r| r["state"] != "FIN_WAIT1")
+            .collect();
         assert_eq!(
-            retransmitted(&a, fails, &with(&rows, "type", "R")),
+            retransmitted(&a, fails, &before_close),
             num(&run, "client_total_retrans"),
             "{plan}: {rows:?}"
         );

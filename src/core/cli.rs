@@ -249,9 +249,9 @@ impl Filters {
                     && crate::core::netns::cookie_exists(cookie) == Some(false)
                 {
                     eprintln!(
-                        "netbpf: warning: --netns {cookie}: no network namespace that a process, \
-                         a thread, an open file or /run/netns holds has this cookie, so nothing \
-                         may be traced (`netbpf netns` lists the cookies)"
+                        "netbpf: warning: --netns {cookie}: no network namespace that a socket of \
+                         any process is in has this cookie: a typo? (`netbpf netns` lists the \
+                         cookies); tracing it anyway"
                     );
                 }
                 cookie

@@ -193,6 +193,48 @@ pub fn report_lost(tool: &str, lost: u64) {
     }
 }
 
+/// Runs of `obj`'s programs the kernel skipped (bpf_prog_info.recursion_misses, Linux 5.12+):
+/// a tracing program (fentry/fexit, kprobe, tp_btf, raw_tp) is not run on a CPU where it is
+/// already running, which happens when it is preempted or interrupted in the middle of a run.
+pub fn missed_runs(obj: &libbpf_rs::Object) -> u64 {
+    use libbpf_rs::libbpf_sys;
+    use std::os::fd::{AsFd, AsRawFd};
+    obj.progs()
+        .map(|prog| {
+            // SAFETY: an all-zero bpf_prog_info is valid; the kernel fills at most `len` bytes.
+            let mut info: libbpf_sys::bpf_prog_info = unsafe { std::mem::zeroed() };
+            let mut len = std::mem::size_of_val(&info) as u32;
+            // SAFETY: the fd is the program's own, open for the call.
+            let rc = unsafe {
+                libbpf_sys::bpf_obj_get_info_by_fd(
+                    prog.as_fd().as_raw_fd(),
+                    (&mut info as *mut libbpf_sys::bpf_prog_info).cast(),
+                    &mut len,
+                )
+            };
+            if rc == 0 {
+                info.recursion_misses
+            } else {
+                0
+            }
+        })
+        .sum()
+}
+
+/// Says on stderr how many runs of the tool's programs the kernel skipped (see missed_runs), so
+/// that counts short by that many calls are not taken for complete.
+pub fn report_missed(tool: &str, obj: &libbpf_rs::Object) {
+    let missed = missed_runs(obj);
+    if missed > 0 {
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "netbpf {tool}: the kernel skipped {missed} runs of its BPF programs (a run preempted \
+             on its CPU blocks the next one there): counts may miss that many calls"
+        );
+    }
+}
+
 /// Says on stderr how many events (or sessions) the kernel could not track, and why.
 pub fn report_dropped(tool: &str, n: u64, what: &str) {
     if n > 0 {

@@ -155,6 +155,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         tool.name,
         skel.maps.bss_data.as_deref().map_or(0, |b| b.map_full_drops),
     );
+    crate::core::run::report_missed(tool.name, libbpf_rs::skel::Skel::object(&skel));
     crate::core::run::report_lost(
         tool.name,
         skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events),

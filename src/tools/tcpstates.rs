@@ -130,6 +130,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         out.row(&row);
     })?;
     let bss = skel.maps.bss_data.as_deref();
+    crate::core::run::report_missed(tool.name, libbpf_rs::skel::Skel::object(&skel));
     crate::core::run::report_lost(tool.name, bss.map_or(0, |b| b.lost_events));
     crate::core::run::report_dropped(
         tool.name,

@@ -245,6 +245,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         }
         Ok(())
     })?;
+    crate::core::run::report_missed(tool.name, skel.object());
     let full = skel.maps.bss_data.as_deref().map_or(0, |b| b.map_full);
     if full > 0 {
         eprintln!("netbpf tcptop: {full} sends/receives not counted (connection map full)");
