@@ -816,7 +816,9 @@ fn tcpwin_rows_and_plot() {
 
     let cport = num(&run, "client_port");
     let client = with(&rows, "lport", cport);
-    assert!(client.len() >= 10, "2 MB draws many ACKs: {}", client.len());
+    // 2 MB in 64 KB loopback segments: dozens of ACKs, fewer when a slow receiver (an emulated
+    // VM) lets them stretch over many segments.
+    assert!(client.len() >= 5, "2 MB draws many ACKs: {}", client.len());
     let sock = client[0]["sock"].as_str().unwrap().to_string();
     assert!(sock.starts_with("0xffff"), "{sock}");
     let mut last = 0;
