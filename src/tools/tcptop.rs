@@ -32,6 +32,16 @@ pub static TOOL: Tool = Tool {
     aliases: &[],
     about: "Top TCP connections by payload bytes sent and received, every interval",
     plans: &[
+        // The socket-layer tracepoints (6.3+) first: exact whatever else is traced. An fexit
+        // program misses the calls in progress whenever any program is attached to or detached
+        // from the same function (the kernel retires the old trampoline so that those calls
+        // return without it), and tcp_recvmsg is mostly in progress, blocked waiting for data.
+        Plan {
+            name: "tp_btf",
+            needs: &[Hook::TpBtf],
+            attach: "sock/sock_send_length + sock/sock_recv_length",
+            check: Some(has_send_length),
+        },
         Plan {
             name: "fexit",
             needs: &[Hook::Fentry],
@@ -43,12 +53,6 @@ pub static TOOL: Tool = Tool {
             needs: &[Hook::Kprobe],
             attach: "kprobe+kretprobe/tcp_sendmsg, tcp_recvmsg (+ tcp_sendpage before 6.5)",
             check: Some(has_socket_calls),
-        },
-        Plan {
-            name: "tp_btf",
-            needs: &[Hook::TpBtf],
-            attach: "sock/sock_send_length + sock/sock_recv_length",
-            check: Some(has_send_length),
         },
     ],
     run,
