@@ -112,26 +112,18 @@ fn a_thread_id_is_refused_naming_its_process() {
     t.join().unwrap();
 }
 
+/// A cookie is taken as given (checking it would open a socket in every namespace): one nobody
+/// has traces nothing; `netbpf netns` lists the real ones.
 #[test]
-fn a_netns_cookie_nobody_has_is_warned_about() {
-    // The check looks at processes' sockets: this one has one (a VM guest may have no other).
-    let _held = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+fn a_netns_cookie_is_taken_as_given() {
     let o = netbpf(&["tcplife", "--netns", "18446744073709551614", "-d", "0.2"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("--netns 18446744073709551614: no network namespace"),
-        "{}",
-        stderr(&o)
-    );
-    // The cookie of a namespace with a socket in it (this one): no warning.
+    assert!(o.stdout.len() < 200, "header only: {:?}", o.stdout);
     let own = netbpf(&["netns", "/proc/self/ns/net"]);
     assert!(own.status.success(), "{}", stderr(&own));
     let out = String::from_utf8_lossy(&own.stdout);
     let cookie = out.split_whitespace().next().unwrap().to_string();
     assert!(cookie.parse::<u64>().is_ok_and(|c| c > 0), "{out}");
-    let o = netbpf(&["tcplife", "--netns", &cookie, "-d", "0.2"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
     // netbpf netns lists it.
     let all = netbpf(&["netns"]);
     assert!(all.status.success(), "{}", stderr(&all));

@@ -64,7 +64,7 @@ fn io_labels(plan: &str) -> [&'static str; 2] {
 fn sockstat_counts_every_call_exactly() {
     let ns = Netns::new();
     // By cookie: a path would make each tool open a socket in the namespace to resolve it, and
-    // the tool started first would count the other's. A cookie is checked without that.
+    // the tool started first would count the other's. A cookie is taken as given.
     let cookie = ns.cookie();
     let table = Tool::start(&["sockstat", "--netns", &cookie, "1"]);
     let json = Tool::start(&["sockstat", "--json", "--netns", &cookie]);

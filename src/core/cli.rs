@@ -245,15 +245,9 @@ impl Filters {
             Some(arg) => {
                 let cookie =
                     crate::core::netns::resolve(arg).map_err(|e| crate::usage!("--netns: {e}"))?;
-                if arg.trim().parse::<u64>().is_ok()
-                    && crate::core::netns::cookie_exists(cookie) == Some(false)
-                {
-                    eprintln!(
-                        "netbpf: warning: --netns {cookie}: no network namespace that a socket of \
-                         any process is in has this cookie: a typo? (`netbpf netns` lists the \
-                         cookies); tracing it anyway"
-                    );
-                }
+                // A cookie is not checked: nothing tells whether a namespace has it without
+                // entering each and opening a socket there, which tools tracing them would count
+                // (`netbpf netns` lists the cookies).
                 cookie
             }
             None => 0,

@@ -147,56 +147,56 @@ pub fn reachable() -> Vec<Reachable> {
     found
 }
 
-/// For a cookie given by number: whether a socket some process holds is in a namespace with
-/// that cookie (None when that cannot be told: no pidfd_getfd, Linux < 5.6, or no privilege).
-/// Each socket is looked at through a duplicate of its file descriptor (pidfd_getfd), so that
-/// nothing is created in any namespace: entering them to open a socket there would show up in
-/// the socket counts of tools tracing them. A namespace no socket is in (yet) is not found.
-pub fn cookie_exists(cookie: u64) -> Option<bool> {
+/// The process ids in /proc.
+pub fn pids() -> Vec<libc::pid_t> {
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str().and_then(|p| p.parse().ok()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Calls `f` with the netns cookie of each socket `pid` holds, read through a duplicate of its
+/// descriptor (pidfd_getfd: nothing is created anywhere), until `f` returns true. Returns whether
+/// any socket could be looked at.
+pub fn socket_cookies(pid: libc::pid_t, mut f: impl FnMut(u64) -> bool) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    let sockets: Vec<i32> = fds
+        .flatten()
+        .filter(|fd| {
+            std::fs::read_link(fd.path()).is_ok_and(|t| t.to_string_lossy().starts_with("socket:["))
+        })
+        .filter_map(|fd| fd.file_name().to_str().and_then(|n| n.parse().ok()))
+        .collect();
+    if sockets.is_empty() {
+        return false;
+    }
     let mut looked = false;
-    let pids = std::fs::read_dir("/proc").ok()?.flatten().filter_map(|e| {
-        e.file_name()
-            .to_str()
-            .and_then(|p| p.parse::<libc::pid_t>().ok())
-    });
-    for pid in pids {
-        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-            continue;
-        };
-        let sockets: Vec<i32> = fds
-            .flatten()
-            .filter(|fd| {
-                std::fs::read_link(fd.path())
-                    .is_ok_and(|t| t.to_string_lossy().starts_with("socket:["))
-            })
-            .filter_map(|fd| fd.file_name().to_str().and_then(|n| n.parse().ok()))
-            .collect();
-        if sockets.is_empty() {
-            continue;
+    // SAFETY: plain syscalls; every fd obtained is closed here.
+    unsafe {
+        let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0) as i32;
+        if pidfd < 0 {
+            return false;
         }
-        // SAFETY: plain syscalls; every fd obtained is closed below.
-        unsafe {
-            let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0) as i32;
-            if pidfd < 0 {
+        for fd in sockets {
+            let dup = libc::syscall(libc::SYS_pidfd_getfd, pidfd, fd, 0) as i32;
+            if dup < 0 {
                 continue;
             }
-            for fd in sockets {
-                let dup = libc::syscall(libc::SYS_pidfd_getfd, pidfd, fd, 0) as i32;
-                if dup < 0 {
-                    continue;
-                }
-                let found = sockopt_cookie(dup);
-                libc::close(dup);
-                looked |= found.is_some();
-                if found == Some(cookie) {
-                    libc::close(pidfd);
-                    return Some(true);
-                }
+            let cookie = sockopt_cookie(dup);
+            libc::close(dup);
+            looked |= cookie.is_some();
+            if cookie.is_some_and(&mut f) {
+                break;
             }
-            libc::close(pidfd);
         }
+        libc::close(pidfd);
     }
-    looked.then_some(false)
+    looked
 }
 
 /// SO_NETNS_COOKIE of socket `fd`.
@@ -244,12 +244,17 @@ mod tests {
             .iter()
             .find(|r| r.pids.contains(&std::process::id()))
             .unwrap_or_else(|| panic!("{me} not found in {all:?}"));
-        // A socket of ours in our namespace: cookie_exists finds its cookie.
+        // A socket of ours in our namespace: socket_cookies sees its cookie.
         let held = std::net::UdpSocket::bind("127.0.0.1:0");
         if let (Ok(own), Ok(_held)) = (current_cookie(), held) {
             if mine.cookie.is_some() {
                 assert_eq!(mine.cookie, Some(own));
-                assert_eq!(cookie_exists(own), Some(true));
+                let mut seen = false;
+                socket_cookies(std::process::id() as libc::pid_t, |c| {
+                    seen = c == own;
+                    seen
+                });
+                assert!(seen);
             }
         }
     }

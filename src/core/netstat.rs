@@ -3,7 +3,6 @@
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::MetadataExt;
 
 /// Where to read the counters: a namespace file, or None for netbpf's own namespace.
 pub struct Netns {
@@ -79,14 +78,24 @@ pub fn paired_value(text: &str, prefix: &str, name: &str) -> Option<u64> {
 
 /// A handle on the network namespace with this cookie, found through a process living in it.
 pub fn find_by_cookie(cookie: u64) -> Option<File> {
-    let mut seen = std::collections::HashSet::new();
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if !name.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
+    use std::os::unix::fs::MetadataExt;
+    // First through the sockets processes hold (nothing is created in any namespace); then, for
+    // a namespace no socket is in, by entering each (which opens a socket there).
+    for pid in crate::core::netns::pids() {
+        let mut found = false;
+        crate::core::netns::socket_cookies(pid, |c| {
+            found = c == cookie;
+            found
+        });
+        if found {
+            if let Ok(f) = File::open(format!("/proc/{pid}/ns/net")) {
+                return Some(f);
+            }
         }
-        let path = format!("/proc/{name}/ns/net");
+    }
+    let mut seen = std::collections::HashSet::new();
+    for pid in crate::core::netns::pids() {
+        let path = format!("/proc/{pid}/ns/net");
         let Ok(meta) = std::fs::metadata(&path) else {
             continue;
         };

@@ -7,7 +7,6 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::mem::MaybeUninit;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::MetadataExt;
 
 use clap::Parser;
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
@@ -327,7 +326,7 @@ impl CounterSource {
             let f = File::open(arg).map_err(|e| format!("netns '{arg}': {e}"))?;
             return Ok(CounterSource { netns: Some(f) });
         }
-        find_netns_by_cookie(cookie)
+        crate::core::netstat::find_by_cookie(cookie)
             .map(|f| CounterSource { netns: Some(f) })
             .ok_or_else(|| {
                 format!("no process found in the network namespace with cookie {cookie}")
@@ -369,28 +368,6 @@ impl CounterSource {
         .join()
         .map_err(|_| anyhow::anyhow!("counter reader thread panicked"))?
     }
-}
-
-/// A handle on the network namespace with this cookie, found through a process living in it.
-fn find_netns_by_cookie(cookie: u64) -> Option<File> {
-    let mut seen = std::collections::HashSet::new();
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let name = entry.file_name();
-        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        let path = format!("/proc/{}/ns/net", name.to_string_lossy());
-        let Ok(meta) = std::fs::metadata(&path) else {
-            continue;
-        };
-        if !seen.insert((meta.dev(), meta.ino())) {
-            continue;
-        }
-        if crate::core::netns::cookie_of_path(&path) == Ok(cookie) {
-            return File::open(&path).ok();
-        }
-    }
-    None
 }
 
 #[cfg(test)]
