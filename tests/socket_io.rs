@@ -683,6 +683,7 @@ fn soconnlat_completes_nonblocking_connects_through_each_wait() {
     let rows = json.stop().succeeded().json();
     let table = table.stop().succeeded();
 
+    let mut stacks = 0;
     for (via, run) in vias.iter().zip(&runs) {
         let r = &run.report;
         assert_eq!(num(r, "einprogress"), 2, "{via}: {r}");
@@ -695,12 +696,17 @@ fn soconnlat_completes_nonblocking_connects_through_each_wait() {
         );
         assert_eq!(h["comm"], "loadgen");
         // The innermost frame is libc's connect() wrapper, symbolized while the process lives.
+        // The kernel may fail to walk a user stack (a page not present): then it is empty.
         let stack = h["stack"].as_array().unwrap_or_else(|| panic!("{h}"));
-        assert!(
-            stack[0].as_str().unwrap().contains("connect"),
-            "{via}: {stack:?}"
-        );
+        if let Some(top) = stack.first() {
+            assert!(
+                top.as_str().unwrap().contains("connect"),
+                "{via}: {stack:?}"
+            );
+            stacks += 1;
+        }
     }
+    assert!(stacks > 0, "no stack at all: {rows:?}");
     // Blocking connects end at connect()'s return.
     let h = one_hist(&rows, "us", &[("pid", blocking["pid"].clone())]);
     assert_eq!(total(h), 3, "{h}");
