@@ -35,6 +35,7 @@ pub static TOOL: Tool = Tool {
         attach: "uprobe+uretprobe libc:getaddrinfo,gethostbyname{,2}{,_r}",
         check: None,
     }],
+    cli: <Opts as clap::CommandFactory>::command,
     run,
 };
 

@@ -33,6 +33,7 @@ pub static TOOL: Tool = Tool {
         attach: "cfg80211/rdev_scan + cfg80211/cfg80211_scan_done",
         check: Some(wireless_stack),
     }],
+    cli: <Opts as clap::CommandFactory>::command,
     run,
 };
 

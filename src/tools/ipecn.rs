@@ -31,6 +31,7 @@ pub static TOOL: Tool = Tool {
         attach: "net/netif_receive_skb",
         check: None,
     }],
+    cli: <Opts as clap::CommandFactory>::command,
     run,
 };
 

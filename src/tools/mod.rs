@@ -14,6 +14,8 @@ pub struct Tool {
     pub about: &'static str,
     /// Ways to build it, best first.
     pub plans: &'static [Plan],
+    /// The tool's command line as clap declares it: help, man pages and shell completions.
+    pub cli: fn() -> clap::Command,
     pub run: fn(&'static Tool, Vec<OsString>) -> anyhow::Result<()>,
 }
 

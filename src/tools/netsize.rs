@@ -30,6 +30,7 @@ pub static TOOL: Tool = Tool {
             "net/netif_receive_skb, net/net_dev_queue, net/napi_gro_receive_entry, net/net_dev_xmit",
         check: None,
     }],
+    cli: <Opts as clap::CommandFactory>::command,
     run,
 };
 

@@ -35,6 +35,7 @@ pub static TOOL: Tool = Tool {
         attach: "net/net_dev_start_xmit, skb/consume_skb, net/net_dev_queue, skb/kfree_skb",
         check: None,
     }],
+    cli: <Opts as clap::CommandFactory>::command,
     run,
 };
 

@@ -55,6 +55,7 @@ pub static TOOL: Tool = Tool {
         },
         TRACEPOINTS,
     ],
+    cli: <Opts as clap::CommandFactory>::command,
     run,
 };
 

@@ -38,6 +38,7 @@ pub static TOOL: Tool = Tool {
         attach: "skb/kfree_skb",
         check: Some(check_drop_reasons),
     }],
+    cli: <Opts as clap::CommandFactory>::command,
     run,
 };
 

@@ -34,6 +34,7 @@ pub static TOOL: Tool = Tool {
                  net/napi_gro_receive_entry, net/netif_receive_skb with -i or --netns)",
         check: Some(check_cache_argument),
     }],
+    cli: <Opts as clap::CommandFactory>::command,
     run,
 };
 

@@ -32,6 +32,7 @@ pub static TOOL: Tool = Tool {
                  pread64,preadv,preadv2,recvfrom,recvmsg,recvmmsg} + fd->sock",
         check: None,
     }],
+    cli: <Opts as clap::CommandFactory>::command,
     run,
 };
 

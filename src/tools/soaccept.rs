@@ -30,6 +30,7 @@ pub static TOOL: Tool = Tool {
         attach: "syscalls/sys_{enter,exit}_accept{,4} + fd->sock",
         check: None,
     }],
+    cli: <Opts as clap::CommandFactory>::command,
     run,
 };
 

@@ -43,6 +43,7 @@ pub static TOOL: Tool = Tool {
             check: Some(sockmsg::required),
         },
     ],
+    cli: <Opts as clap::CommandFactory>::command,
     run,
 };
 

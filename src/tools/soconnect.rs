@@ -31,6 +31,7 @@ pub static TOOL: Tool = Tool {
         attach: "syscalls/sys_{enter,exit}_connect",
         check: None,
     }],
+    cli: <Opts as clap::CommandFactory>::command,
     run,
 };
 

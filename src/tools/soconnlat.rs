@@ -36,6 +36,7 @@ pub static TOOL: Tool = Tool {
                  pselect6,epoll_wait,epoll_pwait,epoll_pwait2}",
         check: None,
     }],
+    cli: <Opts as clap::CommandFactory>::command,
     run,
 };
 

@@ -31,6 +31,7 @@ pub static TOOL: Tool = Tool {
         attach: "syscalls/sys_enter_connect + sys_exit_accept{,4} + fd->sock",
         check: None,
     }],
+    cli: <Opts as clap::CommandFactory>::command,
     run,
 };
 

@@ -61,6 +61,7 @@ pub static TOOL: Tool = Tool {
             check: None,
         },
     ],
+    cli: <Opts as clap::CommandFactory>::command,
     run,
 };
 

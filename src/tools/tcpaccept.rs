@@ -42,6 +42,7 @@ pub static TOOL: Tool = Tool {
             check: None,
         },
     ],
+    cli: <Opts as clap::CommandFactory>::command,
     run,
 };
 

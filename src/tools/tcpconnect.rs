@@ -38,6 +38,7 @@ pub static TOOL: Tool = Tool {
         // Without tracefs: a non-blocking connect is shown when its handshake ends.
         Plan { name: "tp_btf", needs: &[Hook::TpBtf], attach: "sock/inet_sock_set_state", check: None },
     ],
+    cli: <Opts as clap::CommandFactory>::command,
     run,
 };
 

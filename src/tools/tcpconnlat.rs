@@ -32,6 +32,7 @@ pub static TOOL: Tool = Tool {
         attach: "sock/inet_sock_set_state",
         check: None,
     }],
+    cli: <Opts as clap::CommandFactory>::command,
     run,
 };
 

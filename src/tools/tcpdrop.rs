@@ -35,6 +35,7 @@ pub static TOOL: Tool = Tool {
         attach: "skb/kfree_skb",
         check: Some(drop_reason::check),
     }],
+    cli: <Opts as clap::CommandFactory>::command,
     run,
 };
 

@@ -31,6 +31,7 @@ pub static TOOL: Tool = Tool {
         attach: "sock/inet_sock_set_state",
         check: None,
     }],
+    cli: <Opts as clap::CommandFactory>::command,
     run,
 };
 

@@ -48,6 +48,7 @@ pub static TOOL: Tool = Tool {
             check: Some(has_send_tracepoints),
         },
     ],
+    cli: <Opts as clap::CommandFactory>::command,
     run,
 };
 

@@ -66,6 +66,7 @@ pub static TOOL: Tool = Tool {
             check: None,
         },
     ],
+    cli: <Opts as clap::CommandFactory>::command,
     run,
 };
 

@@ -27,6 +27,7 @@ pub static TOOL: Tool = Tool {
     aliases: &[],
     about: "TCP state changes, with the time spent in each state",
     plans: &[Plan { name: "tp_btf", needs: &[Hook::TpBtf], attach: "sock/inet_sock_set_state", check: None }],
+    cli: <Opts as clap::CommandFactory>::command,
     run,
 };
 

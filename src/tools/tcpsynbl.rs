@@ -63,6 +63,7 @@ pub static TOOL: Tool = Tool {
             check: None,
         },
     ],
+    cli: <Opts as clap::CommandFactory>::command,
     run,
 };
 

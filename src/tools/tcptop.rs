@@ -55,6 +55,7 @@ pub static TOOL: Tool = Tool {
             check: Some(has_socket_calls),
         },
     ],
+    cli: <Opts as clap::CommandFactory>::command,
     run,
 };
 

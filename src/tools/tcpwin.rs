@@ -35,6 +35,7 @@ pub static TOOL: Tool = Tool {
         attach: "tcp/tcp_probe",
         check: None,
     }],
+    cli: <Opts as clap::CommandFactory>::command,
     run,
 };
 

@@ -45,6 +45,7 @@ pub static TOOL: Tool = Tool {
             check: None,
         },
     ],
+    cli: <Opts as clap::CommandFactory>::command,
     run,
 };
 
