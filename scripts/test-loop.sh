@@ -7,7 +7,8 @@
 #   scripts/test-loop.sh 20 --test packet_layer qdisc_tbf
 #                                   # one test binary and filter, 20 times
 #
-# Extra arguments are passed to `cargo test --locked`. Exit status 0 only if every run passed.
+# Extra arguments are passed to `cargo test --locked --no-fail-fast` (every test binary runs even
+# after one fails, so a run lists all its failures). Exit status 0 only if every run passed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,7 +33,7 @@ fi
 passed=0
 for ((i = 1; i <= runs; i++)); do
   log="$dir/run-$i.log"
-  if cargo test --locked "$@" >"$log" 2>&1; then
+  if cargo test --locked --no-fail-fast "$@" >"$log" 2>&1; then
     passed=$((passed + 1))
     echo "run $i/$runs: pass"
   else
