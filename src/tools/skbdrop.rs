@@ -5,14 +5,12 @@ use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::File;
-use std::mem::MaybeUninit;
 use std::os::fd::AsRawFd;
 
 use clap::Parser;
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags};
 
-use crate::core::bpf::{opened, LoadContext, Pod};
+use crate::core::bpf::Pod;
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::Common;
 use crate::core::maps::entries;
@@ -40,6 +38,11 @@ pub static TOOL: Tool = Tool {
     }],
     cli: <Opts as clap::CommandFactory>::command,
     run,
+    verify: crate::core::bpf::verify::<SkbdropSkelBuilder>,
+    export: Some(crate::core::export::Export {
+        order: 7,
+        load: export::load,
+    }),
 };
 
 const EXAMPLES: &str = "\
@@ -101,7 +104,7 @@ fn check_drop_reasons() -> Result<(), String> {
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
-    let s = start(tool, &o.common)?;
+    let mut s = start(tool, &o.common)?;
     crate::tools::netsize::warn_missing_interface(
         tool.name,
         o.interface.as_deref(),
@@ -117,14 +120,13 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         ))
     };
 
-    let mut obj = MaybeUninit::uninit();
-    let mut open = opened(tool.name, SkbdropSkelBuilder::default().open(&mut obj))?;
-    let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
-    crate::set_filters!(&mut *rodata, s.filters);
-    rodata.filter_ifname = ifname_bytes(o.interface.as_deref());
-    let mut skel = open.load().or_load_failed(tool.name)?;
-    skel.attach()
-        .map_err(|e| crate::core::bpf::attach_failed(tool.name, s.plan.attach, e))?;
+    let filters = s.filters.clone();
+    let skel = s.load::<SkbdropSkelBuilder>(|open, _plan| {
+        let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
+        crate::set_filters!(&mut *rodata, filters);
+        rodata.filter_ifname = ifname_bytes(o.interface.as_deref());
+        Ok(())
+    })?;
 
     let before = match &counters_ns {
         Some(Ok(src)) => Some(src.read()?),
@@ -428,7 +430,11 @@ mod tests {
 /// in exporter mode, maps of common/export.bpf.h); reasons named from the kernel's BTF.
 pub mod export {
     use super::*;
-    use crate::exporter::sources::{Ctx, ExportMaps, Family, Loaded, Source, Unit};
+    crate::export_object!(OpenSkbdropSkel, SkbdropSkel);
+
+    use crate::core::export::{
+        self, Ctx, ExportMaps, ExportObject as _, Family, Loaded, Source, Unit,
+    };
 
     struct Drops {
         maps: ExportMaps,
@@ -456,22 +462,12 @@ pub mod export {
     }
 
     pub fn load(ctx: &Ctx) -> anyhow::Result<Loaded> {
-        let plan = crate::exporter::sources::select(TOOL.name, TOOL.plans)?;
         let reasons = drop_reason_names().map_err(|e| anyhow::anyhow!("{}: {e}", TOOL.name))?;
-        // The programs stay attached for the exporter's whole life: leak the object storage.
-        let obj = Box::leak(Box::new(MaybeUninit::uninit()));
-        let mut open = opened(TOOL.name, SkbdropSkelBuilder::default().open(obj))?;
-        crate::export_rodata!(open.maps.rodata_data.as_deref_mut().expect("rodata"), ctx);
-        ExportMaps::size(ctx, &mut open.maps.export_counts, &mut open.maps.export_hists)?;
-        let mut skel = open.load().or_load_failed(TOOL.name)?;
-        skel.attach()
-            .map_err(|e| crate::core::bpf::attach_failed(TOOL.name, plan.attach, e))?;
-        let maps = ExportMaps::new(
-            ctx,
-            &skel.maps.export_counts,
-            &skel.maps.export_hists,
-            &skel.maps.export_stats,
-        )?;
+        let (skel, plan) = export::load::<SkbdropSkelBuilder>(TOOL.name, TOOL.plans, |open, _| {
+            open.export_setup(ctx)?;
+            Ok(())
+        })?;
+        let maps = skel.export_maps(ctx)?;
         Ok(Loaded {
             source: Box::new(Drops { maps, reasons }),
             plan: plan.name.to_string(),
