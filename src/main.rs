@@ -6,8 +6,6 @@ use netbpf::{core, tools, usage};
 use std::ffi::OsString;
 use std::path::Path;
 
-use netbpf::core::caps::Caps;
-
 const USAGE: &str = "\
 netbpf: eBPF network observability tools
 
@@ -113,7 +111,6 @@ fn list(verbose: bool) -> anyhow::Result<()> {
              CAP_PERFMON (or CAP_SYS_ADMIN); run it as root"
         );
     }
-    let caps = Caps::get();
     let privileged = core::bpf::privileged();
     println!("{:<16} {:<12} {:<11} DESCRIPTION", "TOOL", "STATUS", "PLAN");
     for t in tools::TOOLS {
@@ -121,8 +118,10 @@ fn list(verbose: bool) -> anyhow::Result<()> {
             println!("{:<16} {:<12} {:<11} {}", t.name, "unknown", "-", t.about);
             continue;
         }
-        let verdicts: Vec<Result<(), String>> = t.plans.iter().map(|p| caps.check(p)).collect();
-        let chosen = verdicts.iter().position(|v| v.is_ok());
+        let tools::Verdict {
+            chosen,
+            plans: verdicts,
+        } = tools::verdict(t);
         match chosen {
             Some(i) => println!(
                 "{:<16} {:<12} {:<11} {}",

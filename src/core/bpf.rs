@@ -8,9 +8,13 @@ use std::sync::Mutex;
 use anyhow::{anyhow, Context as _};
 use libbpf_rs::{ErrorKind, PrintLevel};
 
-static LIBBPF_LOG: Mutex<VecDeque<String>> = Mutex::new(VecDeque::new());
+use crate::core::caps::{Hook, Plan};
+use crate::core::error::Unsupported;
+
+static LIBBPF_LOG: Mutex<VecDeque<(PrintLevel, String)>> = Mutex::new(VecDeque::new());
 static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-const LOG_LINES: usize = 40;
+/// Enough for the end of a verifier log and libbpf's messages around it.
+const LOG_LINES: usize = 2000;
 
 fn capture(level: PrintLevel, msg: String) {
     if std::env::var_os("NETBPF_DEBUG").is_some()
@@ -18,25 +22,26 @@ fn capture(level: PrintLevel, msg: String) {
     {
         eprint!("libbpf: {msg}");
     }
-    if level == PrintLevel::Debug {
+    if QUIET.load(std::sync::atomic::Ordering::Relaxed) {
         return;
     }
+    // One message may hold many lines (a verifier log): keep them as lines, so the tail shown
+    // on failure is the end of the log, not one huge entry or a blank one.
     let mut log = LIBBPF_LOG.lock().unwrap();
-    if log.len() == LOG_LINES {
-        log.pop_front();
+    for line in msg.lines().filter(|l| !l.trim().is_empty()) {
+        if log.len() == LOG_LINES {
+            log.pop_front();
+        }
+        log.push_back((level, line.trim_end().to_string()));
     }
-    log.push_back(msg.trim_end().to_string());
 }
 
-/// Routes libbpf's messages into a small buffer (shown on failure, or live with NETBPF_DEBUG=1).
-/// libbpf's own hints can mislead here (it suggests raising RLIMIT_MEMLOCK for any EPERM).
+/// Routes libbpf's messages into a buffer (shown on failure, or live with NETBPF_DEBUG=1).
+/// Debug lines are kept too: libbpf reports a CO-RE relocation it could not resolve, and which
+/// program it is in, at debug level only. libbpf's own hints can mislead here (it suggests
+/// raising RLIMIT_MEMLOCK for any EPERM).
 pub fn init_logging() {
-    let level = if std::env::var_os("NETBPF_DEBUG").is_some() {
-        PrintLevel::Debug
-    } else {
-        PrintLevel::Info
-    };
-    libbpf_rs::set_print(Some((level, capture)));
+    libbpf_rs::set_print(Some((PrintLevel::Debug, capture)));
 }
 
 /// Runs `f` with libbpf messages discarded (capability probes fail on purpose).
@@ -96,19 +101,68 @@ pub fn preflight(tool: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What libbpf said about a failed load, reduced to what names the failure: the program that
+/// failed, the relocation it could not resolve, the last lines of its verifier log; or the last
+/// warnings when no program is named (a map, BTF, or an attach).
 fn log_tail() -> String {
     let log = LIBBPF_LOG.lock().unwrap();
-    let lines: Vec<&String> = log.iter().rev().take(8).collect();
-    if lines.is_empty() {
-        String::new()
-    } else {
-        let mut s = String::from("\nlibbpf said (last lines):");
-        for l in lines.into_iter().rev() {
-            s.push_str("\n  ");
-            s.push_str(l);
+    let warn = |l: &&(PrintLevel, String)| l.0 != PrintLevel::Debug;
+    let mut picked: Vec<&str> = Vec::new();
+    // The failing program, and what libbpf found wrong in it (CO-RE, a missing kfunc/helper).
+    let failed = log.iter().rev().find_map(|(_, l)| {
+        let rest = l.split("prog '").nth(1)?;
+        let (name, tail) = rest.split_once('\'')?;
+        tail.contains("failed").then(|| name.to_string())
+    });
+    if let Some(prog) = &failed {
+        let tag = format!("prog '{prog}'");
+        let mut in_log = false;
+        let mut verifier: Vec<&str> = Vec::new();
+        for (level, l) in log.iter() {
+            if l.contains("-- BEGIN PROG LOAD LOG --") && l.contains(&tag) {
+                in_log = true;
+                verifier.clear();
+                continue;
+            }
+            if l.contains("-- END PROG LOAD LOG --") {
+                in_log = false;
+                continue;
+            }
+            if in_log {
+                verifier.push(l);
+            } else if l.contains(&tag)
+                && (*level != PrintLevel::Debug
+                    || l.contains("failed")
+                    || l.contains("invalid")
+                    || l.contains("poison"))
+            {
+                picked.push(l);
+            }
         }
-        s
+        // The verifier's own verdict is at the end; a CO-RE failure is marked in the middle.
+        picked.extend(verifier.iter().filter(|l| l.contains("CO-RE")).copied());
+        let tail = verifier.len().saturating_sub(6);
+        picked.extend(verifier[tail..].iter().filter(|l| !l.contains("CO-RE")));
+    } else {
+        let warnings: Vec<&(PrintLevel, String)> = log.iter().filter(warn).collect();
+        let tail = warnings.len().saturating_sub(8);
+        picked.extend(warnings[tail..].iter().map(|(_, l)| l.as_str()));
     }
+    if picked.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from("\nlibbpf said (last lines):");
+    let mut seen = std::collections::HashSet::new();
+    for l in picked.into_iter().filter(|l| seen.insert(*l)).take(14) {
+        s.push_str("\n  ");
+        s.push_str(l.trim_start_matches("libbpf: "));
+    }
+    s
+}
+
+/// Forgets what libbpf said so far (before a load whose failure is to be explained).
+fn clear_log() {
+    LIBBPF_LOG.lock().unwrap().clear();
 }
 
 /// Wraps a load error with what the user can do about it. When the plan's hook types were not
@@ -154,23 +208,190 @@ pub fn opened<T>(tool: &str, r: Result<T, libbpf_rs::Error>) -> anyhow::Result<T
     r.with_context(|| format!("{tool}: opening the embedded BPF object failed"))
 }
 
-/// Opens a tool's skeleton, lets `configure` set its .rodata (filters) and autoload flags, then
-/// loads and attaches it, with errors that name the tool and its hooks.
-pub fn load<'obj, B: libbpf_rs::skel::SkelBuilder<'obj>>(
-    tool: &str,
-    attach: &str,
-    builder: B,
-    object: &'obj mut std::mem::MaybeUninit<libbpf_rs::OpenObject>,
-    configure: impl FnOnce(&mut B::Output),
-) -> anyhow::Result<<B::Output as libbpf_rs::skel::OpenSkel<'obj>>::Output> {
-    use libbpf_rs::skel::{OpenSkel as _, Skel as _};
-    let mut open = opened(tool, builder.open(object))?;
-    configure(&mut open);
-    // libbpf parses kernel BTF again for the load: our copy is not needed any more.
-    crate::core::btf::release();
-    let mut skel = open.load().or_load_failed(tool)?;
-    skel.attach().map_err(|e| attach_failed(tool, attach, e))?;
-    Ok(skel)
+/// A tool's plans and how one is chosen: the load path falls through them, best first.
+#[derive(Clone, Copy)]
+pub struct Plans {
+    pub tool: &'static str,
+    pub all: &'static [Plan],
+    /// The first usable plan of a list (`Caps::select`, or the exporter's choice).
+    pub select: fn(&str, &'static [Plan]) -> Result<&'static Plan, Unsupported>,
+}
+
+impl Plans {
+    /// The plan to try after `failed` (whose load the kernel refused), if any is usable.
+    fn after(&self, failed: &Plan) -> Option<&'static Plan> {
+        let i = self.all.iter().position(|p| std::ptr::eq(p, failed))?;
+        let rest = &self.all[i + 1..];
+        if rest.is_empty() {
+            return None;
+        }
+        crate::core::bpf::quiet(|| (self.select)(self.tool, rest)).ok()
+    }
+}
+
+/// The hook type of a program, from its ELF section (`fexit/tcp_close` -> Fentry).
+pub fn section_hook(section: &str) -> Option<Hook> {
+    let kind = section.split('/').next()?.trim_start_matches('?');
+    Some(match kind {
+        "fentry" | "fexit" | "fmod_ret" | "lsm" => Hook::Fentry,
+        "kprobe" | "kretprobe" | "ksyscall" | "kretsyscall" | "kprobe.multi"
+        | "kretprobe.multi" => Hook::Kprobe,
+        "tp_btf" => Hook::TpBtf,
+        "raw_tp" | "raw_tracepoint" => Hook::RawTp,
+        "tp" | "tracepoint" => Hook::Tracepoint,
+        "uprobe" | "uretprobe" | "uprobe.multi" | "uretprobe.multi" => Hook::Uprobe,
+        _ => return None,
+    })
+}
+
+/// The plan decides which programs load: a program is loaded when its hook type is one the
+/// plan needs (fexit programs for an fexit plan, kprobes for a kprobe plan, shared tracepoint
+/// programs for every plan that lists tracepoints). A tool's `configure` may then leave out
+/// more (a program whose function this kernel lacks), never add one.
+pub fn autoload_by_plan(obj: &mut libbpf_rs::OpenObject, plan: &Plan) {
+    for mut prog in obj.progs_mut() {
+        let section = prog.section().to_string_lossy().into_owned();
+        let wanted = section_hook(&section).is_some_and(|h| plan.needs.contains(&h));
+        if prog.autoload() && !wanted {
+            prog.set_autoload(false);
+        }
+    }
+}
+
+/// Opens a tool's embedded object with the programs of `plan` set to load.
+pub fn open<B>(tool: &str, plan: &Plan) -> anyhow::Result<B::Output>
+where
+    B: libbpf_rs::skel::SkelBuilder<'static> + Default,
+{
+    use libbpf_rs::skel::OpenSkel as _;
+    // The object storage lives as long as the process: the loaded programs do (a tool, or the
+    // exporter), and a plan that failed to load costs one small allocation.
+    let object = Box::leak(Box::new(std::mem::MaybeUninit::uninit()));
+    let mut open = opened(tool, B::default().open(object))?;
+    autoload_by_plan(open.open_object_mut(), plan);
+    Ok(open)
+}
+
+/// Loaded skeleton type of a skeleton builder.
+pub type Skel<B> = <<B as libbpf_rs::skel::SkelBuilder<'static>>::Output as libbpf_rs::skel::OpenSkel<'static>>::Output;
+
+/// Whether a load error is this kernel lacking something the plan uses (a helper, a
+/// relocation's field or type, a program type refused): then the next plan may do.
+fn kernel_refused(e: &libbpf_rs::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::InvalidInput
+            | ErrorKind::PermissionDenied
+            | ErrorKind::Unsupported
+            | ErrorKind::NotFound
+    ) || e.to_string().contains("os error 524") // ENOTSUPP, the kernel's own
+}
+
+/// The one load path: opens the tool's object for its plan (programs chosen by the plan),
+/// lets `configure` set .rodata filters, map sizes and attach targets, and loads it. When the
+/// kernel refuses a plan's programs (a helper, field or program type this kernel lacks), the
+/// next usable plan is tried, saying so in one line on stderr. Returns the loaded skeleton
+/// (not attached) and the plan it was loaded with.
+pub fn load_plan<B>(
+    plans: &Plans,
+    first: &'static Plan,
+    mut configure: impl FnMut(&mut B::Output, &'static Plan) -> anyhow::Result<()>,
+) -> anyhow::Result<(Skel<B>, &'static Plan)>
+where
+    B: libbpf_rs::skel::SkelBuilder<'static> + Default,
+{
+    use libbpf_rs::skel::OpenSkel as _;
+    let tool = plans.tool;
+    let mut plan = first;
+    loop {
+        let mut open = open::<B>(tool, plan)?;
+        configure(&mut open, plan)?;
+        // libbpf parses kernel BTF again for the load: our copy is not needed any more.
+        crate::core::btf::release();
+        clear_log();
+        match open.load() {
+            Ok(skel) => return Ok((skel, plan)),
+            Err(e) => {
+                let refused = kernel_refused(&e);
+                let err = load_failed(tool, e);
+                if refused && err.downcast_ref::<Unsupported>().is_none() {
+                    if let Some(next) = plans.after(plan) {
+                        let why = err.to_string();
+                        let why = why.lines().next().unwrap_or_default();
+                        eprintln!(
+                            "netbpf {tool}: the {} plan does not load on this kernel ({}); using the {} plan",
+                            plan.name,
+                            why.trim_start_matches(&format!("{tool}: ")),
+                            next.name
+                        );
+                        plan = next;
+                        continue;
+                    }
+                }
+                return Err(err);
+            }
+        }
+    }
+}
+
+/// [`load_plan`], then attaches every loaded program by its section.
+pub fn load<B>(
+    plans: &Plans,
+    first: &'static Plan,
+    configure: impl FnMut(&mut B::Output, &'static Plan) -> anyhow::Result<()>,
+) -> anyhow::Result<(Skel<B>, &'static Plan)>
+where
+    B: libbpf_rs::skel::SkelBuilder<'static> + Default,
+{
+    use libbpf_rs::skel::Skel as _;
+    let (mut skel, plan) = load_plan::<B>(plans, first, configure)?;
+    skel.attach()
+        .map_err(|e| attach_failed(plans.tool, plan.attach, e))?;
+    Ok((skel, plan))
+}
+
+/// Whether `tool`'s object loads with `plan` on this kernel, verifier included, without
+/// attaching: what `netbpf list` reports. Only the plan's own choice of programs (and what
+/// `configure` adds) is loaded; the result is remembered for the run.
+pub fn verify_with<B>(
+    tool: &'static str,
+    plan: &'static Plan,
+    configure: impl FnOnce(&mut B::Output, &'static Plan) -> anyhow::Result<()>,
+) -> Result<(), String>
+where
+    B: libbpf_rs::skel::SkelBuilder<'static> + Default,
+{
+    type Verdicts = Vec<(&'static str, &'static str, Result<(), String>)>;
+    static VERIFIED: Mutex<Verdicts> = Mutex::new(Vec::new());
+    if let Some((.., r)) = VERIFIED
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(t, p, _)| *t == tool && *p == plan.name)
+    {
+        return r.clone();
+    }
+    let r = (|| -> anyhow::Result<()> {
+        use libbpf_rs::skel::OpenSkel as _;
+        let mut open = open::<B>(tool, plan)?;
+        configure(&mut open, plan)?;
+        clear_log();
+        open.load().map(drop).map_err(|e| load_failed(tool, e))
+    })()
+    .map_err(|e| {
+        let s = format!("{e:#}");
+        s.trim_start_matches(&format!("{tool}: ")).to_string()
+    });
+    VERIFIED.lock().unwrap().push((tool, plan.name, r.clone()));
+    r
+}
+
+/// [`verify_with`] for a tool whose plan alone says what to load.
+pub fn verify<B>(tool: &'static str, plan: &'static Plan) -> Result<(), String>
+where
+    B: libbpf_rs::skel::SkelBuilder<'static> + Default,
+{
+    verify_with::<B>(tool, plan, |_, _| Ok(()))
 }
 
 /// Marks a generated event type as plain data: any byte pattern is a valid value, so it can be

@@ -68,6 +68,13 @@ pub struct Plan {
     pub check: Option<fn() -> Result<(), String>>,
 }
 
+impl Plan {
+    /// Whether the plan uses this hook type (and so loads the tool's programs of that type).
+    pub fn uses(&self, hook: Hook) -> bool {
+        self.needs.contains(&hook)
+    }
+}
+
 /// What this kernel allows, each hook probed on first use and remembered for the run.
 pub struct Caps {
     hooks: [OnceLock<Result<(), String>>; 6],

@@ -2,14 +2,12 @@
 //! gethostbyname, gethostbyname2 and their _r variants), one line per call.
 
 use std::ffi::OsString;
-use std::mem::MaybeUninit;
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
-use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{ErrorKind, UprobeOpts};
 
-use crate::core::bpf::{opened, read_event, LoadContext, Pod};
+use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{parse_pid, Common};
 use crate::core::error::Unsupported;
@@ -37,6 +35,11 @@ pub static TOOL: Tool = Tool {
     }],
     cli: <Opts as clap::CommandFactory>::command,
     run,
+    verify: crate::core::bpf::verify::<GethostlatencySkelBuilder>,
+    export: Some(crate::core::export::Export {
+        order: 10,
+        load: export::load,
+    }),
 };
 
 /// The traced functions; the index is the attach cookie (enum ghl_func in gethostlatency.h).
@@ -100,16 +103,14 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let mut s = start(tool, &o.common)?;
     s.filters.tgid = o.pid.unwrap_or(0);
 
-    let mut obj = MaybeUninit::uninit();
-    let mut open = opened(
-        tool.name,
-        GethostlatencySkelBuilder::default().open(&mut obj),
-    )?;
-    crate::set_filters!(
-        open.maps.rodata_data.as_deref_mut().expect("rodata"),
-        s.filters
-    );
-    let skel = open.load().or_load_failed(tool.name)?;
+    let filters = s.filters.clone();
+    let skel = s.load_unattached::<GethostlatencySkelBuilder>(|open, _| {
+        crate::set_filters!(
+            open.maps.rodata_data.as_deref_mut().expect("rodata"),
+            filters
+        );
+        Ok(())
+    })?;
     let (_links, missing) = attach(&skel, &libc, o.pid)?;
     if !missing.is_empty() {
         eprintln!(
@@ -522,8 +523,10 @@ mod tests {
 /// (gethostlatency.bpf.c in exporter mode, maps of common/export.bpf.h), in the system C library.
 pub mod export {
     use super::*;
-    use crate::exporter::sources::{
-        Buckets, Ctx, ExportMaps, Family, Loaded, Scale, Source, Unit,
+    crate::export_object!(OpenGethostlatencySkel, GethostlatencySkel);
+
+    use crate::core::export::{
+        self, Buckets, Ctx, ExportMaps, ExportObject as _, Family, Loaded, Scale, Source, Unit,
     };
 
     /// 16 µs to 2^26 µs (67 s: resolver timeouts and retries).
@@ -561,24 +564,17 @@ pub mod export {
     }
 
     pub fn load(ctx: &Ctx) -> anyhow::Result<Loaded> {
-        let plan = crate::exporter::sources::select(TOOL.name, TOOL.plans)?;
         let libc = system_libc().map_err(|why| Unsupported::new(TOOL.name, why))?;
-        // The programs stay attached for the exporter's whole life: leak the object storage.
-        let obj = Box::leak(Box::new(MaybeUninit::uninit()));
-        let mut open = opened(TOOL.name, GethostlatencySkelBuilder::default().open(obj))?;
-        crate::export_rodata!(open.maps.rodata_data.as_deref_mut().expect("rodata"), ctx);
-        ExportMaps::size(ctx, &mut open.maps.export_counts, &mut open.maps.export_hists)?;
-        let skel = open.load().or_load_failed(TOOL.name)?;
+        let (skel, plan) = export::load_unattached::<GethostlatencySkelBuilder>(
+            TOOL.name,
+            TOOL.plans,
+            |open, _| open.export_setup(ctx),
+        )?;
         let (links, missing) = attach(&skel, &libc, None)?;
         let present = (0..FUNCS.len() as u32)
             .filter(|&f| !missing.contains(&FUNCS[f as usize]))
             .collect();
-        let maps = ExportMaps::new(
-            ctx,
-            &skel.maps.export_counts,
-            &skel.maps.export_hists,
-            &skel.maps.export_stats,
-        )?;
+        let maps = skel.export_maps(ctx)?;
         Ok(Loaded {
             source: Box::new(Lookups { maps, present }),
             plan: plan.name.to_string(),

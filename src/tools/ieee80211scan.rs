@@ -2,13 +2,11 @@
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
-use std::mem::MaybeUninit;
 use std::path::Path;
 
 use clap::Parser;
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 
-use crate::core::bpf::{opened, read_event, LoadContext, Pod};
+use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::Common;
 use crate::core::error::Unsupported;
@@ -35,6 +33,8 @@ pub static TOOL: Tool = Tool {
     }],
     cli: <Opts as clap::CommandFactory>::command,
     run,
+    verify: crate::core::bpf::verify::<Ieee80211scanSkelBuilder>,
+    export: None,
 };
 
 const EXAMPLES: &str = "\
@@ -91,10 +91,11 @@ fn wireless_stack() -> Result<(), String> {
 }
 
 fn vmlinux_has_type(name: &str) -> bool {
-    libbpf_rs::btf::Btf::from_vmlinux().ok().is_some_and(|btf| {
+    crate::core::btf::with_vmlinux(|btf| {
         btf.type_by_name::<libbpf_rs::btf::types::Struct>(name)
             .is_some()
     })
+    .unwrap_or(false)
 }
 
 /// nl80211_band names, as the book printed them.
@@ -114,20 +115,16 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     // Checked before anything else so that the reason is the one sentence people see.
     wireless_stack().map_err(|why| Unsupported::new(tool.name, why))?;
-    let s = start(tool, &o.common)?;
+    let mut s = start(tool, &o.common)?;
 
-    let mut obj = MaybeUninit::uninit();
-    let mut open = opened(
-        tool.name,
-        Ieee80211scanSkelBuilder::default().open(&mut obj),
-    )?;
-    crate::set_filters!(
-        open.maps.rodata_data.as_deref_mut().expect("rodata"),
-        s.filters
-    );
-    let mut skel = open.load().or_load_failed(tool.name)?;
-    skel.attach()
-        .map_err(|e| crate::core::bpf::attach_failed(tool.name, s.plan.attach, e))?;
+    let filters = s.filters.clone();
+    let skel = s.load::<Ieee80211scanSkelBuilder>(|open, _plan| {
+        crate::set_filters!(
+            open.maps.rodata_data.as_deref_mut().expect("rodata"),
+            filters
+        );
+        Ok(())
+    })?;
 
     let format = o.common.format();
     let mut out = Output::new(format, Vec::new());
@@ -230,6 +227,8 @@ fn print_event(out: &mut Output, clock: &Clock, e: &types::ieee80211scan_event) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use libbpf_rs::skel::{OpenSkel as _, SkelBuilder as _};
+    use std::mem::MaybeUninit;
 
     /// The programs must pass the verifier even where the wireless types are missing (their
     /// bodies are then dead code), so the object loads on any kernel. Needs root.

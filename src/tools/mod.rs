@@ -3,8 +3,10 @@
 
 use std::ffi::OsString;
 
+use crate::core::bpf::{Plans, Skel};
 use crate::core::caps::{Caps, Plan};
 use crate::core::cli::{Common, Filters};
+use crate::core::export::Export;
 use crate::core::run::Run;
 
 pub struct Tool {
@@ -12,60 +14,91 @@ pub struct Tool {
     /// Other names it answers to (book spellings), also as symlink names.
     pub aliases: &'static [&'static str],
     pub about: &'static str,
-    /// Ways to build it, best first.
+    /// Ways to build it, best first. Each plan's hook types choose the programs that load.
     pub plans: &'static [Plan],
     /// The tool's command line as clap declares it: help, man pages and shell completions.
     pub cli: fn() -> clap::Command,
     pub run: fn(&'static Tool, Vec<OsString>) -> anyhow::Result<()>,
+    /// Whether the tool's object loads with a plan on this kernel, verifier included, without
+    /// attaching (`netbpf list`): `core::bpf::verify::<skel::ToolSkelBuilder>` for most tools.
+    pub verify: fn(&'static str, &'static Plan) -> Result<(), String>,
+    /// `netbpf exporter` mode, for the tools that have one.
+    pub export: Option<Export>,
 }
 
-/// Declares each tool's module and lists it in [`TOOLS`].
-macro_rules! registry {
-    ($($tool:ident),* $(,)?) => {
-        $(pub mod $tool;)*
-        pub static TOOLS: &[&Tool] = &[$(&$tool::TOOL),*];
-    };
-}
-
-// The registry: one line per tool.
-registry! {
-    gethostlatency,
-    ieee80211scan,
-    ipecn,
-    netsize,
-    nettxlat,
-    qdisc,
-    skbdrop,
-    skblife,
-    so1stbyte,
-    soaccept,
-    socketio,
-    socksize,
-    sockstat,
-    soconnect,
-    soconnlat,
-    sofamily,
-    soprotocol,
-    sormem,
-    superping,
-    tcpaccept,
-    tcpconnect,
-    tcpconnlat,
-    tcpdrop,
-    tcplife,
-    tcpnagle,
-    tcpretrans,
-    tcprtt,
-    tcpsnoop,
-    tcpstates,
-    tcpsynbl,
-    tcptop,
-    tcpwin,
-    udpconnect,
-}
+pub mod gethostlatency;
+pub mod ieee80211scan;
+pub mod ipecn;
+pub mod netsize;
+pub mod nettxlat;
+pub mod qdisc;
+pub mod skbdrop;
+pub mod skblife;
+pub mod so1stbyte;
+pub mod soaccept;
+pub mod socketio;
+pub mod socksize;
+pub mod sockstat;
+pub mod soconnect;
+pub mod soconnlat;
+pub mod sofamily;
+pub mod soprotocol;
+pub mod sormem;
+pub mod superping;
+pub mod tcpaccept;
+pub mod tcpconnect;
+pub mod tcpconnlat;
+pub mod tcpdrop;
+pub mod tcplife;
+pub mod tcpnagle;
+pub mod tcpretrans;
+pub mod tcprtt;
+pub mod tcpsnoop;
+pub mod tcpstates;
+pub mod tcpsynbl;
+pub mod tcptop;
+pub mod tcpwin;
+pub mod udpconnect;
 
 /// Programs shared by the socket I/O tools' fentry and kprobe plans.
 pub mod sockmsg;
+
+/// The registry: one line per tool.
+pub static TOOLS: &[&Tool] = &[
+    &gethostlatency::TOOL,
+    &ieee80211scan::TOOL,
+    &ipecn::TOOL,
+    &netsize::TOOL,
+    &nettxlat::TOOL,
+    &qdisc::TOOL,
+    &skbdrop::TOOL,
+    &skblife::TOOL,
+    &so1stbyte::TOOL,
+    &soaccept::TOOL,
+    &socketio::TOOL,
+    &socksize::TOOL,
+    &sockstat::TOOL,
+    &soconnect::TOOL,
+    &soconnlat::TOOL,
+    &sofamily::TOOL,
+    &soprotocol::TOOL,
+    &sormem::TOOL,
+    &superping::TOOL,
+    &tcpaccept::TOOL,
+    &tcpconnect::TOOL,
+    &tcpconnlat::TOOL,
+    &tcpdrop::TOOL,
+    &tcplife::TOOL,
+    &tcpnagle::TOOL,
+    &tcpretrans::TOOL,
+    &tcprtt::TOOL,
+    &tcpsnoop::TOOL,
+    &tcpstates::TOOL,
+    &tcpsynbl::TOOL,
+    &tcptop::TOOL,
+    &tcpwin::TOOL,
+    &udpconnect::TOOL,
+];
 
 pub fn find(name: &str) -> Option<&'static Tool> {
     TOOLS
@@ -77,6 +110,8 @@ pub fn find(name: &str) -> Option<&'static Tool> {
 /// What a tool has once its options are parsed: the plan this kernel allows, the common filters
 /// and the run's lifetime.
 pub struct Start {
+    pub tool: &'static Tool,
+    /// The plan chosen; after [`Start::load`], the plan the object was loaded with.
     pub plan: &'static Plan,
     pub filters: Filters,
     pub run: Run,
@@ -89,6 +124,7 @@ pub fn start(tool: &'static Tool, common: &Common) -> anyhow::Result<Start> {
     let filters = Filters::new(common)?;
     let plan = Caps::get().select(tool.name, tool.plans)?;
     Ok(Start {
+        tool,
         plan,
         filters,
         run: Run::new(common.duration),
@@ -98,4 +134,84 @@ pub fn start(tool: &'static Tool, common: &Common) -> anyhow::Result<Start> {
 /// "Tracing ..." on stderr once attached: people know it is live, tests know when to begin.
 pub fn announce(what: &str) {
     eprintln!("Tracing {what}... Hit Ctrl-C to end.");
+}
+
+fn select(
+    tool: &str,
+    plans: &'static [Plan],
+) -> Result<&'static Plan, crate::core::error::Unsupported> {
+    Caps::get().select(tool, plans)
+}
+
+impl Start {
+    fn plans(&self) -> Plans {
+        Plans {
+            tool: self.tool.name,
+            all: self.tool.plans,
+            select,
+        }
+    }
+
+    /// The load path ([`crate::core::bpf::load`]): opens the tool's object with the programs
+    /// of the chosen plan, lets `configure` set filters and the rest, loads it (falling through
+    /// to the next plan when this kernel refuses it) and attaches it.
+    pub fn load<B>(
+        &mut self,
+        configure: impl FnMut(&mut B::Output, &'static Plan) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Skel<B>>
+    where
+        B: libbpf_rs::skel::SkelBuilder<'static> + Default,
+    {
+        let (skel, plan) = crate::core::bpf::load::<B>(&self.plans(), self.plan, configure)?;
+        self.plan = plan;
+        Ok(skel)
+    }
+
+    /// As [`Start::load`], without attaching: for tools that attach their programs themselves
+    /// (uprobes in a library, per-target fexit links).
+    pub fn load_unattached<B>(
+        &mut self,
+        configure: impl FnMut(&mut B::Output, &'static Plan) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Skel<B>>
+    where
+        B: libbpf_rs::skel::SkelBuilder<'static> + Default,
+    {
+        let (skel, plan) = crate::core::bpf::load_plan::<B>(&self.plans(), self.plan, configure)?;
+        self.plan = plan;
+        Ok(skel)
+    }
+
+    /// At the end of a run: what the kernel skipped and what the ring buffer lost, on stderr.
+    pub fn report(&self, object: &libbpf_rs::Object, lost_events: u64) {
+        crate::core::run::report_missed(self.tool.name, object);
+        crate::core::run::report_lost(self.tool.name, lost_events);
+    }
+}
+
+/// What `netbpf list` says of a tool: the plan it would run with (the first whose hooks this
+/// kernel has and whose object loads), and why each other plan is not used.
+pub struct Verdict {
+    pub chosen: Option<usize>,
+    /// Per plan: Ok when usable, else what it lacks.
+    pub plans: Vec<Result<(), String>>,
+}
+
+pub fn verdict(t: &'static Tool) -> Verdict {
+    let caps = Caps::get();
+    let mut chosen = None;
+    let plans = t
+        .plans
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            caps.check(p)?;
+            if chosen.is_some() {
+                return Ok(()); // a later plan: not loaded, only its hooks checked
+            }
+            (t.verify)(t.name, p).map_err(|why| format!("does not load: {why}"))?;
+            chosen = Some(i);
+            Ok(())
+        })
+        .collect();
+    Verdict { chosen, plans }
 }

@@ -1,13 +1,10 @@
 //! netsize: packet sizes at the device layer, four log2 histograms printed at exit.
 
 use std::ffi::OsString;
-use std::mem::MaybeUninit;
 
 use clap::Parser;
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags};
 
-use crate::core::bpf::{opened, LoadContext};
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::Common;
 use crate::core::hist::{print_log2, sum_percpu};
@@ -32,6 +29,8 @@ pub static TOOL: Tool = Tool {
     }],
     cli: <Opts as clap::CommandFactory>::command,
     run,
+    verify: crate::core::bpf::verify::<NetsizeSkelBuilder>,
+    export: None,
 };
 
 const EXAMPLES: &str = "\
@@ -131,17 +130,16 @@ pub(crate) fn warn_missing_interface(tool: &str, iface: Option<&str>, netns: Opt
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
-    let s = start(tool, &o.common)?;
+    let mut s = start(tool, &o.common)?;
     warn_missing_interface(tool.name, o.interface.as_deref(), o.common.netns.as_deref());
 
-    let mut obj = MaybeUninit::uninit();
-    let mut open = opened(tool.name, NetsizeSkelBuilder::default().open(&mut obj))?;
-    let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
-    crate::set_filters!(&mut *rodata, s.filters);
-    rodata.filter_ifname = ifname_bytes(o.interface.as_deref());
-    let mut skel = open.load().or_load_failed(tool.name)?;
-    skel.attach()
-        .map_err(|e| crate::core::bpf::attach_failed(tool.name, s.plan.attach, e))?;
+    let filters = s.filters.clone();
+    let skel = s.load::<NetsizeSkelBuilder>(|open, _plan| {
+        let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
+        crate::set_filters!(&mut *rodata, filters);
+        rodata.filter_ifname = ifname_bytes(o.interface.as_deref());
+        Ok(())
+    })?;
 
     announce("net device packet sizes");
     s.run.wait();

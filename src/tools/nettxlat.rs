@@ -2,13 +2,11 @@
 //! histogram in microseconds; `-D` (or the name nettxlat-dev) gives one per device.
 
 use std::ffi::OsString;
-use std::mem::MaybeUninit;
 use std::path::Path;
 
 use clap::Parser;
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 
-use crate::core::bpf::{opened, LoadContext, Pod};
+use crate::core::bpf::Pod;
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::Common;
 use crate::core::hist::print_log2;
@@ -37,6 +35,8 @@ pub static TOOL: Tool = Tool {
     }],
     cli: <Opts as clap::CommandFactory>::command,
     run,
+    verify: crate::core::bpf::verify::<NettxlatSkelBuilder>,
+    export: None,
 };
 
 const EXAMPLES: &str = "\
@@ -72,22 +72,21 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         .is_some_and(|n| n == "nettxlat-dev");
     let mut o = Opts::parse_from(args);
     o.per_device |= called_as_dev;
-    let s = start(tool, &o.common)?;
+    let mut s = start(tool, &o.common)?;
     crate::tools::netsize::warn_missing_interface(
         tool.name,
         o.interface.as_deref(),
         o.common.netns.as_deref(),
     );
 
-    let mut obj = MaybeUninit::uninit();
-    let mut open = opened(tool.name, NettxlatSkelBuilder::default().open(&mut obj))?;
-    let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
-    crate::set_filters!(&mut *rodata, s.filters);
-    rodata.filter_ifname = ifname_bytes(o.interface.as_deref());
-    rodata.per_device = o.per_device;
-    let mut skel = open.load().or_load_failed(tool.name)?;
-    skel.attach()
-        .map_err(|e| crate::core::bpf::attach_failed(tool.name, s.plan.attach, e))?;
+    let filters = s.filters.clone();
+    let skel = s.load::<NettxlatSkelBuilder>(|open, _plan| {
+        let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
+        crate::set_filters!(&mut *rodata, filters);
+        rodata.filter_ifname = ifname_bytes(o.interface.as_deref());
+        rodata.per_device = o.per_device;
+        Ok(())
+    })?;
 
     announce("device transmit latency");
     s.run.wait();

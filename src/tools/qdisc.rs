@@ -2,13 +2,12 @@
 //! book had one script per kind (qdisc-fq, qdisc-tbf, ...): those names are aliases here.
 
 use std::ffi::OsString;
-use std::mem::MaybeUninit;
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::skel::Skel;
 
-use crate::core::bpf::{opened, LoadContext, Pod};
+use crate::core::bpf::{Plans, Pod};
 use crate::core::caps::{Caps, Hook, Plan};
 use crate::core::cli::Common;
 use crate::core::error::Unsupported;
@@ -57,6 +56,11 @@ pub static TOOL: Tool = Tool {
     ],
     cli: <Opts as clap::CommandFactory>::command,
     run,
+    verify,
+    export: Some(crate::core::export::Export {
+        order: 9,
+        load: export::load,
+    }),
 };
 
 /// Root qdiscs of every kind, chosen by ops->id; also where the kind's functions are unknown.
@@ -156,8 +160,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let traced = choose(&kind, s.plan, &kallsyms, &what)?;
     let plan = traced.plan;
     let funcs = &traced.funcs;
-    let mut obj = MaybeUninit::uninit();
-    let (skel, links) = load_attached(tool.name, &mut obj, &kind, &traced, |rodata| {
+    let (skel, links) = load_attached(tool.name, &kind, &traced, |rodata| {
         crate::set_filters!(&mut *rodata, s.filters);
         rodata.filter_ifname = ifname_bytes(o.iface.as_deref());
     })?;
@@ -281,11 +284,9 @@ fn choose(
     kallsyms: &Kallsyms,
     what: &str,
 ) -> anyhow::Result<Traced> {
-    let funcs = match plan.name {
-        "fexit" | "kprobe" => kind_functions(kind, kallsyms),
-        _ => None,
-    };
-    let plan = if funcs.is_none() && plan.name != TRACEPOINTS.name {
+    let functions = plan.uses(Hook::Fentry) || plan.uses(Hook::Kprobe);
+    let funcs = functions.then(|| kind_functions(kind, kallsyms)).flatten();
+    let plan = if funcs.is_none() && functions {
         Caps::get()
             .check(&TRACEPOINTS)
             .map_err(|why| Unsupported::new(what, why))?;
@@ -296,28 +297,20 @@ fn choose(
     Ok(Traced { plan, funcs })
 }
 
-/// Opens, loads and attaches the programs `t` needs to time `kind`; `set` fills in the filters.
-fn load_attached<'obj>(
-    tool: &'static str,
-    obj: &'obj mut MaybeUninit<libbpf_rs::OpenObject>,
-    kind: &str,
-    t: &Traced,
-    set: impl FnOnce(&mut types::rodata),
-) -> anyhow::Result<(QdiscSkel<'obj>, Vec<libbpf_rs::Link>)> {
-    let mut open = opened(tool, QdiscSkelBuilder::default().open(obj))?;
+/// Leaves out the peek programs of a kind without a peek function, and points the fexit
+/// programs at the kind's functions (the plan chose fexit, kprobe or tracepoint programs).
+fn configure(open: &mut OpenQdiscSkel, kind: &str, t: &Traced) -> anyhow::Result<()> {
     let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
     copy_name(&mut rodata.qdisc_kind, kind);
     rodata.split_gso = kind == "tbf";
-    set(rodata);
-    let fexit = t.plan.name == "fexit";
-    let kprobes = t.plan.name == "kprobe";
-    let funcs = &t.funcs;
-    let peek = funcs.as_ref().and_then(|f| f.peek.clone());
+    let peek = t.funcs.as_ref().and_then(|f| f.peek.clone());
     let progs = &mut open.progs;
-    progs.qdisc_fexit_enqueue.set_autoload(fexit);
-    progs.qdisc_fexit_dequeue.set_autoload(fexit);
-    progs.qdisc_fexit_peek.set_autoload(fexit && peek.is_some());
-    if let (true, Some(f)) = (fexit, funcs) {
+    if peek.is_none() {
+        progs.qdisc_fexit_peek.set_autoload(false);
+        progs.qdisc_kprobe_peek.set_autoload(false);
+        progs.qdisc_kretprobe_peek.set_autoload(false);
+    }
+    if let (true, Some(f)) = (t.plan.uses(Hook::Fentry), &t.funcs) {
         progs
             .qdisc_fexit_enqueue
             .set_attach_target(0, Some(f.enqueue.clone()))?;
@@ -330,23 +323,42 @@ fn load_attached<'obj>(
                 .set_attach_target(0, Some(peek.clone()))?;
         }
     }
-    for p in [
-        &mut progs.qdisc_kprobe_enqueue,
-        &mut progs.qdisc_kretprobe_enqueue,
-        &mut progs.qdisc_kprobe_dequeue,
-        &mut progs.qdisc_kretprobe_dequeue,
-    ] {
-        p.set_autoload(kprobes);
-    }
-    progs.qdisc_kprobe_peek.set_autoload(kprobes && peek.is_some());
-    progs
-        .qdisc_kretprobe_peek
-        .set_autoload(kprobes && peek.is_some());
-    progs.qdisc_enqueued.set_autoload(t.plan.name == TRACEPOINTS.name);
-    progs.qdisc_dequeued.set_autoload(t.plan.name == TRACEPOINTS.name);
-    let mut skel = open.load().or_load_failed(tool)?;
+    Ok(())
+}
+
+/// `Tool::verify`: the plan's programs for the default kind of most interfaces (pfifo_fast,
+/// built in), whose functions every kernel has.
+fn verify(tool: &'static str, plan: &'static Plan) -> Result<(), String> {
+    let t = Traced {
+        plan,
+        funcs: kind_functions("pfifo_fast", &Kallsyms::read()),
+    };
+    crate::core::bpf::verify_with::<QdiscSkelBuilder>(tool, plan, |open, _| {
+        configure(open, "pfifo_fast", &t)
+    })
+}
+
+/// Loads and attaches the programs `t` needs to time `kind` (the plan was chosen for the kind:
+/// no fall-through here); `set` fills in the filters.
+fn load_attached(
+    tool: &'static str,
+    kind: &str,
+    t: &Traced,
+    set: impl Fn(&mut types::rodata),
+) -> anyhow::Result<(QdiscSkel<'static>, Vec<libbpf_rs::Link>)> {
+    let plans = Plans {
+        tool,
+        all: std::slice::from_ref(t.plan),
+        select: |_, plans| Ok(&plans[0]),
+    };
+    let (mut skel, _) =
+        crate::core::bpf::load_plan::<QdiscSkelBuilder>(&plans, t.plan, |open, _| {
+            configure(open, kind, t)?;
+            set(open.maps.rodata_data.as_deref_mut().expect("rodata"));
+            Ok(())
+        })?;
     let mut links = Vec::new();
-    match (kprobes, funcs) {
+    match (t.plan.uses(Hook::Kprobe), &t.funcs) {
         (true, Some(f)) => {
             let failed = |f: &str, e| crate::core::bpf::attach_failed(tool, f, e);
             let p = &skel.progs;
@@ -468,6 +480,8 @@ fn kind_available_in(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use libbpf_rs::skel::{OpenSkel as _, SkelBuilder as _};
+    use std::mem::MaybeUninit;
 
     const SYMS: &str = "\
 ffffffff81f4b9d0 t tbf_enqueue
@@ -587,9 +601,9 @@ ffffffffc0a01000 t fq_enqueue\t[sch_fq]
 /// qdisc tracepoints (root qdiscs only).
 pub mod export {
     use super::*;
-    use crate::exporter::sources::{
-        Buckets, Ctx, ExportMaps, Family, Loaded, Scale, Source, Unit,
-    };
+    crate::export_object!(OpenQdiscSkel, QdiscSkel);
+
+    use crate::core::export::{Buckets, Ctx, ExportMaps, Family, Loaded, Scale, Source, Unit};
 
     /// 1 µs to 2^24 µs (16.8 s).
     const LATENCIES: Buckets = Buckets {
@@ -649,19 +663,12 @@ pub mod export {
             ),
             Err(why) => return Err(Unsupported::new(&what, why).into()),
         }
-        let plan = crate::exporter::sources::select(TOOL.name, TOOL.plans)?;
+        let plan = crate::core::export::select(TOOL.name, TOOL.plans)?;
         let traced = choose(kind, plan, kallsyms, &what)?;
-        // The programs stay attached for the exporter's whole life: leak the object storage.
-        let obj = Box::leak(Box::new(MaybeUninit::uninit()));
-        let (skel, links) = load_attached(TOOL.name, obj, kind, &traced, |rodata| {
+        let (skel, links) = load_attached(TOOL.name, kind, &traced, |rodata| {
             crate::export_rodata!(&mut *rodata, ctx);
         })?;
-        let maps = ExportMaps::new(
-            ctx,
-            &skel.maps.export_counts,
-            &skel.maps.export_hists,
-            &skel.maps.export_stats,
-        )?;
+        let maps = skel.export_maps(ctx)?;
         Ok((maps, traced.plan.name, Box::new((skel, links))))
     }
 

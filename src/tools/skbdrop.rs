@@ -5,14 +5,12 @@ use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::File;
-use std::mem::MaybeUninit;
 use std::os::fd::AsRawFd;
 
 use clap::Parser;
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags};
 
-use crate::core::bpf::{opened, LoadContext, Pod};
+use crate::core::bpf::Pod;
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::Common;
 use crate::core::maps::entries;
@@ -36,10 +34,15 @@ pub static TOOL: Tool = Tool {
         name: "tp_btf",
         needs: &[Hook::TpBtf],
         attach: "skb/kfree_skb",
-        check: Some(check_drop_reasons),
+        check: Some(crate::core::drop_reason::check),
     }],
     cli: <Opts as clap::CommandFactory>::command,
     run,
+    verify: crate::core::bpf::verify::<SkbdropSkelBuilder>,
+    export: Some(crate::core::export::Export {
+        order: 7,
+        load: export::load,
+    }),
 };
 
 const EXAMPLES: &str = "\
@@ -72,42 +75,16 @@ struct Opts {
     common: Common,
 }
 
-const REASON_ENUM: &str = "skb_drop_reason";
-const REASON_PREFIX: &str = "SKB_DROP_REASON_";
-
-/// Drop reason value -> name, from the running kernel's BTF (the values change between kernels).
-fn drop_reason_names() -> Result<HashMap<u32, String>, String> {
-    use libbpf_rs::btf::{types::Enum, Btf};
-    let btf = Btf::from_vmlinux().map_err(|e| format!("cannot read kernel BTF: {e}"))?;
-    let reasons: Enum = btf.type_by_name(REASON_ENUM).ok_or_else(|| {
-        format!("the kernel has no 'enum {REASON_ENUM}' in BTF (drop reasons came in Linux 5.17)")
-    })?;
-    Ok(reasons
-        .iter()
-        .filter_map(|m| {
-            let name = m.name?.to_string_lossy();
-            let short = name
-                .strip_prefix(REASON_PREFIX)
-                .unwrap_or(&name)
-                .to_string();
-            Some((m.value as u32, short))
-        })
-        .collect())
-}
-
-fn check_drop_reasons() -> Result<(), String> {
-    drop_reason_names().map(|_| ())
-}
-
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
-    let s = start(tool, &o.common)?;
+    let mut s = start(tool, &o.common)?;
     crate::tools::netsize::warn_missing_interface(
         tool.name,
         o.interface.as_deref(),
         o.common.netns.as_deref(),
     );
-    let reasons = drop_reason_names().map_err(|e| anyhow::anyhow!("{}: {e}", tool.name))?;
+    let reasons =
+        crate::core::drop_reason::names().map_err(|e| anyhow::anyhow!("{}: {e}", tool.name))?;
     let counters_ns = if o.no_counters {
         None
     } else {
@@ -117,14 +94,13 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         ))
     };
 
-    let mut obj = MaybeUninit::uninit();
-    let mut open = opened(tool.name, SkbdropSkelBuilder::default().open(&mut obj))?;
-    let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
-    crate::set_filters!(&mut *rodata, s.filters);
-    rodata.filter_ifname = ifname_bytes(o.interface.as_deref());
-    let mut skel = open.load().or_load_failed(tool.name)?;
-    skel.attach()
-        .map_err(|e| crate::core::bpf::attach_failed(tool.name, s.plan.attach, e))?;
+    let filters = s.filters.clone();
+    let skel = s.load::<SkbdropSkelBuilder>(|open, _plan| {
+        let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
+        crate::set_filters!(&mut *rodata, filters);
+        rodata.filter_ifname = ifname_bytes(o.interface.as_deref());
+        Ok(())
+    })?;
 
     let before = match &counters_ns {
         Some(Ok(src)) => Some(src.read()?),
@@ -218,10 +194,7 @@ fn print_drops(
     rows.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
 
     for ((reason, stack), count) in &rows {
-        let name = reasons
-            .get(reason)
-            .cloned()
-            .unwrap_or_else(|| format!("reason {reason}"));
+        let name = crate::core::drop_reason::name(&reasons, *reason);
         if out.format() == Format::Json {
             let stack_json = serde_json::Value::from(stack.clone()).to_string();
             out.record(&[
@@ -414,11 +387,11 @@ mod tests {
 
     #[test]
     fn reasons_come_from_btf() {
-        let Ok(names) = drop_reason_names() else {
+        let Ok(names) = crate::core::drop_reason::names() else {
             return;
         };
         assert!(names.values().any(|n| n == "NO_SOCKET"), "{names:?}");
-        assert!(names.values().all(|n| !n.starts_with(REASON_PREFIX)));
+        assert!(names.values().all(|n| !n.starts_with("SKB_DROP_REASON_")));
     }
 }
 
@@ -428,7 +401,11 @@ mod tests {
 /// in exporter mode, maps of common/export.bpf.h); reasons named from the kernel's BTF.
 pub mod export {
     use super::*;
-    use crate::exporter::sources::{Ctx, ExportMaps, Family, Loaded, Source, Unit};
+    crate::export_object!(OpenSkbdropSkel, SkbdropSkel);
+
+    use crate::core::export::{
+        self, Ctx, ExportMaps, ExportObject as _, Family, Loaded, Source, Unit,
+    };
 
     struct Drops {
         maps: ExportMaps,
@@ -438,10 +415,7 @@ pub mod export {
     impl Source for Drops {
         fn read(&self) -> anyhow::Result<Vec<Family>> {
             let c = self.maps.counts()?;
-            let name = |r: u32| {
-                let n = self.reasons.get(&r).cloned();
-                vec![("reason", n.unwrap_or_else(|| format!("reason {r}")))]
-            };
+            let name = |r: u32| vec![("reason", crate::core::drop_reason::name(&self.reasons, r))];
             Ok(vec![Family::Counter {
                 name: "netbpf_skb_drops",
                 help: "Packets (sk_buffs) the kernel dropped, by drop reason",
@@ -456,22 +430,13 @@ pub mod export {
     }
 
     pub fn load(ctx: &Ctx) -> anyhow::Result<Loaded> {
-        let plan = crate::exporter::sources::select(TOOL.name, TOOL.plans)?;
-        let reasons = drop_reason_names().map_err(|e| anyhow::anyhow!("{}: {e}", TOOL.name))?;
-        // The programs stay attached for the exporter's whole life: leak the object storage.
-        let obj = Box::leak(Box::new(MaybeUninit::uninit()));
-        let mut open = opened(TOOL.name, SkbdropSkelBuilder::default().open(obj))?;
-        crate::export_rodata!(open.maps.rodata_data.as_deref_mut().expect("rodata"), ctx);
-        ExportMaps::size(ctx, &mut open.maps.export_counts, &mut open.maps.export_hists)?;
-        let mut skel = open.load().or_load_failed(TOOL.name)?;
-        skel.attach()
-            .map_err(|e| crate::core::bpf::attach_failed(TOOL.name, plan.attach, e))?;
-        let maps = ExportMaps::new(
-            ctx,
-            &skel.maps.export_counts,
-            &skel.maps.export_hists,
-            &skel.maps.export_stats,
-        )?;
+        let reasons =
+            crate::core::drop_reason::names().map_err(|e| anyhow::anyhow!("{}: {e}", TOOL.name))?;
+        let (skel, plan) = export::load::<SkbdropSkelBuilder>(TOOL.name, TOOL.plans, |open, _| {
+            open.export_setup(ctx)?;
+            Ok(())
+        })?;
+        let maps = skel.export_maps(ctx)?;
         Ok(Loaded {
             source: Box::new(Drops { maps, reasons }),
             plan: plan.name.to_string(),

@@ -1,15 +1,12 @@
 //! skblife: sk_buff lifetimes, slab allocation to slab free, as a log2 histogram in nanoseconds.
 
 use std::ffi::OsString;
-use std::mem::MaybeUninit;
 use std::path::Path;
 
 use clap::Parser;
 use libbpf_rs::btf::{types::FuncProto, Btf, BtfType};
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags};
 
-use crate::core::bpf::{opened, LoadContext};
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::Common;
 use crate::core::hist::{print_log2, sum_percpu};
@@ -36,6 +33,8 @@ pub static TOOL: Tool = Tool {
     }],
     cli: <Opts as clap::CommandFactory>::command,
     run,
+    verify: crate::core::bpf::verify::<SkblifeSkelBuilder>,
+    export: None,
 };
 
 const EXAMPLES: &str = "\
@@ -106,41 +105,39 @@ fn fclone_cache_merged() -> bool {
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
-    let s = start(tool, &o.common)?;
+    let mut s = start(tool, &o.common)?;
     crate::tools::netsize::warn_missing_interface(
         tool.name,
         o.interface.as_deref(),
         o.common.netns.as_deref(),
     );
 
-    let mut obj = MaybeUninit::uninit();
-    let mut open = opened(tool.name, SkblifeSkelBuilder::default().open(&mut obj))?;
-    let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
-    crate::set_filters!(&mut *rodata, s.filters);
-    rodata.filter_ifname = ifname_bytes(o.interface.as_deref());
-    let filtering = s.filters.netns != 0 || o.interface.is_some();
-    rodata.filtering = filtering;
-    match alloc_skb_range() {
-        Some((start, end)) => {
-            rodata.alloc_skb_start = start;
-            rodata.alloc_skb_end = end;
+    let filters = s.filters.clone();
+    let filtering = filters.netns != 0 || o.interface.is_some();
+    let skel = s.load::<SkblifeSkelBuilder>(|open, _plan| {        let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
+        crate::set_filters!(&mut *rodata, filters);
+        rodata.filter_ifname = ifname_bytes(o.interface.as_deref());
+        rodata.filtering = filtering;
+        match alloc_skb_range() {
+            Some((start, end)) => {
+                rodata.alloc_skb_start = start;
+                rodata.alloc_skb_end = end;
+            }
+            None if fclone_cache_merged() => eprintln!(
+                "netbpf {}: __alloc_skb is not in /proc/kallsyms (kptr_restrict?): skbs of the merged \
+                 skbuff_fclone_cache (TCP's) will be missed",
+                tool.name
+            ),
+            None => {}
         }
-        None if fclone_cache_merged() => eprintln!(
-            "netbpf {}: __alloc_skb is not in /proc/kallsyms (kptr_restrict?): skbs of the merged \
-             skbuff_fclone_cache (TCP's) will be missed",
-            tool.name
-        ),
-        None => {}
-    }
-    if !filtering {
-        // Device hooks only tell where skbs went, for the filters.
-        open.progs.skblife_tx.set_autoload(false);
-        open.progs.skblife_nic_rx.set_autoload(false);
-        open.progs.skblife_rx.set_autoload(false);
-    }
-    let mut skel = open.load().or_load_failed(tool.name)?;
-    skel.attach()
-        .map_err(|e| crate::core::bpf::attach_failed(tool.name, s.plan.attach, e))?;
+        if !filtering {
+            // Device hooks only tell where skbs went, for the filters.
+            open.progs.skblife_tx.set_autoload(false);
+            open.progs.skblife_nic_rx.set_autoload(false);
+            open.progs.skblife_rx.set_autoload(false);
+        }
+        Ok(())
+    })?;
 
     announce("sk_buff lifetimes");
     s.run.wait();

@@ -2,13 +2,12 @@
 //! histograms of microseconds printed at exit.
 
 use std::ffi::OsString;
-use std::mem::MaybeUninit;
 
 use clap::Parser;
 
-use crate::core::bpf::{load, Pod};
+use crate::core::bpf::Pod;
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{PidFilter, Common};
+use crate::core::cli::{Common, PidFilter};
 use crate::core::hist::print_log2;
 use crate::core::output::{comm_str, Output, Value};
 use crate::tools::{announce, start, Tool};
@@ -34,6 +33,8 @@ pub static TOOL: Tool = Tool {
     }],
     cli: <Opts as clap::CommandFactory>::command,
     run,
+    verify: crate::core::bpf::verify::<So1stbyteSkelBuilder>,
+    export: None,
 };
 
 const EXAMPLES: &str = "\
@@ -67,19 +68,23 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let mut s = start(tool, &o.common)?;
     o.pid.apply(&mut s.filters);
 
-    let mut obj = MaybeUninit::uninit();
-    let skel = load(tool.name, s.plan.attach, So1stbyteSkelBuilder::default(), &mut obj, |open| {
+    let filters = s.filters.clone();
+    let skel = s.load::<So1stbyteSkelBuilder>(|open, _plan| {
         crate::set_filters!(
             open.maps.rodata_data.as_deref_mut().expect("rodata"),
-            s.filters
+            filters
         );
+        Ok(())
     })?;
 
     announce("connect() to first byte");
     s.run.wait();
     crate::core::run::report_full(
         tool.name,
-        skel.maps.bss_data.as_deref().map_or(0, |b| b.map_full_drops),
+        skel.maps
+            .bss_data
+            .as_deref()
+            .map_or(0, |b| b.map_full_drops),
     );
 
     let mut hists: Vec<(types::so1stbyte_key, types::hist)> =

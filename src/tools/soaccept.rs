@@ -1,13 +1,12 @@
 //! soaccept: each accept() on an IP socket, with the peer address and port and the result.
 
 use std::ffi::OsString;
-use std::mem::MaybeUninit;
 
 use clap::Parser;
 
-use crate::core::bpf::{load, read_event, Pod};
+use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{PidFilter, Common};
+use crate::core::cli::{Common, PidFilter};
 use crate::core::errno;
 use crate::core::output::{comm_str, Column, Format, Output, Value};
 use crate::tools::{announce, start, Tool};
@@ -32,6 +31,8 @@ pub static TOOL: Tool = Tool {
     }],
     cli: <Opts as clap::CommandFactory>::command,
     run,
+    verify: crate::core::bpf::verify::<SoacceptSkelBuilder>,
+    export: None,
 };
 
 const EXAMPLES: &str = "\
@@ -58,9 +59,13 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let mut s = start(tool, &o.common)?;
     o.pid.apply(&mut s.filters);
 
-    let mut obj = MaybeUninit::uninit();
-    let skel = load(tool.name, s.plan.attach, SoacceptSkelBuilder::default(), &mut obj, |open| {
-        crate::set_filters!(open.maps.rodata_data.as_deref_mut().expect("rodata"), s.filters);
+    let filters = s.filters.clone();
+    let skel = s.load::<SoacceptSkelBuilder>(|open, _plan| {
+        crate::set_filters!(
+            open.maps.rodata_data.as_deref_mut().expect("rodata"),
+            filters
+        );
+        Ok(())
     })?;
 
     let mut out = Output::new(
@@ -76,11 +81,17 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
             Column::json("ret"),
         ],
     );
-    let none = if o.common.format() == Format::Json { Value::Json("null") } else { Value::Str("-") };
+    let none = if o.common.format() == Format::Json {
+        Value::Json("null")
+    } else {
+        Value::Str("-")
+    };
     out.header();
     announce("IP accept()s");
     s.run.stream(&skel.maps.events, &mut out, |data, out| {
-        let Some(e) = read_event::<types::soaccept_event>(data) else { return };
+        let Some(e) = read_event::<types::soaccept_event>(data) else {
+            return;
+        };
         let t = tuple_of!(e.tuple);
         let comm = comm_str(&e.comm);
         let result = errno::result(if e.ret >= 0 { 0 } else { e.ret.into() });
@@ -97,6 +108,9 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         ]);
     })?;
     crate::core::run::report_missed(tool.name, libbpf_rs::skel::Skel::object(&skel));
-    crate::core::run::report_lost(tool.name, skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events));
+    crate::core::run::report_lost(
+        tool.name,
+        skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events),
+    );
     Ok(())
 }

@@ -2,14 +2,13 @@
 //! exit.
 
 use std::ffi::OsString;
-use std::mem::MaybeUninit;
 
 use clap::Parser;
 use libbpf_rs::skel::OpenSkel as _;
 
-use crate::core::bpf::{load, Pod};
+use crate::core::bpf::Pod;
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{PidFilter, Common};
+use crate::core::cli::{Common, PidFilter};
 use crate::core::output::{comm_str, Format, Output, Value};
 use crate::tools::{announce, sockmsg, start, Tool};
 
@@ -48,6 +47,8 @@ pub static TOOL: Tool = Tool {
     ],
     cli: <Opts as clap::CommandFactory>::command,
     run,
+    verify: sockmsg::verify::<SocketioSkelBuilder>,
+    export: None,
 };
 
 const EXAMPLES: &str = "\
@@ -81,29 +82,24 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let mut s = start(tool, &o.common)?;
     o.pid.apply(&mut s.filters);
 
-    let tp = s.plan.name == "tp_btf";
-    let mut obj = MaybeUninit::uninit();
-    let skel = load(
-        tool.name,
-        s.plan.attach,
-        SocketioSkelBuilder::default(),
-        &mut obj,
-        |open| {
-            crate::set_filters!(
-                open.maps.rodata_data.as_deref_mut().expect("rodata"),
-                s.filters
-            );
-            open.progs.socketio_send.set_autoload(tp);
-            open.progs.socketio_recv.set_autoload(tp);
-            sockmsg::autoload(open.open_object_mut(), s.plan);
-        },
-    )?;
+    let filters = s.filters.clone();
+    let skel = s.load::<SocketioSkelBuilder>(|open, plan| {
+        crate::set_filters!(
+            open.maps.rodata_data.as_deref_mut().expect("rodata"),
+            filters
+        );
+        sockmsg::autoload(open.open_object_mut(), plan);
+        Ok(())
+    })?;
 
     announce("socket I/O");
     s.run.wait();
     crate::core::run::report_full(
         tool.name,
-        skel.maps.bss_data.as_deref().map_or(0, |b| b.map_full_drops),
+        skel.maps
+            .bss_data
+            .as_deref()
+            .map_or(0, |b| b.map_full_drops),
     );
 
     let mut rows: Vec<(types::socketio_key, u64)> = crate::core::maps::entries(&skel.maps.io)?;

@@ -61,11 +61,7 @@ pub fn autoload(obj: &mut OpenObject, plan: &Plan) {
     } else {
         None
     };
-    let btf = libbpf_rs::btf::Btf::from_vmlinux().ok();
-    let has = |f: &str| {
-        btf.as_ref()
-            .is_some_and(|b| b.type_by_name::<libbpf_rs::btf::types::Func>(f).is_some())
-    };
+    let has = |f: &str| require_func(f).is_ok();
     let prefix = match hook {
         Some(Hook::Fentry) => "sockmsg_fx_",
         Some(Hook::Kprobe) => "sockmsg_kp_",
@@ -79,8 +75,22 @@ pub fn autoload(obj: &mut OpenObject, plan: &Plan) {
         let section = prog.section().to_string_lossy().into_owned();
         let present = target(&section).is_some_and(has);
         let needed = !name.contains("_lsm_") || !has("__sock_sendmsg");
-        prog.set_autoload(name.starts_with(prefix) && present && needed);
+        // The plan chose the hook type (core::bpf::autoload_by_plan); leave out the rest.
+        let keep = prog.autoload() && name.starts_with(prefix) && present && needed;
+        prog.set_autoload(keep);
     }
+}
+
+/// `Tool::verify` of a tool whose fentry and kprobe plans are these programs.
+pub fn verify<B>(tool: &'static str, plan: &'static Plan) -> Result<(), String>
+where
+    B: libbpf_rs::skel::SkelBuilder<'static> + Default,
+{
+    use libbpf_rs::skel::OpenSkel as _;
+    crate::core::bpf::verify_with::<B>(tool, plan, |open, plan| {
+        autoload(open.open_object_mut(), plan);
+        Ok(())
+    })
 }
 
 #[cfg(test)]

@@ -1,14 +1,13 @@
 //! socksize: per-process log2 histograms of socket read and write sizes, printed at exit.
 
 use std::ffi::OsString;
-use std::mem::MaybeUninit;
 
 use clap::Parser;
 use libbpf_rs::skel::OpenSkel as _;
 
-use crate::core::bpf::{load, Pod};
+use crate::core::bpf::Pod;
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{PidFilter, Common};
+use crate::core::cli::{Common, PidFilter};
 use crate::core::hist::print_log2;
 use crate::core::output::{comm_str, Output, Value};
 use crate::tools::{announce, sockmsg, start, Tool};
@@ -49,6 +48,11 @@ pub static TOOL: Tool = Tool {
     ],
     cli: <Opts as clap::CommandFactory>::command,
     run,
+    verify: sockmsg::verify::<SocksizeSkelBuilder>,
+    export: Some(crate::core::export::Export {
+        order: 8,
+        load: export::load,
+    }),
 };
 
 const EXAMPLES: &str = "\
@@ -80,29 +84,24 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let mut s = start(tool, &o.common)?;
     o.pid.apply(&mut s.filters);
 
-    let tp = s.plan.name == "tp_btf";
-    let mut obj = MaybeUninit::uninit();
-    let skel = load(
-        tool.name,
-        s.plan.attach,
-        SocksizeSkelBuilder::default(),
-        &mut obj,
-        |open| {
-            crate::set_filters!(
-                open.maps.rodata_data.as_deref_mut().expect("rodata"),
-                s.filters
-            );
-            open.progs.socksize_send.set_autoload(tp);
-            open.progs.socksize_recv.set_autoload(tp);
-            sockmsg::autoload(open.open_object_mut(), s.plan);
-        },
-    )?;
+    let filters = s.filters.clone();
+    let skel = s.load::<SocksizeSkelBuilder>(|open, plan| {
+        crate::set_filters!(
+            open.maps.rodata_data.as_deref_mut().expect("rodata"),
+            filters
+        );
+        sockmsg::autoload(open.open_object_mut(), plan);
+        Ok(())
+    })?;
 
     announce("socket I/O sizes");
     s.run.wait();
     crate::core::run::report_full(
         tool.name,
-        skel.maps.bss_data.as_deref().map_or(0, |b| b.map_full_drops),
+        skel.maps
+            .bss_data
+            .as_deref()
+            .map_or(0, |b| b.map_full_drops),
     );
 
     let mut hists: Vec<(types::socksize_key, types::hist)> =
@@ -134,10 +133,11 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
 /// process (socksize.bpf.c in exporter mode, maps of common/export.bpf.h).
 pub mod export {
     use super::*;
-    use crate::core::bpf::{opened, LoadContext as _};
-    use libbpf_rs::skel::{Skel as _, SkelBuilder as _};
-    use crate::exporter::sources::{
-        Buckets, Ctx, ExportMaps, Family, Loaded, Scale, Source, Unit,
+
+    crate::export_object!(OpenSocksizeSkel, SocksizeSkel);
+
+    use crate::core::export::{
+        self, Buckets, Ctx, ExportMaps, ExportObject as _, Family, Loaded, Scale, Source, Unit,
     };
 
     /// 1 byte to 2^27-1 (128 MiB); exact integer bounds.
@@ -171,25 +171,13 @@ pub mod export {
     }
 
     pub fn load(ctx: &Ctx) -> anyhow::Result<Loaded> {
-        let plan = crate::exporter::sources::select(TOOL.name, TOOL.plans)?;
-        // The programs stay attached for the exporter's whole life: leak the object storage.
-        let obj = Box::leak(Box::new(MaybeUninit::uninit()));
-        let mut open = opened(TOOL.name, SocksizeSkelBuilder::default().open(obj))?;
-        crate::export_rodata!(open.maps.rodata_data.as_deref_mut().expect("rodata"), ctx);
-        let tp = plan.name == "tp_btf";
-        open.progs.socksize_send.set_autoload(tp);
-        open.progs.socksize_recv.set_autoload(tp);
-        sockmsg::autoload(open.open_object_mut(), plan);
-        ExportMaps::size(ctx, &mut open.maps.export_counts, &mut open.maps.export_hists)?;
-        let mut skel = open.load().or_load_failed(TOOL.name)?;
-        skel.attach()
-            .map_err(|e| crate::core::bpf::attach_failed(TOOL.name, plan.attach, e))?;
-        let maps = ExportMaps::new(
-            ctx,
-            &skel.maps.export_counts,
-            &skel.maps.export_hists,
-            &skel.maps.export_stats,
-        )?;
+        let (skel, plan) =
+            export::load::<SocksizeSkelBuilder>(TOOL.name, TOOL.plans, |open, plan| {
+                open.export_setup(ctx)?;
+                sockmsg::autoload(open.open_object_mut(), plan);
+                Ok(())
+            })?;
+        let maps = skel.export_maps(ctx)?;
         Ok(Loaded {
             source: Box::new(Sizes(maps)),
             plan: plan.name.to_string(),

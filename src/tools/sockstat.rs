@@ -1,15 +1,13 @@
 //! sockstat: socket syscalls and socket I/O per interval, counted in the kernel.
 
 use std::ffi::OsString;
-use std::mem::MaybeUninit;
 use std::time::Duration;
 
 use clap::Parser;
 use libbpf_rs::skel::OpenSkel as _;
 
-use crate::core::bpf::load;
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{PidFilter, Common, Interval};
+use crate::core::cli::{Common, Interval, PidFilter};
 use crate::core::output::{Output, Value};
 use crate::core::time::hms_now;
 use crate::tools::{announce, sockmsg, start, Tool};
@@ -27,24 +25,38 @@ pub static TOOL: Tool = Tool {
         Plan {
             name: "tracepoint",
             needs: &[Hook::Tracepoint],
-            attach: "syscalls/sys_enter_{accept*,connect,bind,socket*} + sock/sock_{send,recv}_length",
+            attach:
+                "syscalls/sys_enter_{accept*,connect,bind,socket*} + sock/sock_{send,recv}_length",
             check: Some(sockmsg::length_tracepoints),
         },
         Plan {
             name: "fentry",
             needs: &[Hook::Fentry, Hook::Tracepoint],
-            attach: concat!("syscalls/sys_enter_{accept*,connect,bind,socket*} + ", crate::sockmsg_fentry_hooks!()),
+            attach: concat!(
+                "syscalls/sys_enter_{accept*,connect,bind,socket*} + ",
+                crate::sockmsg_fentry_hooks!()
+            ),
             check: Some(sockmsg::required),
         },
         Plan {
             name: "kprobe",
             needs: &[Hook::Kprobe, Hook::Tracepoint],
-            attach: concat!("syscalls/sys_enter_{accept*,connect,bind,socket*} + ", crate::sockmsg_kprobe_hooks!()),
+            attach: concat!(
+                "syscalls/sys_enter_{accept*,connect,bind,socket*} + ",
+                crate::sockmsg_kprobe_hooks!()
+            ),
             check: Some(sockmsg::required),
         },
     ],
     cli: <Opts as clap::CommandFactory>::command,
     run,
+    verify: |tool, plan| {
+        crate::core::bpf::verify_with::<SockstatSkelBuilder>(tool, plan, |open, plan| {
+            configure(open, plan);
+            Ok(())
+        })
+    },
+    export: None,
 };
 
 /// Below this, INTERVAL would print lines faster than anyone reads them.
@@ -87,12 +99,25 @@ const SYSCALLS: [(&str, &str); 6] = [
 ];
 
 /// Labels of the send and recv counters: the hook that counted them.
-fn io_labels(plan: &str) -> [&'static str; 2] {
-    match plan {
-        "tracepoint" => ["tracepoint:sock:sock_send_length", "tracepoint:sock:sock_recv_length"],
-        "fentry" => ["fentry:sock_sendmsg", "fentry:sock_recvmsg"],
-        _ => ["kprobe:sock_sendmsg", "kprobe:sock_recvmsg"],
+fn io_labels(plan: &Plan) -> [&'static str; 2] {
+    if plan.uses(Hook::Fentry) {
+        ["fentry:sock_sendmsg", "fentry:sock_recvmsg"]
+    } else if plan.uses(Hook::Kprobe) {
+        ["kprobe:sock_sendmsg", "kprobe:sock_recvmsg"]
+    } else {
+        [
+            "tracepoint:sock:sock_send_length",
+            "tracepoint:sock:sock_recv_length",
+        ]
     }
+}
+
+/// The length tracepoints' programs, for the plan without function hooks.
+fn configure(open: &mut OpenSockstatSkel<'static>, plan: &Plan) {
+    let tracepoints = !plan.uses(Hook::Fentry) && !plan.uses(Hook::Kprobe);
+    open.progs.sockstat_send_tp.set_autoload(tracepoints);
+    open.progs.sockstat_recv_tp.set_autoload(tracepoints);
+    sockmsg::autoload(open.open_object_mut(), plan);
 }
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
@@ -108,36 +133,56 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let mut s = start(tool, &o.common)?;
     o.pid.apply(&mut s.filters);
 
-    let plan = s.plan.name;
-    let mut obj = MaybeUninit::uninit();
-    let skel = load(tool.name, s.plan.attach, SockstatSkelBuilder::default(), &mut obj, |open| {
-        crate::set_filters!(open.maps.rodata_data.as_deref_mut().expect("rodata"), s.filters);
-        open.progs.sockstat_send_tp.set_autoload(plan == "tracepoint");
-        open.progs.sockstat_recv_tp.set_autoload(plan == "tracepoint");
-        sockmsg::autoload(open.open_object_mut(), s.plan);
+    let filters = s.filters.clone();
+    let skel = s.load::<SockstatSkelBuilder>(|open, plan| {
+        crate::set_filters!(
+            open.maps.rodata_data.as_deref_mut().expect("rodata"),
+            filters
+        );
+        configure(open, plan);
+        Ok(())
     })?;
 
-    let [send_label, recv_label] = io_labels(plan);
-    let labels: Vec<(&str, &str)> =
-        SYSCALLS.iter().copied().chain([("send", send_label), ("recv", recv_label)]).collect();
+    let [send_label, recv_label] = io_labels(s.plan);
+    let labels: Vec<(&str, &str)> = SYSCALLS
+        .iter()
+        .copied()
+        .chain([("send", send_label), ("recv", recv_label)])
+        .collect();
     let json = o.common.json;
     let mut out = Output::new(o.common.format(), Vec::new());
-    announce(&format!("socket syscalls and I/O, output every {} s", every.as_secs_f64()));
+    announce(&format!(
+        "socket syscalls and I/O, output every {} s",
+        every.as_secs_f64()
+    ));
     let mut last = vec![0u64; labels.len()];
     s.run.every(every, o.interval.count, || {
         let totals = read_totals(&skel, labels.len())?;
-        let delta: Vec<u64> = totals.iter().zip(&last).map(|(t, l)| t.wrapping_sub(*l)).collect();
+        let delta: Vec<u64> = totals
+            .iter()
+            .zip(&last)
+            .map(|(t, l)| t.wrapping_sub(*l))
+            .collect();
         last = totals;
         let time = hms_now();
         if json {
             let mut fields: Vec<(&str, Value)> = vec![("time", Value::Str(&time))];
-            fields.extend(labels.iter().zip(&delta).map(|((key, _), n)| (*key, Value::U64(*n))));
+            fields.extend(
+                labels
+                    .iter()
+                    .zip(&delta)
+                    .map(|((key, _), n)| (*key, Value::U64(*n))),
+            );
             out.record(&fields);
         } else {
             out.text(&time);
             // bpftrace prints a map's entries in increasing order of value, and only those set.
-            let mut rows: Vec<(u64, &str)> =
-                labels.iter().zip(&delta).filter(|(_, n)| **n > 0).map(|((_, l), n)| (*n, *l)).collect();
+            let mut rows: Vec<(u64, &str)> = labels
+                .iter()
+                .zip(&delta)
+                .filter(|(_, n)| **n > 0)
+                .map(|((_, l), n)| (*n, *l))
+                .collect();
             rows.sort();
             for (n, label) in rows {
                 out.text(&format!("@[{label}]: {n}"));

@@ -1,14 +1,13 @@
 //! soconnect: each connect() to an IP address, with address, port, latency and result.
 
 use std::ffi::OsString;
-use std::mem::MaybeUninit;
 
 use clap::Parser;
 
 use crate::core::addr::ip;
-use crate::core::bpf::{load, read_event, Pod};
+use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{PidFilter, Common};
+use crate::core::cli::{Common, PidFilter};
 use crate::core::errno;
 use crate::core::output::{comm_str, Column, Output, Value};
 use crate::core::proto::ipproto_name;
@@ -33,6 +32,8 @@ pub static TOOL: Tool = Tool {
     }],
     cli: <Opts as clap::CommandFactory>::command,
     run,
+    verify: crate::core::bpf::verify::<SoconnectSkelBuilder>,
+    export: None,
 };
 
 const EXAMPLES: &str = "\
@@ -60,9 +61,13 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let mut s = start(tool, &o.common)?;
     o.pid.apply(&mut s.filters);
 
-    let mut obj = MaybeUninit::uninit();
-    let skel = load(tool.name, s.plan.attach, SoconnectSkelBuilder::default(), &mut obj, |open| {
-        crate::set_filters!(open.maps.rodata_data.as_deref_mut().expect("rodata"), s.filters);
+    let filters = s.filters.clone();
+    let skel = s.load::<SoconnectSkelBuilder>(|open, _plan| {
+        crate::set_filters!(
+            open.maps.rodata_data.as_deref_mut().expect("rodata"),
+            filters
+        );
+        Ok(())
     })?;
 
     let mut out = Output::new(
@@ -82,10 +87,13 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     out.header();
     announce("IP connect()s");
     s.run.stream(&skel.maps.events, &mut out, |data, out| {
-        let Some(e) = read_event::<types::soconnect_event>(data) else { return };
+        let Some(e) = read_event::<types::soconnect_event>(data) else {
+            return;
+        };
         let comm = comm_str(&e.comm);
         let result = errno::result(e.ret.into());
-        let protocol = ipproto_name(e.protocol).map_or_else(|| e.protocol.to_string(), str::to_string);
+        let protocol =
+            ipproto_name(e.protocol).map_or_else(|| e.protocol.to_string(), str::to_string);
         out.row(&[
             Value::U64(e.pid.into()),
             Value::Str(&comm),
@@ -99,6 +107,9 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         ]);
     })?;
     crate::core::run::report_missed(tool.name, libbpf_rs::skel::Skel::object(&skel));
-    crate::core::run::report_lost(tool.name, skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events));
+    crate::core::run::report_lost(
+        tool.name,
+        skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events),
+    );
     Ok(())
 }

@@ -3,14 +3,13 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::mem::MaybeUninit;
 
 use clap::Parser;
 use libbpf_rs::{MapCore, MapFlags};
 
-use crate::core::bpf::{load, read_event, Pod};
+use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{PidFilter, Common};
+use crate::core::cli::{Common, PidFilter};
 use crate::core::hist::print_log2;
 use crate::core::output::{comm_str, json_string, Format, Output, Value};
 use crate::core::symbols::{Symbols, UserFrame};
@@ -38,6 +37,8 @@ pub static TOOL: Tool = Tool {
     }],
     cli: <Opts as clap::CommandFactory>::command,
     run,
+    verify: crate::core::bpf::verify::<SoconnlatSkelBuilder>,
+    export: None,
 };
 
 const EXAMPLES: &str = "\
@@ -113,12 +114,13 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let mut s = start(tool, &o.common)?;
     o.pid.apply(&mut s.filters);
 
-    let mut obj = MaybeUninit::uninit();
-    let skel = load(tool.name, s.plan.attach, SoconnlatSkelBuilder::default(), &mut obj, |open| {
+    let filters = s.filters.clone();
+    let skel = s.load::<SoconnlatSkelBuilder>(|open, _plan| {
         crate::set_filters!(
             open.maps.rodata_data.as_deref_mut().expect("rodata"),
-            s.filters
+            filters
         );
+        Ok(())
     })?;
 
     let mut stacks = Stacks {
@@ -136,7 +138,10 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     })?;
     crate::core::run::report_full(
         tool.name,
-        skel.maps.bss_data.as_deref().map_or(0, |b| b.map_full_drops),
+        skel.maps
+            .bss_data
+            .as_deref()
+            .map_or(0, |b| b.map_full_drops),
     );
     crate::core::run::report_missed(tool.name, libbpf_rs::skel::Skel::object(&skel));
     crate::core::run::report_lost(

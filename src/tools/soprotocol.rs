@@ -1,14 +1,13 @@
 //! soprotocol: connect() and accept() counts by process and transport protocol, printed at exit.
 
 use std::ffi::OsString;
-use std::mem::MaybeUninit;
 
 use clap::Parser;
 
 use crate::core::addr::{AF_INET, AF_INET6};
-use crate::core::bpf::{load, Pod};
+use crate::core::bpf::Pod;
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{PidFilter, Common};
+use crate::core::cli::{Common, PidFilter};
 use crate::core::output::{comm_str, Column, Format, Output, Value};
 use crate::core::proto::{family_str, ipproto_name};
 use crate::tools::sofamily::{print_maps, CALLS};
@@ -33,6 +32,8 @@ pub static TOOL: Tool = Tool {
     }],
     cli: <Opts as clap::CommandFactory>::command,
     run,
+    verify: crate::core::bpf::verify::<SoprotocolSkelBuilder>,
+    export: None,
 };
 
 const EXAMPLES: &str = "\
@@ -72,50 +73,70 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let mut s = start(tool, &o.common)?;
     o.pid.apply(&mut s.filters);
 
-    let mut obj = MaybeUninit::uninit();
-    let skel = load(tool.name, s.plan.attach, SoprotocolSkelBuilder::default(), &mut obj, |open| {
-        crate::set_filters!(open.maps.rodata_data.as_deref_mut().expect("rodata"), s.filters);
+    let filters = s.filters.clone();
+    let skel = s.load::<SoprotocolSkelBuilder>(|open, _plan| {
+        crate::set_filters!(
+            open.maps.rodata_data.as_deref_mut().expect("rodata"),
+            filters
+        );
+        Ok(())
     })?;
 
     announce("connect() and accept() protocols, counting");
     s.run.wait();
     crate::core::run::report_full(
         tool.name,
-        skel.maps.bss_data.as_deref().map_or(0, |b| b.map_full_drops),
+        skel.maps
+            .bss_data
+            .as_deref()
+            .map_or(0, |b| b.map_full_drops),
     );
 
-    let mut rows: Vec<Row> = crate::core::maps::entries::<types::soprotocol_key, u64>(&skel.maps.counts)?
-        .into_iter()
-        .map(|(k, count)| Row {
-            call: k.call,
-            comm: comm_str(&k.comm),
-            family: k.family,
-            protocol: k.protocol,
-            kproto: comm_str(&k.kproto),
-            count,
-        })
-        .collect();
+    let mut rows: Vec<Row> =
+        crate::core::maps::entries::<types::soprotocol_key, u64>(&skel.maps.counts)?
+            .into_iter()
+            .map(|(k, count)| Row {
+                call: k.call,
+                comm: comm_str(&k.comm),
+                family: k.family,
+                protocol: k.protocol,
+                kproto: comm_str(&k.kproto),
+                count,
+            })
+            .collect();
     if o.common.format() != Format::Json {
         // The book's bpftrace map, with accept() apart: @accept[COMM, PROTO, NAME, KPROTO]: N
         // and @connect[...].
         let mut out = Output::new(o.common.format(), Vec::new());
         let lines = rows.iter().map(|r| {
             let name = protocol_name(r.family, r.protocol);
-            (r.call, r.count, format!("{}, {}, {name}, {}", r.comm, r.protocol, r.kproto))
+            (
+                r.call,
+                r.count,
+                format!("{}, {}, {name}, {}", r.comm, r.protocol, r.kproto),
+            )
         });
         print_maps(&mut out, lines);
         return Ok(());
     }
     // connect before accept; most frequent first.
     rows.sort_by(|a, b| {
-        (a.call, std::cmp::Reverse(a.count), &a.comm, a.family, a.protocol, &a.kproto).cmp(&(
-            b.call,
-            std::cmp::Reverse(b.count),
-            &b.comm,
-            b.family,
-            b.protocol,
-            &b.kproto,
-        ))
+        (
+            a.call,
+            std::cmp::Reverse(a.count),
+            &a.comm,
+            a.family,
+            a.protocol,
+            &a.kproto,
+        )
+            .cmp(&(
+                b.call,
+                std::cmp::Reverse(b.count),
+                &b.comm,
+                b.family,
+                b.protocol,
+                &b.kproto,
+            ))
     });
     let mut out = Output::new(
         o.common.format(),

@@ -2,14 +2,13 @@
 //! and one line per receive-buffer overflow.
 
 use std::ffi::OsString;
-use std::mem::MaybeUninit;
 
 use clap::Parser;
 
 use crate::core::addr::{AF_INET, AF_INET6};
-use crate::core::bpf::{load, read_event, Pod};
+use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{PidFilter, Common};
+use crate::core::cli::{Common, PidFilter};
 use crate::core::hist::print_log2;
 use crate::core::output::{comm_str, Format, Output, Value};
 use crate::core::time::Clock;
@@ -63,6 +62,13 @@ pub static TOOL: Tool = Tool {
     ],
     cli: <Opts as clap::CommandFactory>::command,
     run,
+    verify: |tool, plan| {
+        crate::core::bpf::verify_with::<SormemSkelBuilder>(tool, plan, |open, plan| {
+            configure(open, plan);
+            Ok(())
+        })
+    },
+    export: None,
 };
 
 fn sock_recvmsg() -> Result<(), String> {
@@ -102,47 +108,42 @@ struct Opts {
     common: Common,
 }
 
+/// Leaves out the programs on functions older kernels may lack: recvmmsg's no-LSM path is 5.5+
+/// (before, every message went through sock_recvmsg); without __udp_enqueue_schedule_skb, IPv6
+/// UDP drops come from the tracepoint where the kernel fires it (6.4+).
+fn configure(open: &mut OpenSormemSkel<'static>, plan: &Plan) {
+    let mmsg = func("____sys_recvmsg");
+    let udp6 =
+        (plan.uses(Hook::Fentry) || plan.uses(Hook::Kprobe)) && func("__udp_enqueue_schedule_skb");
+    open.maps
+        .rodata_data
+        .as_deref_mut()
+        .expect("rodata")
+        .udp6_drops_by_return = udp6;
+    let p = &mut open.progs;
+    if !mmsg {
+        p.sormem_fentry_mmsg.set_autoload(false);
+        p.sormem_kprobe_mmsg.set_autoload(false);
+    }
+    if !udp6 {
+        p.sormem_fexit_udp_enqueue.set_autoload(false);
+        p.sormem_kprobe_udp_enqueue.set_autoload(false);
+        p.sormem_kretprobe_udp_enqueue.set_autoload(false);
+    }
+}
+
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let mut s = start(tool, &o.common)?;
     o.pid.apply(&mut s.filters);
 
-    let plan = s.plan.name;
-    let (fentry, kprobe) = (plan == "fentry", plan == "kprobe");
-    // Functions older kernels may lack: recvmmsg's no-LSM path is 5.5+ (before, every message
-    // went through sock_recvmsg); without __udp_enqueue_schedule_skb, IPv6 UDP drops come from
-    // the tracepoint where the kernel fires it (6.4+).
-    let mmsg = func("____sys_recvmsg");
-    let udp6 = (fentry || kprobe) && func("__udp_enqueue_schedule_skb");
-    let mut obj = MaybeUninit::uninit();
-    let skel = load(
-        tool.name,
-        s.plan.attach,
-        SormemSkelBuilder::default(),
-        &mut obj,
-        |open| {
-            let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
-            crate::set_filters!(&mut *rodata, s.filters);
-            rodata.udp6_drops_by_return = udp6;
-            let p = &mut open.progs;
-            p.sormem_fentry_recvmsg.set_autoload(fentry);
-            p.sormem_fentry_mmsg.set_autoload(fentry && mmsg);
-            p.sormem_fexit_udp_enqueue.set_autoload(fentry && udp6);
-            p.sormem_kprobe_recvmsg.set_autoload(kprobe);
-            p.sormem_kprobe_mmsg.set_autoload(kprobe && mmsg);
-            p.sormem_kprobe_udp_enqueue.set_autoload(kprobe && udp6);
-            p.sormem_kretprobe_udp_enqueue.set_autoload(kprobe && udp6);
-            for p in [
-                &mut p.sormem_enter_read,
-                &mut p.sormem_enter_readv,
-                &mut p.sormem_enter_recvfrom,
-                &mut p.sormem_enter_recvmsg,
-                &mut p.sormem_enter_recvmmsg,
-            ] {
-                p.set_autoload(plan == "tracepoint");
-            }
-        },
-    )?;
+    let filters = s.filters.clone();
+    let skel = s.load::<SormemSkelBuilder>(|open, plan| {
+        let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
+        crate::set_filters!(&mut *rodata, filters);
+        configure(open, plan);
+        Ok(())
+    })?;
 
     let mut out = Output::new(o.common.format(), Vec::new());
     announce("socket receive buffers");
@@ -154,7 +155,10 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     })?;
     crate::core::run::report_full(
         tool.name,
-        skel.maps.bss_data.as_deref().map_or(0, |b| b.map_full_drops),
+        skel.maps
+            .bss_data
+            .as_deref()
+            .map_or(0, |b| b.map_full_drops),
     );
     crate::core::run::report_missed(tool.name, libbpf_rs::skel::Skel::object(&skel));
     crate::core::run::report_lost(

@@ -1,13 +1,11 @@
 //! superping: ICMP and ICMPv6 echo round-trip times measured in the kernel's network stack.
 
 use std::ffi::OsString;
-use std::mem::MaybeUninit;
 
 use clap::Parser;
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 
 use crate::core::addr::{ip, ip_version};
-use crate::core::bpf::{opened, read_event, LoadContext, Pod};
+use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{Common, Family};
 use crate::core::output::{comm_str, Column, Format, Output, Value};
@@ -33,6 +31,8 @@ pub static TOOL: Tool = Tool {
     }],
     cli: <Opts as clap::CommandFactory>::command,
     run,
+    verify: crate::core::bpf::verify::<SuperpingSkelBuilder>,
+    export: None,
 };
 
 const EXAMPLES: &str = "\
@@ -70,15 +70,14 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let mut s = start(tool, &o.common)?;
     s.filters.family = o.family.af();
 
-    let mut obj = MaybeUninit::uninit();
-    let mut open = opened(tool.name, SuperpingSkelBuilder::default().open(&mut obj))?;
-    crate::set_filters!(
-        open.maps.rodata_data.as_deref_mut().expect("rodata"),
-        s.filters
-    );
-    let mut skel = open.load().or_load_failed(tool.name)?;
-    skel.attach()
-        .map_err(|e| crate::core::bpf::attach_failed(tool.name, s.plan.attach, e))?;
+    let filters = s.filters.clone();
+    let skel = s.load::<SuperpingSkelBuilder>(|open, _plan| {
+        crate::set_filters!(
+            open.maps.rodata_data.as_deref_mut().expect("rodata"),
+            filters
+        );
+        Ok(())
+    })?;
 
     let format = o.common.format();
     let mut out = Output::new(format, json_columns());

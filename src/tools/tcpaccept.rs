@@ -1,12 +1,11 @@
 //! tcpaccept: passive TCP connections (accept()), with the accepting process and the backlog.
 
 use std::ffi::OsString;
-use std::mem::MaybeUninit;
 
 use clap::Parser;
 
 use crate::core::addr::ip_version;
-use crate::core::bpf::{load, read_event, Pod};
+use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{parse_pid, parse_port_list, Common, Family, Filters, Ports, Timestamps};
 use crate::core::output::{comm_str, Column, Output, Value};
@@ -28,7 +27,12 @@ pub static TOOL: Tool = Tool {
     // inet_csk_accept() returns every accepted TCP connection, io_uring's included; the
     // syscall tracepoints see accept(2) and accept4(2) only.
     plans: &[
-        Plan { name: "fexit", needs: &[Hook::Fentry], attach: "fexit/inet_csk_accept", check: None },
+        Plan {
+            name: "fexit",
+            needs: &[Hook::Fentry],
+            attach: "fexit/inet_csk_accept",
+            check: None,
+        },
         Plan {
             name: "kprobe",
             needs: &[Hook::Kprobe],
@@ -44,6 +48,8 @@ pub static TOOL: Tool = Tool {
     ],
     cli: <Opts as clap::CommandFactory>::command,
     run,
+    verify: crate::core::bpf::verify::<TcpacceptSkelBuilder>,
+    export: None,
 };
 
 const EXAMPLES: &str = "\
@@ -58,7 +64,6 @@ BL is the listen queue when accept() took the connection: queued connections (th
 included) / the listener's backlog limit.
 With the tracepoint plan (kernels without fentry and kprobes), connections accepted through
 io_uring do not pass through accept(2) and are not seen; `netbpf list -v` shows the plan.";
-
 
 #[derive(Parser, Debug)]
 #[command(name = "tcpaccept", about = "Trace passive TCP connections (accept())", after_help = EXAMPLES)]
@@ -101,17 +106,13 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     s.filters.family = o.family.af();
     s.filters.lports = Filters::ports(o.ports.as_deref().unwrap_or_default());
 
-    let mut obj = MaybeUninit::uninit();
-    let skel = load(tool.name, s.plan.attach, TcpacceptSkelBuilder::default(), &mut obj, |open| {
-        crate::set_filters!(open.maps.rodata_data.as_deref_mut().expect("rodata"), s.filters);
-        let p = &mut open.progs;
-        let plan = s.plan.name;
-        p.tcpaccept_fexit.set_autoload(plan == "fexit");
-        p.tcpaccept_kprobe.set_autoload(plan == "kprobe");
-        p.tcpaccept_kretprobe.set_autoload(plan == "kprobe");
-        for tp in [&mut p.tcpaccept_enter, &mut p.tcpaccept_enter4, &mut p.tcpaccept_exit, &mut p.tcpaccept_exit4] {
-            tp.set_autoload(plan == "tracepoint");
-        }
+    let filters = s.filters.clone();
+    let skel = s.load::<TcpacceptSkelBuilder>(|open, _plan| {
+        crate::set_filters!(
+            open.maps.rodata_data.as_deref_mut().expect("rodata"),
+            filters
+        );
+        Ok(())
     })?;
 
     let mut out = Output::new(o.common.format(), columns(&o));
@@ -119,7 +120,9 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     announce("accept()s");
     let clock = Clock::start();
     s.run.stream(&skel.maps.events, &mut out, |data, out| {
-        let Some(e) = read_event::<types::tcpaccept_event>(data) else { return };
+        let Some(e) = read_event::<types::tcpaccept_event>(data) else {
+            return;
+        };
         let t = tuple_of!(e.tuple);
         let comm = comm_str(&e.comm);
         let stamp = o.stamps.cells(&clock, e.ts_ns);
@@ -140,6 +143,9 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         out.row(&row);
     })?;
     crate::core::run::report_missed(tool.name, libbpf_rs::skel::Skel::object(&skel));
-    crate::core::run::report_lost(tool.name, skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events));
+    crate::core::run::report_lost(
+        tool.name,
+        skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events),
+    );
     Ok(())
 }

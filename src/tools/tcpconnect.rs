@@ -1,13 +1,12 @@
 //! tcpconnect: active TCP connections (connect()), one line each, or counts with -c.
 
 use std::ffi::OsString;
-use std::mem::MaybeUninit;
 
 use clap::Parser;
 use libbpf_rs::MapCore;
 
 use crate::core::addr::{ip, ip_version};
-use crate::core::bpf::{load, read_event, Pod};
+use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{parse_pid, parse_port_list, Common, Family, Filters, Ports, Timestamps};
 use crate::core::errno;
@@ -36,10 +35,17 @@ pub static TOOL: Tool = Tool {
             check: None,
         },
         // Without tracefs: a non-blocking connect is shown when its handshake ends.
-        Plan { name: "tp_btf", needs: &[Hook::TpBtf], attach: "sock/inet_sock_set_state", check: None },
+        Plan {
+            name: "tp_btf",
+            needs: &[Hook::TpBtf],
+            attach: "sock/inet_sock_set_state",
+            check: None,
+        },
     ],
     cli: <Opts as clap::CommandFactory>::command,
     run,
+    verify: crate::core::bpf::verify::<TcpconnectSkelBuilder>,
+    export: None,
 };
 
 const EXAMPLES: &str = "\
@@ -54,7 +60,6 @@ Examples:
 A line appears once the SYN is sent and the local port is known: for a blocking connect() when
 the handshake ends, for a non-blocking one when connect() returns. Failed handshakes (refused,
 timed out) are shown too; --json says how each ended (result).";
-
 
 #[derive(Parser, Debug)]
 #[command(name = "tcpconnect", about = "Trace active TCP connections (connect())", after_help = EXAMPLES)]
@@ -87,13 +92,21 @@ struct Opts {
 
 fn columns(o: &Opts) -> Vec<Column> {
     let mut c = o.stamps.columns();
-    c.push(if o.print_uid { Column::new("UID", "uid", -6) } else { Column::json("uid") });
+    c.push(if o.print_uid {
+        Column::new("UID", "uid", -6)
+    } else {
+        Column::json("uid")
+    });
     c.extend([
         Column::new("PID", "pid", -6),
         Column::new("COMM", "comm", -12).truncated(),
         Column::new("IP", "ip", -2),
         Column::new("SADDR", "saddr", -16),
-        if o.lport { Column::new("LPORT", "lport", -6) } else { Column::json("lport") },
+        if o.lport {
+            Column::new("LPORT", "lport", -6)
+        } else {
+            Column::json("lport")
+        },
         Column::new("DADDR", "daddr", -16),
         Column::new("DPORT", "dport", -6),
         Column::json("result"),
@@ -108,15 +121,16 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     s.filters.family = o.family.af();
     s.filters.rports = Filters::ports(o.ports.as_deref().unwrap_or_default());
 
-    let mut obj = MaybeUninit::uninit();
-    let skel = load(tool.name, s.plan.attach, TcpconnectSkelBuilder::default(), &mut obj, |open| {
+    let filters = s.filters.clone();
+    let skel = s.load::<TcpconnectSkelBuilder>(|open, plan| {
         let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
-        crate::set_filters!(&mut *rodata, s.filters);
+        crate::set_filters!(&mut *rodata, filters);
         rodata.count_mode = o.count;
         rodata.filter_uid = o.uid.unwrap_or(u32::MAX);
-        if !s.plan.needs.contains(&Hook::Tracepoint) {
+        if !plan.needs.contains(&Hook::Tracepoint) {
             open.progs.tcpconnect_sys_exit.set_autoload(false);
         }
+        Ok(())
     })?;
 
     if o.count {
@@ -141,7 +155,9 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     announce("connect()s");
     let clock = Clock::start();
     s.run.stream(&skel.maps.events, &mut out, |data, out| {
-        let Some(e) = read_event::<types::tcpconnect_event>(data) else { return };
+        let Some(e) = read_event::<types::tcpconnect_event>(data) else {
+            return;
+        };
         let t = tuple_of!(e.tuple);
         let comm = comm_str(&e.comm);
         let result = errno::result(e.result.into());
@@ -161,15 +177,22 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         out.row(&row);
     })?;
     crate::core::run::report_missed(tool.name, libbpf_rs::skel::Skel::object(&skel));
-    crate::core::run::report_lost(tool.name, skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events));
+    crate::core::run::report_lost(
+        tool.name,
+        skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events),
+    );
     Ok(())
 }
 
 fn print_counts(skel: &TcpconnectSkel, o: &Opts) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for key in skel.maps.counts.keys() {
-        let Some(k) = read_event::<types::tcpconnect_count_key>(&key) else { continue };
-        let Some(v) = skel.maps.counts.lookup(&key, libbpf_rs::MapFlags::ANY)? else { continue };
+        let Some(k) = read_event::<types::tcpconnect_count_key>(&key) else {
+            continue;
+        };
+        let Some(v) = skel.maps.counts.lookup(&key, libbpf_rs::MapFlags::ANY)? else {
+            continue;
+        };
         let n = u64::from_ne_bytes(v[..8].try_into()?);
         rows.push((ip(k.family, &k.saddr), ip(k.family, &k.daddr), k.rport, n));
     }
@@ -185,7 +208,12 @@ fn print_counts(skel: &TcpconnectSkel, o: &Opts) -> anyhow::Result<()> {
     );
     out.header();
     for (l, r, port, n) in rows {
-        out.row(&[Value::Ip(l), Value::Ip(r), Value::U64(port.into()), Value::U64(n)]);
+        out.row(&[
+            Value::Ip(l),
+            Value::Ip(r),
+            Value::U64(port.into()),
+            Value::U64(n),
+        ]);
     }
     Ok(())
 }

@@ -2,15 +2,16 @@
 //! connection being established; one line per connection.
 
 use std::ffi::OsString;
-use std::mem::MaybeUninit;
 
 use clap::Parser;
 
 use crate::core::addr::ip_version;
-use crate::core::bpf::{load, read_event, Pod};
+use crate::core::addr::Tuple;
+use crate::core::bpf::{read_event, verify, Pod};
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{parse_pid, Common, Family, Timestamps};
-use crate::core::output::{comm_str, Column, Output, Value};
+use crate::core::cli::{parse_pid, Common, Family, TimeCells, Timestamps};
+use crate::core::output::{comm_str, Column, Value};
+use crate::core::table::Table;
 use crate::core::time::Clock;
 use crate::tools::{announce, start, Tool};
 use crate::tuple_of;
@@ -34,6 +35,11 @@ pub static TOOL: Tool = Tool {
     }],
     cli: <Opts as clap::CommandFactory>::command,
     run,
+    verify: verify::<TcpconnlatSkelBuilder>,
+    export: Some(crate::core::export::Export {
+        order: 4,
+        load: export::load,
+    }),
 };
 
 const EXAMPLES: &str = "\
@@ -76,24 +82,38 @@ fn parse_min_ms(s: &str) -> Result<f64, String> {
     }
 }
 
-fn columns(o: &Opts) -> Vec<Column> {
-    let mut c = o.stamps.columns();
-    c.extend([
-        Column::new("PID", "pid", -7),
-        Column::new("COMM", "comm", -12).truncated(),
-        Column::new("IP", "ip", -2),
-        Column::new("SADDR", "saddr", -16),
-        if o.lport {
-            Column::new("LPORT", "lport", -6)
-        } else {
-            Column::json("lport")
-        },
-        Column::new("DADDR", "daddr", -16),
-        Column::new("DPORT", "dport", -5),
-        Column::new("LAT(ms)", "lat_ms", 0),
-        Column::json("lat_ns"),
-    ]);
-    c
+/// One connection, as printed.
+struct Row {
+    stamp: TimeCells,
+    e: types::tcpconnlat_event,
+    t: Tuple,
+    comm: String,
+}
+
+fn table(o: &Opts) -> Table<Row> {
+    Table::<Row>::new()
+        .stamps(&o.stamps, |r| &r.stamp)
+        .col(Column::new("PID", "pid", -7), |r| {
+            Value::U64(r.e.pid.into())
+        })
+        .col(Column::new("COMM", "comm", -12).truncated(), |r| {
+            Value::Str(&r.comm)
+        })
+        .col(Column::new("IP", "ip", -2), |r| {
+            Value::U64(ip_version(r.t.family))
+        })
+        .col(Column::new("SADDR", "saddr", -16), |r| Value::Ip(r.t.laddr))
+        .col_if(o.lport, Column::new("LPORT", "lport", -6), "lport", |r| {
+            Value::U64(r.t.lport.into())
+        })
+        .col(Column::new("DADDR", "daddr", -16), |r| Value::Ip(r.t.raddr))
+        .col(Column::new("DPORT", "dport", -5), |r| {
+            Value::U64(r.t.rport.into())
+        })
+        .col(Column::new("LAT(ms)", "lat_ms", 0), |r| {
+            Value::F64(r.e.lat_ns as f64 / 1e6, 2)
+        })
+        .col(Column::json("lat_ns"), |r| Value::U64(r.e.lat_ns))
 }
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
@@ -102,20 +122,16 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     s.filters.tgid = o.pid.unwrap_or(0);
     s.filters.family = o.family.af();
 
-    let mut obj = MaybeUninit::uninit();
-    let skel = load(
-        tool.name,
-        s.plan.attach,
-        TcpconnlatSkelBuilder::default(),
-        &mut obj,
-        |open| {
-            let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
-            crate::set_filters!(&mut *rodata, s.filters);
-            rodata.min_lat_ns = (o.min_ms.unwrap_or(0.0) * 1e6) as u64;
-        },
-    )?;
+    let filters = s.filters.clone();
+    let skel = s.load::<TcpconnlatSkelBuilder>(|open, _| {
+        let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
+        crate::set_filters!(&mut *rodata, filters);
+        rodata.min_lat_ns = (o.min_ms.unwrap_or(0.0) * 1e6) as u64;
+        Ok(())
+    })?;
 
-    let mut out = Output::new(o.common.format(), columns(&o));
+    let table = table(&o);
+    let mut out = table.output(o.common.format());
     out.header();
     announce("connect latency");
     let clock = Clock::start();
@@ -123,26 +139,16 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         let Some(e) = read_event::<types::tcpconnlat_event>(data) else {
             return;
         };
-        let t = tuple_of!(e.tuple);
-        let comm = comm_str(&e.comm);
-        let stamp = o.stamps.cells(&clock, e.ts_ns);
-        let mut row: Vec<Value> = stamp.values().collect();
-        row.extend([
-            Value::U64(e.pid.into()),
-            Value::Str(&comm),
-            Value::U64(ip_version(t.family)),
-            Value::Ip(t.laddr),
-            Value::U64(t.lport.into()),
-            Value::Ip(t.raddr),
-            Value::U64(t.rport.into()),
-            Value::F64(e.lat_ns as f64 / 1e6, 2),
-            Value::U64(e.lat_ns),
-        ]);
-        out.row(&row);
+        let row = Row {
+            stamp: o.stamps.cells(&clock, e.ts_ns),
+            t: tuple_of!(e.tuple),
+            comm: comm_str(&e.comm),
+            e,
+        };
+        table.row(out, &row);
     })?;
-    crate::core::run::report_missed(tool.name, libbpf_rs::skel::Skel::object(&skel));
-    crate::core::run::report_lost(
-        tool.name,
+    s.report(
+        libbpf_rs::skel::Skel::object(&skel),
         skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events),
     );
     Ok(())
@@ -154,13 +160,14 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
 /// exporter mode, maps of common/export.bpf.h), by family; the port label is the remote port.
 pub mod export {
     use anyhow::Context as _;
-    use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 
     use super::*;
-    use crate::core::bpf::{opened, LoadContext};
-    use crate::exporter::sources::{
-        family, Buckets, Ctx, ExportMaps, Family, Loaded, Scale, Source, Unit,
+    use crate::core::export::{
+        self, family, Buckets, Ctx, ExportMaps, ExportObject as _, Family, Loaded, Scale, Source,
+        Unit,
     };
+
+    crate::export_object!(OpenTcpconnlatSkel, TcpconnlatSkel);
 
     /// 8 µs to 2^27 µs (134 s: past the last SYN retry).
     const LATENCIES: Buckets = Buckets {
@@ -191,28 +198,18 @@ pub mod export {
     }
 
     pub fn load(ctx: &Ctx) -> anyhow::Result<Loaded> {
-        let plan = crate::exporter::sources::select(TOOL.name, TOOL.plans)?;
-        // The programs stay attached for the exporter's whole life: leak the object storage.
-        let obj = Box::leak(Box::new(MaybeUninit::uninit()));
-        let mut open = opened(TOOL.name, TcpconnlatSkelBuilder::default().open(obj))?;
-        crate::export_rodata!(open.maps.rodata_data.as_deref_mut().expect("rodata"), ctx);
-        // A full table of connects in progress must be a counted loss, not an LRU eviction.
-        open.maps
-            .starts
-            .set_type(libbpf_rs::MapType::Hash)
-            .context("tcpconnlat: starts map")?;
-        ExportMaps::size(ctx, &mut open.maps.export_counts, &mut open.maps.export_hists)?;
-        let mut skel = open.load().or_load_failed(TOOL.name)?;
-        skel.attach()
-            .map_err(|e| crate::core::bpf::attach_failed(TOOL.name, plan.attach, e))?;
-        let maps = ExportMaps::new(
-            ctx,
-            &skel.maps.export_counts,
-            &skel.maps.export_hists,
-            &skel.maps.export_stats,
-        )?;
+        let (skel, plan) =
+            export::load::<TcpconnlatSkelBuilder>(TOOL.name, TOOL.plans, |open, _| {
+                open.export_setup(ctx)?;
+                // A full table of connects in progress must be a counted loss, not an LRU eviction.
+                open.maps
+                    .starts
+                    .set_type(libbpf_rs::MapType::Hash)
+                    .context("tcpconnlat: starts map")?;
+                Ok(())
+            })?;
         Ok(Loaded {
-            source: Box::new(Latency(maps)),
+            source: Box::new(Latency(skel.export_maps(ctx)?)),
             plan: plan.name.to_string(),
             keepalive: Box::new(skel),
         })

@@ -3,12 +3,11 @@
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
-use std::mem::MaybeUninit;
 
 use clap::Parser;
 
 use crate::core::addr::{endpoint, ip, ip_version};
-use crate::core::bpf::{load, read_event, Pod};
+use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{Common, Family};
 use crate::core::drop_reason;
@@ -37,6 +36,8 @@ pub static TOOL: Tool = Tool {
     }],
     cli: <Opts as clap::CommandFactory>::command,
     run,
+    verify: crate::core::bpf::verify::<TcpdropSkelBuilder>,
+    export: None,
 };
 
 const EXAMPLES: &str = "\
@@ -85,19 +86,14 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let mut s = start(tool, &o.common)?;
     s.filters.family = o.family.af();
 
-    let mut obj = MaybeUninit::uninit();
-    let skel = load(
-        tool.name,
-        s.plan.attach,
-        TcpdropSkelBuilder::default(),
-        &mut obj,
-        |open| {
-            crate::set_filters!(
-                open.maps.rodata_data.as_deref_mut().expect("rodata"),
-                s.filters
-            );
-        },
-    )?;
+    let filters = s.filters.clone();
+    let skel = s.load::<TcpdropSkelBuilder>(|open, _plan| {
+        crate::set_filters!(
+            open.maps.rodata_data.as_deref_mut().expect("rodata"),
+            filters
+        );
+        Ok(())
+    })?;
 
     let reasons = drop_reason::names().unwrap_or_default();
     let symbols = Symbols::new();

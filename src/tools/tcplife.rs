@@ -1,12 +1,11 @@
 //! tcplife: TCP sessions with their lifespan and payload bytes, one line when each closes.
 
 use std::ffi::OsString;
-use std::mem::MaybeUninit;
 
 use clap::Parser;
 
 use crate::core::addr::ip_version;
-use crate::core::bpf::{load, read_event, Pod};
+use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{parse_pid, Common, Family, PortFilters, Timestamps};
 use crate::core::output::{comm_str, Column, Format, Output, Value};
@@ -33,6 +32,11 @@ pub static TOOL: Tool = Tool {
     }],
     cli: <Opts as clap::CommandFactory>::command,
     run,
+    verify: crate::core::bpf::verify::<TcplifeSkelBuilder>,
+    export: Some(crate::core::export::Export {
+        order: 1,
+        load: export::load,
+    }),
 };
 
 const EXAMPLES: &str = "\
@@ -69,7 +73,6 @@ struct Opts {
     common: Common,
 }
 
-
 fn columns(o: &Opts) -> Vec<Column> {
     let aw = if o.wide { -39 } else { -15 };
     let mut c = o.stamps.columns();
@@ -102,9 +105,13 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     s.filters.family = o.family.af();
     o.ports.apply(&mut s.filters);
 
-    let mut obj = MaybeUninit::uninit();
-    let skel = load(tool.name, s.plan.attach, TcplifeSkelBuilder::default(), &mut obj, |open| {
-        crate::set_filters!(open.maps.rodata_data.as_deref_mut().expect("rodata"), s.filters);
+    let filters = s.filters.clone();
+    let skel = s.load::<TcplifeSkelBuilder>(|open, _plan| {
+        crate::set_filters!(
+            open.maps.rodata_data.as_deref_mut().expect("rodata"),
+            filters
+        );
+        Ok(())
     })?;
 
     let format = if o.csv {
@@ -156,14 +163,14 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
 /// `netbpf exporter`: sessions summed in the kernel (tcplife.bpf.c in exporter mode, maps of
 /// common/export.bpf.h), by family and direction; the port label is the service port.
 pub mod export {
-    use std::mem::MaybeUninit;
-
-    use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 
     use super::*;
-    use crate::core::bpf::{opened, LoadContext};
-    use crate::exporter::sources::{
-        family, Buckets, Ctx, ExportMaps, Family, Labels, Loaded, Scale, Source, Unit,
+
+    crate::export_object!(OpenTcplifeSkel, TcplifeSkel);
+
+    use crate::core::export::{
+        self, family, Buckets, Ctx, ExportMaps, ExportObject as _, Family, Labels, Loaded, Scale,
+        Source, Unit,
     };
 
     // Metric numbers of tcplife.bpf.c.
@@ -245,21 +252,12 @@ pub mod export {
     }
 
     pub fn load(ctx: &Ctx) -> anyhow::Result<Loaded> {
-        let plan = crate::exporter::sources::select(TOOL.name, TOOL.plans)?;
-        // The programs stay attached for the exporter's whole life: leak the object storage.
-        let obj = Box::leak(Box::new(MaybeUninit::uninit()));
-        let mut open = opened(TOOL.name, TcplifeSkelBuilder::default().open(obj))?;
-        crate::export_rodata!(open.maps.rodata_data.as_deref_mut().expect("rodata"), ctx);
-        ExportMaps::size(ctx, &mut open.maps.export_counts, &mut open.maps.export_hists)?;
-        let mut skel = open.load().or_load_failed(TOOL.name)?;
-        skel.attach()
-            .map_err(|e| crate::core::bpf::attach_failed(TOOL.name, plan.attach, e))?;
-        let maps = ExportMaps::new(
-            ctx,
-            &skel.maps.export_counts,
-            &skel.maps.export_hists,
-            &skel.maps.export_stats,
-        )?;
+        let (skel, plan) =
+            export::load::<TcplifeSkelBuilder>(TOOL.name, TOOL.plans, |open, _plan| {
+                open.export_setup(ctx)?;
+                Ok(())
+            })?;
+        let maps = skel.export_maps(ctx)?;
         Ok(Loaded {
             source: Box::new(Sessions(maps)),
             plan: plan.name.to_string(),

@@ -1,13 +1,11 @@
 //! tcpnagle: TCP transmits by Nagle/cork/push flags, and how long transmits were held back.
 
 use std::ffi::OsString;
-use std::mem::MaybeUninit;
 
 use clap::Parser;
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags};
 
-use crate::core::bpf::{opened, read_event, LoadContext, Pod};
+use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{btf_has, Hook, Plan};
 use crate::core::cli::{parse_pid, Common, Family};
 use crate::core::hist::print_log2;
@@ -50,6 +48,8 @@ pub static TOOL: Tool = Tool {
     ],
     cli: <Opts as clap::CommandFactory>::command,
     run,
+    verify: crate::core::bpf::verify::<TcpnagleSkelBuilder>,
+    export: None,
 };
 
 fn has_write_xmit() -> Result<(), String> {
@@ -114,25 +114,17 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let mut s = start(tool, &o.common)?;
     s.filters.tgid = o.pid.unwrap_or(0);
     s.filters.family = o.family.af();
-    let partial = s.plan.name == "partial";
 
-    let mut obj = MaybeUninit::uninit();
-    let mut open = opened(tool.name, TcpnagleSkelBuilder::default().open(&mut obj))?;
-    crate::set_filters!(
-        open.maps.rodata_data.as_deref_mut().expect("rodata"),
-        s.filters
-    );
-    open.progs
-        .tcpnagle_fexit
-        .set_autoload(s.plan.name == "fentry");
-    let kprobe = s.plan.name == "kprobe";
-    open.progs.tcpnagle_kprobe.set_autoload(kprobe);
-    open.progs.tcpnagle_kretprobe.set_autoload(kprobe);
-    open.progs.tcpnagle_sendmsg.set_autoload(partial);
-    open.progs.tcpnagle_send.set_autoload(partial);
-    let mut skel = open.load().or_load_failed(tool.name)?;
-    skel.attach()
-        .map_err(|e| crate::core::bpf::attach_failed(tool.name, s.plan.attach, e))?;
+    let filters = s.filters.clone();
+    let skel = s.load::<TcpnagleSkelBuilder>(|open, _| {
+        crate::set_filters!(
+            open.maps.rodata_data.as_deref_mut().expect("rodata"),
+            filters
+        );
+        Ok(())
+    })?;
+    // Without a tcp_write_xmit hook, only the send tracepoints: no blocked time.
+    let partial = !s.plan.uses(Hook::Fentry) && !s.plan.uses(Hook::Kprobe);
 
     if partial {
         eprintln!("{PARTIAL_NOTE}");
@@ -205,6 +197,8 @@ fn print_counts(out: &mut Output, map: &dyn MapCore, name: &str, mode: &str) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use libbpf_rs::skel::{OpenSkel as _, SkelBuilder as _};
+    use std::mem::MaybeUninit;
 
     /// The kprobe plan cannot attach on a kernel without kprobes, but its programs must still
     /// pass the verifier: load them (kprobe programs load anywhere; only attaching needs the PMU).

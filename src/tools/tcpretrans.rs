@@ -1,19 +1,17 @@
 //! tcpretrans: TCP retransmits (and tail loss probes with -l), one line each or counts with -c.
 
 use std::ffi::OsString;
-use std::mem::MaybeUninit;
 
 use clap::Parser;
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 
 use crate::core::addr::{endpoint, ip, ip_version};
-use crate::core::bpf::{opened, read_event, LoadContext, Pod};
+use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{btf_has, tp_btf_args, Caps, Hook, Plan};
 use crate::core::cli::{parse_pid, Common, Family};
-use crate::core::{errno, maps};
 use crate::core::output::{comm_str, Column, Output, Value};
 use crate::core::tcp::state_name;
 use crate::core::time::Clock;
+use crate::core::{errno, maps};
 use crate::tools::{announce, start, Tool};
 use crate::{tuple_of, usage};
 
@@ -25,7 +23,6 @@ use skel::*;
 unsafe impl Pod for types::tcpretrans_event {}
 unsafe impl Pod for types::tcpretrans_count_key {}
 unsafe impl Pod for types::tcpretrans_count {}
-
 
 pub static TOOL: Tool = Tool {
     name: "tcpretrans",
@@ -62,6 +59,16 @@ pub static TOOL: Tool = Tool {
     ],
     cli: <Opts as clap::CommandFactory>::command,
     run,
+    verify: |tool, plan| {
+        crate::core::bpf::verify_with::<TcpretransSkelBuilder>(tool, plan, |open, _| {
+            loss_probes_off(open);
+            Ok(())
+        })
+    },
+    export: Some(crate::core::export::Export {
+        order: 3,
+        load: export::load,
+    }),
 };
 
 fn has_loss_probe_fn() -> Result<(), String> {
@@ -137,17 +144,24 @@ fn columns(o: &Opts) -> Vec<Column> {
     c
 }
 
+/// Whether the plan hooks tcp_send_loss_probe (-l): its fentry or kprobe programs.
+fn loss_probe_hooks(plan: &Plan) -> bool {
+    plan.uses(Hook::Fentry) || plan.uses(Hook::Kprobe)
+}
+
+/// Leaves out the tcp_send_loss_probe programs the plan chose (no -l).
+fn loss_probes_off(open: &mut OpenTcpretransSkel) {
+    let p = &mut open.progs;
+    p.tcpretrans_tlp_fentry.set_autoload(false);
+    p.tcpretrans_tlp_fexit.set_autoload(false);
+    p.tcpretrans_tlp_kprobe.set_autoload(false);
+    p.tcpretrans_tlp_kretprobe.set_autoload(false);
+}
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let mut s = start(tool, &o.common)?;
-    let plan = s.plan.name;
-    let loss_probe_hook = match plan {
-        "fentry" => Some(Hook::Fentry),
-        "kprobe" => Some(Hook::Kprobe),
-        _ => None,
-    };
-    if o.lossprobe && loss_probe_hook.is_none() {
+    if o.lossprobe && !loss_probe_hooks(s.plan) {
         let caps = Caps::get();
         let why = [Hook::Kprobe, Hook::Fentry]
             .iter()
@@ -163,25 +177,17 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     s.filters.tgid = o.pid.unwrap_or(0);
     s.filters.family = o.family.af();
 
-    let mut obj = MaybeUninit::uninit();
-    let mut open = opened(tool.name, TcpretransSkelBuilder::default().open(&mut obj))?;
-    let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
-    crate::set_filters!(&mut *rodata, s.filters);
-    rodata.count_mode = o.count;
-    rodata.tp_has_err = tp_btf_args("tcp_retransmit_skb").unwrap_or(2) >= 3;
-    let tlp = if o.lossprobe { loss_probe_hook } else { None };
-    let p = &mut open.progs;
-    p.tcpretrans_tlp_fentry.set_autoload(tlp == Some(Hook::Fentry));
-    p.tcpretrans_tlp_fexit.set_autoload(tlp == Some(Hook::Fentry));
-    p.tcpretrans_tlp_kprobe.set_autoload(tlp == Some(Hook::Kprobe));
-    p.tcpretrans_tlp_kretprobe.set_autoload(tlp == Some(Hook::Kprobe));
-    p.tcpretrans_accept_fexit.set_autoload(plan == "fentry");
-    p.tcpretrans_accept_kretprobe.set_autoload(plan == "kprobe");
-    p.tcpretrans_accept_exit.set_autoload(plan == "tracepoint");
-    p.tcpretrans_accept4_exit.set_autoload(plan == "tracepoint");
-    let mut skel = open.load().or_load_failed(tool.name)?;
-    skel.attach()
-        .map_err(|e| crate::core::bpf::attach_failed(tool.name, s.plan.attach, e))?;
+    let filters = s.filters.clone();
+    let skel = s.load::<TcpretransSkelBuilder>(|open, _| {
+        let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
+        crate::set_filters!(&mut *rodata, filters);
+        rodata.count_mode = o.count;
+        rodata.tp_has_err = tp_btf_args("tcp_retransmit_skb").unwrap_or(2) >= 3;
+        if !o.lossprobe {
+            loss_probes_off(open);
+        }
+        Ok(())
+    })?;
 
     if o.count {
         announce("TCP retransmits, counting");
@@ -261,15 +267,14 @@ fn stream(skel: &TcpretransSkel, o: &Opts, run: &crate::core::run::Run) -> anyho
 }
 
 fn print_counts(skel: &TcpretransSkel, o: &Opts) -> anyhow::Result<()> {
-    let mut rows: Vec<_> = maps::entries::<types::tcpretrans_count_key, types::tcpretrans_count>(
-        &skel.maps.counts,
-    )?
-    .into_iter()
-    .map(|(k, n)| {
-        let (l, r) = (ip(k.family, &k.saddr), ip(k.family, &k.daddr));
-        (n.events, n.segs, k.kind, k.family, l, k.lport, r, k.rport)
-    })
-    .collect();
+    let mut rows: Vec<_> =
+        maps::entries::<types::tcpretrans_count_key, types::tcpretrans_count>(&skel.maps.counts)?
+            .into_iter()
+            .map(|(k, n)| {
+                let (l, r) = (ip(k.family, &k.saddr), ip(k.family, &k.daddr));
+                (n.events, n.segs, k.kind, k.family, l, k.lport, r, k.rport)
+            })
+            .collect();
     // The most retransmits first.
     rows.sort_by(|a, b| b.0.cmp(&a.0).then(a.cmp(b)));
     let mut columns = vec![Column::json("ip")];
@@ -312,6 +317,8 @@ fn print_counts(skel: &TcpretransSkel, o: &Opts) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use libbpf_rs::skel::{OpenSkel as _, SkelBuilder as _};
+    use std::mem::MaybeUninit;
 
     /// The kprobe plan cannot attach on a kernel without kprobes, but its program must still pass
     /// the verifier: load it (kprobe programs load anywhere; only attaching needs the PMU).
@@ -343,7 +350,11 @@ mod tests {
 /// need the fentry or kprobe plan; with the tp_btf plan they are not published.
 pub mod export {
     use super::*;
-    use crate::exporter::sources::{Ctx, ExportMaps, Family, Labels, Loaded, Source, Unit};
+    crate::export_object!(OpenTcpretransSkel, TcpretransSkel);
+
+    use crate::core::export::{
+        self, Ctx, ExportMaps, ExportObject as _, Family, Labels, Loaded, Source, Unit,
+    };
 
     const RETRANSMITS: u32 = 0;
     const LOSS_PROBES: u32 = 1;
@@ -385,47 +396,29 @@ pub mod export {
     }
 
     pub fn load(ctx: &Ctx) -> anyhow::Result<Loaded> {
-        let plan = crate::exporter::sources::select(TOOL.name, TOOL.plans)?;
-        let tlp = match plan.name {
-            "fentry" => Some(Hook::Fentry),
-            "kprobe" => Some(Hook::Kprobe),
-            _ => None,
-        };
-        // The programs stay attached for the exporter's whole life: leak the object storage.
-        let obj = Box::leak(Box::new(MaybeUninit::uninit()));
-        let mut open = opened(TOOL.name, TcpretransSkelBuilder::default().open(obj))?;
-        let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
-        crate::export_rodata!(&mut *rodata, ctx);
-        rodata.tp_has_err = tp_btf_args("tcp_retransmit_skb").unwrap_or(2) >= 3;
-        // The owner is only for -p and the per-event output.
-        let p = &mut open.progs;
-        p.tcpretrans_owner.set_autoload(false);
-        p.tcpretrans_tlp_fentry.set_autoload(tlp == Some(Hook::Fentry));
-        p.tcpretrans_tlp_fexit.set_autoload(tlp == Some(Hook::Fentry));
-        p.tcpretrans_tlp_kprobe.set_autoload(tlp == Some(Hook::Kprobe));
-        p.tcpretrans_tlp_kretprobe.set_autoload(tlp == Some(Hook::Kprobe));
-        for accept in [
-            &mut p.tcpretrans_accept_fexit,
-            &mut p.tcpretrans_accept_kretprobe,
-            &mut p.tcpretrans_accept_exit,
-            &mut p.tcpretrans_accept4_exit,
-        ] {
-            accept.set_autoload(false);
-        }
-        ExportMaps::size(ctx, &mut open.maps.export_counts, &mut open.maps.export_hists)?;
-        let mut skel = open.load().or_load_failed(TOOL.name)?;
-        skel.attach()
-            .map_err(|e| crate::core::bpf::attach_failed(TOOL.name, plan.attach, e))?;
-        let maps = ExportMaps::new(
-            ctx,
-            &skel.maps.export_counts,
-            &skel.maps.export_hists,
-            &skel.maps.export_stats,
-        )?;
+        let (skel, plan) =
+            export::load::<TcpretransSkelBuilder>(TOOL.name, TOOL.plans, |open, _plan| {
+                open.export_setup(ctx)?;
+                let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
+                rodata.tp_has_err = tp_btf_args("tcp_retransmit_skb").unwrap_or(2) >= 3;
+                // The owner is only for -p and the per-event output; loss probes are counted.
+                let p = &mut open.progs;
+                p.tcpretrans_owner.set_autoload(false);
+                for accept in [
+                    &mut p.tcpretrans_accept_fexit,
+                    &mut p.tcpretrans_accept_kretprobe,
+                    &mut p.tcpretrans_accept_exit,
+                    &mut p.tcpretrans_accept4_exit,
+                ] {
+                    accept.set_autoload(false);
+                }
+                Ok(())
+            })?;
+        let maps = skel.export_maps(ctx)?;
         Ok(Loaded {
             source: Box::new(Retransmits {
                 maps,
-                loss_probes: tlp.is_some(),
+                loss_probes: loss_probe_hooks(plan),
             }),
             plan: plan.name.to_string(),
             keepalive: Box::new(skel),

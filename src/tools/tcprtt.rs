@@ -2,7 +2,6 @@
 //! segment received on an established connection.
 
 use std::ffi::OsString;
-use std::mem::MaybeUninit;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -12,7 +11,7 @@ use clap::Parser;
 use libbpf_rs::{MapCore, MapFlags};
 
 use crate::core::addr::{ip, AF_INET, AF_INET6};
-use crate::core::bpf::{load, Pod};
+use crate::core::bpf::Pod;
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{parse_port_list, Common, Family, Filters, Ports};
 use crate::core::hist::{print_log2, total};
@@ -41,6 +40,11 @@ pub static TOOL: Tool = Tool {
     }],
     cli: <Opts as clap::CommandFactory>::command,
     run,
+    verify: crate::core::bpf::verify::<TcprttSkelBuilder>,
+    export: Some(crate::core::export::Export {
+        order: 5,
+        load: export::load,
+    }),
 };
 
 const EXAMPLES: &str = "\
@@ -146,31 +150,26 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     s.filters.lports = Filters::ports(o.lports.as_deref().unwrap_or_default());
     s.filters.rports = Filters::ports(o.rports.as_deref().unwrap_or_default());
 
-    let mut obj = MaybeUninit::uninit();
-    let skel = load(
-        tool.name,
-        s.plan.attach,
-        TcprttSkelBuilder::default(),
-        &mut obj,
-        |open| {
-            let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
-            crate::set_filters!(&mut *rodata, s.filters);
-            rodata.in_ms = o.millis;
-            rodata.key_by = if o.byladdr {
-                1
-            } else if o.byraddr {
-                2
-            } else {
-                0
-            };
-            if let Some(a) = o.laddr {
-                (rodata.filter_laddr_family, rodata.filter_laddr) = addr_bytes(a);
-            }
-            if let Some(a) = o.raddr {
-                (rodata.filter_raddr_family, rodata.filter_raddr) = addr_bytes(a);
-            }
-        },
-    )?;
+    let filters = s.filters.clone();
+    let skel = s.load::<TcprttSkelBuilder>(|open, _plan| {
+        let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
+        crate::set_filters!(&mut *rodata, filters);
+        rodata.in_ms = o.millis;
+        rodata.key_by = if o.byladdr {
+            1
+        } else if o.byraddr {
+            2
+        } else {
+            0
+        };
+        if let Some(a) = o.laddr {
+            (rodata.filter_laddr_family, rodata.filter_laddr) = addr_bytes(a);
+        }
+        if let Some(a) = o.raddr {
+            (rodata.filter_raddr_family, rodata.filter_raddr) = addr_bytes(a);
+        }
+        Ok(())
+    })?;
 
     let mut out = Output::new(o.common.format(), Vec::new());
     announce("TCP RTT");
@@ -186,9 +185,11 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
                 };
                 // Swapping waits for programs still writing into the old map (synchronize_rcu).
                 let fd = next.as_fd().as_raw_fd() as u32;
-                skel.maps
-                    .hists_live
-                    .update(&0u32.to_ne_bytes(), &fd.to_ne_bytes(), MapFlags::ANY)?;
+                skel.maps.hists_live.update(
+                    &0u32.to_ne_bytes(),
+                    &fd.to_ne_bytes(),
+                    MapFlags::ANY,
+                )?;
                 live_is_a = !live_is_a;
                 print_hists(idle, &o, &mut out)?;
                 maps::clear(idle)
@@ -253,7 +254,7 @@ pub mod export {
     use libbpf_rs::{MapCore, MapFlags, MapHandle};
 
     use super::*;
-    use crate::exporter::sources::{Buckets, Ctx, Family, Loaded, Scale, Source, Unit};
+    use crate::core::export::{Buckets, Ctx, Family, Loaded, Scale, Source, Unit};
 
     /// 1 µs to 2^24 µs (16.8 s).
     const RTTS: Buckets = Buckets {
@@ -291,15 +292,14 @@ pub mod export {
     }
 
     pub fn load(ctx: &Ctx) -> anyhow::Result<Loaded> {
-        let plan = crate::exporter::sources::select(TOOL.name, TOOL.plans)?;
-        // The programs stay attached for the exporter's whole life: leak the object storage.
-        let obj = Box::leak(Box::new(MaybeUninit::uninit()));
-        let skel = crate::core::bpf::load(TOOL.name, plan.attach, TcprttSkelBuilder::default(), obj, |open| {
-            let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
-            crate::set_filters!(&mut *rodata, ctx.filters);
-            rodata.in_ms = false;
-            rodata.key_by = 0;
-        })?;
+        let (skel, plan) =
+            crate::core::export::load::<TcprttSkelBuilder>(TOOL.name, TOOL.plans, |open, _| {
+                let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
+                crate::set_filters!(&mut *rodata, ctx.filters);
+                rodata.in_ms = false;
+                rodata.key_by = 0;
+                Ok(())
+            })?;
         Ok(Loaded {
             source: Box::new(Rtt {
                 hists: MapHandle::try_from(&skel.maps.hists_a)?,

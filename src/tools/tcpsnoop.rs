@@ -2,12 +2,11 @@
 //! DTraceToolkit tool, never ported to Linux before).
 
 use std::ffi::OsString;
-use std::mem::MaybeUninit;
 
 use clap::Parser;
 
 use crate::core::addr::ip_version;
-use crate::core::bpf::{load, read_event, Pod};
+use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{btf_has, tp_btf_args, Hook, Plan};
 use crate::core::cli::{parse_pid, Common, Family, Timestamps};
 use crate::core::output::{comm_str, Column, Format, Output, Value};
@@ -68,6 +67,13 @@ pub static TOOL: Tool = Tool {
     ],
     cli: <Opts as clap::CommandFactory>::command,
     run,
+    verify: |tool, plan| {
+        crate::core::bpf::verify_with::<TcpsnoopSkelBuilder>(tool, plan, |open, plan| {
+            configure(open, plan);
+            Ok(())
+        })
+    },
+    export: None,
 };
 
 fn has_functions() -> Result<(), String> {
@@ -122,6 +128,23 @@ fn columns(o: &Opts) -> Vec<Column> {
     ]);
     c
 }
+/// The fentry and kprobe plans see resets in tcp_v4/v6_send_reset(); the others at the
+/// tcp_send_reset tracepoint.
+fn function_hooks(plan: &Plan) -> bool {
+    plan.uses(Hook::Fentry) || plan.uses(Hook::Kprobe)
+}
+
+/// Leaves out, of the programs the plan chose, those it or this kernel does not need.
+fn configure(open: &mut OpenTcpsnoopSkel, plan: &Plan) {
+    let p = &mut open.progs;
+    if function_hooks(plan) {
+        p.tcpsnoop_reset.set_autoload(false);
+    }
+    if btf_has("tcp_v6_send_reset").is_err() {
+        p.tcpsnoop_reset6_fentry.set_autoload(false);
+        p.tcpsnoop_reset6_kprobe.set_autoload(false);
+    }
+}
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
@@ -129,41 +152,25 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     s.filters.tgid = o.pid.unwrap_or(0);
     s.filters.family = o.family.af();
 
-    let v6 = btf_has("tcp_v6_send_reset").is_ok();
-    if matches!(s.plan.name, "tracepoint" | "tp_btf") && tp_btf_args("tcp_send_reset") < Some(3) {
+    if !function_hooks(s.plan) && tp_btf_args("tcp_send_reset") < Some(3) {
         eprintln!(
             "netbpf tcpsnoop: resets to closed ports may show as <unknown>: this kernel's \
              tcp_send_reset tracepoint does not fire for them (fentry or kprobes on \
              tcp_v4_send_reset would see them)"
         );
     }
-    let mut obj = MaybeUninit::uninit();
-    let skel = load(
-        tool.name,
-        s.plan.attach,
-        TcpsnoopSkelBuilder::default(),
-        &mut obj,
-        |open| {
-            crate::set_filters!(
-                open.maps.rodata_data.as_deref_mut().expect("rodata"),
-                s.filters
-            );
-            // Per-packet events come far denser than other tools' (a bulk transfer is tens of
-            // thousands of packets a second): give the reader a deeper ring.
-            let _ = open.maps.events.set_max_entries(PACKET_RING_BYTES);
-            let plan = s.plan.name;
-            let p = &mut open.progs;
-            p.tcpsnoop_accept_exit.set_autoload(plan == "tracepoint");
-            p.tcpsnoop_accept4_exit.set_autoload(plan == "tracepoint");
-            p.tcpsnoop_reset.set_autoload(plan == "tracepoint" || plan == "tp_btf");
-            p.tcpsnoop_reset4_fentry.set_autoload(plan == "fentry");
-            p.tcpsnoop_reset6_fentry.set_autoload(plan == "fentry" && v6);
-            p.tcpsnoop_accept_fexit.set_autoload(plan == "fentry");
-            p.tcpsnoop_reset4_kprobe.set_autoload(plan == "kprobe");
-            p.tcpsnoop_reset6_kprobe.set_autoload(plan == "kprobe" && v6);
-            p.tcpsnoop_accept_kretprobe.set_autoload(plan == "kprobe");
-        },
-    )?;
+    let filters = s.filters.clone();
+    let skel = s.load::<TcpsnoopSkelBuilder>(|open, plan| {
+        crate::set_filters!(
+            open.maps.rodata_data.as_deref_mut().expect("rodata"),
+            filters
+        );
+        // Per-packet events come far denser than other tools' (a bulk transfer is tens of
+        // thousands of packets a second): give the reader a deeper ring.
+        let _ = open.maps.events.set_max_entries(PACKET_RING_BYTES);
+        configure(open, plan);
+        Ok(())
+    })?;
 
     let json = o.common.format() == Format::Json;
     let mut out = Output::new(o.common.format(), columns(&o));

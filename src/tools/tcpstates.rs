@@ -1,12 +1,11 @@
 //! tcpstates: every TCP state change, with the time spent in the previous state.
 
 use std::ffi::OsString;
-use std::mem::MaybeUninit;
 
 use clap::Parser;
 
 use crate::core::addr::ip_version;
-use crate::core::bpf::{load, read_event, Pod};
+use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{parse_pid, Common, Family, PortFilters, Timestamps};
 use crate::core::output::{comm_str, Column, Format, Output, Value};
@@ -26,9 +25,19 @@ pub static TOOL: Tool = Tool {
     name: "tcpstates",
     aliases: &[],
     about: "TCP state changes, with the time spent in each state",
-    plans: &[Plan { name: "tp_btf", needs: &[Hook::TpBtf], attach: "sock/inet_sock_set_state", check: None }],
+    plans: &[Plan {
+        name: "tp_btf",
+        needs: &[Hook::TpBtf],
+        attach: "sock/inet_sock_set_state",
+        check: None,
+    }],
     cli: <Opts as clap::CommandFactory>::command,
     run,
+    verify: crate::core::bpf::verify::<TcpstatesSkelBuilder>,
+    export: Some(crate::core::export::Export {
+        order: 2,
+        load: export::load,
+    }),
 };
 
 const EXAMPLES: &str = "\
@@ -42,7 +51,6 @@ Examples:
 C-PID/C-COMM is the task on CPU at the change: in softirq context it is whatever task was
 interrupted. The owner of the socket (connect/listen/close caller) is in --json as pid/comm.
 MS is the time spent in OLDSTATE (0 for a socket first seen at this change).";
-
 
 #[derive(Parser, Debug)]
 #[command(name = "tcpstates", about = "Trace TCP state changes and their durations", after_help = EXAMPLES)]
@@ -76,7 +84,11 @@ fn columns(o: &Opts) -> Vec<Column> {
         Column::json("pid"),
         Column::json("comm"),
         // bcc prints the IP column with -w and in CSV.
-        if o.wide || o.csv { Column::new("IP", "ip", -2) } else { Column::json("ip") },
+        if o.wide || o.csv {
+            Column::new("IP", "ip", -2)
+        } else {
+            Column::json("ip")
+        },
         Column::new("LADDR", "laddr", aw),
         Column::new("LPORT", "lport", -5),
         Column::new("RADDR", "raddr", aw),
@@ -96,18 +108,28 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     s.filters.family = o.family.af();
     o.ports.apply(&mut s.filters);
 
-    let mut obj = MaybeUninit::uninit();
-    let skel = load(tool.name, s.plan.attach, TcpstatesSkelBuilder::default(), &mut obj, |open| {
-        crate::set_filters!(open.maps.rodata_data.as_deref_mut().expect("rodata"), s.filters);
+    let filters = s.filters.clone();
+    let skel = s.load::<TcpstatesSkelBuilder>(|open, _plan| {
+        crate::set_filters!(
+            open.maps.rodata_data.as_deref_mut().expect("rodata"),
+            filters
+        );
+        Ok(())
     })?;
 
-    let format = if o.csv { Format::Csv } else { o.common.format() };
+    let format = if o.csv {
+        Format::Csv
+    } else {
+        o.common.format()
+    };
     let mut out = Output::new(format, columns(&o));
     out.header();
     announce("TCP state changes");
     let clock = Clock::start();
     s.run.stream(&skel.maps.events, &mut out, |data, out| {
-        let Some(e) = read_event::<types::tcpstates_event>(data) else { return };
+        let Some(e) = read_event::<types::tcpstates_event>(data) else {
+            return;
+        };
         let t = tuple_of!(e.tuple);
         let (ccomm, comm) = (comm_str(&e.ccomm), comm_str(&e.comm));
         let stamp = o.stamps.cells(&clock, e.ts_ns);
@@ -146,10 +168,9 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
 /// `netbpf exporter`: transitions counted in the kernel per (old, new) state (tcpstates.bpf.c's
 /// aggregate mode: a per-CPU array, which never loses a count).
 pub mod export {
-    use std::mem::MaybeUninit;
 
     use super::*;
-    use crate::exporter::sources::{Ctx, Family, Loaded, Source, Unit};
+    use crate::core::export::{Ctx, Family, Loaded, Source, Unit};
 
     const SLOTS: u32 = 16; // TCP_STATE_SLOTS in tcpstates.h
 
@@ -183,14 +204,13 @@ pub mod export {
     }
 
     pub fn load(ctx: &Ctx) -> anyhow::Result<Loaded> {
-        let plan = crate::exporter::sources::select(TOOL.name, TOOL.plans)?;
-        // The programs stay attached for the exporter's whole life: leak the object storage.
-        let obj = Box::leak(Box::new(MaybeUninit::uninit()));
-        let skel = crate::core::bpf::load(TOOL.name, plan.attach, TcpstatesSkelBuilder::default(), obj, |open| {
-            let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
-            crate::set_filters!(&mut *rodata, ctx.filters);
-            rodata.aggregate = true;
-        })?;
+        let (skel, plan) =
+            crate::core::export::load::<TcpstatesSkelBuilder>(TOOL.name, TOOL.plans, |open, _| {
+                let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
+                crate::set_filters!(&mut *rodata, ctx.filters);
+                rodata.aggregate = true;
+                Ok(())
+            })?;
         let transitions = libbpf_rs::MapHandle::try_from(&skel.maps.transitions)?;
         Ok(Loaded {
             source: Box::new(Transitions(transitions)),

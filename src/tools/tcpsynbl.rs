@@ -3,15 +3,13 @@
 
 use std::cell::RefCell;
 use std::ffi::OsString;
-use std::mem::MaybeUninit;
 use std::time::Instant;
 
 use clap::Parser;
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{MapCore, RingBufferBuilder};
 
 use crate::core::addr::{endpoint, ip, ip_version};
-use crate::core::bpf::{opened, read_event, LoadContext, Pod};
+use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{btf_has, fentry_can_take, Hook, Plan};
 use crate::core::cli::{Common, Family, Interval};
 use crate::core::hist::print_log2;
@@ -29,7 +27,8 @@ use skel::*;
 unsafe impl Pod for types::tcpsynbl_drop {}
 unsafe impl Pod for types::hist {}
 
-const NO_ACK_DROPS: &str = "netbpf tcpsynbl: handshake ACKs dropped at a full queue are not shown: \
+const NO_ACK_DROPS: &str =
+    "netbpf tcpsynbl: handshake ACKs dropped at a full queue are not shown: \
 this kernel gives them no drop reason (TCP_LISTEN_OVERFLOW), and fentry or kprobes on \
 tcp_v4_syn_recv_sock are unavailable; ListenOverflows still counts them";
 
@@ -65,6 +64,16 @@ pub static TOOL: Tool = Tool {
     ],
     cli: <Opts as clap::CommandFactory>::command,
     run,
+    verify: |tool, plan| {
+        crate::core::bpf::verify_with::<TcpsynblSkelBuilder>(tool, plan, |open, plan| {
+            select_programs(open, plan);
+            Ok(())
+        })
+    },
+    export: Some(crate::core::export::Export {
+        order: 6,
+        load: export::load,
+    }),
 };
 
 fn has_drop_functions() -> Result<(), String> {
@@ -80,18 +89,7 @@ fn fentry_can_attach() -> Result<(), String> {
 
 /// Whether this kernel names handshake drops at a full queue in kfree_skb (newer kernels).
 fn has_listen_overflow_reason() -> bool {
-    use libbpf_rs::btf::{types::Enum, Btf};
-    let Ok(btf) = Btf::from_vmlinux() else {
-        return false;
-    };
-    let Some(reasons) = btf.type_by_name::<Enum>("skb_drop_reason") else {
-        return false;
-    };
-    let found = reasons.iter().any(|m| {
-        m.name
-            .is_some_and(|n| n == "SKB_DROP_REASON_TCP_LISTEN_OVERFLOW")
-    });
-    found
+    crate::core::drop_reason::names().is_ok_and(|n| n.values().any(|r| r == "TCP_LISTEN_OVERFLOW"))
 }
 
 const EXAMPLES: &str = "\
@@ -125,23 +123,33 @@ struct Opts {
     common: Common,
 }
 
-/// Loads only `plan`'s programs; whether dropped handshake ACKs can be seen with them.
-fn select_programs(open: &mut OpenTcpsynblSkel, plan: &str) -> bool {
+/// Whether `plan` sees dropped handshake ACKs: at their functions, or by drop reason.
+fn sees_ack_drops(plan: &Plan) -> bool {
+    function_hooks(plan) || has_listen_overflow_reason()
+}
+
+/// The fentry and kprobe plans see SYNs and ACKs at their functions; the tp_btf plan at
+/// consume_skb and kfree_skb.
+fn function_hooks(plan: &Plan) -> bool {
+    plan.uses(Hook::Fentry) || plan.uses(Hook::Kprobe)
+}
+
+/// Leaves out, of the programs `plan` chose, those this kernel or this plan does not need.
+fn select_programs(open: &mut OpenTcpsynblSkel, plan: &Plan) {
+    let functions = function_hooks(plan);
     let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
-    rodata.track_listeners = plan == "tp_btf";
-    let v6 = btf_has("tcp_v6_syn_recv_sock").is_ok();
+    rodata.track_listeners = !functions;
     let p = &mut open.progs;
-    p.tcpsynbl_conn_request.set_autoload(plan == "fentry");
-    p.tcpsynbl_v4_syn_recv.set_autoload(plan == "fentry");
-    p.tcpsynbl_v6_syn_recv.set_autoload(plan == "fentry" && v6);
-    p.tcpsynbl_conn_request_kprobe.set_autoload(plan == "kprobe");
-    p.tcpsynbl_v4_syn_recv_kprobe.set_autoload(plan == "kprobe");
-    p.tcpsynbl_v6_syn_recv_kprobe.set_autoload(plan == "kprobe" && v6);
-    p.tcpsynbl_consume.set_autoload(plan == "tp_btf");
-    let ack_drops = plan != "tp_btf" || has_listen_overflow_reason();
-    p.tcpsynbl_overflow
-        .set_autoload(plan == "tp_btf" && ack_drops);
-    ack_drops
+    if btf_has("tcp_v6_syn_recv_sock").is_err() {
+        p.tcpsynbl_v6_syn_recv.set_autoload(false);
+        p.tcpsynbl_v6_syn_recv_kprobe.set_autoload(false);
+    }
+    if functions {
+        p.tcpsynbl_consume.set_autoload(false);
+    }
+    if functions || !sees_ack_drops(plan) {
+        p.tcpsynbl_overflow.set_autoload(false);
+    }
 }
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
@@ -156,14 +164,14 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         }
     };
 
-    let mut obj = MaybeUninit::uninit();
-    let mut open = opened(tool.name, TcpsynblSkelBuilder::default().open(&mut obj))?;
-    let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
-    crate::set_filters!(&mut *rodata, s.filters);
-    let ack_drops = select_programs(&mut open, s.plan.name);
-    let mut skel = open.load().or_load_failed(tool.name)?;
-    skel.attach()
-        .map_err(|e| crate::core::bpf::attach_failed(tool.name, s.plan.attach, e))?;
+    let filters = s.filters.clone();
+    let skel = s.load::<TcpsynblSkelBuilder>(|open, plan| {
+        let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
+        crate::set_filters!(&mut *rodata, filters);
+        select_programs(open, plan);
+        Ok(())
+    })?;
+    let ack_drops = sees_ack_drops(s.plan);
 
     let out = RefCell::new(Output::new(
         o.common.format(),
@@ -331,7 +339,10 @@ impl ListenOverflows {
 
     /// (since the start, since the last call).
     fn update(&mut self) -> Option<(u64, u64)> {
-        let now = self.netns.counter("netstat", "TcpExt", "ListenOverflows").ok()?;
+        let now = self
+            .netns
+            .counter("netstat", "TcpExt", "ListenOverflows")
+            .ok()?;
         let delta = now.saturating_sub(self.last);
         self.last = now;
         Some((now.saturating_sub(self.start), delta))
@@ -345,7 +356,11 @@ impl ListenOverflows {
 /// common/export.bpf.h); the port label is the listener's port.
 pub mod export {
     use super::*;
-    use crate::exporter::sources::{Buckets, Ctx, ExportMaps, Family, Loaded, Scale, Source, Unit};
+    crate::export_object!(OpenTcpsynblSkel, TcpsynblSkel);
+
+    use crate::core::export::{
+        self, Buckets, Ctx, ExportMaps, ExportObject as _, Family, Loaded, Scale, Source, Unit,
+    };
 
     /// 0 to 65535 connections waiting.
     const BACKLOG: Buckets = Buckets {
@@ -359,21 +374,6 @@ pub mod export {
         /// The kernel names full-queue drops (drop reason TCP_LISTEN_OVERFLOW): without it the
         /// drop counter would be a constant 0, so it is not published.
         drops: bool,
-    }
-
-    /// Whether this kernel's `enum skb_drop_reason` has TCP_LISTEN_OVERFLOW.
-    fn listen_overflow_reason() -> bool {
-        use libbpf_rs::btf::{types::Enum, Btf};
-        let Ok(btf) = Btf::from_vmlinux() else {
-            return false;
-        };
-        let reasons: Option<Enum> = btf.type_by_name("skb_drop_reason");
-        reasons.is_some_and(|e| {
-            e.iter().any(|m| {
-                m.name
-                    .is_some_and(|n| n == "SKB_DROP_REASON_TCP_LISTEN_OVERFLOW")
-            })
-        })
     }
 
     impl Source for Backlog {
@@ -405,27 +405,18 @@ pub mod export {
     }
 
     pub fn load(ctx: &Ctx) -> anyhow::Result<Loaded> {
-        let plan = crate::exporter::sources::select(TOOL.name, TOOL.plans)?;
-        // The programs stay attached for the exporter's whole life: leak the object storage.
-        let obj = Box::leak(Box::new(MaybeUninit::uninit()));
-        let mut open = opened(TOOL.name, TcpsynblSkelBuilder::default().open(obj))?;
-        let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
-        crate::export_rodata!(&mut *rodata, ctx);
-        select_programs(&mut open, plan.name);
-        ExportMaps::size(ctx, &mut open.maps.export_counts, &mut open.maps.export_hists)?;
-        let mut skel = open.load().or_load_failed(TOOL.name)?;
-        skel.attach()
-            .map_err(|e| crate::core::bpf::attach_failed(TOOL.name, plan.attach, e))?;
-        let maps = ExportMaps::new(
-            ctx,
-            &skel.maps.export_counts,
-            &skel.maps.export_hists,
-            &skel.maps.export_stats,
-        )?;
+        let (skel, plan) =
+            export::load::<TcpsynblSkelBuilder>(TOOL.name, TOOL.plans, |open, plan| {
+                open.export_setup(ctx)?;
+                let _rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
+                select_programs(open, plan);
+                Ok(())
+            })?;
+        let maps = skel.export_maps(ctx)?;
         Ok(Loaded {
             source: Box::new(Backlog {
                 maps,
-                drops: listen_overflow_reason(),
+                drops: has_listen_overflow_reason(),
             }),
             plan: plan.name.to_string(),
             keepalive: Box::new(skel),

@@ -2,15 +2,14 @@
 
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
-use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd};
 
 use clap::{Parser, ValueEnum};
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::skel::Skel;
 use libbpf_rs::{MapCore, MapFlags};
 
 use crate::core::addr::{endpoint, ip_version, Tuple};
-use crate::core::bpf::{opened, LoadContext, Pod};
+use crate::core::bpf::Pod;
 use crate::core::caps::{btf_has, func_param_index, Hook, Plan};
 use crate::core::cli::{parse_pid, Common, Family, Interval};
 use crate::core::maps;
@@ -57,6 +56,8 @@ pub static TOOL: Tool = Tool {
     ],
     cli: <Opts as clap::CommandFactory>::command,
     run,
+    verify: crate::core::bpf::verify::<TcptopSkelBuilder>,
+    export: None,
 };
 
 fn has_socket_calls() -> Result<(), String> {
@@ -69,7 +70,9 @@ fn has_socket_calls() -> Result<(), String> {
 fn recv_flags_arg() -> Result<usize, String> {
     match func_param_index("tcp_recvmsg", "flags") {
         Some(i @ (3 | 4)) => Ok(i),
-        Some(i) => Err(format!("tcp_recvmsg has its flags as argument {i}, not 3 or 4")),
+        Some(i) => Err(format!(
+            "tcp_recvmsg has its flags as argument {i}, not 3 or 4"
+        )),
         None => Err("tcp_recvmsg has no 'flags' argument in kernel BTF".into()),
     }
 }
@@ -151,7 +154,6 @@ fn columns() -> Vec<Column> {
     ]
 }
 
-
 struct Row {
     pid: u32,
     comm: String,
@@ -180,39 +182,31 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     s.filters.tgid = o.pid.unwrap_or(0);
     s.filters.family = o.family.af();
 
-    let mut obj = MaybeUninit::uninit();
-    let mut open = opened(tool.name, TcptopSkelBuilder::default().open(&mut obj))?;
-    let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
-    crate::set_filters!(&mut *rodata, s.filters);
-    let plan = s.plan.name;
-    if plan != "tp_btf" {
-        rodata.recv_flags_arg = recv_flags_arg().map_err(|e| anyhow::anyhow!("tcptop: {e}"))? as u32;
-    }
-    // tcp_sendpage() (sendfile, splice) went away in Linux 6.5: splice now goes through
-    // tcp_sendmsg().
-    let sendpage = btf_has("tcp_sendpage").is_ok();
-    let p = &mut open.progs;
-    p.tcptop_send.set_autoload(plan == "tp_btf");
-    p.tcptop_recv.set_autoload(plan == "tp_btf");
-    p.tcptop_sendmsg_exit.set_autoload(plan == "fexit");
-    p.tcptop_recvmsg_exit.set_autoload(plan == "fexit");
-    p.tcptop_sendpage_exit.set_autoload(plan == "fexit" && sendpage);
-    for k in [
-        &mut p.tcptop_sendmsg_kprobe,
-        &mut p.tcptop_sendmsg_kretprobe,
-        &mut p.tcptop_recvmsg_kprobe,
-        &mut p.tcptop_recvmsg_kretprobe,
-    ] {
-        k.set_autoload(plan == "kprobe");
-    }
-    p.tcptop_sendpage_kprobe.set_autoload(plan == "kprobe" && sendpage);
-    p.tcptop_sendpage_kretprobe.set_autoload(plan == "kprobe" && sendpage);
-    let mut skel = open.load().or_load_failed(tool.name)?;
-    skel.attach()
-        .map_err(|e| crate::core::bpf::attach_failed(tool.name, s.plan.attach, e))?;
+    let filters = s.filters.clone();
+    let skel = s.load::<TcptopSkelBuilder>(|open, plan| {
+        let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
+        crate::set_filters!(&mut *rodata, filters);
+        if !plan.uses(Hook::TpBtf) {
+            rodata.recv_flags_arg =
+                recv_flags_arg().map_err(|e| anyhow::anyhow!("tcptop: {e}"))? as u32;
+        }
+        // tcp_sendpage() (sendfile, splice) went away in Linux 6.5: splice now goes through
+        // tcp_sendmsg().
+        if btf_has("tcp_sendpage").is_err() {
+            let p = &mut open.progs;
+            p.tcptop_sendpage_exit.set_autoload(false);
+            p.tcptop_sendpage_kprobe.set_autoload(false);
+            p.tcptop_sendpage_kretprobe.set_autoload(false);
+        }
+        Ok(())
+    })?;
 
     let format = o.common.format();
-    let rows_limit = o.rows.unwrap_or(if format == Format::Json { usize::MAX } else { 20 });
+    let rows_limit = o.rows.unwrap_or(if format == Format::Json {
+        usize::MAX
+    } else {
+        20
+    });
     let clear = format == Format::Table && !o.noclear && std::io::stdout().is_terminal();
     let mut out = Output::new(format, columns());
     announce("TCP sends and receives");
@@ -302,6 +296,8 @@ fn print_interval(out: &mut Output, o: &Opts, clear: bool, rows: &[Row]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use libbpf_rs::skel::{OpenSkel as _, SkelBuilder as _};
+    use std::mem::MaybeUninit;
     use std::net::IpAddr;
 
     fn row(lport: u16, rx: u64, tx: u64) -> Row {
@@ -348,10 +344,19 @@ mod tests {
     fn sorting() {
         let mut rows = vec![row(1, 10, 0), row(2, 0, 20), row(3, 6, 6)];
         sort_rows(&mut rows, Sort::All);
-        assert_eq!(rows.iter().map(|r| r.tuple.lport).collect::<Vec<_>>(), [2, 3, 1]);
+        assert_eq!(
+            rows.iter().map(|r| r.tuple.lport).collect::<Vec<_>>(),
+            [2, 3, 1]
+        );
         sort_rows(&mut rows, Sort::Received);
-        assert_eq!(rows.iter().map(|r| r.tuple.lport).collect::<Vec<_>>(), [1, 3, 2]);
+        assert_eq!(
+            rows.iter().map(|r| r.tuple.lport).collect::<Vec<_>>(),
+            [1, 3, 2]
+        );
         sort_rows(&mut rows, Sort::Sent);
-        assert_eq!(rows.iter().map(|r| r.tuple.lport).collect::<Vec<_>>(), [2, 3, 1]);
+        assert_eq!(
+            rows.iter().map(|r| r.tuple.lport).collect::<Vec<_>>(),
+            [2, 3, 1]
+        );
     }
 }

@@ -3,14 +3,12 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::mem::MaybeUninit;
 use std::path::PathBuf;
 
 use clap::Parser;
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 
 use crate::core::addr::{endpoint, ip_version, Tuple};
-use crate::core::bpf::{opened, read_event, LoadContext, Pod};
+use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{Common, Family, PortFilters};
 use crate::core::output::{Column, Format, Output, Value};
@@ -37,6 +35,8 @@ pub static TOOL: Tool = Tool {
     }],
     cli: <Opts as clap::CommandFactory>::command,
     run,
+    verify: crate::core::bpf::verify::<TcpwinSkelBuilder>,
+    export: None,
 };
 
 const EXAMPLES: &str = "\
@@ -88,17 +88,20 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     s.filters.family = o.family.af();
     o.ports.apply(&mut s.filters);
 
-    let mut obj = MaybeUninit::uninit();
-    let mut open = opened(tool.name, TcpwinSkelBuilder::default().open(&mut obj))?;
-    crate::set_filters!(
-        open.maps.rodata_data.as_deref_mut().expect("rodata"),
-        s.filters
-    );
-    let mut skel = open.load().or_load_failed(tool.name)?;
-    skel.attach()
-        .map_err(|e| crate::core::bpf::attach_failed(tool.name, s.plan.attach, e))?;
+    let filters = s.filters.clone();
+    let skel = s.load::<TcpwinSkelBuilder>(|open, _plan| {
+        crate::set_filters!(
+            open.maps.rodata_data.as_deref_mut().expect("rodata"),
+            filters
+        );
+        Ok(())
+    })?;
 
-    let format = if o.common.json { Format::Json } else { Format::Csv };
+    let format = if o.common.json {
+        Format::Json
+    } else {
+        Format::Csv
+    };
     let mut out = Output::new(
         format,
         vec![
@@ -220,7 +223,11 @@ mod plot {
         let finite = |ss: u32| ss < SSTHRESH_INFINITE;
         let times = || series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
         let x_min = times().fold(f64::INFINITY, f64::min);
-        let x_min = if x_min.is_finite() { x_min.floor() } else { 0.0 };
+        let x_min = if x_min.is_finite() {
+            x_min.floor()
+        } else {
+            0.0
+        };
         let x_max = times().fold(x_min, f64::max).max(x_min + 0.001);
         let y_max = series
             .iter()
@@ -241,7 +248,10 @@ mod plot {
                 .margin(15)
                 .x_label_area_size(45)
                 .y_label_area_size(60)
-                .build_cartesian_2d(x_min..x_max + (x_max - x_min) * 0.02, 0u32..y_max + y_max / 10)
+                .build_cartesian_2d(
+                    x_min..x_max + (x_max - x_min) * 0.02,
+                    0u32..y_max + y_max / 10,
+                )
                 .map_err(plot_error)?;
             chart
                 .configure_mesh()

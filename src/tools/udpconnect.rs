@@ -1,14 +1,13 @@
 //! udpconnect: UDP sockets being connected (connect() on a UDP socket), one line each.
 
 use std::ffi::OsString;
-use std::mem::MaybeUninit;
 
 use clap::Parser;
 
 use crate::core::addr::{ip, ip_version};
-use crate::core::bpf::{load, read_event, Pod};
+use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{btf_has, Hook, Plan};
-use crate::core::cli::{PidFilter, Common};
+use crate::core::cli::{Common, PidFilter};
 use crate::core::output::{comm_str, Column, Output, Value};
 use crate::core::time::Clock;
 use crate::tools::{announce, start, Tool};
@@ -47,6 +46,8 @@ pub static TOOL: Tool = Tool {
     ],
     cli: <Opts as clap::CommandFactory>::command,
     run,
+    verify: crate::core::bpf::verify::<UdpconnectSkelBuilder>,
+    export: None,
 };
 
 fn has_connect_functions() -> Result<(), String> {
@@ -79,23 +80,21 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let mut s = start(tool, &o.common)?;
     o.pid.apply(&mut s.filters);
 
-    let mut obj = MaybeUninit::uninit();
-    let plan = s.plan.name;
     // IPv6 may be a module that is not loaded, or disabled.
     let v6 = btf_has("ip6_datagram_connect").is_ok();
-    let skel = load(tool.name, s.plan.attach, UdpconnectSkelBuilder::default(), &mut obj, |open| {
-        crate::set_filters!(open.maps.rodata_data.as_deref_mut().expect("rodata"), s.filters);
-        let p = &mut open.progs;
-        p.udpconnect_enter.set_autoload(plan == "tracepoint");
-        p.udpconnect_exit.set_autoload(plan == "tracepoint");
-        p.udpconnect_fexit4.set_autoload(plan == "fexit");
-        p.udpconnect_fexit6.set_autoload(plan == "fexit" && v6);
-        for k in [&mut p.udpconnect_kprobe4, &mut p.udpconnect_kretprobe4] {
-            k.set_autoload(plan == "kprobe");
+    let filters = s.filters.clone();
+    let skel = s.load::<UdpconnectSkelBuilder>(|open, _| {
+        crate::set_filters!(
+            open.maps.rodata_data.as_deref_mut().expect("rodata"),
+            filters
+        );
+        if !v6 {
+            let p = &mut open.progs;
+            p.udpconnect_fexit6.set_autoload(false);
+            p.udpconnect_kprobe6.set_autoload(false);
+            p.udpconnect_kretprobe6.set_autoload(false);
         }
-        for k in [&mut p.udpconnect_kprobe6, &mut p.udpconnect_kretprobe6] {
-            k.set_autoload(plan == "kprobe" && v6);
-        }
+        Ok(())
     })?;
 
     let mut out = Output::new(
@@ -115,7 +114,9 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     announce("UDP connect()s");
     let clock = Clock::start();
     s.run.stream(&skel.maps.events, &mut out, |data, out| {
-        let Some(e) = read_event::<types::udpconnect_event>(data) else { return };
+        let Some(e) = read_event::<types::udpconnect_event>(data) else {
+            return;
+        };
         let comm = comm_str(&e.comm);
         let time = clock.hms(e.ts_ns);
         out.row(&[
@@ -130,6 +131,9 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         ]);
     })?;
     crate::core::run::report_missed(tool.name, libbpf_rs::skel::Skel::object(&skel));
-    crate::core::run::report_lost(tool.name, skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events));
+    crate::core::run::report_lost(
+        tool.name,
+        skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events),
+    );
     Ok(())
 }
