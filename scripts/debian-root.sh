@@ -24,3 +24,11 @@ if [ ! -s "$tarball" ]; then
 fi
 mkdir "$dir"
 tar -C "$dir" -xf "$tarball"
+# APT sources as a fresh install (and Debian's container images) has them: debootstrap writes
+# only SUITE main, without the security and point-release updates (Debian 12's cargo-web from
+# bookworm main is too old for the crates netbpf locks).
+cat >"$dir/etc/apt/sources.list" <<SOURCES
+deb $mirror $suite main
+deb $mirror $suite-updates main
+deb ${NETBPF_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security} $suite-security main
+SOURCES

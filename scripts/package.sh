@@ -36,6 +36,10 @@ if ! "$tools_root/bin/cargo-deb" --version 2>/dev/null | grep -q "$cargo_deb_ver
 	cargo install --locked --quiet --root "$tools_root" cargo-deb --version "$cargo_deb_version"
 fi
 
+head -1 contrib/debian/changelog | grep -qF "netbpf ($version-" || {
+	echo "package.sh: contrib/debian/changelog has no entry for $version" >&2
+	exit 1
+}
 rm -rf "$out"
 mkdir -p "$staging/links"
 
