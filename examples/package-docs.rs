@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Arg, ArgAction, Command, ValueHint};
 use clap_complete::Shell;
-use netbpf::tools::{Tool, TOOLS};
+use netbpf::tools::TOOLS;
 
 /// Section 8: the binary is installed in /usr/sbin (it needs root or CAP_BPF + CAP_PERFMON).
 const SECTION: &str = "8";
@@ -23,10 +23,13 @@ fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&man)?;
     std::fs::create_dir_all(&completions)?;
 
-    write_man(&man, netbpf_command(), "USAGE")?;
-    for tool in TOOLS {
-        write_man(&man, tool_page_command(tool), "EXAMPLES")?;
+    let netbpf = netbpf_command();
+    // netbpf-SUBCOMMAND(8) for each tool and each of netbpf's own commands, as netbpf(8) lists
+    // them.
+    for sub in netbpf.get_subcommands() {
+        write_man(&man, page_command(sub.clone()), "EXAMPLES")?;
     }
+    write_man(&man, netbpf, "USAGE")?;
     for (shell, file) in [
         (Shell::Bash, "netbpf.bash"),
         (Shell::Zsh, "_netbpf"),
@@ -40,8 +43,7 @@ fn main() -> anyhow::Result<()> {
 
 /// A tool's page is netbpf-TOOL(8), so it never shadows bcc's or libbpf-tools' TOOL(8); its
 /// synopsis reads `netbpf TOOL`.
-fn tool_page_command(tool: &Tool) -> Command {
-    let cmd = (tool.cli)();
+fn page_command(cmd: Command) -> Command {
     let page = format!("netbpf-{}", cmd.get_name());
     let bin = format!("netbpf {}", cmd.get_name());
     cmd.display_name(page).bin_name(bin)
