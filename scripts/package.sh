@@ -13,7 +13,12 @@
 # Debian's libelf.a and libz.a (libbpf-sys's `static` feature; Debian 12's libelf needs nothing
 # else). netbpf resolves no host or user names, so nothing reaches glibc's NSS or dlopen at run
 # time; the link step's warnings would name getaddrinfo/getpwnam/dlopen if anything did, and this
-# script fails if it sees one.
+# script fails if it sees one. Not position-independent (-C relocation-model=static): a static-pie
+# binary is one ldd still runs through the loader ("statically linked"); a plain static one is
+# "not a dynamic executable", nothing of the loader involved. The stack, heap and mappings stay
+# randomized; the binary's own text does not.
+# Its own target directory (target/static), so that it and the developers' `cargo build
+# --release` do not rebuild each other's dependencies over different RUSTFLAGS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
@@ -45,10 +50,12 @@ mkdir -p "$staging/links"
 
 # 1. The static binary.
 echo "== static binary"
-LIBBPF_SYS_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu RUSTFLAGS="-C target-feature=+crt-static" \
+static_dir=target/static
+CARGO_TARGET_DIR=$static_dir LIBBPF_SYS_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu \
+	RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
 	cargo build --release --locked --features static --target "$target" --bin netbpf \
 	2> >(tee "$staging/build.log" >&2)
-bin=target/$target/release/netbpf
+bin=$static_dir/$target/release/netbpf
 if grep -Eq "statically linked applications requires at runtime" "$staging/build.log"; then
 	echo "package.sh: the static binary calls into NSS or dlopen (see the warning above)" >&2
 	exit 1
@@ -77,9 +84,8 @@ cat >"$staging/lintian-overrides" <<'OVERRIDES'
 # Static on purpose (scripts/package.sh says why): one binary that runs on any Debian userland.
 netbpf: statically-linked-binary [usr/sbin/netbpf]
 netbpf: embedded-library zlib [usr/sbin/netbpf]
-netbpf: embedded-library libelf [usr/sbin/netbpf]
 OVERRIDES
-"$tools_root/bin/cargo-deb" --no-build --target "$target" --no-strip \
+CARGO_TARGET_DIR=$static_dir "$tools_root/bin/cargo-deb" --no-build --target "$target" --no-strip \
 	--output "$out/netbpf_${version}_amd64.deb" >/dev/null
 
 # 4. The OCI image, in podman storage of its own (the host's images are left alone).
