@@ -105,7 +105,7 @@ static_is_static() {
 static_in_root() {
 	local suite=$1 root=$work/root-$1
 	scripts/debian-root.sh "$suite" "$root" || return 1
-	cp "$static_bin" "$root/usr/local/bin/netbpf"
+	cp "$static_bin" "$root/usr/sbin/netbpf"
 	in_root "$root" netbpf list >"$work/list-$suite" || { cat "$work/list-$suite"; return 1; }
 	cat "$work/list-$suite"
 	grep -Eq '^tcpconnect +ok ' "$work/list-$suite" || return 1
@@ -148,7 +148,7 @@ deb_install_use_purge() {
 }
 
 deb_lintian() {
-	lintian --allow-root --fail-on error --show-overrides "$deb"
+	lintian --allow-root --fail-on error "$deb"
 }
 
 deb_contents() {
@@ -163,7 +163,7 @@ deb_contents() {
 		grep -qxF "$need" <(sed 's/ *$//' "$work/deb-contents") || { echo "missing: $need"; return 1; }
 	done
 	# Nothing outside netbpf's own directories and the shared completion/man/doc ones.
-	! grep -E '^\./usr/(s?bin)/[^n]' "$work/deb-contents"
+	! grep -E '^\./usr/s?bin/[^n ]' "$work/deb-contents"
 }
 
 man_pages_render() {
