@@ -97,7 +97,10 @@ prepare() {
 
 static_is_static() {
 	file "$static_bin"
-	ldd "$static_bin" 2>&1 | tee /dev/stderr | grep -q "not a dynamic executable"
+	local ldd_says
+	ldd_says=$(ldd "$static_bin" 2>&1)
+	echo "ldd: $ldd_says"
+	[[ $ldd_says == *"not a dynamic executable"* ]]
 }
 
 # The static binary in a fresh minimal root of SUITE: netbpf list finds tools it can run, and

@@ -60,8 +60,9 @@ if grep -Eq "statically linked applications requires at runtime" "$staging/build
 	echo "package.sh: the static binary calls into NSS or dlopen (see the warning above)" >&2
 	exit 1
 fi
-if ! ldd "$bin" 2>&1 | grep -q "not a dynamic executable"; then
-	ldd "$bin" >&2 || true
+ldd_says=$(ldd "$bin" 2>&1 || true)
+if [[ $ldd_says != *"not a dynamic executable"* ]]; then
+	echo "$ldd_says" >&2
 	echo "package.sh: $bin is not static" >&2
 	exit 1
 fi
