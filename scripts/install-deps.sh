@@ -6,6 +6,7 @@
 #   iproute2         `ip`, used by the tests to make veth pairs between test namespaces
 #   cargo-web        Debian's recent Rust toolchain, only when no cargo is on PATH
 #   rustfmt-web rust-web-clippy  its formatter and linter (.ci/run checks both)
+#   ca-certificates  cargo fetches crates over HTTPS (--no-install-recommends leaves it out)
 #   iproute2         tc, for the qdisc tests (a tbf on a test namespace's lo)
 #   iproute2         ip and tc: tests make a lossy loopback (tbf) in their own netns
 #   util-linux       setpriv: the exporter test runs it as a user with CAP_BPF and CAP_PERFMON only
@@ -14,7 +15,7 @@
 #                    stock-kernel VMs, which run the host's binaries)
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-packages=(clang make pkg-config libelf-dev zlib1g-dev util-linux iproute2 iputils-ping iw)
+packages=(ca-certificates clang make pkg-config libelf-dev zlib1g-dev util-linux iproute2 iputils-ping iw)
 command -v cargo >/dev/null 2>&1 || packages+=(cargo-web rustfmt-web rust-web-clippy)
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${packages[@]}"

@@ -1,25 +1,11 @@
 //! netbpf: eBPF network observability tools. `netbpf TOOL [options]`, or a symlink named like the
 //! tool (`tcplife -p 42`).
 
-use netbpf::{core, tools, usage};
+use netbpf::{core, tools, usage, USAGE};
 
 use std::ffi::OsString;
 use std::path::Path;
 
-const USAGE: &str = "\
-netbpf: eBPF network observability tools
-
-Usage: netbpf TOOL [OPTIONS]       run a tool (netbpf TOOL --help for its options)
-       netbpf list [--verbose]     every tool, and whether and how it runs on this kernel
-       netbpf netns [PATH...]      network namespace cookies (for --netns), all or of PATH
-       netbpf exporter [OPTIONS]   the tools' aggregations as Prometheus metrics
-       netbpf --install-links DIR  symlink every tool name to this binary in DIR (existing
-                                   files of those names are left alone)
-       netbpf --version
-
-A symlink named like a tool runs that tool: ln -s $(command -v netbpf) /usr/local/bin/tcplife
-Set NETBPF_DEBUG=1 to see libbpf's messages.
-";
 
 fn main() {
     // Like any Unix filter, end quietly when the reader of stdout goes away (`netbpf list | head`)

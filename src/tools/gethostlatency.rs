@@ -439,9 +439,12 @@ mod tests {
             check_library(Path::new("/etc")).unwrap_err(),
             "not a regular file"
         );
-        assert!(check_library(Path::new("/etc/hosts"))
-            .unwrap_err()
-            .starts_with("not an ELF file"));
+        // A regular file that is not ELF, made here: a minimal root has no /etc/hosts.
+        let text = std::env::temp_dir().join(format!("netbpf-not-elf-{}", std::process::id()));
+        std::fs::write(&text, "127.0.0.1 localhost\n").unwrap();
+        let verdict = check_library(&text);
+        std::fs::remove_file(&text).unwrap();
+        assert!(verdict.unwrap_err().starts_with("not an ELF file"));
     }
 
     #[test]
