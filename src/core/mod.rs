@@ -8,6 +8,7 @@ pub mod drop_reason;
 pub mod errno;
 pub mod error;
 pub mod hist;
+pub mod input;
 pub mod kallsyms;
 pub mod maps;
 pub mod netns;
