@@ -12,14 +12,40 @@ fn main() {
     // instead of failing writes; the kernel detaches our BPF programs when we exit.
     // SAFETY: setting a signal disposition to its default.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    // Before anything is loaded: a Ctrl-C during a slow load ends the run cleanly once loading
+    // returns, instead of killing the process.
+    core::run::install_signal_handlers();
+    // A closed stdin/stdout/stderr would be taken by the next file opened (a BPF map, the
+    // exporter's socket) and written into: hold those slots.
+    core::output::hold_standard_fds();
     let args: Vec<OsString> = std::env::args_os().collect();
-    std::process::exit(match dispatch(args) {
+    let result = dispatch(args);
+    // A failed write to stdout is the error that matters, whatever the tool made of it.
+    let result = match core::output::stdout_error() {
+        Some(e) => Err(e),
+        None => result,
+    };
+    std::process::exit(match result {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("netbpf: error: {e:#}");
             core::error::exit_code(&e)
         }
     });
+}
+
+/// print! that fails the run (through [`core::output::stdout_error`]) when stdout does.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        core::output::print(&format!($($arg)*))
+    };
+}
+
+/// println! through [`out!`].
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        core::output::print(&format!("{}\n", format_args!($($arg)*)))
+    };
 }
 
 fn dispatch(mut args: Vec<OsString>) -> anyhow::Result<()> {
@@ -31,7 +57,19 @@ fn dispatch(mut args: Vec<OsString>) -> anyhow::Result<()> {
             .into_owned()
     });
     if let Some(tool) = argv0.as_deref().and_then(tools::find) {
+        core::output::require_stdout()?;
         return (tool.run)(tool, args);
+    }
+    // Run through a link whose name is no tool (`qdisc-nosuch -d 1`): that name is the unknown
+    // tool, unless what follows names one (a renamed binary).
+    if let Some(name) = argv0.as_deref().filter(|n| !n.starts_with("netbpf")) {
+        let next = args.get(1).and_then(|a| a.to_str());
+        if next.and_then(tools::find).is_none() && next != Some("exporter") {
+            return Err(usage!(
+                "unknown tool '{name}' (run as '{name}', a name that is not a tool's; netbpf list \
+                 shows the tools)"
+            ));
+        }
     }
     if args.len() < 2 {
         eprint!("{USAGE}");
@@ -40,14 +78,14 @@ fn dispatch(mut args: Vec<OsString>) -> anyhow::Result<()> {
     let cmd = args[1].to_string_lossy().into_owned();
     match cmd.as_str() {
         "-h" | "--help" | "help" => {
-            print!("{USAGE}\nTools:\n");
+            out!("{USAGE}\nTools:\n");
             for t in tools::TOOLS {
-                println!("  {:<16} {}", t.name, t.about);
+                outln!("  {:<16} {}", t.name, t.about);
             }
             Ok(())
         }
         "-V" | "--version" => {
-            println!("netbpf {}", env!("CARGO_PKG_VERSION"));
+            outln!("netbpf {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
         "exporter" => {
@@ -78,6 +116,7 @@ fn dispatch(mut args: Vec<OsString>) -> anyhow::Result<()> {
         }
         name => match tools::find(name) {
             Some(tool) => {
+                core::output::require_stdout()?;
                 args.remove(0);
                 (tool.run)(tool, args)
             }
@@ -98,10 +137,10 @@ fn list(verbose: bool) -> anyhow::Result<()> {
         );
     }
     let privileged = core::bpf::privileged();
-    println!("{:<16} {:<12} {:<11} DESCRIPTION", "TOOL", "STATUS", "PLAN");
+    outln!("{:<16} {:<12} {:<11} DESCRIPTION", "TOOL", "STATUS", "PLAN");
     for t in tools::TOOLS {
         if !privileged {
-            println!("{:<16} {:<12} {:<11} {}", t.name, "unknown", "-", t.about);
+            outln!("{:<16} {:<12} {:<11} {}", t.name, "unknown", "-", t.about);
             continue;
         }
         let tools::Verdict {
@@ -109,9 +148,12 @@ fn list(verbose: bool) -> anyhow::Result<()> {
             plans: verdicts,
         } = tools::verdict(t);
         match chosen {
-            Some(i) => println!(
+            Some(i) => outln!(
                 "{:<16} {:<12} {:<11} {}",
-                t.name, "ok", t.plans[i].name, t.about
+                t.name,
+                "ok",
+                t.plans[i].name,
+                t.about
             ),
             None => {
                 let why: Vec<String> = t
@@ -120,7 +162,7 @@ fn list(verbose: bool) -> anyhow::Result<()> {
                     .zip(&verdicts)
                     .filter_map(|(p, v)| v.as_ref().err().map(|e| format!("{}: {e}", p.name)))
                     .collect();
-                println!(
+                outln!(
                     "{:<16} {:<12} {:<11} {} ({})",
                     t.name,
                     "unsupported",
@@ -137,9 +179,11 @@ fn list(verbose: bool) -> anyhow::Result<()> {
                     Ok(()) => "usable".to_string(),
                     Err(why) => format!("skipped: {why}"),
                 };
-                println!(
+                outln!(
                     "    {:<12} {verdict}\n    {:<12} hooks: {}",
-                    p.name, "", p.attach
+                    p.name,
+                    "",
+                    p.attach
                 );
             }
         }
@@ -159,7 +203,7 @@ fn netns(paths: &[OsString]) -> anyhow::Result<()> {
                 ));
             }
             let cookie = core::netns::cookie_of_path(&p).map_err(|e| usage!("netns: {e}"))?;
-            println!("{cookie:<10} {p}");
+            outln!("{cookie:<10} {p}");
         }
         return Ok(());
     }
@@ -170,7 +214,7 @@ fn netns(paths: &[OsString]) -> anyhow::Result<()> {
     }
     let mut all = core::netns::reachable();
     all.sort_by_key(|r| r.cookie);
-    println!("{:<10} {:<12} {:<28} PROCESSES", "COOKIE", "INODE", "PATH");
+    outln!("{:<10} {:<12} {:<28} PROCESSES", "COOKIE", "INODE", "PATH");
     for r in all {
         let cookie = r.cookie.map_or("?".to_string(), |c| c.to_string());
         let first = r.pids.first().map(|&p| {
@@ -182,7 +226,7 @@ fn netns(paths: &[OsString]) -> anyhow::Result<()> {
             (Some(f), 1) => f,
             (Some(f), n) => format!("{f} and {} more", n - 1),
         };
-        println!("{cookie:<10} {:<12} {:<28} {procs}", r.inode, r.path);
+        outln!("{cookie:<10} {:<12} {:<28} {procs}", r.inode, r.path);
     }
     Ok(())
 }
@@ -215,7 +259,7 @@ fn install_links(dir: &Path) -> anyhow::Result<()> {
             }
             std::os::unix::fs::symlink(&exe, &link)
                 .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", link.display()))?;
-            println!("{} -> {}", link.display(), exe.display());
+            outln!("{} -> {}", link.display(), exe.display());
         }
     }
     if skipped > 0 {

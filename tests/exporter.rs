@@ -474,7 +474,7 @@ fn status_field(status: &str, name: &str) -> String {
 fn every_thread_runs_without_privileges() {
     let ns = Netns::new();
     let e = Exporter::start(&ns, &["--tools", "tcpstates,tcplife"]);
-    // Concurrent scrapes make the server start more threads.
+    // Concurrent scrapes: the server stays on its one thread.
     let port = e.port;
     let scrapers: Vec<_> = (0..12)
         .map(|_| std::thread::spawn(move || get(port, "/metrics", "*/*").0))
@@ -487,9 +487,12 @@ fn every_thread_runs_without_privileges() {
         .unwrap()
         .map(|t| t.unwrap().path())
         .collect();
-    assert!(tasks.len() >= 3, "the HTTP server runs threads: {tasks:?}");
+    assert_eq!(tasks.len(), 1, "one thread serves: {tasks:?}");
     for t in &tasks {
         let status = std::fs::read_to_string(t.join("status")).unwrap();
+        // Started as root: it left uid 0, and runs under its own seccomp filter.
+        assert_eq!(status_field(&status, "Uid:"), "65534\t65534\t65534\t65534");
+        assert_eq!(status_field(&status, "Seccomp:"), "2", "{status}");
         for f in ["CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"] {
             assert_eq!(
                 status_field(&status, f),

@@ -9,6 +9,7 @@ pub mod errno;
 pub mod error;
 pub mod export;
 pub mod hist;
+pub mod input;
 pub mod kallsyms;
 pub mod maps;
 pub mod netns;

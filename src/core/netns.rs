@@ -33,7 +33,8 @@ fn socket_cookie() -> std::io::Result<u64> {
 /// The cookie of the netns at `path` (joined from a short-lived thread, so the caller's own
 /// namespace never changes).
 pub fn cookie_of_path(path: &str) -> Result<u64, String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("netns '{path}': {e}"))?;
+    let file = crate::core::input::open_regular(std::path::Path::new(path))
+        .map_err(|e| format!("netns '{path}': {e}"))?;
     let fd = file.as_raw_fd();
     let path_owned = path.to_string();
     std::thread::spawn(move || {

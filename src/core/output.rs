@@ -295,8 +295,114 @@ impl Stdout {
     }
 }
 
+/// The first failure writing to stdout other than EPIPE (a reader that left, the quiet end of
+/// `| head`): ENOSPC, EBADF, EIO... It fails the run (main() reports it) and ends it.
+static STDOUT_FAILED: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+/// fd 1 was closed at start (`>&-`) and holds /dev/null opened read-only.
+static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn record_failure(e: &io::Error) {
+    if e.raw_os_error() == Some(libc::EPIPE) {
+        crate::core::run::request_stop();
+        return;
+    }
+    let why = if STDOUT_CLOSED.load(std::sync::atomic::Ordering::Relaxed) {
+        "stdout is closed".to_string()
+    } else {
+        format!("cannot write to stdout: {e}")
+    };
+    if let Ok(mut slot) = STDOUT_FAILED.lock() {
+        slot.get_or_insert(why);
+    }
+    crate::core::run::request_stop();
+}
+
+/// The error that failed a write to stdout, if one did (EPIPE is not one).
+pub fn stdout_error() -> Option<anyhow::Error> {
+    let why = STDOUT_FAILED.lock().ok()?.clone()?;
+    Some(anyhow::anyhow!("{why}"))
+}
+
+/// Opens /dev/null on whichever of fds 0, 1 and 2 is closed, so that no file opened later takes
+/// its number; fd 1 read-only, so that every write to stdout fails (EBADF), as it would have.
+pub fn hold_standard_fds() {
+    for fd in 0..3 {
+        // SAFETY: F_GETFD on a small integer.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1 && !std_placeholder(fd) {
+            continue;
+        }
+        let mode = if fd == 2 {
+            libc::O_WRONLY
+        } else {
+            libc::O_RDONLY
+        };
+        // SAFETY: open of a static C string; dup2/close on fds this function owns.
+        unsafe {
+            let null = libc::open(c"/dev/null".as_ptr(), mode);
+            if null >= 0 && null != fd {
+                libc::dup2(null, fd);
+                libc::close(null);
+            }
+        }
+        if fd == 1 {
+            STDOUT_CLOSED.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// Whether `fd` is the /dev/null that Rust's runtime opens (read-write) on a standard fd that
+/// was closed at exec: a shell's `>/dev/null` opens it write-only.
+fn std_placeholder(fd: libc::c_int) -> bool {
+    // SAFETY: fcntl and fstat on an fd, into a local.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        libc::fcntl(fd, libc::F_GETFL) & libc::O_ACCMODE == libc::O_RDWR
+            && libc::fstat(fd, &mut st) == 0
+            && st.st_mode & libc::S_IFMT == libc::S_IFCHR
+            && st.st_rdev == libc::makedev(1, 3)
+    }
+}
+
+/// For tools: an error at start when stdout was closed, rather than tracing for nothing.
+pub fn require_stdout() -> anyhow::Result<()> {
+    if STDOUT_CLOSED.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(anyhow::anyhow!(
+            "stdout is closed: nowhere to print (redirect it to /dev/null to discard the output)"
+        ));
+    }
+    Ok(())
+}
+
+/// Writes text to stdout outside an [`Output`] (netbpf list, netns, --help): a failure is
+/// recorded for [`stdout_error`] and later prints are skipped.
+pub fn print(s: &str) {
+    if STDOUT_FAILED.lock().is_ok_and(|f| f.is_some()) {
+        return;
+    }
+    let mut out = Stdout::default();
+    if let Err(e) = out.write_all(s.as_bytes()) {
+        record_failure(&e);
+    }
+}
+
 impl Write for Stdout {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let r = self.write_raw(buf);
+        if let Err(e) = &r {
+            if !self.gave_up {
+                record_failure(e);
+            }
+        }
+        r
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Stdout {
+    fn write_raw(&mut self, buf: &[u8]) -> io::Result<usize> {
         let mut buf = buf;
         loop {
             if self.gave_up {
@@ -326,10 +432,6 @@ impl Write for Stdout {
             }
             // Interrupted by a signal: the loop checks whether it ended the run.
         }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }
 

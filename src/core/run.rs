@@ -14,6 +14,25 @@ extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::Relaxed);
 }
 
+/// Installs SIGINT/SIGTERM handlers (without SA_RESTART, so a blocking wait returns at once).
+/// main() does it before anything else, so a signal during loading ends the run cleanly.
+pub fn install_signal_handlers() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as *const () as usize;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Ends the run as a signal would (stdout failed: there is no one to trace for).
+pub fn request_stop() {
+    STOP.store(true, Ordering::Relaxed);
+}
+
 /// Whether SIGINT or SIGTERM has asked the run to end (the output writer gives up waiting on a
 /// blocked stdout then).
 pub fn stopping() -> bool {
@@ -30,17 +49,9 @@ pub struct Run {
 }
 
 impl Run {
-    /// Installs SIGINT/SIGTERM handlers (without SA_RESTART, so a blocking wait returns at once).
+    /// Installs the SIGINT/SIGTERM handlers too (main() has already; a library user may not).
     pub fn new(duration: Option<Duration>) -> Run {
-        for sig in [libc::SIGINT, libc::SIGTERM] {
-            // SAFETY: the handler only stores to an atomic.
-            unsafe {
-                let mut sa: libc::sigaction = std::mem::zeroed();
-                sa.sa_sigaction = on_signal as *const () as usize;
-                libc::sigemptyset(&mut sa.sa_mask);
-                libc::sigaction(sig, &sa, std::ptr::null_mut());
-            }
-        }
+        install_signal_handlers();
         Run {
             duration,
             deadline: std::sync::OnceLock::new(),

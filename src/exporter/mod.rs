@@ -6,8 +6,10 @@
 //! anything is loaded), loads and attaches, drops every capability while still single-threaded,
 //! and only then starts the HTTP server's threads.
 
+mod http;
 mod metrics;
 mod privs;
+mod seccomp;
 pub mod sources;
 
 use std::ffi::OsString;
@@ -70,8 +72,8 @@ struct Opts {
     #[arg(long, value_name = "KINDS", value_delimiter = ',')]
     qdisc_kinds: Option<Vec<String>>,
     /// Stop after SECS seconds (default: until SIGINT/SIGTERM)
-    #[arg(short = 'd', long = "duration", value_name = "SECS")]
-    duration: Option<f64>,
+    #[arg(short = 'd', long = "duration", value_name = "SECS", value_parser = crate::core::cli::parse_duration)]
+    duration: Option<Duration>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -94,9 +96,12 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
-fn read_config(path: &PathBuf) -> anyhow::Result<Config> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| usage!("config {}: {e}", path.display()))?;
+/// A config file is small: anything bigger is not one (a device, a log given by mistake).
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+fn read_config(path: &std::path::Path) -> anyhow::Result<Config> {
+    let text = crate::core::input::read_small_file(path, MAX_CONFIG_BYTES)
+        .map_err(|e| usage!("config {}: {e}", path.display()))?;
     toml::from_str::<Config>(&text).map_err(|e| {
         let at = e.span().map(|s| line_col(&text, s.start));
         let msg = e.message().trim_end().replace('\n', " ");
@@ -182,15 +187,7 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<()> {
             .unwrap_or_else(|_| "pfifo_fast".into())],
     };
     let netns = o.netns.or(config.netns);
-    let duration = match o.duration {
-        Some(s) if s > 0.0 && s.is_finite() && s < 1e9 => Some(Duration::from_secs_f64(s)),
-        Some(s) => {
-            return Err(usage!(
-                "--duration: '{s}' is not a positive number of seconds"
-            ))
-        }
-        None => None,
-    };
+    let duration = o.duration;
 
     let common = crate::core::cli::Common {
         netns,
@@ -212,6 +209,10 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<()> {
     let mut exported = Vec::new();
     let mut keepalive = Vec::new();
     for name in &tools {
+        // Loading takes a while per tool: a SIGINT/SIGTERM meanwhile ends the run here.
+        if crate::core::run::stopping() {
+            return Ok(());
+        }
         let spec = EXPORTABLE.iter().find(|s| s.name == name).unwrap();
         match (spec.load)(&ctx) {
             Ok(loaded) => {
@@ -242,11 +243,16 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<()> {
         return Err(Unsupported::new("exporter", "none of the tools can run here").into());
     }
     let run = Run::new(common.duration);
+    if run.should_stop() {
+        return Ok(());
+    }
+    let limits = http::Limits::for_fd_limit();
 
     let dropped = privs::drop_privileges()?;
-    // Every server thread starts from here, without privileges.
-    let server = tiny_http::Server::from_listener(listener, None)
-        .map_err(|e| anyhow!("cannot serve on {listen}: {e}"))?;
+    if let Some(user) = &dropped.user {
+        eprintln!("netbpf exporter: running as {user} (root is not needed to read the maps)");
+    }
+    seccomp::install().map_err(|e| anyhow!("installing the seccomp filter: {e:#}"))?;
     if !bound.ip().is_loopback() {
         eprintln!(
             "netbpf exporter: warning: listening on {bound}, reachable from other hosts: the \
@@ -264,9 +270,16 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<()> {
     let metrics = Arc::new(metrics::Metrics::new(exported));
     let mut registry = Registry::default();
     registry.register_collector(Box::new(metrics.clone()));
-    serve(&server, &registry, &metrics, &run);
-    drop(server);
-    drop(keepalive);
+    let served = http::serve(
+        listener,
+        &limits,
+        |req| respond(req, &registry, &metrics),
+        || run.should_stop(),
+    );
+    served.map_err(|e| anyhow!("exporter: cannot serve on {bound}: {e:#}"))?;
+    // The kernel detaches and frees everything at exit; dropping the skeletons one by one
+    // first only makes the exit slower.
+    std::mem::forget(keepalive);
     Ok(())
 }
 
@@ -292,48 +305,34 @@ fn wants_openmetrics(accept: &str) -> bool {
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-fn header(name: &str, value: &str) -> tiny_http::Header {
-    tiny_http::Header::from_bytes(name, value).expect("valid header")
-}
-
-fn serve(server: &tiny_http::Server, registry: &Registry, metrics: &metrics::Metrics, run: &Run) {
-    while !run.should_stop() {
-        let req = match server.recv_timeout(Duration::from_millis(200)) {
-            Ok(Some(r)) => r,
-            Ok(None) => continue,
-            Err(_) => continue, // interrupted by a signal
-        };
-        let url = req.url();
-        let response = if url == "/metrics" || url.starts_with("/metrics?") {
-            let om = req
-                .headers()
-                .iter()
-                .any(|h| h.field.equiv("Accept") && wants_openmetrics(h.value.as_str()));
-            let mut body = String::with_capacity(32 * 1024);
-            let (format, ctype) = if om {
-                (metrics::Format::OpenMetrics, OPENMETRICS)
-            } else {
-                (metrics::Format::Text, prometheus_text::CONTENT_TYPE)
-            };
-            metrics.scraped(format);
-            let encoded = if om {
-                text::encode(&mut body, registry)
-            } else {
-                prometheus_text::encode(&mut body, registry)
-            };
-            match encoded {
-                Ok(()) => tiny_http::Response::from_string(body)
-                    .with_header(header("Content-Type", ctype)),
-                Err(_) => {
-                    tiny_http::Response::from_string("encoding failed\n").with_status_code(500)
-                }
-            }
-        } else if url == "/" {
-            tiny_http::Response::from_string("netbpf exporter: metrics at /metrics\n")
+fn respond(req: &http::Request, registry: &Registry, metrics: &metrics::Metrics) -> http::Response {
+    let path = req.path;
+    if path == "/metrics" || path.starts_with("/metrics?") {
+        let om = req.accept.is_some_and(wants_openmetrics);
+        let mut body = String::with_capacity(32 * 1024);
+        let (format, content_type) = if om {
+            (metrics::Format::OpenMetrics, OPENMETRICS)
         } else {
-            tiny_http::Response::from_string("not found\n").with_status_code(404)
+            (metrics::Format::Text, prometheus_text::CONTENT_TYPE)
         };
-        let _ = req.respond(response.with_header(header("Server", "netbpf")));
+        metrics.scraped(format);
+        let encoded = if om {
+            text::encode(&mut body, registry)
+        } else {
+            prometheus_text::encode(&mut body, registry)
+        };
+        match encoded {
+            Ok(()) => http::Response {
+                status: 200,
+                content_type,
+                body: body.into_bytes(),
+            },
+            Err(_) => http::Response::text(500, "encoding failed\n"),
+        }
+    } else if path == "/" {
+        http::Response::text(200, "netbpf exporter: metrics at /metrics\n")
+    } else {
+        http::Response::text(404, "not found\n")
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! Capabilities and no_new_privs belong to a thread, and a new thread starts with its creator's.
 //! So the drop runs while the process has a single thread (checked), before the HTTP server
-//! starts its threads: every thread that ever parses a request is unprivileged.
+//! starts its threads: every thread that ever parses a request is unprivileged. Started as
+//! root (outside the unit, which runs as a dynamic user), it also leaves uid 0 for nobody.
 
 use std::io;
 use std::time::{Duration, Instant};
@@ -100,6 +101,34 @@ fn single_threaded() -> anyhow::Result<()> {
 pub struct Dropped {
     /// CAP_BPF was kept: this kernel refuses map reads without it.
     pub kept_bpf: bool,
+    /// The user switched to, when started as root.
+    pub user: Option<String>,
+}
+
+/// The overflow ("nobody") user and group: owns nothing, so a compromised exporter can touch no
+/// file root or a service user owns.
+const NOBODY: libc::uid_t = 65534;
+
+/// From root to [`NOBODY`], keeping the permitted capabilities (dropped right after, except what
+/// reading maps needs) and raising them back into the effective set.
+fn leave_root() -> anyhow::Result<String> {
+    // SAFETY: prctl/setgroups/setresgid/setresuid with integer arguments and no pointers read.
+    unsafe {
+        if libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0
+            || libc::setgroups(0, std::ptr::null()) != 0
+            || libc::setresgid(NOBODY, NOBODY, NOBODY) != 0
+            || libc::setresuid(NOBODY, NOBODY, NOBODY) != 0
+        {
+            return Err(anyhow!(
+                "leaving root for uid {NOBODY}: {}",
+                io::Error::last_os_error()
+            ));
+        }
+        libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0);
+    }
+    let (_, permitted) = capget().context("capget")?;
+    capset(permitted, permitted).context("capset after leaving root")?;
+    Ok(format!("uid {NOBODY} (nobody)"))
 }
 
 /// Drops every capability (from the effective, permitted, inheritable, ambient and, when
@@ -120,6 +149,9 @@ pub fn drop_privileges() -> anyhow::Result<Dropped> {
         },
     )
     .context("dropping privileges: creating the probe map")?;
+    // SAFETY: getuid/geteuid cannot fail.
+    let root = unsafe { libc::getuid() == 0 || libc::geteuid() == 0 };
+    let user = if root { Some(leave_root()?) } else { None };
     let (effective, permitted) = capget().context("capget")?;
     let bit = |c: u32| 1u64 << c;
     let setpcap = effective & bit(CAP_SETPCAP) != 0;
@@ -202,5 +234,5 @@ pub fn drop_privileges() -> anyhow::Result<Dropped> {
     if threads() != 1 {
         bail!("a thread appeared while privileges were dropped");
     }
-    Ok(Dropped { kept_bpf })
+    Ok(Dropped { kept_bpf, user })
 }

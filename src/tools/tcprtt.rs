@@ -13,7 +13,7 @@ use libbpf_rs::{MapCore, MapFlags};
 use crate::core::addr::{ip, AF_INET, AF_INET6};
 use crate::core::bpf::Pod;
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{parse_port_list, Common, Family, Filters, Ports};
+use crate::core::cli::{parse_interval, parse_port_list, Common, Family, Filters, Ports};
 use crate::core::hist::{print_log2, total};
 use crate::core::maps;
 use crate::core::output::{Format, Output, Value};
@@ -96,13 +96,6 @@ struct Opts {
     family: Family,
     #[command(flatten)]
     common: Common,
-}
-
-fn parse_interval(s: &str) -> Result<Duration, String> {
-    match s.parse::<f64>() {
-        Ok(secs) if secs > 0.0 && secs.is_finite() => Ok(Duration::from_secs_f64(secs)),
-        _ => Err(format!("'{s}' is not a positive number of seconds")),
-    }
 }
 
 fn parse_addr(s: &str) -> Result<IpAddr, String> {

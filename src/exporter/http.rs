@@ -1,0 +1,494 @@
+//! The exporter's HTTP/1.1 server: one thread, poll(2) over nonblocking sockets, every resource
+//! bounded.
+//!
+//! A scrape is a small GET answered from memory, so one thread serves thousands a second; what
+//! must not happen is a client holding what others need. Hence: a connection cap below the fd
+//! limit (the oldest-active connection is closed to make room for a new one), a deadline for a
+//! whole request head and for idle keep-alive connections, a request-head size and header-count
+//! cap (parsing is httparse's), one request in flight per connection (a pipelining client gets
+//! its next answer only once it has read the last: the kernel's socket buffers push back), and
+//! a close on anything that is not HTTP/1.x (TLS and HTTP/2 prefaces included).
+
+use std::io::{self, Read, Write};
+use std::net::TcpListener;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+
+/// The bounds. [`Limits::for_fd_limit`] picks the connection cap from RLIMIT_NOFILE.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub max_connections: usize,
+    /// From a connection's first byte of a request to the end of its head.
+    pub head_timeout: Duration,
+    /// Between requests (and before the first) on a kept-alive connection.
+    pub idle_timeout: Duration,
+    /// Without any progress writing a response.
+    pub write_timeout: Duration,
+    pub max_head_bytes: usize,
+    pub max_headers: usize,
+    /// Requests answered on one connection before it is closed.
+    pub max_requests_per_connection: u32,
+    /// Requests answered back to back from one burst of pipelined ones; the last of them closes
+    /// the connection (each scrape costs an encoding of every series).
+    pub max_pipelined: u32,
+    /// How long accept() may keep failing, with no connection left to close, before the
+    /// server gives up (and the exporter exits non-zero for its supervisor to restart it).
+    pub accept_give_up: Duration,
+}
+
+/// fds kept for everything else (BPF objects are open already; scrapes open /proc files).
+const FD_MARGIN: usize = 32;
+
+impl Limits {
+    pub fn for_fd_limit() -> Limits {
+        let open = std::fs::read_dir("/proc/self/fd").map_or(64, |d| d.count());
+        let mut rl = libc::rlimit {
+            rlim_cur: 1024,
+            rlim_max: 1024,
+        };
+        // SAFETY: getrlimit into a local.
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) };
+        let limit = usize::try_from(rl.rlim_cur).unwrap_or(usize::MAX);
+        let room = limit.saturating_sub(open + FD_MARGIN);
+        Limits {
+            max_connections: room.clamp(8, 1024),
+            head_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(90),
+            write_timeout: Duration::from_secs(10),
+            max_head_bytes: 8 * 1024,
+            max_headers: 48,
+            max_requests_per_connection: 10_000,
+            max_pipelined: 8,
+            accept_give_up: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A request head, as the handler sees it.
+pub struct Request<'a> {
+    pub path: &'a str,
+    /// The Accept header, if any.
+    pub accept: Option<&'a str>,
+}
+
+pub struct Response {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn text(status: u16, body: &str) -> Response {
+        Response {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: body.as_bytes().to_vec(),
+        }
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        413 => "Payload Too Large",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        505 => "HTTP Version Not Supported",
+        _ => "",
+    }
+}
+
+struct Conn {
+    stream: std::net::TcpStream,
+    head: Vec<u8>,
+    out: Vec<u8>,
+    written: usize,
+    /// When the current request's first byte came (None: between requests).
+    request_started: Option<Instant>,
+    last_progress: Instant,
+    served: u32,
+    /// Requests answered back to back from what was already read (pipelined).
+    pipelined: u32,
+    close_after_write: bool,
+}
+
+impl Conn {
+    fn new(stream: std::net::TcpStream, now: Instant) -> Conn {
+        Conn {
+            stream,
+            head: Vec::new(),
+            out: Vec::new(),
+            written: 0,
+            request_started: None,
+            last_progress: now,
+            served: 0,
+            pipelined: 0,
+            close_after_write: false,
+        }
+    }
+
+    fn writing(&self) -> bool {
+        self.written < self.out.len()
+    }
+
+    fn expired(&self, now: Instant, l: &Limits) -> bool {
+        let since = now.saturating_duration_since(self.last_progress);
+        if self.writing() {
+            since > l.write_timeout
+        } else if let Some(t) = self.request_started {
+            now.saturating_duration_since(t) > l.head_timeout
+        } else {
+            since > l.idle_timeout
+        }
+    }
+}
+
+/// What happened to a connection in one step.
+enum Step {
+    Keep,
+    Close,
+}
+
+/// Serves until `should_stop` says so. Errors only when it cannot serve at all (the listener
+/// broke, or accept() kept failing for [`Limits::accept_give_up`] with nothing to close).
+/// Accept failures (EMFILE...) are said on stderr, at most every 10 s.
+pub fn serve(
+    listener: TcpListener,
+    limits: &Limits,
+    mut handler: impl FnMut(&Request) -> Response,
+    should_stop: impl Fn() -> bool,
+) -> anyhow::Result<()> {
+    listener.set_nonblocking(true)?;
+    let mut conns: Vec<Conn> = Vec::new();
+    let mut pfds: Vec<libc::pollfd> = Vec::new();
+    let mut accept_failing: Option<Instant> = None;
+    // While accept() fails with nothing to close, the listener is left alone a moment (it stays
+    // readable: polling it would spin).
+    let mut accept_paused_until: Option<Instant> = None;
+    let mut last_complaint: Option<Instant> = None;
+    let mut buf = vec![0u8; 16 * 1024];
+    while !should_stop() {
+        pfds.clear();
+        let paused = accept_paused_until.is_some_and(|t| Instant::now() < t);
+        pfds.push(libc::pollfd {
+            fd: listener.as_raw_fd(),
+            events: if paused { 0 } else { libc::POLLIN },
+            revents: 0,
+        });
+        for c in &conns {
+            let events = if c.writing() {
+                libc::POLLOUT
+            } else {
+                libc::POLLIN
+            };
+            pfds.push(libc::pollfd {
+                fd: c.stream.as_raw_fd(),
+                events,
+                revents: 0,
+            });
+        }
+        // A short tick: deadlines are checked, and a signal that lands between the check above
+        // and poll() is seen within it.
+        // SAFETY: pfds is a live Vec of pollfd.
+        let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 200) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(anyhow!("poll: {e}"));
+        }
+        let now = Instant::now();
+
+        // Connections first (their indexes match pfds[1..]); closed ones are removed after.
+        let mut keep = vec![true; conns.len()];
+        for (i, c) in conns.iter_mut().enumerate() {
+            let rev = pfds[i + 1].revents;
+            let step = if rev & (libc::POLLERR | libc::POLLNVAL) != 0 {
+                Step::Close
+            } else if rev != 0 {
+                step(c, &mut buf, limits, &mut handler, now)
+            } else if c.expired(now, limits) {
+                Step::Close
+            } else {
+                Step::Keep
+            };
+            keep[i] = matches!(step, Step::Keep);
+        }
+        let mut i = 0;
+        conns.retain(|_| {
+            i += 1;
+            keep[i - 1]
+        });
+
+        if pfds[0].revents & libc::POLLIN != 0 {
+            let stuck = accept_all(
+                &listener,
+                &mut conns,
+                limits,
+                now,
+                &mut accept_failing,
+                &mut last_complaint,
+            )?;
+            accept_paused_until = stuck.then(|| now + Duration::from_millis(100));
+        }
+    }
+    Ok(())
+}
+
+/// Closes the connection that has made no progress for the longest (a new one is worth more
+/// than one that sat idle). Returns false when there is none.
+fn evict_one(conns: &mut Vec<Conn>) -> bool {
+    match conns
+        .iter()
+        .enumerate()
+        .min_by_key(|(_, c)| c.last_progress)
+        .map(|(i, _)| i)
+    {
+        Some(i) => {
+            conns.swap_remove(i);
+            true
+        }
+        None => false,
+    }
+}
+
+fn accept_all(
+    listener: &TcpListener,
+    conns: &mut Vec<Conn>,
+    limits: &Limits,
+    now: Instant,
+    failing: &mut Option<Instant>,
+    last_complaint: &mut Option<Instant>,
+) -> anyhow::Result<bool> {
+    // A bounded batch: connections already open get their turn too.
+    for _ in 0..256 {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                *failing = None;
+                if stream.set_nonblocking(true).is_err() {
+                    continue;
+                }
+                let _ = stream.set_nodelay(true);
+                if conns.len() >= limits.max_connections {
+                    evict_one(conns);
+                }
+                conns.push(Conn::new(stream, now));
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                *failing = None;
+                return Ok(false);
+            }
+            Err(e) => match e.raw_os_error() {
+                Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
+                    let since = *failing.get_or_insert(now);
+                    if last_complaint
+                        .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10))
+                    {
+                        *last_complaint = Some(now);
+                        eprintln!(
+                            "netbpf exporter: accept failed: {e} ({} connections open, at most {}): \
+                             closing the least active ones",
+                            conns.len(),
+                            limits.max_connections
+                        );
+                    }
+                    if !evict_one(conns) {
+                        if now.saturating_duration_since(since) > limits.accept_give_up {
+                            return Err(anyhow!(
+                                "cannot accept connections for {} s: {e} (and none of this \
+                                 server's to close)",
+                                limits.accept_give_up.as_secs()
+                            ));
+                        }
+                        return Ok(true);
+                    }
+                }
+                // The peer gave up before accept(), or a signal: nothing wrong with the listener.
+                Some(
+                    libc::ECONNABORTED
+                    | libc::EINTR
+                    | libc::EPROTO
+                    | libc::EPERM
+                    | libc::ENETDOWN
+                    | libc::ENOPROTOOPT
+                    | libc::EHOSTDOWN
+                    | libc::ENONET
+                    | libc::EHOSTUNREACH
+                    | libc::EOPNOTSUPP
+                    | libc::ENETUNREACH,
+                ) => {}
+                _ => return Err(anyhow!("accept: {e}")),
+            },
+        }
+    }
+    Ok(false)
+}
+
+/// Reads or writes what the socket is ready for, answering a complete request.
+fn step(
+    c: &mut Conn,
+    buf: &mut [u8],
+    limits: &Limits,
+    handler: &mut impl FnMut(&Request) -> Response,
+    now: Instant,
+) -> Step {
+    if c.writing() {
+        match c.stream.write(&c.out[c.written..]) {
+            Ok(0) => return Step::Close,
+            Ok(n) => {
+                c.written += n;
+                c.last_progress = now;
+            }
+            Err(e) if retry(&e) => return Step::Keep,
+            Err(_) => return Step::Close,
+        }
+        if c.writing() {
+            return Step::Keep;
+        }
+        c.out = Vec::new();
+        c.written = 0;
+        if c.close_after_write {
+            let _ = c.stream.shutdown(std::net::Shutdown::Write);
+            return Step::Close;
+        }
+        // A pipelined request may be waiting in what was read already.
+        c.pipelined = if c.head.is_empty() {
+            0
+        } else {
+            c.pipelined + 1
+        };
+        return answer(c, limits, handler, now);
+    }
+    let room = (limits.max_head_bytes + 1 - c.head.len().min(limits.max_head_bytes)).min(buf.len());
+    match c.stream.read(&mut buf[..room]) {
+        Ok(0) => Step::Close,
+        Ok(n) => {
+            if c.request_started.is_none() {
+                c.request_started = Some(now);
+            }
+            c.last_progress = now;
+            c.head.extend_from_slice(&buf[..n]);
+            answer(c, limits, handler, now)
+        }
+        Err(e) if retry(&e) => Step::Keep,
+        Err(_) => Step::Close,
+    }
+}
+
+fn retry(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+    )
+}
+
+/// Parses the head read so far and, when it is complete, queues the response.
+fn answer(
+    c: &mut Conn,
+    limits: &Limits,
+    handler: &mut impl FnMut(&Request) -> Response,
+    now: Instant,
+) -> Step {
+    if c.head.is_empty() {
+        c.request_started = None;
+        return Step::Keep;
+    }
+    let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
+    let mut req = httparse::Request::new(&mut headers);
+    let parsed = req.parse(&c.head);
+    let (used, response, close, head_only) = match parsed {
+        Ok(httparse::Status::Partial) => {
+            if c.head.len() > limits.max_head_bytes {
+                (
+                    0,
+                    Response::text(431, "request head too large\n"),
+                    true,
+                    false,
+                )
+            } else {
+                return Step::Keep;
+            }
+        }
+        Err(httparse::Error::TooManyHeaders) => {
+            (0, Response::text(431, "too many headers\n"), true, false)
+        }
+        // Not HTTP/1.x: a TLS ClientHello, an HTTP/2 preface, noise.
+        Err(_) => (
+            0,
+            Response::text(400, "not an HTTP/1.x request\n"),
+            true,
+            false,
+        ),
+        Ok(httparse::Status::Complete(used)) => {
+            let method = req.method.unwrap_or("");
+            let path = req.path.unwrap_or("");
+            let header = |name: &str| {
+                req.headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case(name))
+                    .and_then(|h| std::str::from_utf8(h.value).ok())
+            };
+            let has_body = header("Transfer-Encoding").is_some()
+                || header("Content-Length").is_some_and(|v| v.trim() != "0");
+            let connection = header("Connection").unwrap_or("").to_ascii_lowercase();
+            let close = has_body
+                || req.version != Some(1)
+                || connection.contains("close")
+                || c.served + 1 >= limits.max_requests_per_connection
+                || c.pipelined + 1 >= limits.max_pipelined;
+            let response = if method != "GET" && method != "HEAD" {
+                Response::text(405, "only GET and HEAD\n")
+            } else if has_body {
+                // A body would be read as the next request: refused, and the connection closed.
+                Response::text(400, "a GET has no body\n")
+            } else {
+                handler(&Request {
+                    path,
+                    accept: header("Accept"),
+                })
+            };
+            c.served += 1;
+            (used, response, close, method == "HEAD")
+        }
+    };
+    c.head.drain(..used.min(c.head.len()));
+    if close {
+        c.head.clear();
+    }
+    c.request_started = if c.head.is_empty() { None } else { Some(now) };
+    c.close_after_write = close;
+    c.out = encode(&response, head_only, close);
+    c.written = 0;
+    c.last_progress = now;
+    Step::Keep
+}
+
+fn encode(r: &Response, head_only: bool, close: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(160 + if head_only { 0 } else { r.body.len() });
+    let _ = write!(
+        out,
+        "HTTP/1.1 {} {}\r\nServer: netbpf\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
+        r.status,
+        reason(r.status),
+        r.content_type,
+        r.body.len()
+    );
+    if r.status == 405 {
+        out.extend_from_slice(b"Allow: GET, HEAD\r\n");
+    }
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if !head_only {
+        out.extend_from_slice(&r.body);
+    }
+    out
+}
