@@ -31,7 +31,7 @@ pub static TOOL: Tool = Tool {
         name: "uprobe",
         needs: &[Hook::Uprobe],
         attach: "uprobe+uretprobe libc:getaddrinfo,gethostbyname{,2}{,_r}",
-        check: None,
+        check: Some(crate::core::caps::attach_cookies),
     }],
     cli: <Opts as clap::CommandFactory>::command,
     run,

@@ -31,7 +31,7 @@ pub static TOOL: Tool = Tool {
             name: "fexit",
             needs: &[Hook::Fentry],
             attach: "fexit/inet_csk_accept",
-            check: None,
+            check: Some(crate::core::caps::func_ret_helpers),
         },
         Plan {
             name: "kprobe",

@@ -29,7 +29,7 @@ pub static TOOL: Tool = Tool {
         name: "tp_btf",
         needs: &[Hook::TpBtf],
         attach: "sock/inet_sock_set_state",
-        check: None,
+        check: Some(crate::core::caps::sk_storage_from_tracing),
     }],
     cli: <Opts as clap::CommandFactory>::command,
     run,
