@@ -49,6 +49,8 @@ int BPF_UPROBE(gethostlatency_enter, const char *host)
 
 	if (!tgid_ok(id >> 32) || !netns_ok(current_netns_cookie()))
 		return 0;
+	if (!current_cgroup_ok())
+		return 0;
 	now = bpf_ktime_get_ns();
 	cur = bpf_map_lookup_elem(&calls, &id);
 	if (cur && sp < cur->entry_sp && now - cur->start_ns < STALE_NS)

@@ -100,6 +100,8 @@ int ieee80211scan_started(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	if (!netns_ok(wiphy_netns(wiphy)))
 		return 0;
+	if (!current_cgroup_ok())
+		return 0; /* the requester's (a scan is asked for by a process) */
 	req = scan_request((const void *)ctx->args[1]);
 	now = bpf_ktime_get_ns();
 	bpf_map_update_elem(&scans, &key, &now, BPF_ANY);

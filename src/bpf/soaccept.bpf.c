@@ -36,6 +36,8 @@ static __always_inline int on_enter(struct trace_event_raw_sys_enter *ctx)
 	sk = sock_from_fd((int)ctx->args[0]);
 	if (!sk || !netns_ok(sk_netns_cookie(sk)))
 		return 0;
+	if (!sk_cgroup_ok(sk))
+		return 0;
 	l.family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	if (!sk_is_inet(l.family))
 		return 0;

@@ -40,6 +40,8 @@ int soconnect_enter(struct trace_event_raw_sys_enter *ctx)
 	sk = sock_from_fd((int)ctx->args[0]);
 	if (filter_netns && (!sk || !netns_ok(sk_netns_cookie(sk))))
 		return 0;
+	if (!sk_cgroup_ok(sk))
+		return 0;
 	if (sk)
 		p.protocol = BPF_CORE_READ(sk, sk_protocol);
 	p.start_ns = bpf_ktime_get_ns();

@@ -57,6 +57,8 @@ static __always_inline void sample(struct sock *sk)
 
 	if (!sk || !netns_ok(sk_netns_cookie(sk)))
 		return;
+	if (!sk_cgroup_ok(sk))
+		return;
 	if (filter_tgid) {
 		ino = sk_ino(sk);
 		bpf_map_update_elem(&pid_socks, &skp, &ino, BPF_ANY);
@@ -147,6 +149,8 @@ static __always_inline struct sormem_event *start_event(struct sock *sk, __u32 k
 	__u32 pid = current_tgid();
 
 	if (!sk || !netns_ok(sk_netns_cookie(sk)))
+		return NULL;
+	if (!sk_cgroup_ok(sk))
 		return NULL;
 	if (filter_tgid && pid != filter_tgid) {
 		ino = bpf_map_lookup_elem(&pid_socks, &skp);

@@ -41,6 +41,8 @@ static __always_inline int report(struct sock *sk, struct sock *listener)
 
 	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP || !netns_ok(sk_netns_cookie(sk)))
 		return 0;
+	if (!sk_cgroup_ok(sk))
+		return 0;
 	sk_read_tuple(sk, &t);
 	if (!sk_is_inet(t.family) || !family_ok(t.family) || !lport_ok(t.lport))
 		return 0;

@@ -49,6 +49,8 @@ int BPF_PROG(tcpconnlat_set_state, struct sock *sk, int oldstate, int newstate)
 		fresh.pid = current_tgid();
 		if (!tgid_ok(fresh.pid) || !netns_ok(sk_netns_cookie(sk)))
 			return 0;
+		if (!sk_cgroup_ok(sk))
+			return 0;
 		/* connect() has set the destination: a dual-stack socket connecting to a v4-mapped
 		 * address makes an IPv4 connection. */
 		sk_read_tuple(sk, &t);

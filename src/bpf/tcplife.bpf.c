@@ -150,6 +150,8 @@ int BPF_PROG(tcplife_set_state, struct sock *sk, int oldstate, int newstate)
 	netns = sk_netns_cookie(sk);
 	if (!netns_ok(netns))
 		return 0;
+	if (!sk_cgroup_ok(sk))
+		return 0;
 
 	/* (A passive child's first change is LISTEN -> SYN_RECV: it starts as a listener's clone.) */
 	if (newstate == TCP_LISTEN || (oldstate == TCP_LISTEN && newstate == TCP_CLOSE)) {

@@ -64,6 +64,8 @@ static __always_inline void report(const struct sock *sk, const struct sk_buff *
 
 	if (!netns_ok(sk_netns_cookie(sk)))
 		return;
+	if (!sk_cgroup_ok(sk))
+		return;
 	sk_read_tuple(sk, &t);
 	tuple_unmap_v4(&t);
 	if (!sk_is_inet(t.family) || !family_ok(t.family))
@@ -130,6 +132,8 @@ SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(tcpretrans_owner, struct sock *sk, int oldstate, int newstate)
 {
 	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP || !netns_ok(sk_netns_cookie(sk)))
+		return 0;
+	if (!sk_cgroup_ok(sk))
 		return 0;
 	owner_track(sk, oldstate, newstate);
 	if (newstate == TCP_CLOSE)

@@ -20,6 +20,8 @@ int BPF_PROG(tcpwin_probe, struct sock *sk, const struct sk_buff *skb)
 
 	if (!netns_ok(sk_netns_cookie(sk)))
 		return 0;
+	if (!sk_cgroup_ok(sk))
+		return 0;
 	sk_read_tuple(sk, &t);
 	tuple_unmap_v4(&t);
 	if (!family_ok(t.family) || !lport_ok(t.lport) || !rport_ok(t.rport))

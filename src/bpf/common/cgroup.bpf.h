@@ -31,9 +31,22 @@ static __always_inline __u64 cgroup_id_of(const struct cgroup *cgrp)
 	return cgrp ? BPF_CORE_READ(cgrp, kn, id) : ROOT_CGROUP_ID;
 }
 
-/* The v2 cgroup a socket was created in (kept in the socket, so it is right in softirq too). */
+#define CG_TCP_TIME_WAIT 6
+#define CG_TCP_NEW_SYN_RECV 12
+
+/* The v2 cgroup a socket was created in (kept in the socket, so it is right in softirq too). A
+ * request socket (a connection being accepted) answers for its listener; a time-wait socket has
+ * no cgroup (NULL: the root's). */
 static __always_inline const struct cgroup *sk_cgroup(const struct sock *sk)
 {
+	__u8 state = BPF_CORE_READ(sk, __sk_common.skc_state);
+
+	if (state == CG_TCP_TIME_WAIT)
+		return NULL;
+	if (state == CG_TCP_NEW_SYN_RECV)
+		sk = BPF_CORE_READ(sk, __sk_common.skc_listener);
+	if (!sk)
+		return NULL;
 	if (bpf_core_field_exists(struct sock_cgroup_data, cgroup))
 		return BPF_CORE_READ(sk, sk_cgrp_data.cgroup);
 

@@ -67,6 +67,13 @@ static __always_inline bool sk_cgroup_ok(const struct sock *sk)
 	return !filter_cgroup || (sk && cgroup_ok(sk_cgroup(sk)));
 }
 
+/* A packet: through its socket (skb->sk, set on transmit); a packet without one (received, below
+ * the socket layer) belongs to no container and is left out while the filter is set. */
+static __always_inline bool skb_cgroup_ok(const struct sk_buff *skb)
+{
+	return !filter_cgroup || sk_cgroup_ok(BPF_CORE_READ(skb, sk));
+}
+
 /* Attributed to the current task (events without a socket). */
 static __always_inline bool current_cgroup_ok(void)
 {
