@@ -17,15 +17,31 @@ use common::{lossy_loopback, Netns, Tool};
 use serde_json::Value;
 
 /// Bump when the image's content changes (the build is cached by this tag).
-const IMAGE: &str = "localhost/netbpf-test-busybox:2";
+const IMAGE: &str = "localhost/netbpf-test-busybox:3";
+
+/// podman with the test's containers.conf: the sandbox refuses to raise rlimits, so every
+/// container (a pod's infra too) gets limits at or below the current ones.
+fn podman_cmd() -> Command {
+    static CONF: OnceLock<std::path::PathBuf> = OnceLock::new();
+    let conf = CONF.get_or_init(|| {
+        let p = std::env::temp_dir().join("netbpf-test-containers.conf");
+        std::fs::write(
+            &p,
+            "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n",
+        )
+        .unwrap();
+        p
+    });
+    let mut c = Command::new("podman");
+    c.env("CONTAINERS_CONF", conf);
+    c
+}
 
 fn podman(args: &[&str]) -> String {
-    let out = Command::new("podman")
+    let out = podman_cmd()
         .args(args)
         .output()
-        .unwrap_or_else(|e| {
-            panic!("podman is needed (scripts/install-deps.sh installs it): {e}")
-        });
+        .unwrap_or_else(|e| panic!("podman is needed (scripts/install-deps.sh installs it): {e}"));
     assert!(
         out.status.success(),
         "podman {args:?}: {}",
@@ -38,7 +54,7 @@ fn podman(args: &[&str]) -> String {
 fn image() -> &'static str {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let exists = Command::new("podman")
+        let exists = podman_cmd()
             .args(["image", "exists", IMAGE])
             .status()
             .map(|s| s.success())
@@ -55,6 +71,11 @@ fn image() -> &'static str {
         for applet in ["sh", "sleep", "httpd", "wget"] {
             std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
         }
+        // A pod's infra container: podman takes one word as its command.
+        let pause = root.join("bin/pause");
+        std::fs::write(&pause, "#!/bin/sh\nexec sleep 2147483647\n").unwrap();
+        std::fs::set_permissions(&pause, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
         std::fs::write(root.join("www/small"), b"hello\n").unwrap();
         std::fs::write(root.join("www/big"), vec![b'x'; 64 * 1024]).unwrap();
         let tar = Command::new("tar")
@@ -64,7 +85,7 @@ fn image() -> &'static str {
             .output()
             .unwrap();
         assert!(tar.status.success());
-        let mut import = Command::new("podman")
+        let mut import = podman_cmd()
             .args(["import", "-", IMAGE])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
@@ -100,7 +121,7 @@ struct Container {
     /// Its cgroup v2 path (relative to the mount) and id.
     cgroup: String,
     cgroup_id: u64,
-    _netns: Netns,
+    _netns: Option<Netns>,
 }
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
@@ -111,19 +132,43 @@ impl Container {
         if lossy {
             lossy_loopback(&netns);
         }
+        let network = format!("ns:{}", netns.path());
+        Container::run(
+            port,
+            file,
+            Some(netns),
+            &[&["--network", &network], extra].concat(),
+        )
+    }
+
+    /// A container of pod `pod`, in the pod's network namespace.
+    fn in_pod(port: u16, pod: &str, extra: &[&str]) -> Container {
+        Container::run(port, "small", None, &[&["--pod", pod], extra].concat())
+    }
+
+    fn run(port: u16, file: &str, netns: Option<Netns>, extra: &[&str]) -> Container {
         let name = format!(
             "netbpf-t{}-{}",
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
         );
-        let network = format!("ns:{}", netns.path());
         let script = format!(
             "httpd -p {port} -h /www && while :; do wget -q -O /dev/null \
              http://127.0.0.1:{port}/{file}; sleep 0.05; done"
         );
         let mut args = vec![
-            "run", "-d", "--runtime", "runc", "--ulimit", "nofile=1024:1024", "--ulimit",
-            "nproc=1024:1024", "--stop-signal", "KILL", "--network", &network, "--name", &name,
+            "run",
+            "-d",
+            "--runtime",
+            "runc",
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1024:1024",
+            "--stop-signal",
+            "KILL",
+            "--name",
+            &name,
         ];
         args.extend_from_slice(extra);
         let image = image();
@@ -151,7 +196,7 @@ impl Container {
 
 impl Drop for Container {
     fn drop(&mut self) {
-        Command::new("podman")
+        podman_cmd()
             .args(["rm", "-f", "-t", "0", &self.id])
             .output()
             .ok();
@@ -218,10 +263,34 @@ fn each_filter_selects_one_container() {
         ],
         2,
     );
-    only(&rows[0], "tcpconnect --container NAME", &a, &[&b], &["dport"]);
-    only(&rows[1], "tcpaccept --container PREFIX", &b, &[&a], &["lport"]);
-    only(&rows[2], "tcplife --cgroup PATH", &a, &[&b], &["lport", "rport"]);
-    only(&rows[3], "tcplife --cgroup ID", &b, &[&a], &["lport", "rport"]);
+    only(
+        &rows[0],
+        "tcpconnect --container NAME",
+        &a,
+        &[&b],
+        &["dport"],
+    );
+    only(
+        &rows[1],
+        "tcpaccept --container PREFIX",
+        &b,
+        &[&a],
+        &["lport"],
+    );
+    only(
+        &rows[2],
+        "tcplife --cgroup PATH",
+        &a,
+        &[&b],
+        &["lport", "rport"],
+    );
+    only(
+        &rows[3],
+        "tcplife --cgroup ID",
+        &b,
+        &[&a],
+        &["lport", "rport"],
+    );
     for r in &rows[2] {
         assert!(u(r, "tx_bytes") + u(r, "rx_bytes") > 0, "no bytes: {r}");
     }
@@ -231,7 +300,13 @@ fn each_filter_selects_one_container() {
         .filter(|r| [8001, 8002].contains(&u(r, "rport")))
         .cloned()
         .collect();
-    only(&to_servers, "socketio --container NAME", &a, &[&b], &["rport"]);
+    only(
+        &to_servers,
+        "socketio --container NAME",
+        &a,
+        &[&b],
+        &["rport"],
+    );
 }
 
 /// Retransmits and drops happen in softirq, on top of whatever task runs: they are attributed
@@ -256,11 +331,24 @@ fn softirq_events_follow_the_socket() {
 #[test]
 fn pod_selects_its_containers_through_cri_labels() {
     let pod = format!("netbpf-tpod{}", std::process::id());
-    podman(&["pod", "create", "--infra=false", "--name", &pod]);
+    // With an infra container, podman gives the pod a cgroup of its own (cgroupfs driver:
+    // libpod_parent/<pod id>/libpod-<container id>), as kubelet does (kubepods/.../pod<UID>/).
+    podman(&[
+        "pod",
+        "create",
+        "--name",
+        &pod,
+        "--network",
+        "none",
+        "--infra-image",
+        image(),
+        "--infra-command",
+        "/bin/pause",
+    ]);
     struct PodGone(String);
     impl Drop for PodGone {
         fn drop(&mut self) {
-            Command::new("podman")
+            podman_cmd()
                 .args(["pod", "rm", "-f", "-t", "0", &self.0])
                 .output()
                 .ok();
@@ -268,20 +356,23 @@ fn pod_selects_its_containers_through_cri_labels() {
     }
     let _gone = PodGone(pod.clone());
     let labels = [
-        "--pod",
-        &pod,
         "--label",
         "io.kubernetes.pod.namespace=shop",
         "--label",
         "io.kubernetes.pod.name=cart",
     ];
-    let p1 = Container::start(8031, "small", false, &labels);
-    let p2 = Container::start(8032, "small", false, &labels);
+    let p1 = Container::in_pod(8031, &pod, &labels);
+    let p2 = Container::in_pod(8032, &pod, &labels);
     let other = Container::start(
         8033,
         "small",
         false,
-        &["--label", "io.kubernetes.pod.namespace=shop", "--label", "io.kubernetes.pod.name=db"],
+        &[
+            "--label",
+            "io.kubernetes.pod.namespace=shop",
+            "--label",
+            "io.kubernetes.pod.name=db",
+        ],
     );
     let rows = run_all(&[args(&["tcpconnect", "--json", "--pod", "shop/cart"])], 2);
     let ports: HashSet<u64> = rows[0].iter().map(|r| u(r, "dport")).collect();
@@ -294,7 +385,11 @@ fn pod_selects_its_containers_through_cri_labels() {
     for r in &rows[0] {
         let port = u(r, "dport");
         let want = if port == 8031 { &p1 } else { &p2 };
-        assert_eq!(r.get("cgroup").and_then(Value::as_u64), Some(want.cgroup_id), "{r}");
+        assert_eq!(
+            r.get("cgroup").and_then(Value::as_u64),
+            Some(want.cgroup_id),
+            "{r}"
+        );
     }
     let out = common::netbpf(&["tcpconnect", "--pod", "shop/crat", "-d", "1"]);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -315,7 +410,11 @@ fn unknown_containers_are_errors_listing_close_matches() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
         err.contains(&format!("no running container '{typo}'"))
-            && err.contains(&format!("close matches: {} (podman {})", a.name, &a.id[..12])),
+            && err.contains(&format!(
+                "close matches: {} (podman {})",
+                a.name,
+                &a.id[..12]
+            )),
         "{err}"
     );
     let out = common::netbpf(&["tcplife", "--cgroup", "/no/such/cgroup", "-d", "1"]);

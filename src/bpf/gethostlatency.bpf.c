@@ -81,6 +81,7 @@ int BPF_URETPROBE(gethostlatency_return)
 	}
 	e = reserve_event(sizeof(*e));
 	if (e) {
+		e->cgroup = current_cgroup_id();
 		e->ts_ns = bpf_ktime_get_ns();
 		e->lat_ns = e->ts_ns - c->start_ns;
 		e->pid = id >> 32;

@@ -110,6 +110,7 @@ int ieee80211scan_started(struct bpf_raw_tracepoint_args *ctx)
 	if (!e)
 		return 0;
 	__builtin_memset(e, 0, offsetof(struct ieee80211scan_event, channels));
+	e->cgroup = current_cgroup_id();
 	e->kind = SCAN_STARTED;
 	e->ts_ns = now;
 	e->pid = current_tgid();
@@ -160,6 +161,7 @@ int ieee80211scan_done(struct bpf_raw_tracepoint_args *ctx)
 	e = reserve_event(sizeof(*e));
 	if (e) {
 		__builtin_memset(e, 0, offsetof(struct ieee80211scan_event, channels));
+		e->cgroup = current_cgroup_id();
 		e->kind = SCAN_DONE;
 		e->ts_ns = now;
 		e->duration_ns = now - *start;

@@ -58,6 +58,7 @@ static __always_inline int on_exit(struct trace_event_raw_sys_exit *ctx)
 	e = reserve_event(sizeof(*e));
 	if (!e)
 		goto out;
+	e->cgroup = current_cgroup_id();
 	__builtin_memset(&e->tuple, 0, sizeof(e->tuple));
 	sk = ctx->ret >= 0 ? sock_from_fd(ctx->ret) : NULL;
 	if (sk) {

@@ -61,6 +61,7 @@ int soconnect_exit(struct trace_event_raw_sys_exit *ctx)
 		return 0;
 	e = reserve_event(sizeof(*e));
 	if (e) {
+		e->cgroup = current_cgroup_id();
 		e->addr = p->addr;
 		e->ts_ns = now;
 		e->lat_ns = now - p->start_ns;

@@ -161,6 +161,7 @@ static __always_inline struct sormem_event *start_event(struct sock *sk, __u32 k
 	if (!e)
 		return NULL;
 	__builtin_memset(e, 0, sizeof(*e));
+	e->cgroup = sk_cgroup_id(sk);
 	e->kind = kind;
 	e->ts_ns = bpf_ktime_get_ns();
 	e->pid = pid;

@@ -50,6 +50,7 @@ static __always_inline int report(struct sock *sk, struct sock *listener)
 	e = reserve_event(sizeof(*e));
 	if (!e)
 		return 0;
+	e->cgroup = sk_cgroup_id(sk);
 	e->tuple = t;
 	e->ts_ns = bpf_ktime_get_ns();
 	e->pid = current_tgid();

@@ -76,6 +76,7 @@ static __always_inline void report(const struct sock *sk, const struct connector
 	e = reserve_event(sizeof(*e));
 	if (!e)
 		return;
+	e->cgroup = sk_cgroup_id(sk);
 	e->tuple = t;
 	e->ts_ns = bpf_ktime_get_ns();
 	e->pid = c->pid;

@@ -77,6 +77,7 @@ int BPF_PROG(tcpconnlat_set_state, struct sock *sk, int oldstate, int newstate)
 	} else if (newstate == TCP_ESTABLISHED && now - st->ts_ns >= min_lat_ns) {
 		e = reserve_event(sizeof(*e));
 		if (e) {
+			e->cgroup = sk_cgroup_id(sk);
 			sk_read_tuple(sk, &e->tuple);
 			tuple_unmap_v4(&e->tuple);
 			e->ts_ns = now;

@@ -61,6 +61,7 @@ int BPF_PROG(tcpdrop_kfree_skb, struct sk_buff *skb, void *location, enum skb_dr
 	e = reserve_event(sizeof(*e));
 	if (!e)
 		return 0;
+	e->cgroup = sk_cgroup_id(sk);
 	__builtin_memcpy(e->saddr, p.saddr, 16);
 	__builtin_memcpy(e->daddr, p.daddr, 16);
 	e->family = p.family;

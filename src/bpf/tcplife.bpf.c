@@ -108,6 +108,7 @@ static __always_inline void report(const struct sock *sk, const struct session *
 	e = reserve_event(sizeof(*e));
 	if (!e)
 		return;
+	e->cgroup = sk_cgroup_id(sk);
 	e->tuple = t;
 	e->ts_ns = bpf_ktime_get_ns();
 	e->span_ns = e->ts_ns - s->birth_ns;

@@ -101,6 +101,7 @@ static __always_inline void report(const struct sock *sk, const struct sk_buff *
 	e = reserve_event(sizeof(*e));
 	if (!e)
 		return;
+	e->cgroup = sk_cgroup_id(sk);
 	e->tuple = t;
 	e->ts_ns = bpf_ktime_get_ns();
 	e->state = BPF_CORE_READ(sk, __sk_common.skc_state);

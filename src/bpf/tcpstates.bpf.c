@@ -77,6 +77,7 @@ int BPF_PROG(tcpstates_set_state, struct sock *sk, int oldstate, int newstate)
 	e = reserve_event(sizeof(*e));
 	if (!e)
 		goto out;
+	e->cgroup = sk_cgroup_id(sk);
 	e->tuple = t;
 	e->ts_ns = now;
 	e->skaddr = (__u64)sk;

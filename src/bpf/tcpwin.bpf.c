@@ -29,6 +29,7 @@ int BPF_PROG(tcpwin_probe, struct sock *sk, const struct sk_buff *skb)
 	e = reserve_event(sizeof(*e));
 	if (!e)
 		return 0;
+	e->cgroup = sk_cgroup_id(sk);
 	e->tuple = t;
 	e->skaddr = (__u64)sk;
 	e->ts_ns = bpf_ktime_get_ns();

@@ -47,6 +47,7 @@ static __always_inline void report_connected(struct sock *sk, const struct user_
 	e = reserve_event(sizeof(*e));
 	if (!e)
 		return;
+	e->cgroup = sk_cgroup_id(sk);
 	sk_read_tuple(sk, &t);
 	e->raddr = *raddr;
 	__builtin_memcpy(e->laddr, t.saddr, sizeof(e->laddr));

@@ -12,6 +12,7 @@
 //! - containerd: cgroups `cri-containerd-<id>.scope` or `/<namespace>/<id>`; the task bundle's
 //!   OCI config (/run/containerd/io.containerd.runtime.v2.task/<ns>/<id>/config.json) with the
 //!   CRI plugin's sandbox annotations.
+//!
 //! Kubelet's layout (`kubepods[.slice]/[burstable|besteffort/]pod<UID>/<container>`) gives a
 //! container's pod UID even when no state can be read.
 
@@ -133,7 +134,8 @@ fn container_of_path(path: &str) -> Option<(&'static str, String)> {
             return is_id(id).then(|| (runtime, id.to_string()));
         }
     }
-    if !is_id(base) {
+    // A podman pod's cgroup (cgroupfs driver) is its bare id, holding its containers' cgroups.
+    if !is_id(base) || path.contains("libpod") {
         return None;
     }
     let runtime = if path.contains("/docker/") {
@@ -556,8 +558,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {
@@ -605,6 +607,7 @@ mod tests {
         );
         assert_eq!(container_of_path("/system.slice/ssh.service"), None);
         assert_eq!(container_of_path("/libpod_parent/libpod-abc"), None);
+        assert_eq!(container_of_path(&format!("/libpod_parent/{ID}")), None);
     }
 
     #[test]
@@ -634,7 +637,7 @@ mod tests {
     ) -> Container {
         Container {
             runtime: "podman",
-            id: std::iter::repeat(id).take(64).collect(),
+            id: std::iter::repeat_n(id, 64).collect(),
             name: Some(name.into()),
             pod: pod.map(|(ns, n)| Pod {
                 namespace: ns.into(),
