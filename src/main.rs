@@ -162,8 +162,9 @@ fn list(verbose: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `netbpf netns`: the cookie of each network namespace in use (what `--netns` takes as a
-/// number), or of the namespaces named by the paths given.
+/// `netbpf netns`: the id (cookie, or inode before 5.12: core::netns::IdKind) of each network
+/// namespace in use (what `--netns` takes as a number), or of the namespaces named by the paths
+/// given.
 fn netns(paths: &[OsString]) -> anyhow::Result<()> {
     if !paths.is_empty() {
         for p in paths {
@@ -173,21 +174,29 @@ fn netns(paths: &[OsString]) -> anyhow::Result<()> {
                     "netns: unexpected option '{p}' (netbpf netns [PATH...])"
                 ));
             }
-            let cookie = core::netns::cookie_of_path(&p).map_err(|e| usage!("netns: {e}"))?;
-            println!("{cookie:<10} {p}");
+            let id = core::netns::id_of_path(&p).map_err(|e| usage!("netns: {e}"))?;
+            println!("{id:<10} {p}");
         }
         return Ok(());
     }
-    if !core::bpf::privileged() {
+    let by_inode = core::netns::id_kind() == core::netns::IdKind::Inode;
+    if !by_inode && !core::bpf::privileged() {
         return Err(anyhow::anyhow!(
             "netbpf netns needs root: reading a namespace's cookie means entering it"
         ));
     }
     let mut all = core::netns::reachable();
-    all.sort_by_key(|r| r.cookie);
-    println!("{:<10} {:<12} {:<28} PROCESSES", "COOKIE", "INODE", "PATH");
+    all.sort_by_key(|r| r.id);
+    if by_inode {
+        eprintln!(
+            "netbpf: this kernel has no usable netns cookie (before 5.12): namespaces are named \
+             by inode"
+        );
+    }
+    let head = if by_inode { "ID" } else { "COOKIE" };
+    println!("{head:<10} {:<12} {:<28} PROCESSES", "INODE", "PATH");
     for r in all {
-        let cookie = r.cookie.map_or("?".to_string(), |c| c.to_string());
+        let cookie = r.id.map_or("?".to_string(), |c| c.to_string());
         let first = r.pids.first().map(|&p| {
             let comm = std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
             format!("{p} ({})", comm.trim())

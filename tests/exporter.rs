@@ -521,30 +521,6 @@ fn every_thread_runs_without_privileges() {
     e.stop();
 }
 
-/// The cookie of a namespace (SO_NETNS_COOKIE of a socket made in it).
-fn netns_cookie(ns: &Netns) -> u64 {
-    use std::os::fd::AsRawFd;
-    let file = std::fs::File::open(ns.path()).unwrap();
-    std::thread::spawn(move || unsafe {
-        // SAFETY: setns on this thread only; a socket and getsockopt into a u64.
-        assert_eq!(libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET), 0);
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
-        let (mut cookie, mut len) = (0u64, 8u32);
-        let rc = libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            71,
-            (&mut cookie as *mut u64).cast(),
-            &mut len,
-        );
-        libc::close(fd);
-        assert_eq!(rc, 0);
-        cookie
-    })
-    .join()
-    .unwrap()
-}
-
 /// As the shipped systemd unit runs it: user nobody with CAP_BPF and CAP_PERFMON only (ambient).
 /// The kernel opens kprobes and uprobes to CAP_SYS_ADMIN only: the default tool set skips
 /// gethostlatency and times qdiscs with the tracepoints; the rest runs, then drops both.
@@ -552,7 +528,7 @@ fn netns_cookie(ns: &Netns) -> u64 {
 fn runs_as_a_user_with_bpf_and_perfmon_only() {
     let ns = Netns::new();
     let port = free_port();
-    let cookie = netns_cookie(&ns).to_string();
+    let cookie = ns.cookie();
     // A copy the user can reach whatever the checkout's directories allow (CI may clone under
     // a root-only home).
     let dir = std::env::temp_dir().join(format!("netbpf-exporter-nobody-{}", std::process::id()));

@@ -24,9 +24,18 @@ for d in $(ls -d "$TARGET_DIR"/vmtest/*/ 2>/dev/null | sort -V); do
   [ -f "$d/list.txt" ] && [ "$(cat "$d/uname" 2>/dev/null)" = "$k" ] || continue
   cp "$d/list.txt" "$WORK/$k.list"
   echo "Debian $k" > "$WORK/$k.name"
-  # That run's counts, summed over the binaries.
-  awk '/^test result:/ {for (i = 1; i <= NF; i++) {if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i}}
-       END {printf "%d passed, %d failed", p, f}' $(ls "$d"/*.log | grep -v '/console\.log$') > "$WORK/$k.tests"
+  # That run's counts, summed over the binaries; or, where only a sweep ran (every tool for 1 s,
+  # "SWEEP TOOL rc=N" lines in sweep.txt), how many tools ran and how many refused.
+  logs=$(ls "$d"/*.log 2>/dev/null | grep -v '/console\.log$' || true)
+  if [ -n "$logs" ]; then
+    awk '/^test result:/ {for (i = 1; i <= NF; i++) {if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i}}
+         END {printf "%d passed, %d failed", p, f}' $logs > "$WORK/$k.tests"
+  elif [ -f "$d/sweep.txt" ]; then
+    awk '/^SWEEP / {n++; if ($3 == "rc=0") r++; else if (/is not supported on this kernel/) x++;
+                    else if ($3 == "rc=2") a++; else f++}
+         END {printf "not run; 1 s sweep: %d of %d tools ran, %d refused, %d need arguments, %d failed", r, n, x, a, f}' \
+      "$d/sweep.txt" > "$WORK/$k.tests"
+  fi
   cols+=("$k")
 done
 

@@ -5,9 +5,13 @@
 #   CACHE/kernels/KVER/root/lib/modules/KVER           the package's modules (+ depmod)
 #   CACHE/kernels/KVER/initramfs.cpio.gz               busybox + the 9p/virtio/overlay modules + init
 #
-# Usage: setup.sh [KERNEL...]     KERNEL: a series (6.1, 6.12: the newest -amd64-unsigned
-#                                 package of that series that apt offers) or a package name
-#                                 (linux-image-6.1.0-56-amd64-unsigned). Default: 6.1 6.12.
+# Usage: setup.sh [KERNEL...]     KERNEL: a series (5.10, 6.1, 6.12, 7.3: the newest -amd64
+#                                 kernel of that series that the archive offers) or a package
+#                                 name (linux-image-6.1.0-56-amd64-unsigned). Default: 6.1 6.12.
+# Packages come through a private apt configuration (CACHE/apt: its own sources, lists and
+# cache; the system's sources are never read or changed): Debian 11's bullseye-security (5.10),
+# Debian 12's bookworm and bookworm-security (6.1, 6.12) and trixie-backports (7.x, whose kernel
+# is split: linux-binary-KVER holds it, linux-modules-KVER the modules, linux-base-KVER config).
 # Prints one "KERNEL KVER" line per kernel ready. CACHE: $NETBPF_VMTEST_CACHE, default
 # /var/cache/netbpf-vmtest. Exit: 0 all ready, 3 a kernel could not be had (apt unreachable and
 # nothing cached), 1 other failure.
@@ -29,14 +33,39 @@ exec 9>"$CACHE/.lock"
 flock -w 900 9 || { log "another setup holds $CACHE/.lock"; exit 1; }
 export PATH=$PATH:/sbin:/usr/sbin
 
+APTD=$CACHE/apt
+mkdir -p "$APTD/lists/partial" "$APTD/cache/archives/partial" "$APTD/sources.list.d"
+KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
+MIRROR=${NETBPF_VMTEST_MIRROR:-http://deb.debian.org}
+cat > "$APTD/sources.list" <<SRC
+deb [signed-by=$KEYRING] $MIRROR/debian bookworm main
+deb [signed-by=$KEYRING] $MIRROR/debian-security bookworm-security main
+deb [signed-by=$KEYRING] $MIRROR/debian-security bullseye-security main
+deb [signed-by=$KEYRING] $MIRROR/debian trixie-backports main
+SRC
+cat > "$APTD/apt.conf" <<CONF
+Dir::Etc::sourcelist "$APTD/sources.list";
+Dir::Etc::sourceparts "$APTD/sources.list.d";
+Dir::State::Lists "$APTD/lists";
+Dir::Cache "$APTD/cache";
+Acquire::Languages "none";
+APT::Architectures { "amd64"; };
+CONF
+export APT_CONFIG=$APTD/apt.conf
+
 # The package for a series, from apt's lists; empty when apt does not know it.
 resolve() {
   local spec=$1
   case "$spec" in
     linux-image-*-unsigned) echo "$spec"; return ;;
   esac
-  local re="^linux-image-${spec//./\\.}[.-][0-9.]*(-[0-9]+)?(\\+deb[0-9]+)?-amd64-unsigned\$"
-  { apt-cache search --names-only "$re" 2>/dev/null || true; } | awk '{print $1}' | sort -V | tail -1
+  local v=${spec//./\\.} p
+  p=$({ apt-cache search --names-only "^linux-image-$v[.-][0-9.]*(-[0-9]+)?(\\+deb[0-9]+)?-amd64-unsigned\$" \
+        2>/dev/null || true; } | awk '{print $1}' | sort -V | tail -1)
+  # The split layout (trixie-backports' 7.x): named by its linux-binary package.
+  [ -n "$p" ] || p=$({ apt-cache search --names-only "^linux-binary-$v[.-][0-9.]*(\\+deb[0-9]+)?-amd64\$" \
+        2>/dev/null || true; } | awk '{print $1}' | sort -V | tail -1)
+  echo "$p"
 }
 
 # Newest kernel of a series already prepared in the cache (offline fallback).
@@ -65,25 +94,49 @@ extract_vmlinux() {
   [ "$(head -c4 "$out" | od -An -c | tr -d ' ')" = '177ELF' ]
 }
 
+# The packages a kernel comes in: one linux-image-KVER-unsigned, or (split layout) its
+# linux-binary, linux-modules and linux-base.
+packages_of() {
+  case "$1" in
+    linux-binary-*) local k=${1#linux-binary-}; echo "$1 linux-modules-$k linux-base-$k" ;;
+    *) echo "$1" ;;
+  esac
+}
+
+kver_of() {
+  local k=${1#linux-image-}
+  k=${k#linux-binary-}
+  echo "${k%-unsigned}"
+}
+
 prepare() {
-  local pkg=$1 kver=${1#linux-image-}
-  kver=${kver%-unsigned}
+  local pkg=$1 kver
+  kver=$(kver_of "$pkg")
   local d=$CACHE/kernels/$kver
   if [ ! -f "$d/vmlinux" ] || [ ! -f "$d/root/lib/modules/$kver/modules.dep" ]; then
-    local deb
-    deb=$(ls "$CACHE/debs/${pkg}_"*.deb 2>/dev/null | sort -V | tail -1 || true)
-    if [ -z "$deb" ]; then
-      log "downloading $pkg"
-      (cd "$CACHE/debs" && timeout 600 apt-get download "$pkg" >/dev/null 2>&1) || {
-        log "apt-get download $pkg failed"; return 3; }
-      deb=$(ls "$CACHE/debs/${pkg}_"*.deb | sort -V | tail -1)
-    fi
-    log "extracting $deb"
-    rm -rf "$d" && mkdir -p "$d"
-    dpkg-deb -x "$deb" "$d/root"
+    local deb debs=() p
+    for p in $(packages_of "$pkg"); do
+      deb=$(ls "$CACHE/debs/${p}_"*.deb 2>/dev/null | sort -V | tail -1 || true)
+      if [ -z "$deb" ]; then
+        log "downloading $p"
+        (cd "$CACHE/debs" && timeout 600 apt-get download "$p" >/dev/null 2>&1) || {
+          log "apt-get download $p failed"; return 3; }
+        deb=$(ls "$CACHE/debs/${p}_"*.deb | sort -V | tail -1)
+      fi
+      debs+=("$deb")
+    done
+    rm -rf "$d" && mkdir -p "$d/root"
+    for deb in "${debs[@]}"; do
+      log "extracting $deb"
+      dpkg-deb -x "$deb" "$d/root"
+    done
     rm -rf "$d/root/usr/share/doc"
+    # The split layout installs under usr/lib only (merged /usr).
+    [ -e "$d/root/lib" ] || ln -s usr/lib "$d/root/lib"
     depmod -b "$d/root" "$kver"
-    extract_vmlinux "$d/root/boot/vmlinuz-$kver" "$d/vmlinux.tmp" || {
+    local vmlinuz=$d/root/boot/vmlinuz-$kver
+    [ -f "$vmlinuz" ] || vmlinuz=$d/root/usr/lib/modules/$kver/vmlinuz
+    extract_vmlinux "$vmlinuz" "$d/vmlinux.tmp" || {
       log "could not extract an ELF vmlinux from vmlinuz-$kver"; rm -f "$d/vmlinux.tmp"; return 1; }
     mv "$d/vmlinux.tmp" "$d/vmlinux"
   fi
@@ -131,8 +184,8 @@ prune() {
   for d in "$CACHE/kernels/$spec"[.-]*; do
     [ -d "$d" ] && [ "$(basename "$d")" != "$kver" ] && { log "removing the older $(basename "$d")"; rm -rf "$d"; }
   done
-  for deb in "$CACHE/debs/linux-image-$spec"[.-]*.deb; do
-    [ -f "$deb" ] && [[ "$(basename "$deb")" != "linux-image-$kver-unsigned_"* ]] && rm -f "$deb"
+  for deb in "$CACHE/debs/linux-"{image,binary,modules,base}-"$spec"[.-]*.deb; do
+    [ -f "$deb" ] && [[ "$(basename "$deb")" != linux-*-"$kver"[-_]* ]] && rm -f "$deb"
   done
   return 0
 }
@@ -142,7 +195,7 @@ apt_update() {
   [ -z "$UPDATED" ] || return 1
   UPDATED=1
   log "apt-get update"
-  timeout 300 apt-get update -q >/dev/null 2>&1 || log "apt-get update failed"
+  timeout 300 apt-get update -q >/dev/null 2>&1 || log "apt-get update (private sources) failed"
 }
 
 rc=0

@@ -4,7 +4,8 @@
 #
 # Usage: vmtest/suite.sh [-k KERNEL]... [-j THREADS] [-t SECS] [-T SECS] [--no-build]
 #                        [-- TEST-ARGS...]
-#   -k KERNEL    a series (6.1, 6.12) or full version, prepared by setup.sh (default: 6.1 6.12)
+#   -k KERNEL    a series (5.10, 6.1, 6.12, 7.3) or full version, prepared by setup.sh
+#                (default: 6.1 6.12)
 #   -j THREADS   --test-threads for each binary in the guest (default 2)
 #   -t SECS      bound on each binary in the guest (default 900)
 #   -T SECS      bound on each VM, boot included (default: the binaries' bounds added up);
@@ -12,8 +13,8 @@
 #   --no-build   use the binaries of the last build (else `cargo test --no-run` first)
 #   TEST-ARGS    passed to every test binary (a name filter, --exact, ...)
 # NETBPF_VMTEST_BINS="cli kernels ..." runs only those test targets. With two or more kernels
-# and cores, the VMs run side by side (consoles in the logs only); NETBPF_VMTEST_SERIAL=1 runs
-# them one after the other with the console on stderr.
+# and cores, the VMs run two at a time (NETBPF_VMTEST_VMS; consoles in the logs only);
+# NETBPF_VMTEST_SERIAL=1 runs them one after the other with the console on stderr.
 # Binaries: every test target cargo builds (tests/*.rs), found from cargo's JSON messages, so
 # new tests/<family>.rs files run here with no change. Results and logs:
 # target/vmtest/<kernel version>/ (<binary>.log, <binary>.rc, list.txt, uname).
@@ -118,15 +119,21 @@ run_kernel() {
   echo "$rc $(( $(date +%s) - start ))" > "$out/vm.status"
 }
 
-# Each VM runs one TCG thread: with two cores, two kernels run side by side in the time of one.
+# Each VM runs one TCG thread: with two cores, two kernels run side by side in the time of one;
+# more at once would only share the cores (NETBPF_VMTEST_VMS sets how many, default 2).
 PARALLEL=
 [ ${#KERNELS[@]} -gt 1 ] && [ "$(nproc)" -ge 2 ] && [ -z "${NETBPF_VMTEST_SERIAL:-}" ] && PARALLEL=1
-say "kernels ${KERNELS[*]}: ${#BINS[@]} binaries each, --test-threads=$THREADS${PARALLEL:+, VMs in parallel}"
-PIDS=()
+MAX_VMS=${NETBPF_VMTEST_VMS:-2}
+say "kernels ${KERNELS[*]}: ${#BINS[@]} binaries each, --test-threads=$THREADS${PARALLEL:+, $MAX_VMS VMs at a time}"
 for k in "${KERNELS[@]}"; do
-  if [ -n "$PARALLEL" ]; then run_kernel "$k" & PIDS+=($!); else run_kernel "$k"; fi
+  if [ -n "$PARALLEL" ]; then
+    while [ "$(jobs -rp | wc -l)" -ge "$MAX_VMS" ]; do wait -n; done
+    run_kernel "$k" &
+  else
+    run_kernel "$k"
+  fi
 done
-for p in "${PIDS[@]}"; do wait "$p"; done
+wait
 
 TOTAL_PASS=0 TOTAL_FAIL=0 STATUS=0 SUMMARY=()
 for k in "${KERNELS[@]}"; do

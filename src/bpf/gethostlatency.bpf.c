@@ -47,7 +47,7 @@ int BPF_UPROBE(gethostlatency_enter, const char *host)
 	__u64 id = bpf_get_current_pid_tgid(), sp = PT_REGS_SP(ctx), now;
 	struct call *cur, fresh = {};
 
-	if (!tgid_ok(id >> 32) || !netns_ok(current_netns_cookie()))
+	if (!tgid_ok(id >> 32) || !current_netns_ok())
 		return 0;
 	if (!current_cgroup_ok())
 		return 0;

@@ -14,6 +14,7 @@
 #include "common/netbpf.bpf.h"
 #include "common/events.bpf.h"
 #include "common/filter.bpf.h"
+#include "common/netns.bpf.h"
 #include "ieee80211scan.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -72,9 +73,9 @@ static __always_inline const struct cfg80211_scan_request___nb *scan_request(con
 	return arg;
 }
 
-static __always_inline __u64 wiphy_netns(const struct wiphy___nb *wiphy)
+static __always_inline bool wiphy_netns_ok(const struct wiphy___nb *wiphy)
 {
-	return BPF_CORE_READ(wiphy, _net.net, net_cookie);
+	return !filter_netns || net_id(BPF_CORE_READ(wiphy, _net.net)) == filter_netns;
 }
 
 static __always_inline void wiphy_name(const struct wiphy___nb *wiphy, char *name, __u32 len)
@@ -98,7 +99,7 @@ int ieee80211scan_started(struct bpf_raw_tracepoint_args *ctx)
 
 	if (!bpf_core_type_exists(struct cfg80211_scan_request___nb))
 		return 0;
-	if (!netns_ok(wiphy_netns(wiphy)))
+	if (!wiphy_netns_ok(wiphy))
 		return 0;
 	if (!current_cgroup_ok())
 		return 0; /* the requester's (a scan is asked for by a process) */

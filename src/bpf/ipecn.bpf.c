@@ -39,7 +39,7 @@ int BPF_PROG(ipecn_receive, struct sk_buff *skb)
 
 	if (!skb_rx_l3(skb, &h) || (h.dsfield & ECN_MASK) != ECN_CE || !family_ok(h.family))
 		return 0;
-	if (!netns_ok(dev_netns_cookie(dev)) || handed_up_again(dev))
+	if (!dev_netns_ok(dev) || handed_up_again(dev))
 		return 0;
 	if (!skb_cgroup_ok(skb))
 		return 0;

@@ -51,9 +51,9 @@ static __always_inline bool skb_in_netns(const struct sk_buff *skb)
 		__sync_fetch_and_add(&netns_unknown, 1);
 		return false;
 	}
-	if (dev && dev_netns_cookie(dev) == filter_netns)
+	if (dev && dev_netns_id(dev) == filter_netns)
 		return true;
-	return sk && sk_netns_cookie(sk) == filter_netns;
+	return sk && sk_netns_id(sk) == filter_netns;
 }
 
 SEC("tp_btf/kfree_skb")

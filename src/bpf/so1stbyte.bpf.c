@@ -72,7 +72,7 @@ int so1stbyte_connect_enter(struct trace_event_raw_sys_enter *ctx)
 	if (!sk_is_inet(read_user_family((const void *)ctx->args[1])))
 		return 0;
 	sk = sock_from_fd(key.fd);
-	if (!sk || !netns_ok(sk_netns_cookie(sk)))
+	if (!sk || !sk_netns_ok(sk))
 		return 0;
 	if (!sk_cgroup_ok(sk))
 		return 0;

@@ -34,7 +34,7 @@ static __always_inline int on_enter(struct trace_event_raw_sys_enter *ctx)
 	if (!tgid_ok(current_tgid()))
 		return 0;
 	sk = sock_from_fd((int)ctx->args[0]);
-	if (!sk || !netns_ok(sk_netns_cookie(sk)))
+	if (!sk || !sk_netns_ok(sk))
 		return 0;
 	if (!sk_cgroup_ok(sk))
 		return 0;

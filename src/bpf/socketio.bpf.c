@@ -29,7 +29,7 @@ static __always_inline void count_io(struct sock *sk, __u8 dir)
 	struct socketio_key key = {};
 	__u32 pid = current_tgid();
 
-	if (!sk || !tgid_ok(pid) || !netns_ok(sk_netns_cookie(sk)))
+	if (!sk || !tgid_ok(pid) || !sk_netns_ok(sk))
 		return;
 	if (!sk_cgroup_ok(sk))
 		return;

@@ -48,7 +48,7 @@ static __always_inline void add_size(__u64 netns, long ret, __u32 dir)
 
 static __always_inline __u64 netns_of(struct sock *sk)
 {
-	return filter_netns && sk ? sk_netns_cookie(sk) : 0;
+	return filter_netns && sk ? sk_netns_id(sk) : 0;
 }
 
 SEC("tp_btf/sock_send_length")

@@ -38,7 +38,7 @@ int soconnect_enter(struct trace_event_raw_sys_enter *ctx)
 	if (!sk_is_inet(read_user_sockaddr((const void *)ctx->args[1], &p.addr)))
 		return 0;
 	sk = sock_from_fd((int)ctx->args[0]);
-	if (filter_netns && (!sk || !netns_ok(sk_netns_cookie(sk))))
+	if (!sk_netns_ok(sk))
 		return 0;
 	if (!sk_cgroup_ok(sk))
 		return 0;

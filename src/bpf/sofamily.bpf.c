@@ -39,7 +39,7 @@ int sofamily_connect(struct trace_event_raw_sys_enter *ctx)
 		return 0;
 	if (filter_netns || filter_cgroup) {
 		sk = sock_from_fd((int)ctx->args[0]);
-		if (!sk || !netns_ok(sk_netns_cookie(sk)))
+		if (!sk || !sk_netns_ok(sk))
 			return 0;
 		if (!sk_cgroup_ok(sk))
 			return 0;
@@ -58,7 +58,7 @@ static __always_inline int on_accept_exit(struct trace_event_raw_sys_exit *ctx)
 	if (ctx->ret < 0 || !tgid_ok(current_tgid()))
 		return 0;
 	sk = sock_from_fd(ctx->ret);
-	if (!sk || !netns_ok(sk_netns_cookie(sk)))
+	if (!sk || !sk_netns_ok(sk))
 		return 0;
 	if (!sk_cgroup_ok(sk))
 		return 0;

@@ -26,7 +26,7 @@ static __always_inline void count(__u8 call, int fd)
 	if (!tgid_ok(current_tgid()))
 		return;
 	sk = sock_from_fd(fd);
-	if (!sk || !netns_ok(sk_netns_cookie(sk)))
+	if (!sk || !sk_netns_ok(sk))
 		return;
 	if (!sk_cgroup_ok(sk))
 		return;

@@ -55,7 +55,7 @@ static __always_inline void sample(struct sock *sk)
 	__u32 key;
 	__u64 skp = (__u64)sk, ino;
 
-	if (!sk || !netns_ok(sk_netns_cookie(sk)))
+	if (!sk || !sk_netns_ok(sk))
 		return;
 	if (!sk_cgroup_ok(sk))
 		return;
@@ -148,7 +148,7 @@ static __always_inline struct sormem_event *start_event(struct sock *sk, __u32 k
 	__u64 skp = (__u64)sk, *ino;
 	__u32 pid = current_tgid();
 
-	if (!sk || !netns_ok(sk_netns_cookie(sk)))
+	if (!sk || !sk_netns_ok(sk))
 		return NULL;
 	if (!sk_cgroup_ok(sk))
 		return NULL;

@@ -84,7 +84,7 @@ int BPF_PROG(superping_send, struct sk_buff *skb)
 		return 0;
 	if (!parse_l3(l3, BPF_CORE_READ(skb, protocol), &h) || !family_ok(h.family))
 		return 0;
-	key.netns = dev_netns_cookie(BPF_CORE_READ(skb, dev));
+	key.netns = dev_netns_id(BPF_CORE_READ(skb, dev));
 	if (!netns_ok(key.netns) || !echo_of(l3, &h, true, &key))
 		return 0;
 	if (!skb_cgroup_ok(skb))
@@ -109,7 +109,7 @@ int BPF_PROG(superping_receive, struct sk_buff *skb)
 
 	if (!parse_l3(l3, BPF_CORE_READ(skb, protocol), &h) || !echo_of(l3, &h, false, &key))
 		return 0;
-	key.netns = dev_netns_cookie(dev);
+	key.netns = dev_netns_id(dev);
 	sent = bpf_map_lookup_elem(&pings, &key);
 	if (!sent)
 		return 0;

@@ -39,7 +39,7 @@ static __always_inline int report(struct sock *sk, struct sock *listener)
 	struct tcpaccept_event *e;
 	struct sock_tuple t = {};
 
-	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP || !netns_ok(sk_netns_cookie(sk)))
+	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP || !sk_netns_ok(sk))
 		return 0;
 	if (!sk_cgroup_ok(sk))
 		return 0;

@@ -103,7 +103,7 @@ int BPF_PROG(tcpconnect_set_state, struct sock *sk, int oldstate, int newstate)
 		fresh.pid = current_tgid();
 		fresh.uid = (__u32)bpf_get_current_uid_gid();
 		if (!tgid_ok(fresh.pid) || (filter_uid != (__u32)-1 && fresh.uid != filter_uid) ||
-		    !family_ok(BPF_CORE_READ(sk, __sk_common.skc_family)) || !netns_ok(sk_netns_cookie(sk)))
+		    !family_ok(BPF_CORE_READ(sk, __sk_common.skc_family)) || !sk_netns_ok(sk))
 			return 0;
 		if (!sk_cgroup_ok(sk))
 			return 0;

@@ -47,7 +47,7 @@ int BPF_PROG(tcpconnlat_set_state, struct sock *sk, int oldstate, int newstate)
 		struct sock_tuple t = {};
 
 		fresh.pid = current_tgid();
-		if (!tgid_ok(fresh.pid) || !netns_ok(sk_netns_cookie(sk)))
+		if (!tgid_ok(fresh.pid) || !sk_netns_ok(sk))
 			return 0;
 		if (!sk_cgroup_ok(sk))
 			return 0;

@@ -21,7 +21,7 @@ static __always_inline __u64 drop_netns(const struct sk_buff *skb, const struct 
 
 	if (netns)
 		return netns;
-	return sk ? sk_netns_cookie(sk) : 0;
+	return sk ? sk_netns_id(sk) : 0;
 }
 
 SEC("tp_btf/kfree_skb")

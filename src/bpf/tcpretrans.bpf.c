@@ -62,7 +62,7 @@ static __always_inline void report(const struct sock *sk, const struct sk_buff *
 	struct sock_tuple t = {};
 	__u64 key = (__u64)sk;
 
-	if (!netns_ok(sk_netns_cookie(sk)))
+	if (!sk_netns_ok(sk))
 		return;
 	if (!sk_cgroup_ok(sk))
 		return;
@@ -132,7 +132,7 @@ static __always_inline void report(const struct sock *sk, const struct sk_buff *
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(tcpretrans_owner, struct sock *sk, int oldstate, int newstate)
 {
-	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP || !netns_ok(sk_netns_cookie(sk)))
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP || !sk_netns_ok(sk))
 		return 0;
 	if (!sk_cgroup_ok(sk))
 		return 0;

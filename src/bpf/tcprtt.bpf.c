@@ -68,7 +68,7 @@ int BPF_PROG(tcprtt_probe, struct sock *sk, const struct sk_buff *skb)
 	__u64 srtt;
 
 	t.family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	if (!sk_is_inet(t.family) || !netns_ok(sk_netns_cookie(sk)))
+	if (!sk_is_inet(t.family) || !sk_netns_ok(sk))
 		return 0;
 	if (!sk_cgroup_ok(sk))
 		return 0;

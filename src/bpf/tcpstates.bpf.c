@@ -48,7 +48,7 @@ int BPF_PROG(tcpstates_set_state, struct sock *sk, int oldstate, int newstate)
 
 	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
-	netns = sk_netns_cookie(sk);
+	netns = sk_netns_id(sk);
 	if (!netns_ok(netns))
 		return 0;
 	if (!sk_cgroup_ok(sk))

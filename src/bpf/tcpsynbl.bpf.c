@@ -57,7 +57,7 @@ const volatile bool track_listeners = false;
 static __always_inline void listener_key(struct listener_addr *k, const struct sock *sk, __u16 port)
 {
 	__builtin_memset(k, 0, sizeof(*k));
-	k->netns = sk_netns_cookie(sk);
+	k->netns = sk_netns_id(sk);
 	k->family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	k->port = port;
 	if (k->family == AF_INET6)
@@ -73,7 +73,7 @@ int BPF_PROG(tcpsynbl_child, struct sock *sk, int oldstate, int newstate)
 	struct sock_tuple t = {};
 	__u64 max, skey = (__u64)sk, *known;
 
-	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP || !netns_ok(sk_netns_cookie(sk)))
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP || !sk_netns_ok(sk))
 		return 0;
 	if (!sk_cgroup_ok(sk))
 		return 0;
@@ -165,7 +165,7 @@ static __always_inline void arrived(const struct sock *listener, const struct sk
 {
 	struct tcp_packet p;
 
-	if (!queue_full(listener) || !netns_ok(sk_netns_cookie(listener)) || !rx_packet(skb, &p))
+	if (!queue_full(listener) || !sk_netns_ok(listener) || !rx_packet(skb, &p))
 		return;
 	report(&p, listener, kind);
 }
@@ -277,7 +277,7 @@ int BPF_PROG(tcpsynbl_overflow, struct sk_buff *skb, void *location, enum skb_dr
 	/* Since 6.11 the receive path passes the socket it found (the listener here). */
 	if (bpf_core_field_exists(struct trace_event_raw_kfree_skb, rx_sk))
 		listener = (struct sock *)ctx[3];
-	netns = listener ? sk_netns_cookie(listener) : skb_dev_netns(skb);
+	netns = listener ? sk_netns_id(listener) : skb_dev_netns(skb);
 	if (!netns_ok(netns))
 		return 0;
 	if (!listener)

@@ -60,7 +60,7 @@ static __always_inline void count(struct sock *sk, int ret, bool sent)
 	if (ret <= 0 || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
 		return;
 	pid = current_tgid();
-	if (!tgid_ok(pid) || !netns_ok(sk_netns_cookie(sk)))
+	if (!tgid_ok(pid) || !sk_netns_ok(sk))
 		return;
 	if (!sk_cgroup_ok(sk))
 		return;

@@ -18,7 +18,7 @@ int BPF_PROG(tcpwin_probe, struct sock *sk, const struct sk_buff *skb)
 	struct tcpwin_event *e;
 	struct sock_tuple t = {};
 
-	if (!netns_ok(sk_netns_cookie(sk)))
+	if (!sk_netns_ok(sk))
 		return 0;
 	if (!sk_cgroup_ok(sk))
 		return 0;

@@ -8,8 +8,8 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use libbpf_rs::btf::types::{Func, Typedef};
-use libbpf_rs::btf::Btf;
+use libbpf_rs::btf::types::{Func, Struct, Typedef};
+use libbpf_rs::btf::{Btf, BtfKind, BtfType};
 
 thread_local! {
     static VMLINUX: RefCell<Option<Rc<Btf<'static>>>> = const { RefCell::new(None) };
@@ -51,6 +51,17 @@ pub fn tracepoint_id(name: &str) -> Result<Option<u32>, String> {
     })
 }
 
+/// Whether member `member` of `struct strct` is an integer (through typedefs and modifiers), as
+/// libbpf's CO-RE matching sees it: None when the struct or the member is missing.
+pub fn member_is_integer(strct: &str, member: &str) -> Result<Option<bool>, String> {
+    with_vmlinux(|btf| {
+        let s = btf.type_by_name::<Struct>(strct)?;
+        let m = s.iter().find(|m| m.name.is_some_and(|n| n == member))?;
+        let ty = btf.type_by_id::<BtfType>(m.ty)?.skip_mods_and_typedefs();
+        Some(ty.kind() == BtfKind::Int)
+    })
+}
+
 /// Ok when the kernel has function `name` in its BTF (so fentry/fexit can target it, and it is
 /// a likely kprobe target).
 pub fn require_func(name: &str) -> Result<(), String> {
@@ -87,6 +98,12 @@ mod tests {
             .unwrap_err()
             .contains("btf_trace_no_such_tp"));
         assert!(func_id("tcp_close").unwrap().is_some_and(|id| id > 0));
+        assert_eq!(
+            member_is_integer("sock_common", "skc_family"),
+            Ok(Some(true))
+        );
+        assert_eq!(member_is_integer("sock_common", "skc_net"), Ok(Some(false)));
+        assert_eq!(member_is_integer("sock_common", "no_such_member"), Ok(None));
         assert!(tracepoint_id("inet_sock_set_state").unwrap().is_some());
         assert_eq!(tracepoint_id("no_such_tp"), Ok(None));
         release();

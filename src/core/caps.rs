@@ -326,6 +326,76 @@ pub fn btf_has(name: &str) -> Result<(), String> {
     }
 }
 
+/// Whether kernel BTF's enum `enum_name` has the value `value`.
+pub fn btf_enum_has(enum_name: &str, value: &str) -> Result<bool, String> {
+    use libbpf_rs::btf::types;
+    crate::core::btf::with_vmlinux(|btf| {
+        btf.type_by_name::<types::Enum>(enum_name)
+            .is_some_and(|e| e.iter().any(|v| v.name.is_some_and(|n| n == value)))
+    })
+    .map_err(|e| format!("kernel BTF could not be read: {e}"))
+}
+
+/// Ok when the kernel's BPF has helper `bpf_NAME` (`BPF_FUNC_NAME` in `enum bpf_func_id`): a
+/// program calling a helper the kernel lacks fails to load ("invalid func unknown#N").
+pub fn bpf_helper(name: &str) -> Result<(), String> {
+    match btf_enum_has("bpf_func_id", &format!("BPF_FUNC_{name}"))? {
+        true => Ok(()),
+        false => Err(format!("the kernel has no BPF helper bpf_{name}")),
+    }
+}
+
+/// fexit programs that read the traced function's return value or arguments by index
+/// (bpf_get_func_ret/arg, 5.17).
+pub fn func_ret_helpers() -> Result<(), String> {
+    bpf_helper("get_func_ret")?;
+    bpf_helper("get_func_arg")
+}
+
+/// bpf_loop (5.17).
+pub fn loop_helper() -> Result<(), String> {
+    bpf_helper("loop")
+}
+
+/// Socket storage (bpf_sk_storage_get) from tracing programs (tp_btf, fentry): 5.11.
+pub fn sk_storage_from_tracing() -> Result<(), String> {
+    btf_has("bpf_sk_storage_tracing_allowed")
+        .map_err(|_| "the kernel has no socket storage for tracing programs (5.11+)".to_string())
+}
+
+/// BPF cookies on uprobe links (bpf_get_attach_cookie and the perf-event link, 5.15).
+pub fn attach_cookies() -> Result<(), String> {
+    bpf_helper("get_attach_cookie")?;
+    match btf_enum_has("bpf_link_type", "BPF_LINK_TYPE_PERF_EVENT")? {
+        true => Ok(()),
+        false => Err("the kernel has no BPF perf-event links (attach cookies: 5.15+)".into()),
+    }
+}
+
+/// BTF for kernel modules (CONFIG_DEBUG_INFO_BTF_MODULES, 5.11+): fentry/fexit and tp_btf on a
+/// module's functions and tracepoints need it.
+pub fn module_btf() -> Result<(), String> {
+    let any_module = std::fs::read_dir("/sys/kernel/btf")
+        .map(|d| d.flatten().any(|e| e.file_name() != "vmlinux"))
+        .unwrap_or(false);
+    if any_module || btf_has("btf_module_notify").is_ok() {
+        Ok(())
+    } else {
+        Err("the kernel has no module BTF (CONFIG_DEBUG_INFO_BTF_MODULES, 5.11+)".into())
+    }
+}
+
+/// Global BPF functions taking pointer arguments (5.12): before, the verifier takes only the
+/// context and scalars there ("Arg#N type PTR ... is not supported yet"). The series added
+/// check_mem_reg, shared by btf.c and the verifier; later kernels may fold it away, so the
+/// version also counts.
+pub fn global_func_pointer_args() -> Result<(), String> {
+    if btf_has("check_mem_reg").is_ok() || kernel_version().is_some_and(|v| v >= (5, 12)) {
+        return Ok(());
+    }
+    Err("the kernel's verifier takes no pointer arguments to global functions (5.12+)".into())
+}
+
 /// How many arguments a tracepoint hands a tp_btf program on this kernel (from the BTF typedef
 /// `btf_trace_NAME`, less its leading context pointer), or None when it has no such tracepoint.
 /// Tracepoints gain arguments over kernel versions; a program must not read past the last one.
@@ -407,6 +477,19 @@ mod tests {
         assert_eq!(caps.has(Hook::TpBtf), Ok(()));
         assert_eq!(caps.has(Hook::RawTp), Ok(()));
         assert_eq!(caps.has(Hook::TpBtf), Ok(()));
+    }
+
+    #[test]
+    fn helpers_and_features_of_this_kernel() {
+        assert_eq!(bpf_helper("ringbuf_output"), Ok(()));
+        assert!(bpf_helper("no_such_helper")
+            .unwrap_err()
+            .contains("bpf_no_such_helper"));
+        assert_eq!(func_ret_helpers(), Ok(()));
+        assert_eq!(loop_helper(), Ok(()));
+        assert_eq!(sk_storage_from_tracing(), Ok(()));
+        assert_eq!(attach_cookies(), Ok(()));
+        assert_eq!(global_func_pointer_args(), Ok(()));
     }
 
     #[test]

@@ -1,7 +1,42 @@
-//! `--netns`: a network namespace named by cookie or by path, resolved to the cookie the kernel
-//! stores in `struct net` (unique for the life of the system, unlike the inode number).
+//! `--netns`: a network namespace named by id or by path, resolved to the id the BPF programs
+//! read (common/netns.bpf.h makes the same choice, see [`IdKind`]): the cookie the kernel stores
+//! in `struct net` (unique for the life of the system) where it has one, else its inode number.
 
 use std::os::fd::AsRawFd;
+use std::sync::OnceLock;
+
+/// What names a network namespace on this kernel, in the BPF programs and so in `--netns`, map
+/// keys and output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdKind {
+    /// `struct net`'s u64 cookie (5.12 on), which user space reads with SO_NETNS_COOKIE (5.14 on).
+    Cookie,
+    /// The nsfs inode (`net:[N]` in `ls -l /proc/PID/ns/net`): before 5.12 the cookie is an
+    /// `atomic64_t` assigned on first use, so 0 for nearly every namespace, and unreadable from
+    /// user space. An inode number may be reused once its namespace is gone.
+    Inode,
+}
+
+/// This kernel's [`IdKind`], from its BTF: the cookie when `struct net`'s `net_cookie` is an
+/// integer, as the BPF side's CO-RE check decides.
+pub fn id_kind() -> IdKind {
+    static KIND: OnceLock<IdKind> = OnceLock::new();
+    *KIND.get_or_init(
+        || match crate::core::btf::member_is_integer("net", "net_cookie") {
+            Ok(Some(false) | None) => IdKind::Inode,
+            // No kernel BTF: no tool loads anyway.
+            Ok(Some(true)) | Err(_) => IdKind::Cookie,
+        },
+    )
+}
+
+/// The name of the id in messages and headers.
+pub fn id_name() -> &'static str {
+    match id_kind() {
+        IdKind::Cookie => "cookie",
+        IdKind::Inode => "inode",
+    }
+}
 
 const SO_NETNS_COOKIE: libc::c_int = 71;
 
@@ -46,21 +81,55 @@ pub fn cookie_of_path(path: &str) -> Result<u64, String> {
                 format!("netns '{path_owned}': cannot enter: {e}")
             });
         }
-        socket_cookie().map_err(|e| format!("netns '{path_owned}': cannot read its cookie: {e}"))
+        socket_cookie().map_err(|e| {
+            if e.raw_os_error() == Some(libc::ENOPROTOOPT) {
+                format!(
+                    "netns '{path_owned}': this kernel cannot tell a namespace's cookie \
+                     (SO_NETNS_COOKIE needs Linux 5.14): give the cookie as a number"
+                )
+            } else {
+                format!("netns '{path_owned}': cannot read its cookie: {e}")
+            }
+        })
     })
     .join()
     .map_err(|_| "netns lookup thread panicked".to_string())?
 }
 
-/// Parses `--netns`: a cookie (a number) or a path.
-pub fn resolve(arg: &str) -> Result<u64, String> {
-    if let Ok(cookie) = arg.parse::<u64>() {
-        if cookie == 0 {
-            return Err("netns cookie 0 is not valid".into());
-        }
-        return Ok(cookie);
+/// The inode of the netns at `path`, checked to be a network namespace.
+fn inode_of_path(path: &str) -> Result<u64, String> {
+    use std::os::unix::fs::MetadataExt;
+    // NS_GET_NSTYPE: _IO(0xb7, 0x3)
+    const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+    let file = std::fs::File::open(path).map_err(|e| format!("netns '{path}': {e}"))?;
+    // SAFETY: an ioctl without argument on a descriptor we own.
+    let nstype = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_NSTYPE as _) };
+    if nstype != libc::CLONE_NEWNET {
+        return Err(format!("netns '{path}' is not a network namespace"));
     }
-    cookie_of_path(arg)
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("netns '{path}': {e}"))?;
+    Ok(meta.ino())
+}
+
+/// The id ([`IdKind`]) of the netns at `path`.
+pub fn id_of_path(path: &str) -> Result<u64, String> {
+    match id_kind() {
+        IdKind::Cookie => cookie_of_path(path),
+        IdKind::Inode => inode_of_path(path),
+    }
+}
+
+/// Parses `--netns`: an id (a number: a cookie, or an inode where [`IdKind::Inode`]) or a path.
+pub fn resolve(arg: &str) -> Result<u64, String> {
+    if let Ok(id) = arg.parse::<u64>() {
+        if id == 0 {
+            return Err(format!("netns {} 0 is not valid", id_name()));
+        }
+        return Ok(id);
+    }
+    id_of_path(arg)
 }
 
 /// A network namespace found through /proc or /run/netns.
@@ -68,7 +137,8 @@ pub fn resolve(arg: &str) -> Result<u64, String> {
 pub struct Reachable {
     /// The nsfs inode (the `net:[N]` of `ls -l /proc/PID/ns/net`).
     pub inode: u64,
-    pub cookie: Option<u64>,
+    /// Its id ([`IdKind`]); None when it could not be read (entering a namespace needs root).
+    pub id: Option<u64>,
     /// One path that names it (/run/netns/NAME when it has a name).
     pub path: String,
     /// Processes whose main thread is in it.
@@ -76,8 +146,8 @@ pub struct Reachable {
 }
 
 /// Every network namespace that a process (or thread) is in, that an open file of a process
-/// holds, or that /run/netns names, with its cookie (entering each needs root; without it the
-/// cookies are None).
+/// holds, or that /run/netns names, with its id (a cookie is read by entering each, which needs
+/// root; without it the cookies are None).
 pub fn reachable() -> Vec<Reachable> {
     use std::os::unix::fs::MetadataExt;
     let mut found: Vec<Reachable> = Vec::new();
@@ -95,7 +165,7 @@ pub fn reachable() -> Vec<Reachable> {
             }
             None => found.push(Reachable {
                 inode,
-                cookie: None,
+                id: None,
                 path,
                 pids: pid.into_iter().collect(),
             }),
@@ -142,7 +212,10 @@ pub fn reachable() -> Vec<Reachable> {
         }
     }
     for r in &mut found {
-        r.cookie = cookie_of_path(&r.path).ok();
+        r.id = match id_kind() {
+            IdKind::Cookie => cookie_of_path(&r.path).ok(),
+            IdKind::Inode => Some(r.inode),
+        };
     }
     found
 }
@@ -247,8 +320,8 @@ mod tests {
         // A socket of ours in our namespace: socket_cookies sees its cookie.
         let held = std::net::UdpSocket::bind("127.0.0.1:0");
         if let (Ok(own), Ok(_held)) = (current_cookie(), held) {
-            if mine.cookie.is_some() {
-                assert_eq!(mine.cookie, Some(own));
+            if mine.id.is_some() && id_kind() == IdKind::Cookie {
+                assert_eq!(mine.id, Some(own));
                 let mut seen = false;
                 socket_cookies(std::process::id() as libc::pid_t, |c| {
                     seen = c == own;

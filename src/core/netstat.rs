@@ -10,9 +10,9 @@ pub struct Netns {
 }
 
 impl Netns {
-    /// For `--netns ARG` as given (`cookie` is its resolved cookie): a path is opened, a cookie
-    /// is looked for among the namespaces of running processes.
-    pub fn open(arg: Option<&str>, cookie: u64) -> Result<Netns, String> {
+    /// For `--netns ARG` as given (`id` is its resolved id): a path is opened, an id is looked
+    /// for among the namespaces of running processes.
+    pub fn open(arg: Option<&str>, id: u64) -> Result<Netns, String> {
         let Some(arg) = arg else {
             return Ok(Netns { file: None });
         };
@@ -20,10 +20,13 @@ impl Netns {
             let file = File::open(arg).map_err(|e| format!("netns '{arg}': {e}"))?;
             return Ok(Netns { file: Some(file) });
         }
-        find_by_cookie(cookie)
+        find_by_id(id)
             .map(|f| Netns { file: Some(f) })
             .ok_or_else(|| {
-                format!("no process found in the network namespace with cookie {cookie}")
+                format!(
+                    "no process found in the network namespace with {} {id}",
+                    crate::core::netns::id_name()
+                )
             })
     }
 
@@ -76,9 +79,19 @@ pub fn paired_value(text: &str, prefix: &str, name: &str) -> Option<u64> {
     None
 }
 
-/// A handle on the network namespace with this cookie, found through a process living in it.
-pub fn find_by_cookie(cookie: u64) -> Option<File> {
+/// A handle on the network namespace with this id ([`crate::core::netns::IdKind`]), found
+/// through a process living in it.
+pub fn find_by_id(id: u64) -> Option<File> {
+    use crate::core::netns::IdKind;
     use std::os::unix::fs::MetadataExt;
+    if crate::core::netns::id_kind() == IdKind::Inode {
+        return crate::core::netns::pids().into_iter().find_map(|pid| {
+            let path = format!("/proc/{pid}/ns/net");
+            let meta = std::fs::metadata(&path).ok()?;
+            (meta.ino() == id).then(|| File::open(&path).ok())?
+        });
+    }
+    let cookie = id;
     // First through the sockets processes hold (nothing is created in any namespace); then, for
     // a namespace no socket is in, by entering each (which opens a socket there).
     for pid in crate::core::netns::pids() {

@@ -10,7 +10,7 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{ErrorKind, UprobeOpts};
 
 use crate::core::bpf::{opened, read_event, LoadContext, Pod};
-use crate::core::caps::{Hook, Plan};
+use crate::core::caps::{attach_cookies, Hook, Plan};
 use crate::core::cli::{parse_pid, Common};
 use crate::core::error::Unsupported;
 use crate::core::output::{comm_str, Column, Format, Output, Value};
@@ -33,7 +33,7 @@ pub static TOOL: Tool = Tool {
         name: "uprobe",
         needs: &[Hook::Uprobe],
         attach: "uprobe+uretprobe libc:getaddrinfo,gethostbyname{,2}{,_r}",
-        check: None,
+        check: Some(attach_cookies),
     }],
     cli: <Opts as clap::CommandFactory>::command,
     run,

@@ -64,8 +64,16 @@ const TRACEPOINTS: Plan = Plan {
     name: "tp_btf",
     needs: &[Hook::TpBtf],
     attach: "qdisc/qdisc_enqueue + qdisc/qdisc_dequeue",
-    check: None,
+    check: Some(has_tracepoints),
 };
+
+/// The tp_btf programs: both tracepoints (qdisc_enqueue: 5.11-5.15), and bpf_loop (5.17) in
+/// the dequeue program.
+fn has_tracepoints() -> Result<(), String> {
+    crate::core::btf::require_tracepoint("qdisc_enqueue")?;
+    crate::core::btf::require_tracepoint("qdisc_dequeue")?;
+    crate::core::caps::loop_helper()
+}
 
 const EXAMPLES: &str = "\
 Examples:

@@ -327,7 +327,7 @@ impl CounterSource {
             let f = File::open(arg).map_err(|e| format!("netns '{arg}': {e}"))?;
             return Ok(CounterSource { netns: Some(f) });
         }
-        crate::core::netstat::find_by_cookie(cookie)
+        crate::core::netstat::find_by_id(cookie)
             .map(|f| CounterSource { netns: Some(f) })
             .ok_or_else(|| {
                 format!("no process found in the network namespace with cookie {cookie}")

@@ -34,11 +34,22 @@ pub static TOOL: Tool = Tool {
         needs: &[Hook::Tracepoint],
         attach: "syscalls/sys_{enter,exit}_connect + fd->sock, sys_exit_{poll,ppoll,select,\
                  pselect6,epoll_wait,epoll_pwait,epoll_pwait2}",
-        check: None,
+        check: Some(kernel_ready),
     }],
     cli: <Opts as clap::CommandFactory>::command,
     run,
 };
+
+/// settle() is a global function taking a pointer (5.12), and the waits include epoll_pwait2
+/// (5.11).
+fn kernel_ready() -> Result<(), String> {
+    crate::core::caps::global_func_pointer_args()?;
+    // Checked after the plan's Hook::Tracepoint, which needs tracefs there.
+    if !std::path::Path::new("/sys/kernel/tracing/events/syscalls/sys_exit_epoll_pwait2").exists() {
+        return Err("the kernel has no epoll_pwait2 syscall tracepoint (5.11+)".into());
+    }
+    Ok(())
+}
 
 const EXAMPLES: &str = "\
 Examples:

@@ -7,7 +7,7 @@ use clap::Parser;
 
 use crate::core::addr::ip_version;
 use crate::core::bpf::{load, read_event, Pod};
-use crate::core::caps::{Hook, Plan};
+use crate::core::caps::{func_ret_helpers, Hook, Plan};
 use crate::core::cli::{parse_pid, parse_port_list, Common, Family, Filters, Ports, Timestamps};
 use crate::core::output::{comm_str, Column, Output, Value};
 use crate::core::time::Clock;
@@ -28,7 +28,12 @@ pub static TOOL: Tool = Tool {
     // inet_csk_accept() returns every accepted TCP connection, io_uring's included; the
     // syscall tracepoints see accept(2) and accept4(2) only.
     plans: &[
-        Plan { name: "fexit", needs: &[Hook::Fentry], attach: "fexit/inet_csk_accept", check: None },
+        Plan {
+            name: "fexit",
+            needs: &[Hook::Fentry],
+            attach: "fexit/inet_csk_accept",
+            check: Some(func_ret_helpers),
+        },
         Plan {
             name: "kprobe",
             needs: &[Hook::Kprobe],

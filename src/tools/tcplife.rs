@@ -7,7 +7,7 @@ use clap::Parser;
 
 use crate::core::addr::ip_version;
 use crate::core::bpf::{load, read_event, Pod};
-use crate::core::caps::{Hook, Plan};
+use crate::core::caps::{sk_storage_from_tracing, Hook, Plan};
 use crate::core::cli::{parse_pid, Common, Family, PortFilters, Timestamps};
 use crate::core::output::{comm_str, Column, Format, Output, Value};
 use crate::core::time::Clock;
@@ -29,7 +29,7 @@ pub static TOOL: Tool = Tool {
         name: "tp_btf",
         needs: &[Hook::TpBtf],
         attach: "sock/inet_sock_set_state",
-        check: None,
+        check: Some(sk_storage_from_tracing),
     }],
     cli: <Opts as clap::CommandFactory>::command,
     run,

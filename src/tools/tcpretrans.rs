@@ -37,7 +37,7 @@ pub static TOOL: Tool = Tool {
             needs: &[Hook::TpBtf, Hook::Fentry],
             attach: "tcp/tcp_retransmit_skb + sock/inet_sock_set_state, fexit/inet_csk_accept \
                      (owners); -l: fentry+fexit/tcp_send_loss_probe",
-            check: Some(has_functions),
+            check: Some(fentry_ready),
         },
         Plan {
             name: "kprobe",
@@ -66,6 +66,12 @@ pub static TOOL: Tool = Tool {
 
 fn has_loss_probe_fn() -> Result<(), String> {
     btf_has("tcp_send_loss_probe")
+}
+
+/// The fentry plan's fexit on inet_csk_accept reads its return value with bpf_get_func_ret.
+fn fentry_ready() -> Result<(), String> {
+    crate::core::caps::func_ret_helpers()?;
+    has_functions()
 }
 
 fn has_functions() -> Result<(), String> {

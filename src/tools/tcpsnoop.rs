@@ -41,7 +41,7 @@ pub static TOOL: Tool = Tool {
             needs: &[Hook::TpBtf, Hook::Fentry],
             attach: "net/net_dev_queue + net/netif_receive_skb + sock/inet_sock_set_state + \
                      fentry/tcp_v4_send_reset, tcp_v6_send_reset + fexit/inet_csk_accept",
-            check: Some(has_functions),
+            check: Some(fentry_ready),
         },
         Plan {
             name: "kprobe",
@@ -69,6 +69,12 @@ pub static TOOL: Tool = Tool {
     cli: <Opts as clap::CommandFactory>::command,
     run,
 };
+
+/// The fentry plan's fexit on inet_csk_accept reads its return value with bpf_get_func_ret.
+fn fentry_ready() -> Result<(), String> {
+    crate::core::caps::func_ret_helpers()?;
+    has_functions()
+}
 
 fn has_functions() -> Result<(), String> {
     btf_has("tcp_v4_send_reset")?;

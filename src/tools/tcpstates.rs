@@ -7,7 +7,7 @@ use clap::Parser;
 
 use crate::core::addr::ip_version;
 use crate::core::bpf::{load, read_event, Pod};
-use crate::core::caps::{Hook, Plan};
+use crate::core::caps::{sk_storage_from_tracing, Hook, Plan};
 use crate::core::cli::{parse_pid, Common, Family, PortFilters, Timestamps};
 use crate::core::output::{comm_str, Column, Format, Output, Value};
 use crate::core::tcp::state_name;
@@ -26,7 +26,12 @@ pub static TOOL: Tool = Tool {
     name: "tcpstates",
     aliases: &[],
     about: "TCP state changes, with the time spent in each state",
-    plans: &[Plan { name: "tp_btf", needs: &[Hook::TpBtf], attach: "sock/inet_sock_set_state", check: None }],
+    plans: &[Plan {
+        name: "tp_btf",
+        needs: &[Hook::TpBtf],
+        attach: "sock/inet_sock_set_state",
+        check: Some(sk_storage_from_tracing),
+    }],
     cli: <Opts as clap::CommandFactory>::command,
     run,
 };

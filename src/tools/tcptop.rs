@@ -46,7 +46,7 @@ pub static TOOL: Tool = Tool {
             name: "fexit",
             needs: &[Hook::Fentry],
             attach: "fexit/tcp_sendmsg + fexit/tcp_recvmsg (+ fexit/tcp_sendpage before 6.5)",
-            check: Some(has_socket_calls),
+            check: Some(fexit_ready),
         },
         Plan {
             name: "kprobe",
@@ -58,6 +58,12 @@ pub static TOOL: Tool = Tool {
     cli: <Opts as clap::CommandFactory>::command,
     run,
 };
+
+/// The fexit programs read arguments and return values with bpf_get_func_arg/ret.
+fn fexit_ready() -> Result<(), String> {
+    crate::core::caps::func_ret_helpers()?;
+    has_socket_calls()
+}
 
 fn has_socket_calls() -> Result<(), String> {
     btf_has("tcp_sendmsg")?;

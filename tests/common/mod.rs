@@ -59,39 +59,14 @@ impl Netns {
         format!("/proc/{}/fd/{}", std::process::id(), self.file.as_raw_fd())
     }
 
-    /// This namespace's cookie, for `--netns COOKIE`: unlike a path, the tool then makes no
-    /// socket inside the namespace to learn it (which a socket-counting tool would see). The
-    /// socket made here is closed before the caller starts any tool.
+    /// This namespace's id (its cookie, or its inode before 5.12: netbpf::core::netns::IdKind),
+    /// for `--netns ID`: unlike a path, the tool then makes no socket inside the namespace to
+    /// learn it (which a socket-counting tool would see). A socket made here to read a cookie is
+    /// closed before the caller starts any tool.
     pub fn cookie(&self) -> String {
-        let fd = self.file.as_raw_fd();
-        thread::spawn(move || {
-            // SAFETY: setns and a socket on this short-lived thread only.
-            unsafe {
-                assert_eq!(libc::setns(fd, libc::CLONE_NEWNET), 0);
-                let s = libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM, 0);
-                assert!(s >= 0);
-                let mut cookie: u64 = 0;
-                let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
-                // SO_NETNS_COOKIE (Linux 5.14+)
-                let rc = libc::getsockopt(
-                    s,
-                    libc::SOL_SOCKET,
-                    71,
-                    (&mut cookie as *mut u64).cast(),
-                    &mut len,
-                );
-                libc::close(s);
-                assert_eq!(
-                    rc,
-                    0,
-                    "SO_NETNS_COOKIE: {}",
-                    std::io::Error::last_os_error()
-                );
-                cookie.to_string()
-            }
-        })
-        .join()
-        .unwrap()
+        netbpf::core::netns::id_of_path(&self.path())
+            .expect("netns id")
+            .to_string()
     }
 
     /// A command that runs inside this namespace.

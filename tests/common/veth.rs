@@ -21,26 +21,9 @@ pub fn in_netns<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 's
     .unwrap()
 }
 
-/// The namespace's cookie (SO_NETNS_COOKIE of a socket made in it).
+/// The namespace's id, as the tools name it (netbpf::core::netns::IdKind).
 pub fn netns_cookie(ns: &Netns) -> u64 {
-    in_netns(ns, || unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
-        let mut cookie = 0u64;
-        let mut len = 8u32;
-        const SO_NETNS_COOKIE: i32 = 71;
-        assert_eq!(
-            libc::getsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                SO_NETNS_COOKIE,
-                (&mut cookie as *mut u64).cast(),
-                &mut len
-            ),
-            0
-        );
-        libc::close(fd);
-        cookie
-    })
+    netbpf::core::netns::id_of_path(&ns.path()).expect("netns id")
 }
 
 /// `ip ARGS...` in `ns`, which must succeed.

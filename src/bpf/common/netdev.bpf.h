@@ -5,16 +5,12 @@
 #define NETBPF_NETDEV_BPF_H
 
 #include "common/filter.bpf.h"
+#include "common/netns.bpf.h"
 
 #define IFNAMSIZ 16
 
 /* Set by user space before load; an empty name means every interface. */
 const volatile char filter_ifname[IFNAMSIZ] = {};
-
-static __always_inline __u64 dev_netns_cookie(const struct net_device *dev)
-{
-	return BPF_CORE_READ(dev, nd_net.net, net_cookie);
-}
 
 static __always_inline bool ifname_ok(const struct net_device *dev)
 {
@@ -38,7 +34,7 @@ static __always_inline bool dev_ok(const struct net_device *dev)
 {
 	if (!dev)
 		return !filter_netns && !filter_ifname[0];
-	return netns_ok(dev_netns_cookie(dev)) && ifname_ok(dev);
+	return dev_netns_ok(dev) && ifname_ok(dev);
 }
 
 #endif

@@ -1,21 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* Reading sockets: addresses of a struct sock, the netns cookie, and the fd -> sock walk. */
+/* Reading sockets: addresses of a struct sock and the fd -> sock walk (its namespace: netns.bpf.h). */
 #ifndef NETBPF_SOCK_BPF_H
 #define NETBPF_SOCK_BPF_H
 
+#include "common/netns.bpf.h"
 #include "common/sock.h"
-
-static __always_inline __u64 sk_netns_cookie(const struct sock *sk)
-{
-	return BPF_CORE_READ(sk, __sk_common.skc_net.net, net_cookie);
-}
-
-static __always_inline __u64 current_netns_cookie(void)
-{
-	struct task_struct *task = (void *)bpf_get_current_task();
-
-	return BPF_CORE_READ(task, nsproxy, net_ns, net_cookie);
-}
 
 /* Fills family, ports (host order) and both addresses of an inet sock. The local port comes from
  * inet_sport, not skc_num: on the way to TCP_CLOSE the kernel releases the port (skc_num = 0)

@@ -71,7 +71,7 @@ static __always_inline struct sk_owner *owner_track(const struct sock *sk, int o
 		owner_from_current(&owner);
 		bpf_map_update_elem(&sk_owners, &key, &owner, BPF_ANY);
 		if (newstate == TCP_LISTEN) {
-			lkey.netns = sk_netns_cookie(sk);
+			lkey.netns = sk_netns_id(sk);
 			lkey.port = BPF_CORE_READ(sk, __sk_common.skc_num);
 			lo.sk = key;
 			lo.owner = owner;
@@ -79,7 +79,7 @@ static __always_inline struct sk_owner *owner_track(const struct sock *sk, int o
 		}
 		break;
 	case TCP_SYN_RECV:
-		lkey.netns = sk_netns_cookie(sk);
+		lkey.netns = sk_netns_id(sk);
 		lkey.port = BPF_CORE_READ(sk, __sk_common.skc_num);
 		inherited = bpf_map_lookup_elem(&listener_owners, &lkey);
 		if (inherited)
@@ -89,7 +89,7 @@ static __always_inline struct sk_owner *owner_track(const struct sock *sk, int o
 		if (oldstate == TCP_LISTEN) {
 			/* skc_num is 0 by now (the port is released before the state is stored);
 			 * a listener's inet_sport still holds it. */
-			lkey.netns = sk_netns_cookie(sk);
+			lkey.netns = sk_netns_id(sk);
 			lkey.port = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
 			inherited = bpf_map_lookup_elem(&listener_owners, &lkey);
 			if (inherited && inherited->sk == key)

@@ -7,6 +7,8 @@
 #ifndef NETBPF_TCP_PACKET_BPF_H
 #define NETBPF_TCP_PACKET_BPF_H
 
+#include "common/netns.bpf.h"
+
 #ifndef ETH_P_IP
 #define ETH_P_IP 0x0800
 #endif
@@ -49,7 +51,7 @@ static __always_inline __u64 skb_dev_netns(const struct sk_buff *skb)
 		if (dst)
 			dev = BPF_CORE_READ(dst, dev);
 	}
-	return dev ? BPF_CORE_READ(dev, nd_net.net, net_cookie) : 0;
+	return dev_netns_id(dev);
 }
 
 /* Parses the packet whose IP header starts at nh. `avail` is the number of bytes from nh to the
