@@ -13,9 +13,12 @@
 #   iputils-ping     test-only: superping's tests compare with ping's own round trips
 #   iw               test-only: ieee80211scan's test scans with mac80211_hwsim radios (in the
 #                    stock-kernel VMs, which run the host's binaries)
+#   podman runc busybox-static  test-only: tests/containers.rs runs real containers (runc: crun
+#                    refuses hybrid cgroup hosts) from an image built locally from busybox
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-packages=(ca-certificates clang make pkg-config libelf-dev zlib1g-dev util-linux iproute2 iputils-ping iw)
+packages=(ca-certificates clang make pkg-config libelf-dev zlib1g-dev util-linux iproute2 iputils-ping iw
+	podman runc busybox-static)
 command -v cargo >/dev/null 2>&1 || packages+=(cargo-web rustfmt-web rust-web-clippy)
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${packages[@]}"

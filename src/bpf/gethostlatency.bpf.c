@@ -49,6 +49,8 @@ int BPF_UPROBE(gethostlatency_enter, const char *host)
 
 	if (!tgid_ok(id >> 32) || !current_netns_ok())
 		return 0;
+	if (!current_cgroup_ok())
+		return 0;
 	now = bpf_ktime_get_ns();
 	cur = bpf_map_lookup_elem(&calls, &id);
 	if (cur && sp < cur->entry_sp && now - cur->start_ns < STALE_NS)
@@ -79,6 +81,7 @@ int BPF_URETPROBE(gethostlatency_return)
 	}
 	e = reserve_event(sizeof(*e));
 	if (e) {
+		e->cgroup = current_cgroup_id();
 		e->ts_ns = bpf_ktime_get_ns();
 		e->lat_ns = e->ts_ns - c->start_ns;
 		e->pid = id >> 32;

@@ -17,6 +17,7 @@ enum ghl_func {
 /* One resolver call, sent when it returns. */
 struct gethostlatency_event {
 	__u64 ts_ns;	/* when the call returned */
+	__u64 cgroup; /* cgroup v2 id, the task's (0: none) */
 	__u64 lat_ns;
 	__u32 pid;
 	__u32 tid;

@@ -101,6 +101,8 @@ int ieee80211scan_started(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	if (!wiphy_netns_ok(wiphy))
 		return 0;
+	if (!current_cgroup_ok())
+		return 0; /* the requester's (a scan is asked for by a process) */
 	req = scan_request((const void *)ctx->args[1]);
 	now = bpf_ktime_get_ns();
 	bpf_map_update_elem(&scans, &key, &now, BPF_ANY);
@@ -109,6 +111,7 @@ int ieee80211scan_started(struct bpf_raw_tracepoint_args *ctx)
 	if (!e)
 		return 0;
 	__builtin_memset(e, 0, offsetof(struct ieee80211scan_event, channels));
+	e->cgroup = current_cgroup_id();
 	e->kind = SCAN_STARTED;
 	e->ts_ns = now;
 	e->pid = current_tgid();
@@ -159,6 +162,7 @@ int ieee80211scan_done(struct bpf_raw_tracepoint_args *ctx)
 	e = reserve_event(sizeof(*e));
 	if (e) {
 		__builtin_memset(e, 0, offsetof(struct ieee80211scan_event, channels));
+		e->cgroup = current_cgroup_id();
 		e->kind = SCAN_DONE;
 		e->ts_ns = now;
 		e->duration_ns = now - *start;

@@ -20,6 +20,7 @@ struct scan_channel {
 
 struct ieee80211scan_event {
 	__u64 ts_ns;
+	__u64 cgroup; /* cgroup v2 id, the task's (0: none) */
 	__u64 duration_ns;	/* SCAN_DONE: since the scan was handed to the driver */
 	__u32 kind;		/* enum scan_event_kind */
 	__u32 pid;		/* SCAN_STARTED: the task that requested it */

@@ -41,6 +41,8 @@ int BPF_PROG(ipecn_receive, struct sk_buff *skb)
 		return 0;
 	if (!dev_netns_ok(dev) || handed_up_again(dev))
 		return 0;
+	if (!skb_cgroup_ok(skb))
+		return 0;
 	e = reserve_event(sizeof(*e));
 	if (!e)
 		return 0;

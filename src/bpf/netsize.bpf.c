@@ -19,11 +19,14 @@ struct {
 	__type(value, struct hist);
 } sizes SEC(".maps");
 
-static __always_inline void count(__u32 point, const struct net_device *dev, __u32 len)
+static __always_inline void count(__u32 point, const struct sk_buff *skb,
+				  const struct net_device *dev, __u32 len)
 {
 	struct hist *h;
 
 	if (!dev_ok(dev))
+		return;
+	if (!skb_cgroup_ok(skb))
 		return;
 	h = bpf_map_lookup_elem(&sizes, &point);
 	if (h)
@@ -33,21 +36,21 @@ static __always_inline void count(__u32 point, const struct net_device *dev, __u
 SEC("tp_btf/netif_receive_skb")
 int BPF_PROG(netsize_recv, struct sk_buff *skb)
 {
-	count(NETSIZE_RECV, skb->dev, skb->len);
+	count(NETSIZE_RECV, skb, skb->dev, skb->len);
 	return 0;
 }
 
 SEC("tp_btf/net_dev_queue")
 int BPF_PROG(netsize_send, struct sk_buff *skb)
 {
-	count(NETSIZE_SEND, skb->dev, skb->len);
+	count(NETSIZE_SEND, skb, skb->dev, skb->len);
 	return 0;
 }
 
 SEC("tp_btf/napi_gro_receive_entry")
 int BPF_PROG(netsize_nic_recv, const struct sk_buff *skb)
 {
-	count(NETSIZE_NIC_RECV, skb->dev, skb->len);
+	count(NETSIZE_NIC_RECV, skb, skb->dev, skb->len);
 	return 0;
 }
 
@@ -55,6 +58,7 @@ int BPF_PROG(netsize_nic_recv, const struct sk_buff *skb)
 SEC("tp_btf/net_dev_xmit")
 int BPF_PROG(netsize_nic_send, struct sk_buff *skb, int rc, struct net_device *dev, unsigned int len)
 {
-	count(NETSIZE_NIC_SEND, dev, len);
+	/* The skb may be freed: read only with the filter set, on transmit while it holds its socket. */
+	count(NETSIZE_NIC_SEND, skb, dev, len);
 	return 0;
 }

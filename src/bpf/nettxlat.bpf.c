@@ -42,6 +42,8 @@ int BPF_PROG(nettxlat_start, const struct sk_buff *skb, const struct net_device 
 
 	if (!dev_ok(dev))
 		return 0;
+	if (!skb_cgroup_ok(skb))
+		return 0;
 	s.ts_ns = bpf_ktime_get_ns();
 	if (per_device)
 		bpf_probe_read_kernel_str(s.key.dev, sizeof(s.key.dev), dev->name);

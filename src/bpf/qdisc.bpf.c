@@ -123,9 +123,14 @@ static __always_inline bool qdisc_dev_ok(const struct Qdisc *q)
 	return dev_ok(BPF_CORE_READ(q, dev_queue, dev));
 }
 
-static __always_inline void add_sample(__u64 start_ns, __u64 now)
+static __always_inline void add_sample(const struct sk_buff *skb, __u64 start_ns, __u64 now)
 {
 	struct qdisc_hist_key hkey = {};
+
+	/* --cgroup and the like: the packet's socket, at its dequeue (the timing bookkeeping
+	 * above sees every packet). */
+	if (!skb_cgroup_ok(skb))
+		return;
 
 	/* Exporter mode (common/export.bpf.h): histogram 0 of export_hists. */
 	if (export_mode)
@@ -212,7 +217,7 @@ static __always_inline void dequeued_one(const struct Qdisc *q, struct gso_fifo 
 
 	start = bpf_map_lookup_elem(&queued, &key);
 	if (start) {
-		add_sample(*start, now);
+		add_sample(skb, *start, now);
 		bpf_map_delete_elem(&queued, &key);
 		if (f)
 			f->last_skb = key;
@@ -233,7 +238,7 @@ static __always_inline void dequeued_one(const struct Qdisc *q, struct gso_fifo 
 		return;
 	}
 	p = &f->e[f->head & (GSO_FIFO_LEN - 1)];
-	add_sample(p->ts_ns, now);
+	add_sample(skb, p->ts_ns, now);
 	f->last_skb = key;
 	__sync_fetch_and_add(&gso_segments_timed, 1);
 	if (++p->taken >= p->skbs)
@@ -294,7 +299,7 @@ static __always_inline void peeked(const struct sk_buff *skb)
 	start = bpf_map_lookup_elem(&queued, &key);
 	if (!start)
 		return;
-	add_sample(*start, bpf_ktime_get_ns());
+	add_sample(skb, *start, bpf_ktime_get_ns());
 	bpf_map_delete_elem(&queued, &key);
 	bpf_map_update_elem(&peeked_skbs, &key, &one, BPF_ANY);
 }

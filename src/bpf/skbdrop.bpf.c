@@ -63,6 +63,8 @@ int BPF_PROG(skbdrop_kfree, struct sk_buff *skb, void *location, enum skb_drop_r
 
 	if (filter_netns && !skb_in_netns(skb))
 		return 0;
+	if (!skb_cgroup_ok(skb))
+		return 0;
 	if (filter_ifname[0] && !ifname_ok(BPF_CORE_READ(skb, dev)))
 		return 0;
 	/* Exporter mode (common/export.bpf.h): drops by reason only (metric 0), no stack walk. */

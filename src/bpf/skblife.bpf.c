@@ -140,6 +140,8 @@ static __always_inline void mark(const struct sk_buff *skb)
 
 	if (!dev_ok(skb->dev))
 		return;
+	if (!skb_cgroup_ok(skb))
+		return;
 	l = bpf_map_lookup_elem(&born, &key);
 	if (!l && BPF_CORE_READ_BITFIELD(skb, fclone) == SKB_FCLONE_CLONE) {
 		key -= bpf_core_type_size(struct sk_buff);

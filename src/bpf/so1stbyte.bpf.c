@@ -74,6 +74,8 @@ int so1stbyte_connect_enter(struct trace_event_raw_sys_enter *ctx)
 	sk = sock_from_fd(key.fd);
 	if (!sk || !sk_netns_ok(sk))
 		return 0;
+	if (!sk_cgroup_ok(sk))
+		return 0;
 	if (sk_connect_started(sk)) {
 		/* Its result asked for: the clock of the connect() that started it runs on. */
 		known = bpf_map_lookup_elem(&conns, &key);

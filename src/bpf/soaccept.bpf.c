@@ -36,6 +36,8 @@ static __always_inline int on_enter(struct trace_event_raw_sys_enter *ctx)
 	sk = sock_from_fd((int)ctx->args[0]);
 	if (!sk || !sk_netns_ok(sk))
 		return 0;
+	if (!sk_cgroup_ok(sk))
+		return 0;
 	l.family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	if (!sk_is_inet(l.family))
 		return 0;
@@ -56,6 +58,7 @@ static __always_inline int on_exit(struct trace_event_raw_sys_exit *ctx)
 	e = reserve_event(sizeof(*e));
 	if (!e)
 		goto out;
+	e->cgroup = current_cgroup_id();
 	__builtin_memset(&e->tuple, 0, sizeof(e->tuple));
 	sk = ctx->ret >= 0 ? sock_from_fd(ctx->ret) : NULL;
 	if (sk) {

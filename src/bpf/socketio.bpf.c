@@ -31,6 +31,8 @@ static __always_inline void count_io(struct sock *sk, __u8 dir)
 
 	if (!sk || !tgid_ok(pid) || !sk_netns_ok(sk))
 		return;
+	if (!sk_cgroup_ok(sk))
+		return;
 	key.pid = pid;
 	key.dir = dir;
 	key.rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));

@@ -54,7 +54,7 @@ static __always_inline __u64 netns_of(struct sock *sk)
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(socksize_send, struct sock *sk, int ret, int flags)
 {
-	if (wanted(ret))
+	if (wanted(ret) && sk_cgroup_ok(sk))
 		add_size(netns_of(sk), ret, SOCKSIZE_WRITE);
 	return 0;
 }
@@ -62,7 +62,7 @@ int BPF_PROG(socksize_send, struct sock *sk, int ret, int flags)
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(socksize_recv, struct sock *sk, int ret, int flags)
 {
-	if (wanted(ret))
+	if (wanted(ret) && sk_cgroup_ok(sk))
 		add_size(netns_of(sk), ret, SOCKSIZE_READ);
 	return 0;
 }
@@ -70,6 +70,6 @@ int BPF_PROG(socksize_recv, struct sock *sk, int ret, int flags)
 /* Plans fexit and kretprobe (before 6.3): see common/sockmsg.bpf.h. */
 static __always_inline void sockmsg_seen(struct sock *sk, long ret, __u32 dir)
 {
-	if (wanted(ret))
+	if (wanted(ret) && sk_cgroup_ok(sk))
 		add_size(netns_of(sk), ret, dir == SOCKMSG_SEND ? SOCKSIZE_WRITE : SOCKSIZE_READ);
 }

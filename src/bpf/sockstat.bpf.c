@@ -32,14 +32,14 @@ static __always_inline void count(__u32 slot)
 
 static __always_inline int count_syscall(__u32 slot)
 {
-	if (tgid_ok(current_tgid()) && current_netns_ok())
+	if (tgid_ok(current_tgid()) && current_netns_ok() && current_cgroup_ok())
 		count(slot);
 	return 0;
 }
 
 static __always_inline int count_io(const struct sock *sk, __u32 slot)
 {
-	if (tgid_ok(current_tgid()) && sk_netns_ok(sk))
+	if (tgid_ok(current_tgid()) && sk_netns_ok(sk) && sk_cgroup_ok(sk))
 		count(slot);
 	return 0;
 }

@@ -40,6 +40,8 @@ int soconnect_enter(struct trace_event_raw_sys_enter *ctx)
 	sk = sock_from_fd((int)ctx->args[0]);
 	if (!sk_netns_ok(sk))
 		return 0;
+	if (!sk_cgroup_ok(sk))
+		return 0;
 	if (sk)
 		p.protocol = BPF_CORE_READ(sk, sk_protocol);
 	p.start_ns = bpf_ktime_get_ns();
@@ -59,6 +61,7 @@ int soconnect_exit(struct trace_event_raw_sys_exit *ctx)
 		return 0;
 	e = reserve_event(sizeof(*e));
 	if (e) {
+		e->cgroup = current_cgroup_id();
 		e->addr = p->addr;
 		e->ts_ns = now;
 		e->lat_ns = now - p->start_ns;

@@ -8,6 +8,7 @@
 struct soconnect_event {
 	struct user_sockaddr addr; /* as passed to connect(), copied at entry */
 	__u64 ts_ns; /* bpf_ktime_get_ns() at return */
+	__u64 cgroup; /* cgroup v2 id, the task's (0: none) */
 	__u64 lat_ns; /* time spent in connect() */
 	__u32 pid;
 	__s32 ret; /* 0 or -errno */

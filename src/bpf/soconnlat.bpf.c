@@ -125,6 +125,8 @@ int soconnlat_connect_enter(struct trace_event_raw_sys_enter *ctx)
 	sk = sock_from_fd(a.fd);
 	if (!sk || !sk_netns_ok(sk))
 		return 0;
+	if (!sk_cgroup_ok(sk))
+		return 0;
 	a.sk = (__u64)sk;
 
 	/* connect() again on a socket still connecting (to learn its result): the clock runs on. */

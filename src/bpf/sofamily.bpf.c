@@ -37,9 +37,11 @@ int sofamily_connect(struct trace_event_raw_sys_enter *ctx)
 
 	if (!tgid_ok(current_tgid()))
 		return 0;
-	if (filter_netns) {
+	if (filter_netns || filter_cgroup) {
 		sk = sock_from_fd((int)ctx->args[0]);
 		if (!sk || !sk_netns_ok(sk))
+			return 0;
+		if (!sk_cgroup_ok(sk))
 			return 0;
 	}
 	family = read_user_family((const void *)ctx->args[1]);
@@ -57,6 +59,8 @@ static __always_inline int on_accept_exit(struct trace_event_raw_sys_exit *ctx)
 		return 0;
 	sk = sock_from_fd(ctx->ret);
 	if (!sk || !sk_netns_ok(sk))
+		return 0;
+	if (!sk_cgroup_ok(sk))
 		return 0;
 	count(SOFAMILY_ACCEPT, BPF_CORE_READ(sk, __sk_common.skc_family));
 	return 0;

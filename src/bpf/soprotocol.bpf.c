@@ -28,6 +28,8 @@ static __always_inline void count(__u8 call, int fd)
 	sk = sock_from_fd(fd);
 	if (!sk || !sk_netns_ok(sk))
 		return;
+	if (!sk_cgroup_ok(sk))
+		return;
 	key.family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	key.protocol = BPF_CORE_READ(sk, sk_protocol);
 	sk_proto_name(sk, key.kproto, sizeof(key.kproto));

@@ -57,6 +57,8 @@ static __always_inline void sample(struct sock *sk)
 
 	if (!sk || !sk_netns_ok(sk))
 		return;
+	if (!sk_cgroup_ok(sk))
+		return;
 	if (filter_tgid) {
 		ino = sk_ino(sk);
 		bpf_map_update_elem(&pid_socks, &skp, &ino, BPF_ANY);
@@ -148,6 +150,8 @@ static __always_inline struct sormem_event *start_event(struct sock *sk, __u32 k
 
 	if (!sk || !sk_netns_ok(sk))
 		return NULL;
+	if (!sk_cgroup_ok(sk))
+		return NULL;
 	if (filter_tgid && pid != filter_tgid) {
 		ino = bpf_map_lookup_elem(&pid_socks, &skp);
 		if (!ino || *ino != sk_ino(sk))
@@ -157,6 +161,7 @@ static __always_inline struct sormem_event *start_event(struct sock *sk, __u32 k
 	if (!e)
 		return NULL;
 	__builtin_memset(e, 0, sizeof(*e));
+	e->cgroup = sk_cgroup_id(sk);
 	e->kind = kind;
 	e->ts_ns = bpf_ktime_get_ns();
 	e->pid = pid;

@@ -18,6 +18,7 @@
 struct sormem_event {
 	struct sock_tuple tuple; /* addresses and ports for inet sockets; else family only */
 	__u64 ts_ns;
+	__u64 cgroup; /* cgroup v2 id, the socket's (0: none) */
 	__s64 allocated; /* exceed_buf_limit: pages the protocol has allocated */
 	__u32 kind;
 	__s32 rmem_alloc; /* bytes queued for reading (sk_rmem_alloc) */

@@ -87,6 +87,8 @@ int BPF_PROG(superping_send, struct sk_buff *skb)
 	key.netns = dev_netns_id(BPF_CORE_READ(skb, dev));
 	if (!netns_ok(key.netns) || !echo_of(l3, &h, true, &key))
 		return 0;
+	if (!skb_cgroup_ok(skb))
+		return 0; /* the pinging socket's (replies match the requests recorded here) */
 	sent.ts_ns = bpf_ktime_get_ns();
 	sent.pid = current_tgid();
 	bpf_get_current_comm(sent.comm, sizeof(sent.comm));

@@ -41,6 +41,8 @@ static __always_inline int report(struct sock *sk, struct sock *listener)
 
 	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP || !sk_netns_ok(sk))
 		return 0;
+	if (!sk_cgroup_ok(sk))
+		return 0;
 	sk_read_tuple(sk, &t);
 	if (!sk_is_inet(t.family) || !family_ok(t.family) || !lport_ok(t.lport))
 		return 0;
@@ -48,6 +50,7 @@ static __always_inline int report(struct sock *sk, struct sock *listener)
 	e = reserve_event(sizeof(*e));
 	if (!e)
 		return 0;
+	e->cgroup = sk_cgroup_id(sk);
 	e->tuple = t;
 	e->ts_ns = bpf_ktime_get_ns();
 	e->pid = current_tgid();

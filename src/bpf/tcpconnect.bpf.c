@@ -76,6 +76,7 @@ static __always_inline void report(const struct sock *sk, const struct connector
 	e = reserve_event(sizeof(*e));
 	if (!e)
 		return;
+	e->cgroup = sk_cgroup_id(sk);
 	e->tuple = t;
 	e->ts_ns = bpf_ktime_get_ns();
 	e->pid = c->pid;
@@ -103,6 +104,8 @@ int BPF_PROG(tcpconnect_set_state, struct sock *sk, int oldstate, int newstate)
 		fresh.uid = (__u32)bpf_get_current_uid_gid();
 		if (!tgid_ok(fresh.pid) || (filter_uid != (__u32)-1 && fresh.uid != filter_uid) ||
 		    !family_ok(BPF_CORE_READ(sk, __sk_common.skc_family)) || !sk_netns_ok(sk))
+			return 0;
+		if (!sk_cgroup_ok(sk))
 			return 0;
 		bpf_get_current_comm(fresh.comm, sizeof(fresh.comm));
 		bpf_map_update_elem(&connecting, &key, &fresh, BPF_ANY);

@@ -49,6 +49,8 @@ int BPF_PROG(tcpconnlat_set_state, struct sock *sk, int oldstate, int newstate)
 		fresh.pid = current_tgid();
 		if (!tgid_ok(fresh.pid) || !sk_netns_ok(sk))
 			return 0;
+		if (!sk_cgroup_ok(sk))
+			return 0;
 		/* connect() has set the destination: a dual-stack socket connecting to a v4-mapped
 		 * address makes an IPv4 connection. */
 		sk_read_tuple(sk, &t);
@@ -75,6 +77,7 @@ int BPF_PROG(tcpconnlat_set_state, struct sock *sk, int oldstate, int newstate)
 	} else if (newstate == TCP_ESTABLISHED && now - st->ts_ns >= min_lat_ns) {
 		e = reserve_event(sizeof(*e));
 		if (e) {
+			e->cgroup = sk_cgroup_id(sk);
 			sk_read_tuple(sk, &e->tuple);
 			tuple_unmap_v4(&e->tuple);
 			e->ts_ns = now;

@@ -55,10 +55,13 @@ int BPF_PROG(tcpdrop_kfree_skb, struct sk_buff *skb, void *location, enum skb_dr
 		sk = (struct sock *)ctx[3];
 	if (!netns_ok(drop_netns(skb, sk)))
 		return 0;
+	if (!sk_cgroup_ok(sk))
+		return 0; /* the packet's socket: drops without one belong to no container */
 
 	e = reserve_event(sizeof(*e));
 	if (!e)
 		return 0;
+	e->cgroup = sk_cgroup_id(sk);
 	__builtin_memcpy(e->saddr, p.saddr, 16);
 	__builtin_memcpy(e->daddr, p.daddr, 16);
 	e->family = p.family;

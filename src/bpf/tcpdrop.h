@@ -9,6 +9,7 @@ struct tcpdrop_event {
 	__u8 saddr[16]; /* IPv4 in the first 4 bytes */
 	__u8 daddr[16];
 	__u64 ts_ns; /* bpf_ktime_get_ns() of the drop */
+	__u64 cgroup; /* cgroup v2 id, the socket's (0: none) */
 	__u64 stack[TCPDROP_STACK_DEPTH]; /* kernel stack, innermost first, zero-terminated */
 	__u32 pid; /* whatever ran: often a softirq on top of an unrelated task */
 	__u32 reason; /* enum skb_drop_reason, named from kernel BTF by user space */

@@ -108,6 +108,7 @@ static __always_inline void report(const struct sock *sk, const struct session *
 	e = reserve_event(sizeof(*e));
 	if (!e)
 		return;
+	e->cgroup = sk_cgroup_id(sk);
 	e->tuple = t;
 	e->ts_ns = bpf_ktime_get_ns();
 	e->span_ns = e->ts_ns - s->birth_ns;
@@ -149,6 +150,8 @@ int BPF_PROG(tcplife_set_state, struct sock *sk, int oldstate, int newstate)
 		return 0;
 	netns = sk_netns_id(sk);
 	if (!netns_ok(netns))
+		return 0;
+	if (!sk_cgroup_ok(sk))
 		return 0;
 
 	/* (A passive child's first change is LISTEN -> SYN_RECV: it starts as a listener's clone.) */

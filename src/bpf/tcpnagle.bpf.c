@@ -65,7 +65,7 @@ static __always_inline void count(void *map, __u32 value)
 static __always_inline bool sk_wanted(const struct sock *sk)
 {
 	return tgid_ok(current_tgid()) && sk_netns_ok(sk) &&
-	       family_ok(BPF_CORE_READ(sk, __sk_common.skc_family));
+	       family_ok(BPF_CORE_READ(sk, __sk_common.skc_family)) && sk_cgroup_ok(sk);
 }
 
 /* A tcp_write_xmit() call returned: blocked is its return value. */

@@ -64,6 +64,8 @@ static __always_inline void report(const struct sock *sk, const struct sk_buff *
 
 	if (!sk_netns_ok(sk))
 		return;
+	if (!sk_cgroup_ok(sk))
+		return;
 	sk_read_tuple(sk, &t);
 	tuple_unmap_v4(&t);
 	if (!sk_is_inet(t.family) || !family_ok(t.family))
@@ -99,6 +101,7 @@ static __always_inline void report(const struct sock *sk, const struct sk_buff *
 	e = reserve_event(sizeof(*e));
 	if (!e)
 		return;
+	e->cgroup = sk_cgroup_id(sk);
 	e->tuple = t;
 	e->ts_ns = bpf_ktime_get_ns();
 	e->state = BPF_CORE_READ(sk, __sk_common.skc_state);
@@ -130,6 +133,8 @@ SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(tcpretrans_owner, struct sock *sk, int oldstate, int newstate)
 {
 	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP || !sk_netns_ok(sk))
+		return 0;
+	if (!sk_cgroup_ok(sk))
 		return 0;
 	owner_track(sk, oldstate, newstate);
 	if (newstate == TCP_CLOSE)

@@ -11,6 +11,7 @@
 struct tcpretrans_event {
 	struct sock_tuple tuple;
 	__u64 ts_ns;
+	__u64 cgroup; /* cgroup v2 id, the socket's (0: none) */
 	__u32 pid; /* the socket's owner, 0 when not known */
 	__u32 seq; /* R: TCP_SKB_CB(skb)->seq of the first retransmitted byte; L: snd_nxt after */
 	__s32 state;

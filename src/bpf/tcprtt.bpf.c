@@ -70,6 +70,8 @@ int BPF_PROG(tcprtt_probe, struct sock *sk, const struct sk_buff *skb)
 	t.family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	if (!sk_is_inet(t.family) || !sk_netns_ok(sk))
 		return 0;
+	if (!sk_cgroup_ok(sk))
+		return 0;
 	sk_read_tuple(sk, &t);
 	/* A v4-mapped IPv6 peer (::ffff:a.b.c.d) is an IPv4 one: compare and key it as IPv4. */
 	tuple_unmap_v4(&t);

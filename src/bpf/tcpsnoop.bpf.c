@@ -134,6 +134,8 @@ int BPF_PROG(tcpsnoop_set_state, struct sock *sk, int oldstate, int newstate)
 	netns = sk_netns_id(sk);
 	if (!netns_ok(netns))
 		return 0;
+	if (!sk_cgroup_ok(sk))
+		return 0;
 	o = owner_track(sk, oldstate, newstate);
 	if (newstate == TCP_CLOSE) {
 		/* The flow stays (LRU): packets of TIME_WAIT and late resets still belong to it. */
@@ -216,6 +218,8 @@ int BPF_PROG(tcpsnoop_tx, struct sk_buff *skb)
 
 	if (!netns_ok(netns))
 		return 0;
+	if (!skb_cgroup_ok(skb))
+		return 0;
 	if (!skb_tcp_packet(skb, BPF_CORE_READ(skb, head) + BPF_CORE_READ(skb, network_header), &p))
 		return 0;
 	flow_from_packet(&k, netns, &p, true);
@@ -257,6 +261,8 @@ int BPF_PROG(tcpsnoop_rx, struct sk_buff *skb)
 
 	if (!netns_ok(netns))
 		return 0;
+	if (!skb_cgroup_ok(skb))
+		return 0;
 	/* The link header is pulled already: data is the IP header. */
 	if (!skb_tcp_packet(skb, BPF_CORE_READ(skb, data), &p))
 		return 0;
@@ -286,6 +292,8 @@ static __always_inline int closed_reset(const struct sock *sk, const struct sk_b
 		return 0;
 	netns = skb_dev_netns(skb);
 	if (!netns_ok(netns))
+		return 0;
+	if (!skb_cgroup_ok(skb))
 		return 0;
 	if (!parse_tcp_packet(BPF_CORE_READ(skb, head) + BPF_CORE_READ(skb, network_header), 0, &p))
 		return 0;
@@ -338,6 +346,8 @@ static __always_inline int accepted(struct sock *sk)
 		return 0;
 	netns = sk_netns_id(sk);
 	if (!netns_ok(netns))
+		return 0;
+	if (!sk_cgroup_ok(sk))
 		return 0;
 	sk_read_tuple(sk, &t);
 	if (!sk_is_inet(t.family) || !t.lport || !t.rport)

@@ -51,6 +51,8 @@ int BPF_PROG(tcpstates_set_state, struct sock *sk, int oldstate, int newstate)
 	netns = sk_netns_id(sk);
 	if (!netns_ok(netns))
 		return 0;
+	if (!sk_cgroup_ok(sk))
+		return 0;
 	if (aggregate) {
 		__u32 idx = (oldstate & (TCP_STATE_SLOTS - 1)) * TCP_STATE_SLOTS + (newstate & (TCP_STATE_SLOTS - 1));
 		__u64 *n = bpf_map_lookup_elem(&transitions, &idx);
@@ -75,6 +77,7 @@ int BPF_PROG(tcpstates_set_state, struct sock *sk, int oldstate, int newstate)
 	e = reserve_event(sizeof(*e));
 	if (!e)
 		goto out;
+	e->cgroup = sk_cgroup_id(sk);
 	e->tuple = t;
 	e->ts_ns = now;
 	e->skaddr = (__u64)sk;

@@ -8,6 +8,7 @@
 struct tcpstates_event {
 	struct sock_tuple tuple;
 	__u64 ts_ns; /* bpf_ktime_get_ns() of the event */
+	__u64 cgroup; /* cgroup v2 id, the socket's (0: none) */
 	__u64 skaddr;
 	__u64 prev_state_ns; /* time spent in oldstate; 0 when not seen before */
 	__u32 cpid; /* task on CPU (may be unrelated in softirq) */

@@ -75,6 +75,8 @@ int BPF_PROG(tcpsynbl_child, struct sock *sk, int oldstate, int newstate)
 
 	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP || !sk_netns_ok(sk))
 		return 0;
+	if (!sk_cgroup_ok(sk))
+		return 0;
 	if (track_listeners && newstate == TCP_LISTEN) {
 		/* Bound already (listen() on an unbound socket binds after this: not known). */
 		listener_key(&lk, sk, BPF_CORE_READ(sk, __sk_common.skc_num));
@@ -129,6 +131,8 @@ static __always_inline void report(const struct tcp_packet *p, const struct sock
 
 	if (!family_ok(p->family))
 		return;
+	if (!sk_cgroup_ok(listener))
+		return; /* the listener's cgroup (no listener found: none) */
 	/* Exporter mode: drops counted (metric 0), the port label being the listening port. */
 	if (export_mode) {
 		export_count(0, 0, p->dport, 1);

@@ -62,6 +62,8 @@ static __always_inline void count(struct sock *sk, int ret, bool sent)
 	pid = current_tgid();
 	if (!tgid_ok(pid) || !sk_netns_ok(sk))
 		return;
+	if (!sk_cgroup_ok(sk))
+		return;
 	sk_read_tuple(sk, &key.tuple);
 	tuple_unmap_v4(&key.tuple);
 	if (!sk_is_inet(key.tuple.family) || !family_ok(key.tuple.family))

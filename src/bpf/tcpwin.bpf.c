@@ -20,6 +20,8 @@ int BPF_PROG(tcpwin_probe, struct sock *sk, const struct sk_buff *skb)
 
 	if (!sk_netns_ok(sk))
 		return 0;
+	if (!sk_cgroup_ok(sk))
+		return 0;
 	sk_read_tuple(sk, &t);
 	tuple_unmap_v4(&t);
 	if (!family_ok(t.family) || !lport_ok(t.lport) || !rport_ok(t.rport))
@@ -27,6 +29,7 @@ int BPF_PROG(tcpwin_probe, struct sock *sk, const struct sk_buff *skb)
 	e = reserve_event(sizeof(*e));
 	if (!e)
 		return 0;
+	e->cgroup = sk_cgroup_id(sk);
 	e->tuple = t;
 	e->skaddr = (__u64)sk;
 	e->ts_ns = bpf_ktime_get_ns();

@@ -9,6 +9,7 @@ struct tcpwin_event {
 	struct sock_tuple tuple;
 	__u64 skaddr;
 	__u64 ts_ns;
+	__u64 cgroup; /* cgroup v2 id, the socket's (0: none) */
 	__u32 snd_cwnd; /* packets */
 	__u32 snd_ssthresh; /* packets; 0x7fffffff until the first loss */
 	__s32 sk_sndbuf; /* bytes */

@@ -36,7 +36,7 @@ static __always_inline bool udp_wanted(const struct sock *sk)
 {
 	return BPF_CORE_READ(sk, sk_protocol) == IPPROTO_UDP &&
 	       BPF_CORE_READ(sk, sk_type) == SOCK_DGRAM && tgid_ok(current_tgid()) &&
-	       sk_netns_ok(sk);
+	       sk_netns_ok(sk) && sk_cgroup_ok(sk);
 }
 
 static __always_inline void report_connected(struct sock *sk, const struct user_sockaddr *raddr)
@@ -47,6 +47,7 @@ static __always_inline void report_connected(struct sock *sk, const struct user_
 	e = reserve_event(sizeof(*e));
 	if (!e)
 		return;
+	e->cgroup = sk_cgroup_id(sk);
 	sk_read_tuple(sk, &t);
 	e->raddr = *raddr;
 	__builtin_memcpy(e->laddr, t.saddr, sizeof(e->laddr));

@@ -18,6 +18,18 @@ pub struct Common {
     /// /run/netns/NAME
     #[arg(long, value_name = "NETNS")]
     pub netns: Option<String>,
+    /// Only this cgroup (v2) and everything below it: a path, absolute or relative to the
+    /// cgroup v2 mount, or a cgroup id
+    #[arg(long, value_name = "PATH|ID", conflicts_with_all = ["container", "pod"])]
+    pub cgroup: Option<String>,
+    /// Only this container (podman, docker, containerd, CRI-O): a name, an id or a unique id
+    /// prefix
+    #[arg(long, value_name = "ID|NAME", conflicts_with = "pod")]
+    pub container: Option<String>,
+    /// Only this Kubernetes pod (by its containers' CRI labels; a podman pod whose containers
+    /// carry them too)
+    #[arg(long, value_name = "NAMESPACE/NAME")]
+    pub pod: Option<String>,
     /// Print one JSON object per line instead of a table
     #[arg(long)]
     pub json: bool,
@@ -234,6 +246,9 @@ impl Family {
 pub struct Filters {
     pub tgid: u32,
     pub netns: u64,
+    /// A cgroup v2 id and its level: that cgroup and everything below it (0: all).
+    pub cgroup: u64,
+    pub cgroup_level: u32,
     pub family: u16,
     pub lports: [u16; MAX_FILTER_PORTS],
     pub rports: [u16; MAX_FILTER_PORTS],
@@ -252,10 +267,33 @@ impl Filters {
             }
             None => 0,
         };
+        let scope = Filters::scope(common)?;
         Ok(Filters {
             netns,
+            cgroup: scope.as_ref().map_or(0, |c| c.id),
+            cgroup_level: scope.as_ref().map_or(0, |c| c.level),
             ..Default::default()
         })
+    }
+
+    /// The cgroup that --cgroup, --container or --pod names (None: no such option, or the root,
+    /// which holds everything).
+    fn scope(common: &Common) -> anyhow::Result<Option<crate::core::cgroup::Cgroup>> {
+        use crate::core::{cgroup, container};
+        let cg = if let Some(arg) = &common.cgroup {
+            cgroup::resolve(arg).map_err(|e| crate::usage!("--cgroup: {e}"))?
+        } else if let Some(arg) = &common.container {
+            container::resolve_container(arg)
+                .map_err(|e| crate::usage!("--container: {e}"))?
+                .cgroup
+        } else if let Some(arg) = &common.pod {
+            container::resolve_pod(arg)
+                .map_err(|e| crate::usage!("--pod: {e}"))?
+                .1
+        } else {
+            return Ok(None);
+        };
+        Ok((cg.level > 0).then_some(cg))
     }
 
     pub fn ports(list: &[u16]) -> [u16; MAX_FILTER_PORTS] {
@@ -274,6 +312,8 @@ macro_rules! set_filters {
         let f = &$f;
         r.filter_tgid = f.tgid;
         r.filter_netns = f.netns;
+        r.filter_cgroup = f.cgroup;
+        r.filter_cgroup_level = f.cgroup_level;
         r.filter_family = f.family;
         r.filter_lports = f.lports;
         r.filter_rports = f.rports;

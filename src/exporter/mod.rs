@@ -193,6 +193,7 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<()> {
         netns,
         json: false,
         duration,
+        ..Default::default()
     };
     let ctx = sources::Ctx {
         filters: Filters::new(&common)?,

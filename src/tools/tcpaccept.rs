@@ -95,6 +95,7 @@ fn columns(o: &Opts) -> Vec<Column> {
         Column::table("BL", -7),
         Column::json("backlog"),
         Column::json("max_backlog"),
+        Column::json("cgroup"),
     ]);
     c
 }
@@ -139,6 +140,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
             Value::Str(&bl),
             Value::U64(e.backlog.into()),
             Value::U64(e.max_backlog.into()),
+            Value::U64(e.cgroup),
         ]);
         out.row(&row);
     })?;

@@ -110,6 +110,7 @@ fn columns(o: &Opts) -> Vec<Column> {
         Column::new("DADDR", "daddr", -16),
         Column::new("DPORT", "dport", -6),
         Column::json("result"),
+        Column::json("cgroup"),
     ]);
     c
 }
@@ -173,6 +174,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
             Value::Ip(t.raddr),
             Value::U64(t.rport.into()),
             Value::Str(&result),
+            Value::U64(e.cgroup),
         ]);
         out.row(&row);
     })?;

@@ -78,6 +78,7 @@ fn columns() -> Vec<Column> {
         Column::json("reason"),
         Column::json("reason_code"),
         Column::json("stack"),
+        Column::json("cgroup"),
     ]
 }
 
@@ -148,6 +149,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
             Value::Str(&reason),
             Value::U64(e.reason.into()),
             Value::Json(&stack_json),
+            Value::U64(e.cgroup),
         ]);
         if !json {
             let mut lines = format!("\treason: {reason}");

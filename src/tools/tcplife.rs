@@ -94,6 +94,7 @@ fn columns(o: &Opts) -> Vec<Column> {
         Column::json("tx_bytes"),
         Column::json("rx_bytes"),
         Column::new("MS", "ms", 9),
+        Column::json("cgroup"),
     ]);
     c
 }
@@ -144,6 +145,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
             Value::U64(e.tx_bytes),
             Value::U64(e.rx_bytes),
             Value::F64(e.span_ns as f64 / 1e6, 2),
+            Value::U64(e.cgroup),
         ]);
         out.row(&row);
     })?;

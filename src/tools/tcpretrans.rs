@@ -147,6 +147,7 @@ fn columns(o: &Opts) -> Vec<Column> {
     });
     c.push(Column::json("segs"));
     c.push(Column::json("result"));
+    c.push(Column::json("cgroup"));
     c
 }
 
@@ -268,6 +269,7 @@ fn stream(skel: &TcpretransSkel, o: &Opts, run: &crate::core::run::Run) -> anyho
             Value::U64(e.seq.into()),
             Value::U64(e.segs.into()),
             Value::Str(&result(e.err)),
+            Value::U64(e.cgroup),
         ]);
     })
 }

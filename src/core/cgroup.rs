@@ -1,0 +1,321 @@
+//! cgroup v2: where the hierarchy is mounted, `--cgroup PATH|ID`, and the cgroup id -> name
+//! resolver (container, pod, or the cgroup path) that output columns use.
+//!
+//! A cgroup's id is the inode number of its directory in the v2 hierarchy (kernfs_node::id, what
+//! `bpf_get_current_cgroup_id()` returns); its level is its depth below the root (0).
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// The cgroup id of the v2 root: host processes outside any container cgroup sit here or in a
+/// non-container cgroup.
+pub const ROOT_ID: u64 = 1;
+
+/// One cgroup of the v2 hierarchy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cgroup {
+    pub id: u64,
+    /// Depth below the root (the root is 0): the filter compares the event's ancestor there.
+    pub level: u32,
+    /// Path relative to the v2 mount, starting with '/' (as /proc/PID/cgroup shows it).
+    pub path: String,
+}
+
+/// Where cgroup v2 is mounted: /sys/fs/cgroup on unified hosts, /sys/fs/cgroup/unified on
+/// hybrid ones, anywhere else someone mounted it. Read once from /proc/self/mountinfo.
+pub fn v2_mount() -> Result<&'static Path, String> {
+    static MOUNT: OnceLock<Option<PathBuf>> = OnceLock::new();
+    MOUNT
+        .get_or_init(|| {
+            let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+            v2_mount_in(&info)
+        })
+        .as_deref()
+        .ok_or_else(|| {
+            "this host has no cgroup v2 hierarchy mounted (cgroup v1 only): the cgroup, \
+             container and pod filters need cgroup v2"
+                .to_string()
+        })
+}
+
+/// The mount point of the first cgroup2 line of a mountinfo text (fields: ... mountpoint ...
+/// - fstype source options).
+fn v2_mount_in(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        if right.split_whitespace().next()? != "cgroup2" {
+            return None;
+        }
+        let mountpoint = left.split_whitespace().nth(4)?;
+        Some(PathBuf::from(unescape_mountinfo(mountpoint)))
+    })
+}
+
+/// mountinfo escapes space, tab, newline and backslash as \ooo.
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match octal {
+            Some(d) if b[i] == b'\\' => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            _ => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl Cgroup {
+    /// The cgroup at `rel` (relative to the mount, '/'-separated), if it exists.
+    pub fn at(rel: &str) -> Result<Cgroup, String> {
+        let mount = v2_mount()?;
+        let rel = normalize(rel)?;
+        let dir = mount.join(rel.trim_start_matches('/'));
+        let meta = std::fs::metadata(&dir)
+            .map_err(|e| format!("no cgroup {rel} ({}: {e})", dir.display()))?;
+        if !meta.is_dir() {
+            return Err(format!("{} is not a cgroup directory", dir.display()));
+        }
+        Ok(Cgroup {
+            id: meta.ino(),
+            level: rel.split('/').filter(|c| !c.is_empty()).count() as u32,
+            path: rel,
+        })
+    }
+
+    /// The cgroup of process `pid` in the v2 hierarchy (its `0::` line).
+    pub fn of_pid(pid: u32) -> Result<Cgroup, String> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+            .map_err(|e| format!("no process {pid}: {e}"))?;
+        let rel = text
+            .lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .ok_or_else(|| format!("process {pid} has no cgroup v2 line in /proc/{pid}/cgroup"))?;
+        Cgroup::at(rel)
+    }
+
+    /// The parent cgroup (None for the root).
+    pub fn parent(&self) -> Option<Cgroup> {
+        let (up, _) = self.path.rsplit_once('/')?;
+        if self.level == 0 {
+            return None;
+        }
+        Cgroup::at(if up.is_empty() { "/" } else { up }).ok()
+    }
+
+    /// Whether `other` is this cgroup or below it.
+    pub fn contains(&self, other: &Cgroup) -> bool {
+        self.level == 0
+            || other.path == self.path
+            || other.path.starts_with(&format!("{}/", self.path))
+    }
+}
+
+/// '/'-rooted, no empty, '.' or '..' components (a path must not leave the hierarchy).
+fn normalize(rel: &str) -> Result<String, String> {
+    let mut parts = Vec::new();
+    for c in rel.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => return Err(format!("cgroup path '{rel}' must not contain '..'")),
+            c => parts.push(c),
+        }
+    }
+    Ok(format!("/{}", parts.join("/")))
+}
+
+/// `--cgroup PATH|ID`: a cgroup id (a number), an absolute path under the v2 mount, or a path
+/// relative to it (with or without a leading '/', as /proc/PID/cgroup shows it).
+pub fn resolve(arg: &str) -> Result<Cgroup, String> {
+    let mount = v2_mount()?;
+    let arg = arg.trim();
+    if !arg.is_empty() && arg.bytes().all(|b| b.is_ascii_digit()) {
+        let id: u64 = arg
+            .parse()
+            .map_err(|_| format!("'{arg}' is not a cgroup id"))?;
+        return walk()
+            .into_iter()
+            .find(|c| c.id == id)
+            .ok_or_else(|| format!("no cgroup with id {id} under {}", mount.display()));
+    }
+    if arg.is_empty() {
+        return Err("an empty cgroup path".into());
+    }
+    let p = Path::new(arg);
+    let rel = match p.strip_prefix(mount) {
+        Ok(rest) => format!("/{}", rest.display()),
+        Err(_) => arg.to_string(),
+    };
+    Cgroup::at(&rel).map_err(|e| format!("{e} (cgroup v2 is mounted at {})", mount.display()))
+}
+
+/// Every cgroup of the v2 hierarchy, parents before children.
+pub fn walk() -> Vec<Cgroup> {
+    let Ok(mount) = v2_mount() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut stack = vec![(mount.to_path_buf(), String::new(), 0u32)];
+    while let Some((dir, rel, level)) = stack.pop() {
+        let Ok(meta) = std::fs::metadata(&dir) else {
+            continue;
+        };
+        out.push(Cgroup {
+            id: meta.ino(),
+            level,
+            path: if rel.is_empty() {
+                "/".into()
+            } else {
+                rel.clone()
+            },
+        });
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                let name = e.file_name().to_string_lossy().into_owned();
+                stack.push((e.path(), format!("{rel}/{name}"), level + 1));
+            }
+        }
+    }
+    out
+}
+
+/// What a cgroup id stands for, for output columns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// A container's cgroup or one below it.
+    Container(Arc<crate::core::container::Container>),
+    /// Not a container: host processes (the root or a system cgroup), with the path.
+    Host(String),
+    /// Gone before it could be looked up (the id only).
+    Unknown,
+}
+
+/// cgroup id -> [`Owner`], cached. Lookups never walk the hierarchy or read runtime state:
+/// an unknown id is queued and a background thread refreshes the cache, so the event path only
+/// takes a lock and a hash look-up ([`Owner::Unknown`] until the refresh lands).
+pub struct Resolver {
+    cache: Arc<Mutex<HashMap<u64, Owner>>>,
+    misses: std::sync::mpsc::Sender<u64>,
+}
+
+impl Resolver {
+    /// Builds the cache once (containers and cgroups present now) and starts the refresher.
+    pub fn new() -> Resolver {
+        let cache = Arc::new(Mutex::new(snapshot()));
+        let (tx, rx) = std::sync::mpsc::channel::<u64>();
+        let shared = cache.clone();
+        std::thread::Builder::new()
+            .name("cgroup-names".into())
+            .spawn(move || {
+                while let Ok(id) = rx.recv() {
+                    // Coalesce a burst of misses into one refresh.
+                    let mut wanted = vec![id];
+                    wanted.extend(rx.try_iter());
+                    let fresh = snapshot();
+                    let mut c = shared.lock().unwrap_or_else(|e| e.into_inner());
+                    for id in wanted {
+                        c.entry(id).or_insert(Owner::Unknown);
+                    }
+                    c.extend(fresh);
+                }
+            })
+            .ok();
+        Resolver { cache, misses: tx }
+    }
+
+    /// The owner of cgroup `id` as cached now; an id not seen yet is looked up in the
+    /// background and reads as [`Owner::Unknown`] meanwhile.
+    pub fn lookup(&self, id: u64) -> Owner {
+        let c = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        match c.get(&id) {
+            Some(o) => o.clone(),
+            None => {
+                drop(c);
+                self.misses.send(id).ok();
+                Owner::Unknown
+            }
+        }
+    }
+}
+
+impl Default for Resolver {
+    fn default() -> Self {
+        Resolver::new()
+    }
+}
+
+/// Every cgroup now, each mapped to the container whose cgroup holds it, else the host.
+fn snapshot() -> HashMap<u64, Owner> {
+    let (containers, _) = crate::core::container::list();
+    let containers: Vec<Arc<_>> = containers.into_iter().map(Arc::new).collect();
+    walk()
+        .into_iter()
+        .map(|cg| {
+            let owner = containers
+                .iter()
+                .filter(|c| c.cgroup.contains(&cg))
+                .max_by_key(|c| c.cgroup.level)
+                .map(|c| Owner::Container(c.clone()))
+                .unwrap_or_else(|| Owner::Host(cg.path.clone()));
+            (cg.id, owner)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_cgroup2_anywhere() {
+        let hybrid = "25 24 0:22 / /sys/fs/cgroup ro - tmpfs tmpfs ro\n\
+                      26 25 0:23 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n\
+                      27 25 0:24 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n";
+        assert_eq!(
+            v2_mount_in(hybrid).unwrap(),
+            PathBuf::from("/sys/fs/cgroup/unified")
+        );
+        let v1 = "27 25 0:24 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n";
+        assert!(v2_mount_in(v1).is_none());
+        let spaced = "26 25 0:23 / /mnt/my\\040cg rw shared:1 - cgroup2 none rw\n";
+        assert_eq!(v2_mount_in(spaced).unwrap(), PathBuf::from("/mnt/my cg"));
+    }
+
+    #[test]
+    fn paths_stay_in_the_hierarchy() {
+        assert_eq!(normalize("a//b/./c/").unwrap(), "/a/b/c");
+        assert_eq!(normalize("/").unwrap(), "/");
+        assert!(normalize("/a/../../etc").is_err());
+    }
+
+    #[test]
+    fn own_cgroup_by_path_and_id() {
+        let Ok(mount) = v2_mount() else { return };
+        let me = Cgroup::of_pid(std::process::id()).unwrap();
+        assert_eq!(resolve(&me.path).unwrap(), me);
+        assert_eq!(resolve(&me.id.to_string()).unwrap(), me);
+        let abs = mount.join(me.path.trim_start_matches('/'));
+        assert_eq!(resolve(abs.to_str().unwrap()).unwrap(), me);
+        assert_eq!(resolve("/").unwrap().level, 0);
+        assert!(resolve("/no/such/cgroup")
+            .unwrap_err()
+            .contains("no cgroup"));
+        assert!(resolve("18446744073709551615")
+            .unwrap_err()
+            .contains("no cgroup with id"));
+    }
+}

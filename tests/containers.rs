@@ -1,0 +1,423 @@
+//! --cgroup, --container and --pod against real containers: podman + runc running a busybox
+//! image built here from the host's busybox-static (no image is pulled), each container in a
+//! network namespace this test made, serving and fetching HTTP over its own loopback.
+//! Two containers make traffic at once; each filter must select exactly one's events.
+
+mod common;
+
+use std::collections::HashSet;
+use std::os::unix::fs::MetadataExt;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::thread;
+use std::time::Duration;
+
+use common::{lossy_loopback, Netns, Tool};
+use serde_json::Value;
+
+/// Bump when the image's content changes (the build is cached by this tag).
+const IMAGE: &str = "localhost/netbpf-test-busybox:3";
+
+/// podman with the test's containers.conf: the sandbox refuses to raise rlimits, so every
+/// container (a pod's infra too) gets limits at or below the current ones.
+fn podman_cmd() -> Command {
+    static CONF: OnceLock<std::path::PathBuf> = OnceLock::new();
+    let conf = CONF.get_or_init(|| {
+        let p = std::env::temp_dir().join("netbpf-test-containers.conf");
+        std::fs::write(
+            &p,
+            "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n",
+        )
+        .unwrap();
+        p
+    });
+    let mut c = Command::new("podman");
+    c.env("CONTAINERS_CONF", conf);
+    c
+}
+
+fn podman(args: &[&str]) -> String {
+    let out = podman_cmd()
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("podman is needed (scripts/install-deps.sh installs it): {e}"));
+    assert!(
+        out.status.success(),
+        "podman {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The test image: busybox (sh, httpd, wget) and two files to serve; built once per host.
+fn image() -> &'static str {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let exists = podman_cmd()
+            .args(["image", "exists", IMAGE])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if exists {
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("netbpf-image-{}", std::process::id()));
+        let root = dir.join("root");
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        std::fs::create_dir_all(root.join("www")).unwrap();
+        std::fs::copy("/bin/busybox", root.join("bin/busybox"))
+            .expect("/bin/busybox (busybox-static) is needed");
+        for applet in ["sh", "sleep", "httpd", "wget"] {
+            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+        }
+        // A pod's infra container: podman takes one word as its command.
+        let pause = root.join("bin/pause");
+        std::fs::write(&pause, "#!/bin/sh\nexec sleep 2147483647\n").unwrap();
+        std::fs::set_permissions(&pause, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        std::fs::write(root.join("www/small"), b"hello\n").unwrap();
+        std::fs::write(root.join("www/big"), vec![b'x'; 64 * 1024]).unwrap();
+        let tar = Command::new("tar")
+            .arg("-C")
+            .arg(&root)
+            .args(["-c", "."])
+            .output()
+            .unwrap();
+        assert!(tar.status.success());
+        let mut import = podman_cmd()
+            .args(["import", "-", IMAGE])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        import.stdin.take().unwrap().write_all(&tar.stdout).unwrap();
+        assert!(import.wait().unwrap().success(), "podman import");
+        std::fs::remove_dir_all(&dir).ok();
+    });
+    IMAGE
+}
+
+/// Where cgroup v2 is mounted (/sys/fs/cgroup/unified on hybrid hosts).
+fn cgroup2_mount() -> String {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    info.lines()
+        .find_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            right
+                .starts_with("cgroup2 ")
+                .then(|| left.split_whitespace().nth(4).unwrap().to_string())
+        })
+        .expect("cgroup v2 mounted")
+}
+
+/// A running container serving HTTP on `port` and fetching `file` from itself in a loop, in a
+/// network namespace of its own. Removed when dropped.
+struct Container {
+    name: String,
+    id: String,
+    port: u16,
+    /// Its cgroup v2 path (relative to the mount) and id.
+    cgroup: String,
+    cgroup_id: u64,
+    _netns: Option<Netns>,
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+impl Container {
+    fn start(port: u16, file: &str, lossy: bool, extra: &[&str]) -> Container {
+        let netns = Netns::new();
+        if lossy {
+            lossy_loopback(&netns);
+        }
+        let network = format!("ns:{}", netns.path());
+        Container::run(
+            port,
+            file,
+            Some(netns),
+            &[&["--network", &network], extra].concat(),
+        )
+    }
+
+    /// A container of pod `pod`, in the pod's network namespace.
+    fn in_pod(port: u16, pod: &str, extra: &[&str]) -> Container {
+        Container::run(port, "small", None, &[&["--pod", pod], extra].concat())
+    }
+
+    fn run(port: u16, file: &str, netns: Option<Netns>, extra: &[&str]) -> Container {
+        let name = format!(
+            "netbpf-t{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let script = format!(
+            "httpd -p {port} -h /www && while :; do wget -q -O /dev/null \
+             http://127.0.0.1:{port}/{file}; sleep 0.05; done"
+        );
+        let mut args = vec![
+            "run",
+            "-d",
+            "--runtime",
+            "runc",
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1024:1024",
+            "--stop-signal",
+            "KILL",
+            "--name",
+            &name,
+        ];
+        args.extend_from_slice(extra);
+        let image = image();
+        args.extend_from_slice(&[image, "sh", "-c", &script]);
+        let id = podman(&args);
+        let pid = podman(&["inspect", "-f", "{{.State.Pid}}", &id]);
+        let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        let cgroup = cg
+            .lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .unwrap()
+            .to_string();
+        let dir = format!("{}{cgroup}", cgroup2_mount());
+        let cgroup_id = std::fs::metadata(&dir).unwrap().ino();
+        Container {
+            name,
+            id,
+            port,
+            cgroup,
+            cgroup_id,
+            _netns: netns,
+        }
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        podman_cmd()
+            .args(["rm", "-f", "-t", "0", &self.id])
+            .output()
+            .ok();
+    }
+}
+
+/// Runs each tool for `secs` at once and returns their JSON rows, in order.
+fn run_all(runs: &[Vec<String>], secs: u64) -> Vec<Vec<Value>> {
+    let tools: Vec<Tool> = runs
+        .iter()
+        .map(|a| Tool::start(&a.iter().map(String::as_str).collect::<Vec<_>>()))
+        .collect();
+    thread::sleep(Duration::from_secs(secs));
+    tools.into_iter().map(|t| t.stop().json()).collect()
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+fn u(v: &Value, key: &str) -> u64 {
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} missing in {v}"))
+}
+
+/// Every row is `want`'s (one of its ports is want's, none is another container's), there is at
+/// least one, and rows with a cgroup field carry want's cgroup id.
+fn only(rows: &[Value], what: &str, want: &Container, others: &[&Container], keys: &[&str]) {
+    assert!(!rows.is_empty(), "{what}: no events of {}", want.name);
+    let foreign: HashSet<u64> = others.iter().map(|c| c.port as u64).collect();
+    for r in rows {
+        let ports: Vec<u64> = keys.iter().map(|k| u(r, k)).collect();
+        assert!(
+            ports.contains(&(want.port as u64)) && !ports.iter().any(|p| foreign.contains(p)),
+            "{what}: an event not of {} (port {}): {r}",
+            want.name,
+            want.port
+        );
+        if let Some(cg) = r.get("cgroup") {
+            assert_eq!(
+                cg.as_u64(),
+                Some(want.cgroup_id),
+                "{what}: cgroup of {r} is not {} ({})",
+                want.cgroup,
+                want.name
+            );
+        }
+    }
+}
+
+#[test]
+fn each_filter_selects_one_container() {
+    let a = Container::start(8001, "small", false, &[]);
+    let b = Container::start(8002, "small", false, &[]);
+    let prefix = &b.id[..10];
+    let rows = run_all(
+        &[
+            args(&["tcpconnect", "--json", "--container", &a.name]),
+            args(&["tcpaccept", "--json", "--container", prefix]),
+            args(&["tcplife", "--json", "--cgroup", &a.cgroup]),
+            args(&["tcplife", "--json", "--cgroup", &b.cgroup_id.to_string()]),
+            args(&["socketio", "--json", "--container", &a.name]),
+        ],
+        2,
+    );
+    only(
+        &rows[0],
+        "tcpconnect --container NAME",
+        &a,
+        &[&b],
+        &["dport"],
+    );
+    only(
+        &rows[1],
+        "tcpaccept --container PREFIX",
+        &b,
+        &[&a],
+        &["lport"],
+    );
+    only(
+        &rows[2],
+        "tcplife --cgroup PATH",
+        &a,
+        &[&b],
+        &["lport", "rport"],
+    );
+    only(
+        &rows[3],
+        "tcplife --cgroup ID",
+        &b,
+        &[&a],
+        &["lport", "rport"],
+    );
+    for r in &rows[2] {
+        assert!(u(r, "tx_bytes") + u(r, "rx_bytes") > 0, "no bytes: {r}");
+    }
+    // socketio counts per remote port: wget's reads and writes to the server's port.
+    let to_servers: Vec<Value> = rows[4]
+        .iter()
+        .filter(|r| [8001, 8002].contains(&u(r, "rport")))
+        .cloned()
+        .collect();
+    only(
+        &to_servers,
+        "socketio --container NAME",
+        &a,
+        &[&b],
+        &["rport"],
+    );
+}
+
+/// Retransmits and drops happen in softirq, on top of whatever task runs: they are attributed
+/// through the socket's cgroup.
+#[test]
+fn softirq_events_follow_the_socket() {
+    let a = Container::start(8021, "big", true, &[]);
+    let b = Container::start(8022, "big", true, &[]);
+    let rows = run_all(
+        &[
+            args(&["tcpretrans", "--json", "--container", &a.name]),
+            args(&["tcpretrans", "--json", "--container", &b.id[..12]]),
+            args(&["tcpdrop", "--json", "--container", &a.name]),
+        ],
+        3,
+    );
+    only(&rows[0], "tcpretrans (a)", &a, &[&b], &["lport", "rport"]);
+    only(&rows[1], "tcpretrans (b)", &b, &[&a], &["lport", "rport"]);
+    only(&rows[2], "tcpdrop", &a, &[&b], &["sport", "dport"]);
+}
+
+#[test]
+fn pod_selects_its_containers_through_cri_labels() {
+    let pod = format!("netbpf-tpod{}", std::process::id());
+    // With an infra container, podman gives the pod a cgroup of its own (cgroupfs driver:
+    // libpod_parent/<pod id>/libpod-<container id>), as kubelet does (kubepods/.../pod<UID>/).
+    podman(&[
+        "pod",
+        "create",
+        "--name",
+        &pod,
+        "--network",
+        "none",
+        "--infra-image",
+        image(),
+        "--infra-command",
+        "/bin/pause",
+    ]);
+    struct PodGone(String);
+    impl Drop for PodGone {
+        fn drop(&mut self) {
+            podman_cmd()
+                .args(["pod", "rm", "-f", "-t", "0", &self.0])
+                .output()
+                .ok();
+        }
+    }
+    let _gone = PodGone(pod.clone());
+    let labels = [
+        "--label",
+        "io.kubernetes.pod.namespace=shop",
+        "--label",
+        "io.kubernetes.pod.name=cart",
+    ];
+    let p1 = Container::in_pod(8031, &pod, &labels);
+    let p2 = Container::in_pod(8032, &pod, &labels);
+    let other = Container::start(
+        8033,
+        "small",
+        false,
+        &[
+            "--label",
+            "io.kubernetes.pod.namespace=shop",
+            "--label",
+            "io.kubernetes.pod.name=db",
+        ],
+    );
+    let rows = run_all(&[args(&["tcpconnect", "--json", "--pod", "shop/cart"])], 2);
+    let ports: HashSet<u64> = rows[0].iter().map(|r| u(r, "dport")).collect();
+    assert_eq!(
+        ports,
+        HashSet::from([8031, 8032]),
+        "--pod shop/cart: {:?}",
+        rows[0]
+    );
+    for r in &rows[0] {
+        let port = u(r, "dport");
+        let want = if port == 8031 { &p1 } else { &p2 };
+        assert_eq!(
+            r.get("cgroup").and_then(Value::as_u64),
+            Some(want.cgroup_id),
+            "{r}"
+        );
+    }
+    let out = common::netbpf(&["tcpconnect", "--pod", "shop/crat", "-d", "1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("no running pod 'shop/crat'") && err.contains("close matches: shop/cart"),
+        "{err}"
+    );
+    drop(other);
+}
+
+#[test]
+fn unknown_containers_are_errors_listing_close_matches() {
+    let a = Container::start(8041, "small", false, &[]);
+    let typo = format!("{}x", a.name);
+    let out = common::netbpf(&["tcpconnect", "--container", &typo, "-d", "1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("no running container '{typo}'"))
+            && err.contains(&format!(
+                "close matches: {} (podman {})",
+                a.name,
+                &a.id[..12]
+            )),
+        "{err}"
+    );
+    let out = common::netbpf(&["tcplife", "--cgroup", "/no/such/cgroup", "-d", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--cgroup: no cgroup /no/such/cgroup"));
+}
