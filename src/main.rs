@@ -6,7 +6,6 @@ use netbpf::{core, tools, usage, USAGE};
 use std::ffi::OsString;
 use std::path::Path;
 
-
 fn main() {
     // Like any Unix filter, end quietly when the reader of stdout goes away (`netbpf list | head`)
     // instead of failing writes; the kernel detaches our BPF programs when we exit.
