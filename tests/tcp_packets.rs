@@ -562,13 +562,17 @@ fn tcprtt_intervals_split_the_samples() {
     let path = ns.path();
     let once = Tool::start(&["tcprtt", "--json", "-e", "--netns", &path]);
     let every = Tool::start(&[
-        "tcprtt", "--json", "-e", "-T", "-i", "0.05", "--netns", &path,
+        "tcprtt", "--json", "-e", "-T", "-i", "0.1", "--netns", &path,
     ]);
-    // Continuous traffic across many intervals: samples keep arriving while each interval's
-    // histogram is read and cleared.
-    ns.loadgen(&[
-        "pingpong", "--family", "4", "--rounds", "3000", "--size", "10",
-    ]);
+    // Continuous traffic across several 0.1 s intervals (one run of exchanges takes tens of ms:
+    // runs back to back for 0.6 s), so samples keep arriving while each interval's histogram is
+    // read and cleared.
+    let begin = std::time::Instant::now();
+    while begin.elapsed() < std::time::Duration::from_millis(600) {
+        ns.loadgen(&[
+            "pingpong", "--family", "4", "--rounds", "3000", "--size", "10",
+        ]);
+    }
     let once = finished(once.stop()).json();
     let every = finished(every.stop()).json();
     assert!(every.len() >= 2, "several intervals had samples: {every:?}");
