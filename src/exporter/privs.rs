@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
 
+const CAP_SETGID: u32 = 6;
+const CAP_SETUID: u32 = 7;
 const CAP_SETPCAP: u32 = 8;
 const CAP_BPF: u32 = 39;
 const LAST_CAP: u32 = 63;
@@ -151,9 +153,18 @@ pub fn drop_privileges() -> anyhow::Result<Dropped> {
     .context("dropping privileges: creating the probe map")?;
     // SAFETY: getuid/geteuid cannot fail.
     let root = unsafe { libc::getuid() == 0 || libc::geteuid() == 0 };
-    let user = if root { Some(leave_root()?) } else { None };
-    let (effective, permitted) = capget().context("capget")?;
     let bit = |c: u32| 1u64 << c;
+    // Root without CAP_SETUID/CAP_SETGID (a container given only CAP_BPF and CAP_PERFMON, as
+    // contrib/kubernetes does) cannot change user: it keeps uid 0 and loses every capability
+    // below, which is what the switch protects against.
+    let (effective, _) = capget().context("capget")?;
+    let can_switch = effective & bit(CAP_SETUID) != 0 && effective & bit(CAP_SETGID) != 0;
+    let user = if root && can_switch {
+        Some(leave_root()?)
+    } else {
+        None
+    };
+    let (effective, permitted) = capget().context("capget")?;
     let setpcap = effective & bit(CAP_SETPCAP) != 0;
 
     // Effective: at most CAP_SETPCAP (to trim the bounding set below); nothing that reads maps.
