@@ -26,6 +26,7 @@ pub struct Tool {
     pub export: Option<Export>,
 }
 
+pub mod bindsnoop;
 pub mod gethostlatency;
 pub mod ieee80211scan;
 pub mod ipecn;
@@ -65,6 +66,7 @@ pub mod sockmsg;
 
 /// The registry: one line per tool.
 pub static TOOLS: &[&Tool] = &[
+    &bindsnoop::TOOL,
     &gethostlatency::TOOL,
     &ieee80211scan::TOOL,
     &ipecn::TOOL,
