@@ -10,19 +10,20 @@ const PREFIX: &str = "SKB_DROP_REASON_";
 /// Drop reason value -> short name ("NO_SOCKET"), from the running kernel's BTF: the values
 /// differ between kernel versions.
 pub fn names() -> Result<HashMap<u32, String>, String> {
-    use libbpf_rs::btf::{types::Enum, Btf};
-    let btf = Btf::from_vmlinux().map_err(|e| format!("cannot read kernel BTF: {e}"))?;
-    let reasons: Enum = btf.type_by_name(ENUM).ok_or_else(|| {
-        format!("the kernel has no 'enum {ENUM}' in BTF (drop reasons came in Linux 5.17)")
-    })?;
-    Ok(reasons
-        .iter()
-        .filter_map(|m| {
-            let name = m.name?.to_string_lossy();
-            let short = name.strip_prefix(PREFIX).unwrap_or(&name).to_string();
-            Some((m.value as u32, short))
-        })
-        .collect())
+    use libbpf_rs::btf::types::Enum;
+    crate::core::btf::with_vmlinux(|btf| {
+        let reasons: Enum = btf.type_by_name(ENUM).ok_or_else(|| {
+            format!("the kernel has no 'enum {ENUM}' in BTF (drop reasons came in Linux 5.17)")
+        })?;
+        Ok(reasons
+            .iter()
+            .filter_map(|m| {
+                let name = m.name?.to_string_lossy();
+                let short = name.strip_prefix(PREFIX).unwrap_or(&name).to_string();
+                Some((m.value as u32, short))
+            })
+            .collect())
+    })?
 }
 
 /// For a plan's check: the kernel gives drop reasons.

@@ -91,10 +91,11 @@ fn wireless_stack() -> Result<(), String> {
 }
 
 fn vmlinux_has_type(name: &str) -> bool {
-    libbpf_rs::btf::Btf::from_vmlinux().ok().is_some_and(|btf| {
+    crate::core::btf::with_vmlinux(|btf| {
         btf.type_by_name::<libbpf_rs::btf::types::Struct>(name)
             .is_some()
     })
+    .unwrap_or(false)
 }
 
 /// nl80211_band names, as the book printed them.

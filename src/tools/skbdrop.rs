@@ -34,7 +34,7 @@ pub static TOOL: Tool = Tool {
         name: "tp_btf",
         needs: &[Hook::TpBtf],
         attach: "skb/kfree_skb",
-        check: Some(check_drop_reasons),
+        check: Some(crate::core::drop_reason::check),
     }],
     cli: <Opts as clap::CommandFactory>::command,
     run,
@@ -75,33 +75,6 @@ struct Opts {
     common: Common,
 }
 
-const REASON_ENUM: &str = "skb_drop_reason";
-const REASON_PREFIX: &str = "SKB_DROP_REASON_";
-
-/// Drop reason value -> name, from the running kernel's BTF (the values change between kernels).
-fn drop_reason_names() -> Result<HashMap<u32, String>, String> {
-    use libbpf_rs::btf::{types::Enum, Btf};
-    let btf = Btf::from_vmlinux().map_err(|e| format!("cannot read kernel BTF: {e}"))?;
-    let reasons: Enum = btf.type_by_name(REASON_ENUM).ok_or_else(|| {
-        format!("the kernel has no 'enum {REASON_ENUM}' in BTF (drop reasons came in Linux 5.17)")
-    })?;
-    Ok(reasons
-        .iter()
-        .filter_map(|m| {
-            let name = m.name?.to_string_lossy();
-            let short = name
-                .strip_prefix(REASON_PREFIX)
-                .unwrap_or(&name)
-                .to_string();
-            Some((m.value as u32, short))
-        })
-        .collect())
-}
-
-fn check_drop_reasons() -> Result<(), String> {
-    drop_reason_names().map(|_| ())
-}
-
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let mut s = start(tool, &o.common)?;
@@ -110,7 +83,8 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         o.interface.as_deref(),
         o.common.netns.as_deref(),
     );
-    let reasons = drop_reason_names().map_err(|e| anyhow::anyhow!("{}: {e}", tool.name))?;
+    let reasons =
+        crate::core::drop_reason::names().map_err(|e| anyhow::anyhow!("{}: {e}", tool.name))?;
     let counters_ns = if o.no_counters {
         None
     } else {
@@ -220,10 +194,7 @@ fn print_drops(
     rows.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
 
     for ((reason, stack), count) in &rows {
-        let name = reasons
-            .get(reason)
-            .cloned()
-            .unwrap_or_else(|| format!("reason {reason}"));
+        let name = crate::core::drop_reason::name(&reasons, *reason);
         if out.format() == Format::Json {
             let stack_json = serde_json::Value::from(stack.clone()).to_string();
             out.record(&[
@@ -416,11 +387,11 @@ mod tests {
 
     #[test]
     fn reasons_come_from_btf() {
-        let Ok(names) = drop_reason_names() else {
+        let Ok(names) = crate::core::drop_reason::names() else {
             return;
         };
         assert!(names.values().any(|n| n == "NO_SOCKET"), "{names:?}");
-        assert!(names.values().all(|n| !n.starts_with(REASON_PREFIX)));
+        assert!(names.values().all(|n| !n.starts_with("SKB_DROP_REASON_")));
     }
 }
 
@@ -444,10 +415,7 @@ pub mod export {
     impl Source for Drops {
         fn read(&self) -> anyhow::Result<Vec<Family>> {
             let c = self.maps.counts()?;
-            let name = |r: u32| {
-                let n = self.reasons.get(&r).cloned();
-                vec![("reason", n.unwrap_or_else(|| format!("reason {r}")))]
-            };
+            let name = |r: u32| vec![("reason", crate::core::drop_reason::name(&self.reasons, r))];
             Ok(vec![Family::Counter {
                 name: "netbpf_skb_drops",
                 help: "Packets (sk_buffs) the kernel dropped, by drop reason",
@@ -462,7 +430,8 @@ pub mod export {
     }
 
     pub fn load(ctx: &Ctx) -> anyhow::Result<Loaded> {
-        let reasons = drop_reason_names().map_err(|e| anyhow::anyhow!("{}: {e}", TOOL.name))?;
+        let reasons =
+            crate::core::drop_reason::names().map_err(|e| anyhow::anyhow!("{}: {e}", TOOL.name))?;
         let (skel, plan) = export::load::<SkbdropSkelBuilder>(TOOL.name, TOOL.plans, |open, _| {
             open.export_setup(ctx)?;
             Ok(())

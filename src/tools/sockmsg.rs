@@ -61,11 +61,7 @@ pub fn autoload(obj: &mut OpenObject, plan: &Plan) {
     } else {
         None
     };
-    let btf = libbpf_rs::btf::Btf::from_vmlinux().ok();
-    let has = |f: &str| {
-        btf.as_ref()
-            .is_some_and(|b| b.type_by_name::<libbpf_rs::btf::types::Func>(f).is_some())
-    };
+    let has = |f: &str| require_func(f).is_ok();
     let prefix = match hook {
         Some(Hook::Fentry) => "sockmsg_fx_",
         Some(Hook::Kprobe) => "sockmsg_kp_",

@@ -9,6 +9,7 @@ use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{Common, PidFilter};
 use crate::core::output::{comm_str, Column, Format, Output, Value};
 use crate::core::proto::family_str;
+use crate::core::table::Table;
 use crate::tools::{announce, start, Tool};
 
 mod skel {
@@ -58,6 +59,30 @@ struct Opts {
 
 pub(crate) const CALLS: [&str; 2] = ["connect", "accept"];
 
+/// One (call, process, family) count, as printed.
+struct Row {
+    call: u8,
+    comm: String,
+    family: u16,
+    name: String,
+    count: u64,
+}
+
+fn table() -> Table<Row> {
+    Table::<Row>::new()
+        .col(Column::new("CALL", "call", -8), |r| {
+            Value::Str(CALLS.get(r.call as usize).copied().unwrap_or("?"))
+        })
+        .col(Column::new("PROCESS", "comm", -16), |r| Value::Str(&r.comm))
+        .col(Column::new("FAM", "family", 3), |r| {
+            Value::U64(r.family.into())
+        })
+        .col(Column::new("FAMILY", "family_name", -14), |r| {
+            Value::Str(&r.name)
+        })
+        .col(Column::new("COUNT", "count", 8), |r| Value::U64(r.count))
+}
+
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let mut s = start(tool, &o.common)?;
@@ -82,50 +107,41 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
             .map_or(0, |b| b.map_full_drops),
     );
 
-    let rows: Vec<(u8, String, u16, u64)> =
+    let mut rows: Vec<Row> =
         crate::core::maps::entries::<types::sofamily_key, u64>(&skel.maps.counts)?
             .into_iter()
-            .map(|(k, n)| (k.call, comm_str(&k.comm), k.family, n))
+            .map(|(k, count)| Row {
+                call: k.call,
+                comm: comm_str(&k.comm),
+                family: k.family,
+                name: family_str(k.family),
+                count,
+            })
             .collect();
-    let mut out = Output::new(
-        o.common.format(),
-        vec![
-            Column::new("CALL", "call", -8),
-            Column::new("PROCESS", "comm", -16),
-            Column::new("FAM", "family", 3),
-            Column::new("FAMILY", "family_name", -14),
-            Column::new("COUNT", "count", 8),
-        ],
-    );
+    let table = table();
+    let mut out = table.output(o.common.format());
     if out.format() != Format::Json {
         // The book's bpftrace maps: @accept[COMM, FAMILY, NAME]: N and @connect[...].
-        let lines = rows.iter().map(|(call, comm, family, n)| {
+        let lines = rows.iter().map(|r| {
             (
-                *call,
-                *n,
-                format!("{comm}, {family}, {}", family_str(*family)),
+                r.call,
+                r.count,
+                format!("{}, {}, {}", r.comm, r.family, r.name),
             )
         });
         print_maps(&mut out, lines);
         return Ok(());
     }
-    let mut rows = rows;
     // connect before accept; most frequent first.
     rows.sort_by(|a, b| {
-        a.0.cmp(&b.0)
-            .then(b.3.cmp(&a.3))
-            .then(a.1.cmp(&b.1))
-            .then(a.2.cmp(&b.2))
+        a.call
+            .cmp(&b.call)
+            .then(b.count.cmp(&a.count))
+            .then(a.comm.cmp(&b.comm))
+            .then(a.family.cmp(&b.family))
     });
-    for (call, comm, family, n) in rows {
-        let name = family_str(family);
-        out.row(&[
-            Value::Str(CALLS.get(call as usize).copied().unwrap_or("?")),
-            Value::Str(&comm),
-            Value::U64(family.into()),
-            Value::Str(&name),
-            Value::U64(n),
-        ]);
+    for row in &rows {
+        table.row(&mut out, row);
     }
     Ok(())
 }

@@ -89,18 +89,7 @@ fn fentry_can_attach() -> Result<(), String> {
 
 /// Whether this kernel names handshake drops at a full queue in kfree_skb (newer kernels).
 fn has_listen_overflow_reason() -> bool {
-    use libbpf_rs::btf::{types::Enum, Btf};
-    let Ok(btf) = Btf::from_vmlinux() else {
-        return false;
-    };
-    let Some(reasons) = btf.type_by_name::<Enum>("skb_drop_reason") else {
-        return false;
-    };
-    let found = reasons.iter().any(|m| {
-        m.name
-            .is_some_and(|n| n == "SKB_DROP_REASON_TCP_LISTEN_OVERFLOW")
-    });
-    found
+    crate::core::drop_reason::names().is_ok_and(|n| n.values().any(|r| r == "TCP_LISTEN_OVERFLOW"))
 }
 
 const EXAMPLES: &str = "\
@@ -387,21 +376,6 @@ pub mod export {
         drops: bool,
     }
 
-    /// Whether this kernel's `enum skb_drop_reason` has TCP_LISTEN_OVERFLOW.
-    fn listen_overflow_reason() -> bool {
-        use libbpf_rs::btf::{types::Enum, Btf};
-        let Ok(btf) = Btf::from_vmlinux() else {
-            return false;
-        };
-        let reasons: Option<Enum> = btf.type_by_name("skb_drop_reason");
-        reasons.is_some_and(|e| {
-            e.iter().any(|m| {
-                m.name
-                    .is_some_and(|n| n == "SKB_DROP_REASON_TCP_LISTEN_OVERFLOW")
-            })
-        })
-    }
-
     impl Source for Backlog {
         fn read(&self) -> anyhow::Result<Vec<Family>> {
             let (c, h) = (self.maps.counts()?, self.maps.hists()?);
@@ -442,7 +416,7 @@ pub mod export {
         Ok(Loaded {
             source: Box::new(Backlog {
                 maps,
-                drops: listen_overflow_reason(),
+                drops: has_listen_overflow_reason(),
             }),
             plan: plan.name.to_string(),
             keepalive: Box::new(skel),
