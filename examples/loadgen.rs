@@ -64,6 +64,8 @@
 //!
 //!   loadgen [--wait] binds --port P
 //!       a fixed series of bind() calls with socket options and failures (binds() says which)
+//!   loadgen [--wait] listens --port P
+//!       a fixed series of listen() calls (listens() says which)
 //!
 //! --wait: read one line from stdin first, so a test can start a tool filtered to this pid
 //! before any traffic is made.
@@ -2639,6 +2641,7 @@ fn main() {
         "interrupted" => interrupted(&a),
         "slowconnect" => slowconnect(&a),
         "binds" => binds(&a),
+        "listens" => listens(&a),
         other => die(&format!("unknown command '{other}'")),
     }
 }
@@ -2762,5 +2765,46 @@ fn binds(a: &Args) {
         port,
         local_port(b),
         local_port(c)
+    );
+}
+
+/// listen() on `fd`; 0 or the errno it failed with.
+fn listen_errno(fd: i32, backlog: i32) -> i32 {
+    // SAFETY: listen on a socket this process owns.
+    if unsafe { libc::listen(fd, backlog) } == 0 {
+        0
+    } else {
+        std::io::Error::last_os_error().raw_os_error().unwrap_or(-1)
+    }
+}
+
+/// A fixed series of listen() calls, in this order (solisten's test), each socket kept open:
+///  1. TCP 127.0.0.1:PORT, backlog 7
+///  2. TCP [::1]:PORT, backlog 100000 (the kernel caps it at net.core.somaxconn)
+///  3. TCP, never bound: listen() picks the port ("auto_port"), backlog 0
+///  4. UDP 127.0.0.1:PORT, backlog 5: EOPNOTSUPP
+fn listens(a: &Args) {
+    let port = a.num("--port", 7910) as u16;
+    let lo4 = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port);
+    let lo6 = SocketAddr::new(Ipv6Addr::LOCALHOST.into(), port);
+    let check = |what: &str, got: i32, want: i32| {
+        if got != want {
+            die(&format!("listen {what}: errno {got}, expected {want}"))
+        }
+    };
+    let (v4, _) = bind_with(libc::SOCK_STREAM, lo4, &[], None);
+    check("v4", listen_errno(v4, 7), 0);
+    let (v6, _) = bind_with(libc::SOCK_STREAM, lo6, &[], None);
+    check("v6", listen_errno(v6, 100000), 0);
+    // SAFETY: a new socket this process owns.
+    let unbound = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+    check("unbound", listen_errno(unbound, 0), 0);
+    let (udp, _) = bind_with(libc::SOCK_DGRAM, lo4, &[], None);
+    check("udp", listen_errno(udp, 5), libc::EOPNOTSUPP);
+    println!(
+        "{{\"pid\":{},\"port\":{},\"auto_port\":{}}}",
+        std::process::id(),
+        port,
+        local_port(unbound)
     );
 }

@@ -1,5 +1,5 @@
-//! sockstat, sofamily, soprotocol, soconnect, soaccept, udpconnect, bindsnoop against real traffic, each
-//! test in its own network namespace with the tool filtered to it.
+//! sockstat, sofamily, soprotocol, soconnect, soaccept, udpconnect, bindsnoop, solisten against
+//! real traffic, each test in its own network namespace with the tool filtered to it.
 
 mod common;
 
@@ -923,5 +923,67 @@ fn bindsnoop_filters() {
         ports(v6.stop().succeeded().json()),
         vec![n(&run, "v6_port")]
     );
+    assert!(other_ns.stop().succeeded().lines.is_empty());
+}
+
+/// loadgen's listens: backlogs as passed and as the kernel capped them, a port picked by
+/// listen() itself, a failure, the namespace by inode and cookie; and the filters.
+#[test]
+fn solisten_shows_backlogs_ports_and_errors() {
+    use std::os::unix::fs::MetadataExt;
+    let ns = Netns::new();
+    let path = ns.path();
+    let ino = std::fs::metadata(&path).unwrap().ino();
+    let cookie: u64 = ns.cookie().parse().unwrap();
+    let traced = ns.loadgen_waiting(&["listens", "--port", "7911"]);
+    let pid = traced.pid().to_string();
+    let all = Tool::start(&["solisten", "--json", "--netns", &path]);
+    let table = Tool::start(&["solisten", "--show-netns", "--netns", &path]);
+    let by_pid = Tool::start(&["solisten", "--json", "--netns", &path, "-p", &pid]);
+    let v6 = Tool::start(&["solisten", "--json", "--netns", &path, "-6"]);
+    let elsewhere = Netns::new();
+    let other_ns = Tool::start(&["solisten", "--json", "--netns", &elsewhere.path()]);
+    let other = ns.loadgen(&["listens", "--port", "7912"]);
+    let run = traced.go();
+    let rows = all.stop().succeeded().json();
+    let table = table.stop().succeeded();
+
+    let row = |proto: &str, backlog: i64, addr: &str, port: u64, max: u64, ret: i64| {
+        json!({"pid": run["pid"], "comm": "loadgen", "netns": ino, "protocol": proto,
+               "backlog": backlog, "addr": addr, "port": port,
+               "result": if ret == 0 { "Success" } else { "EOPNOTSUPP" },
+               "max_backlog": max, "netns_cookie": cookie, "ret": ret})
+    };
+    let mine: Vec<Value> = with(&rows, "pid", run["pid"].clone())
+        .into_iter()
+        .cloned()
+        .collect();
+    assert_eq!(
+        mine,
+        vec![
+            row("TCPv4", 7, "127.0.0.1", 7911, 7, 0),
+            row("TCPv6", 100000, "::1", 7911, 4096, 0),
+            row("TCPv4", 0, "0.0.0.0", n(&run, "auto_port"), 0, 0),
+            row("UDPv4", 5, "127.0.0.1", 7911, 0, -95),
+        ]
+    );
+    assert!(n(&run, "auto_port") > 0);
+    assert_eq!(rows.len(), 8, "both runs: {rows:?}");
+    assert_eq!(with(&rows, "pid", other["pid"].clone()).len(), 4);
+    assert_eq!(
+        table.lines[0],
+        "PID     COMM         NETNS      PROTO   BACKLOG ADDR             PORT  RESULT"
+    );
+    assert!(table.lines.contains(&format!(
+        "{:<7} loadgen      {ino} TCPv6   100000  ::1              7911  Success",
+        n(&run, "pid")
+    )));
+
+    let rows = by_pid.stop().succeeded().json();
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    assert!(rows.iter().all(|r| r["pid"] == run["pid"]));
+    let rows = v6.stop().succeeded().json();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows.iter().all(|r| r["protocol"] == "TCPv6"));
     assert!(other_ns.stop().succeeded().lines.is_empty());
 }

@@ -43,6 +43,7 @@ pub mod sockstat;
 pub mod soconnect;
 pub mod soconnlat;
 pub mod sofamily;
+pub mod solisten;
 pub mod soprotocol;
 pub mod sormem;
 pub mod superping;
@@ -83,6 +84,7 @@ pub static TOOLS: &[&Tool] = &[
     &soconnect::TOOL,
     &soconnlat::TOOL,
     &sofamily::TOOL,
+    &solisten::TOOL,
     &soprotocol::TOOL,
     &sormem::TOOL,
     &superping::TOOL,

@@ -10,6 +10,12 @@ static __always_inline __u64 sk_netns_cookie(const struct sock *sk)
 	return BPF_CORE_READ(sk, __sk_common.skc_net.net, net_cookie);
 }
 
+/* The inode number of sk's network namespace, as `lsns` and /proc/PID/ns/net show it. */
+static __always_inline __u32 sk_netns_ino(const struct sock *sk)
+{
+	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+}
+
 static __always_inline __u64 current_netns_cookie(void)
 {
 	struct task_struct *task = (void *)bpf_get_current_task();
