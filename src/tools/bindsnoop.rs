@@ -6,7 +6,7 @@ use std::ffi::OsString;
 use clap::Parser;
 
 use crate::core::addr::ip;
-use crate::core::bpf::{read_event, verify, Pod};
+use crate::core::bpf::{verify, Pod};
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{
     parse_port_list, Common, Family, Filters, PidFilter, Ports, TimeCells, Timestamps,
@@ -16,7 +16,7 @@ use crate::core::output::{comm_str, Column, Value};
 use crate::core::proto::ipproto_name;
 use crate::core::table::Table;
 use crate::core::time::Clock;
-use crate::tools::{announce, start, Tool};
+use crate::tools::{start, Tool};
 
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/bindsnoop.skel.rs"));
@@ -155,25 +155,21 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         Ok(())
     })?;
 
-    let table = table(&o);
-    let mut out = table.output(o.common.format());
-    out.header();
-    announce("IP bind()s");
     let clock = Clock::start();
-    s.run.stream(&skel.maps.events, &mut out, |data, out| {
-        let Some(e) = read_event::<types::bindsnoop_event>(data) else {
-            return;
-        };
-        let row = Row {
+    s.stream_rows(
+        &skel.maps.events,
+        &table(&o),
+        o.common.format(),
+        "IP bind()s",
+        |e: types::bindsnoop_event| Row {
             stamp: o.stamps.cells(&clock, e.ts_ns),
             comm: comm_str(&e.comm),
             proto: ipproto_name(e.protocol).map_or_else(|| e.protocol.to_string(), str::to_string),
             opts: opts_str(e.opts),
             result: errno::result(e.ret.into()),
             e,
-        };
-        table.row(out, &row);
-    })?;
+        },
+    )?;
     s.report(
         libbpf_rs::skel::Skel::object(&skel),
         skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events),

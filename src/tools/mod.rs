@@ -59,6 +59,7 @@ pub mod tcpsnoop;
 pub mod tcpstates;
 pub mod tcpsynbl;
 pub mod tcptop;
+pub mod tcptracer;
 pub mod tcpwin;
 pub mod udpconnect;
 
@@ -100,6 +101,7 @@ pub static TOOLS: &[&Tool] = &[
     &tcpstates::TOOL,
     &tcpsynbl::TOOL,
     &tcptop::TOOL,
+    &tcptracer::TOOL,
     &tcpwin::TOOL,
     &udpconnect::TOOL,
 ];
@@ -183,6 +185,27 @@ impl Start {
         let (skel, plan) = crate::core::bpf::load_plan::<B>(&self.plans(), self.plan, configure)?;
         self.plan = plan;
         Ok(skel)
+    }
+
+    /// A per-event tool's run: prints `table`'s header, says what is traced ([`announce`]), and
+    /// prints one row per event of type `E` from the `events` ring buffer, `row` building it,
+    /// until the run ends.
+    pub fn stream_rows<E: crate::core::bpf::Pod, R: 'static>(
+        &self,
+        events: &dyn libbpf_rs::MapCore,
+        table: &crate::core::table::Table<R>,
+        format: crate::core::output::Format,
+        what: &str,
+        mut row: impl FnMut(E) -> R,
+    ) -> anyhow::Result<()> {
+        let mut out = table.output(format);
+        out.header();
+        announce(what);
+        self.run.stream(events, &mut out, |data, out| {
+            if let Some(e) = crate::core::bpf::read_event::<E>(data) {
+                table.row(out, &row(e));
+            }
+        })
     }
 
     /// At the end of a run: what the kernel skipped and what the ring buffer lost, on stderr.

@@ -6,7 +6,7 @@ use std::ffi::OsString;
 use clap::Parser;
 
 use crate::core::addr::Tuple;
-use crate::core::bpf::{read_event, verify, Pod};
+use crate::core::bpf::{verify, Pod};
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{Common, Family, PidFilter, TimeCells, Timestamps};
 use crate::core::errno;
@@ -14,7 +14,7 @@ use crate::core::output::{comm_str, Column, Value};
 use crate::core::proto::ipproto_name;
 use crate::core::table::Table;
 use crate::core::time::Clock;
-use crate::tools::{announce, start, Tool};
+use crate::tools::{start, Tool};
 use crate::tuple_of;
 
 mod skel {
@@ -137,26 +137,24 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         Ok(())
     })?;
 
-    let table = table(&o);
-    let mut out = table.output(o.common.format());
-    out.header();
-    announce("IP listen()s");
     let clock = Clock::start();
-    s.run.stream(&skel.maps.events, &mut out, |data, out| {
-        let Some(e) = read_event::<types::solisten_event>(data) else {
-            return;
-        };
-        let t = tuple_of!(e.tuple);
-        let row = Row {
-            stamp: o.stamps.cells(&clock, e.ts_ns),
-            comm: comm_str(&e.comm),
-            proto: proto_str(e.protocol, t.family),
-            result: errno::result(e.ret.into()),
-            t,
-            e,
-        };
-        table.row(out, &row);
-    })?;
+    s.stream_rows(
+        &skel.maps.events,
+        &table(&o),
+        o.common.format(),
+        "IP listen()s",
+        |e: types::solisten_event| {
+            let t = tuple_of!(e.tuple);
+            Row {
+                stamp: o.stamps.cells(&clock, e.ts_ns),
+                comm: comm_str(&e.comm),
+                proto: proto_str(e.protocol, t.family),
+                result: errno::result(e.ret.into()),
+                t,
+                e,
+            }
+        },
+    )?;
     s.report(
         libbpf_rs::skel::Skel::object(&skel),
         skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events),
