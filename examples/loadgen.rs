@@ -62,6 +62,11 @@
 //!       a blocking connect() (accept()) that a signal interrupts (interrupted() says how).
 //!       UDP datagrams through every send and receive syscall path (msgpaths() says which).
 //!
+//!   loadgen [--wait] binds --port P
+//!       a fixed series of bind() calls with socket options and failures (binds() says which)
+//!   loadgen [--wait] listens --port P
+//!       a fixed series of listen() calls (listens() says which)
+//!
 //! --wait: read one line from stdin first, so a test can start a tool filtered to this pid
 //! before any traffic is made.
 
@@ -2635,6 +2640,171 @@ fn main() {
         "msgpaths" => msgpaths(&a),
         "interrupted" => interrupted(&a),
         "slowconnect" => slowconnect(&a),
+        "binds" => binds(&a),
+        "listens" => listens(&a),
         other => die(&format!("unknown command '{other}'")),
     }
+}
+
+/// bind() on a new socket of `kind` with the int options `opts` (level, name) set to 1 first,
+/// and SO_BINDTODEVICE `dev` if given; returns the fd and 0 or the errno bind failed with.
+fn bind_with(kind: i32, addr: SocketAddr, opts: &[(i32, i32)], dev: Option<&str>) -> (i32, i32) {
+    let family = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: a new socket this process owns.
+    let fd = unsafe { libc::socket(family, kind, 0) };
+    if fd < 0 {
+        io_die("socket", std::io::Error::last_os_error());
+    }
+    for &(level, name) in opts {
+        setsockopt_int(fd, level, name, 1);
+    }
+    if let Some(dev) = dev {
+        // SAFETY: the device name's bytes, of the length given.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_BINDTODEVICE,
+                dev.as_ptr().cast(),
+                dev.len() as u32,
+            )
+        };
+        if rc != 0 {
+            io_die("SO_BINDTODEVICE", std::io::Error::last_os_error());
+        }
+    }
+    let (ss, len) = sockaddr_of(addr);
+    // SAFETY: a sockaddr of the length given.
+    let rc = unsafe { libc::bind(fd, (&ss as *const libc::sockaddr_storage).cast(), len) };
+    let err = if rc == 0 {
+        0
+    } else {
+        std::io::Error::last_os_error().raw_os_error().unwrap_or(-1)
+    };
+    (fd, err)
+}
+
+/// A fixed series of bind() calls, in this order (bindsnoop's test), each fd kept open:
+///  1. TCP 127.0.0.1:PORT with SO_REUSEADDR
+///  2. TCP [::1]:0 with IP_FREEBIND and SO_REUSEPORT (the kernel picks the port: "v6_port")
+///  3. UDP 127.0.0.1:0 with IP_TRANSPARENT and IP_BIND_ADDRESS_NO_PORT, bound to device lo
+///  4. TCP 127.0.0.1:PORT again, no option: EADDRINUSE
+///  5. TCP 192.0.2.1:PORT+1 (not a local address, no IP_FREEBIND): EADDRNOTAVAIL
+///  6. in a child that runs as uid 65534 (nobody): TCP 127.0.0.1:80: EACCES ("child_pid")
+fn binds(a: &Args) {
+    let port = a.num("--port", 7900) as u16;
+    let lo4 = |p| SocketAddr::new(Ipv4Addr::LOCALHOST.into(), p);
+    let check = |what: &str, got: i32, want: i32| {
+        if got != want {
+            die(&format!("bind {what}: errno {got}, expected {want}"))
+        }
+    };
+    let (_a, e) = bind_with(
+        libc::SOCK_STREAM,
+        lo4(port),
+        &[(libc::SOL_SOCKET, libc::SO_REUSEADDR)],
+        None,
+    );
+    check("reuseaddr", e, 0);
+    let (b, e) = bind_with(
+        libc::SOCK_STREAM,
+        SocketAddr::new(Ipv6Addr::LOCALHOST.into(), 0),
+        &[
+            (libc::SOL_IP, libc::IP_FREEBIND),
+            (libc::SOL_SOCKET, libc::SO_REUSEPORT),
+        ],
+        None,
+    );
+    check("freebind", e, 0);
+    let (c, e) = bind_with(
+        libc::SOCK_DGRAM,
+        lo4(0),
+        &[
+            (libc::SOL_IP, libc::IP_TRANSPARENT),
+            (libc::SOL_IP, libc::IP_BIND_ADDRESS_NO_PORT),
+        ],
+        Some("lo"),
+    );
+    check("no-port", e, 0);
+    let (_d, e) = bind_with(libc::SOCK_STREAM, lo4(port), &[], None);
+    check("in use", e, libc::EADDRINUSE);
+    let (_e, e) = bind_with(
+        libc::SOCK_STREAM,
+        SocketAddr::new(Ipv4Addr::new(192, 0, 2, 1).into(), port + 1),
+        &[],
+        None,
+    );
+    check("not local", e, libc::EADDRNOTAVAIL);
+    // SAFETY: fork; the child only drops its uid, binds and exits.
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        // SAFETY: setuid in the child.
+        if unsafe { libc::setuid(65534) } != 0 {
+            unsafe { libc::_exit(3) };
+        }
+        let (_f, e) = bind_with(libc::SOCK_STREAM, lo4(80), &[], None);
+        // SAFETY: leaving the child.
+        unsafe { libc::_exit(if e == libc::EACCES { 0 } else { 4 }) };
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our child.
+    unsafe { libc::waitpid(child, &mut status, 0) };
+    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        die(&format!(
+            "the unprivileged child's bind: status {status:#x}"
+        ));
+    }
+    println!(
+        "{{\"pid\":{},\"child_pid\":{},\"port\":{},\"v6_port\":{},\"udp_port\":{}}}",
+        std::process::id(),
+        child,
+        port,
+        local_port(b),
+        local_port(c)
+    );
+}
+
+/// listen() on `fd`; 0 or the errno it failed with.
+fn listen_errno(fd: i32, backlog: i32) -> i32 {
+    // SAFETY: listen on a socket this process owns.
+    if unsafe { libc::listen(fd, backlog) } == 0 {
+        0
+    } else {
+        std::io::Error::last_os_error().raw_os_error().unwrap_or(-1)
+    }
+}
+
+/// A fixed series of listen() calls, in this order (solisten's test), each socket kept open:
+///  1. TCP 127.0.0.1:PORT, backlog 7
+///  2. TCP [::1]:PORT, backlog 100000 (the kernel caps it at net.core.somaxconn)
+///  3. TCP, never bound: listen() picks the port ("auto_port"), backlog 0
+///  4. UDP 127.0.0.1:PORT, backlog 5: EOPNOTSUPP
+fn listens(a: &Args) {
+    let port = a.num("--port", 7910) as u16;
+    let lo4 = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port);
+    let lo6 = SocketAddr::new(Ipv6Addr::LOCALHOST.into(), port);
+    let check = |what: &str, got: i32, want: i32| {
+        if got != want {
+            die(&format!("listen {what}: errno {got}, expected {want}"))
+        }
+    };
+    let (v4, _) = bind_with(libc::SOCK_STREAM, lo4, &[], None);
+    check("v4", listen_errno(v4, 7), 0);
+    let (v6, _) = bind_with(libc::SOCK_STREAM, lo6, &[], None);
+    check("v6", listen_errno(v6, 100000), 0);
+    // SAFETY: a new socket this process owns.
+    let unbound = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+    check("unbound", listen_errno(unbound, 0), 0);
+    let (udp, _) = bind_with(libc::SOCK_DGRAM, lo4, &[], None);
+    check("udp", listen_errno(udp, 5), libc::EOPNOTSUPP);
+    println!(
+        "{{\"pid\":{},\"port\":{},\"auto_port\":{}}}",
+        std::process::id(),
+        port,
+        local_port(unbound)
+    );
 }

@@ -1,5 +1,5 @@
-//! sockstat, sofamily, soprotocol, soconnect, soaccept, udpconnect against real traffic, each
-//! test in its own network namespace with the tool filtered to it.
+//! sockstat, sofamily, soprotocol, soconnect, soaccept, udpconnect, bindsnoop, solisten against
+//! real traffic, each test in its own network namespace with the tool filtered to it.
 
 mod common;
 
@@ -815,4 +815,175 @@ fn list_shows_the_socket_tools() {
         let words: Vec<&str> = line.split_whitespace().collect();
         assert_eq!((words[1], words[2]), ("ok", plan), "{line}");
     }
+}
+
+/// One bind() as bindsnoop reports it in JSON.
+fn bind_row(
+    pid: &Value,
+    uid: u64,
+    (proto, addr, port): (&str, &str, u64),
+    opts: &str,
+    dev: i64,
+    ret: i64,
+) -> Value {
+    let result = match ret {
+        0 => "Success",
+        -98 => "EADDRINUSE",
+        -99 => "EADDRNOTAVAIL",
+        -13 => "EACCES",
+        _ => unreachable!(),
+    };
+    json!({"uid": uid, "pid": pid, "comm": "loadgen", "protocol": proto, "addr": addr,
+           "port": port, "opts": opts, "if": dev, "result": result, "ret": ret})
+}
+
+/// loadgen's binds: options before the call, the kernel's port for port 0, port 0 kept under
+/// IP_BIND_ADDRESS_NO_PORT, the bound device, and three failures with their errno.
+#[test]
+fn bindsnoop_shows_options_ports_and_errors() {
+    let ns = Netns::new();
+    let path = ns.path();
+    let all = Tool::start(&["bindsnoop", "-x", "--json", "--netns", &path]);
+    let table = Tool::start(&["bindsnoop", "-U", "--netns", &path]);
+    let run = ns.loadgen(&["binds", "--port", "7901"]);
+    let rows = all.stop().succeeded().json();
+    let table = table.stop().succeeded();
+
+    let (pid, child) = (&run["pid"], &run["child_pid"]);
+    let lo = "127.0.0.1";
+    assert_eq!(
+        rows,
+        vec![
+            bind_row(pid, 0, ("TCP", lo, 7901), "...R.", 0, 0),
+            bind_row(pid, 0, ("TCP", "::1", n(&run, "v6_port")), "F...r", 0, 0),
+            bind_row(pid, 0, ("UDP", lo, 0), ".TN..", 1, 0),
+            bind_row(pid, 0, ("TCP", lo, 7901), ".....", 0, -98),
+            bind_row(pid, 0, ("TCP", "192.0.2.1", 7902), ".....", 0, -99),
+            bind_row(child, 65534, ("TCP", lo, 80), ".....", 0, -13),
+        ]
+    );
+    assert!(n(&run, "v6_port") > 0);
+
+    // Without -x only the binds that succeeded.
+    assert_eq!(
+        table.lines,
+        vec![
+            "UID    PID     COMM         PROT  ADDR             PORT  OPTS  IF  RESULT".to_string(),
+            format!(
+                "0      {:<7} loadgen      TCP   127.0.0.1        7901  ...R. 0   Success",
+                n(&run, "pid")
+            ),
+            format!(
+                "0      {:<7} loadgen      TCP   ::1              {:<5} F...r 0   Success",
+                n(&run, "pid"),
+                n(&run, "v6_port")
+            ),
+            format!(
+                "0      {:<7} loadgen      UDP   127.0.0.1        0     .TN.. 1   Success",
+                n(&run, "pid")
+            ),
+        ]
+    );
+}
+
+#[test]
+fn bindsnoop_filters() {
+    let ns = Netns::new();
+    let path = ns.path();
+    let traced = ns.loadgen_waiting(&["binds", "--port", "7903"]);
+    let pid = traced.pid().to_string();
+    let by_pid = Tool::start(&["bindsnoop", "-x", "--json", "--netns", &path, "-p", &pid]);
+    let by_port = Tool::start(&[
+        "bindsnoop",
+        "-x",
+        "--json",
+        "--netns",
+        &path,
+        "-P",
+        "80,7904",
+    ]);
+    let by_uid = Tool::start(&["bindsnoop", "-x", "--json", "--netns", &path, "-u", "65534"]);
+    let v6 = Tool::start(&["bindsnoop", "-x", "--json", "--netns", &path, "-6"]);
+    let elsewhere = Netns::new();
+    let other_ns = Tool::start(&["bindsnoop", "-x", "--json", "--netns", &elsewhere.path()]);
+    let run = traced.go();
+
+    let ports = |rows: Vec<Value>| rows.iter().map(|r| n(r, "port")).collect::<Vec<_>>();
+    let rows = by_pid.stop().succeeded().json();
+    assert!(rows.iter().all(|r| r["pid"] == run["pid"]), "{rows:?}");
+    assert_eq!(ports(rows), vec![7903, n(&run, "v6_port"), 0, 7903, 7904]);
+    assert_eq!(ports(by_port.stop().succeeded().json()), vec![7904, 80]);
+    let rows = by_uid.stop().succeeded().json();
+    assert_eq!(
+        (rows.len(), &rows[0]["pid"]),
+        (1, &run["child_pid"]),
+        "{rows:?}"
+    );
+    assert_eq!(
+        ports(v6.stop().succeeded().json()),
+        vec![n(&run, "v6_port")]
+    );
+    assert!(other_ns.stop().succeeded().lines.is_empty());
+}
+
+/// loadgen's listens: backlogs as passed and as the kernel capped them, a port picked by
+/// listen() itself, a failure, the namespace by inode and cookie; and the filters.
+#[test]
+fn solisten_shows_backlogs_ports_and_errors() {
+    use std::os::unix::fs::MetadataExt;
+    let ns = Netns::new();
+    let path = ns.path();
+    let ino = std::fs::metadata(&path).unwrap().ino();
+    let cookie: u64 = ns.cookie().parse().unwrap();
+    let traced = ns.loadgen_waiting(&["listens", "--port", "7911"]);
+    let pid = traced.pid().to_string();
+    let all = Tool::start(&["solisten", "--json", "--netns", &path]);
+    let table = Tool::start(&["solisten", "--show-netns", "--netns", &path]);
+    let by_pid = Tool::start(&["solisten", "--json", "--netns", &path, "-p", &pid]);
+    let v6 = Tool::start(&["solisten", "--json", "--netns", &path, "-6"]);
+    let elsewhere = Netns::new();
+    let other_ns = Tool::start(&["solisten", "--json", "--netns", &elsewhere.path()]);
+    let other = ns.loadgen(&["listens", "--port", "7912"]);
+    let run = traced.go();
+    let rows = all.stop().succeeded().json();
+    let table = table.stop().succeeded();
+
+    let row = |proto: &str, backlog: i64, addr: &str, port: u64, max: u64, ret: i64| {
+        json!({"pid": run["pid"], "comm": "loadgen", "netns": ino, "protocol": proto,
+               "backlog": backlog, "addr": addr, "port": port,
+               "result": if ret == 0 { "Success" } else { "EOPNOTSUPP" },
+               "max_backlog": max, "netns_cookie": cookie, "ret": ret})
+    };
+    let mine: Vec<Value> = with(&rows, "pid", run["pid"].clone())
+        .into_iter()
+        .cloned()
+        .collect();
+    assert_eq!(
+        mine,
+        vec![
+            row("TCPv4", 7, "127.0.0.1", 7911, 7, 0),
+            row("TCPv6", 100000, "::1", 7911, 4096, 0),
+            row("TCPv4", 0, "0.0.0.0", n(&run, "auto_port"), 0, 0),
+            row("UDPv4", 5, "127.0.0.1", 7911, 0, -95),
+        ]
+    );
+    assert!(n(&run, "auto_port") > 0);
+    assert_eq!(rows.len(), 8, "both runs: {rows:?}");
+    assert_eq!(with(&rows, "pid", other["pid"].clone()).len(), 4);
+    assert_eq!(
+        table.lines[0],
+        "PID     COMM         NETNS      PROTO   BACKLOG ADDR             PORT  RESULT"
+    );
+    assert!(table.lines.contains(&format!(
+        "{:<7} loadgen      {ino} TCPv6   100000  ::1              7911  Success",
+        n(&run, "pid")
+    )));
+
+    let rows = by_pid.stop().succeeded().json();
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    assert!(rows.iter().all(|r| r["pid"] == run["pid"]));
+    let rows = v6.stop().succeeded().json();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows.iter().all(|r| r["protocol"] == "TCPv6"));
+    assert!(other_ns.stop().succeeded().lines.is_empty());
 }

@@ -1,4 +1,4 @@
-//! tcplife, tcpstates, tcpconnect, tcpaccept against real loopback traffic, each test in its own
+//! tcplife, tcpstates, tcpconnect, tcpaccept, tcptracer against real loopback traffic, each test in its own
 //! network namespace with the tool filtered to it.
 
 mod common;
@@ -752,4 +752,110 @@ fn a_blocked_stdout_does_not_hold_up_ctrl_c() {
     drop(read_end);
     assert!(status.success(), "{status:?}: {rest}");
     assert!(rest.contains("events lost"), "{rest}");
+}
+
+/// tcptracer's (type, pid, saddr, daddr, sport, dport) of each event, in order.
+fn tracer_events(rows: &[Value]) -> Vec<(String, u64, String, String, u64, u64)> {
+    rows.iter()
+        .map(|r| {
+            (
+                r["type"].as_str().unwrap().to_string(),
+                port(r, "pid"),
+                r["saddr"].as_str().unwrap().to_string(),
+                r["daddr"].as_str().unwrap().to_string(),
+                port(r, "sport"),
+                port(r, "dport"),
+            )
+        })
+        .collect()
+}
+
+/// Three processes (loadgen forked): the connector's connect, the accept owned by the listener,
+/// each side's close by the process that closed it; the namespace by inode and cookie; IPv6
+/// with -6 and the pid filter; nothing from another namespace; the table's short types.
+#[test]
+fn tcptracer_connects_accepts_closes_with_owners() {
+    use std::os::unix::fs::MetadataExt;
+    let ns = Netns::new();
+    let path = ns.path();
+    let ino = std::fs::metadata(&path).unwrap().ino();
+    let cookie: u64 = ns.cookie().parse().unwrap();
+    let v6 = ns.loadgen_waiting(&["exchange", "--family", "6", "--port", "7921"]);
+    let v6_pid = v6.pid().to_string();
+    let all = Tool::start(&["tcptracer", "--json", "--netns", &path]);
+    let table = Tool::start(&["tcptracer", "--netns", &path, "-4"]);
+    let only6 = Tool::start(&["tcptracer", "--json", "--netns", &path, "-6"]);
+    let by_pid = Tool::start(&["tcptracer", "--json", "--netns", &path, "-p", &v6_pid]);
+    let elsewhere = Netns::new();
+    let other_ns = Tool::start(&["tcptracer", "--json", "--netns", &elsewhere.path()]);
+    let f = ns.loadgen(&[
+        "forked",
+        "--family",
+        "4",
+        "--port",
+        "7920",
+        "--client-send",
+        "100",
+        "--server-send",
+        "50",
+    ]);
+    let x = v6.go();
+    let rows = all.stop().succeeded().json();
+    let table = table.stop().succeeded();
+
+    let lo = "127.0.0.1".to_string();
+    let (cport, sport) = (port(&f, "client_port"), 7920);
+    let ev = |t: &str, pid: &str, l: u64, r: u64| {
+        (t.to_string(), port(&f, pid), lo.clone(), lo.clone(), l, r)
+    };
+    let v4: Vec<Value> = rows.iter().filter(|r| r["ip"] == 4).cloned().collect();
+    let mut got = tracer_events(&v4);
+    // Both ends close at about the same time: their order is not the test's.
+    got[2..].sort();
+    let mut closes = vec![
+        ev("close", "connector_pid", cport, sport),
+        ev("close", "acceptor_pid", sport, cport),
+    ];
+    closes.sort();
+    let mut want = vec![
+        ev("connect", "connector_pid", cport, sport),
+        ev("accept", "listener_pid", sport, cport),
+    ];
+    want.extend(closes);
+    assert_eq!(got, want, "{v4:?}");
+    assert!(rows
+        .iter()
+        .all(|r| r["netns"] == ino && r["netns_cookie"] == cookie && r["comm"] == "loadgen"));
+
+    let v6_rows: Vec<Value> = rows.iter().filter(|r| r["ip"] == 6).cloned().collect();
+    let types: Vec<&str> = v6_rows
+        .iter()
+        .map(|r| r["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        ["connect", "accept", "close", "close"],
+        "{v6_rows:?}"
+    );
+    assert!(v6_rows
+        .iter()
+        .all(|r| r["pid"] == x["pid"] && r["saddr"] == "::1"));
+    assert_eq!(v6_rows[0]["sport"], x["client_port"]);
+    assert_eq!(v6_rows[0]["dport"], 7921);
+    assert_eq!(only6.stop().succeeded().json(), v6_rows);
+    assert_eq!(by_pid.stop().succeeded().json(), v6_rows);
+    assert!(other_ns.stop().succeeded().lines.is_empty());
+
+    assert_eq!(
+        table.lines[0],
+        "T PID     COMM         IP SADDR            DADDR            SPORT  DPORT"
+    );
+    assert_eq!(
+        table.lines[1],
+        format!(
+            "C {:<7} loadgen      4  127.0.0.1        127.0.0.1        {cport:<6} 7920",
+            port(&f, "connector_pid")
+        )
+    );
+    assert_eq!(table.lines.len(), 5, "{:?}", table.lines);
 }

@@ -26,6 +26,7 @@ pub struct Tool {
     pub export: Option<Export>,
 }
 
+pub mod bindsnoop;
 pub mod gethostlatency;
 pub mod ieee80211scan;
 pub mod ipecn;
@@ -42,6 +43,7 @@ pub mod sockstat;
 pub mod soconnect;
 pub mod soconnlat;
 pub mod sofamily;
+pub mod solisten;
 pub mod soprotocol;
 pub mod sormem;
 pub mod superping;
@@ -57,6 +59,7 @@ pub mod tcpsnoop;
 pub mod tcpstates;
 pub mod tcpsynbl;
 pub mod tcptop;
+pub mod tcptracer;
 pub mod tcpwin;
 pub mod udpconnect;
 
@@ -65,6 +68,7 @@ pub mod sockmsg;
 
 /// The registry: one line per tool.
 pub static TOOLS: &[&Tool] = &[
+    &bindsnoop::TOOL,
     &gethostlatency::TOOL,
     &ieee80211scan::TOOL,
     &ipecn::TOOL,
@@ -81,6 +85,7 @@ pub static TOOLS: &[&Tool] = &[
     &soconnect::TOOL,
     &soconnlat::TOOL,
     &sofamily::TOOL,
+    &solisten::TOOL,
     &soprotocol::TOOL,
     &sormem::TOOL,
     &superping::TOOL,
@@ -96,6 +101,7 @@ pub static TOOLS: &[&Tool] = &[
     &tcpstates::TOOL,
     &tcpsynbl::TOOL,
     &tcptop::TOOL,
+    &tcptracer::TOOL,
     &tcpwin::TOOL,
     &udpconnect::TOOL,
 ];
@@ -179,6 +185,27 @@ impl Start {
         let (skel, plan) = crate::core::bpf::load_plan::<B>(&self.plans(), self.plan, configure)?;
         self.plan = plan;
         Ok(skel)
+    }
+
+    /// A per-event tool's run: prints `table`'s header, says what is traced ([`announce`]), and
+    /// prints one row per event of type `E` from the `events` ring buffer, `row` building it,
+    /// until the run ends.
+    pub fn stream_rows<E: crate::core::bpf::Pod, R: 'static>(
+        &self,
+        events: &dyn libbpf_rs::MapCore,
+        table: &crate::core::table::Table<R>,
+        format: crate::core::output::Format,
+        what: &str,
+        mut row: impl FnMut(E) -> R,
+    ) -> anyhow::Result<()> {
+        let mut out = table.output(format);
+        out.header();
+        announce(what);
+        self.run.stream(events, &mut out, |data, out| {
+            if let Some(e) = crate::core::bpf::read_event::<E>(data) {
+                table.row(out, &row(e));
+            }
+        })
     }
 
     /// At the end of a run: what the kernel skipped and what the ring buffer lost, on stderr.

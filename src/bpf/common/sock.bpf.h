@@ -6,6 +6,12 @@
 #include "common/netns.bpf.h"
 #include "common/sock.h"
 
+/* The inode number of sk's network namespace, as `lsns` and /proc/PID/ns/net show it. */
+static __always_inline __u32 sk_netns_ino(const struct sock *sk)
+{
+	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+}
+
 /* Fills family, ports (host order) and both addresses of an inet sock. The local port comes from
  * inet_sport, not skc_num: on the way to TCP_CLOSE the kernel releases the port (skc_num = 0)
  * before the state-change tracepoint fires. */

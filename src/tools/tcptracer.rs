@@ -1,0 +1,171 @@
+//! tcptracer: TCP connections as they are made (connect, accept) and closed, with their owner
+//! and network namespace; one line per event, for tools that keep a table of connections.
+
+use std::ffi::OsString;
+
+use clap::Parser;
+
+use crate::core::addr::{ip_version, Tuple};
+use crate::core::bpf::{verify, Pod};
+use crate::core::caps::{Hook, Plan};
+use crate::core::cli::{Common, Family, PidFilter, TimeCells, Timestamps};
+use crate::core::output::{comm_str, Column, Value};
+use crate::core::table::Table;
+use crate::core::time::Clock;
+use crate::tools::{start, Tool};
+use crate::tuple_of;
+
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/tcptracer.skel.rs"));
+}
+use skel::*;
+
+unsafe impl Pod for types::tcptracer_event {}
+
+pub static TOOL: Tool = Tool {
+    name: "tcptracer",
+    aliases: &[],
+    about: "TCP connections made (connect, accept) and closed, with owner and netns",
+    plans: &[Plan {
+        name: "tp_btf",
+        needs: &[Hook::TpBtf],
+        attach: "sock/inet_sock_set_state",
+        check: None,
+    }],
+    cli: <Opts as clap::CommandFactory>::command,
+    run,
+    verify: verify::<TcptracerSkelBuilder>,
+    export: None,
+};
+
+const EXAMPLES: &str = "\
+Examples:
+  tcptracer               # every TCP connection made or closed
+  tcptracer -v            # long event names and the network namespace
+  tcptracer -t -p 181     # only PID 181's connections, with timestamps
+  tcptracer -4            # IPv4 only
+  tcptracer --json        # one JSON object per event
+
+T is C (connect: an active open established), A (accept: a passive open established, queued for
+accept(); PID is the listening process) or X (close of a connection seen opening). Connections
+open before the start are not shown, nor their closes; failed opens are not shown. PID is the
+socket's owner: the connecting process, a passive connection's listener, or the process that
+closed it. NETNS (-v) is the namespace's inode number, as lsns shows it.";
+
+#[derive(Parser, Debug)]
+#[command(name = "tcptracer", about = "Trace TCP connects, accepts and closes", after_help = EXAMPLES)]
+struct Opts {
+    #[command(flatten)]
+    stamps: Timestamps,
+    #[command(flatten)]
+    pid: PidFilter,
+    /// Long event names (connect, accept, close) and a NETNS column
+    #[arg(short = 'v', long = "verbose")]
+    verbose: bool,
+    #[command(flatten)]
+    family: Family,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// Short (T column) and long names of an event type (tcptracer.h).
+fn type_names(t: u32) -> (&'static str, &'static str) {
+    match t {
+        1 => ("C", "connect"),
+        2 => ("A", "accept"),
+        3 => ("X", "close"),
+        _ => ("?", "unknown"),
+    }
+}
+
+/// One event, as printed.
+struct Row {
+    stamp: TimeCells,
+    e: types::tcptracer_event,
+    t: Tuple,
+    comm: String,
+}
+
+fn table(o: &Opts) -> Table<Row> {
+    let verbose = o.verbose;
+    Table::<Row>::new()
+        .stamps(&o.stamps, |r| &r.stamp)
+        .col(
+            if verbose {
+                Column::new("TYPE", "type", -7)
+            } else {
+                Column::new("T", "type", -1)
+            },
+            move |r| {
+                let (short, long) = type_names(r.e.r#type);
+                // JSON always has the long name.
+                Value::Str(if verbose { long } else { short })
+            },
+        )
+        .col(Column::new("PID", "pid", -7), |r| {
+            Value::U64(r.e.pid.into())
+        })
+        .col(Column::new("COMM", "comm", -12).truncated(), |r| {
+            Value::Str(&r.comm)
+        })
+        .col(Column::new("IP", "ip", -2), |r| {
+            Value::U64(ip_version(r.t.family))
+        })
+        .col(Column::new("SADDR", "saddr", -16), |r| Value::Ip(r.t.laddr))
+        .col(Column::new("DADDR", "daddr", -16), |r| Value::Ip(r.t.raddr))
+        .col(Column::new("SPORT", "sport", -6), |r| {
+            Value::U64(r.t.lport.into())
+        })
+        .col(Column::new("DPORT", "dport", -6), |r| {
+            Value::U64(r.t.rport.into())
+        })
+        .col_if(verbose, Column::new("NETNS", "netns", 0), "netns", |r| {
+            Value::U64(r.e.netns_ino.into())
+        })
+        .col(Column::json("netns_cookie"), |r| {
+            Value::U64(r.e.netns_cookie)
+        })
+}
+
+fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
+    let mut o = Opts::parse_from(args);
+    // JSON names events in full whatever -v says.
+    o.verbose |= o.common.json;
+    let mut s = start(tool, &o.common)?;
+    o.pid.apply(&mut s.filters);
+    s.filters.family = o.family.af();
+
+    let filters = s.filters.clone();
+    let skel = s.load::<TcptracerSkelBuilder>(|open, _| {
+        crate::set_filters!(
+            open.maps.rodata_data.as_deref_mut().expect("rodata"),
+            filters
+        );
+        Ok(())
+    })?;
+
+    let clock = Clock::start();
+    s.stream_rows(
+        &skel.maps.events,
+        &table(&o),
+        o.common.format(),
+        "TCP connects, accepts and closes",
+        |e: types::tcptracer_event| Row {
+            stamp: o.stamps.cells(&clock, e.ts_ns),
+            t: tuple_of!(e.tuple),
+            comm: comm_str(&e.comm),
+            e,
+        },
+    )?;
+    let bss = skel.maps.bss_data.as_deref();
+    s.report(
+        libbpf_rs::skel::Skel::object(&skel),
+        bss.map_or(0, |b| b.lost_events),
+    );
+    crate::core::run::report_dropped(
+        tool.name,
+        bss.map_or(0, |b| b.untracked),
+        "connections not followed (no kernel memory for their socket storage)",
+    );
+    Ok(())
+}
