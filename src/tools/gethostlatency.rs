@@ -11,7 +11,8 @@ use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{parse_pid, Common};
 use crate::core::error::Unsupported;
-use crate::core::output::{comm_str, Column, Format, Output, Value};
+use crate::core::output::{comm_str, Column, Format, Value};
+use crate::core::table::Table;
 use crate::core::time::Clock;
 use crate::tools::{announce, start, Tool};
 use crate::usage;
@@ -77,18 +78,36 @@ struct Opts {
     common: Common,
 }
 
-fn columns() -> Vec<Column> {
-    vec![
-        Column::new("TIME", "time", -9),
-        Column::new("PID", "pid", -7),
-        Column::json("tid"),
-        Column::new("COMM", "comm", -16).truncated(),
-        Column::new("LATms", "lat_ms", 10),
-        Column::json("lat_ns"),
-        Column::json("func"),
-        Column::new("HOST", "host", 0),
-        Column::json("host_truncated"),
-    ]
+/// One lookup, as printed.
+struct Row {
+    time: String,
+    e: types::gethostlatency_event,
+    comm: String,
+    host: String,
+    cut: bool,
+}
+
+fn table() -> Table<Row> {
+    Table::<Row>::new()
+        .col(Column::new("TIME", "time", -9), |r| Value::Str(&r.time))
+        .col(Column::new("PID", "pid", -7), |r| {
+            Value::U64(r.e.pid.into())
+        })
+        .col(Column::json("tid"), |r| Value::U64(r.e.tid.into()))
+        .col(Column::new("COMM", "comm", -16).truncated(), |r| {
+            Value::Str(&r.comm)
+        })
+        .col(Column::new("LATms", "lat_ms", 10), |r| {
+            Value::F64(r.e.lat_ns as f64 / 1e6, 2)
+        })
+        .col(Column::json("lat_ns"), |r| Value::U64(r.e.lat_ns))
+        .col(Column::json("func"), |r| {
+            Value::Str(FUNCS.get(r.e.func as usize).copied().unwrap_or("?"))
+        })
+        .col(Column::new("HOST", "host", 0), |r| Value::Str(&r.host))
+        .col(Column::json("host_truncated"), |r| {
+            Value::Json(if r.cut { "true" } else { "false" })
+        })
 }
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
@@ -121,7 +140,8 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         );
     }
 
-    let mut out = Output::new(o.common.format(), columns());
+    let table = table();
+    let mut out = table.output(o.common.format());
     out.header();
     announce(&format!("host name lookups in {}", libc.display()));
     let clock = Clock::start();
@@ -129,8 +149,6 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         let Some(e) = read_event::<types::gethostlatency_event>(data) else {
             return;
         };
-        let time = clock.hms(e.ts_ns);
-        let comm = comm_str(&e.comm);
         let raw = comm_str(&e.host);
         // The buffer holds GHL_HOST_LEN - 1 bytes: a name that fills it was probably cut.
         let cut = e.host.iter().take_while(|&&c| c != 0).count() >= e.host.len() - 1;
@@ -138,17 +156,14 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
             Format::Json => raw,
             _ => table_host(&raw, cut),
         };
-        out.row(&[
-            Value::Str(&time),
-            Value::U64(e.pid.into()),
-            Value::U64(e.tid.into()),
-            Value::Str(&comm),
-            Value::F64(e.lat_ns as f64 / 1e6, 2),
-            Value::U64(e.lat_ns),
-            Value::Str(FUNCS.get(e.func as usize).copied().unwrap_or("?")),
-            Value::Str(&host),
-            Value::Json(if cut { "true" } else { "false" }),
-        ]);
+        let row = Row {
+            time: clock.hms(e.ts_ns),
+            comm: comm_str(&e.comm),
+            host,
+            cut,
+            e,
+        };
+        table.row(out, &row);
     })?;
     crate::core::run::report_missed(tool.name, libbpf_rs::skel::Skel::object(&skel));
     crate::core::run::report_lost(

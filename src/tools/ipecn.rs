@@ -8,7 +8,8 @@ use crate::core::addr::{ip, ip_version};
 use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{Common, Family};
-use crate::core::output::{comm_str, Column, Output, Value};
+use crate::core::output::{comm_str, Column, Value};
+use crate::core::table::Table;
 use crate::core::time::Clock;
 use crate::tools::{announce, start, Tool};
 
@@ -70,18 +71,29 @@ pub fn proto_name(p: u8) -> String {
     }
 }
 
-fn columns() -> Vec<Column> {
-    vec![
-        Column::new("TIME", "time", -8),
-        Column::table("", 0),
-        Column::new("SADDR", "saddr", 0),
-        Column::json("daddr"),
-        Column::json("ip"),
-        Column::json("proto"),
-        Column::json("tos"),
-        Column::json("ifname"),
-        Column::json("ifindex"),
-    ]
+/// One CE-marked packet, as printed.
+struct Row {
+    time: String,
+    e: types::ipecn_event,
+    proto: String,
+    ifname: String,
+}
+
+fn table() -> Table<Row> {
+    Table::<Row>::new()
+        .col(Column::new("TIME", "time", -8), |r| Value::Str(&r.time))
+        .col(Column::table("", 0), |_| Value::Sep("ECN CE from:"))
+        .col(Column::new("SADDR", "saddr", 0), |r| {
+            Value::Ip(ip(r.e.family, &r.e.saddr))
+        })
+        .col(Column::json("daddr"), |r| {
+            Value::Ip(ip(r.e.family, &r.e.daddr))
+        })
+        .col(Column::json("ip"), |r| Value::U64(ip_version(r.e.family)))
+        .col(Column::json("proto"), |r| Value::Str(&r.proto))
+        .col(Column::json("tos"), |r| Value::U64(r.e.dsfield.into()))
+        .col(Column::json("ifname"), |r| Value::Str(&r.ifname))
+        .col(Column::json("ifindex"), |r| Value::U64(r.e.ifindex.into()))
 }
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
@@ -99,27 +111,21 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     })?;
 
     // The book prints no header line: each line says what it is.
-    let mut out = Output::new(o.common.format(), columns());
+    let table = table();
+    let mut out = table.output(o.common.format());
     announce("ECN CE packets");
     let clock = Clock::start();
     s.run.stream(&skel.maps.events, &mut out, |data, out| {
         let Some(e) = read_event::<types::ipecn_event>(data) else {
             return;
         };
-        let time = clock.hms(e.ts_ns);
-        let proto = proto_name(e.proto);
-        let ifname = comm_str(&e.ifname);
-        out.row(&[
-            Value::Str(&time),
-            Value::Sep("ECN CE from:"),
-            Value::Ip(ip(e.family, &e.saddr)),
-            Value::Ip(ip(e.family, &e.daddr)),
-            Value::U64(ip_version(e.family)),
-            Value::Str(&proto),
-            Value::U64(e.dsfield.into()),
-            Value::Str(&ifname),
-            Value::U64(e.ifindex.into()),
-        ]);
+        let row = Row {
+            time: clock.hms(e.ts_ns),
+            proto: proto_name(e.proto),
+            ifname: comm_str(&e.ifname),
+            e,
+        };
+        table.row(out, &row);
     })?;
     crate::core::run::report_missed(tool.name, libbpf_rs::skel::Skel::object(&skel));
     crate::core::run::report_lost(

@@ -4,11 +4,13 @@ use std::ffi::OsString;
 
 use clap::Parser;
 
+use crate::core::addr::Tuple;
 use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{Common, PidFilter};
 use crate::core::errno;
-use crate::core::output::{comm_str, Column, Format, Output, Value};
+use crate::core::output::{comm_str, Column, Format, Value};
+use crate::core::table::Table;
 use crate::tools::{announce, start, Tool};
 use crate::tuple_of;
 
@@ -54,6 +56,48 @@ struct Opts {
     common: Common,
 }
 
+/// One accept(), as printed.
+struct Row {
+    e: types::soaccept_event,
+    t: Tuple,
+    comm: String,
+    result: String,
+    json: bool,
+}
+
+impl Row {
+    /// The peer's address or port, or none when accept() failed.
+    fn peer(&self, v: Value<'static>) -> Value<'static> {
+        match (self.e.ret >= 0, self.json) {
+            (true, _) => v,
+            (false, true) => Value::Json("null"),
+            (false, false) => Value::Str("-"),
+        }
+    }
+}
+
+fn table() -> Table<Row> {
+    Table::<Row>::new()
+        .col(Column::new("PID", "pid", -6), |r| {
+            Value::U64(r.e.pid.into())
+        })
+        .col(Column::new("PROCESS", "comm", -16), |r| Value::Str(&r.comm))
+        .col(Column::new("FAM", "family", -3), |r| {
+            Value::U64(r.t.family.into())
+        })
+        .col(Column::new("ADDRESS", "addr", -16), |r| {
+            r.peer(Value::Ip(r.t.raddr))
+        })
+        .col(Column::new("PORT", "port", -5), |r| {
+            r.peer(Value::U64(r.t.rport.into()))
+        })
+        .col(Column::new("RESULT", "result", 0), |r| {
+            Value::Str(&r.result)
+        })
+        .col(Column::json("lport"), |r| Value::U64(r.t.lport.into()))
+        .col(Column::json("ret"), |r| Value::I64(r.e.ret.into()))
+}
+
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let mut s = start(tool, &o.common)?;
@@ -68,44 +112,23 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         Ok(())
     })?;
 
-    let mut out = Output::new(
-        o.common.format(),
-        vec![
-            Column::new("PID", "pid", -6),
-            Column::new("PROCESS", "comm", -16),
-            Column::new("FAM", "family", -3),
-            Column::new("ADDRESS", "addr", -16),
-            Column::new("PORT", "port", -5),
-            Column::new("RESULT", "result", 0),
-            Column::json("lport"),
-            Column::json("ret"),
-        ],
-    );
-    let none = if o.common.format() == Format::Json {
-        Value::Json("null")
-    } else {
-        Value::Str("-")
-    };
+    let json = o.common.format() == Format::Json;
+    let table = table();
+    let mut out = table.output(o.common.format());
     out.header();
     announce("IP accept()s");
     s.run.stream(&skel.maps.events, &mut out, |data, out| {
         let Some(e) = read_event::<types::soaccept_event>(data) else {
             return;
         };
-        let t = tuple_of!(e.tuple);
-        let comm = comm_str(&e.comm);
-        let result = errno::result(if e.ret >= 0 { 0 } else { e.ret.into() });
-        let ok = e.ret >= 0;
-        out.row(&[
-            Value::U64(e.pid.into()),
-            Value::Str(&comm),
-            Value::U64(t.family.into()),
-            if ok { Value::Ip(t.raddr) } else { none },
-            if ok { Value::U64(t.rport.into()) } else { none },
-            Value::Str(&result),
-            Value::U64(t.lport.into()),
-            Value::I64(e.ret.into()),
-        ]);
+        let row = Row {
+            t: tuple_of!(e.tuple),
+            comm: comm_str(&e.comm),
+            result: errno::result(if e.ret >= 0 { 0 } else { e.ret.into() }),
+            json,
+            e,
+        };
+        table.row(out, &row);
     })?;
     crate::core::run::report_missed(tool.name, libbpf_rs::skel::Skel::object(&skel));
     crate::core::run::report_lost(

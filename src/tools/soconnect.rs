@@ -9,8 +9,9 @@ use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{Common, PidFilter};
 use crate::core::errno;
-use crate::core::output::{comm_str, Column, Output, Value};
+use crate::core::output::{comm_str, Column, Value};
 use crate::core::proto::ipproto_name;
+use crate::core::table::Table;
 use crate::tools::{announce, start, Tool};
 
 mod skel {
@@ -56,6 +57,39 @@ struct Opts {
     common: Common,
 }
 
+/// One connect(), as printed.
+struct Row {
+    e: types::soconnect_event,
+    comm: String,
+    result: String,
+    protocol: String,
+}
+
+fn table() -> Table<Row> {
+    Table::<Row>::new()
+        .col(Column::new("PID", "pid", -6), |r| {
+            Value::U64(r.e.pid.into())
+        })
+        .col(Column::new("PROCESS", "comm", -16), |r| Value::Str(&r.comm))
+        .col(Column::new("FAM", "family", -3), |r| {
+            Value::U64(r.e.addr.family.into())
+        })
+        .col(Column::new("ADDRESS", "addr", -16), |r| {
+            Value::Ip(ip(r.e.addr.family, &r.e.addr.addr))
+        })
+        .col(Column::new("PORT", "port", -5), |r| {
+            Value::U64(r.e.addr.port.into())
+        })
+        .col(Column::new("LAT(us)", "lat_us", 8), |r| {
+            Value::F64(r.e.lat_ns as f64 / 1000.0, 0)
+        })
+        .col(Column::new("RESULT", "result", 0), |r| {
+            Value::Str(&r.result)
+        })
+        .col(Column::json("ret"), |r| Value::I64(r.e.ret.into()))
+        .col(Column::json("protocol"), |r| Value::Str(&r.protocol))
+}
+
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let mut s = start(tool, &o.common)?;
@@ -70,41 +104,22 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         Ok(())
     })?;
 
-    let mut out = Output::new(
-        o.common.format(),
-        vec![
-            Column::new("PID", "pid", -6),
-            Column::new("PROCESS", "comm", -16),
-            Column::new("FAM", "family", -3),
-            Column::new("ADDRESS", "addr", -16),
-            Column::new("PORT", "port", -5),
-            Column::new("LAT(us)", "lat_us", 8),
-            Column::new("RESULT", "result", 0),
-            Column::json("ret"),
-            Column::json("protocol"),
-        ],
-    );
+    let table = table();
+    let mut out = table.output(o.common.format());
     out.header();
     announce("IP connect()s");
     s.run.stream(&skel.maps.events, &mut out, |data, out| {
         let Some(e) = read_event::<types::soconnect_event>(data) else {
             return;
         };
-        let comm = comm_str(&e.comm);
-        let result = errno::result(e.ret.into());
-        let protocol =
-            ipproto_name(e.protocol).map_or_else(|| e.protocol.to_string(), str::to_string);
-        out.row(&[
-            Value::U64(e.pid.into()),
-            Value::Str(&comm),
-            Value::U64(e.addr.family.into()),
-            Value::Ip(ip(e.addr.family, &e.addr.addr)),
-            Value::U64(e.addr.port.into()),
-            Value::F64(e.lat_ns as f64 / 1000.0, 0),
-            Value::Str(&result),
-            Value::I64(e.ret.into()),
-            Value::Str(&protocol),
-        ]);
+        let row = Row {
+            comm: comm_str(&e.comm),
+            result: errno::result(e.ret.into()),
+            protocol: ipproto_name(e.protocol)
+                .map_or_else(|| e.protocol.to_string(), str::to_string),
+            e,
+        };
+        table.row(out, &row);
     })?;
     crate::core::run::report_missed(tool.name, libbpf_rs::skel::Skel::object(&skel));
     crate::core::run::report_lost(

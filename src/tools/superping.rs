@@ -8,7 +8,8 @@ use crate::core::addr::{ip, ip_version};
 use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{Common, Family};
-use crate::core::output::{comm_str, Column, Format, Output, Value};
+use crate::core::output::{comm_str, Column, Format, Value};
+use crate::core::table::Table;
 use crate::core::time::Clock;
 use crate::tools::{announce, start, Tool};
 
@@ -56,13 +57,29 @@ struct Opts {
     common: Common,
 }
 
-fn json_columns() -> Vec<Column> {
-    [
-        "time", "ip", "id", "seq", "rtt_us", "raddr", "ifname", "pid", "comm",
-    ]
-    .into_iter()
-    .map(Column::json)
-    .collect()
+/// One echo round trip, as printed in JSON (the table is the book's line).
+struct Row {
+    time: String,
+    e: types::superping_event,
+    ifname: String,
+    comm: String,
+}
+
+fn json_table() -> Table<Row> {
+    Table::<Row>::new()
+        .col(Column::json("time"), |r| Value::Str(&r.time))
+        .col(Column::json("ip"), |r| Value::U64(ip_version(r.e.family)))
+        .col(Column::json("id"), |r| Value::U64(r.e.id.into()))
+        .col(Column::json("seq"), |r| Value::U64(r.e.seq.into()))
+        .col(Column::json("rtt_us"), |r| {
+            Value::F64(r.e.rtt_ns as f64 / 1000.0, 3)
+        })
+        .col(Column::json("raddr"), |r| {
+            Value::Ip(ip(r.e.family, &r.e.raddr))
+        })
+        .col(Column::json("ifname"), |r| Value::Str(&r.ifname))
+        .col(Column::json("pid"), |r| Value::U64(r.e.pid.into()))
+        .col(Column::json("comm"), |r| Value::Str(&r.comm))
 }
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
@@ -80,7 +97,8 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     })?;
 
     let format = o.common.format();
-    let mut out = Output::new(format, json_columns());
+    let table = json_table();
+    let mut out = table.output(format);
     announce("ICMP echo round trips");
     let clock = Clock::start();
     s.run.stream(&skel.maps.events, &mut out, |data, out| {
@@ -98,20 +116,13 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
             ));
             return;
         }
-        let time = clock.hms(e.ts_ns);
-        let ifname = comm_str(&e.ifname);
-        let comm = comm_str(&e.comm);
-        out.row(&[
-            Value::Str(&time),
-            Value::U64(version),
-            Value::U64(e.id.into()),
-            Value::U64(e.seq.into()),
-            Value::F64(e.rtt_ns as f64 / 1000.0, 3),
-            Value::Ip(ip(e.family, &e.raddr)),
-            Value::Str(&ifname),
-            Value::U64(e.pid.into()),
-            Value::Str(&comm),
-        ]);
+        let row = Row {
+            time: clock.hms(e.ts_ns),
+            ifname: comm_str(&e.ifname),
+            comm: comm_str(&e.comm),
+            e,
+        };
+        table.row(out, &row);
     })?;
     crate::core::run::report_missed(tool.name, libbpf_rs::skel::Skel::object(&skel));
     crate::core::run::report_lost(

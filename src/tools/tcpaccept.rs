@@ -5,10 +5,14 @@ use std::ffi::OsString;
 use clap::Parser;
 
 use crate::core::addr::ip_version;
+use crate::core::addr::Tuple;
 use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{parse_pid, parse_port_list, Common, Family, Filters, Ports, Timestamps};
-use crate::core::output::{comm_str, Column, Output, Value};
+use crate::core::cli::{
+    parse_pid, parse_port_list, Common, Family, Filters, Ports, TimeCells, Timestamps,
+};
+use crate::core::output::{comm_str, Column, Value};
+use crate::core::table::Table;
 use crate::core::time::Clock;
 use crate::tools::{announce, start, Tool};
 use crate::tuple_of;
@@ -82,22 +86,41 @@ struct Opts {
     common: Common,
 }
 
-fn columns(o: &Opts) -> Vec<Column> {
-    let mut c = o.stamps.columns();
-    c.extend([
-        Column::new("PID", "pid", -7),
-        Column::new("COMM", "comm", -12).truncated(),
-        Column::new("IP", "ip", -2),
-        Column::new("RADDR", "raddr", -16),
-        Column::new("RPORT", "rport", -5),
-        Column::new("LADDR", "laddr", -16),
-        Column::new("LPORT", "lport", -5),
-        Column::table("BL", -7),
-        Column::json("backlog"),
-        Column::json("max_backlog"),
-        Column::json("cgroup"),
-    ]);
-    c
+/// One accepted connection, as printed.
+struct Row {
+    stamp: TimeCells,
+    e: types::tcpaccept_event,
+    t: Tuple,
+    comm: String,
+    bl: String,
+}
+
+fn table(o: &Opts) -> Table<Row> {
+    Table::<Row>::new()
+        .stamps(&o.stamps, |r| &r.stamp)
+        .col(Column::new("PID", "pid", -7), |r| {
+            Value::U64(r.e.pid.into())
+        })
+        .col(Column::new("COMM", "comm", -12).truncated(), |r| {
+            Value::Str(&r.comm)
+        })
+        .col(Column::new("IP", "ip", -2), |r| {
+            Value::U64(ip_version(r.t.family))
+        })
+        .col(Column::new("RADDR", "raddr", -16), |r| Value::Ip(r.t.raddr))
+        .col(Column::new("RPORT", "rport", -5), |r| {
+            Value::U64(r.t.rport.into())
+        })
+        .col(Column::new("LADDR", "laddr", -16), |r| Value::Ip(r.t.laddr))
+        .col(Column::new("LPORT", "lport", -5), |r| {
+            Value::U64(r.t.lport.into())
+        })
+        .col(Column::table("BL", -7), |r| Value::Str(&r.bl))
+        .col(Column::json("backlog"), |r| Value::U64(r.e.backlog.into()))
+        .col(Column::json("max_backlog"), |r| {
+            Value::U64(r.e.max_backlog.into())
+        })
+        .col(Column::json("cgroup"), |r| Value::U64(r.e.cgroup))
 }
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
@@ -116,7 +139,8 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         Ok(())
     })?;
 
-    let mut out = Output::new(o.common.format(), columns(&o));
+    let table = table(&o);
+    let mut out = table.output(o.common.format());
     out.header();
     announce("accept()s");
     let clock = Clock::start();
@@ -124,25 +148,14 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         let Some(e) = read_event::<types::tcpaccept_event>(data) else {
             return;
         };
-        let t = tuple_of!(e.tuple);
-        let comm = comm_str(&e.comm);
-        let stamp = o.stamps.cells(&clock, e.ts_ns);
-        let bl = format!("{}/{}", e.backlog, e.max_backlog);
-        let mut row: Vec<Value> = stamp.values().collect();
-        row.extend([
-            Value::U64(e.pid.into()),
-            Value::Str(&comm),
-            Value::U64(ip_version(t.family)),
-            Value::Ip(t.raddr),
-            Value::U64(t.rport.into()),
-            Value::Ip(t.laddr),
-            Value::U64(t.lport.into()),
-            Value::Str(&bl),
-            Value::U64(e.backlog.into()),
-            Value::U64(e.max_backlog.into()),
-            Value::U64(e.cgroup),
-        ]);
-        out.row(&row);
+        let row = Row {
+            stamp: o.stamps.cells(&clock, e.ts_ns),
+            t: tuple_of!(e.tuple),
+            comm: comm_str(&e.comm),
+            bl: format!("{}/{}", e.backlog, e.max_backlog),
+            e,
+        };
+        table.row(out, &row);
     })?;
     crate::core::run::report_missed(tool.name, libbpf_rs::skel::Skel::object(&skel));
     crate::core::run::report_lost(

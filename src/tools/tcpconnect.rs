@@ -1,16 +1,20 @@
 //! tcpconnect: active TCP connections (connect()), one line each, or counts with -c.
 
 use std::ffi::OsString;
+use std::net::IpAddr;
 
 use clap::Parser;
 use libbpf_rs::MapCore;
 
-use crate::core::addr::{ip, ip_version};
+use crate::core::addr::{ip, ip_version, Tuple};
 use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{parse_pid, parse_port_list, Common, Family, Filters, Ports, Timestamps};
+use crate::core::cli::{
+    parse_pid, parse_port_list, Common, Family, Filters, Ports, TimeCells, Timestamps,
+};
 use crate::core::errno;
-use crate::core::output::{comm_str, Column, Output, Value};
+use crate::core::output::{comm_str, Column, Value};
+use crate::core::table::Table;
 use crate::core::time::Clock;
 use crate::tools::{announce, start, Tool};
 use crate::tuple_of;
@@ -90,29 +94,40 @@ struct Opts {
     common: Common,
 }
 
-fn columns(o: &Opts) -> Vec<Column> {
-    let mut c = o.stamps.columns();
-    c.push(if o.print_uid {
-        Column::new("UID", "uid", -6)
-    } else {
-        Column::json("uid")
-    });
-    c.extend([
-        Column::new("PID", "pid", -6),
-        Column::new("COMM", "comm", -12).truncated(),
-        Column::new("IP", "ip", -2),
-        Column::new("SADDR", "saddr", -16),
-        if o.lport {
-            Column::new("LPORT", "lport", -6)
-        } else {
-            Column::json("lport")
-        },
-        Column::new("DADDR", "daddr", -16),
-        Column::new("DPORT", "dport", -6),
-        Column::json("result"),
-        Column::json("cgroup"),
-    ]);
-    c
+/// One connect, as printed.
+struct Row {
+    stamp: TimeCells,
+    e: types::tcpconnect_event,
+    t: Tuple,
+    comm: String,
+    result: String,
+}
+
+fn table(o: &Opts) -> Table<Row> {
+    Table::<Row>::new()
+        .stamps(&o.stamps, |r| &r.stamp)
+        .col_if(o.print_uid, Column::new("UID", "uid", -6), "uid", |r| {
+            Value::U64(r.e.uid.into())
+        })
+        .col(Column::new("PID", "pid", -6), |r| {
+            Value::U64(r.e.pid.into())
+        })
+        .col(Column::new("COMM", "comm", -12).truncated(), |r| {
+            Value::Str(&r.comm)
+        })
+        .col(Column::new("IP", "ip", -2), |r| {
+            Value::U64(ip_version(r.t.family))
+        })
+        .col(Column::new("SADDR", "saddr", -16), |r| Value::Ip(r.t.laddr))
+        .col_if(o.lport, Column::new("LPORT", "lport", -6), "lport", |r| {
+            Value::U64(r.t.lport.into())
+        })
+        .col(Column::new("DADDR", "daddr", -16), |r| Value::Ip(r.t.raddr))
+        .col(Column::new("DPORT", "dport", -6), |r| {
+            Value::U64(r.t.rport.into())
+        })
+        .col(Column::json("result"), |r| Value::Str(&r.result))
+        .col(Column::json("cgroup"), |r| Value::U64(r.e.cgroup))
 }
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
@@ -151,7 +166,8 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let mut out = Output::new(o.common.format(), columns(&o));
+    let table = table(&o);
+    let mut out = table.output(o.common.format());
     out.header();
     announce("connect()s");
     let clock = Clock::start();
@@ -159,24 +175,14 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         let Some(e) = read_event::<types::tcpconnect_event>(data) else {
             return;
         };
-        let t = tuple_of!(e.tuple);
-        let comm = comm_str(&e.comm);
-        let result = errno::result(e.result.into());
-        let stamp = o.stamps.cells(&clock, e.ts_ns);
-        let mut row: Vec<Value> = stamp.values().collect();
-        row.extend([
-            Value::U64(e.uid.into()),
-            Value::U64(e.pid.into()),
-            Value::Str(&comm),
-            Value::U64(ip_version(t.family)),
-            Value::Ip(t.laddr),
-            Value::U64(t.lport.into()),
-            Value::Ip(t.raddr),
-            Value::U64(t.rport.into()),
-            Value::Str(&result),
-            Value::U64(e.cgroup),
-        ]);
-        out.row(&row);
+        let row = Row {
+            stamp: o.stamps.cells(&clock, e.ts_ns),
+            t: tuple_of!(e.tuple),
+            comm: comm_str(&e.comm),
+            result: errno::result(e.result.into()),
+            e,
+        };
+        table.row(out, &row);
     })?;
     crate::core::run::report_missed(tool.name, libbpf_rs::skel::Skel::object(&skel));
     crate::core::run::report_lost(
@@ -199,23 +205,19 @@ fn print_counts(skel: &TcpconnectSkel, o: &Opts) -> anyhow::Result<()> {
         rows.push((ip(k.family, &k.saddr), ip(k.family, &k.daddr), k.rport, n));
     }
     rows.sort_by(|a, b| b.3.cmp(&a.3).then(a.cmp(b)));
-    let mut out = Output::new(
-        o.common.format(),
-        vec![
-            Column::new("LADDR", "laddr", -25),
-            Column::new("RADDR", "raddr", -25),
-            Column::new("RPORT", "rport", -20),
-            Column::new("CONNECTS", "connects", -10),
-        ],
-    );
+    let table = Table::<(IpAddr, IpAddr, u16, u64)>::new()
+        .col(Column::new("LADDR", "laddr", -25), |r| Value::Ip(r.0))
+        .col(Column::new("RADDR", "raddr", -25), |r| Value::Ip(r.1))
+        .col(Column::new("RPORT", "rport", -20), |r| {
+            Value::U64(r.2.into())
+        })
+        .col(Column::new("CONNECTS", "connects", -10), |r| {
+            Value::U64(r.3)
+        });
+    let mut out = table.output(o.common.format());
     out.header();
-    for (l, r, port, n) in rows {
-        out.row(&[
-            Value::Ip(l),
-            Value::Ip(r),
-            Value::U64(port.into()),
-            Value::U64(n),
-        ]);
+    for row in &rows {
+        table.row(&mut out, row);
     }
     Ok(())
 }

@@ -11,8 +11,9 @@ use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{Common, Family};
 use crate::core::drop_reason;
-use crate::core::output::{json_string, Column, Format, Output, Value};
+use crate::core::output::{json_string, Column, Format, Value};
 use crate::core::symbols::Symbols;
+use crate::core::table::Table;
 use crate::core::tcp::{flags_str, state_name};
 use crate::core::time::Clock;
 use crate::tools::{announce, start, Tool};
@@ -60,26 +61,46 @@ struct Opts {
     common: Common,
 }
 
-fn columns() -> Vec<Column> {
-    vec![
-        Column::new("TIME", "time", -8),
-        Column::new("PID", "pid", -7),
-        Column::new("IP", "ip", -2),
-        Column::table("SADDR:SPORT", -22),
-        Column::json("saddr"),
-        Column::json("sport"),
-        Column::table(">", 1),
-        Column::table("DADDR:DPORT", -22),
-        Column::json("daddr"),
-        Column::json("dport"),
-        Column::new("STATE", "state", -11),
-        Column::table("(FLAGS)", -9),
-        Column::json("flags"),
-        Column::json("reason"),
-        Column::json("reason_code"),
-        Column::json("stack"),
-        Column::json("cgroup"),
-    ]
+/// One dropped packet, as printed.
+struct Row {
+    time: String,
+    e: types::tcpdrop_event,
+    src: std::net::IpAddr,
+    dst: std::net::IpAddr,
+    src_ep: String,
+    dst_ep: String,
+    state: &'static str,
+    flags: String,
+    flags_cell: String,
+    reason: String,
+    stack_json: String,
+}
+
+fn table() -> Table<Row> {
+    Table::<Row>::new()
+        .col(Column::new("TIME", "time", -8), |r| Value::Str(&r.time))
+        .col(Column::new("PID", "pid", -7), |r| {
+            Value::U64(r.e.pid.into())
+        })
+        .col(Column::new("IP", "ip", -2), |r| {
+            Value::U64(ip_version(r.e.family))
+        })
+        .col(Column::table("SADDR:SPORT", -22), |r| Value::Str(&r.src_ep))
+        .col(Column::json("saddr"), |r| Value::Ip(r.src))
+        .col(Column::json("sport"), |r| Value::U64(r.e.sport.into()))
+        .col(Column::table(">", 1), |_| Value::Str(">"))
+        .col(Column::table("DADDR:DPORT", -22), |r| Value::Str(&r.dst_ep))
+        .col(Column::json("daddr"), |r| Value::Ip(r.dst))
+        .col(Column::json("dport"), |r| Value::U64(r.e.dport.into()))
+        .col(Column::new("STATE", "state", -11), |r| Value::Str(r.state))
+        .col(Column::table("(FLAGS)", -9), |r| Value::Str(&r.flags_cell))
+        .col(Column::json("flags"), |r| Value::Str(&r.flags))
+        .col(Column::json("reason"), |r| Value::Str(&r.reason))
+        .col(Column::json("reason_code"), |r| {
+            Value::U64(r.e.reason.into())
+        })
+        .col(Column::json("stack"), |r| Value::Json(&r.stack_json))
+        .col(Column::json("cgroup"), |r| Value::U64(r.e.cgroup))
 }
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
@@ -99,7 +120,8 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let reasons = drop_reason::names().unwrap_or_default();
     let symbols = Symbols::new();
     let json = o.common.format() == Format::Json;
-    let mut out = Output::new(o.common.format(), columns());
+    let table = table();
+    let mut out = table.output(o.common.format());
     out.header();
     announce("TCP drops");
     let clock = Clock::start();
@@ -108,7 +130,6 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
             return;
         };
         let (src, dst) = (ip(e.family, &e.saddr), ip(e.family, &e.daddr));
-        let time = clock.hms(e.ts_ns);
         let state = if e.state == 0 {
             "-"
         } else {
@@ -130,27 +151,21 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         } else {
             String::new()
         };
-        let (src_ep, dst_ep) = (endpoint(src, e.sport), endpoint(dst, e.dport));
-        let flags_cell = format!("({flags})");
-        out.row(&[
-            Value::Str(&time),
-            Value::U64(e.pid.into()),
-            Value::U64(ip_version(e.family)),
-            Value::Str(&src_ep),
-            Value::Ip(src),
-            Value::U64(e.sport.into()),
-            Value::Str(">"),
-            Value::Str(&dst_ep),
-            Value::Ip(dst),
-            Value::U64(e.dport.into()),
-            Value::Str(state),
-            Value::Str(&flags_cell),
-            Value::Str(&flags),
-            Value::Str(&reason),
-            Value::U64(e.reason.into()),
-            Value::Json(&stack_json),
-            Value::U64(e.cgroup),
-        ]);
+        let row = Row {
+            time: clock.hms(e.ts_ns),
+            src,
+            dst,
+            src_ep: endpoint(src, e.sport),
+            dst_ep: endpoint(dst, e.dport),
+            state,
+            flags_cell: format!("({flags})"),
+            flags,
+            reason,
+            stack_json,
+            e,
+        };
+        table.row(out, &row);
+        let reason = &row.reason;
         if !json {
             let mut lines = format!("\treason: {reason}");
             for f in &frames {

@@ -4,11 +4,12 @@ use std::ffi::OsString;
 
 use clap::Parser;
 
-use crate::core::addr::ip_version;
+use crate::core::addr::{ip_version, Tuple};
 use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{parse_pid, Common, Family, PortFilters, Timestamps};
-use crate::core::output::{comm_str, Column, Format, Output, Value};
+use crate::core::cli::{parse_pid, Common, Family, PortFilters, TimeCells, Timestamps};
+use crate::core::output::{comm_str, Column, Format, Value};
+use crate::core::table::Table;
 use crate::core::time::Clock;
 use crate::tools::{announce, start, Tool};
 use crate::tuple_of;
@@ -73,30 +74,49 @@ struct Opts {
     common: Common,
 }
 
-fn columns(o: &Opts) -> Vec<Column> {
+/// One closed session, as printed.
+struct Row {
+    stamp: TimeCells,
+    e: types::tcplife_event,
+    t: Tuple,
+    comm: String,
+}
+
+fn table(o: &Opts) -> Table<Row> {
     let aw = if o.wide { -39 } else { -15 };
-    let mut c = o.stamps.columns();
-    c.push(Column::new("PID", "pid", -7));
-    c.push(Column::new("COMM", "comm", if o.wide { -16 } else { -10 }).truncated());
-    // bcc prints the IP column with -w and in CSV.
-    c.push(if o.wide || o.csv {
-        Column::new("IP", "ip", -2)
-    } else {
-        Column::json("ip")
-    });
-    c.extend([
-        Column::new("LADDR", "laddr", aw),
-        Column::new("LPORT", "lport", -5),
-        Column::new("RADDR", "raddr", aw),
-        Column::new("RPORT", "rport", -5),
-        Column::table("TX_KB", 8),
-        Column::table("RX_KB", 8),
-        Column::json("tx_bytes"),
-        Column::json("rx_bytes"),
-        Column::new("MS", "ms", 9),
-        Column::json("cgroup"),
-    ]);
-    c
+    Table::<Row>::new()
+        .stamps(&o.stamps, |r| &r.stamp)
+        .col(Column::new("PID", "pid", -7), |r| {
+            Value::U64(r.e.pid.into())
+        })
+        .col(
+            Column::new("COMM", "comm", if o.wide { -16 } else { -10 }).truncated(),
+            |r| Value::Str(&r.comm),
+        )
+        // bcc prints the IP column with -w and in CSV.
+        .col_if(o.wide || o.csv, Column::new("IP", "ip", -2), "ip", |r| {
+            Value::U64(ip_version(r.t.family))
+        })
+        .col(Column::new("LADDR", "laddr", aw), |r| Value::Ip(r.t.laddr))
+        .col(Column::new("LPORT", "lport", -5), |r| {
+            Value::U64(r.t.lport.into())
+        })
+        .col(Column::new("RADDR", "raddr", aw), |r| Value::Ip(r.t.raddr))
+        .col(Column::new("RPORT", "rport", -5), |r| {
+            Value::U64(r.t.rport.into())
+        })
+        .col(Column::table("TX_KB", 8), |r| {
+            Value::F64(r.e.tx_bytes as f64 / 1024.0, 2)
+        })
+        .col(Column::table("RX_KB", 8), |r| {
+            Value::F64(r.e.rx_bytes as f64 / 1024.0, 2)
+        })
+        .col(Column::json("tx_bytes"), |r| Value::U64(r.e.tx_bytes))
+        .col(Column::json("rx_bytes"), |r| Value::U64(r.e.rx_bytes))
+        .col(Column::new("MS", "ms", 9), |r| {
+            Value::F64(r.e.span_ns as f64 / 1e6, 2)
+        })
+        .col(Column::json("cgroup"), |r| Value::U64(r.e.cgroup))
 }
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
@@ -120,7 +140,8 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     } else {
         o.common.format()
     };
-    let mut out = Output::new(format, columns(&o));
+    let table = table(&o);
+    let mut out = table.output(format);
     out.header();
     announce("TCP sessions");
     let clock = Clock::start();
@@ -128,26 +149,13 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         let Some(e) = read_event::<types::tcplife_event>(data) else {
             return;
         };
-        let t = tuple_of!(e.tuple);
-        let comm = comm_str(&e.comm);
-        let stamp = o.stamps.cells(&clock, e.ts_ns);
-        let mut row: Vec<Value> = stamp.values().collect();
-        row.extend([
-            Value::U64(e.pid.into()),
-            Value::Str(&comm),
-            Value::U64(ip_version(t.family)),
-            Value::Ip(t.laddr),
-            Value::U64(t.lport.into()),
-            Value::Ip(t.raddr),
-            Value::U64(t.rport.into()),
-            Value::F64(e.tx_bytes as f64 / 1024.0, 2),
-            Value::F64(e.rx_bytes as f64 / 1024.0, 2),
-            Value::U64(e.tx_bytes),
-            Value::U64(e.rx_bytes),
-            Value::F64(e.span_ns as f64 / 1e6, 2),
-            Value::U64(e.cgroup),
-        ]);
-        out.row(&row);
+        let row = Row {
+            stamp: o.stamps.cells(&clock, e.ts_ns),
+            t: tuple_of!(e.tuple),
+            comm: comm_str(&e.comm),
+            e,
+        };
+        table.row(out, &row);
     })?;
     let bss = skel.maps.bss_data.as_deref();
     crate::core::run::report_missed(tool.name, libbpf_rs::skel::Skel::object(&skel));

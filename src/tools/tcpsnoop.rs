@@ -5,11 +5,12 @@ use std::ffi::OsString;
 
 use clap::Parser;
 
-use crate::core::addr::ip_version;
+use crate::core::addr::{ip_version, Tuple};
 use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{btf_has, tp_btf_args, Hook, Plan};
-use crate::core::cli::{parse_pid, Common, Family, Timestamps};
-use crate::core::output::{comm_str, Column, Format, Output, Value};
+use crate::core::cli::{parse_pid, Common, Family, TimeCells, Timestamps};
+use crate::core::output::{comm_str, Column, Format, Value};
+use crate::core::table::Table;
 use crate::core::tcp::flags_str;
 use crate::core::time::Clock;
 use crate::tools::{announce, start, Tool};
@@ -115,24 +116,56 @@ struct Opts {
     common: Common,
 }
 
-fn columns(o: &Opts) -> Vec<Column> {
-    let mut c = o.stamps.columns();
-    c.extend([
-        Column::new("UID", "uid", 5),
-        Column::new("PID", "pid", 7),
-        Column::json("ip"),
-        Column::new("LADDR", "laddr", -15),
-        Column::new("LPORT", "lport", 5),
-        Column::table("DR", 2),
-        Column::json("dir"),
-        Column::new("RADDR", "raddr", -15),
-        Column::new("RPORT", "rport", 5),
-        Column::new("SIZE", "size", 5),
-        Column::json("payload"),
-        Column::json("flags"),
-        Column::new("CMD", "comm", -16),
-    ]);
-    c
+/// One packet, as printed.
+struct Row {
+    stamp: TimeCells,
+    e: types::tcpsnoop_event,
+    t: Tuple,
+    comm: String,
+    flags: String,
+    json: bool,
+}
+
+impl Row {
+    /// Unknown owner: no PID or UID to show (a closed-port reset is the kernel's: 0).
+    fn owner_id(&self, id: u32) -> Value<'static> {
+        match (self.e.owner, self.json) {
+            (1, true) => Value::Json("null"),
+            (1, false) => Value::Str("-"),
+            _ => Value::U64(id.into()),
+        }
+    }
+    fn out(&self) -> bool {
+        self.e.dir == 0
+    }
+}
+
+fn table(o: &Opts) -> Table<Row> {
+    Table::<Row>::new()
+        .stamps(&o.stamps, |r| &r.stamp)
+        .col(Column::new("UID", "uid", 5), |r| r.owner_id(r.e.uid))
+        .col(Column::new("PID", "pid", 7), |r| r.owner_id(r.e.pid))
+        .col(Column::json("ip"), |r| Value::U64(ip_version(r.t.family)))
+        .col(Column::new("LADDR", "laddr", -15), |r| Value::Ip(r.t.laddr))
+        .col(Column::new("LPORT", "lport", 5), |r| {
+            Value::U64(r.t.lport.into())
+        })
+        .col(Column::table("DR", 2), |r| {
+            Value::Str(if r.out() { "->" } else { "<-" })
+        })
+        .col(Column::json("dir"), |r| {
+            Value::Str(if r.out() { "out" } else { "in" })
+        })
+        .col(Column::new("RADDR", "raddr", -15), |r| Value::Ip(r.t.raddr))
+        .col(Column::new("RPORT", "rport", 5), |r| {
+            Value::U64(r.t.rport.into())
+        })
+        .col(Column::new("SIZE", "size", 5), |r| {
+            Value::U64(r.e.size.into())
+        })
+        .col(Column::json("payload"), |r| Value::U64(r.e.payload.into()))
+        .col(Column::json("flags"), |r| Value::Str(&r.flags))
+        .col(Column::new("CMD", "comm", -16), |r| Value::Str(&r.comm))
 }
 /// The fentry and kprobe plans see resets in tcp_v4/v6_send_reset(); the others at the
 /// tcp_send_reset tracepoint.
@@ -179,7 +212,8 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     })?;
 
     let json = o.common.format() == Format::Json;
-    let mut out = Output::new(o.common.format(), columns(&o));
+    let table = table(&o);
+    let mut out = table.output(o.common.format());
     out.header();
     announce("TCP packets");
     let clock = Clock::start();
@@ -187,42 +221,20 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         let Some(e) = read_event::<types::tcpsnoop_event>(data) else {
             return;
         };
-        let t = tuple_of!(e.tuple);
         let comm = match e.owner {
             0 => comm_str(&e.comm),
             2 => "<closed>".to_string(),
             _ => "<unknown>".to_string(),
         };
-        let flags = flags_str(e.flags);
-        // Unknown owner: no PID or UID to show (a closed-port reset is the kernel's: 0).
-        let (pid, uid) = if e.owner == 1 {
-            if json {
-                (Value::Json("null"), Value::Json("null"))
-            } else {
-                (Value::Str("-"), Value::Str("-"))
-            }
-        } else {
-            (Value::U64(e.pid.into()), Value::U64(e.uid.into()))
+        let row = Row {
+            stamp: o.stamps.cells(&clock, e.ts_ns),
+            t: tuple_of!(e.tuple),
+            comm,
+            flags: flags_str(e.flags),
+            json,
+            e,
         };
-        let out_dir = e.dir == 0;
-        let stamp = o.stamps.cells(&clock, e.ts_ns);
-        let mut row: Vec<Value> = stamp.values().collect();
-        row.extend([
-            uid,
-            pid,
-            Value::U64(ip_version(t.family)),
-            Value::Ip(t.laddr),
-            Value::U64(t.lport.into()),
-            Value::Str(if out_dir { "->" } else { "<-" }),
-            Value::Str(if out_dir { "out" } else { "in" }),
-            Value::Ip(t.raddr),
-            Value::U64(t.rport.into()),
-            Value::U64(e.size.into()),
-            Value::U64(e.payload.into()),
-            Value::Str(&flags),
-            Value::Str(&comm),
-        ]);
-        out.row(&row);
+        table.row(out, &row);
     })?;
     crate::core::run::report_missed(tool.name, libbpf_rs::skel::Skel::object(&skel));
     crate::core::run::report_lost(

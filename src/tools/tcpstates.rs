@@ -4,11 +4,12 @@ use std::ffi::OsString;
 
 use clap::Parser;
 
-use crate::core::addr::ip_version;
+use crate::core::addr::{ip_version, Tuple};
 use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{parse_pid, Common, Family, PortFilters, Timestamps};
-use crate::core::output::{comm_str, Column, Format, Output, Value};
+use crate::core::cli::{parse_pid, Common, Family, PortFilters, TimeCells, Timestamps};
+use crate::core::output::{comm_str, Column, Format, Value};
+use crate::core::table::Table;
 use crate::core::tcp::state_name;
 use crate::core::time::Clock;
 use crate::tools::{announce, start, Tool};
@@ -74,31 +75,52 @@ struct Opts {
     common: Common,
 }
 
-fn columns(o: &Opts) -> Vec<Column> {
+/// One state change, as printed.
+struct Row {
+    stamp: TimeCells,
+    e: types::tcpstates_event,
+    t: Tuple,
+    ccomm: String,
+    comm: String,
+}
+
+fn table(o: &Opts) -> Table<Row> {
     let aw = if o.wide { -39 } else { -15 };
-    let mut c = o.stamps.columns();
-    c.extend([
-        Column::new("SKADDR", "skaddr", -16),
-        Column::new("C-PID", "cpid", -6),
-        Column::new("C-COMM", "ccomm", -10).truncated(),
-        Column::json("pid"),
-        Column::json("comm"),
+    Table::<Row>::new()
+        .stamps(&o.stamps, |r| &r.stamp)
+        .col(Column::new("SKADDR", "skaddr", -16), |r| {
+            Value::Hex(r.e.skaddr)
+        })
+        .col(Column::new("C-PID", "cpid", -6), |r| {
+            Value::U64(r.e.cpid.into())
+        })
+        .col(Column::new("C-COMM", "ccomm", -10).truncated(), |r| {
+            Value::Str(&r.ccomm)
+        })
+        .col(Column::json("pid"), |r| Value::U64(r.e.pid.into()))
+        .col(Column::json("comm"), |r| Value::Str(&r.comm))
         // bcc prints the IP column with -w and in CSV.
-        if o.wide || o.csv {
-            Column::new("IP", "ip", -2)
-        } else {
-            Column::json("ip")
-        },
-        Column::new("LADDR", "laddr", aw),
-        Column::new("LPORT", "lport", -5),
-        Column::new("RADDR", "raddr", aw),
-        Column::new("RPORT", "rport", -5),
-        Column::new("OLDSTATE", "oldstate", -11),
-        Column::sep("->", 2),
-        Column::new("NEWSTATE", "newstate", -11),
-        Column::new("MS", "ms", 9),
-    ]);
-    c
+        .col_if(o.wide || o.csv, Column::new("IP", "ip", -2), "ip", |r| {
+            Value::U64(ip_version(r.t.family))
+        })
+        .col(Column::new("LADDR", "laddr", aw), |r| Value::Ip(r.t.laddr))
+        .col(Column::new("LPORT", "lport", -5), |r| {
+            Value::U64(r.t.lport.into())
+        })
+        .col(Column::new("RADDR", "raddr", aw), |r| Value::Ip(r.t.raddr))
+        .col(Column::new("RPORT", "rport", -5), |r| {
+            Value::U64(r.t.rport.into())
+        })
+        .col(Column::new("OLDSTATE", "oldstate", -11), |r| {
+            Value::Str(state_name(r.e.oldstate))
+        })
+        .col(Column::sep("->", 2), |_| Value::Sep("->"))
+        .col(Column::new("NEWSTATE", "newstate", -11), |r| {
+            Value::Str(state_name(r.e.newstate))
+        })
+        .col(Column::new("MS", "ms", 9), |r| {
+            Value::F64(r.e.prev_state_ns as f64 / 1e6, 3)
+        })
 }
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
@@ -122,7 +144,8 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     } else {
         o.common.format()
     };
-    let mut out = Output::new(format, columns(&o));
+    let table = table(&o);
+    let mut out = table.output(format);
     out.header();
     announce("TCP state changes");
     let clock = Clock::start();
@@ -130,27 +153,14 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         let Some(e) = read_event::<types::tcpstates_event>(data) else {
             return;
         };
-        let t = tuple_of!(e.tuple);
-        let (ccomm, comm) = (comm_str(&e.ccomm), comm_str(&e.comm));
-        let stamp = o.stamps.cells(&clock, e.ts_ns);
-        let mut row: Vec<Value> = stamp.values().collect();
-        row.extend([
-            Value::Hex(e.skaddr),
-            Value::U64(e.cpid.into()),
-            Value::Str(&ccomm),
-            Value::U64(e.pid.into()),
-            Value::Str(&comm),
-            Value::U64(ip_version(t.family)),
-            Value::Ip(t.laddr),
-            Value::U64(t.lport.into()),
-            Value::Ip(t.raddr),
-            Value::U64(t.rport.into()),
-            Value::Str(state_name(e.oldstate)),
-            Value::Sep("->"),
-            Value::Str(state_name(e.newstate)),
-            Value::F64(e.prev_state_ns as f64 / 1e6, 3),
-        ]);
-        out.row(&row);
+        let row = Row {
+            stamp: o.stamps.cells(&clock, e.ts_ns),
+            t: tuple_of!(e.tuple),
+            ccomm: comm_str(&e.ccomm),
+            comm: comm_str(&e.comm),
+            e,
+        };
+        table.row(out, &row);
     })?;
     let bss = skel.maps.bss_data.as_deref();
     crate::core::run::report_missed(tool.name, libbpf_rs::skel::Skel::object(&skel));

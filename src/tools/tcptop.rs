@@ -14,6 +14,7 @@ use crate::core::caps::{btf_has, func_param_index, Hook, Plan};
 use crate::core::cli::{parse_pid, Common, Family, Interval};
 use crate::core::maps;
 use crate::core::output::{comm_str, Column, Format, Output, Value};
+use crate::core::table::Table;
 use crate::core::time::hms_now;
 use crate::tools::{announce, start, Tool};
 use crate::tuple_of;
@@ -141,23 +142,40 @@ fn parse_rows(s: &str) -> Result<usize, String> {
     }
 }
 
-fn columns() -> Vec<Column> {
-    vec![
-        Column::json("time"),
-        Column::new("PID", "pid", -7),
-        Column::new("COMM", "comm", -12).truncated(),
-        Column::json("ip"),
-        Column::table("LADDR", -26),
-        Column::json("laddr"),
-        Column::json("lport"),
-        Column::table("RADDR", -26),
-        Column::json("raddr"),
-        Column::json("rport"),
-        Column::table("RX_KB", 6),
-        Column::table("TX_KB", 6),
-        Column::json("rx_bytes"),
-        Column::json("tx_bytes"),
-    ]
+/// One connection in one interval, as printed.
+struct Line {
+    time: String,
+    local: String,
+    remote: String,
+    r: Row,
+}
+
+fn table() -> Table<Line> {
+    Table::<Line>::new()
+        .col(Column::json("time"), |l| Value::Str(&l.time))
+        .col(Column::new("PID", "pid", -7), |l| {
+            Value::U64(l.r.pid.into())
+        })
+        .col(Column::new("COMM", "comm", -12).truncated(), |l| {
+            Value::Str(&l.r.comm)
+        })
+        .col(Column::json("ip"), |l| {
+            Value::U64(ip_version(l.r.tuple.family))
+        })
+        .col(Column::table("LADDR", -26), |l| Value::Str(&l.local))
+        .col(Column::json("laddr"), |l| Value::Ip(l.r.tuple.laddr))
+        .col(Column::json("lport"), |l| {
+            Value::U64(l.r.tuple.lport.into())
+        })
+        .col(Column::table("RADDR", -26), |l| Value::Str(&l.remote))
+        .col(Column::json("raddr"), |l| Value::Ip(l.r.tuple.raddr))
+        .col(Column::json("rport"), |l| {
+            Value::U64(l.r.tuple.rport.into())
+        })
+        .col(Column::table("RX_KB", 6), |l| Value::U64(l.r.rx / 1024))
+        .col(Column::table("TX_KB", 6), |l| Value::U64(l.r.tx / 1024))
+        .col(Column::json("rx_bytes"), |l| Value::U64(l.r.rx))
+        .col(Column::json("tx_bytes"), |l| Value::U64(l.r.tx))
 }
 
 struct Row {
@@ -214,7 +232,8 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         20
     });
     let clear = format == Format::Table && !o.noclear && std::io::stdout().is_terminal();
-    let mut out = Output::new(format, columns());
+    let table = table();
+    let mut out = table.output(format);
     announce("TCP sends and receives");
 
     // The map the kernel writes into; the other one is idle.
@@ -244,7 +263,8 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
             .collect();
         maps::clear(idle)?;
         sort_rows(&mut rows, o.sort);
-        print_interval(&mut out, &o, clear, &rows[..rows.len().min(rows_limit)]);
+        rows.truncate(rows_limit);
+        print_interval(&table, &mut out, &o, clear, rows);
         if !out.flush() {
             anyhow::bail!("stdout closed");
         }
@@ -258,7 +278,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_interval(out: &mut Output, o: &Opts, clear: bool, rows: &[Row]) {
+fn print_interval(table: &Table<Line>, out: &mut Output, o: &Opts, clear: bool, rows: Vec<Row>) {
     let time = hms_now();
     if out.format() == Format::Table {
         if clear {
@@ -279,23 +299,13 @@ fn print_interval(out: &mut Output, o: &Opts, clear: bool, rows: &[Row]) {
     }
     for r in rows {
         let t = &r.tuple;
-        let (l, ra) = (endpoint(t.laddr, t.lport), endpoint(t.raddr, t.rport));
-        out.row(&[
-            Value::Str(&time),
-            Value::U64(r.pid.into()),
-            Value::Str(&r.comm),
-            Value::U64(ip_version(t.family)),
-            Value::Str(&l),
-            Value::Ip(t.laddr),
-            Value::U64(t.lport.into()),
-            Value::Str(&ra),
-            Value::Ip(t.raddr),
-            Value::U64(t.rport.into()),
-            Value::U64(r.rx / 1024),
-            Value::U64(r.tx / 1024),
-            Value::U64(r.rx),
-            Value::U64(r.tx),
-        ]);
+        let line = Line {
+            time: time.clone(),
+            local: endpoint(t.laddr, t.lport),
+            remote: endpoint(t.raddr, t.rport),
+            r,
+        };
+        table.row(out, &line);
     }
 }
 

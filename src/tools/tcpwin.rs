@@ -11,7 +11,8 @@ use crate::core::addr::{endpoint, ip_version, Tuple};
 use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{Common, Family, PortFilters};
-use crate::core::output::{Column, Format, Output, Value};
+use crate::core::output::{Column, Format, Value};
+use crate::core::table::Table;
 use crate::core::time::Clock;
 use crate::tools::{announce, start, Tool};
 use crate::{tuple_of, usage};
@@ -77,6 +78,40 @@ struct Series {
     points: Vec<(f64, u32, u32)>,
 }
 
+/// One congestion-window sample, as printed (the book's tcpwin.bt CSV line).
+struct Row {
+    e: types::tcpwin_event,
+    t: Tuple,
+    secs: f64,
+    sock: String,
+}
+
+fn table() -> Table<Row> {
+    Table::<Row>::new()
+        .col(Column::new("event", "event", 0), |_| Value::Str("rcv"))
+        .col(Column::new("sock", "sock", 0), |r| Value::Str(&r.sock))
+        .col(Column::new("time_us", "time_us", 0), |r| {
+            Value::U64((r.secs * 1e6) as u64)
+        })
+        .col(Column::new("snd_cwnd", "snd_cwnd", 0), |r| {
+            Value::U64(r.e.snd_cwnd.into())
+        })
+        .col(Column::new("snd_ssthresh", "snd_ssthresh", 0), |r| {
+            Value::U64(r.e.snd_ssthresh.into())
+        })
+        .col(Column::new("sk_sndbuf", "sk_sndbuf", 0), |r| {
+            Value::I64(r.e.sk_sndbuf.into())
+        })
+        .col(Column::new("sk_wmem_queued", "sk_wmem_queued", 0), |r| {
+            Value::I64(r.e.sk_wmem_queued.into())
+        })
+        .col(Column::json("ip"), |r| Value::U64(ip_version(r.t.family)))
+        .col(Column::json("laddr"), |r| Value::Ip(r.t.laddr))
+        .col(Column::json("lport"), |r| Value::U64(r.t.lport.into()))
+        .col(Column::json("raddr"), |r| Value::Ip(r.t.raddr))
+        .col(Column::json("rport"), |r| Value::U64(r.t.rport.into()))
+}
+
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     // Refuse a file that cannot be written before tracing, not after.
@@ -102,23 +137,8 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     } else {
         Format::Csv
     };
-    let mut out = Output::new(
-        format,
-        vec![
-            Column::new("event", "event", 0),
-            Column::new("sock", "sock", 0),
-            Column::new("time_us", "time_us", 0),
-            Column::new("snd_cwnd", "snd_cwnd", 0),
-            Column::new("snd_ssthresh", "snd_ssthresh", 0),
-            Column::new("sk_sndbuf", "sk_sndbuf", 0),
-            Column::new("sk_wmem_queued", "sk_wmem_queued", 0),
-            Column::json("ip"),
-            Column::json("laddr"),
-            Column::json("lport"),
-            Column::json("raddr"),
-            Column::json("rport"),
-        ],
-    );
+    let table = table();
+    let mut out = table.output(format);
     out.header();
     announce("TCP congestion windows");
     let clock = Clock::start();
@@ -128,23 +148,14 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         let Some(e) = read_event::<types::tcpwin_event>(data) else {
             return;
         };
-        let t = tuple_of!(e.tuple);
-        let secs = clock.secs(e.ts_ns).max(0.0);
-        let sock = format!("0x{:x}", e.skaddr);
-        out.row(&[
-            Value::Str("rcv"),
-            Value::Str(&sock),
-            Value::U64((secs * 1e6) as u64),
-            Value::U64(e.snd_cwnd.into()),
-            Value::U64(e.snd_ssthresh.into()),
-            Value::I64(e.sk_sndbuf.into()),
-            Value::I64(e.sk_wmem_queued.into()),
-            Value::U64(ip_version(t.family)),
-            Value::Ip(t.laddr),
-            Value::U64(t.lport.into()),
-            Value::Ip(t.raddr),
-            Value::U64(t.rport.into()),
-        ]);
+        let row = Row {
+            t: tuple_of!(e.tuple),
+            secs: clock.secs(e.ts_ns).max(0.0),
+            sock: format!("0x{:x}", e.skaddr),
+            e,
+        };
+        table.row(out, &row);
+        let (t, secs, e) = (row.t, row.secs, row.e);
         if plot_file.is_some() && kept < PLOT_MAX_POINTS {
             kept += 1;
             series

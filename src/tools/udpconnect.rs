@@ -8,7 +8,8 @@ use crate::core::addr::{ip, ip_version};
 use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{btf_has, Hook, Plan};
 use crate::core::cli::{Common, PidFilter};
-use crate::core::output::{comm_str, Column, Output, Value};
+use crate::core::output::{comm_str, Column, Value};
+use crate::core::table::Table;
 use crate::core::time::Clock;
 use crate::tools::{announce, start, Tool};
 
@@ -75,6 +76,35 @@ struct Opts {
     common: Common,
 }
 
+/// One UDP connect(), as printed.
+struct Row {
+    time: String,
+    e: types::udpconnect_event,
+    comm: String,
+}
+
+fn table() -> Table<Row> {
+    Table::<Row>::new()
+        .col(Column::new("TIME", "time", -8), |r| Value::Str(&r.time))
+        .col(Column::new("PID", "pid", -7), |r| {
+            Value::U64(r.e.pid.into())
+        })
+        .col(Column::new("COMM", "comm", -16), |r| Value::Str(&r.comm))
+        .col(Column::new("IP", "ip", -2), |r| {
+            Value::U64(ip_version(r.e.family))
+        })
+        .col(Column::new("RADDR", "raddr", -16), |r| {
+            Value::Ip(ip(r.e.raddr.family, &r.e.raddr.addr))
+        })
+        .col(Column::new("RPORT", "rport", -5), |r| {
+            Value::U64(r.e.raddr.port.into())
+        })
+        .col(Column::json("laddr"), |r| {
+            Value::Ip(ip(r.e.family, &r.e.laddr))
+        })
+        .col(Column::json("lport"), |r| Value::U64(r.e.lport.into()))
+}
+
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let mut s = start(tool, &o.common)?;
@@ -97,19 +127,8 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         Ok(())
     })?;
 
-    let mut out = Output::new(
-        o.common.format(),
-        vec![
-            Column::new("TIME", "time", -8),
-            Column::new("PID", "pid", -7),
-            Column::new("COMM", "comm", -16),
-            Column::new("IP", "ip", -2),
-            Column::new("RADDR", "raddr", -16),
-            Column::new("RPORT", "rport", -5),
-            Column::json("laddr"),
-            Column::json("lport"),
-        ],
-    );
+    let table = table();
+    let mut out = table.output(o.common.format());
     out.header();
     announce("UDP connect()s");
     let clock = Clock::start();
@@ -117,18 +136,12 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         let Some(e) = read_event::<types::udpconnect_event>(data) else {
             return;
         };
-        let comm = comm_str(&e.comm);
-        let time = clock.hms(e.ts_ns);
-        out.row(&[
-            Value::Str(&time),
-            Value::U64(e.pid.into()),
-            Value::Str(&comm),
-            Value::U64(ip_version(e.family)),
-            Value::Ip(ip(e.raddr.family, &e.raddr.addr)),
-            Value::U64(e.raddr.port.into()),
-            Value::Ip(ip(e.family, &e.laddr)),
-            Value::U64(e.lport.into()),
-        ]);
+        let row = Row {
+            time: clock.hms(e.ts_ns),
+            comm: comm_str(&e.comm),
+            e,
+        };
+        table.row(out, &row);
     })?;
     crate::core::run::report_missed(tool.name, libbpf_rs::skel::Skel::object(&skel));
     crate::core::run::report_lost(
