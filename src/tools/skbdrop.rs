@@ -194,7 +194,7 @@ fn print_drops(
     rows.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
 
     for ((reason, stack), count) in &rows {
-        let name = crate::core::drop_reason::name(&reasons, *reason);
+        let name = crate::core::drop_reason::name(reasons, *reason);
         if out.format() == Format::Json {
             let stack_json = serde_json::Value::from(stack.clone()).to_string();
             out.record(&[
