@@ -370,6 +370,38 @@ pub fn usable_plans(tool: &str) -> Vec<String> {
     usable
 }
 
+/// Whether `tool` cannot run on this kernel: `netbpf list` calls it unsupported (every plan's
+/// checks refuse it). Then running it must be the clean refusal, and that is asserted here: exit
+/// 2, "not supported on this kernel", and the missing feature that `list --verbose` names for
+/// one of its plans. A test of such a tool starts with `if refused_here(TOOL) { return; }`, so
+/// on each kernel it checks either the tool's real work or its refusal, never neither.
+pub fn refused_here(tool: &str) -> bool {
+    let lacks: Vec<String> = {
+        let verdicts = plans(tool);
+        if verdicts.iter().any(|(_, v)| *v != "skipped") {
+            return false;
+        }
+        let o = netbpf(&["list", "--verbose"]);
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .skip_while(|l| !l.starts_with(&format!("{tool} ")))
+            .skip(1)
+            .take_while(|l| l.starts_with(' '))
+            .filter_map(|l| l.split_once("skipped: ").map(|(_, why)| why.to_string()))
+            .collect()
+    };
+    let o = netbpf(&[tool, "-d", "1"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{tool} refused: {err}");
+    assert!(
+        err.contains(&format!("{tool} is not supported on this kernel: "))
+            && lacks.iter().any(|why| err.contains(why.as_str())),
+        "{tool}'s refusal names none of {lacks:?}: {err}"
+    );
+    eprintln!("{tool} is not supported on this kernel: its refusal checked instead");
+    true
+}
+
 /// In a stock-kernel VM (vmtest/suite.sh sets NETBPF_VMTEST_KERNEL): the plan `tool` must pick
 /// there, asserted, so that a stock-only hook is known to have been used.
 pub fn assert_stock_kernel_plan(tool: &str, plan: &str) {
