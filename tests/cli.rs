@@ -223,8 +223,13 @@ fn list_is_honest_about_this_kernel() {
     let out = String::from_utf8_lossy(&o.stdout);
     // The plan each tool must choose here: tp_btf works on every kernel netbpf supports;
     // tcpaccept's best plan needs fentry, which this test host refuses (stock kernels allow it).
+    // Its fexit plan needs bpf_get_func_ret (5.17): before that, stock kernels use kprobes.
     let stock = std::env::var_os("NETBPF_VMTEST_KERNEL").is_some();
-    let tcpaccept = if stock { "fexit" } else { "tracepoint" };
+    let tcpaccept = match (stock, common::btf_names("BPF_FUNC_get_func_ret")) {
+        (false, _) => "tracepoint",
+        (true, true) => "fexit",
+        (true, false) => "kprobe",
+    };
     for (tool, plan) in [
         ("tcplife", "tp_btf"),
         ("tcpstates", "tp_btf"),

@@ -321,6 +321,16 @@ pub fn vmtest_kernel() -> Option<String> {
         .filter(|k| !k.is_empty())
 }
 
+/// Whether kernel BTF names `name` (a type, function, or enum value such as a BPF helper's id).
+pub fn btf_names(name: &str) -> bool {
+    std::fs::read("/sys/kernel/btf/vmlinux")
+        .map(|btf| {
+            btf.windows(name.len() + 1)
+                .any(|w| &w[..name.len()] == name.as_bytes() && w[name.len()] == 0)
+        })
+        .unwrap_or(false)
+}
+
 /// Whether this kernel has the sock:sock_send_length/sock_recv_length tracepoints (6.3+),
 /// which decides the plan of the socket I/O tools.
 pub fn has_sock_length_tracepoints() -> bool {
