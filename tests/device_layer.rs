@@ -317,6 +317,9 @@ fn skbdrop_counts_no_socket_with_stack_and_counters_ipv6() {
 
 #[test]
 fn skbdrop_table_and_netns_cookie() {
+    if common::refused_here("skbdrop") {
+        return;
+    }
     let ns = Netns::new();
     let cookie = netns_cookie(&ns).to_string();
     // A process in the namespace lets a cookie be turned into a place to read counters from.
@@ -360,6 +363,9 @@ fn skbdrop_table_and_netns_cookie() {
 
 #[test]
 fn skbdrop_cookie_without_process_still_counts_drops() {
+    if common::refused_here("skbdrop") {
+        return;
+    }
     let ns = Netns::new();
     let cookie = netns_cookie(&ns).to_string();
     let tool = Tool::start(&["skbdrop", "--json", "--netns", &cookie]);
@@ -380,6 +386,9 @@ fn skbdrop_cookie_without_process_still_counts_drops() {
 /// they cannot be placed, and the tool says how many such drops it left out.
 #[test]
 fn skbdrop_netns_says_what_it_cannot_place() {
+    if common::refused_here("skbdrop") {
+        return;
+    }
     let ns = Netns::new();
     let args = ["skbdrop", "--json", "-n", "--frames", "0", "--netns"];
     let tool = Tool::start(&[&args[..], &[&ns.path()]].concat());
@@ -436,6 +445,9 @@ fn skbdrop_netns_says_what_it_cannot_place() {
 /// the slab, so every one of them has a lifetime.
 #[test]
 fn skblife_sees_the_test_traffic() {
+    if common::refused_here("skblife") {
+        return;
+    }
     let ns = Netns::new();
     let path = ns.path();
     let tool = Tool::start(&["skblife", "--json", "--netns", &path]);

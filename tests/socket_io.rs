@@ -638,6 +638,9 @@ impl Drop for Lingering {
 
 #[test]
 fn soconnlat_completes_nonblocking_connects_through_each_wait() {
+    if common::refused_here("soconnlat") {
+        return;
+    }
     let ns = Netns::new();
     let json = Tool::start(&["soconnlat", "--json", "--netns", &ns.path()]);
     let table = Tool::start(&["soconnlat", "--netns", &ns.path()]);
@@ -727,6 +730,9 @@ fn soconnlat_completes_nonblocking_connects_through_each_wait() {
 /// new connection: one sample per connection, timed to the wait's return.
 #[test]
 fn soconnlat_does_not_count_a_connect_asked_again() {
+    if common::refused_here("soconnlat") {
+        return;
+    }
     let ns = Netns::new();
     let tool = Tool::start(&["soconnlat", "--json", "--netns", &ns.path()]);
     let run = ns.loadgen(&[
@@ -759,6 +765,9 @@ fn soconnlat_does_not_count_a_connect_asked_again() {
 /// located in its files when the connect starts.
 #[test]
 fn soconnlat_names_the_stack_of_a_process_that_exits_at_once() {
+    if common::refused_here("soconnlat") {
+        return;
+    }
     let ns = Netns::new();
     let tool = Tool::start(&["soconnlat", "--json", "--netns", &ns.path()]);
     let run = ns.loadgen(&[
@@ -785,6 +794,9 @@ fn soconnlat_names_the_stack_of_a_process_that_exits_at_once() {
 /// about 1 s) does not end the connect: it ends when the poll on its socket returns.
 #[test]
 fn soconnlat_is_not_ended_by_a_wait_for_another_fd() {
+    if common::refused_here("soconnlat") {
+        return;
+    }
     let ns = Netns::new();
     let tool = Tool::start(&["soconnlat", "--json", "--netns", &ns.path()]);
     let run = ns.loadgen(&["slowconnect", "--family", "4"]);
@@ -808,6 +820,9 @@ fn soconnlat_is_not_ended_by_a_wait_for_another_fd() {
 /// EINTR; it completes at the SYN's retransmission, about 1 s after the start.
 #[test]
 fn soconnlat_times_an_interrupted_connect_once() {
+    if common::refused_here("soconnlat") {
+        return;
+    }
     let ns = Netns::new();
     let tool = Tool::start(&["soconnlat", "--json", "--netns", &ns.path()]);
     let restarted = ns.loadgen(&["interrupted", "--family", "4", "--restart"]);
@@ -834,6 +849,9 @@ fn soconnlat_times_an_interrupted_connect_once() {
 
 #[test]
 fn soconnlat_filters_exclude_what_they_should() {
+    if common::refused_here("soconnlat") {
+        return;
+    }
     let ns = Netns::new();
     let traced = ns.loadgen_waiting(&["connect", "--count", "2"]);
     let other = ns.loadgen_waiting(&["connect", "--count", "3"]);

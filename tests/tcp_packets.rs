@@ -267,6 +267,9 @@ fn tcpsnoop_filters() {
 
 #[test]
 fn tcpdrop_shows_syns_to_closed_ports_with_reason_and_stack() {
+    if common::refused_here("tcpdrop") {
+        return;
+    }
     let ns = Netns::new();
     let tool = Tool::start(&["tcpdrop", "--json", "--netns", &ns.path()]);
     let table = Tool::start(&["tcpdrop", "--netns", &ns.path()]);
@@ -347,6 +350,9 @@ fn qdisc_dropped(ns: &Netns, dev: &str) -> u64 {
 /// state, the packet's own direction and flags, and one line per packet the qdisc dropped.
 #[test]
 fn tcpdrop_shows_qdisc_drops_of_an_established_connection() {
+    if common::refused_here("tcpdrop") {
+        return;
+    }
     let ns = Netns::new();
     lossy_loopback(&ns);
     let before = qdisc_dropped(&ns, "lo");
@@ -394,6 +400,9 @@ fn tcpdrop_shows_qdisc_drops_of_an_established_connection() {
 
 #[test]
 fn tcpdrop_filters() {
+    if common::refused_here("tcpdrop") {
+        return;
+    }
     let ns = Netns::new();
     let path = ns.path();
     let v4 = Tool::start(&["tcpdrop", "--json", "--netns", &path, "-4"]);

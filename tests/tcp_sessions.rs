@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{with, Netns, Tool};
+use common::{refused_here, with, Netns, Tool};
 use serde_json::Value;
 
 fn port(v: &Value, key: &str) -> u64 {
@@ -29,6 +29,9 @@ fn exchange_args(family: &str) -> Vec<String> {
 }
 
 fn check_tcplife_exchange(family: &str, addr: &str) {
+    if refused_here("tcplife") {
+        return;
+    }
     let ns = Netns::new();
     let json = Tool::start(&["tcplife", "--json", "--netns", &ns.path()]);
     let table = Tool::start(&["tcplife", "--netns", &ns.path()]);
@@ -84,6 +87,9 @@ fn tcplife_reports_exact_payload_bytes_ipv6() {
 
 #[test]
 fn tcplife_filters_exclude_what_they_should() {
+    if refused_here("tcplife") {
+        return;
+    }
     let ns = Netns::new();
     let traced = ns.loadgen_waiting(&[
         "exchange",
@@ -164,6 +170,9 @@ fn states(rows: &[&Value]) -> Vec<String> {
 
 #[test]
 fn tcpstates_shows_full_client_and_server_sequences() {
+    if refused_here("tcpstates") {
+        return;
+    }
     let ns = Netns::new();
     let tool = Tool::start(&["tcpstates", "--json", "--netns", &ns.path()]);
     let run = ns.loadgen(&[
@@ -242,6 +251,9 @@ const LISTENER_STATES: [&str; 2] = ["CLOSE->LISTEN", "LISTEN->CLOSE"];
 
 #[test]
 fn tcpstates_filters() {
+    if refused_here("tcpstates") {
+        return;
+    }
     let ns = Netns::new();
     let path = ns.path();
     let v4 = ns.loadgen_waiting(&["exchange", "--family", "4", "--port", "7101"]);
@@ -305,6 +317,9 @@ fn tcpstates_filters() {
 
 #[test]
 fn tcpstates_csv_has_bcc_columns() {
+    if refused_here("tcpstates") {
+        return;
+    }
     let ns = Netns::new();
     let tool = Tool::start(&["tcpstates", "-s", "--netns", &ns.path()]);
     let run = ns.loadgen(&["exchange", "--family", "6", "--port", "7103"]);
@@ -554,6 +569,9 @@ fn timestamps_are_when_the_event_happened() {
 
 #[test]
 fn forked_acceptor_and_connector_are_told_apart() {
+    if refused_here("tcplife") {
+        return;
+    }
     // Three processes: the listener, a child that accepts, another child that connects.
     let ns = Netns::new();
     let path = ns.path();
@@ -607,6 +625,9 @@ fn forked_acceptor_and_connector_are_told_apart() {
 
 #[test]
 fn tcplife_csv_wide_and_time_columns() {
+    if refused_here("tcplife") {
+        return;
+    }
     let ns = Netns::new();
     let csv = Tool::start(&["tcplife", "-s", "-T", "--netns", &ns.path()]);
     let wide = Tool::start(&["tcplife", "-w", "-t", "--netns", &ns.path()]);
@@ -672,6 +693,9 @@ fn tcplife_csv_wide_and_time_columns() {
 
 #[test]
 fn netns_given_as_a_cookie_filters_the_same() {
+    if refused_here("tcplife") {
+        return;
+    }
     let ns = Netns::new();
     let out = common::netbpf(&["netns", &ns.path()]);
     assert!(out.status.success(), "{out:?}");
@@ -692,6 +716,9 @@ fn netns_given_as_a_cookie_filters_the_same() {
 
 #[test]
 fn sigterm_ends_runs_like_ctrl_c() {
+    if refused_here("tcplife") {
+        return;
+    }
     let ns = Netns::new();
     let life = Tool::start(&["tcplife", "--json", "--netns", &ns.path()]);
     let counts = Tool::start(&["tcpconnect", "-c", "--netns", &ns.path()]);
@@ -711,6 +738,9 @@ fn sigterm_ends_runs_like_ctrl_c() {
 
 #[test]
 fn a_blocked_stdout_does_not_hold_up_ctrl_c() {
+    if refused_here("tcpstates") {
+        return;
+    }
     // stdout is a pipe nobody reads: once it and the tool's buffer are full, the tool blocks in
     // write(2). Ctrl-C must still end the run at once, exit 0, and report the events that the
     // full ring buffer lost meanwhile.

@@ -2,9 +2,10 @@
 /* udpconnect: UDP sockets being connected (a default destination set with connect()).
  *
  * UDP connect() changes the socket without a state-change tracepoint. Three plans:
- * - fexit, or kprobe + kretprobe, on ip4_datagram_connect / ip6_datagram_connect (the .connect of
- *   udp_prot and udpv6_prot, as the book traced): every connect of a UDP socket, io_uring's
- *   included, with the kernel's copy of the address and the result;
+ * - fexit, or kprobe + kretprobe, on the .connect of udp_prot and udpv6_prot: ip4_datagram_connect /
+ *   ip6_datagram_connect (as the book traced), or udp_connect / udpv6_connect from 6.13 on (user
+ *   space points the programs there): every connect of a UDP socket, io_uring's included, with
+ *   the kernel's copy of the address and the result;
  * - the connect syscall: at entry the destination is copied from user memory and the socket
  *   checked to be UDP; at exit a successful connect is reported.
  * ICMP "ping" and raw sockets share the datagram connect code: they are left out. Either way the

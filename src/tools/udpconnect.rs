@@ -29,13 +29,13 @@ pub static TOOL: Tool = Tool {
         Plan {
             name: "fexit",
             needs: &[Hook::Fentry],
-            attach: "fexit/ip4_datagram_connect, ip6_datagram_connect",
+            attach: "fexit/udp_connect, udpv6_connect (before 6.13: ip4_datagram_connect, ip6_datagram_connect)",
             check: Some(has_connect_functions),
         },
         Plan {
             name: "kprobe",
             needs: &[Hook::Kprobe],
-            attach: "kprobe+kretprobe/ip4_datagram_connect, ip6_datagram_connect",
+            attach: "kprobe+kretprobe/udp_connect, udpv6_connect (before 6.13: ip4_datagram_connect, ip6_datagram_connect)",
             check: Some(has_connect_functions),
         },
         Plan {
@@ -52,7 +52,19 @@ pub static TOOL: Tool = Tool {
 };
 
 fn has_connect_functions() -> Result<(), String> {
-    btf_has("ip4_datagram_connect")
+    btf_has(connect_functions()[0])
+}
+
+/// The UDP protocols' connect functions (`udp_prot.connect`, `udpv6_prot.connect`): since 6.13
+/// udp_connect and udpv6_connect, which also hash the connected socket by its 4-tuple and call
+/// __ip4/__ip6_datagram_connect directly, so ip4/ip6_datagram_connect no longer see UDP; those
+/// two before. The BPF programs are written for the old names and pointed at these.
+fn connect_functions() -> [&'static str; 2] {
+    if btf_has("udp_connect").is_ok() {
+        ["udp_connect", "udpv6_connect"]
+    } else {
+        ["ip4_datagram_connect", "ip6_datagram_connect"]
+    }
 }
 
 const EXAMPLES: &str = "\
@@ -110,22 +122,43 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let mut s = start(tool, &o.common)?;
     o.pid.apply(&mut s.filters);
 
+    let [connect4, connect6] = connect_functions();
     // IPv6 may be a module that is not loaded, or disabled.
-    let v6 = btf_has("ip6_datagram_connect").is_ok();
+    let v6 = btf_has(connect6).is_ok();
     let filters = s.filters.clone();
-    let skel = s.load::<UdpconnectSkelBuilder>(|open, _| {
+    let mut skel = s.load_unattached::<UdpconnectSkelBuilder>(|open, _| {
         crate::set_filters!(
             open.maps.rodata_data.as_deref_mut().expect("rodata"),
             filters
         );
-        if !v6 {
-            let p = &mut open.progs;
+        let p = &mut open.progs;
+        if v6 {
+            p.udpconnect_fexit6
+                .set_attach_target(0, Some(connect6.into()))?;
+        } else {
             p.udpconnect_fexit6.set_autoload(false);
             p.udpconnect_kprobe6.set_autoload(false);
             p.udpconnect_kretprobe6.set_autoload(false);
         }
+        p.udpconnect_fexit4
+            .set_attach_target(0, Some(connect4.into()))?;
+        for k in [
+            &mut p.udpconnect_kprobe4,
+            &mut p.udpconnect_kretprobe4,
+            &mut p.udpconnect_kprobe6,
+            &mut p.udpconnect_kretprobe6,
+        ] {
+            k.set_autoattach(false);
+        }
         Ok(())
     })?;
+    libbpf_rs::skel::Skel::attach(&mut skel)
+        .map_err(|e| crate::core::bpf::attach_failed(tool.name, s.plan.attach, e))?;
+    let _kprobes = match s.plan.uses(Hook::Kprobe) {
+        true => attach_kprobes(&skel, connect4, v6.then_some(connect6))
+            .map_err(|(what, e)| crate::core::bpf::attach_failed(tool.name, &what, e))?,
+        false => Vec::new(),
+    };
 
     let table = table();
     let mut out = table.output(o.common.format());
@@ -149,4 +182,29 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events),
     );
     Ok(())
+}
+
+/// Attaches the kprobe plan's programs to this kernel's connect functions (their sections name
+/// the old ones, and libbpf cannot point a kprobe elsewhere before it attaches).
+fn attach_kprobes(
+    skel: &UdpconnectSkel<'static>,
+    connect4: &str,
+    connect6: Option<&str>,
+) -> Result<Vec<libbpf_rs::Link>, (String, libbpf_rs::Error)> {
+    let p = &skel.progs;
+    let mut probes = vec![
+        (&p.udpconnect_kprobe4, false, connect4),
+        (&p.udpconnect_kretprobe4, true, connect4),
+    ];
+    if let Some(f) = connect6 {
+        probes.push((&p.udpconnect_kprobe6, false, f));
+        probes.push((&p.udpconnect_kretprobe6, true, f));
+    }
+    probes
+        .into_iter()
+        .map(|(prog, ret, func)| {
+            let what = format!("{} {func}", if ret { "kretprobe" } else { "kprobe" });
+            prog.attach_kprobe(ret, func).map_err(|e| (what, e))
+        })
+        .collect()
 }

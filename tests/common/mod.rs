@@ -321,6 +321,16 @@ pub fn vmtest_kernel() -> Option<String> {
         .filter(|k| !k.is_empty())
 }
 
+/// Whether kernel BTF names `name` (a type, function, or enum value such as a BPF helper's id).
+pub fn btf_names(name: &str) -> bool {
+    std::fs::read("/sys/kernel/btf/vmlinux")
+        .map(|btf| {
+            btf.windows(name.len() + 1)
+                .any(|w| &w[..name.len()] == name.as_bytes() && w[name.len()] == 0)
+        })
+        .unwrap_or(false)
+}
+
 /// Whether this kernel has the sock:sock_send_length/sock_recv_length tracepoints (6.3+),
 /// which decides the plan of the socket I/O tools.
 pub fn has_sock_length_tracepoints() -> bool {
@@ -368,6 +378,38 @@ pub fn usable_plans(tool: &str) -> Vec<String> {
         .collect();
     assert!(!usable.is_empty(), "{tool} cannot run on this kernel");
     usable
+}
+
+/// Whether `tool` cannot run on this kernel: `netbpf list` calls it unsupported (every plan's
+/// checks refuse it). Then running it must be the clean refusal, and that is asserted here: exit
+/// 2, "not supported on this kernel", and the missing feature that `list --verbose` names for
+/// one of its plans. A test of such a tool starts with `if refused_here(TOOL) { return; }`, so
+/// on each kernel it checks either the tool's real work or its refusal, never neither.
+pub fn refused_here(tool: &str) -> bool {
+    let lacks: Vec<String> = {
+        let verdicts = plans(tool);
+        if verdicts.iter().any(|(_, v)| *v != "skipped") {
+            return false;
+        }
+        let o = netbpf(&["list", "--verbose"]);
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .skip_while(|l| !l.starts_with(&format!("{tool} ")))
+            .skip(1)
+            .take_while(|l| l.starts_with(' '))
+            .filter_map(|l| l.split_once("skipped: ").map(|(_, why)| why.to_string()))
+            .collect()
+    };
+    let o = netbpf(&[tool, "-d", "1"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{tool} refused: {err}");
+    assert!(
+        err.contains(&format!("{tool} is not supported on this kernel: "))
+            && lacks.iter().any(|why| err.contains(why.as_str())),
+        "{tool}'s refusal names none of {lacks:?}: {err}"
+    );
+    eprintln!("{tool} is not supported on this kernel: its refusal checked instead");
+    true
 }
 
 /// In a stock-kernel VM (vmtest/suite.sh sets NETBPF_VMTEST_KERNEL): the plan `tool` must pick
