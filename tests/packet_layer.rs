@@ -755,10 +755,13 @@ fn qdisc_tbf_histogram_times_every_queued_packet() {
         assert_eq!(rows[0]["hist"], "us");
         assert_eq!(rows[0]["kind"], "tbf");
         assert_eq!(rows[0]["plan"], plan.as_str());
-        assert_eq!(rows[0]["untimed"], 0, "{plan}: {rows:?}");
+        // Nothing was queued before the run: the only untimed packets are dequeues the
+        // tracepoint programs never saw (found from the qdisc's counters).
+        let untimed = rows[0]["untimed"].as_u64().unwrap();
+        assert_eq!(rows[0]["missed"], untimed, "{plan}: {rows:?}");
         let b = buckets(&rows[0]);
         assert_eq!(
-            b.iter().map(|x| x.2).sum::<u64>(),
+            b.iter().map(|x| x.2).sum::<u64>() + untimed,
             60,
             "{plan}: every datagram, once: {b:?}"
         );
@@ -778,7 +781,16 @@ fn qdisc_tbf_histogram_times_every_queued_packet() {
         .filter(|l| l.starts_with('['))
         .map(|l| l[16..24].trim().parse::<u64>().unwrap())
         .sum();
-    assert_eq!(counted, 60, "{:?}", table.lines);
+    // Dequeues its programs never saw are reported on stderr as untimed.
+    let untimed: u64 = table
+        .stderr
+        .split("netbpf qdisc: ")
+        .find_map(|l| {
+            l.strip_suffix("")
+                .and_then(|l| l.split(' ').next()?.parse().ok())
+        })
+        .unwrap_or(0);
+    assert_eq!(counted + untimed, 60, "{:?} {}", table.lines, table.stderr);
 }
 
 /// Packets the device `dev` of `ns` sent (its driver's count: one per skb it was given).
@@ -836,14 +848,11 @@ fn qdisc_tbf_times_the_segments_of_split_gso_packets() {
             rows[0]["gso_segments_timed"].as_u64().unwrap() > 100,
             "{plan}: 1 MB in segments of one MSS: {rows:?}"
         );
-        // Every skb va sent, once. About one run in ten on 6.18 a few skbs (1 to 5 of ~670)
-        // are missed or untimed, with no requeue on the qdisc: allowed for, and bounded.
-        assert!(
-            timed <= sent,
-            "{plan}: {timed} timed, {sent} sent: {rows:?}"
-        );
-        assert!(
-            sent - timed <= 5 && untimed <= 5,
+        // Every skb va sent, once: timed, or untimed (dequeues the kernel did not hand to the
+        // tracepoint programs are found from the qdisc's counters).
+        assert_eq!(
+            timed + untimed,
+            sent,
             "{plan}: {timed} timed + {untimed} untimed of {sent} sent: {rows:?}"
         );
     }

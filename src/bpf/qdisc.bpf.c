@@ -64,8 +64,6 @@ struct gso_fifo {
 	__u32 tail;	/* next free entry */
 	__u32 qlen;	/* the qdisc's queue length after the last event seen */
 	__u32 qlen_known;
-	__u32 requeues;	/* the qdisc's requeue count when last looked at */
-	__u64 last_skb;	/* the last skb it handed out */
 	struct gso_packet e[GSO_FIFO_LEN];
 };
 
@@ -92,10 +90,37 @@ struct {
 	__type(value, struct hist);
 } hists SEC(".maps");
 
+/* With the tracepoints, what a root qdisc's own counters said at the last event seen on it, to
+ * find the dequeues the kernel did not hand to the programs (see dequeued_tp()). */
+#define RECENT_LEN 16
+struct qdisc_books {
+	__u64 packets;		/* bstats.packets: packets dequeued (GSO skbs count their segments) */
+	__u32 requeues;		/* qstats.requeues */
+	__u32 pending_requeues;	/* requeued skbs not yet handed out again */
+	__u32 recent_next;
+	__u32 pad;
+	__u64 recent[RECENT_LEN];	/* the last skbs handed out: a requeued one is among them */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u64);
+	__type(value, struct qdisc_books);
+} books SEC(".maps");
+
 /* Read at exit. */
-__u64 untimed = 0;	/* dequeued without a recorded enqueue (queued before the run, requeued) */
+__u64 untimed = 0;	/* dequeued without a recorded enqueue (queued before the run, missed) */
+__u64 missed = 0;	/* of those, dequeues the programs never saw (the qdisc's counters moved) */
 __u64 gso_segments_timed = 0;	/* segments of split GSO packets, timed from their packet */
 __u64 gso_fifo_full = 0;	/* split packets not remembered: more than GSO_FIFO_LEN queued */
+
+static __always_inline void count_untimed(__u64 n)
+{
+	__sync_fetch_and_add(&untimed, n);
+	if (export_mode)
+		export_count(QDISC_EXPORT_UNTIMED, 0, 0, n);
+}
 
 static __always_inline bool same_name(const char *a, const volatile char *b, int len)
 {
@@ -134,7 +159,7 @@ static __always_inline void add_sample(const struct sk_buff *skb, __u64 start_ns
 
 	/* Exporter mode (common/export.bpf.h): histogram 0 of export_hists. */
 	if (export_mode)
-		export_hist_add(0, 0, 0, (now - start_ns) / 1000);
+		export_hist_add(QDISC_EXPORT_LATENCY, 0, 0, (now - start_ns) / 1000);
 	else
 		hist_map_add(&hists, &hkey, (now - start_ns) / 1000);
 }
@@ -163,7 +188,8 @@ static __always_inline __u32 kind_qlen(const struct Qdisc *q)
 }
 
 /* A packet the qdisc accepted, at time ts. */
-static __always_inline void enqueued(const struct Qdisc *q, const struct sk_buff *skb, __u64 ts)
+static __always_inline void enqueued(const struct Qdisc *q, const struct sk_buff *skb, __u64 ts,
+				     __u64 missed_before)
 {
 	__u64 key = (__u64)skb;
 	struct gso_packet *p;
@@ -176,7 +202,10 @@ static __always_inline void enqueued(const struct Qdisc *q, const struct sk_buff
 		return;
 	}
 	qlen = kind_qlen(q);
+	/* Dequeues missed since the last event took skbs out unseen. */
+	qlen += missed_before;
 	skbs = f->qlen_known && qlen > f->qlen ? qlen - f->qlen : 1;
+	qlen -= missed_before;
 	f->qlen = qlen;
 	f->qlen_known = 1;
 	if (skbs == 1) {
@@ -219,36 +248,132 @@ static __always_inline void dequeued_one(const struct Qdisc *q, struct gso_fifo 
 	if (start) {
 		add_sample(skb, *start, now);
 		bpf_map_delete_elem(&queued, &key);
-		if (f)
-			f->last_skb = key;
 		return;
 	}
 	if (bpf_map_lookup_elem(&peeked_skbs, &key)) {
 		bpf_map_delete_elem(&peeked_skbs, &key);
 		return;
 	}
-	/* The driver refused the last packet (a veth whose peer's ring is full) and the qdisc hands
-	 * it out again: timed already. */
-	if (f && key == f->last_skb && requeues_of(q) != f->requeues) {
-		f->requeues = requeues_of(q);
-		return;
-	}
 	if (!f || f->head == f->tail) {
-		__sync_fetch_and_add(&untimed, 1);
+		count_untimed(1);
 		return;
 	}
 	p = &f->e[f->head & (GSO_FIFO_LEN - 1)];
 	add_sample(skb, p->ts_ns, now);
-	f->last_skb = key;
 	__sync_fetch_and_add(&gso_segments_timed, 1);
 	if (++p->taken >= p->skbs)
 		f->head++;
+}
+
+/* ---- Dequeues the tracepoint programs never saw. On 6.18 a few events in a thousand on the
+ * qdisc tracepoints do not reach the programs (more while other programs attach to or detach
+ * from the same tracepoints). The root qdisc counts what it dequeued (bstats.packets, a GSO skb
+ * as its segments), so at each event seen the increase of that count beyond what the seen
+ * dequeues account for is dequeues missed: counted as untimed. Not for qdiscs whose bstats
+ * also count packets sent without queueing (TCQ_F_CAN_BYPASS) or stay 0 (per-CPU stats). */
+#define TCQ_F_CAN_BYPASS 4
+#define TCQ_F_CPUSTATS 0x20
+/* Split packets skipped at once for missed dequeues (bounded loop). */
+#define SKIP_MAX 8
+
+static __always_inline bool counters_usable(const struct Qdisc *q)
+{
+	return !(BPF_CORE_READ(q, flags) & (TCQ_F_CAN_BYPASS | TCQ_F_CPUSTATS));
+}
+
+static __always_inline __u64 packets_of(const struct Qdisc *q)
+{
+	__u64 n = 0;
+
+	bpf_core_read(&n, bpf_core_field_size(q->bstats.packets), &q->bstats.packets);
+	return n;
+}
+
+/* What one skb adds to bstats.packets. */
+static __always_inline __u64 segs_of(const struct sk_buff *skb)
+{
+	const unsigned char *head = BPF_CORE_READ(skb, head);
+	__u64 end = BPF_CORE_READ(skb, end);
+	const struct skb_shared_info *sh = (const void *)(head + end);
+	__u16 gso_size = BPF_CORE_READ(sh, gso_size), gso_segs = BPF_CORE_READ(sh, gso_segs);
+
+	return gso_size && gso_segs ? gso_segs : 1;
+}
+
+/* n dequeues were missed: untimed. For tbf they were the next skbs of its FIFO; where those
+ * were segments of split packets, the packets' list moves on by as many. */
+static __always_inline void missed_dequeues(const struct Qdisc *q, __u64 n)
+{
+	struct gso_packet *p;
+	struct gso_fifo *f;
+	__u32 left;
+
+	__sync_fetch_and_add(&missed, n);
+	count_untimed(n);
+	f = split_gso ? fifo_of(q, false) : NULL;
+	if (!f)
+		return;
+	for (int i = 0; i < SKIP_MAX && n && f->head != f->tail; i++) {
+		p = &f->e[f->head & (GSO_FIFO_LEN - 1)];
+		left = p->skbs - p->taken;
+		if (n < left) {
+			p->taken += n;
+			return;
+		}
+		n -= left;
+		f->head++;
+	}
+}
+
+/* At an event on q: account the dequeues missed since the last one (`seen` is what this
+ * event's own dequeues added to bstats.packets) and take the qdisc's requeues into the books.
+ * Returns the dequeues missed. */
+static __always_inline __u64 settle_books(const struct Qdisc *q, __u64 seen)
+{
+	__u64 key = (__u64)q, now = packets_of(q), lost = 0;
+	struct qdisc_books *b = bpf_map_lookup_elem(&books, &key), fresh = {};
+	__u32 requeues = requeues_of(q);
+
+	if (!b) {
+		fresh.packets = now;
+		fresh.requeues = requeues;
+		bpf_map_update_elem(&books, &key, &fresh, BPF_NOEXIST);
+		return 0;
+	}
+	if (now > b->packets + seen) {
+		lost = now - b->packets - seen;
+		missed_dequeues(q, lost);
+	}
+	b->packets = now;
+	b->pending_requeues += requeues - b->requeues;
+	b->requeues = requeues;
+	return lost;
+}
+
+/* The driver refused skbs (a veth whose peer's ring is full) and the qdisc put them aside
+ * (qstats.requeues moved); it hands them out again first, each seen a second time here. They
+ * were counted at their first dequeue, and bstats does not count them again: one of the last
+ * skbs handed out, while requeues are pending, is one of those. */
+static __always_inline bool handed_out_again(struct qdisc_books *b, __u64 key)
+{
+	if (!b->pending_requeues || bpf_map_lookup_elem(&queued, &key))
+		return false;
+	for (int i = 0; i < RECENT_LEN; i++) {
+		if (b->recent[i] == key) {
+			b->pending_requeues--;
+			b->recent[i] = 0;
+			return true;
+		}
+	}
+	return false;
 }
 
 struct bulk {
 	__u64 skb;	/* the next one to time */
 	__u64 q;
 	__u64 now;
+	__u64 segs;	/* what the skbs seen add to bstats.packets (tracepoints) */
+	bool tp;	/* seen at the qdisc_dequeue tracepoint */
 };
 
 /* One packet of a bulk dequeue (a bpf_loop callback: verified once, whatever the bulk's size;
@@ -257,21 +382,33 @@ static int dequeued_next(__u32 i, void *data)
 {
 	struct bulk *b = data;
 	const struct sk_buff *skb = (const void *)b->skb;
+	struct qdisc_books *bk = NULL;
 	struct gso_fifo *f = NULL;
+	__u64 key = b->skb;
 
 	if (!skb)
 		return 1;
+	b->skb = (__u64)BPF_CORE_READ(skb, next);
+	if (b->tp) {
+		bk = bpf_map_lookup_elem(&books, &b->q);
+		if (bk && handed_out_again(bk, key))
+			return 0;
+		b->segs += segs_of(skb);
+		if (bk)
+			bk->recent[bk->recent_next++ & (RECENT_LEN - 1)] = key;
+	}
 	if (split_gso)
 		f = fifo_of((const struct Qdisc *)b->q, false);
 	dequeued_one((const struct Qdisc *)b->q, f, skb, b->now);
-	b->skb = (__u64)BPF_CORE_READ(skb, next);
 	return 0;
 }
 
 /* The qdisc handed `packets` skbs, chained on skb->next, to the driver. */
-static __always_inline void dequeued(const struct Qdisc *q, const struct sk_buff *skb, int packets)
+static __always_inline void dequeued(const struct Qdisc *q, const struct sk_buff *skb, int packets,
+				     bool tp)
 {
-	struct bulk b = { .skb = (__u64)skb, .q = (__u64)q, .now = bpf_ktime_get_ns() };
+	struct bulk b = { .skb = (__u64)skb, .q = (__u64)q, .now = bpf_ktime_get_ns(), .tp = tp };
+	bool books_usable = tp && counters_usable(q);
 	struct gso_fifo *f;
 
 	if (split_gso) {
@@ -279,11 +416,23 @@ static __always_inline void dequeued(const struct Qdisc *q, const struct sk_buff
 		if (f)
 			f->qlen = kind_qlen(q);
 	}
-	if (packets <= 1) {
-		dequeued_next(0, &b);
-		return;
+	if (books_usable) {
+		__u64 key = (__u64)q;
+		struct qdisc_books *bk = bpf_map_lookup_elem(&books, &key);
+		__u32 requeues = requeues_of(q);
+
+		/* Requeues since the last event are handed out first: take them in before. */
+		if (bk) {
+			bk->pending_requeues += requeues - bk->requeues;
+			bk->requeues = requeues;
+		}
 	}
-	bpf_loop(packets < BULK_MAX ? packets : BULK_MAX, dequeued_next, &b, 0);
+	if (packets <= 1)
+		dequeued_next(0, &b);
+	else
+		bpf_loop(packets < BULK_MAX ? packets : BULK_MAX, dequeued_next, &b, 0);
+	if (books_usable)
+		settle_books(q, b.segs);
 }
 
 /* A parent (tbf, htb) looks at a child's head packet before taking it. Some kinds' own peek
@@ -318,7 +467,7 @@ int BPF_PROG(qdisc_fexit_enqueue, struct sk_buff *skb, struct Qdisc *q, struct s
 	 * ages such entries out). */
 	if ((rc != NET_XMIT_SUCCESS && rc != NET_XMIT_CN) || !qdisc_dev_ok(q))
 		return 0;
-	enqueued(q, skb, bpf_ktime_get_ns());
+	enqueued(q, skb, bpf_ktime_get_ns(), 0);
 	return 0;
 }
 
@@ -326,7 +475,7 @@ SEC("fexit")
 int BPF_PROG(qdisc_fexit_dequeue, struct Qdisc *q, struct sk_buff *skb)
 {
 	if (skb && qdisc_dev_ok(q))
-		dequeued(q, skb, 1);
+		dequeued(q, skb, 1, false);
 	return 0;
 }
 
@@ -397,7 +546,7 @@ int BPF_KRETPROBE(qdisc_kretprobe_enqueue, int ret)
 	int rc = ret & NET_XMIT_MASK;
 
 	if (q && (rc == NET_XMIT_SUCCESS || rc == NET_XMIT_CN))
-		enqueued(q, (const struct sk_buff *)p.skb, p.ts_ns);
+		enqueued(q, (const struct sk_buff *)p.skb, p.ts_ns, 0);
 	return 0;
 }
 
@@ -415,7 +564,7 @@ int BPF_KRETPROBE(qdisc_kretprobe_dequeue, struct sk_buff *skb)
 	struct Qdisc *q = recall(PENDING_DEQUEUE, &p);
 
 	if (q && skb)
-		dequeued(q, skb, 1);
+		dequeued(q, skb, 1, false);
 	return 0;
 }
 
@@ -442,9 +591,14 @@ int BPF_KRETPROBE(qdisc_kretprobe_peek, struct sk_buff *skb)
 SEC("tp_btf/qdisc_enqueue")
 int BPF_PROG(qdisc_enqueued, struct Qdisc *q, const struct netdev_queue *txq, struct sk_buff *skb)
 {
+	__u64 missed_before = 0;
+
 	if (!kind_is_wanted(q) || !qdisc_dev_ok(q))
 		return 0;
-	enqueued(q, skb, bpf_ktime_get_ns());
+	/* No dequeue was seen since the last event: any bstats increase is dequeues missed. */
+	if (counters_usable(q))
+		missed_before = settle_books(q, 0);
+	enqueued(q, skb, bpf_ktime_get_ns(), missed_before);
 	return 0;
 }
 
@@ -452,8 +606,21 @@ SEC("tp_btf/qdisc_dequeue")
 int BPF_PROG(qdisc_dequeued, struct Qdisc *q, const struct netdev_queue *txq, int packets,
 	     struct sk_buff *skb)
 {
-	if (!skb || !kind_is_wanted(q) || !qdisc_dev_ok(q))
+	struct gso_fifo *f;
+
+	if (!kind_is_wanted(q) || !qdisc_dev_ok(q))
 		return 0;
-	dequeued(q, skb, packets);
+	if (skb) {
+		dequeued(q, skb, packets, true);
+		return 0;
+	}
+	/* The qdisc had nothing (more) to send: a run of it ends here, so dequeues missed at the
+	 * end of a burst are found now rather than at the next packet, which may never come. */
+	if (!counters_usable(q))
+		return 0;
+	settle_books(q, 0);
+	f = split_gso ? fifo_of(q, false) : NULL;
+	if (f)
+		f->qlen = kind_qlen(q);
 	return 0;
 }

@@ -9,4 +9,11 @@ struct qdisc_hist_key {
 	__u32 zero;
 };
 
+/* Exporter mode: metric numbers of export_hists/export_counts (read as the same names in
+ * qdisc.rs). */
+enum qdisc_export_metric {
+	QDISC_EXPORT_LATENCY = 0,	/* histogram: queueing latency */
+	QDISC_EXPORT_UNTIMED = 1,	/* counter: dequeued packets not timed */
+};
+
 #endif

@@ -199,6 +199,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     }
     let bss = skel.maps.bss_data.as_deref();
     let untimed = bss.map_or(0, |b| b.untimed);
+    let missed = bss.map_or(0, |b| b.missed);
     let segments = bss.map_or(0, |b| b.gso_segments_timed);
     let full = bss.map_or(0, |b| b.gso_fifo_full);
     let mut out = Output::new(o.common.format(), Vec::new());
@@ -210,6 +211,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         labels.extend([
             ("plan", Value::Str(plan.name)),
             ("untimed", Value::U64(untimed)),
+            ("missed", Value::U64(missed)),
             ("gso_segments_timed", Value::U64(segments)),
         ]);
     }
@@ -222,7 +224,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     if untimed > 0 {
         eprintln!(
             "netbpf qdisc: {untimed} {} dequeued without a recorded enqueue (queued before \
-             tracing began, or requeued by a busy driver) {} not timed",
+             tracing began; {missed} of them dequeued unseen by the tracer) {} not timed",
             plural(untimed, "packet", "packets"),
             plural(untimed, "was", "were")
         );
@@ -620,22 +622,39 @@ pub mod export {
         last: 24,
     };
 
+    /// enum qdisc_export_metric of qdisc.h.
+    const LATENCY: u32 = 0;
+    const UNTIMED: u32 = 1;
+
     struct Latency(Vec<(String, ExportMaps)>);
 
     impl Source for Latency {
         fn read(&self) -> anyhow::Result<Vec<Family>> {
             let mut series = Vec::new();
+            let mut untimed = Vec::new();
             for (kind, maps) in &self.0 {
+                let label = |_| vec![("kind", kind.clone())];
                 let h = maps.hists()?;
-                series.extend(maps.histogram(&h, 0, &[0], |_| vec![("kind", kind.clone())]));
+                series.extend(maps.histogram(&h, LATENCY, &[0], label));
+                let c = maps.counts()?;
+                untimed.extend(maps.counter(&c, UNTIMED, &[0], label));
             }
-            Ok(vec![Family::Histogram {
-                name: "netbpf_qdisc_latency",
-                help: "Time packets spent queued in a qdisc, from enqueue to dequeue",
-                unit: Unit::Seconds,
-                buckets: LATENCIES,
-                series,
-            }])
+            Ok(vec![
+                Family::Histogram {
+                    name: "netbpf_qdisc_latency",
+                    help: "Time packets spent queued in a qdisc, from enqueue to dequeue",
+                    unit: Unit::Seconds,
+                    buckets: LATENCIES,
+                    series,
+                },
+                Family::Counter {
+                    name: "netbpf_qdisc_untimed_packets",
+                    help: "Packets dequeued from a qdisc without a recorded enqueue (queued \
+                           before tracing began, or dequeued unseen by the tracer): not timed",
+                    unit: Unit::None,
+                    series: untimed,
+                },
+            ])
         }
 
         fn lost(&self) -> anyhow::Result<u64> {
