@@ -209,9 +209,12 @@ pub fn opened<T>(tool: &str, r: Result<T, libbpf_rs::Error>) -> anyhow::Result<T
 }
 
 /// A tool's plans and how one is chosen: the load path falls through them, best first.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct Plans {
     pub tool: &'static str,
+    /// The common filters, written into every opened object's .rodata before `configure` runs
+    /// (None: the caller's `configure` sets them, as exporter mode does from its context).
+    pub filters: Option<crate::core::cli::Filters>,
     pub all: &'static [Plan],
     /// The first usable plan of a list (`Caps::select`, or the exporter's choice).
     pub select: fn(&str, &'static [Plan]) -> Result<&'static Plan, Unsupported>,
@@ -256,6 +259,110 @@ pub fn autoload_by_plan(obj: &mut libbpf_rs::OpenObject, plan: &Plan) {
             prog.set_autoload(false);
         }
     }
+}
+
+/// Writes the common filters (common/filter.bpf.h) into an opened object's `.rodata`, finding
+/// each variable by its BTF name: every tool's load path sets them the same way, and an object
+/// that does not use a filter simply lacks nothing (the variables come with the header).
+pub fn write_filters(
+    obj: &mut libbpf_rs::OpenObject,
+    f: &crate::core::cli::Filters,
+) -> anyhow::Result<()> {
+    use libbpf_rs::btf::{types, Btf};
+    use libbpf_rs::AsRawLibbpf as _;
+    let mut values: Vec<(&str, Vec<u8>)> = vec![
+        ("filter_tgid", f.tgid.to_ne_bytes().to_vec()),
+        ("filter_netns", f.netns.to_ne_bytes().to_vec()),
+        ("filter_cgroup", f.cgroup.to_ne_bytes().to_vec()),
+        ("filter_cgroup_level", f.cgroup_level.to_ne_bytes().to_vec()),
+        ("filter_family", f.family.to_ne_bytes().to_vec()),
+        (
+            "filter_lports",
+            f.lports.iter().flat_map(|p| p.to_ne_bytes()).collect(),
+        ),
+        (
+            "filter_rports",
+            f.rports.iter().flat_map(|p| p.to_ne_bytes()).collect(),
+        ),
+    ];
+    // (offset, bytes) of each filter variable the object has.
+    let mut writes = Vec::new();
+    {
+        // SAFETY: the pointer is the live object's; the BTF borrowed from it is dropped at the
+        // end of this block, before the object is changed.
+        let raw = unsafe { obj.as_libbpf_object().as_ref() };
+        let Some(btf) = Btf::from_bpf_object(raw)? else {
+            return Ok(()); // no BTF, no .rodata filters (every object here has BTF)
+        };
+        let Some(sec) = btf.type_by_name::<types::DataSec>(".rodata") else {
+            return Ok(());
+        };
+        for info in sec.iter() {
+            let Some(var) = btf.type_by_id::<types::Var>(info.ty) else {
+                continue;
+            };
+            let name = var.name().and_then(|n| n.to_str()).unwrap_or_default();
+            if let Some(i) = values.iter().position(|(n, _)| *n == name) {
+                let (name, bytes) = values.swap_remove(i);
+                anyhow::ensure!(
+                    bytes.len() == info.size,
+                    "{name} in .rodata is {} bytes, user space writes {}",
+                    info.size,
+                    bytes.len()
+                );
+                writes.push((info.offset as usize, bytes));
+            }
+        }
+    }
+    if writes.is_empty() {
+        return Ok(());
+    }
+    let mut rodata = obj
+        .maps_mut()
+        .find(|m| m.name().to_string_lossy().ends_with(".rodata"))
+        .ok_or_else(|| anyhow!("the object has filter variables but no .rodata map"))?;
+    let data = rodata
+        .initial_value_mut()
+        .ok_or_else(|| anyhow!(".rodata has no initial value"))?;
+    for (offset, bytes) in writes {
+        data.get_mut(offset..offset + bytes.len())
+            .ok_or_else(|| anyhow!(".rodata is shorter than its BTF says"))?
+            .copy_from_slice(&bytes);
+    }
+    Ok(())
+}
+
+/// A `__u64` global of a loaded object's `.bss`, read live through its mmap, by BTF name: the
+/// counters of the shared BPF layer (`lost_events`, `map_full_drops`) without each tool
+/// naming its skeleton's generated type. None when the object has no such variable.
+pub fn bss_u64(obj: &libbpf_rs::Object, name: &str) -> Option<u64> {
+    use libbpf_rs::btf::types;
+    use libbpf_rs::{AsRawLibbpf as _, MapCore as _};
+    let btf = obj.btf().ok()??;
+    let sec = btf.type_by_name::<types::DataSec>(".bss")?;
+    let info = sec.iter().find(|i| {
+        btf.type_by_id::<types::Var>(i.ty)
+            .and_then(|v| v.name())
+            .is_some_and(|n| n == name)
+    })?;
+    let offset = info.offset as usize;
+    if info.size != 8 || offset % 8 != 0 {
+        return None;
+    }
+    let map = obj
+        .maps()
+        .find(|m| m.name().to_string_lossy().ends_with(".bss"))?;
+    let mut size: libbpf_rs::libbpf_sys::size_t = 0;
+    // SAFETY: the map is the loaded object's; libbpf returns its mmap (page aligned) and size.
+    let base = unsafe {
+        libbpf_rs::libbpf_sys::bpf_map__initial_value(map.as_libbpf_object().as_ptr(), &mut size)
+    };
+    if base.is_null() || (offset + 8) as u64 > size {
+        return None;
+    }
+    // SAFETY: in bounds and 8-byte aligned (checked above); the kernel updates it concurrently,
+    // so it is read volatile.
+    Some(unsafe { std::ptr::read_volatile(base.cast::<u8>().add(offset).cast::<u64>()) })
 }
 
 /// Opens a tool's embedded object with the programs of `plan` set to load.
@@ -305,6 +412,9 @@ where
     let mut plan = first;
     loop {
         let mut open = open::<B>(tool, plan)?;
+        if let Some(f) = &plans.filters {
+            write_filters(open.open_object_mut(), f)?;
+        }
         configure(&mut open, plan)?;
         // libbpf parses kernel BTF again for the load: our copy is not needed any more.
         crate::core::btf::release();

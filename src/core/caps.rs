@@ -434,13 +434,25 @@ pub fn func_param_index(func: &str, param: &str) -> Option<usize> {
     index
 }
 
-/// The running kernel's (major, minor) version, from uname.
-pub fn kernel_version() -> Option<(u32, u32)> {
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
+/// The running kernel's release string ("6.18.44-fc"), empty when unreadable.
+pub fn osrelease() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// The (major, minor) version of a release string such as "6.18.44-fc" or "5.10.0-46-amd64".
+pub fn release_version(release: &str) -> Option<(u32, u32)> {
     let mut parts = release.trim().split(['.', '-']);
     let major = parts.next()?.parse().ok()?;
     let minor = parts.next()?.parse().ok()?;
     Some((major, minor))
+}
+
+/// The running kernel's (major, minor) version, from uname.
+pub fn kernel_version() -> Option<(u32, u32)> {
+    release_version(&osrelease())
 }
 
 /// Whether an fentry/fexit trampoline can be attached to kernel function `func` here, by its
@@ -475,6 +487,14 @@ pub fn fentry_can_take(func: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn releases() {
+        assert_eq!(release_version("6.18.44-fc-v782"), Some((6, 18)));
+        assert_eq!(release_version("5.10.0-46-amd64"), Some((5, 10)));
+        assert_eq!(release_version("6.2.16-300.fc38"), Some((6, 2)));
+        assert_eq!(release_version("junk"), None);
+    }
 
     static ONE: &[Hook] = &[Hook::TpBtf];
 

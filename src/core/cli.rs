@@ -303,23 +303,6 @@ impl Filters {
     }
 }
 
-/// Copies [`Filters`] into a skeleton's .rodata (every tool's rodata has these fields, from
-/// common/filter.bpf.h, but each skeleton has its own generated type).
-#[macro_export]
-macro_rules! set_filters {
-    ($rodata:expr, $f:expr) => {{
-        let r = $rodata;
-        let f = &$f;
-        r.filter_tgid = f.tgid;
-        r.filter_netns = f.netns;
-        r.filter_cgroup = f.cgroup;
-        r.filter_cgroup_level = f.cgroup_level;
-        r.filter_family = f.family;
-        r.filter_lports = f.lports;
-        r.filter_rports = f.rports;
-    }};
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -48,10 +48,11 @@ pub struct Export {
 }
 
 /// The load path ([`crate::core::bpf::load`]) in exporter mode, with the exporter's choice of
-/// plan ([`select`]); `configure` sets the filters and the rest (`open.export_setup(ctx)` for
-/// a tool summing into the maps of common/export.bpf.h). Returns the attached skeleton and its
-/// plan.
+/// plan ([`select`]) and `ctx`'s filters; `configure` sets the rest (`open.export_setup(ctx)`
+/// for a tool summing into the maps of common/export.bpf.h). Returns the attached skeleton and
+/// its plan.
 pub fn load<B>(
+    ctx: &Ctx,
     tool: &'static str,
     plans: &'static [Plan],
     configure: impl FnMut(&mut B::Output, &'static Plan) -> anyhow::Result<()>,
@@ -60,11 +61,12 @@ where
     B: libbpf_rs::skel::SkelBuilder<'static> + Default,
 {
     let first = select(tool, plans)?;
-    crate::core::bpf::load::<B>(&exporter_plans(tool, plans), first, configure)
+    crate::core::bpf::load::<B>(&exporter_plans(ctx, tool, plans), first, configure)
 }
 
 /// As [`load`], without attaching (a tool that attaches its programs itself).
 pub fn load_unattached<B>(
+    ctx: &Ctx,
     tool: &'static str,
     plans: &'static [Plan],
     configure: impl FnMut(&mut B::Output, &'static Plan) -> anyhow::Result<()>,
@@ -73,17 +75,22 @@ where
     B: libbpf_rs::skel::SkelBuilder<'static> + Default,
 {
     let first = select(tool, plans)?;
-    crate::core::bpf::load_plan::<B>(&exporter_plans(tool, plans), first, configure)
+    crate::core::bpf::load_plan::<B>(&exporter_plans(ctx, tool, plans), first, configure)
 }
 
-fn exporter_plans(tool: &'static str, all: &'static [Plan]) -> crate::core::bpf::Plans {
-    crate::core::bpf::Plans { tool, all, select }
+fn exporter_plans(ctx: &Ctx, tool: &'static str, all: &'static [Plan]) -> crate::core::bpf::Plans {
+    crate::core::bpf::Plans {
+        tool,
+        all,
+        select,
+        filters: Some(ctx.filters.clone()),
+    }
 }
 
 /// An opened skeleton with the globals and maps of common/export.bpf.h; implemented for each
 /// exportable tool's skeleton by [`export_object!`](crate::export_object).
 pub trait ExportObject {
-    /// Sets the filters and exporter-mode globals, and sizes the export maps for `ctx`.
+    /// Sets the exporter-mode globals, and sizes the export maps for `ctx`.
     fn export_setup(&mut self, ctx: &Ctx) -> anyhow::Result<()>;
 }
 
@@ -95,7 +102,6 @@ macro_rules! export_object {
         impl $crate::core::export::ExportObject for $open<'static> {
             fn export_setup(&mut self, ctx: &$crate::core::export::Ctx) -> anyhow::Result<()> {
                 let r = self.maps.rodata_data.as_deref_mut().expect("rodata");
-                $crate::set_filters!(&mut *r, ctx.filters);
                 r.export_mode = true;
                 r.export_ports = ctx.ports;
                 $crate::core::export::ExportMaps::size(
@@ -452,14 +458,13 @@ pub fn family(bit: u32) -> String {
     if bit & 1 == 1 { "ipv6" } else { "ipv4" }.to_string()
 }
 
-/// Sets the exporter-mode globals of common/export.bpf.h and the common filters in a tool's
-/// .rodata.
+/// Sets the exporter-mode globals of common/export.bpf.h in a tool's .rodata (the load path
+/// writes the filters).
 #[macro_export]
 macro_rules! export_rodata {
     ($rodata:expr, $ctx:expr) => {{
         let r = $rodata;
         let c = &$ctx;
-        $crate::set_filters!(&mut *r, c.filters);
         r.export_mode = true;
         r.export_ports = c.ports;
     }};

@@ -11,6 +11,7 @@ pub mod errno;
 pub mod error;
 pub mod export;
 pub mod hist;
+pub mod iface;
 pub mod input;
 pub mod kallsyms;
 pub mod maps;

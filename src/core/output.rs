@@ -104,6 +104,8 @@ pub struct Output {
     line: String,
     out: Box<dyn Write>,
     failed: bool,
+    /// Whether any line was printed: a blank line separates blocks, never comes first.
+    printed: bool,
 }
 
 impl Output {
@@ -121,6 +123,7 @@ impl Output {
             columns,
             line: String::with_capacity(256),
             out,
+            printed: false,
             failed: false,
         }
     }
@@ -163,6 +166,8 @@ impl Output {
         }
         trim_end(&mut self.line);
         self.emit_line();
+        // Out at once, not at the first drain: a reader of a pipe sees the tool is live.
+        self.flush();
     }
 
     /// Prints one record; `values` lines up with the columns given at construction.
@@ -245,10 +250,18 @@ impl Output {
         self.emit_line();
     }
 
+    /// A blank line before the next block, when something came before it (table mode).
+    pub fn separate(&mut self) {
+        if self.printed && self.format == Format::Table {
+            self.text("");
+        }
+    }
+
     fn emit_line(&mut self) {
         if self.failed {
             return;
         }
+        self.printed = true;
         self.line.push('\n');
         if self.out.write_all(self.line.as_bytes()).is_err() {
             self.failed = true;

@@ -44,10 +44,7 @@ impl std::fmt::Debug for Metrics {
 
 impl Metrics {
     pub fn new(tools: Vec<Exported>) -> Metrics {
-        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .unwrap_or_default()
-            .trim()
-            .to_string();
+        let kernel = crate::core::caps::osrelease();
         let errors = Mutex::new(vec![None; tools.len()]);
         Metrics {
             tools,

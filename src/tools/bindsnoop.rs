@@ -146,10 +146,8 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     s.filters.family = o.family.af();
     s.filters.lports = Filters::ports(o.ports.as_deref().unwrap_or_default());
 
-    let filters = s.filters.clone();
     let skel = s.load::<BindsnoopSkelBuilder>(|open, _| {
         let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
-        crate::set_filters!(&mut *rodata, filters);
         rodata.with_failed = o.failed;
         rodata.filter_uid = o.uid.unwrap_or(u32::MAX);
         Ok(())
@@ -170,10 +168,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
             e,
         },
     )?;
-    s.report(
-        libbpf_rs::skel::Skel::object(&skel),
-        skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events),
-    );
+    s.report(libbpf_rs::skel::Skel::object(&skel));
     Ok(())
 }
 

@@ -9,7 +9,7 @@ use libbpf_rs::{ErrorKind, UprobeOpts};
 
 use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{parse_pid, Common};
+use crate::core::cli::{Common, PidFilter};
 use crate::core::error::Unsupported;
 use crate::core::output::{comm_str, Column, Format, Value};
 use crate::core::table::Table;
@@ -68,9 +68,8 @@ D-Bus, or a program's own DNS code) are not seen.";
 #[derive(Parser, Debug)]
 #[command(name = "gethostlatency", about = "Show latency of host name lookups through the C library", after_help = EXAMPLES)]
 struct Opts {
-    /// Only this process (and the C library it has mapped)
-    #[arg(short = 'p', long = "pid", value_parser = parse_pid)]
-    pid: Option<u32>,
+    #[command(flatten)]
+    pid: PidFilter,
     /// Path of the C library to probe (default: found by itself)
     #[arg(short = 'l', long = "libc", value_name = "LIBC")]
     libc: Option<PathBuf>,
@@ -114,23 +113,16 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let libc = match &o.libc {
         Some(p) => check_library(p).map_err(|why| usage!("-l: {}: {why}", p.display()))?,
-        None => match o.pid {
+        None => match o.pid.pid {
             Some(pid) => libc_of_process(pid).map_err(|e| usage!("-p {pid}: {e}"))?,
             None => system_libc().map_err(|why| Unsupported::new(tool.name, why))?,
         },
     };
     let mut s = start(tool, &o.common)?;
-    s.filters.tgid = o.pid.unwrap_or(0);
+    o.pid.apply(&mut s.filters);
 
-    let filters = s.filters.clone();
-    let skel = s.load_unattached::<GethostlatencySkelBuilder>(|open, _| {
-        crate::set_filters!(
-            open.maps.rodata_data.as_deref_mut().expect("rodata"),
-            filters
-        );
-        Ok(())
-    })?;
-    let (_links, missing) = attach(&skel, &libc, o.pid)?;
+    let skel = s.load_unattached::<GethostlatencySkelBuilder>(|_, _| Ok(()))?;
+    let (_links, missing) = attach(&skel, &libc, o.pid.pid)?;
     if !missing.is_empty() {
         eprintln!(
             "netbpf {}: {} has no {}: not traced",
@@ -165,11 +157,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         };
         table.row(out, &row);
     })?;
-    crate::core::run::report_missed(tool.name, libbpf_rs::skel::Skel::object(&skel));
-    crate::core::run::report_lost(
-        tool.name,
-        skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events),
-    );
+    s.report(libbpf_rs::skel::Skel::object(&skel));
     Ok(())
 }
 
@@ -584,6 +572,7 @@ pub mod export {
     pub fn load(ctx: &Ctx) -> anyhow::Result<Loaded> {
         let libc = system_libc().map_err(|why| Unsupported::new(TOOL.name, why))?;
         let (skel, plan) = export::load_unattached::<GethostlatencySkelBuilder>(
+            ctx,
             TOOL.name,
             TOOL.plans,
             |open, _| open.export_setup(ctx),

@@ -69,9 +69,8 @@ fn wireless_stack() -> Result<(), String> {
                     CONFIG_DEBUG_INFO_BTF_MODULES): its types cannot be read"
             .into());
     }
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let dir = Path::new("/lib/modules")
-        .join(release.trim())
+        .join(crate::core::caps::osrelease())
         .join("kernel/net/wireless");
     if ["ko", "ko.xz", "ko.zst", "ko.gz"]
         .iter()
@@ -117,14 +116,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     wireless_stack().map_err(|why| Unsupported::new(tool.name, why))?;
     let mut s = start(tool, &o.common)?;
 
-    let filters = s.filters.clone();
-    let skel = s.load::<Ieee80211scanSkelBuilder>(|open, _plan| {
-        crate::set_filters!(
-            open.maps.rodata_data.as_deref_mut().expect("rodata"),
-            filters
-        );
-        Ok(())
-    })?;
+    let skel = s.load::<Ieee80211scanSkelBuilder>(|_, _| Ok(()))?;
 
     let format = o.common.format();
     let mut out = Output::new(format, Vec::new());
@@ -136,11 +128,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         };
         print_event(out, &clock, &e);
     })?;
-    crate::core::run::report_missed(tool.name, libbpf_rs::skel::Skel::object(&skel));
-    crate::core::run::report_lost(
-        tool.name,
-        skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events),
-    );
+    s.report(libbpf_rs::skel::Skel::object(&skel));
     Ok(())
 }
 

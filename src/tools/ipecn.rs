@@ -101,14 +101,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let mut s = start(tool, &o.common)?;
     s.filters.family = o.family.af();
 
-    let filters = s.filters.clone();
-    let skel = s.load::<IpecnSkelBuilder>(|open, _plan| {
-        crate::set_filters!(
-            open.maps.rodata_data.as_deref_mut().expect("rodata"),
-            filters
-        );
-        Ok(())
-    })?;
+    let skel = s.load::<IpecnSkelBuilder>(|_, _| Ok(()))?;
 
     // The book prints no header line: each line says what it is.
     let table = table();
@@ -127,10 +120,6 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         };
         table.row(out, &row);
     })?;
-    crate::core::run::report_missed(tool.name, libbpf_rs::skel::Skel::object(&skel));
-    crate::core::run::report_lost(
-        tool.name,
-        skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events),
-    );
+    s.report(libbpf_rs::skel::Skel::object(&skel));
     Ok(())
 }

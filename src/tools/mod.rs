@@ -155,6 +155,7 @@ impl Start {
             tool: self.tool.name,
             all: self.tool.plans,
             select,
+            filters: Some(self.filters.clone()),
         }
     }
 
@@ -208,10 +209,14 @@ impl Start {
         })
     }
 
-    /// At the end of a run: what the kernel skipped and what the ring buffer lost, on stderr.
-    pub fn report(&self, object: &libbpf_rs::Object, lost_events: u64) {
-        crate::core::run::report_missed(self.tool.name, object);
-        crate::core::run::report_lost(self.tool.name, lost_events);
+    /// At the end of a run, on stderr: the runs the kernel skipped, the events the ring buffer
+    /// lost and the updates a full map refused (the shared layer's `.bss` counters).
+    pub fn report(&self, object: &libbpf_rs::Object) {
+        use crate::core::bpf::bss_u64;
+        let tool = self.tool.name;
+        crate::core::run::report_missed(tool, object);
+        crate::core::run::report_lost(tool, bss_u64(object, "lost_events").unwrap_or(0));
+        crate::core::run::report_full(tool, bss_u64(object, "map_full_drops").unwrap_or(0));
     }
 }
 

@@ -10,9 +10,9 @@ use crate::core::bpf::Pod;
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::Common;
 use crate::core::hist::print_log2;
+use crate::core::iface::{ifname_bytes, parse_ifname};
 use crate::core::maps::entries;
 use crate::core::output::{comm_str, Output, Value};
-use crate::tools::netsize::{ifname_bytes, parse_ifname};
 use crate::tools::{announce, start, Tool};
 
 mod skel {
@@ -73,16 +73,14 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let mut o = Opts::parse_from(args);
     o.per_device |= called_as_dev;
     let mut s = start(tool, &o.common)?;
-    crate::tools::netsize::warn_missing_interface(
+    crate::core::iface::warn_missing_interface(
         tool.name,
         o.interface.as_deref(),
         o.common.netns.as_deref(),
     );
 
-    let filters = s.filters.clone();
     let skel = s.load::<NettxlatSkelBuilder>(|open, _plan| {
         let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
-        crate::set_filters!(&mut *rodata, filters);
         rodata.filter_ifname = ifname_bytes(o.interface.as_deref());
         rodata.per_device = o.per_device;
         Ok(())
@@ -90,6 +88,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
 
     announce("device transmit latency");
     s.run.wait();
+    s.report(libbpf_rs::skel::Skel::object(&skel));
 
     let mut hists = entries::<types::nettxlat_key, types::hist>(&skel.maps.latency_us)?;
     let mut out = Output::new(o.common.format(), Vec::new());

@@ -8,13 +8,13 @@ use clap::Parser;
 use libbpf_rs::skel::Skel;
 
 use crate::core::bpf::{Plans, Pod};
-use crate::core::caps::{Caps, Hook, Plan};
+use crate::core::caps::{osrelease, release_version, Caps, Hook, Plan};
 use crate::core::cli::Common;
 use crate::core::error::Unsupported;
 use crate::core::hist::{print_log2, total};
+use crate::core::iface::{ifname_bytes, parse_ifname};
 use crate::core::kallsyms::Kallsyms;
 use crate::core::output::{Format, Output, Value};
-use crate::tools::netsize::{ifname_bytes, parse_ifname};
 use crate::tools::{announce, start, Tool};
 use crate::usage;
 
@@ -160,7 +160,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     }
 
     let s = start(tool, &o.common)?;
-    crate::tools::netsize::warn_missing_interface(
+    crate::core::iface::warn_missing_interface(
         tool.name,
         o.iface.as_deref(),
         o.common.netns.as_deref(),
@@ -168,8 +168,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let traced = choose(&kind, s.plan, &kallsyms, &what)?;
     let plan = traced.plan;
     let funcs = &traced.funcs;
-    let (skel, links) = load_attached(tool.name, &kind, &traced, |rodata| {
-        crate::set_filters!(&mut *rodata, s.filters);
+    let (skel, links) = load_attached(tool.name, &kind, &traced, &s.filters, |rodata| {
         rodata.filter_ifname = ifname_bytes(o.iface.as_deref());
     })?;
 
@@ -187,6 +186,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     };
     announce(&format!("{kind} qdisc queueing latency{on} ({how})"));
     s.run.wait();
+    s.report(libbpf_rs::skel::Skel::object(&skel));
     drop(links);
 
     let mut slots = [0u64; 64];
@@ -263,22 +263,6 @@ enum Availability {
     ModuleNotLoaded(PathBuf),
 }
 
-fn osrelease() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .unwrap_or_default()
-        .trim()
-        .to_string()
-}
-
-/// Whether a release string such as "6.18.44-fc" is at least major.minor.
-fn release_at_least(release: &str, major: u32, minor: u32) -> bool {
-    let mut nums = release
-        .split(|c: char| !c.is_ascii_digit())
-        .map(|n| n.parse::<u32>().unwrap_or(0));
-    let (ma, mi) = (nums.next().unwrap_or(0), nums.next().unwrap_or(0));
-    (ma, mi) >= (major, minor)
-}
-
 /// What a run traces: the plan used and, for the function plans, the kind's functions.
 struct Traced {
     plan: &'static Plan,
@@ -349,17 +333,19 @@ fn verify(tool: &'static str, plan: &'static Plan) -> Result<(), String> {
 }
 
 /// Loads and attaches the programs `t` needs to time `kind` (the plan was chosen for the kind:
-/// no fall-through here); `set` fills in the filters.
+/// no fall-through here) with `filters`; `set` fills in the rest of .rodata.
 fn load_attached(
     tool: &'static str,
     kind: &str,
     t: &Traced,
+    filters: &crate::core::cli::Filters,
     set: impl Fn(&mut types::rodata),
 ) -> anyhow::Result<(QdiscSkel<'static>, Vec<libbpf_rs::Link>)> {
     let plans = Plans {
         tool,
         all: std::slice::from_ref(t.plan),
         select: |_, plans| Ok(&plans[0]),
+        filters: Some(filters.clone()),
     };
     let (mut skel, _) =
         crate::core::bpf::load_plan::<QdiscSkelBuilder>(&plans, t.plan, |open, _| {
@@ -450,7 +436,7 @@ fn kind_available_in(
     modules: &Path,
 ) -> Result<Availability, String> {
     match kind {
-        "cbq" | "atm" | "dsmark" if release_at_least(release, 6, 3) => {
+        "cbq" | "atm" | "dsmark" if release_version(release).is_some_and(|v| v >= (6, 3)) => {
             return Err(format!(
                 "{} was removed from Linux in 6.3 (this kernel is {release}); htb or hfsc \
                  replace cbq",
@@ -498,14 +484,6 @@ ffffffff81f4b9d0 t tbf_enqueue
 ffffffff81f4c000 t codel_qdisc_enqueue
 ffffffffc0a01000 t fq_enqueue\t[sch_fq]
 ";
-
-    #[test]
-    fn releases() {
-        assert!(release_at_least("6.18.44-fc-v782", 6, 3));
-        assert!(release_at_least("6.3.0", 6, 3));
-        assert!(!release_at_least("6.2.16-300.fc38", 6, 3));
-        assert!(!release_at_least("5.15.0-91-generic", 6, 3));
-    }
 
     #[test]
     fn kinds() {
@@ -692,7 +670,7 @@ pub mod export {
         }
         let plan = crate::core::export::select(TOOL.name, TOOL.plans)?;
         let traced = choose(kind, plan, kallsyms, &what)?;
-        let (skel, links) = load_attached(TOOL.name, kind, &traced, |rodata| {
+        let (skel, links) = load_attached(TOOL.name, kind, &traced, &ctx.filters, |rodata| {
             crate::export_rodata!(&mut *rodata, ctx);
         })?;
         let maps = skel.export_maps(ctx)?;

@@ -13,10 +13,10 @@ use libbpf_rs::{MapCore, MapFlags};
 use crate::core::bpf::Pod;
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::Common;
+use crate::core::iface::{ifname_bytes, parse_ifname};
 use crate::core::maps::entries;
 use crate::core::output::{Format, Output, Value};
 use crate::core::symbols::Symbols;
-use crate::tools::netsize::{ifname_bytes, parse_ifname};
 use crate::tools::{announce, start, Tool};
 
 mod skel {
@@ -78,7 +78,7 @@ struct Opts {
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let mut s = start(tool, &o.common)?;
-    crate::tools::netsize::warn_missing_interface(
+    crate::core::iface::warn_missing_interface(
         tool.name,
         o.interface.as_deref(),
         o.common.netns.as_deref(),
@@ -94,10 +94,8 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         ))
     };
 
-    let filters = s.filters.clone();
     let skel = s.load::<SkbdropSkelBuilder>(|open, _plan| {
         let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
-        crate::set_filters!(&mut *rodata, filters);
         rodata.filter_ifname = ifname_bytes(o.interface.as_deref());
         Ok(())
     })?;
@@ -112,6 +110,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     };
     announce("sk_buff drops");
     s.run.wait();
+    s.report(libbpf_rs::skel::Skel::object(&skel));
     let after = match (&counters_ns, &before) {
         (Some(Ok(src)), Some(_)) => Some(src.read()?),
         _ => None,
@@ -432,10 +431,11 @@ pub mod export {
     pub fn load(ctx: &Ctx) -> anyhow::Result<Loaded> {
         let reasons =
             crate::core::drop_reason::names().map_err(|e| anyhow::anyhow!("{}: {e}", TOOL.name))?;
-        let (skel, plan) = export::load::<SkbdropSkelBuilder>(TOOL.name, TOOL.plans, |open, _| {
-            open.export_setup(ctx)?;
-            Ok(())
-        })?;
+        let (skel, plan) =
+            export::load::<SkbdropSkelBuilder>(ctx, TOOL.name, TOOL.plans, |open, _| {
+                open.export_setup(ctx)?;
+                Ok(())
+            })?;
         let maps = skel.export_maps(ctx)?;
         Ok(Loaded {
             source: Box::new(Drops { maps, reasons }),

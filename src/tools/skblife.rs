@@ -10,9 +10,9 @@ use libbpf_rs::{MapCore, MapFlags};
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::Common;
 use crate::core::hist::{print_log2, sum_percpu};
+use crate::core::iface::{ifname_bytes, parse_ifname};
 use crate::core::kallsyms::Kallsyms;
 use crate::core::output::{Format, Output, Value};
-use crate::tools::netsize::{ifname_bytes, parse_ifname};
 use crate::tools::{announce, start, Tool};
 
 mod skel {
@@ -106,7 +106,7 @@ fn fclone_cache_merged() -> bool {
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let mut s = start(tool, &o.common)?;
-    crate::tools::netsize::warn_missing_interface(
+    crate::core::iface::warn_missing_interface(
         tool.name,
         o.interface.as_deref(),
         o.common.netns.as_deref(),
@@ -115,7 +115,6 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let filters = s.filters.clone();
     let filtering = filters.netns != 0 || o.interface.is_some();
     let skel = s.load::<SkblifeSkelBuilder>(|open, _plan| {        let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
-        crate::set_filters!(&mut *rodata, filters);
         rodata.filter_ifname = ifname_bytes(o.interface.as_deref());
         rodata.filtering = filtering;
         match alloc_skb_range() {
@@ -141,6 +140,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
 
     announce("sk_buff lifetimes");
     s.run.wait();
+    s.report(libbpf_rs::skel::Skel::object(&skel));
 
     let hist = skel
         .maps

@@ -68,24 +68,11 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let mut s = start(tool, &o.common)?;
     o.pid.apply(&mut s.filters);
 
-    let filters = s.filters.clone();
-    let skel = s.load::<So1stbyteSkelBuilder>(|open, _plan| {
-        crate::set_filters!(
-            open.maps.rodata_data.as_deref_mut().expect("rodata"),
-            filters
-        );
-        Ok(())
-    })?;
+    let skel = s.load::<So1stbyteSkelBuilder>(|_, _| Ok(()))?;
 
     announce("connect() to first byte");
     s.run.wait();
-    crate::core::run::report_full(
-        tool.name,
-        skel.maps
-            .bss_data
-            .as_deref()
-            .map_or(0, |b| b.map_full_drops),
-    );
+    s.report(libbpf_rs::skel::Skel::object(&skel));
 
     let mut hists: Vec<(types::so1stbyte_key, types::hist)> =
         crate::core::maps::entries(&skel.maps.hists)?;

@@ -82,25 +82,14 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let mut s = start(tool, &o.common)?;
     o.pid.apply(&mut s.filters);
 
-    let filters = s.filters.clone();
     let skel = s.load::<SocketioSkelBuilder>(|open, plan| {
-        crate::set_filters!(
-            open.maps.rodata_data.as_deref_mut().expect("rodata"),
-            filters
-        );
         sockmsg::autoload(open.open_object_mut(), plan);
         Ok(())
     })?;
 
     announce("socket I/O");
     s.run.wait();
-    crate::core::run::report_full(
-        tool.name,
-        skel.maps
-            .bss_data
-            .as_deref()
-            .map_or(0, |b| b.map_full_drops),
-    );
+    s.report(libbpf_rs::skel::Skel::object(&skel));
 
     let mut rows: Vec<(types::socketio_key, u64)> = crate::core::maps::entries(&skel.maps.io)?;
     // As bpftrace prints a map: smallest count first, so the busiest end up on screen.

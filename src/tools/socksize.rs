@@ -84,25 +84,14 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let mut s = start(tool, &o.common)?;
     o.pid.apply(&mut s.filters);
 
-    let filters = s.filters.clone();
     let skel = s.load::<SocksizeSkelBuilder>(|open, plan| {
-        crate::set_filters!(
-            open.maps.rodata_data.as_deref_mut().expect("rodata"),
-            filters
-        );
         sockmsg::autoload(open.open_object_mut(), plan);
         Ok(())
     })?;
 
     announce("socket I/O sizes");
     s.run.wait();
-    crate::core::run::report_full(
-        tool.name,
-        skel.maps
-            .bss_data
-            .as_deref()
-            .map_or(0, |b| b.map_full_drops),
-    );
+    s.report(libbpf_rs::skel::Skel::object(&skel));
 
     let mut hists: Vec<(types::socksize_key, types::hist)> =
         crate::core::maps::entries(&skel.maps.sizes)?;
@@ -172,7 +161,7 @@ pub mod export {
 
     pub fn load(ctx: &Ctx) -> anyhow::Result<Loaded> {
         let (skel, plan) =
-            export::load::<SocksizeSkelBuilder>(TOOL.name, TOOL.plans, |open, plan| {
+            export::load::<SocksizeSkelBuilder>(ctx, TOOL.name, TOOL.plans, |open, plan| {
                 open.export_setup(ctx)?;
                 sockmsg::autoload(open.open_object_mut(), plan);
                 Ok(())

@@ -88,24 +88,11 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let mut s = start(tool, &o.common)?;
     o.pid.apply(&mut s.filters);
 
-    let filters = s.filters.clone();
-    let skel = s.load::<SofamilySkelBuilder>(|open, _plan| {
-        crate::set_filters!(
-            open.maps.rodata_data.as_deref_mut().expect("rodata"),
-            filters
-        );
-        Ok(())
-    })?;
+    let skel = s.load::<SofamilySkelBuilder>(|_, _| Ok(()))?;
 
     announce("connect() and accept() address families, counting");
     s.run.wait();
-    crate::core::run::report_full(
-        tool.name,
-        skel.maps
-            .bss_data
-            .as_deref()
-            .map_or(0, |b| b.map_full_drops),
-    );
+    s.report(libbpf_rs::skel::Skel::object(&skel));
 
     let mut rows: Vec<Row> =
         crate::core::maps::entries::<types::sofamily_key, u64>(&skel.maps.counts)?

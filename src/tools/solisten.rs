@@ -128,14 +128,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     o.pid.apply(&mut s.filters);
     s.filters.family = o.family.af();
 
-    let filters = s.filters.clone();
-    let skel = s.load::<SolistenSkelBuilder>(|open, _| {
-        crate::set_filters!(
-            open.maps.rodata_data.as_deref_mut().expect("rodata"),
-            filters
-        );
-        Ok(())
-    })?;
+    let skel = s.load::<SolistenSkelBuilder>(|_, _| Ok(()))?;
 
     let clock = Clock::start();
     s.stream_rows(
@@ -155,9 +148,6 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
             }
         },
     )?;
-    s.report(
-        libbpf_rs::skel::Skel::object(&skel),
-        skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events),
-    );
+    s.report(libbpf_rs::skel::Skel::object(&skel));
     Ok(())
 }

@@ -10,6 +10,7 @@ use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{Common, PidFilter};
 use crate::core::output::{comm_str, Column, Format, Output, Value};
 use crate::core::proto::{family_str, ipproto_name};
+use crate::core::table::Table;
 use crate::tools::sofamily::{print_maps, CALLS};
 use crate::tools::{announce, start, Tool};
 
@@ -59,13 +60,38 @@ struct Opts {
     common: Common,
 }
 
+/// One (call, process, protocol) count, as printed.
 struct Row {
     call: u8,
     comm: String,
     family: u16,
+    family_name: String,
     protocol: u16,
+    protocol_name: String,
     kproto: String,
     count: u64,
+}
+
+fn table() -> Table<Row> {
+    Table::<Row>::new()
+        .col(Column::new("CALL", "call", -8), |r| {
+            Value::Str(CALLS.get(r.call as usize).copied().unwrap_or("?"))
+        })
+        .col(Column::new("PROCESS", "comm", -16), |r| Value::Str(&r.comm))
+        .col(Column::new("FAMILY", "family_name", -10), |r| {
+            Value::Str(&r.family_name)
+        })
+        .col(Column::json("family"), |r| Value::U64(r.family.into()))
+        .col(Column::new("PROTO", "protocol", 5), |r| {
+            Value::U64(r.protocol.into())
+        })
+        .col(Column::new("NAME", "protocol_name", -8), |r| {
+            Value::Str(&r.protocol_name)
+        })
+        .col(Column::new("KPROTO", "kproto", -12), |r| {
+            Value::Str(&r.kproto)
+        })
+        .col(Column::new("COUNT", "count", 8), |r| Value::U64(r.count))
 }
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
@@ -73,24 +99,11 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let mut s = start(tool, &o.common)?;
     o.pid.apply(&mut s.filters);
 
-    let filters = s.filters.clone();
-    let skel = s.load::<SoprotocolSkelBuilder>(|open, _plan| {
-        crate::set_filters!(
-            open.maps.rodata_data.as_deref_mut().expect("rodata"),
-            filters
-        );
-        Ok(())
-    })?;
+    let skel = s.load::<SoprotocolSkelBuilder>(|_, _| Ok(()))?;
 
     announce("connect() and accept() protocols, counting");
     s.run.wait();
-    crate::core::run::report_full(
-        tool.name,
-        skel.maps
-            .bss_data
-            .as_deref()
-            .map_or(0, |b| b.map_full_drops),
-    );
+    s.report(libbpf_rs::skel::Skel::object(&skel));
 
     let mut rows: Vec<Row> =
         crate::core::maps::entries::<types::soprotocol_key, u64>(&skel.maps.counts)?
@@ -99,7 +112,9 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
                 call: k.call,
                 comm: comm_str(&k.comm),
                 family: k.family,
+                family_name: family_str(k.family),
                 protocol: k.protocol,
+                protocol_name: protocol_name(k.family, k.protocol),
                 kproto: comm_str(&k.kproto),
                 count,
             })
@@ -109,11 +124,13 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         // and @connect[...].
         let mut out = Output::new(o.common.format(), Vec::new());
         let lines = rows.iter().map(|r| {
-            let name = protocol_name(r.family, r.protocol);
             (
                 r.call,
                 r.count,
-                format!("{}, {}, {name}, {}", r.comm, r.protocol, r.kproto),
+                format!(
+                    "{}, {}, {}, {}",
+                    r.comm, r.protocol, r.protocol_name, r.kproto
+                ),
             )
         });
         print_maps(&mut out, lines);
@@ -138,32 +155,10 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
                 &b.kproto,
             ))
     });
-    let mut out = Output::new(
-        o.common.format(),
-        vec![
-            Column::new("CALL", "call", -8),
-            Column::new("PROCESS", "comm", -16),
-            Column::new("FAMILY", "family_name", -10),
-            Column::json("family"),
-            Column::new("PROTO", "protocol", 5),
-            Column::new("NAME", "protocol_name", -8),
-            Column::new("KPROTO", "kproto", -12),
-            Column::new("COUNT", "count", 8),
-        ],
-    );
-    for r in rows {
-        let family = family_str(r.family);
-        let name = protocol_name(r.family, r.protocol);
-        out.row(&[
-            Value::Str(CALLS.get(r.call as usize).copied().unwrap_or("?")),
-            Value::Str(&r.comm),
-            Value::Str(&family),
-            Value::U64(r.family.into()),
-            Value::U64(r.protocol.into()),
-            Value::Str(&name),
-            Value::Str(&r.kproto),
-            Value::U64(r.count),
-        ]);
+    let table = table();
+    let mut out = table.output(o.common.format());
+    for r in &rows {
+        table.row(&mut out, r);
     }
     Ok(())
 }

@@ -137,10 +137,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let mut s = start(tool, &o.common)?;
     o.pid.apply(&mut s.filters);
 
-    let filters = s.filters.clone();
     let skel = s.load::<SormemSkelBuilder>(|open, plan| {
-        let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
-        crate::set_filters!(&mut *rodata, filters);
         configure(open, plan);
         Ok(())
     })?;
@@ -153,18 +150,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
             print_event(out, &clock, &e);
         }
     })?;
-    crate::core::run::report_full(
-        tool.name,
-        skel.maps
-            .bss_data
-            .as_deref()
-            .map_or(0, |b| b.map_full_drops),
-    );
-    crate::core::run::report_missed(tool.name, libbpf_rs::skel::Skel::object(&skel));
-    crate::core::run::report_lost(
-        tool.name,
-        skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events),
-    );
+    s.report(libbpf_rs::skel::Skel::object(&skel));
 
     let hists: Vec<(u32, types::hist)> = crate::core::maps::entries(&skel.maps.hists)?;
     for (key, name) in [

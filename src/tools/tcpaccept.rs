@@ -9,7 +9,7 @@ use crate::core::addr::Tuple;
 use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{
-    parse_pid, parse_port_list, Common, Family, Filters, Ports, TimeCells, Timestamps,
+    parse_port_list, Common, Family, Filters, PidFilter, Ports, TimeCells, Timestamps,
 };
 use crate::core::output::{comm_str, Column, Value};
 use crate::core::table::Table;
@@ -74,9 +74,8 @@ io_uring do not pass through accept(2) and are not seen; `netbpf list -v` shows 
 struct Opts {
     #[command(flatten)]
     stamps: Timestamps,
-    /// Only this process
-    #[arg(short = 'p', long = "pid", value_parser = parse_pid)]
-    pid: Option<u32>,
+    #[command(flatten)]
+    pid: PidFilter,
     /// Only these local ports (comma list)
     #[arg(short = 'P', long = "port", value_parser = parse_port_list)]
     ports: Option<Ports>,
@@ -126,18 +125,11 @@ fn table(o: &Opts) -> Table<Row> {
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let mut s = start(tool, &o.common)?;
-    s.filters.tgid = o.pid.unwrap_or(0);
+    o.pid.apply(&mut s.filters);
     s.filters.family = o.family.af();
     s.filters.lports = Filters::ports(o.ports.as_deref().unwrap_or_default());
 
-    let filters = s.filters.clone();
-    let skel = s.load::<TcpacceptSkelBuilder>(|open, _plan| {
-        crate::set_filters!(
-            open.maps.rodata_data.as_deref_mut().expect("rodata"),
-            filters
-        );
-        Ok(())
-    })?;
+    let skel = s.load::<TcpacceptSkelBuilder>(|_, _| Ok(()))?;
 
     let table = table(&o);
     let mut out = table.output(o.common.format());
@@ -157,10 +149,6 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         };
         table.row(out, &row);
     })?;
-    crate::core::run::report_missed(tool.name, libbpf_rs::skel::Skel::object(&skel));
-    crate::core::run::report_lost(
-        tool.name,
-        skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events),
-    );
+    s.report(libbpf_rs::skel::Skel::object(&skel));
     Ok(())
 }

@@ -10,7 +10,7 @@ use crate::core::addr::{ip, ip_version, Tuple};
 use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{
-    parse_pid, parse_port_list, Common, Family, Filters, Ports, TimeCells, Timestamps,
+    parse_port_list, Common, Family, Filters, PidFilter, Ports, TimeCells, Timestamps,
 };
 use crate::core::errno;
 use crate::core::output::{comm_str, Column, Value};
@@ -70,9 +70,8 @@ timed out) are shown too; --json says how each ended (result).";
 struct Opts {
     #[command(flatten)]
     stamps: Timestamps,
-    /// Only this process
-    #[arg(short = 'p', long = "pid", value_parser = parse_pid)]
-    pid: Option<u32>,
+    #[command(flatten)]
+    pid: PidFilter,
     /// Only these destination ports (comma list)
     #[arg(short = 'P', long = "port", value_parser = parse_port_list)]
     ports: Option<Ports>,
@@ -133,14 +132,12 @@ fn table(o: &Opts) -> Table<Row> {
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let mut s = start(tool, &o.common)?;
-    s.filters.tgid = o.pid.unwrap_or(0);
+    o.pid.apply(&mut s.filters);
     s.filters.family = o.family.af();
     s.filters.rports = Filters::ports(o.ports.as_deref().unwrap_or_default());
 
-    let filters = s.filters.clone();
     let skel = s.load::<TcpconnectSkelBuilder>(|open, plan| {
         let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
-        crate::set_filters!(&mut *rodata, filters);
         rodata.count_mode = o.count;
         rodata.filter_uid = o.uid.unwrap_or(u32::MAX);
         if !plan.needs.contains(&Hook::Tracepoint) {
@@ -184,11 +181,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         };
         table.row(out, &row);
     })?;
-    crate::core::run::report_missed(tool.name, libbpf_rs::skel::Skel::object(&skel));
-    crate::core::run::report_lost(
-        tool.name,
-        skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events),
-    );
+    s.report(libbpf_rs::skel::Skel::object(&skel));
     Ok(())
 }
 

@@ -9,7 +9,7 @@ use crate::core::addr::ip_version;
 use crate::core::addr::Tuple;
 use crate::core::bpf::{read_event, verify, Pod};
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{parse_pid, Common, Family, TimeCells, Timestamps};
+use crate::core::cli::{Common, Family, PidFilter, TimeCells, Timestamps};
 use crate::core::output::{comm_str, Column, Value};
 use crate::core::table::Table;
 use crate::core::time::Clock;
@@ -61,9 +61,8 @@ struct Opts {
     min_ms: Option<f64>,
     #[command(flatten)]
     stamps: Timestamps,
-    /// Only this process
-    #[arg(short = 'p', long = "pid", value_parser = parse_pid)]
-    pid: Option<u32>,
+    #[command(flatten)]
+    pid: PidFilter,
     /// Include a LPORT column
     #[arg(short = 'L', long = "lport")]
     lport: bool,
@@ -119,13 +118,11 @@ fn table(o: &Opts) -> Table<Row> {
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let mut s = start(tool, &o.common)?;
-    s.filters.tgid = o.pid.unwrap_or(0);
+    o.pid.apply(&mut s.filters);
     s.filters.family = o.family.af();
 
-    let filters = s.filters.clone();
     let skel = s.load::<TcpconnlatSkelBuilder>(|open, _| {
         let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
-        crate::set_filters!(&mut *rodata, filters);
         rodata.min_lat_ns = (o.min_ms.unwrap_or(0.0) * 1e6) as u64;
         Ok(())
     })?;
@@ -147,10 +144,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         };
         table.row(out, &row);
     })?;
-    s.report(
-        libbpf_rs::skel::Skel::object(&skel),
-        skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events),
-    );
+    s.report(libbpf_rs::skel::Skel::object(&skel));
     Ok(())
 }
 
@@ -199,7 +193,7 @@ pub mod export {
 
     pub fn load(ctx: &Ctx) -> anyhow::Result<Loaded> {
         let (skel, plan) =
-            export::load::<TcpconnlatSkelBuilder>(TOOL.name, TOOL.plans, |open, _| {
+            export::load::<TcpconnlatSkelBuilder>(ctx, TOOL.name, TOOL.plans, |open, _| {
                 open.export_setup(ctx)?;
                 // A full table of connects in progress must be a counted loss, not an LRU eviction.
                 open.maps

@@ -7,7 +7,7 @@ use clap::Parser;
 use crate::core::addr::{ip_version, Tuple};
 use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{parse_pid, Common, Family, PortFilters, TimeCells, Timestamps};
+use crate::core::cli::{Common, Family, PidFilter, PortFilters, TimeCells, Timestamps};
 use crate::core::output::{comm_str, Column, Format, Value};
 use crate::core::table::Table;
 use crate::core::time::Clock;
@@ -55,9 +55,8 @@ MS is the time from SYN_SENT or SYN_RECV to CLOSE.";
 #[derive(Parser, Debug)]
 #[command(name = "tcplife", about = "Trace TCP sessions and summarize lifespan and bytes", after_help = EXAMPLES)]
 struct Opts {
-    /// Only sessions owned by this process
-    #[arg(short = 'p', long = "pid", value_parser = parse_pid)]
-    pid: Option<u32>,
+    #[command(flatten)]
+    pid: PidFilter,
     #[command(flatten)]
     ports: PortFilters,
     #[command(flatten)]
@@ -122,18 +121,11 @@ fn table(o: &Opts) -> Table<Row> {
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let mut s = start(tool, &o.common)?;
-    s.filters.tgid = o.pid.unwrap_or(0);
+    o.pid.apply(&mut s.filters);
     s.filters.family = o.family.af();
     o.ports.apply(&mut s.filters);
 
-    let filters = s.filters.clone();
-    let skel = s.load::<TcplifeSkelBuilder>(|open, _plan| {
-        crate::set_filters!(
-            open.maps.rodata_data.as_deref_mut().expect("rodata"),
-            filters
-        );
-        Ok(())
-    })?;
+    let skel = s.load::<TcplifeSkelBuilder>(|_, _| Ok(()))?;
 
     let format = if o.csv {
         Format::Csv
@@ -158,8 +150,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         table.row(out, &row);
     })?;
     let bss = skel.maps.bss_data.as_deref();
-    crate::core::run::report_missed(tool.name, libbpf_rs::skel::Skel::object(&skel));
-    crate::core::run::report_lost(tool.name, bss.map_or(0, |b| b.lost_events));
+    s.report(libbpf_rs::skel::Skel::object(&skel));
     crate::core::run::report_dropped(
         tool.name,
         bss.map_or(0, |b| b.untracked),
@@ -263,7 +254,7 @@ pub mod export {
 
     pub fn load(ctx: &Ctx) -> anyhow::Result<Loaded> {
         let (skel, plan) =
-            export::load::<TcplifeSkelBuilder>(TOOL.name, TOOL.plans, |open, _plan| {
+            export::load::<TcplifeSkelBuilder>(ctx, TOOL.name, TOOL.plans, |open, _plan| {
                 open.export_setup(ctx)?;
                 Ok(())
             })?;

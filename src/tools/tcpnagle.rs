@@ -7,7 +7,7 @@ use libbpf_rs::{MapCore, MapFlags};
 
 use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{btf_has, Hook, Plan};
-use crate::core::cli::{parse_pid, Common, Family};
+use crate::core::cli::{Common, Family, PidFilter};
 use crate::core::hist::print_log2;
 use crate::core::output::{Column, Format, Output, Value};
 use crate::tools::{announce, start, Tool};
@@ -83,9 +83,8 @@ congestion or receive window).";
 #[derive(Parser, Debug)]
 #[command(name = "tcpnagle", about = "Summarize TCP Nagle/cork/push flags and transmit delays", after_help = EXAMPLES)]
 struct Opts {
-    /// Only this process (the task on CPU at the transmit or send)
-    #[arg(short = 'p', long = "pid", value_parser = parse_pid)]
-    pid: Option<u32>,
+    #[command(flatten)]
+    pid: PidFilter,
     #[command(flatten)]
     family: Family,
     #[command(flatten)]
@@ -112,17 +111,10 @@ fn flags_name(v: u32) -> String {
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let mut s = start(tool, &o.common)?;
-    s.filters.tgid = o.pid.unwrap_or(0);
+    o.pid.apply(&mut s.filters);
     s.filters.family = o.family.af();
 
-    let filters = s.filters.clone();
-    let skel = s.load::<TcpnagleSkelBuilder>(|open, _| {
-        crate::set_filters!(
-            open.maps.rodata_data.as_deref_mut().expect("rodata"),
-            filters
-        );
-        Ok(())
-    })?;
+    let skel = s.load::<TcpnagleSkelBuilder>(|_, _| Ok(()))?;
     // Without a tcp_write_xmit hook, only the send tracepoints: no blocked time.
     let partial = !s.plan.uses(Hook::Fentry) && !s.plan.uses(Hook::Kprobe);
 
@@ -131,6 +123,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     }
     announce("TCP nagle and xmit delays");
     s.run.wait();
+    s.report(libbpf_rs::skel::Skel::object(&skel));
 
     let mut out = Output::new(
         o.common.format(),
@@ -150,9 +143,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         if let Some(v) = skel.maps.blocked_us.lookup(&key, MapFlags::ANY)? {
             if let Some(h) = read_event::<types::hist>(&v) {
                 let json = out.format() == Format::Json;
-                if !json {
-                    out.text("");
-                }
+                out.separate();
                 let label = [("mode", Value::Str(mode))];
                 let labels: &[(&str, Value)] = if json { &label } else { &[] };
                 print_log2(&mut out, "blocked_us", "us", labels, &h.slots);
@@ -176,8 +167,8 @@ fn print_counts(out: &mut Output, map: &dyn MapCore, name: &str, mode: &str) -> 
     }
     // bpftrace prints the smallest count first.
     counts.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
-    if out.format() == Format::Table && !counts.is_empty() {
-        out.text("");
+    if !counts.is_empty() {
+        out.separate();
     }
     for (flags, n) in counts {
         if out.format() == Format::Json {

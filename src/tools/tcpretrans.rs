@@ -7,7 +7,7 @@ use clap::Parser;
 use crate::core::addr::{endpoint, ip, ip_version};
 use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{btf_has, tp_btf_args, Caps, Hook, Plan};
-use crate::core::cli::{parse_pid, Common, Family};
+use crate::core::cli::{Common, Family, PidFilter};
 use crate::core::output::{comm_str, Column, Output, Value};
 use crate::core::tcp::state_name;
 use crate::core::time::Clock;
@@ -116,9 +116,8 @@ struct Opts {
     /// Include a SEQ column: the sequence number of the first retransmitted byte
     #[arg(short = 's', long = "sequence")]
     sequence: bool,
-    /// Only sockets owned by this process (as learned from their state changes)
-    #[arg(short = 'p', long = "pid", value_parser = parse_pid)]
-    pid: Option<u32>,
+    #[command(flatten)]
+    pid: PidFilter,
     #[command(flatten)]
     family: Family,
     #[command(flatten)]
@@ -181,13 +180,11 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
              tcp_send_loss_probe ({why})"
         ));
     }
-    s.filters.tgid = o.pid.unwrap_or(0);
+    o.pid.apply(&mut s.filters);
     s.filters.family = o.family.af();
 
-    let filters = s.filters.clone();
     let skel = s.load::<TcpretransSkelBuilder>(|open, _| {
         let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
-        crate::set_filters!(&mut *rodata, filters);
         rodata.count_mode = o.count;
         rodata.tp_has_err = tp_btf_args("tcp_retransmit_skb").unwrap_or(2) >= 3;
         if !o.lossprobe {
@@ -204,8 +201,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         stream(&skel, &o, &s.run)?;
     }
     let bss = skel.maps.bss_data.as_deref();
-    crate::core::run::report_missed(tool.name, libbpf_rs::skel::Skel::object(&skel));
-    crate::core::run::report_lost(tool.name, bss.map_or(0, |b| b.lost_events));
+    s.report(libbpf_rs::skel::Skel::object(&skel));
     let busy = bss.map_or(0, |b| b.busy_skipped);
     if busy > 0 {
         eprintln!(
@@ -405,7 +401,7 @@ pub mod export {
 
     pub fn load(ctx: &Ctx) -> anyhow::Result<Loaded> {
         let (skel, plan) =
-            export::load::<TcpretransSkelBuilder>(TOOL.name, TOOL.plans, |open, _plan| {
+            export::load::<TcpretransSkelBuilder>(ctx, TOOL.name, TOOL.plans, |open, _plan| {
                 open.export_setup(ctx)?;
                 let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
                 rodata.tp_has_err = tp_btf_args("tcp_retransmit_skb").unwrap_or(2) >= 3;

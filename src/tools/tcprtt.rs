@@ -143,10 +143,8 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     s.filters.lports = Filters::ports(o.lports.as_deref().unwrap_or_default());
     s.filters.rports = Filters::ports(o.rports.as_deref().unwrap_or_default());
 
-    let filters = s.filters.clone();
     let skel = s.load::<TcprttSkelBuilder>(|open, _plan| {
         let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
-        crate::set_filters!(&mut *rodata, filters);
         rodata.in_ms = o.millis;
         rodata.key_by = if o.byladdr {
             1
@@ -285,14 +283,17 @@ pub mod export {
     }
 
     pub fn load(ctx: &Ctx) -> anyhow::Result<Loaded> {
-        let (skel, plan) =
-            crate::core::export::load::<TcprttSkelBuilder>(TOOL.name, TOOL.plans, |open, _| {
+        let (skel, plan) = crate::core::export::load::<TcprttSkelBuilder>(
+            ctx,
+            TOOL.name,
+            TOOL.plans,
+            |open, _| {
                 let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
-                crate::set_filters!(&mut *rodata, ctx.filters);
                 rodata.in_ms = false;
                 rodata.key_by = 0;
                 Ok(())
-            })?;
+            },
+        )?;
         Ok(Loaded {
             source: Box::new(Rtt {
                 hists: MapHandle::try_from(&skel.maps.hists_a)?,

@@ -8,7 +8,7 @@ use clap::Parser;
 use crate::core::addr::{ip_version, Tuple};
 use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{btf_has, tp_btf_args, Hook, Plan};
-use crate::core::cli::{parse_pid, Common, Family, TimeCells, Timestamps};
+use crate::core::cli::{Common, Family, PidFilter, TimeCells, Timestamps};
 use crate::core::output::{comm_str, Column, Format, Value};
 use crate::core::table::Table;
 use crate::core::tcp::flags_str;
@@ -105,9 +105,8 @@ This is per packet: on a busy host it costs a few hundred ns per packet and prin
 #[derive(Parser, Debug)]
 #[command(name = "tcpsnoop", about = "Trace TCP packets with the owning process", after_help = EXAMPLES)]
 struct Opts {
-    /// Only packets of sockets owned by this process
-    #[arg(short = 'p', long = "pid", value_parser = parse_pid)]
-    pid: Option<u32>,
+    #[command(flatten)]
+    pid: PidFilter,
     #[command(flatten)]
     family: Family,
     #[command(flatten)]
@@ -188,7 +187,7 @@ fn configure(open: &mut OpenTcpsnoopSkel, plan: &Plan) {
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let mut s = start(tool, &o.common)?;
-    s.filters.tgid = o.pid.unwrap_or(0);
+    o.pid.apply(&mut s.filters);
     s.filters.family = o.family.af();
 
     if !function_hooks(s.plan) && tp_btf_args("tcp_send_reset") < Some(3) {
@@ -198,12 +197,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
              tcp_v4_send_reset would see them)"
         );
     }
-    let filters = s.filters.clone();
     let skel = s.load::<TcpsnoopSkelBuilder>(|open, plan| {
-        crate::set_filters!(
-            open.maps.rodata_data.as_deref_mut().expect("rodata"),
-            filters
-        );
         // Per-packet events come far denser than other tools' (a bulk transfer is tens of
         // thousands of packets a second): give the reader a deeper ring.
         let _ = open.maps.events.set_max_entries(PACKET_RING_BYTES);
@@ -236,10 +230,6 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         };
         table.row(out, &row);
     })?;
-    crate::core::run::report_missed(tool.name, libbpf_rs::skel::Skel::object(&skel));
-    crate::core::run::report_lost(
-        tool.name,
-        skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events),
-    );
+    s.report(libbpf_rs::skel::Skel::object(&skel));
     Ok(())
 }

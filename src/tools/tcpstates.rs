@@ -7,7 +7,7 @@ use clap::Parser;
 use crate::core::addr::{ip_version, Tuple};
 use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{parse_pid, Common, Family, PortFilters, TimeCells, Timestamps};
+use crate::core::cli::{Common, Family, PidFilter, PortFilters, TimeCells, Timestamps};
 use crate::core::output::{comm_str, Column, Format, Value};
 use crate::core::table::Table;
 use crate::core::tcp::state_name;
@@ -56,9 +56,8 @@ MS is the time spent in OLDSTATE (0 for a socket first seen at this change).";
 #[derive(Parser, Debug)]
 #[command(name = "tcpstates", about = "Trace TCP state changes and their durations", after_help = EXAMPLES)]
 struct Opts {
-    /// Only sockets owned by this process
-    #[arg(short = 'p', long = "pid", value_parser = parse_pid)]
-    pid: Option<u32>,
+    #[command(flatten)]
+    pid: PidFilter,
     #[command(flatten)]
     ports: PortFilters,
     #[command(flatten)]
@@ -126,18 +125,11 @@ fn table(o: &Opts) -> Table<Row> {
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let mut s = start(tool, &o.common)?;
-    s.filters.tgid = o.pid.unwrap_or(0);
+    o.pid.apply(&mut s.filters);
     s.filters.family = o.family.af();
     o.ports.apply(&mut s.filters);
 
-    let filters = s.filters.clone();
-    let skel = s.load::<TcpstatesSkelBuilder>(|open, _plan| {
-        crate::set_filters!(
-            open.maps.rodata_data.as_deref_mut().expect("rodata"),
-            filters
-        );
-        Ok(())
-    })?;
+    let skel = s.load::<TcpstatesSkelBuilder>(|_, _| Ok(()))?;
 
     let format = if o.csv {
         Format::Csv
@@ -163,8 +155,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         table.row(out, &row);
     })?;
     let bss = skel.maps.bss_data.as_deref();
-    crate::core::run::report_missed(tool.name, libbpf_rs::skel::Skel::object(&skel));
-    crate::core::run::report_lost(tool.name, bss.map_or(0, |b| b.lost_events));
+    s.report(libbpf_rs::skel::Skel::object(&skel));
     crate::core::run::report_dropped(
         tool.name,
         bss.map_or(0, |b| b.untracked),
@@ -214,13 +205,16 @@ pub mod export {
     }
 
     pub fn load(ctx: &Ctx) -> anyhow::Result<Loaded> {
-        let (skel, plan) =
-            crate::core::export::load::<TcpstatesSkelBuilder>(TOOL.name, TOOL.plans, |open, _| {
+        let (skel, plan) = crate::core::export::load::<TcpstatesSkelBuilder>(
+            ctx,
+            TOOL.name,
+            TOOL.plans,
+            |open, _| {
                 let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
-                crate::set_filters!(&mut *rodata, ctx.filters);
                 rodata.aggregate = true;
                 Ok(())
-            })?;
+            },
+        )?;
         let transitions = libbpf_rs::MapHandle::try_from(&skel.maps.transitions)?;
         Ok(Loaded {
             source: Box::new(Transitions(transitions)),

@@ -164,10 +164,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         }
     };
 
-    let filters = s.filters.clone();
     let skel = s.load::<TcpsynblSkelBuilder>(|open, plan| {
-        let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
-        crate::set_filters!(&mut *rodata, filters);
         select_programs(open, plan);
         Ok(())
     })?;
@@ -256,11 +253,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         }
     }
     drop(ring);
-    crate::core::run::report_missed(tool.name, libbpf_rs::skel::Skel::object(&skel));
-    crate::core::run::report_lost(
-        tool.name,
-        skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events),
-    );
+    s.report(libbpf_rs::skel::Skel::object(&skel));
     Ok(())
 }
 
@@ -406,7 +399,7 @@ pub mod export {
 
     pub fn load(ctx: &Ctx) -> anyhow::Result<Loaded> {
         let (skel, plan) =
-            export::load::<TcpsynblSkelBuilder>(TOOL.name, TOOL.plans, |open, plan| {
+            export::load::<TcpsynblSkelBuilder>(ctx, TOOL.name, TOOL.plans, |open, plan| {
                 open.export_setup(ctx)?;
                 let _rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
                 select_programs(open, plan);

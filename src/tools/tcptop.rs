@@ -11,7 +11,7 @@ use libbpf_rs::{MapCore, MapFlags};
 use crate::core::addr::{endpoint, ip_version, Tuple};
 use crate::core::bpf::Pod;
 use crate::core::caps::{btf_has, func_param_index, Hook, Plan};
-use crate::core::cli::{parse_pid, Common, Family, Interval};
+use crate::core::cli::{Common, Family, Interval, PidFilter};
 use crate::core::maps;
 use crate::core::output::{comm_str, Column, Format, Output, Value};
 use crate::core::table::Table;
@@ -118,9 +118,8 @@ struct Opts {
     /// Skip the loadavg summary line
     #[arg(short = 'S', long = "nosummary")]
     nosummary: bool,
-    /// Only this process
-    #[arg(short = 'p', long = "pid", value_parser = parse_pid)]
-    pid: Option<u32>,
+    #[command(flatten)]
+    pid: PidFilter,
     #[command(flatten)]
     family: Family,
     /// Sort by
@@ -203,13 +202,11 @@ fn sort_rows(rows: &mut [Row], by: Sort) {
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let mut s = start(tool, &o.common)?;
-    s.filters.tgid = o.pid.unwrap_or(0);
+    o.pid.apply(&mut s.filters);
     s.filters.family = o.family.af();
 
-    let filters = s.filters.clone();
     let skel = s.load::<TcptopSkelBuilder>(|open, plan| {
         let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
-        crate::set_filters!(&mut *rodata, filters);
         if !plan.uses(Hook::TpBtf) {
             rodata.recv_flags_arg =
                 recv_flags_arg().map_err(|e| anyhow::anyhow!("tcptop: {e}"))? as u32;
@@ -270,7 +267,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         }
         Ok(())
     })?;
-    crate::core::run::report_missed(tool.name, skel.object());
+    s.report(skel.object());
     let full = skel.maps.bss_data.as_deref().map_or(0, |b| b.map_full);
     if full > 0 {
         eprintln!("netbpf tcptop: {full} sends/receives not counted (connection map full)");

@@ -135,14 +135,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     o.pid.apply(&mut s.filters);
     s.filters.family = o.family.af();
 
-    let filters = s.filters.clone();
-    let skel = s.load::<TcptracerSkelBuilder>(|open, _| {
-        crate::set_filters!(
-            open.maps.rodata_data.as_deref_mut().expect("rodata"),
-            filters
-        );
-        Ok(())
-    })?;
+    let skel = s.load::<TcptracerSkelBuilder>(|_, _| Ok(()))?;
 
     let clock = Clock::start();
     s.stream_rows(
@@ -158,10 +151,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         },
     )?;
     let bss = skel.maps.bss_data.as_deref();
-    s.report(
-        libbpf_rs::skel::Skel::object(&skel),
-        bss.map_or(0, |b| b.lost_events),
-    );
+    s.report(libbpf_rs::skel::Skel::object(&skel));
     crate::core::run::report_dropped(
         tool.name,
         bss.map_or(0, |b| b.untracked),

@@ -123,14 +123,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     s.filters.family = o.family.af();
     o.ports.apply(&mut s.filters);
 
-    let filters = s.filters.clone();
-    let skel = s.load::<TcpwinSkelBuilder>(|open, _plan| {
-        crate::set_filters!(
-            open.maps.rodata_data.as_deref_mut().expect("rodata"),
-            filters
-        );
-        Ok(())
-    })?;
+    let skel = s.load::<TcpwinSkelBuilder>(|_, _| Ok(()))?;
 
     let format = if o.common.json {
         Format::Json
@@ -169,11 +162,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         }
     })?;
     drop(out);
-    crate::core::run::report_missed(tool.name, libbpf_rs::skel::Skel::object(&skel));
-    crate::core::run::report_lost(
-        tool.name,
-        skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events),
-    );
+    s.report(libbpf_rs::skel::Skel::object(&skel));
     if let (Some(file), Some(path)) = (plot_file, &o.plot) {
         if kept == PLOT_MAX_POINTS {
             eprintln!("netbpf tcpwin: the plot shows the first {PLOT_MAX_POINTS} samples only");

@@ -125,12 +125,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let [connect4, connect6] = connect_functions();
     // IPv6 may be a module that is not loaded, or disabled.
     let v6 = btf_has(connect6).is_ok();
-    let filters = s.filters.clone();
     let mut skel = s.load_unattached::<UdpconnectSkelBuilder>(|open, _| {
-        crate::set_filters!(
-            open.maps.rodata_data.as_deref_mut().expect("rodata"),
-            filters
-        );
         let p = &mut open.progs;
         if v6 {
             p.udpconnect_fexit6
@@ -176,11 +171,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         };
         table.row(out, &row);
     })?;
-    crate::core::run::report_missed(tool.name, libbpf_rs::skel::Skel::object(&skel));
-    crate::core::run::report_lost(
-        tool.name,
-        skel.maps.bss_data.as_deref().map_or(0, |b| b.lost_events),
-    );
+    s.report(libbpf_rs::skel::Skel::object(&skel));
     Ok(())
 }
 
