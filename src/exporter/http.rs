@@ -492,3 +492,78 @@ fn encode(r: &Response, head_only: bool, close: bool) -> Vec<u8> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RLIMIT_NOFILE's soft limit, lowered for a test and put back when dropped.
+    struct FdLimit(libc::rlimit);
+
+    impl FdLimit {
+        fn lower_to(n: libc::rlim_t) -> FdLimit {
+            let mut old = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            // SAFETY: plain getrlimit/setrlimit on a local struct.
+            unsafe {
+                assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut old), 0);
+                let new = libc::rlimit {
+                    rlim_cur: n.min(old.rlim_max),
+                    rlim_max: old.rlim_max,
+                };
+                assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &new), 0);
+            }
+            FdLimit(old)
+        }
+    }
+
+    impl Drop for FdLimit {
+        fn drop(&mut self) {
+            // SAFETY: as above.
+            unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &self.0) };
+        }
+    }
+
+    /// accept() failing with EMFILE while the server has no connection of its own to close
+    /// (the descriptors are held elsewhere in the process): it must end with an error, so that
+    /// the exporter exits non-zero and its supervisor restarts it, not linger unreachable.
+    #[test]
+    fn gives_up_when_accept_keeps_failing_with_nothing_to_close() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let waiting = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let open_now = std::fs::read_dir("/proc/self/fd").unwrap().count() as libc::rlim_t;
+        let limit = FdLimit::lower_to(open_now + 16);
+        let mut held = Vec::new();
+        loop {
+            match std::fs::File::open("/dev/null") {
+                Ok(f) => held.push(f),
+                Err(e) => {
+                    assert_eq!(e.raw_os_error(), Some(libc::EMFILE), "{e}");
+                    break;
+                }
+            }
+        }
+        let limits = Limits {
+            accept_give_up: Duration::from_millis(300),
+            ..Limits::for_fd_limit()
+        };
+        let began = Instant::now();
+        // The stop condition only bounds a hang: the server is expected to give up first.
+        let served = serve(
+            listener,
+            &limits,
+            |_: &Request| -> Response { unreachable!("no request can be accepted") },
+            || began.elapsed() > Duration::from_secs(30),
+        );
+        drop(held);
+        drop(limit);
+        drop(waiting);
+        let err = served.expect_err("serve() returned Ok: it never gave up");
+        assert!(
+            err.to_string().contains("cannot accept connections"),
+            "{err:#}"
+        );
+    }
+}
