@@ -1168,7 +1168,7 @@ struct Live {
 impl Live {
     fn start(args: &[&str]) -> Live {
         use std::io::BufRead;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_netbpf"))
+        let mut child = std::process::Command::new(common::netbpf_bin())
             .args(args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())

@@ -12,6 +12,7 @@
 #                binaries that had not finished by then count as failed
 #   --no-build   use the binaries of the last build (else `cargo test --no-run` first)
 #   TEST-ARGS    passed to every test binary (a name filter, --exact, ...)
+# NETBPF_BIN=PATH runs the tests against that netbpf (.ci/run: the static release binary).
 # NETBPF_VMTEST_BINS="cli kernels ..." runs only those test targets. With two or more kernels
 # and cores, the VMs run two at a time (NETBPF_VMTEST_VMS; consoles in the logs only);
 # NETBPF_VMTEST_SERIAL=1 runs them one after the other with the console on stderr.
@@ -68,6 +69,12 @@ fi
 [ ${#BINS[@]} -gt 0 ] || { say "cargo built no test binary"; exit 1; }
 NETBPF=$(grep '"reason":"compiler-artifact"' "$MSGS" | grep '"kind":\["bin"\]' \
   | sed -n 's/.*"executable":"\([^"]*\/netbpf\)".*/\1/p' | head -1)
+# NETBPF_BIN: the tests run that netbpf instead of this build's (e.g. the static release binary).
+if [ -n "${NETBPF_BIN:-}" ]; then
+  [ -x "$NETBPF_BIN" ] || { say "NETBPF_BIN=$NETBPF_BIN is not an executable"; exit 1; }
+  NETBPF=$NETBPF_BIN
+  say "the tests run $NETBPF_BIN"
+fi
 say "${#BINS[@]} test binaries: $(for b in "${BINS[@]}"; do basename "${b%-*}"; done | tr '\n' ' ')"
 
 # What runs in the guest: each binary with its output to the console and to a log, its
@@ -77,6 +84,7 @@ guest_script() {
   echo '#!/bin/bash'
   printf 'OUT=%q\n' "$out"
   printf 'export NETBPF_VMTEST_KERNEL=%q RUST_BACKTRACE=1\n' "$series"
+  [ -n "${NETBPF_BIN:-}" ] && printf 'export NETBPF_BIN=%q\n' "$NETBPF_BIN"
   printf 'cd %q || exit 125\n' "$ROOT"
   echo 'uname -r > "$OUT/uname"'
   [ -n "$NETBPF" ] && printf '%q list --verbose > "$OUT/list.txt" 2>&1\n' "$NETBPF"

@@ -16,13 +16,21 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+/// The netbpf under test: this build's, or NETBPF_BIN (another build of the same source, e.g.
+/// the static release binary of scripts/package.sh, which the VM suite in CI runs).
 pub fn netbpf_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_netbpf"))
+    std::env::var_os("NETBPF_BIN")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_netbpf")))
 }
 
 pub fn loadgen_bin() -> PathBuf {
     // cargo test builds examples next to the binaries' deps dir.
-    let p = netbpf_bin().parent().unwrap().join("examples/loadgen");
+    let p = PathBuf::from(env!("CARGO_BIN_EXE_netbpf"))
+        .parent()
+        .unwrap()
+        .join("examples/loadgen");
     assert!(
         p.exists(),
         "{} missing: run the tests with `cargo test` (it builds examples)",
