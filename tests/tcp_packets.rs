@@ -758,6 +758,64 @@ fn tcpconnlat_one_line_per_connect_and_threshold() {
     );
 }
 
+/// A connect refused with a reset is shown with its latency to the reset (as bcc's tcpconnlat
+/// does), marked by its result; the threshold applies to it too.
+#[test]
+fn tcpconnlat_shows_refused_connects() {
+    let ns = Netns::new();
+    let path = ns.path();
+    let all = Tool::start(&["tcpconnlat", "--json", "--netns", &path]);
+    let slow_only = Tool::start(&["tcpconnlat", "500", "--json", "--netns", &path]);
+    let table = Tool::start(&["tcpconnlat", "--netns", &path]);
+    let started = std::time::Instant::now();
+    let refused = ns.loadgen(&["connect", "--family", "6", "--port", "8421", "--count", "2"]);
+    let took_ms = started.elapsed().as_secs_f64() * 1e3;
+    let made = ns.loadgen(&["connlat", "--family", "4", "--port", "8422", "--count", "1"]);
+    assert_eq!(refused["refused"], 2, "{refused}");
+    let rows = all.stop().json();
+    let table = table.stop();
+
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    for r in &rows[..2] {
+        assert_eq!(
+            (&r["result"], &r["pid"], &r["daddr"], &r["dport"]),
+            (
+                &"ECONNREFUSED".into(),
+                &refused["pid"],
+                &"::1".into(),
+                &8421.into()
+            ),
+            "{r}"
+        );
+        // From the SYN to the reset: within the client's own run.
+        let lat = r["lat_ms"].as_f64().unwrap();
+        assert!(lat > 0.0 && lat < took_ms, "{lat} ms of a {took_ms} ms run");
+        assert!(num(r, "lport") > 0, "{r}");
+    }
+    assert_ne!(rows[0]["lport"], rows[1]["lport"]);
+    assert_eq!(
+        (&rows[2]["result"], &rows[2]["pid"], &rows[2]["dport"]),
+        (&"Success".into(), &made["pid"], &8422.into())
+    );
+    assert!(slow_only.stop().lines.is_empty(), "none took 500 ms");
+
+    assert!(
+        table.lines[0].ends_with(" DPORT LAT(ms)  RESULT"),
+        "{:?}",
+        table.lines
+    );
+    let results: Vec<&str> = table.lines[1..]
+        .iter()
+        .map(|l| l.split_whitespace().last().unwrap())
+        .collect();
+    assert_eq!(
+        results,
+        ["ECONNREFUSED", "ECONNREFUSED", "Success"],
+        "{:?}",
+        table.lines
+    );
+}
+
 #[test]
 fn tcpconnlat_filters() {
     let ns = Netns::new();
