@@ -66,6 +66,8 @@
 //!       a fixed series of bind() calls with socket options and failures (binds() says which)
 //!   loadgen [--wait] listens --port P
 //!       a fixed series of listen() calls (listens() says which)
+//!   loadgen [--wait] halfopen --family 4|6 --wait-ms MS
+//!       a connect() left in its handshake for MS ms, then closed (halfopen() says why)
 //!
 //! --wait: read one line from stdin first, so a test can start a tool filtered to this pid
 //! before any traffic is made.
@@ -2642,6 +2644,7 @@ fn main() {
         "slowconnect" => slowconnect(&a),
         "binds" => binds(&a),
         "listens" => listens(&a),
+        "halfopen" => halfopen(&a),
         other => die(&format!("unknown command '{other}'")),
     }
 }
@@ -2806,5 +2809,30 @@ fn listens(a: &Args) {
         std::process::id(),
         port,
         local_port(unbound)
+    );
+}
+
+/// A listener and a non-blocking connect() to it, both closed after --wait-ms (default 3500)
+/// whatever the handshake did: run where SYN-ACKs are dropped on their way to the client, the
+/// server retransmits its SYN-ACK (and the client its SYN) meanwhile. Reports both ports.
+fn halfopen(a: &Args) {
+    let listener = listen(a.addr(0), 16);
+    let server = listener.local_addr().unwrap();
+    let family = if server.is_ipv6() {
+        libc::AF_INET6
+    } else {
+        libc::AF_INET
+    };
+    let fd = start_nonblocking_connect(family, server)
+        .unwrap_or_else(|e| die(&format!("connect {server}: {e}")));
+    let client_port = local_port(fd);
+    thread::sleep(Duration::from_millis(a.num("--wait-ms", 3500)));
+    // SAFETY: the fd this function opened, closed once.
+    unsafe { libc::close(fd) };
+    drop(listener);
+    println!(
+        "{{\"pid\":{},\"server_port\":{},\"client_port\":{client_port}}}",
+        std::process::id(),
+        server.port()
     );
 }

@@ -773,6 +773,7 @@ fn bad_options_are_refused() {
         ),
         (&["sockstat", "1", "0"][..], "0 is not in 1.."),
         (&["sockstat", "0.001"][..], "interval '0.001' is too short"),
+        (&["sockstat", "0.05"][..], "(at least 0.1 s)"),
         (&["sockstat", "1", "2", "3"][..], "unexpected argument '3'"),
     ] {
         let o = netbpf(args);

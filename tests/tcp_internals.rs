@@ -374,6 +374,7 @@ fn tcpretrans_shows_and_counts_retransmits() {
         [
             "TIME",
             "PID",
+            "COMM",
             "IP",
             "LADDR:LPORT",
             "T>",
@@ -411,6 +412,110 @@ fn tcpretrans_shows_and_counts_retransmits() {
             segs.to_string()
         ]
     );
+}
+
+/// Drops every SYN-ACK arriving on lo in `ns` (IPv4 and IPv6), after the server has sent it:
+/// the sender counts a sent segment, the client never sees it. The redirect to a veth that is
+/// down drops the packet: this kernel has no gact (`action drop`) but has mirred.
+fn drop_synacks_on_arrival(ns: &Netns) {
+    common::ip_in(
+        ns,
+        &[
+            "link", "add", "sink0", "type", "veth", "peer", "name", "sink1",
+        ],
+    );
+    ns_run(ns, "tc", &["qdisc", "add", "dev", "lo", "clsact"]);
+    // The TCP flags byte: 13 bytes into the TCP header, after a 20-byte IPv4 header (no options
+    // on loopback) or the 40-byte IPv6 one.
+    for (proto, l4, flags_at) in [("ip", "ip protocol", "33"), ("ipv6", "ip6 protocol", "53")] {
+        let mut args = vec![
+            "filter", "add", "dev", "lo", "ingress", "protocol", proto, "u32",
+        ];
+        args.extend(["match"]);
+        args.extend(l4.split(' '));
+        args.extend(["6", "0xff", "match", "u8", "0x12", "0x12", "at", flags_at]);
+        args.extend(["action", "mirred", "egress", "redirect", "dev", "sink0"]);
+        ns_run(ns, "tc", &args);
+    }
+}
+
+/// SYN-ACKs lost on the way to the client make the server send them again: each is a line in
+/// SYN_RECV with the request's addresses and the listener's owner, and with the client's SYN
+/// retransmits they add up to the namespace's RetransSegs, in the stream and in -c.
+#[test]
+fn tcpretrans_shows_synack_retransmits() {
+    let ns = Netns::new();
+    drop_synacks_on_arrival(&ns);
+    let path = ns.path();
+    let json = Tool::start(&["tcpretrans", "--json", "--netns", &path]);
+    let count = Tool::start(&["tcpretrans", "-c", "--json", "--netns", &path]);
+    let table = Tool::start(&["tcpretrans", "--netns", &path]);
+    let before = common::snmp_counter(&ns, "Tcp", "RetransSegs");
+    let runs: Vec<Value> = std::thread::scope(|s| {
+        let v4 = s.spawn(|| ns.loadgen(&["halfopen", "--family", "4", "--wait-ms", "3500"]));
+        let v6 = s.spawn(|| ns.loadgen(&["halfopen", "--family", "6", "--wait-ms", "3500"]));
+        vec![v4.join().unwrap(), v6.join().unwrap()]
+    });
+    let retrans_segs = common::snmp_counter(&ns, "Tcp", "RetransSegs") - before;
+    let rows = finished(json.stop()).json();
+    let counted = finished(count.stop()).json();
+    let table = finished(table.stop());
+
+    for (run, addr, shown) in runs
+        .iter()
+        .zip([("127.0.0.1", "127.0.0.1"), ("::1", "[::1]")])
+        .map(|(r, (a, s))| (r, a, s))
+    {
+        let (sport, cport) = (num(run, "server_port"), num(run, "client_port"));
+        let synacks: Vec<&Value> = with(&rows, "state", "SYN_RECV")
+            .into_iter()
+            .filter(|r| r["lport"] == sport && r["laddr"] == addr)
+            .collect();
+        assert!(!synacks.is_empty(), "{addr}: {rows:?}");
+        for r in &synacks {
+            assert_eq!(
+                (&r["rport"], r["laddr"].as_str(), r["raddr"].as_str()),
+                (&cport.into(), Some(addr), Some(addr)),
+                "{r}"
+            );
+            // The listener's owner, learned when it called listen().
+            assert_eq!(
+                (&r["pid"], r["comm"].as_str()),
+                (&run["pid"], Some("loadgen"))
+            );
+            assert_eq!(
+                (&r["type"], &r["segs"], &r["result"]),
+                (&"R".into(), &1.into(), &"Success".into())
+            );
+        }
+        // -c: one row for the request, the same SYN-ACKs.
+        let row = counted
+            .iter()
+            .find(|r| r["lport"] == sport && r["laddr"] == addr)
+            .unwrap_or_else(|| panic!("{counted:?}"));
+        assert_eq!(
+            (num(row, "retransmits"), num(row, "segs"), &row["rport"]),
+            (synacks.len() as u64, synacks.len() as u64, &cport.into())
+        );
+        let line = table
+            .lines
+            .iter()
+            .find(|l| l.contains(" SYN_RECV") && l.contains(&format!(" {shown}:{sport} ")))
+            .unwrap_or_else(|| panic!("{:?}", table.lines));
+        assert!(
+            line.contains(" loadgen ") && line.contains(&format!(" R> {shown}:{cport} ")),
+            "{line}"
+        );
+    }
+    // Everything retransmitted in the namespace: the SYN-ACKs and the clients' SYNs.
+    assert!(
+        rows.iter()
+            .all(|r| ["SYN_RECV", "SYN_SENT"].contains(&r["state"].as_str().unwrap())),
+        "{rows:?}"
+    );
+    let segs = |rows: &[Value]| -> u64 { rows.iter().map(|r| num(r, "segs")).sum() };
+    assert_eq!(segs(&rows), retrans_segs, "{rows:?}");
+    assert_eq!(segs(&counted), retrans_segs, "{counted:?}");
 }
 
 #[test]

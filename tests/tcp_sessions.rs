@@ -392,10 +392,22 @@ fn tcpconnect_shows_successful_and_refused_connects() {
         "{:?}",
         table.lines
     );
-    assert_eq!(
-        table.lines.iter().filter(|l| l.contains(" 7299")).count(),
-        2
+    assert!(
+        table.lines[0].ends_with(" DPORT  RESULT"),
+        "{}",
+        table.lines[0]
     );
+    // A refused connect says so in the table, not only in --json.
+    let result_of = |port: &str| -> Vec<&str> {
+        table
+            .lines
+            .iter()
+            .filter(|l| l.split_whitespace().nth(7) == Some(port))
+            .map(|l| l.split_whitespace().last().unwrap())
+            .collect()
+    };
+    assert_eq!(result_of("7299"), ["ECONNREFUSED"; 2], "{:?}", table.lines);
+    assert_eq!(result_of("7201"), ["Success"; 2], "{:?}", table.lines);
 }
 
 #[test]

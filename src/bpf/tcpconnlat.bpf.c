@@ -4,7 +4,9 @@
  *
  * CLOSE -> SYN_SENT runs inside connect(), just before the SYN is built: the start time and the
  * caller. SYN_SENT -> ESTABLISHED runs when the SYN-ACK is processed (softirq): the end. A
- * handshake that fails (SYN_SENT -> CLOSE) is forgotten. */
+ * handshake that fails (SYN_SENT -> CLOSE) with an error ends there too: a reset (ECONNREFUSED,
+ * the time to the RST, as bcc shows it), the SYN retries running out (ETIMEDOUT), an ICMP error.
+ * One the application abandoned (closed the socket: no error) is forgotten. */
 #include "common/netbpf.bpf.h"
 #include "common/events.bpf.h"
 #include "common/filter.bpf.h"
@@ -37,6 +39,7 @@ int BPF_PROG(tcpconnlat_set_state, struct sock *sk, int oldstate, int newstate)
 	struct connect_start *st, fresh = {};
 	struct tcpconnlat_event *e;
 	__u64 key = (__u64)sk, now;
+	int err = 0;
 
 	if (oldstate != TCP_SYN_SENT && newstate != TCP_SYN_SENT)
 		return 0;
@@ -68,13 +71,17 @@ int BPF_PROG(tcpconnlat_set_state, struct sock *sk, int oldstate, int newstate)
 	if (!st)
 		return 0;
 	now = bpf_ktime_get_ns();
+	/* The kernel stores the error before the state (tcp_done_with_error()). */
+	if (newstate == TCP_CLOSE)
+		err = BPF_CORE_READ(sk, sk_err);
 	/* Exporter mode (common/export.bpf.h; the exporter makes `starts` a plain hash, so a full
 	 * map is a counted loss): one histogram of microseconds per family (label 1: IPv6), the
 	 * port label being the remote port. */
 	if (newstate == TCP_ESTABLISHED && export_mode) {
 		export_hist_add(0, BPF_CORE_READ(sk, __sk_common.skc_family) == AF_INET6,
 				bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport)), (now - st->ts_ns) / 1000);
-	} else if (newstate == TCP_ESTABLISHED && now - st->ts_ns >= min_lat_ns) {
+	} else if ((newstate == TCP_ESTABLISHED || err) && !export_mode &&
+		   now - st->ts_ns >= min_lat_ns) {
 		e = reserve_event(sizeof(*e));
 		if (e) {
 			e->cgroup = sk_cgroup_id(sk);
@@ -83,6 +90,7 @@ int BPF_PROG(tcpconnlat_set_state, struct sock *sk, int oldstate, int newstate)
 			e->ts_ns = now;
 			e->lat_ns = now - st->ts_ns;
 			e->pid = st->pid;
+			e->result = -err;
 			__builtin_memcpy(e->comm, st->comm, sizeof(e->comm));
 			submit_event(e);
 		}

@@ -15,6 +15,28 @@
 char LICENSE[] SEC("license") = "GPL";
 EXPORT_EVENT_TYPE(tcpdrop_event);
 
+/* Routine reasons (normal teardown, not loss: core::drop_reason::ROUTINE), one bit per value,
+ * set by user space unless --all-reasons. Their drops are counted, not sent: no stack walk, no
+ * record. */
+const volatile __u64 routine_reasons[TCPDROP_ROUTINE_MAX / 64] = {};
+/* Drops hidden as routine, per reason: read at exit for the summary. */
+__u64 routine_hidden[TCPDROP_ROUTINE_MAX] = {};
+
+static __always_inline bool hidden_as_routine(__u32 reason)
+{
+	__u32 slot = reason;
+
+	if (slot >= TCPDROP_ROUTINE_MAX)
+		return false;
+	/* The bound must hold on the register that indexes (clang may index with a copy). */
+	barrier_var(slot);
+	slot &= TCPDROP_ROUTINE_MAX - 1;
+	if (!(routine_reasons[slot / 64] & (1ULL << (slot % 64))))
+		return false;
+	__sync_fetch_and_add(&routine_hidden[slot], 1);
+	return true;
+}
+
 static __always_inline __u64 drop_netns(const struct sk_buff *skb, const struct sock *sk)
 {
 	__u64 netns = skb_dev_netns(skb);
@@ -57,6 +79,8 @@ int BPF_PROG(tcpdrop_kfree_skb, struct sk_buff *skb, void *location, enum skb_dr
 		return 0;
 	if (!sk_cgroup_ok(sk))
 		return 0; /* the packet's socket: drops without one belong to no container */
+	if (hidden_as_routine(reason))
+		return 0;
 
 	e = reserve_event(sizeof(*e));
 	if (!e)

@@ -3,6 +3,9 @@
 #define NETBPF_TCPDROP_H
 
 #define TCPDROP_STACK_DEPTH 32
+/* Drop reasons below this can be hidden as routine (core::drop_reason::ROUTINE); the core enum
+ * has ~130 values, subsystem reasons (bits 16+) are never routine. */
+#define TCPDROP_ROUTINE_MAX 256
 
 /* One TCP packet the kernel dropped. Addresses as on the wire (source -> destination). */
 struct tcpdrop_event {

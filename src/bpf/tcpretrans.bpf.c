@@ -38,62 +38,54 @@ struct {
 	__type(value, struct tcpretrans_count);
 } counts SEC(".maps");
 
-/* Exporter mode (common/export.bpf.h): segments retransmitted (metric 0) and tail loss probes
- * (metric 1), by the socket's state. */
-static __always_inline void export_retransmit(const struct sock *sk, const struct sk_buff *skb, __u8 kind)
-{
-	__u64 segs = 1;
+/* What one retransmit sent: the connection, the state shown, the segments (what RetransSegs
+ * counts) and the first sequence number. */
+struct retransmit {
+	struct sock_tuple t;
+	int state;
+	int err;
+	__u32 seq;
+	__u16 segs;
+	__u8 kind;
+};
 
-	if (skb) {
-		struct tcp_skb_cb *cb = (void *)skb + bpf_core_field_offset(struct sk_buff, cb);
-
-		segs = BPF_CORE_READ(cb, tcp_gso_segs) ?: 1;
-	}
-	export_count(kind == TCPRETRANS_LOSS_PROBE, BPF_CORE_READ(sk, __sk_common.skc_state), 0, segs);
-}
-
-static __always_inline void report(const struct sock *sk, const struct sk_buff *skb, __u8 kind, int err)
+/* sk: the socket whose namespace, cgroup and owner count (for a SYN-ACK, the listener). */
+static __always_inline void report(const struct sock *sk, struct retransmit *r)
 {
 	static const struct tcpretrans_count zero = {};
-	struct tcp_skb_cb *cb = NULL;
 	struct tcpretrans_count *n;
 	struct tcpretrans_event *e;
 	struct sk_owner *owner;
-	struct sock_tuple t = {};
 	__u64 key = (__u64)sk;
 
 	if (!sk_netns_ok(sk))
 		return;
 	if (!sk_cgroup_ok(sk))
 		return;
-	sk_read_tuple(sk, &t);
-	tuple_unmap_v4(&t);
-	if (!sk_is_inet(t.family) || !family_ok(t.family))
+	tuple_unmap_v4(&r->t);
+	if (!sk_is_inet(r->t.family) || !family_ok(r->t.family))
 		return;
+	/* Exporter mode (common/export.bpf.h): segments retransmitted (metric 0) and tail loss
+	 * probes (metric 1), by the socket's state. */
 	if (export_mode) {
-		export_retransmit(sk, skb, kind);
+		export_count(r->kind == TCPRETRANS_LOSS_PROBE, r->state, 0, r->segs);
 		return;
 	}
 	owner = bpf_map_lookup_elem(&sk_owners, &key);
 	if (filter_tgid && (!owner || owner->pid != filter_tgid))
 		return;
 
-	/* TCP_SKB_CB(skb) lives in skb->cb: the first byte's sequence number, and how many
-	 * segments the skb was sent as. */
-	if (skb)
-		cb = (void *)skb + bpf_core_field_offset(struct sk_buff, cb);
-
 	if (count_mode) {
 		struct tcpretrans_count_key k = {
-			.family = t.family, .lport = t.lport, .rport = t.rport, .kind = kind,
+			.family = r->t.family, .lport = r->t.lport, .rport = r->t.rport, .kind = r->kind,
 		};
 
-		__builtin_memcpy(k.saddr, t.saddr, sizeof(k.saddr));
-		__builtin_memcpy(k.daddr, t.daddr, sizeof(k.daddr));
+		__builtin_memcpy(k.saddr, r->t.saddr, sizeof(k.saddr));
+		__builtin_memcpy(k.daddr, r->t.daddr, sizeof(k.daddr));
 		n = lookup_or_init(&counts, &k, &zero);
 		if (n) {
 			__sync_fetch_and_add(&n->events, 1);
-			__sync_fetch_and_add(&n->segs, cb ? BPF_CORE_READ(cb, tcp_gso_segs) : 1);
+			__sync_fetch_and_add(&n->segs, r->segs);
 		}
 		return;
 	}
@@ -102,23 +94,13 @@ static __always_inline void report(const struct sock *sk, const struct sk_buff *
 	if (!e)
 		return;
 	e->cgroup = sk_cgroup_id(sk);
-	e->tuple = t;
+	e->tuple = r->t;
 	e->ts_ns = bpf_ktime_get_ns();
-	e->state = BPF_CORE_READ(sk, __sk_common.skc_state);
-	e->kind = kind;
-	e->err = err;
-	e->seq = 0;
-	e->segs = 0;
-	if (cb) {
-		e->seq = BPF_CORE_READ(cb, seq);
-		e->segs = BPF_CORE_READ(cb, tcp_gso_segs);
-	} else if (kind == TCPRETRANS_LOSS_PROBE) {
-		/* The probe: one segment, new data or the last one resent (tlp_retrans). */
-		e->seq = BPF_CORE_READ((struct tcp_sock *)sk, tlp_high_seq);
-		e->segs = 1;
-		if (bpf_core_field_exists(((struct tcp_sock *)0)->tlp_retrans))
-			e->err = BPF_CORE_READ_BITFIELD_PROBED((struct tcp_sock *)sk, tlp_retrans);
-	}
+	e->state = r->state;
+	e->kind = r->kind;
+	e->err = r->err;
+	e->seq = r->seq;
+	e->segs = r->segs;
 	if (owner) {
 		e->pid = owner->pid;
 		__builtin_memcpy(e->comm, owner->comm, sizeof(e->comm));
@@ -127,6 +109,29 @@ static __always_inline void report(const struct sock *sk, const struct sk_buff *
 		e->comm[0] = 0;
 	}
 	submit_event(e);
+}
+
+/* A retransmit (skb) or a tail loss probe (no skb) of a full socket. */
+static __always_inline void report_sk(const struct sock *sk, const struct sk_buff *skb, __u8 kind, int err)
+{
+	struct retransmit r = { .kind = kind, .err = err, .segs = 1 };
+
+	sk_read_tuple(sk, &r.t);
+	r.state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	if (skb) {
+		/* TCP_SKB_CB(skb) lives in skb->cb: the first byte's sequence number, and how
+		 * many segments the skb was sent as. */
+		struct tcp_skb_cb *cb = (void *)skb + bpf_core_field_offset(struct sk_buff, cb);
+
+		r.seq = BPF_CORE_READ(cb, seq);
+		r.segs = BPF_CORE_READ(cb, tcp_gso_segs) ?: 1;
+	} else if (kind == TCPRETRANS_LOSS_PROBE) {
+		/* The probe: one segment, new data or the last one resent (tlp_retrans). */
+		r.seq = BPF_CORE_READ((struct tcp_sock *)sk, tlp_high_seq);
+		if (bpf_core_field_exists(((struct tcp_sock *)0)->tlp_retrans))
+			r.err = BPF_CORE_READ_BITFIELD_PROBED((struct tcp_sock *)sk, tlp_retrans);
+	}
+	report(sk, &r);
 }
 
 SEC("tp_btf/inet_sock_set_state")
@@ -154,7 +159,36 @@ int BPF_PROG(tcpretrans_retransmit, const struct sock *sk, const struct sk_buff 
 			return 0;
 		}
 	}
-	report(sk, skb, TCPRETRANS_RETRANSMIT, err);
+	report_sk(sk, skb, TCPRETRANS_RETRANSMIT, err);
+	return 0;
+}
+
+/* A SYN-ACK sent again for a connection request (tcp_rtx_synack(), on the request's timer or
+ * when the client's SYN comes again). The kernel counts it in RetransSegs and TCPSynRetrans, as
+ * it fires this tracepoint, only when it was sent. sk is the listener (or, for a passive Fast
+ * Open, the new child): its namespace and owner; the request holds the connection's addresses
+ * (a request_sock is no inet_sock: the local port is skc_num, there is no inet_sport). Shown in
+ * SYN_RECV, the request's state as ss names it. */
+SEC("tp_btf/tcp_retransmit_synack")
+int BPF_PROG(tcpretrans_synack, const struct sock *sk, const struct request_sock *req)
+{
+	struct retransmit r = {
+		.kind = TCPRETRANS_RETRANSMIT, .state = TCP_SYN_RECV, .segs = 1,
+	};
+
+	r.t.family = BPF_CORE_READ(req, __req_common.skc_family);
+	r.t.lport = BPF_CORE_READ(req, __req_common.skc_num);
+	r.t.rport = bpf_ntohs(BPF_CORE_READ(req, __req_common.skc_dport));
+	if (r.t.family == AF_INET6) {
+		BPF_CORE_READ_INTO(&r.t.saddr, req, __req_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&r.t.daddr, req, __req_common.skc_v6_daddr.in6_u.u6_addr8);
+	} else {
+		BPF_CORE_READ_INTO((__u32 *)r.t.saddr, req, __req_common.skc_rcv_saddr);
+		BPF_CORE_READ_INTO((__u32 *)r.t.daddr, req, __req_common.skc_daddr);
+	}
+	/* The SYN-ACK's sequence number: the initial one the server chose. */
+	r.seq = BPF_CORE_READ((struct tcp_request_sock *)req, snt_isn);
+	report(sk, &r);
 	return 0;
 }
 
@@ -194,7 +228,7 @@ int BPF_PROG(tcpretrans_tlp_fexit, struct sock *sk)
 
 	bpf_map_delete_elem(&tlp_before, &key);
 	if (sent)
-		report(sk, NULL, TCPRETRANS_LOSS_PROBE, 0);
+		report_sk(sk, NULL, TCPRETRANS_LOSS_PROBE, 0);
 	return 0;
 }
 
@@ -218,7 +252,7 @@ int BPF_KRETPROBE(tcpretrans_tlp_kretprobe)
 		return 0;
 	sk = (const struct sock *)f.a;
 	if (!f.b && tlp_high_seq(sk))
-		report(sk, NULL, TCPRETRANS_LOSS_PROBE, 0);
+		report_sk(sk, NULL, TCPRETRANS_LOSS_PROBE, 0);
 	return 0;
 }
 

@@ -39,6 +39,46 @@ pub fn name(names: &HashMap<u32, String>, reason: u32) -> String {
         .unwrap_or_else(|| format!("UNKNOWN({reason})"))
 }
 
+/// Drop reasons the kernel gives in normal operation, where no packet was lost: tcpdrop hides
+/// them unless asked (`--all-reasons`), skbdrop counts them and marks them. Each with what
+/// happened, in plain words. The one list of them.
+///
+/// QUEUE_PURGE (since Linux 6.7 the reason of `__skb_queue_purge()`): `sk_stream_kill_queues()`
+/// frees whatever is left in the receive queue of each TCP socket the kernel destroys. A socket
+/// that closed first and then received the peer's FIN goes to TIME_WAIT and is destroyed with
+/// that FIN still queued (already acknowledged, nothing to deliver): one QUEUE_PURGE per such
+/// connection, and no drop counter moves (nstat). `tcp_disconnect()` purges the same way. On
+/// 6.18, loadgen's normal workloads (TCP streams, request/reply, IPv4/IPv6 exchanges, UDP,
+/// AF_UNIX, connects, a close with unread data) gave QUEUE_PURGE and no other reason.
+///
+/// Looked at and not routine: SOCKET_CLOSE (AF_UNIX only, 6.14+: data its receiver never read,
+/// discarded at close; TCP frees unread data at close without a drop event and answers with a
+/// reset), TCP_CLOSE (a segment for a socket already closed), NOT_SPECIFIED (no reason given;
+/// tcpdrop never shows it, skbdrop counts it as such).
+pub const ROUTINE: &[(&str, &str)] = &[(
+    "QUEUE_PURGE",
+    "a closed socket's queue freed with it, e.g. the peer's FIN after close: not a loss",
+)];
+
+/// Why `name` is a routine reason (see [`ROUTINE`]), or None when it is not one.
+pub fn routine(name: &str) -> Option<&'static str> {
+    ROUTINE
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, why)| *why)
+}
+
+/// The values of the routine reasons this kernel has (absent ones are left out).
+pub fn routine_codes(names: &HashMap<u32, String>) -> Vec<u32> {
+    let mut codes: Vec<u32> = names
+        .iter()
+        .filter(|(_, n)| routine(n).is_some())
+        .map(|(v, _)| *v)
+        .collect();
+    codes.sort_unstable();
+    codes
+}
+
 /// A frame of the tracing machinery itself (the BPF program and the tracepoint's dispatch), at
 /// the top of a stack taken from a tracepoint program.
 pub fn is_tracing_frame(frame: &str) -> bool {
@@ -72,6 +112,17 @@ mod tests {
             trim_tracing_frames(stack),
             f(&["sk_skb_reason_drop+0x90", "tcp_v4_rcv+0x99"])
         );
+    }
+
+    #[test]
+    fn routine_reasons_are_named_once() {
+        assert!(routine("QUEUE_PURGE").is_some());
+        assert!(routine("NO_SOCKET").is_none());
+        let names: HashMap<u32, String> = [(3, "NO_SOCKET"), (104, "QUEUE_PURGE")]
+            .into_iter()
+            .map(|(v, n)| (v, n.to_string()))
+            .collect();
+        assert_eq!(routine_codes(&names), [104]);
     }
 
     #[test]

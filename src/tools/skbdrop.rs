@@ -121,24 +121,22 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let unknown = skel.maps.bss_data.as_deref().map_or(0, |b| b.netns_unknown);
     if unknown > 0 {
         eprintln!(
-            "netbpf {}: {unknown} {} of skbs with neither a device nor a socket could not be \
-             placed in a namespace: not counted",
+            "netbpf {}: {unknown} {} not counted: with --netns a drop is placed by its packet's \
+             device or socket, and {} had neither (e.g. UDP datagrams still queued on a closing \
+             socket); run without --netns to count them",
             tool.name,
-            if unknown == 1 { "drop" } else { "drops" }
+            if unknown == 1 {
+                "drop was"
+            } else {
+                "drops were"
+            },
+            if unknown == 1 { "it" } else { "they" },
         );
     }
     if let (Some(before), Some(after)) = (before, after) {
         print_counter_deltas(&before, &after, &mut out);
     }
     Ok(())
-}
-
-/// Frames of the tracing machinery itself (the BPF program and the tracepoint's dispatch) at the
-/// top of a stack taken from a tp_btf program; the stack proper starts below them.
-fn is_tracing_frame(frame: &str) -> bool {
-    ["bpf_prog_", "bpf_trace_run", "__traceiter_", "__bpf_trace_"]
-        .iter()
-        .any(|p| frame.starts_with(p))
 }
 
 /// The symbolized stack `id` of the stacks map, without the tracing frames on top.
@@ -157,10 +155,9 @@ fn kernel_stack(skel: &SkbdropSkel, symbols: &Symbols, id: i32) -> anyhow::Resul
         .chunks_exact(8)
         .map(|b| u64::from_ne_bytes(b.try_into().unwrap()))
         .collect();
-    let mut stack = symbols.kernel(&addrs);
-    let skip = stack.iter().take_while(|f| is_tracing_frame(f)).count();
-    stack.drain(..skip);
-    Ok(stack)
+    Ok(crate::core::drop_reason::trim_tracing_frames(
+        symbols.kernel(&addrs),
+    ))
 }
 
 fn print_drops(
@@ -171,7 +168,8 @@ fn print_drops(
 ) -> anyhow::Result<()> {
     let symbols = Symbols::new();
     let mut stacks: HashMap<i32, Vec<String>> = HashMap::new();
-    let mut no_stack = false;
+    // Drops counted without a stack, by bpf_get_stackid's error (a negative stack id).
+    let mut no_stack: HashMap<i32, u64> = HashMap::new();
     // Stacks identical in their first `frames` frames make one row, as bpftrace's kstack(N) keys.
     let mut rows: HashMap<(u32, Vec<String>), u64> = HashMap::new();
     for (key, count) in entries::<types::skbdrop_key, u64>(&skel.maps.drops)? {
@@ -180,7 +178,7 @@ fn print_drops(
         }
         let mut stack = stacks[&key.stack_id].clone();
         if stack.is_empty() {
-            no_stack = true;
+            *no_stack.entry(key.stack_id.min(0)).or_default() += count;
             stack.push("[stack unavailable]".to_string());
         }
         if frames > 0 {
@@ -194,16 +192,24 @@ fn print_drops(
 
     for ((reason, stack), count) in &rows {
         let name = crate::core::drop_reason::name(reasons, *reason);
+        let routine = crate::core::drop_reason::routine(&name);
         if out.format() == Format::Json {
             let stack_json = serde_json::Value::from(stack.clone()).to_string();
             out.record(&[
                 ("reason", Value::Str(&name)),
                 ("reason_code", Value::U64((*reason).into())),
+                (
+                    "routine",
+                    Value::Json(if routine.is_some() { "true" } else { "false" }),
+                ),
                 ("stack", Value::Json(&stack_json)),
                 ("count", Value::U64(*count)),
             ]);
         } else {
-            out.text(&format!("@[{name},"));
+            match routine {
+                Some(why) => out.text(&format!("@[{name} (routine: {why}),")),
+                None => out.text(&format!("@[{name},")),
+            }
             for f in stack {
                 out.text(&format!("        {f}"));
             }
@@ -211,10 +217,37 @@ fn print_drops(
             out.text("");
         }
     }
-    if no_stack {
-        eprintln!("netbpf skbdrop: some stacks could not be recorded (stack map full, or a stack id collision)");
+    let mut no_stack: Vec<(i32, u64)> = no_stack.into_iter().collect();
+    no_stack.sort_unstable();
+    for (err, drops) in no_stack {
+        eprintln!("netbpf skbdrop: {}", no_stack_sentence(err, drops));
     }
     Ok(())
+}
+
+/// Why `drops` drops were counted without their kernel stack: `id` is their stack id, negative
+/// when bpf_get_stackid failed (-errno).
+fn no_stack_sentence(id: i32, drops: u64) -> String {
+    let why = match -id {
+        libc::EEXIST => {
+            "another stack already held its slot in the stack map (two stacks hashed alike: \
+             the first one seen keeps the slot)"
+        }
+        libc::ENOMEM => "the stack map was full (4096 distinct stacks)",
+        libc::EFAULT => "the kernel could not walk the stack at the drop",
+        e if e <= 0 => "its stack was no longer in the stack map when read",
+        _ => "the kernel could not record it",
+    };
+    let code = if id < 0 {
+        format!(" ({})", crate::core::errno::result((-id).into()))
+    } else {
+        String::new()
+    };
+    format!(
+        "{drops} {} counted without a kernel stack, shown as [stack unavailable]: {why}{code}; \
+         their reasons are counted",
+        if drops == 1 { "drop was" } else { "drops were" }
+    )
 }
 
 fn print_counter_deltas(before: &Counters, after: &Counters, out: &mut Output) {

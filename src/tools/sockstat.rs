@@ -1,7 +1,6 @@
 //! sockstat: socket syscalls and socket I/O per interval, counted in the kernel.
 
 use std::ffi::OsString;
-use std::time::Duration;
 
 use clap::Parser;
 use libbpf_rs::skel::OpenSkel as _;
@@ -59,9 +58,6 @@ pub static TOOL: Tool = Tool {
     export: None,
 };
 
-/// Below this, INTERVAL would print lines faster than anyone reads them.
-const MIN_INTERVAL: Duration = Duration::from_millis(10);
-
 const EXAMPLES: &str = "\
 Examples:
   sockstat                # counts every second, until Ctrl-C
@@ -74,7 +70,7 @@ style): socket syscalls at entry, by the syscall's tracepoint name; socket I/O w
 is handed to the protocol: every send/recv path (send*, recv*, write, read, splice...) counts.
 The I/O counters are sock:sock_{send,recv}_length (Linux 6.3+); older kernels count the same
 messages around sock_sendmsg()/sock_recvmsg() (fentry or kprobe; splice and sendfile to a socket
-are missed before 6.5). INTERVAL is at least 0.01 s.
+are missed before 6.5). INTERVAL is at least 0.1 s.
 --netns matches the calling task's namespace for syscalls, the socket's for I/O.";
 
 #[derive(Parser, Debug)]
@@ -123,13 +119,6 @@ fn configure(open: &mut OpenSockstatSkel<'static>, plan: &Plan) {
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let every = o.interval.every();
-    if every < MIN_INTERVAL {
-        return Err(crate::usage!(
-            "INTERVAL {} s is too short (at least {} s)",
-            every.as_secs_f64(),
-            MIN_INTERVAL.as_secs_f64()
-        ));
-    }
     let mut s = start(tool, &o.common)?;
     o.pid.apply(&mut s.filters);
 

@@ -62,8 +62,10 @@ Examples:
   tcpconnect --json       # one JSON object per connect, with its result
 
 A line appears once the SYN is sent and the local port is known: for a blocking connect() when
-the handshake ends, for a non-blocking one when connect() returns. Failed handshakes (refused,
-timed out) are shown too; --json says how each ended (result).";
+the handshake ends, for a non-blocking one when connect() returns. Failed handshakes are shown
+too: RESULT says how each ended: Success, ECONNREFUSED (the peer answered with a reset),
+ETIMEDOUT, ECONNABORTED (closed before it ended), EINPROGRESS (non-blocking, still under way
+when connect() returned).";
 
 #[derive(Parser, Debug)]
 #[command(name = "tcpconnect", about = "Trace active TCP connections (connect())", after_help = EXAMPLES)]
@@ -125,7 +127,10 @@ fn table(o: &Opts) -> Table<Row> {
         .col(Column::new("DPORT", "dport", -6), |r| {
             Value::U64(r.t.rport.into())
         })
-        .col(Column::json("result"), |r| Value::Str(&r.result))
+        // How the handshake ended, so a refused connect does not read like a made one.
+        .col(Column::new("RESULT", "result", 0), |r| {
+            Value::Str(&r.result)
+        })
         .col(Column::json("cgroup"), |r| Value::U64(r.e.cgroup))
 }
 

@@ -26,7 +26,7 @@ unsafe impl Pod for types::tcpconnlat_event {}
 pub static TOOL: Tool = Tool {
     name: "tcpconnlat",
     aliases: &[],
-    about: "TCP connect latency: SYN sent to connection established, one line per connect",
+    about: "TCP connect latency: SYN sent to established (or refused), one line per connect",
     plans: &[Plan {
         name: "tp_btf",
         needs: &[Hook::TpBtf],
@@ -51,7 +51,9 @@ Examples:
   tcpconnlat --json       # one JSON object per connection (latency in ms and ns)
 
 LAT(ms) runs from connect() entering SYN_SENT (just before the SYN is sent) to the SYN-ACK
-making the connection ESTABLISHED. Connections that fail are not shown.";
+making the connection ESTABLISHED, or to the handshake's failure: RESULT is Success, or the error
+(ECONNREFUSED: a reset answered the SYN, LAT(ms) is the time to it; ETIMEDOUT: the SYN retries ran
+out; EHOSTUNREACH...). A connect abandoned by closing the socket is not shown.";
 
 #[derive(Parser, Debug)]
 #[command(name = "tcpconnlat", about = "Trace TCP connect latency", after_help = EXAMPLES)]
@@ -87,6 +89,7 @@ struct Row {
     e: types::tcpconnlat_event,
     t: Tuple,
     comm: String,
+    result: String,
 }
 
 fn table(o: &Opts) -> Table<Row> {
@@ -109,10 +112,14 @@ fn table(o: &Opts) -> Table<Row> {
         .col(Column::new("DPORT", "dport", -5), |r| {
             Value::U64(r.t.rport.into())
         })
-        .col(Column::new("LAT(ms)", "lat_ms", 0), |r| {
+        .col(Column::new("LAT(ms)", "lat_ms", -8), |r| {
             Value::F64(r.e.lat_ns as f64 / 1e6, 2)
         })
         .col(Column::json("lat_ns"), |r| Value::U64(r.e.lat_ns))
+        // A refused connect has a latency too (to the reset): the result tells them apart.
+        .col(Column::new("RESULT", "result", 0), |r| {
+            Value::Str(&r.result)
+        })
 }
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
@@ -140,6 +147,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
             stamp: o.stamps.cells(&clock, e.ts_ns),
             t: tuple_of!(e.tuple),
             comm: comm_str(&e.comm),
+            result: crate::core::errno::result(e.result.into()),
             e,
         };
         table.row(out, &row);

@@ -1,6 +1,7 @@
 //! tcpdrop: TCP packets dropped by the kernel, with addresses, TCP state and flags, the drop
 //! reason and the kernel stack.
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fmt::Write as _;
 
@@ -46,15 +47,22 @@ Examples:
   tcpdrop                 # every TCP packet drop, with its reason and kernel stack
   tcpdrop -4              # IPv4 only
   tcpdrop --json          # one JSON object per drop, the stack as an array
+  tcpdrop --all-reasons   # also routine teardown drops (QUEUE_PURGE)
 
 SADDR:SPORT > DADDR:DPORT is the dropped packet's own direction. STATE is the TCP state of the
 socket it belonged to (- when none was found, e.g. a SYN to a closed port: NO_SOCKET). PID is
 whatever ran at the time, usually not the socket's owner (drops happen in softirq context).
-Drops the kernel does not give a reason for (NOT_SPECIFIED) are not shown.";
+Drops the kernel does not give a reason for (NOT_SPECIFIED) are not shown. Routine reasons,
+given in normal operation where nothing is lost (QUEUE_PURGE: a closed socket's queue freed
+with it, e.g. the peer's FIN after close), are hidden and counted: at exit stderr says how many
+of each; --all-reasons shows them.";
 
 #[derive(Parser, Debug)]
 #[command(name = "tcpdrop", about = "Trace TCP packet drops with reason and kernel stack", after_help = EXAMPLES)]
 struct Opts {
+    /// Also show routine drops (QUEUE_PURGE: normal teardown), hidden and counted by default
+    #[arg(long = "all-reasons")]
+    all_reasons: bool,
     #[command(flatten)]
     family: Family,
     #[command(flatten)]
@@ -108,9 +116,19 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let mut s = start(tool, &o.common)?;
     s.filters.family = o.family.af();
 
-    let skel = s.load::<TcpdropSkelBuilder>(|_, _| Ok(()))?;
-
     let reasons = drop_reason::names().unwrap_or_default();
+    let skel = s.load::<TcpdropSkelBuilder>(|open, _plan| {
+        let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
+        if !o.all_reasons {
+            for code in drop_reason::routine_codes(&reasons) {
+                if let Some(word) = rodata.routine_reasons.get_mut(code as usize / 64) {
+                    *word |= 1 << (code % 64);
+                }
+            }
+        }
+        Ok(())
+    })?;
+
     let symbols = Symbols::new();
     let json = o.common.format() == Format::Json;
     let table = table();
@@ -168,6 +186,31 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
             out.text("");
         }
     })?;
+    let bss = skel.maps.bss_data.as_deref();
+    if let Some(hidden) = bss.and_then(|b| hidden_summary(&reasons, &b.routine_hidden)) {
+        eprintln!("netbpf {}: {hidden}", tool.name);
+    }
     s.report(libbpf_rs::skel::Skel::object(&skel));
     Ok(())
+}
+
+/// The exit summary of the routine drops the kernel counted instead of sending, by reason
+/// ("3 routine drops not shown (--all-reasons shows them): QUEUE_PURGE 3"); None when none.
+fn hidden_summary(reasons: &HashMap<u32, String>, hidden: &[u64]) -> Option<String> {
+    let counts: Vec<(String, u64)> = hidden
+        .iter()
+        .enumerate()
+        .filter(|(_, &n)| n > 0)
+        .map(|(code, &n)| (drop_reason::name(reasons, code as u32), n))
+        .collect();
+    let total: u64 = counts.iter().map(|(_, n)| n).sum();
+    if total == 0 {
+        return None;
+    }
+    let each: Vec<String> = counts.iter().map(|(r, n)| format!("{r} {n}")).collect();
+    Some(format!(
+        "{total} routine {} not shown (normal teardown, not loss; --all-reasons shows them): {}",
+        if total == 1 { "drop" } else { "drops" },
+        each.join(", ")
+    ))
 }

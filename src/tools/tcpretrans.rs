@@ -32,28 +32,28 @@ pub static TOOL: Tool = Tool {
         Plan {
             name: "fentry",
             needs: &[Hook::TpBtf, Hook::Fentry],
-            attach: "tcp/tcp_retransmit_skb + sock/inet_sock_set_state, fexit/inet_csk_accept \
+            attach: "tcp/tcp_retransmit_skb, tcp/tcp_retransmit_synack + sock/inet_sock_set_state, fexit/inet_csk_accept \
                      (owners); -l: fentry+fexit/tcp_send_loss_probe",
             check: Some(fentry_ready),
         },
         Plan {
             name: "kprobe",
             needs: &[Hook::TpBtf, Hook::Kprobe],
-            attach: "tcp/tcp_retransmit_skb + sock/inet_sock_set_state, kretprobe/inet_csk_accept \
+            attach: "tcp/tcp_retransmit_skb, tcp/tcp_retransmit_synack + sock/inet_sock_set_state, kretprobe/inet_csk_accept \
                      (owners); -l: kprobe+kretprobe/tcp_send_loss_probe",
             check: Some(has_functions),
         },
         Plan {
             name: "tracepoint",
             needs: &[Hook::TpBtf, Hook::Tracepoint],
-            attach: "tcp/tcp_retransmit_skb + sock/inet_sock_set_state, \
+            attach: "tcp/tcp_retransmit_skb, tcp/tcp_retransmit_synack + sock/inet_sock_set_state, \
                      syscalls/sys_exit_accept(4) (owners) (without -l)",
             check: None,
         },
         Plan {
             name: "tp_btf",
             needs: &[Hook::TpBtf],
-            attach: "tcp/tcp_retransmit_skb + sock/inet_sock_set_state (owners) (without -l)",
+            attach: "tcp/tcp_retransmit_skb, tcp/tcp_retransmit_synack + sock/inet_sock_set_state (owners) (without -l)",
             check: None,
         },
     ],
@@ -95,9 +95,11 @@ Examples:
   tcpretrans --json       # one JSON object per retransmit
 
 T is R for a retransmit, L for a tail loss probe (a probe sent: new data, or the last segment
-again, which then also shows as R). PID/COMM are the socket's owner (the process that connected,
-accepted, listened or closed it) when netbpf saw it; retransmits run in softirq, where the task on
-CPU is unrelated. Sockets set up before tracing began show PID 0.
+again, which then also shows as R). A SYN-ACK sent again for a connection request shows in state
+SYN_RECV, with the request's addresses and the listener's owner. PID/COMM are the socket's owner
+(the process that connected, accepted, listened or closed it) when netbpf saw it; retransmits run
+in softirq, where the task on CPU is unrelated. Sockets set up before tracing began show PID 0
+and COMM -.
 --json has the segments each retransmit carried (segs) and its result: Success, or why it did not
 leave this host (NET_XMIT_DROP: a local qdisc dropped it). Retransmits skipped because the
 original was still queued in the host (EBUSY) are not shown; their number is given at exit.
@@ -128,7 +130,7 @@ fn columns(o: &Opts) -> Vec<Column> {
     let mut c = vec![
         Column::new("TIME", "time", -8),
         Column::new("PID", "pid", -7),
-        Column::json("comm"),
+        Column::new("COMM", "comm", -12).truncated(),
         Column::new("IP", "ip", -2),
         Column::table("LADDR:LPORT", -22),
         Column::json("laddr"),
@@ -243,11 +245,11 @@ fn stream(skel: &TcpretransSkel, o: &Opts, run: &crate::core::run::Run) -> anyho
         out.row(&[
             Value::Str(&time),
             Value::U64(e.pid.into()),
-            // The owner is not known: null, not an empty name.
-            if e.pid == 0 {
-                Value::Json("null")
-            } else {
-                Value::Str(&comm)
+            // The owner is not known: null, not an empty name ("-" in a table).
+            match (e.pid, out.format()) {
+                (0, crate::core::output::Format::Json) => Value::Json("null"),
+                (0, _) => Value::Str("-"),
+                _ => Value::Str(&comm),
             },
             Value::U64(ip_version(t.family)),
             Value::Str(&l),

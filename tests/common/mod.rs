@@ -476,24 +476,36 @@ pub fn veth_pair() -> (Netns, Netns) {
 
 /// A TcpExt counter of the namespace (/proc/net/netstat as seen from inside it).
 pub fn netstat_counter(ns: &Netns, name: &str) -> u64 {
+    proc_net_counter(ns, "netstat", "TcpExt", name)
+}
+
+/// A counter of /proc/net/snmp in the namespace, e.g. ("Tcp", "RetransSegs").
+pub fn snmp_counter(ns: &Netns, prefix: &str, name: &str) -> u64 {
+    proc_net_counter(ns, "snmp", prefix, name)
+}
+
+/// The counter `prefix` `name` of /proc/net/`file` (pairs of "Prefix: names" and "Prefix:
+/// values" lines) as seen from inside the namespace.
+fn proc_net_counter(ns: &Netns, file: &str, prefix: &str, name: &str) -> u64 {
     let out = ns
         .command("cat")
-        .arg("/proc/net/netstat")
+        .arg(format!("/proc/net/{file}"))
         .output()
         .expect("cat");
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = text.lines().collect();
+    let tag = format!("{prefix}:");
     for pair in lines.chunks_exact(2) {
-        if !pair[0].starts_with("TcpExt:") {
+        if !pair[0].starts_with(&tag) {
             continue;
         }
         let i = pair[0]
             .split_whitespace()
             .position(|n| n == name)
-            .unwrap_or_else(|| panic!("no TcpExt {name}"));
+            .unwrap_or_else(|| panic!("no {prefix} {name}"));
         return pair[1].split_whitespace().nth(i).unwrap().parse().unwrap();
     }
-    panic!("no TcpExt line in /proc/net/netstat");
+    panic!("no {prefix} line in /proc/net/{file}");
 }
 
 /// Runs a command (ip, tc) inside the namespace; the test needs it to succeed.
