@@ -269,6 +269,9 @@ fn nettxlat_veth_per_device() {
 // ---- skbdrop ---------------------------------------------------------------------------------
 
 fn check_skbdrop_no_socket(family: &str, counter: &str, frame: &str) {
+    if common::refused_here("skbdrop") || !common::drop_reasons_here("skbdrop") {
+        return;
+    }
     let ns = Netns::new();
     let tool = Tool::start(&["skbdrop", "--json", "--netns", &ns.path()]);
     let other = Netns::new();
@@ -317,7 +320,7 @@ fn skbdrop_counts_no_socket_with_stack_and_counters_ipv6() {
 
 #[test]
 fn skbdrop_table_and_netns_cookie() {
-    if common::refused_here("skbdrop") {
+    if common::refused_here("skbdrop") || !common::drop_reasons_here("skbdrop") {
         return;
     }
     let ns = Netns::new();
@@ -363,7 +366,7 @@ fn skbdrop_table_and_netns_cookie() {
 
 #[test]
 fn skbdrop_cookie_without_process_still_counts_drops() {
-    if common::refused_here("skbdrop") {
+    if common::refused_here("skbdrop") || !common::drop_reasons_here("skbdrop") {
         return;
     }
     let ns = Netns::new();
@@ -386,7 +389,7 @@ fn skbdrop_cookie_without_process_still_counts_drops() {
 /// they cannot be placed, and the tool says how many such drops it left out.
 #[test]
 fn skbdrop_netns_says_what_it_cannot_place() {
-    if common::refused_here("skbdrop") {
+    if common::refused_here("skbdrop") || !common::drop_reasons_here("skbdrop") {
         return;
     }
     let ns = Netns::new();

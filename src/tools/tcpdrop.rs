@@ -8,7 +8,6 @@ use clap::Parser;
 
 use crate::core::addr::{endpoint, ip, ip_version};
 use crate::core::bpf::{read_event, Pod};
-use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{Common, Family};
 use crate::core::drop_reason;
 use crate::core::output::{json_string, Column, Format, Value};
@@ -29,12 +28,7 @@ pub static TOOL: Tool = Tool {
     name: "tcpdrop",
     aliases: &[],
     about: "TCP packets dropped by the kernel: addresses, state, flags, drop reason, kernel stack",
-    plans: &[Plan {
-        name: "tp_btf",
-        needs: &[Hook::TpBtf],
-        attach: "skb/kfree_skb",
-        check: Some(drop_reason::check),
-    }],
+    plans: &[drop_reason::WITH_REASONS, drop_reason::WITHOUT_REASONS],
     cli: <Opts as clap::CommandFactory>::command,
     run,
     verify: crate::core::bpf::verify::<TcpdropSkelBuilder>,
@@ -50,7 +44,8 @@ Examples:
 SADDR:SPORT > DADDR:DPORT is the dropped packet's own direction. STATE is the TCP state of the
 socket it belonged to (- when none was found, e.g. a SYN to a closed port: NO_SOCKET). PID is
 whatever ran at the time, usually not the socket's owner (drops happen in softirq context).
-Drops the kernel does not give a reason for (NOT_SPECIFIED) are not shown.";
+Drops the kernel does not give a reason for (NOT_SPECIFIED) are not shown. Before Linux 5.17
+the kernel gives no reasons: every TCP packet freed through kfree_skb() is shown, reason unknown.";
 
 #[derive(Parser, Debug)]
 #[command(name = "tcpdrop", about = "Trace TCP packet drops with reason and kernel stack", after_help = EXAMPLES)]
@@ -109,15 +104,16 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     s.filters.family = o.family.af();
 
     let filters = s.filters.clone();
-    let skel = s.load::<TcpdropSkelBuilder>(|open, _plan| {
-        crate::set_filters!(
-            open.maps.rodata_data.as_deref_mut().expect("rodata"),
-            filters
-        );
+    let skel = s.load::<TcpdropSkelBuilder>(|open, plan| {
+        let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
+        crate::set_filters!(&mut *rodata, filters);
+        rodata.drop_reasons = drop_reason::plan_has_reasons(plan);
         Ok(())
     })?;
 
-    let reasons = drop_reason::names().unwrap_or_default();
+    let reasons =
+        drop_reason::names_for(s.plan).map_err(|e| anyhow::anyhow!("{}: {e}", tool.name))?;
+    drop_reason::note_unknown(tool.name, reasons.as_ref());
     let symbols = Symbols::new();
     let json = o.common.format() == Format::Json;
     let table = table();
@@ -136,7 +132,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
             state_name(e.state.into())
         };
         let flags = flags_str(e.flags);
-        let reason = drop_reason::name(&reasons, e.reason);
+        let reason = drop_reason::name_of(reasons.as_ref(), e.reason);
         let frames = drop_reason::trim_tracing_frames(symbols.kernel(&e.stack));
         let stack_json = if json {
             let mut j = String::from("[");
