@@ -269,6 +269,9 @@ fn nettxlat_veth_per_device() {
 // ---- skbdrop ---------------------------------------------------------------------------------
 
 fn check_skbdrop_no_socket(family: &str, counter: &str, frame: &str) {
+    if common::refused_here("skbdrop") || !common::drop_reasons_here("skbdrop") {
+        return;
+    }
     let ns = Netns::new();
     let tool = Tool::start(&["skbdrop", "--json", "--netns", &ns.path()]);
     let other = Netns::new();
@@ -356,7 +359,7 @@ fn skbdrop_marks_routine_reasons() {
 
 #[test]
 fn skbdrop_table_and_netns_cookie() {
-    if common::refused_here("skbdrop") {
+    if common::refused_here("skbdrop") || !common::drop_reasons_here("skbdrop") {
         return;
     }
     let ns = Netns::new();
@@ -402,7 +405,7 @@ fn skbdrop_table_and_netns_cookie() {
 
 #[test]
 fn skbdrop_cookie_without_process_still_counts_drops() {
-    if common::refused_here("skbdrop") {
+    if common::refused_here("skbdrop") || !common::drop_reasons_here("skbdrop") {
         return;
     }
     let ns = Netns::new();
@@ -425,7 +428,7 @@ fn skbdrop_cookie_without_process_still_counts_drops() {
 /// they cannot be placed, and the tool says how many such drops it left out.
 #[test]
 fn skbdrop_netns_says_what_it_cannot_place() {
-    if common::refused_here("skbdrop") {
+    if common::refused_here("skbdrop") || !common::drop_reasons_here("skbdrop") {
         return;
     }
     let ns = Netns::new();

@@ -902,6 +902,9 @@ fn syn_backlog_histogram_and_drops() {
 
 #[test]
 fn drops_by_reason() {
+    if common::refused_here("skbdrop") || !common::drop_reasons_here("skbdrop") {
+        return;
+    }
     let ns = Netns::new();
     let e = Exporter::start(&ns, &["--tools", "skbdrop"]);
     let no_socket = |m: &Scrape| {

@@ -19,12 +19,17 @@ const STOCK_DEBIAN: &[(&str, &str)] = &[
 ];
 
 /// Plans chosen on Debian 11's 5.10 (kprobes and fentry, but no bpf_get_func_ret, no socket
-/// storage from tracing programs): "-" is a refusal.
+/// storage from tracing programs, no drop reasons): "-" is a refusal.
 const DEBIAN_5_10: &[(&str, &str)] = &[
+    ("gethostlatency", "uprobe"),
+    ("skbdrop", "tp_btf-noreason"),
+    ("soconnlat", "tracepoint"),
     ("tcpaccept", "kprobe"),
     ("tcpconnect", "tracepoint"),
-    ("tcplife", "-"),
-    ("tcpstates", "-"),
+    ("tcpdrop", "tp_btf-noreason"),
+    ("tcplife", "tracepoint"),
+    ("tcpstates", "tracepoint"),
+    ("tcptracer", "tracepoint"),
 ];
 
 /// Plans chosen on a kernel built without kprobes that refuses fentry (the project's build
@@ -244,4 +249,206 @@ fn an_unknown_forced_plan_is_refused() {
         err.contains("NETBPF_PLAN=nosuch: no such plan (plans: fexit, kprobe, tracepoint)"),
         "{err}"
     );
+}
+
+/// tcplife, tcpstates and tcptracer keep per-socket state in the socket's storage (tp_btf,
+/// 5.11+) or, where tracing programs have none, in a bounded hash by socket address (the
+/// tracepoint plan): every plan this kernel can run reports the same sessions, state changes
+/// and connections, owners and times included.
+#[test]
+fn socket_state_tools_report_the_same_on_every_plan() {
+    for (i, plan) in usable_plans("tcplife").iter().enumerate() {
+        assert_eq!(usable_plans("tcpstates"), usable_plans("tcplife"));
+        assert_eq!(usable_plans("tcptracer"), usable_plans("tcplife"));
+        let ns = Netns::new();
+        let path = ns.path();
+        let env = [("NETBPF_PLAN", plan.as_str())];
+        let life = Tool::start_with_env(&["tcplife", "--json", "--netns", &path], &env);
+        let states = Tool::start_with_env(&["tcpstates", "--json", "--netns", &path], &env);
+        let tracer = Tool::start_with_env(&["tcptracer", "--json", "--netns", &path], &env);
+        let port = 7841 + i as u64;
+        let run = ns.loadgen(&[
+            "exchange",
+            "--family",
+            "4",
+            "--port",
+            &port.to_string(),
+            "--client-send",
+            "3000",
+            "--server-send",
+            "1000",
+            "--hold-ms",
+            "50",
+        ]);
+        let cport = run["client_port"].as_u64().unwrap();
+        let pid = &run["pid"];
+
+        let rows = life.stop().succeeded().json();
+        assert_eq!(rows.len(), 2, "{plan}: {rows:?}");
+        for (lport, tx, rx) in [(cport, 3000, 1000), (port, 1000, 3000)] {
+            let r = rows
+                .iter()
+                .find(|r| r["lport"] == lport)
+                .unwrap_or_else(|| panic!("{plan}: no session on {lport}: {rows:?}"));
+            assert_eq!(
+                (&r["tx_bytes"], &r["rx_bytes"]),
+                (&tx.into(), &rx.into()),
+                "{plan}: {r}"
+            );
+            assert_eq!(&r["pid"], pid, "{plan}: {r}");
+            assert!(r["ms"].as_f64().unwrap() >= 50.0, "{plan}: {r}");
+        }
+
+        let rows = states.stop().succeeded().json();
+        // The client socket (its port is 0 at CLOSE -> SYN_SENT): by its address.
+        let sk = &rows
+            .iter()
+            .find(|r| r["lport"] == cport)
+            .unwrap_or_else(|| panic!("{plan}: {rows:?}"))["skaddr"];
+        let client: Vec<&Value> = rows.iter().filter(|r| &r["skaddr"] == sk).collect();
+        let changes: Vec<String> = client
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}->{}",
+                    r["oldstate"].as_str().unwrap(),
+                    r["newstate"].as_str().unwrap()
+                )
+            })
+            .collect();
+        assert_eq!(
+            changes[..2],
+            ["CLOSE->SYN_SENT", "SYN_SENT->ESTABLISHED"],
+            "{plan}: {rows:?}"
+        );
+        // The time in SYN_SENT and the owner come from the socket's state.
+        assert!(
+            client[1]["ms"].as_f64().unwrap() > 0.0,
+            "{plan}: {}",
+            client[1]
+        );
+        assert!(
+            client.iter().all(|r| &r["pid"] == pid),
+            "{plan}: {client:?}"
+        );
+        // At least the hold in ESTABLISHED.
+        let established = client
+            .iter()
+            .find(|r| r["oldstate"] == "ESTABLISHED")
+            .unwrap_or_else(|| panic!("{plan}: {client:?}"));
+        assert!(
+            established["ms"].as_f64().unwrap() >= 50.0,
+            "{plan}: {established}"
+        );
+
+        let rows = tracer.stop().succeeded().json();
+        let types: Vec<&str> = rows.iter().map(|r| r["type"].as_str().unwrap()).collect();
+        assert_eq!(types[..2], ["connect", "accept"], "{plan}: {rows:?}");
+        assert_eq!(types.len(), 4, "{plan}: {rows:?}");
+        assert!(rows.iter().all(|r| &r["pid"] == pid), "{plan}: {rows:?}");
+    }
+}
+
+/// The hash of the tracepoint plan is bounded: when more sockets are followed at once than it
+/// holds, the oldest are evicted, and the tool says how many sessions that cost. Every session
+/// is then either reported, or counted as evicted or as not tracked.
+#[test]
+fn the_socket_hash_counts_what_it_evicts() {
+    let ns = Netns::new();
+    let tool = Tool::start_with_env(
+        &["tcplife", "--json", "--netns", &ns.path()],
+        &[
+            ("NETBPF_PLAN", "tracepoint"),
+            ("NETBPF_SK_STATE_ENTRIES", "8"),
+        ],
+    );
+    // 30 connections held open together: 60 sessions (30 clients, 30 accepted).
+    ns.loadgen(&[
+        "backlog",
+        "--family",
+        "4",
+        "--port",
+        "7851",
+        "--backlog",
+        "64",
+        "--clients",
+        "30",
+    ]);
+    let f = tool.stop().succeeded();
+    let reported = f.json().len() as u64;
+    let counted = |what: &str| -> u64 {
+        f.stderr
+            .lines()
+            .find(|l| l.contains(what))
+            .and_then(|l| l.strip_prefix("netbpf tcplife: "))
+            .and_then(|l| l.split(' ').next())
+            .map_or(0, |n| n.parse().unwrap())
+    };
+    let evicted = counted(" sessions not reported: more than 8 sockets");
+    let untracked = counted(" sessions not tracked");
+    assert!(evicted > 0, "{}", f.stderr);
+    assert_eq!(reported + evicted + untracked, 60, "{}", f.stderr);
+}
+
+/// skbdrop and tcpdrop where kfree_skb gives no drop reason (before 5.17; the plan forced
+/// elsewhere): drops are still counted and shown, with their stacks, the reason "unknown", and
+/// the tools say why.
+#[test]
+fn drops_without_reasons_show_stacks() {
+    let plan = "tp_btf-noreason";
+    let env = [("NETBPF_PLAN", plan)];
+    let ns = Netns::new();
+    let path = ns.path();
+    let tcp = Tool::start_with_env(&["tcpdrop", "--json", "--netns", &path], &env);
+    let skb = Tool::start_with_env(&["skbdrop", "--json", "--netns", &path], &env);
+    ns.loadgen(&["connect", "--family", "4", "--port", "8231", "--count", "2"]);
+    ns.loadgen(&[
+        "udp-send", "--family", "4", "--count", "5", "--size", "100", "--port", "9",
+    ]);
+    let has_frame = |r: &Value, frame: &str| {
+        r["stack"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f.as_str().unwrap().starts_with(frame))
+    };
+
+    let f = tcp.stop().succeeded();
+    assert!(
+        f.stderr
+            .contains("no drop reasons (skb:kfree_skb gives them from Linux 5.17"),
+        "{}",
+        f.stderr
+    );
+    let rows = f.json();
+    assert!(rows.iter().all(|r| r["reason"] == "unknown"), "{rows:?}");
+    // The SYNs to the closed port, freed where TCP found no socket for them.
+    let syns: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r["dport"] == 8231 && r["flags"] == "SYN")
+        .collect();
+    assert_eq!(syns.len(), 2, "{rows:?}");
+    assert!(syns.iter().all(|r| has_frame(r, "tcp_v4_rcv+")), "{syns:?}");
+
+    let f = skb.stop().succeeded();
+    assert!(
+        f.stderr
+            .contains("no drop reasons (skb:kfree_skb gives them from Linux 5.17"),
+        "{}",
+        f.stderr
+    );
+    let rows = f.json();
+    let drops: Vec<&Value> = rows.iter().filter(|r| r.get("reason").is_some()).collect();
+    assert!(drops.iter().all(|r| r["reason"] == "unknown"), "{rows:?}");
+    let udp: u64 = drops
+        .iter()
+        .filter(|r| has_frame(r, "__udp4_lib_rcv"))
+        .map(|r| r["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(udp, 5, "{rows:?}");
+    let delta = rows
+        .iter()
+        .find(|r| r["counter"] == "UdpNoPorts")
+        .and_then(|r| r["delta"].as_i64());
+    assert_eq!(delta, Some(5), "{rows:?}");
 }

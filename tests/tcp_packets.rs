@@ -267,7 +267,7 @@ fn tcpsnoop_filters() {
 
 #[test]
 fn tcpdrop_shows_syns_to_closed_ports_with_reason_and_stack() {
-    if common::refused_here("tcpdrop") {
+    if common::refused_here("tcpdrop") || !common::drop_reasons_here("tcpdrop") {
         return;
     }
     let ns = Netns::new();
@@ -420,7 +420,7 @@ fn qdisc_dropped(ns: &Netns, dev: &str) -> u64 {
 /// state, the packet's own direction and flags, and one line per packet the qdisc dropped.
 #[test]
 fn tcpdrop_shows_qdisc_drops_of_an_established_connection() {
-    if common::refused_here("tcpdrop") {
+    if common::refused_here("tcpdrop") || !common::drop_reasons_here("tcpdrop") {
         return;
     }
     let ns = Netns::new();
@@ -470,7 +470,7 @@ fn tcpdrop_shows_qdisc_drops_of_an_established_connection() {
 
 #[test]
 fn tcpdrop_filters() {
-    if common::refused_here("tcpdrop") {
+    if common::refused_here("tcpdrop") || !common::drop_reasons_here("tcpdrop") {
         return;
     }
     let ns = Netns::new();

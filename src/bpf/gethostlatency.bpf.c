@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /* gethostlatency: latency of host name lookups through the C library (getaddrinfo,
  * gethostbyname, gethostbyname2 and their _r variants), from a uprobe at entry to a uretprobe
- * at return. The same two programs are attached to every function; the attach cookie says
- * which function fired. */
+ * at return. Each function has its own entry program, which says which function fired (attach
+ * cookies would do it with one, but need 5.15); the return program is shared. */
 #include "common/netbpf.bpf.h"
 #include "common/events.bpf.h"
 #include "common/filter.bpf.h"
@@ -41,8 +41,7 @@ struct {
  * same test at return
  * tells the outer call's return (stack pointer back at or above its entry: x86-64 pops the
  * return address, arm64 returns through a register) from a nested one's. */
-SEC("uprobe")
-int BPF_UPROBE(gethostlatency_enter, const char *host)
+static __always_inline int enter(struct pt_regs *ctx, const char *host, __u32 func)
 {
 	__u64 id = bpf_get_current_pid_tgid(), sp = PT_REGS_SP(ctx), now;
 	struct call *cur, fresh = {};
@@ -57,11 +56,24 @@ int BPF_UPROBE(gethostlatency_enter, const char *host)
 		return 0;
 	fresh.start_ns = now;
 	fresh.entry_sp = sp;
-	fresh.func = bpf_get_attach_cookie(ctx);
+	fresh.func = func;
 	bpf_probe_read_user_str(fresh.host, sizeof(fresh.host), host);
 	bpf_map_update_elem(&calls, &id, &fresh, BPF_ANY);
 	return 0;
 }
+
+#define ENTER(name, func)                                                                          \
+	SEC("uprobe")                                                                              \
+	int BPF_UPROBE(gethostlatency_enter_##name, const char *host)                              \
+	{                                                                                          \
+		return enter(ctx, host, func);                                                     \
+	}
+
+ENTER(getaddrinfo, GHL_GETADDRINFO)
+ENTER(gethostbyname, GHL_GETHOSTBYNAME)
+ENTER(gethostbyname2, GHL_GETHOSTBYNAME2)
+ENTER(gethostbyname_r, GHL_GETHOSTBYNAME_R)
+ENTER(gethostbyname2_r, GHL_GETHOSTBYNAME2_R)
 
 SEC("uretprobe")
 int BPF_URETPROBE(gethostlatency_return)

@@ -4,8 +4,8 @@
 
 #define GHL_HOST_LEN 128
 
-/* The resolver functions traced; the attach cookie of each uprobe is its index here (user space
- * keeps the same order). */
+/* The resolver functions traced, each with its own entry program (user space keeps the same
+ * order). */
 enum ghl_func {
 	GHL_GETADDRINFO = 0,
 	GHL_GETHOSTBYNAME = 1,

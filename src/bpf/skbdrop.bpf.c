@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
-/* skbdrop: sk_buff drops (skb:kfree_skb), counted in the kernel per drop reason and kernel stack.
- * Consumed skbs go through consume_skb instead and are not counted. */
+/* skbdrop: sk_buff drops (skb:kfree_skb), counted in the kernel per drop reason (5.17+) and kernel
+ * stack. Consumed skbs go through consume_skb instead and are not counted. */
 #include "common/netbpf.bpf.h"
 #include "common/netdev.bpf.h"
 #include "common/sock.bpf.h"
 #include "common/maps.bpf.h"
+#include "common/drop_reason.bpf.h"
 #include "common/export.bpf.h"
 #include "skbdrop.h"
 
@@ -57,8 +58,9 @@ static __always_inline bool skb_in_netns(const struct sk_buff *skb)
 }
 
 SEC("tp_btf/kfree_skb")
-int BPF_PROG(skbdrop_kfree, struct sk_buff *skb, void *location, enum skb_drop_reason reason)
+int BPF_PROG(skbdrop_kfree, struct sk_buff *skb, void *location)
 {
+	__u32 reason = kfree_skb_reason(ctx);
 	struct skbdrop_key key = {};
 
 	if (filter_netns && !skb_in_netns(skb))

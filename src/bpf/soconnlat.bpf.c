@@ -9,7 +9,7 @@
  *   that is past TCP_CLOSE otherwise (connected, or connecting since before we looked) is a
  *   question about a connection, not a new one, and is not timed;
  * - else when, in the same thread, a wait syscall (poll, ppoll, select, pselect6, epoll_wait,
- *   epoll_pwait, epoll_pwait2) returns > 0 while that connecting socket has left SYN_SENT: the
+ *   epoll_pwait, epoll_pwait2 where the kernel has it) returns > 0 while that connecting socket has left SYN_SENT: the
  *   moment the application can learn the result. Checking the socket ties the completion to the
  *   connecting fd even when the wait reported other fds; a wait that returns before the
  *   handshake ends does not stop the clock. A pending socket whose fd was closed or reused is
@@ -26,7 +26,8 @@ char LICENSE[] SEC("license") = "GPL";
 EXPORT_EVENT_TYPE(soconnlat_stack_event);
 
 #define MAX_STACK_DEPTH 127
-/* Non-blocking connects one thread can have in flight at once; more are not timed. */
+/* Non-blocking connects one thread can have in flight at once; more are not timed. A power of
+ * two (settle() masks with it). */
 #define MAX_PENDING 16
 
 struct attempt {
@@ -189,14 +190,22 @@ int soconnlat_connect_exit(struct trace_event_raw_sys_exit *ctx)
 	return 0;
 }
 
-/* Ends the attempt in a slot if its handshake is over; returns 1 while it is still connecting.
- * A global (noinline) function is verified once, not once per slot of the loop below: inlined,
- * the fd -> sock walk in a 16-slot loop took the verifier ~0.5 s per wait syscall program. */
-__noinline int settle(struct attempt *a)
+/* Ends the attempt in slot `slot` of thread `tid` if its handshake is over; returns 1 while it is
+ * still connecting. A global (noinline) function is verified once, not once per slot of the loop
+ * below: inlined, the fd -> sock walk in a 16-slot loop took the verifier ~0.5 s per wait syscall
+ * program. It takes scalars, not the slot's address: global functions take pointers only from
+ * 5.12, so it looks the slot up itself. */
+__noinline int settle(__u32 tid, __u32 slot)
 {
+	struct pending *p = bpf_map_lookup_elem(&in_progress, &tid);
+	struct attempt *a;
 	struct sock *sk;
 
-	if (!a || !a->start_ns)
+	if (!p)
+		return 0;
+	/* Masked, not compared: the verifier must see the bound on the index it uses. */
+	a = &p->slots[slot & (MAX_PENDING - 1)];
+	if (!a->start_ns)
 		return 0;
 	sk = sock_from_fd(a->fd);
 	if ((__u64)sk != a->sk) {
@@ -222,7 +231,7 @@ static __always_inline int on_wait_exit(struct trace_event_raw_sys_exit *ctx)
 	if (!p)
 		return 0;
 	for (int i = 0; i < MAX_PENDING; i++)
-		left += settle(&p->slots[i]);
+		left += settle(tid, i);
 	if (!left)
 		bpf_map_delete_elem(&in_progress, &tid);
 	return 0;
@@ -241,4 +250,4 @@ WAIT_SYSCALL(select)
 WAIT_SYSCALL(pselect6)
 WAIT_SYSCALL(epoll_wait)
 WAIT_SYSCALL(epoll_pwait)
-WAIT_SYSCALL(epoll_pwait2)
+WAIT_SYSCALL(epoll_pwait2) /* 5.11+: left out where the kernel has no such syscall */

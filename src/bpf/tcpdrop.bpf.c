@@ -3,13 +3,14 @@
  *
  * skb:kfree_skb fires for every freed skb that was not consumed normally (consume_skb has its
  * own event), with an enum skb_drop_reason. Plain kfree_skb() calls say NOT_SPECIFIED and are
- * mostly not drops worth a look, so only reasons above it are reported. The packet must look
- * like TCP over IPv4/IPv6 in its headers. */
+ * mostly not drops worth a look, so only reasons above it are reported (where the kernel gives
+ * reasons: 5.17+). The packet must look like TCP over IPv4/IPv6 in its headers. */
 #include "common/netbpf.bpf.h"
 #include "common/events.bpf.h"
 #include "common/filter.bpf.h"
 #include "common/sock.bpf.h"
 #include "common/tcp_packet.bpf.h"
+#include "common/drop_reason.bpf.h"
 #include "tcpdrop.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -47,8 +48,9 @@ static __always_inline __u64 drop_netns(const struct sk_buff *skb, const struct 
 }
 
 SEC("tp_btf/kfree_skb")
-int BPF_PROG(tcpdrop_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_reason reason)
+int BPF_PROG(tcpdrop_kfree_skb, struct sk_buff *skb, void *location)
 {
+	__u32 reason = kfree_skb_reason(ctx);
 	const unsigned char *head, *data, *nh;
 	struct tcpdrop_event *e;
 	struct tcp_packet p;
@@ -56,7 +58,9 @@ int BPF_PROG(tcpdrop_kfree_skb, struct sk_buff *skb, void *location, enum skb_dr
 	__u16 proto;
 	__u32 len;
 
-	if (reason <= bpf_core_enum_value(enum skb_drop_reason, SKB_DROP_REASON_NOT_SPECIFIED))
+	/* Without reasons (before 5.17) every kfree_skb of a TCP packet is shown. */
+	if (kfree_skb_has_reason() &&
+	    reason <= bpf_core_enum_value(enum skb_drop_reason, SKB_DROP_REASON_NOT_SPECIFIED))
 		return 0;
 	proto = bpf_ntohs(BPF_CORE_READ(skb, protocol));
 	if (proto != ETH_P_IP && proto != ETH_P_IPV6)

@@ -2,7 +2,8 @@
 /* tcplife: one record per TCP session when it closes, with its lifespan and payload bytes.
  *
  * Cost per state change matters (a connection makes ten of them): changes that tell nothing are
- * left before anything is read, and the session lives in the socket's own storage. */
+ * left before anything is read, and the session lives in the socket's own storage (before 5.11,
+ * in a hash by socket address: common/sk_state.bpf.h). */
 #include "common/netbpf.bpf.h"
 /* One record per session (~100 bytes, two per connection): 128 KiB holds over 1,200 of them, and
  * the reader is woken at a quarter of that. */
@@ -10,6 +11,7 @@
 #include "common/events.bpf.h"
 #include "common/filter.bpf.h"
 #include "common/sk_owner.bpf.h"
+#include "common/sk_state.bpf.h"
 #include "common/export.bpf.h"
 #include "tcplife.h"
 
@@ -28,12 +30,7 @@ struct session {
 	struct owner_id owner;
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct session);
-} sessions SEC(".maps");
+DEFINE_SK_STATE(struct session)
 
 /* Sessions not timed because the kernel had no memory for their storage (read at exit). */
 __u64 untracked = 0;
@@ -123,8 +120,7 @@ static __always_inline void report(const struct sock *sk, const struct session *
 	submit_event(e);
 }
 
-SEC("tp_btf/inet_sock_set_state")
-int BPF_PROG(tcplife_set_state, struct sock *sk, int oldstate, int newstate)
+static __always_inline int set_state(struct sock *sk, int oldstate, int newstate, bool hashed)
 {
 	struct session *s;
 	struct owner_id listener = {};
@@ -162,7 +158,7 @@ int BPF_PROG(tcplife_set_state, struct sock *sk, int oldstate, int newstate)
 		return 0;
 	}
 	if (newstate == TCP_SYN_SENT || newstate == TCP_SYN_RECV) {
-		s = bpf_sk_storage_get(&sessions, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
+		s = sk_state_create(sk, hashed);
 		if (!s) {
 			__sync_fetch_and_add(&untracked, 1);
 			if (export_mode)
@@ -183,7 +179,7 @@ int BPF_PROG(tcplife_set_state, struct sock *sk, int oldstate, int newstate)
 		owner_update(sk, netns, oldstate, newstate, &s->owner);
 		return 0;
 	}
-	s = bpf_sk_storage_get(&sessions, sk, NULL, 0);
+	s = sk_state_lookup(sk, hashed);
 	if (!s || !s->birth_ns)
 		return 0;
 	s->seen |= SEEN(newstate);
@@ -197,5 +193,19 @@ int BPF_PROG(tcplife_set_state, struct sock *sk, int oldstate, int newstate)
 	else
 		report(sk, s);
 	s->birth_ns = 0;
+	sk_state_forget(sk, hashed);
 	return 0;
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(tcplife_set_state, struct sock *sk, int oldstate, int newstate)
+{
+	return set_state(sk, oldstate, newstate, false);
+}
+
+/* Kernels without socket storage for tracing programs (before 5.11). */
+SEC("tracepoint/sock/inet_sock_set_state")
+int tcplife_set_state_hashed(struct trace_event_raw_inet_sock_set_state *ctx)
+{
+	return set_state(SK_STATE_TP_ARGS(ctx), true);
 }

@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 /* tcpstates: every TCP state change with the time spent in the previous state.
  *
- * The time of a socket's last change and its owner live in the socket's own storage. */
+ * The time of a socket's last change and its owner live in the socket's own storage (before 5.11,
+ * in a hash by socket address: common/sk_state.bpf.h). */
 #include "common/netbpf.bpf.h"
 #include "common/events.bpf.h"
 #include "common/filter.bpf.h"
 #include "common/sk_owner.bpf.h"
+#include "common/sk_state.bpf.h"
 #include "tcpstates.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -26,18 +28,12 @@ struct sk_state {
 	struct owner_id owner;
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct sk_state);
-} sk_states SEC(".maps");
+DEFINE_SK_STATE(struct sk_state)
 
 /* Changes whose socket got no storage (no memory): shown without MS or owner (read at exit). */
 __u64 untracked = 0;
 
-SEC("tp_btf/inet_sock_set_state")
-int BPF_PROG(tcpstates_set_state, struct sock *sk, int oldstate, int newstate)
+static __always_inline int set_state(struct sock *sk, int oldstate, int newstate, bool hashed)
 {
 	__u64 now = bpf_ktime_get_ns();
 	struct tcpstates_event *e;
@@ -61,7 +57,7 @@ int BPF_PROG(tcpstates_set_state, struct sock *sk, int oldstate, int newstate)
 			*n += 1;
 		return 0;
 	}
-	st = bpf_sk_storage_get(&sk_states, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
+	st = sk_state_create(sk, hashed);
 	if (st)
 		owner_update(sk, netns, oldstate, newstate, &st->owner);
 	else
@@ -95,5 +91,20 @@ int BPF_PROG(tcpstates_set_state, struct sock *sk, int oldstate, int newstate)
 out:
 	if (st)
 		st->last_ns = newstate == TCP_CLOSE ? 0 : now;
+	if (newstate == TCP_CLOSE)
+		sk_state_forget(sk, hashed);
 	return 0;
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(tcpstates_set_state, struct sock *sk, int oldstate, int newstate)
+{
+	return set_state(sk, oldstate, newstate, false);
+}
+
+/* Kernels without socket storage for tracing programs (before 5.11). */
+SEC("tracepoint/sock/inet_sock_set_state")
+int tcpstates_set_state_hashed(struct trace_event_raw_inet_sock_set_state *ctx)
+{
+	return set_state(SK_STATE_TP_ARGS(ctx), true);
 }

@@ -5,11 +5,13 @@
  *
  * All from sock:inet_sock_set_state; the owner lives in the socket's storage
  * (common/sk_owner.bpf.h: the connecting process, a passive child's listener, refined by the
- * process that closes it), as tcplife's does. */
+ * process that closes it), as tcplife's does (before 5.11, in a hash by socket address:
+ * common/sk_state.bpf.h). */
 #include "common/netbpf.bpf.h"
 #include "common/events.bpf.h"
 #include "common/filter.bpf.h"
 #include "common/sk_owner.bpf.h"
+#include "common/sk_state.bpf.h"
 #include "tcptracer.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -20,12 +22,7 @@ struct conn {
 	__u32 established; /* a connect or accept was reported: its close will be */
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct conn);
-} conns SEC(".maps");
+DEFINE_SK_STATE(struct conn)
 
 /* Connections not followed because the kernel had no memory for their storage (read at exit). */
 __u64 untracked = 0;
@@ -56,8 +53,7 @@ static __always_inline bool report(const struct sock *sk, const struct conn *c, 
 	return true;
 }
 
-SEC("tp_btf/inet_sock_set_state")
-int BPF_PROG(tcptracer_set_state, struct sock *sk, int oldstate, int newstate)
+static __always_inline int set_state(struct sock *sk, int oldstate, int newstate, bool hashed)
 {
 	struct owner_id listener = {};
 	struct conn *c;
@@ -90,7 +86,7 @@ int BPF_PROG(tcptracer_set_state, struct sock *sk, int oldstate, int newstate)
 		return 0;
 	}
 	if (newstate == TCP_SYN_SENT || newstate == TCP_SYN_RECV) {
-		c = bpf_sk_storage_get(&conns, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
+		c = sk_state_create(sk, hashed);
 		if (!c) {
 			__sync_fetch_and_add(&untracked, 1);
 			return 0;
@@ -101,7 +97,7 @@ int BPF_PROG(tcptracer_set_state, struct sock *sk, int oldstate, int newstate)
 		owner_update(sk, netns, oldstate, newstate, &c->owner);
 		return 0;
 	}
-	c = bpf_sk_storage_get(&conns, sk, NULL, 0);
+	c = sk_state_lookup(sk, hashed);
 	if (!c)
 		return 0;
 	switch (newstate) {
@@ -115,9 +111,23 @@ int BPF_PROG(tcptracer_set_state, struct sock *sk, int oldstate, int newstate)
 		if (c->established)
 			report(sk, c, TCPTRACER_CLOSE);
 		c->established = 0;
+		sk_state_forget(sk, hashed);
 		return 0;
 	default:
 		owner_update(sk, netns, oldstate, newstate, &c->owner);
 		return 0;
 	}
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(tcptracer_set_state, struct sock *sk, int oldstate, int newstate)
+{
+	return set_state(sk, oldstate, newstate, false);
+}
+
+/* Kernels without socket storage for tracing programs (before 5.11). */
+SEC("tracepoint/sock/inet_sock_set_state")
+int tcptracer_set_state_hashed(struct trace_event_raw_inet_sock_set_state *ctx)
+{
+	return set_state(SK_STATE_TP_ARGS(ctx), true);
 }

@@ -370,15 +370,6 @@ pub fn sk_storage_from_tracing() -> Result<(), String> {
         .map_err(|_| "the kernel has no socket storage for tracing programs (5.11+)".to_string())
 }
 
-/// BPF cookies on uprobe links (bpf_get_attach_cookie and the perf-event link, 5.15).
-pub fn attach_cookies() -> Result<(), String> {
-    bpf_helper("get_attach_cookie")?;
-    match btf_enum_has("bpf_link_type", "BPF_LINK_TYPE_PERF_EVENT")? {
-        true => Ok(()),
-        false => Err("the kernel has no BPF perf-event links (attach cookies: 5.15+)".into()),
-    }
-}
-
 /// BTF for kernel modules (CONFIG_DEBUG_INFO_BTF_MODULES, 5.11+): fentry/fexit and tp_btf on a
 /// module's functions and tracepoints need it.
 pub fn module_btf() -> Result<(), String> {
@@ -390,17 +381,6 @@ pub fn module_btf() -> Result<(), String> {
     } else {
         Err("the kernel has no module BTF (CONFIG_DEBUG_INFO_BTF_MODULES, 5.11+)".into())
     }
-}
-
-/// Global BPF functions taking pointer arguments (5.12): before, the verifier takes only the
-/// context and scalars there ("Arg#N type PTR ... is not supported yet"). The series added
-/// check_mem_reg, shared by btf.c and the verifier; later kernels may fold it away, so the
-/// version also counts.
-pub fn global_func_pointer_args() -> Result<(), String> {
-    if btf_has("check_mem_reg").is_ok() || kernel_version().is_some_and(|v| v >= (5, 12)) {
-        return Ok(());
-    }
-    Err("the kernel's verifier takes no pointer arguments to global functions (5.12+)".into())
 }
 
 /// How many arguments a tracepoint hands a tp_btf program on this kernel (from the BTF typedef
@@ -515,8 +495,6 @@ mod tests {
         assert_eq!(func_ret_helpers(), Ok(()));
         assert_eq!(loop_helper(), Ok(()));
         assert_eq!(sk_storage_from_tracing(), Ok(()));
-        assert_eq!(attach_cookies(), Ok(()));
-        assert_eq!(global_func_pointer_args(), Ok(()));
     }
 
     #[test]

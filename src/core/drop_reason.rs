@@ -1,7 +1,62 @@
 //! Packet drop reasons (`enum skb_drop_reason`, Linux 5.17+) and the kernel stacks taken where a
-//! packet is freed: what kfree_skb-based tools (tcpdrop, skbdrop) share.
+//! packet is freed: what kfree_skb-based tools (tcpdrop, skbdrop) share. Before 5.17 the
+//! tracepoint gives no reason: the tools then run their plan without reasons
+//! (common/drop_reason.bpf.h), with stacks only, and print the reason as [`UNKNOWN`].
 
 use std::collections::HashMap;
+
+use crate::core::caps::{Hook, Plan};
+
+/// The plan with drop reasons (5.17+).
+pub const WITH_REASONS: Plan = Plan {
+    name: "tp_btf",
+    needs: &[Hook::TpBtf],
+    attach: "skb/kfree_skb",
+    check: Some(check),
+};
+
+/// The plan for kernels whose kfree_skb gives no reason: the drop's stack (and so where the
+/// packet was freed) only.
+pub const WITHOUT_REASONS: Plan = Plan {
+    name: "tp_btf-noreason",
+    needs: &[Hook::TpBtf],
+    attach: "skb/kfree_skb (no drop reasons: stack only)",
+    check: None,
+};
+
+/// The reason as printed where the plan has none (a kernel before 5.17).
+pub const UNKNOWN: &str = "unknown";
+
+/// Whether `plan` (one of the two above) reads reasons.
+pub fn plan_has_reasons(plan: &Plan) -> bool {
+    plan.name == WITH_REASONS.name
+}
+
+/// Reason names for `plan`: the kernel's, or None when the plan has no reasons (then every
+/// reason is [`UNKNOWN`], see [`name_of`]).
+pub fn names_for(plan: &Plan) -> Result<Option<HashMap<u32, String>>, String> {
+    if plan_has_reasons(plan) {
+        names().map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+/// The name of `reason` with [`names_for`]'s answer.
+pub fn name_of(names: Option<&HashMap<u32, String>>, reason: u32) -> String {
+    names.map_or_else(|| UNKNOWN.to_string(), |n| name(n, reason))
+}
+
+/// Says on stderr, once at start, that this run has no reasons and why.
+pub fn note_unknown(tool: &str, names: Option<&HashMap<u32, String>>) {
+    if names.is_none() {
+        eprintln!(
+            "netbpf {tool}: no drop reasons (skb:kfree_skb gives them from Linux 5.17; \
+             NETBPF_PLAN may also have asked for the plan without them): reasons are shown as \
+             {UNKNOWN}, the stacks tell where packets were dropped"
+        );
+    }
+}
 
 /// The kernel enum kfree_skb's reason argument has.
 pub const ENUM: &str = "skb_drop_reason";

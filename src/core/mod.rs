@@ -20,6 +20,7 @@ pub mod netstat;
 pub mod output;
 pub mod proto;
 pub mod run;
+pub mod sk_state;
 pub mod symbols;
 pub mod table;
 pub mod tcp;

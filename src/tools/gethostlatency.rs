@@ -32,7 +32,7 @@ pub static TOOL: Tool = Tool {
         name: "uprobe",
         needs: &[Hook::Uprobe],
         attach: "uprobe+uretprobe libc:getaddrinfo,gethostbyname{,2}{,_r}",
-        check: Some(crate::core::caps::attach_cookies),
+        check: None,
     }],
     cli: <Opts as clap::CommandFactory>::command,
     run,
@@ -43,7 +43,7 @@ pub static TOOL: Tool = Tool {
     }),
 };
 
-/// The traced functions; the index is the attach cookie (enum ghl_func in gethostlatency.h).
+/// The traced functions; the index is enum ghl_func in gethostlatency.h.
 const FUNCS: [&str; 5] = [
     "getaddrinfo",
     "gethostbyname",
@@ -230,14 +230,20 @@ fn attach(
     let pid = pid.map_or(-1, |p| p as i32);
     let mut links = Vec::new();
     let mut missing = Vec::new();
-    for (cookie, func) in FUNCS.iter().enumerate() {
-        for (prog, retprobe) in [
-            (&skel.progs.gethostlatency_enter, false),
-            (&skel.progs.gethostlatency_return, true),
-        ] {
+    // One entry program per function (in FUNCS order): it tells the function, as an attach
+    // cookie would without 5.15's perf-event links.
+    let p = &skel.progs;
+    let enter = [
+        &p.gethostlatency_enter_getaddrinfo,
+        &p.gethostlatency_enter_gethostbyname,
+        &p.gethostlatency_enter_gethostbyname2,
+        &p.gethostlatency_enter_gethostbyname_r,
+        &p.gethostlatency_enter_gethostbyname2_r,
+    ];
+    for (func, enter) in FUNCS.iter().zip(enter) {
+        for (prog, retprobe) in [(enter, false), (&p.gethostlatency_return, true)] {
             let opts = UprobeOpts {
                 func_name: Some(func.to_string()),
-                cookie: cookie as u64,
                 retprobe,
                 ..Default::default()
             };

@@ -11,8 +11,8 @@ use clap::Parser;
 use libbpf_rs::{MapCore, MapFlags};
 
 use crate::core::bpf::Pod;
-use crate::core::caps::{Hook, Plan};
 use crate::core::cli::Common;
+use crate::core::drop_reason;
 use crate::core::iface::{ifname_bytes, parse_ifname};
 use crate::core::maps::entries;
 use crate::core::output::{Format, Output, Value};
@@ -30,12 +30,7 @@ pub static TOOL: Tool = Tool {
     name: "skbdrop",
     aliases: &[],
     about: "sk_buff drops by reason and kernel stack, with TCP/IP counter deltas (nstat)",
-    plans: &[Plan {
-        name: "tp_btf",
-        needs: &[Hook::TpBtf],
-        attach: "skb/kfree_skb",
-        check: Some(crate::core::drop_reason::check),
-    }],
+    plans: &[drop_reason::WITH_REASONS, drop_reason::WITHOUT_REASONS],
     cli: <Opts as clap::CommandFactory>::command,
     run,
     verify: crate::core::bpf::verify::<SkbdropSkelBuilder>,
@@ -83,8 +78,6 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         o.interface.as_deref(),
         o.common.netns.as_deref(),
     );
-    let reasons =
-        crate::core::drop_reason::names().map_err(|e| anyhow::anyhow!("{}: {e}", tool.name))?;
     let counters_ns = if o.no_counters {
         None
     } else {
@@ -94,11 +87,15 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         ))
     };
 
-    let skel = s.load::<SkbdropSkelBuilder>(|open, _plan| {
+    let skel = s.load::<SkbdropSkelBuilder>(|open, plan| {
         let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
         rodata.filter_ifname = ifname_bytes(o.interface.as_deref());
+        rodata.drop_reasons = drop_reason::plan_has_reasons(plan);
         Ok(())
     })?;
+    let reasons =
+        drop_reason::names_for(s.plan).map_err(|e| anyhow::anyhow!("{}: {e}", tool.name))?;
+    drop_reason::note_unknown(tool.name, reasons.as_ref());
 
     let before = match &counters_ns {
         Some(Ok(src)) => Some(src.read()?),
@@ -117,7 +114,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     };
 
     let mut out = Output::new(o.common.format(), Vec::new());
-    print_drops(&skel, &reasons, o.frames, &mut out)?;
+    print_drops(&skel, reasons.as_ref(), o.frames, &mut out)?;
     let unknown = skel.maps.bss_data.as_deref().map_or(0, |b| b.netns_unknown);
     if unknown > 0 {
         eprintln!(
@@ -162,7 +159,7 @@ fn kernel_stack(skel: &SkbdropSkel, symbols: &Symbols, id: i32) -> anyhow::Resul
 
 fn print_drops(
     skel: &SkbdropSkel,
-    reasons: &HashMap<u32, String>,
+    reasons: Option<&HashMap<u32, String>>,
     frames: usize,
     out: &mut Output,
 ) -> anyhow::Result<()> {
@@ -191,8 +188,8 @@ fn print_drops(
     rows.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
 
     for ((reason, stack), count) in &rows {
-        let name = crate::core::drop_reason::name(reasons, *reason);
-        let routine = crate::core::drop_reason::routine(&name);
+        let name = drop_reason::name_of(reasons, *reason);
+        let routine = drop_reason::routine(&name);
         if out.format() == Format::Json {
             let stack_json = serde_json::Value::from(stack.clone()).to_string();
             out.record(&[
@@ -441,13 +438,13 @@ pub mod export {
 
     struct Drops {
         maps: ExportMaps,
-        reasons: HashMap<u32, String>,
+        reasons: Option<HashMap<u32, String>>,
     }
 
     impl Source for Drops {
         fn read(&self) -> anyhow::Result<Vec<Family>> {
             let c = self.maps.counts()?;
-            let name = |r: u32| vec![("reason", crate::core::drop_reason::name(&self.reasons, r))];
+            let name = |r: u32| vec![("reason", drop_reason::name_of(self.reasons.as_ref(), r))];
             Ok(vec![Family::Counter {
                 name: "netbpf_skb_drops",
                 help: "Packets (sk_buffs) the kernel dropped, by drop reason",
@@ -462,13 +459,15 @@ pub mod export {
     }
 
     pub fn load(ctx: &Ctx) -> anyhow::Result<Loaded> {
-        let reasons =
-            crate::core::drop_reason::names().map_err(|e| anyhow::anyhow!("{}: {e}", TOOL.name))?;
         let (skel, plan) =
-            export::load::<SkbdropSkelBuilder>(ctx, TOOL.name, TOOL.plans, |open, _| {
+            export::load::<SkbdropSkelBuilder>(ctx, TOOL.name, TOOL.plans, |open, plan| {
                 open.export_setup(ctx)?;
+                let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
+                rodata.drop_reasons = drop_reason::plan_has_reasons(plan);
                 Ok(())
             })?;
+        let reasons =
+            drop_reason::names_for(plan).map_err(|e| anyhow::anyhow!("{}: {e}", TOOL.name))?;
         let maps = skel.export_maps(ctx)?;
         Ok(Loaded {
             source: Box::new(Drops { maps, reasons }),

@@ -9,7 +9,6 @@ use clap::Parser;
 
 use crate::core::addr::{endpoint, ip, ip_version};
 use crate::core::bpf::{read_event, Pod};
-use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{Common, Family};
 use crate::core::drop_reason;
 use crate::core::output::{json_string, Column, Format, Value};
@@ -30,12 +29,7 @@ pub static TOOL: Tool = Tool {
     name: "tcpdrop",
     aliases: &[],
     about: "TCP packets dropped by the kernel: addresses, state, flags, drop reason, kernel stack",
-    plans: &[Plan {
-        name: "tp_btf",
-        needs: &[Hook::TpBtf],
-        attach: "skb/kfree_skb",
-        check: Some(drop_reason::check),
-    }],
+    plans: &[drop_reason::WITH_REASONS, drop_reason::WITHOUT_REASONS],
     cli: <Opts as clap::CommandFactory>::command,
     run,
     verify: crate::core::bpf::verify::<TcpdropSkelBuilder>,
@@ -55,7 +49,8 @@ whatever ran at the time, usually not the socket's owner (drops happen in softir
 Drops the kernel does not give a reason for (NOT_SPECIFIED) are not shown. Routine reasons,
 given in normal operation where nothing is lost (QUEUE_PURGE: a closed socket's queue freed
 with it, e.g. the peer's FIN after close), are hidden and counted: at exit stderr says how many
-of each; --all-reasons shows them.";
+of each; --all-reasons shows them. Before Linux 5.17 the kernel gives no reasons: every TCP
+packet freed through kfree_skb() is shown, reason unknown.";
 
 #[derive(Parser, Debug)]
 #[command(name = "tcpdrop", about = "Trace TCP packet drops with reason and kernel stack", after_help = EXAMPLES)]
@@ -116,11 +111,13 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let mut s = start(tool, &o.common)?;
     s.filters.family = o.family.af();
 
-    let reasons = drop_reason::names().unwrap_or_default();
-    let skel = s.load::<TcpdropSkelBuilder>(|open, _plan| {
+    // The kernel's reason names, for the routine set the programs skip (none before 5.17).
+    let btf_reasons = drop_reason::names().unwrap_or_default();
+    let skel = s.load::<TcpdropSkelBuilder>(|open, plan| {
         let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
+        rodata.drop_reasons = drop_reason::plan_has_reasons(plan);
         if !o.all_reasons {
-            for code in drop_reason::routine_codes(&reasons) {
+            for code in drop_reason::routine_codes(&btf_reasons) {
                 if let Some(word) = rodata.routine_reasons.get_mut(code as usize / 64) {
                     *word |= 1 << (code % 64);
                 }
@@ -129,6 +126,9 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         Ok(())
     })?;
 
+    let reasons =
+        drop_reason::names_for(s.plan).map_err(|e| anyhow::anyhow!("{}: {e}", tool.name))?;
+    drop_reason::note_unknown(tool.name, reasons.as_ref());
     let symbols = Symbols::new();
     let json = o.common.format() == Format::Json;
     let table = table();
@@ -147,7 +147,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
             state_name(e.state.into())
         };
         let flags = flags_str(e.flags);
-        let reason = drop_reason::name(&reasons, e.reason);
+        let reason = drop_reason::name_of(reasons.as_ref(), e.reason);
         let frames = drop_reason::trim_tracing_frames(symbols.kernel(&e.stack));
         let stack_json = if json {
             let mut j = String::from("[");
@@ -187,7 +187,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         }
     })?;
     let bss = skel.maps.bss_data.as_deref();
-    if let Some(hidden) = bss.and_then(|b| hidden_summary(&reasons, &b.routine_hidden)) {
+    if let Some(hidden) = bss.and_then(|b| hidden_summary(&btf_reasons, &b.routine_hidden)) {
         eprintln!("netbpf {}: {hidden}", tool.name);
     }
     s.report(libbpf_rs::skel::Skel::object(&skel));

@@ -6,9 +6,9 @@ use clap::Parser;
 
 use crate::core::addr::{ip_version, Tuple};
 use crate::core::bpf::{read_event, Pod};
-use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{Common, Family, PidFilter, PortFilters, TimeCells, Timestamps};
 use crate::core::output::{comm_str, Column, Format, Value};
+use crate::core::sk_state;
 use crate::core::table::Table;
 use crate::core::time::Clock;
 use crate::tools::{announce, start, Tool};
@@ -25,15 +25,10 @@ pub static TOOL: Tool = Tool {
     name: "tcplife",
     aliases: &[],
     about: "TCP sessions: lifespan and payload bytes, one line as each closes",
-    plans: &[Plan {
-        name: "tp_btf",
-        needs: &[Hook::TpBtf],
-        attach: "sock/inet_sock_set_state",
-        check: Some(crate::core::caps::sk_storage_from_tracing),
-    }],
+    plans: &[sk_state::STORED, sk_state::HASHED],
     cli: <Opts as clap::CommandFactory>::command,
     run,
-    verify: crate::core::bpf::verify::<TcplifeSkelBuilder>,
+    verify: sk_state::verify::<TcplifeSkelBuilder>,
     export: Some(crate::core::export::Export {
         order: 1,
         load: export::load,
@@ -125,7 +120,10 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     s.filters.family = o.family.af();
     o.ports.apply(&mut s.filters);
 
-    let skel = s.load::<TcplifeSkelBuilder>(|_, _| Ok(()))?;
+    let skel = s.load::<TcplifeSkelBuilder>(|open, plan| {
+        sk_state::configure(open, plan)?;
+        Ok(())
+    })?;
 
     let format = if o.csv {
         Format::Csv
@@ -154,7 +152,14 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     crate::core::run::report_dropped(
         tool.name,
         bss.map_or(0, |b| b.untracked),
-        "sessions not tracked (no kernel memory for their socket storage)",
+        "sessions not tracked (no kernel memory for their per-socket state)",
+    );
+    sk_state::report_evicted(
+        tool.name,
+        libbpf_rs::skel::Skel::object(&skel),
+        bss.map_or(0, |b| b.sk_state_inserted),
+        bss.map_or(0, |b| b.sk_state_deleted),
+        "sessions not reported",
     );
     Ok(())
 }
@@ -254,7 +259,8 @@ pub mod export {
 
     pub fn load(ctx: &Ctx) -> anyhow::Result<Loaded> {
         let (skel, plan) =
-            export::load::<TcplifeSkelBuilder>(ctx, TOOL.name, TOOL.plans, |open, _plan| {
+            export::load::<TcplifeSkelBuilder>(ctx, TOOL.name, TOOL.plans, |open, plan| {
+                sk_state::configure(open, plan)?;
                 open.export_setup(ctx)?;
                 Ok(())
             })?;

@@ -6,9 +6,9 @@ use clap::Parser;
 
 use crate::core::addr::{ip_version, Tuple};
 use crate::core::bpf::{read_event, Pod};
-use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{Common, Family, PidFilter, PortFilters, TimeCells, Timestamps};
 use crate::core::output::{comm_str, Column, Format, Value};
+use crate::core::sk_state;
 use crate::core::table::Table;
 use crate::core::tcp::state_name;
 use crate::core::time::Clock;
@@ -26,15 +26,10 @@ pub static TOOL: Tool = Tool {
     name: "tcpstates",
     aliases: &[],
     about: "TCP state changes, with the time spent in each state",
-    plans: &[Plan {
-        name: "tp_btf",
-        needs: &[Hook::TpBtf],
-        attach: "sock/inet_sock_set_state",
-        check: Some(crate::core::caps::sk_storage_from_tracing),
-    }],
+    plans: &[sk_state::STORED, sk_state::HASHED],
     cli: <Opts as clap::CommandFactory>::command,
     run,
-    verify: crate::core::bpf::verify::<TcpstatesSkelBuilder>,
+    verify: sk_state::verify::<TcpstatesSkelBuilder>,
     export: Some(crate::core::export::Export {
         order: 2,
         load: export::load,
@@ -129,7 +124,10 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     s.filters.family = o.family.af();
     o.ports.apply(&mut s.filters);
 
-    let skel = s.load::<TcpstatesSkelBuilder>(|_, _| Ok(()))?;
+    let skel = s.load::<TcpstatesSkelBuilder>(|open, plan| {
+        sk_state::configure(open, plan)?;
+        Ok(())
+    })?;
 
     let format = if o.csv {
         Format::Csv
@@ -159,7 +157,14 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     crate::core::run::report_dropped(
         tool.name,
         bss.map_or(0, |b| b.untracked),
-        "changes shown without MS and owner (no kernel memory for their socket storage)",
+        "changes shown without MS and owner (no kernel memory for their per-socket state)",
+    );
+    sk_state::report_evicted(
+        tool.name,
+        libbpf_rs::skel::Skel::object(&skel),
+        bss.map_or(0, |b| b.sk_state_inserted),
+        bss.map_or(0, |b| b.sk_state_deleted),
+        "changes shown without MS and owner",
     );
     Ok(())
 }
@@ -209,7 +214,8 @@ pub mod export {
             ctx,
             TOOL.name,
             TOOL.plans,
-            |open, _| {
+            |open, plan| {
+                sk_state::configure(open, plan)?;
                 let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
                 rodata.aggregate = true;
                 Ok(())

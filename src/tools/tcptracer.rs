@@ -6,10 +6,10 @@ use std::ffi::OsString;
 use clap::Parser;
 
 use crate::core::addr::{ip_version, Tuple};
-use crate::core::bpf::{verify, Pod};
-use crate::core::caps::{Hook, Plan};
+use crate::core::bpf::Pod;
 use crate::core::cli::{Common, Family, PidFilter, TimeCells, Timestamps};
 use crate::core::output::{comm_str, Column, Value};
+use crate::core::sk_state;
 use crate::core::table::Table;
 use crate::core::time::Clock;
 use crate::tools::{start, Tool};
@@ -26,15 +26,10 @@ pub static TOOL: Tool = Tool {
     name: "tcptracer",
     aliases: &[],
     about: "TCP connections made (connect, accept) and closed, with owner and netns",
-    plans: &[Plan {
-        name: "tp_btf",
-        needs: &[Hook::TpBtf],
-        attach: "sock/inet_sock_set_state",
-        check: None,
-    }],
+    plans: &[sk_state::STORED, sk_state::HASHED],
     cli: <Opts as clap::CommandFactory>::command,
     run,
-    verify: verify::<TcptracerSkelBuilder>,
+    verify: sk_state::verify::<TcptracerSkelBuilder>,
     export: None,
 };
 
@@ -135,7 +130,10 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     o.pid.apply(&mut s.filters);
     s.filters.family = o.family.af();
 
-    let skel = s.load::<TcptracerSkelBuilder>(|_, _| Ok(()))?;
+    let skel = s.load::<TcptracerSkelBuilder>(|open, plan| {
+        sk_state::configure(open, plan)?;
+        Ok(())
+    })?;
 
     let clock = Clock::start();
     s.stream_rows(
@@ -155,7 +153,14 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     crate::core::run::report_dropped(
         tool.name,
         bss.map_or(0, |b| b.untracked),
-        "connections not followed (no kernel memory for their socket storage)",
+        "connections not followed (no kernel memory for their per-socket state)",
+    );
+    sk_state::report_evicted(
+        tool.name,
+        libbpf_rs::skel::Skel::object(&skel),
+        bss.map_or(0, |b| b.sk_state_inserted),
+        bss.map_or(0, |b| b.sk_state_deleted),
+        "connections whose close was not reported",
     );
     Ok(())
 }

@@ -420,6 +420,18 @@ pub fn refused_here(tool: &str) -> bool {
     true
 }
 
+/// Whether `tool` (skbdrop, tcpdrop) gets drop reasons on this kernel. Before 5.17 the kernel
+/// gives none and the tool runs its plan without them; a test of reasons then returns early
+/// (`if !drop_reasons_here(TOOL) { return; }`, after `refused_here`): kernels.rs's
+/// `drops_without_reasons_show_stacks` checks that plan on every kernel.
+pub fn drop_reasons_here(tool: &str) -> bool {
+    let reasons = chosen_plan(tool) != "tp_btf-noreason";
+    if !reasons {
+        eprintln!("{tool} has no drop reasons on this kernel: its reasonless plan is checked by kernels.rs");
+    }
+    reasons
+}
+
 /// In a stock-kernel VM (vmtest/suite.sh sets NETBPF_VMTEST_KERNEL): the plan `tool` must pick
 /// there, asserted, so that a stock-only hook is known to have been used.
 pub fn assert_stock_kernel_plan(tool: &str, plan: &str) {

@@ -1,0 +1,97 @@
+//! Per-socket state of the tools that follow TCP sockets through their state changes
+//! (common/sk_state.bpf.h): in the socket's own storage from a tp_btf program where tracing
+//! programs have socket storage (5.11), else in a bounded hash keyed by the socket's address,
+//! from the classic tracepoint. The hash evicts its oldest entries when more sockets are
+//! followed at once than it holds: that is counted and said at exit.
+
+use libbpf_rs::{MapCore as _, Object};
+
+use crate::core::caps::{sk_storage_from_tracing, Hook, Plan};
+
+/// The socket-storage plan (best).
+pub const STORED: Plan = Plan {
+    name: "tp_btf",
+    needs: &[Hook::TpBtf],
+    attach: "sock/inet_sock_set_state",
+    check: Some(sk_storage_from_tracing),
+};
+
+/// The fallback where tracing programs have no socket storage (before 5.11).
+pub const HASHED: Plan = Plan {
+    name: "tracepoint",
+    needs: &[Hook::Tracepoint],
+    attach: "sock/inet_sock_set_state (sockets in a bounded hash by address)",
+    check: None,
+};
+
+const HASH_MAP: &str = "sk_state_hashed";
+
+/// Whether `plan` keeps the state in the hash.
+fn hashed(plan: &Plan) -> bool {
+    plan.uses(Hook::Tracepoint)
+}
+
+/// Sizes the maps for `plan`: the hash (an LRU hash is preallocated) is kept to one entry where
+/// socket storage is used instead. Every tool's `configure` calls it.
+/// `NETBPF_SK_STATE_ENTRIES=N` in the environment sizes the hash otherwise (tests use a small one
+/// to see evictions counted).
+pub fn configure<'o>(
+    open: &mut impl libbpf_rs::skel::OpenSkel<'o>,
+    plan: &Plan,
+) -> anyhow::Result<()> {
+    let entries = if hashed(plan) {
+        match std::env::var("NETBPF_SK_STATE_ENTRIES") {
+            Ok(n) => Some(n.parse::<u32>().ok().filter(|&n| n > 0).ok_or_else(|| {
+                anyhow::anyhow!("NETBPF_SK_STATE_ENTRIES={n}: not a number of entries")
+            })?),
+            Err(_) => None,
+        }
+    } else {
+        Some(1)
+    };
+    let Some(entries) = entries else {
+        return Ok(());
+    };
+    for mut map in open.open_object_mut().maps_mut() {
+        if map.name() == HASH_MAP {
+            map.set_max_entries(entries)?;
+        }
+    }
+    Ok(())
+}
+
+/// [`crate::core::bpf::verify`] for these tools (`netbpf list`): the maps sized for the plan.
+pub fn verify<B>(tool: &'static str, plan: &'static Plan) -> Result<(), String>
+where
+    B: libbpf_rs::skel::SkelBuilder<'static> + Default,
+{
+    crate::core::bpf::verify_with::<B>(tool, plan, configure)
+}
+
+/// Sockets whose state the hash evicted so far: every entry inserted was deleted by the tool,
+/// evicted, or is still there.
+pub fn evicted(obj: &Object, inserted: u64, deleted: u64) -> u64 {
+    let left = obj
+        .maps()
+        .find(|m| m.name() == HASH_MAP)
+        .map_or(0, |m| m.keys().count() as u64);
+    inserted.saturating_sub(deleted).saturating_sub(left)
+}
+
+/// Says on stderr how many sockets' state the hash evicted and what that cost (`what`, e.g.
+/// "sessions not reported").
+pub fn report_evicted(tool: &str, obj: &Object, inserted: u64, deleted: u64, what: &str) {
+    let n = evicted(obj, inserted, deleted);
+    let size = obj
+        .maps()
+        .find(|m| m.name() == HASH_MAP)
+        .map_or(0, |m| m.max_entries());
+    crate::core::run::report_dropped(
+        tool,
+        n,
+        &format!(
+            "{what}: more than {size} sockets were followed at once, and the oldest were \
+             evicted (this kernel has no socket storage for tracing programs)"
+        ),
+    );
+}
