@@ -19,6 +19,7 @@ pub mod netstat;
 pub mod output;
 pub mod proto;
 pub mod run;
+pub mod sock_owners;
 pub mod symbols;
 pub mod table;
 pub mod tcp;
