@@ -72,9 +72,15 @@ impl Run {
     /// run should stop.
     pub fn sleep(&self, d: Duration) -> bool {
         let now = Instant::now();
-        let end = now
-            .checked_add(d)
-            .unwrap_or(now + Duration::from_secs(86400 * 365));
+        self.sleep_until(
+            now.checked_add(d)
+                .unwrap_or(now + Duration::from_secs(86400 * 365)),
+        )
+    }
+
+    /// Sleeps until `end`, waking early for a signal or the end of the run. Returns false when
+    /// the run should stop.
+    pub fn sleep_until(&self, end: Instant) -> bool {
         loop {
             if self.should_stop() {
                 return false;
@@ -92,7 +98,10 @@ impl Run {
     }
 
     /// Calls `tick` every `interval` (and once more when the run ends early), `count` times at
-    /// most: the loop of interval tools (`tool [interval] [count]`).
+    /// most: the loop of interval tools (`tool [interval] [count]`). Ticks are due at fixed
+    /// deadlines from the start (start + n x interval), so the time a tick takes does not add up
+    /// into drift; a deadline already past when a tick ends (a tick longer than the interval) is
+    /// skipped, and the next tick covers both intervals.
     pub fn every(
         &self,
         interval: Duration,
@@ -100,8 +109,19 @@ impl Run {
         mut tick: impl FnMut() -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         let mut n = 0;
+        let mut due = Instant::now();
         loop {
-            let more = self.sleep(interval);
+            let now = Instant::now();
+            loop {
+                due = match due.checked_add(interval) {
+                    Some(t) => t,
+                    None => now + Duration::from_secs(86400 * 365),
+                };
+                if due > now || interval.is_zero() {
+                    break;
+                }
+            }
+            let more = self.sleep_until(due);
             tick()?;
             n += 1;
             if !more || count.is_some_and(|c| n >= c) {
