@@ -142,9 +142,10 @@ fn listener_key(s: &OwnedSocket) -> Vec<u8> {
     k
 }
 
-/// Writes (key, value) unless the key is there already; checks the sizes against the map's (a
-/// mismatch is a layout drift between this file and the BPF header: an error, not a guess).
-fn insert_new(map: &dyn MapCore, key: &[u8], value: &[u8]) -> anyhow::Result<()> {
+/// Writes (key, value) unless the key is there already (what tracing learned since attaching
+/// wins); checks the sizes against the map's (a mismatch is a layout drift between the writer
+/// and the BPF header: an error, not a guess). A shorter value is padded with zeros.
+pub fn insert_new(map: &dyn MapCore, key: &[u8], value: &[u8]) -> anyhow::Result<()> {
     let (ks, vs) = (map.key_size() as usize, map.value_size() as usize);
     anyhow::ensure!(
         key.len() == ks && value.len() <= vs,

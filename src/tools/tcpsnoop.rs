@@ -15,7 +15,6 @@ use crate::core::tcp::flags_str;
 use crate::core::time::Clock;
 use crate::tools::{announce, start, Tool};
 use crate::tuple_of;
-use libbpf_rs::{MapCore as _, MapFlags};
 
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/tcpsnoop.skel.rs"));
@@ -193,7 +192,7 @@ fn configure(open: &mut OpenTcpsnoopSkel, plan: &Plan) {
 /// of established ones, so their packets, and the handshakes of listeners' new connections, are
 /// not `<unknown>`.
 fn seed_owners(skel: &TcpsnoopSkel, tool: &str, netns: u64) -> anyhow::Result<()> {
-    use crate::core::sock_owners::{seed_tcp_owner, tcp_sockets_or_warn, TCP_LISTEN};
+    use crate::core::sock_owners::{insert_new, seed_tcp_owner, tcp_sockets_or_warn, TCP_LISTEN};
     let existing = tcp_sockets_or_warn(tool, netns);
     seed_tcp_owner(&existing, &skel.maps.sk_owners, &skel.maps.listener_owners)?;
     for s in existing
@@ -216,16 +215,7 @@ fn seed_owners(skel: &TcpsnoopSkel, tool: &str, netns: u64) -> anyhow::Result<()
             uid: s.uid,
             comm: s.comm.map(|c| c as i8),
         };
-        match skel
-            .maps
-            .flows
-            .update(bytes_of(&key), bytes_of(&owner), MapFlags::NO_EXIST)
-        {
-            Err(e) if e.kind() != libbpf_rs::ErrorKind::AlreadyExists => {
-                return Err(anyhow::anyhow!("tcpsnoop: seeding flows: {e}"))
-            }
-            _ => {}
-        }
+        insert_new(&skel.maps.flows, bytes_of(&key), bytes_of(&owner))?;
     }
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::ffi::OsString;
 use std::time::Instant;
 
 use clap::Parser;
-use libbpf_rs::{MapCore, MapFlags, RingBufferBuilder};
+use libbpf_rs::{MapCore, RingBufferBuilder};
 
 use crate::core::addr::{endpoint, ip, ip_version};
 use crate::core::bpf::{bytes_of, read_event, Pod};
@@ -156,7 +156,7 @@ fn select_programs(open: &mut OpenTcpsynblSkel, plan: &Plan) {
 /// The tp_btf plan finds a SYN's listener in `listeners`, filled at listen(): add the listeners
 /// opened before tracing began.
 fn seed_listeners(skel: &TcpsynblSkel, tool: &str, netns: u64) -> anyhow::Result<()> {
-    use crate::core::sock_owners::{tcp_sockets_or_warn, TCP_LISTEN};
+    use crate::core::sock_owners::{insert_new, tcp_sockets_or_warn, TCP_LISTEN};
     for s in tcp_sockets_or_warn(tool, netns)
         .iter()
         .filter(|s| s.state == TCP_LISTEN && s.lport != 0)
@@ -169,16 +169,7 @@ fn seed_listeners(skel: &TcpsynblSkel, tool: &str, netns: u64) -> anyhow::Result
             port: s.lport,
             ..Default::default()
         };
-        match skel
-            .maps
-            .listeners
-            .update(bytes_of(&key), &s.sk.to_ne_bytes(), MapFlags::NO_EXIST)
-        {
-            Err(e) if e.kind() != libbpf_rs::ErrorKind::AlreadyExists => {
-                return Err(anyhow::anyhow!("tcpsynbl: seeding listeners: {e}"))
-            }
-            _ => {}
-        }
+        insert_new(&skel.maps.listeners, bytes_of(&key), &s.sk.to_ne_bytes())?;
     }
     Ok(())
 }
