@@ -89,10 +89,19 @@ fn one_hist<'a>(rows: &'a [Value], name: &str, labels: &[(&str, Value)]) -> &'a 
 
 /// The count socketio printed for (pid, dir, protocol, rport), 0 when absent.
 fn io_count(rows: &[Value], pid: u64, dir: &str, proto: &str, rport: u64) -> u64 {
+    io_count_at(rows, pid, dir, proto, 0, rport)
+}
+
+/// The count socketio printed for (pid, dir, protocol, lport, rport), 0 when absent.
+fn io_count_at(rows: &[Value], pid: u64, dir: &str, proto: &str, lport: u64, rport: u64) -> u64 {
     let found: Vec<&Value> = rows
         .iter()
         .filter(|r| {
-            r["pid"] == pid && r["dir"] == dir && r["protocol"] == proto && r["rport"] == rport
+            r["pid"] == pid
+                && r["dir"] == dir
+                && r["protocol"] == proto
+                && r["lport"] == lport
+                && r["rport"] == rport
         })
         .collect();
     assert!(found.len() <= 1, "{found:?}");
@@ -107,32 +116,84 @@ fn socketio_counts_every_tcp_call_by_side() {
     let run = ns.loadgen(&["sockio", "--proto", "tcp", "--family", "4", "--msgs", "20"]);
     let rows = json.stop().succeeded().json();
     let table = table.stop().succeeded();
-    let (pid, sport, cport) = (
-        num(&run, "pid"),
-        num(&run, "server_port"),
-        num(&run, "client_port"),
-    );
+    let (pid, sport) = (num(&run, "pid"), num(&run, "server_port"));
     let (client, server) = (&run["client"], &run["server"]);
-    // The client's socket has the server's port as remote port, and the other way round.
+    // The client's socket is keyed by its remote port, the server's; the server's connection by
+    // its local port, the listener's (not by the client's port).
     let expect = [
-        ("write", sport, sizes(&client["sends"]).len()),
-        ("read", sport, sizes(&client["recvs"]).len()),
-        ("write", cport, sizes(&server["sends"]).len()),
-        ("read", cport, sizes(&server["recvs"]).len()),
+        ("write", 0, sport, sizes(&client["sends"]).len()),
+        ("read", 0, sport, sizes(&client["recvs"]).len()),
+        ("write", sport, 0, sizes(&server["sends"]).len()),
+        ("read", sport, 0, sizes(&server["recvs"]).len()),
     ];
-    for (dir, rport, calls) in expect {
+    for (dir, lport, rport, calls) in expect {
         assert_eq!(
-            io_count(&rows, pid, dir, "TCP", rport),
+            io_count_at(&rows, pid, dir, "TCP", lport, rport),
             calls as u64,
-            "{dir} to port {rport}: {rows:?}"
+            "{dir} at {lport}/{rport}: {rows:?}"
         );
     }
-    assert_eq!(expect[0].2, 20, "one send per message");
-    assert!(expect[3].2 >= 21, "20 messages and the end of stream");
+    assert_eq!(expect[0].3, 20, "one send per message");
+    assert!(expect[3].3 >= 21, "20 messages and the end of stream");
     assert_eq!(rows.len(), 4, "nothing else in this netns: {rows:?}");
     assert!(rows.iter().all(|r| r["comm"] == "loadgen"), "{rows:?}");
 
     let line = format!("@io[loadgen, {pid}, write, TCP, {sport}]: 20");
+    assert!(table.lines.contains(&line), "{line} in {:?}", table.lines);
+}
+
+/// A server bound to its port, 50 clients: the server's connections count under its local port,
+/// one line per direction, not one line per client port; the clients' under the remote port.
+#[test]
+fn socketio_keys_server_connections_by_local_port() {
+    const SCRIPT: &str = r#"
+import os, socket, threading
+n = 50
+l = socket.socket()
+l.bind(("127.0.0.1", 8080))
+l.listen(64)
+def serve():
+    for _ in range(n):
+        c, _ = l.accept()
+        c.recv(100)
+        c.sendall(b"ok")
+        c.close()
+t = threading.Thread(target=serve)
+t.start()
+for _ in range(n):
+    s = socket.create_connection(("127.0.0.1", 8080))
+    s.sendall(b"x" * 10)
+    s.recv(100)
+    s.close()
+t.join()
+print(os.getpid())
+"#;
+    let ns = Netns::new();
+    let json = Tool::start(&["socketio", "--json", "--netns", &ns.path()]);
+    let table = Tool::start(&["socketio", "--netns", &ns.path()]);
+    let out = ns.command("python3").args(["-c", SCRIPT]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pid: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let rows = json.stop().succeeded().json();
+    let table = table.stop().succeeded();
+    let count = |dir: &str, lport: u64, rport: u64| {
+        rows.iter()
+            .filter(|r| {
+                r["pid"] == pid && r["dir"] == dir && r["lport"] == lport && r["rport"] == rport
+            })
+            .map(|r| num(r, "count"))
+            .sum::<u64>()
+    };
+    assert_eq!(count("read", 8080, 0), 50, "{rows:?}");
+    assert_eq!(count("write", 8080, 0), 50, "{rows:?}");
+    assert_eq!(count("write", 0, 8080), 50, "{rows:?}");
+    assert_eq!(count("read", 0, 8080), 50, "{rows:?}");
+    assert_eq!(rows.len(), 4, "one line per (side, direction): {rows:?}");
+    let line = format!("@io[python3, {pid}, read, TCP, local:8080]: 50");
     assert!(table.lines.contains(&line), "{line} in {:?}", table.lines);
 }
 
@@ -393,8 +454,11 @@ fn sormem_reports_a_full_receive_queue() {
     );
 
     let line = format!(
-        "sock:sock_rcvqueue_full rmem_alloc {} > rcvbuf {rcvbuf}, skb size {}",
-        full[0]["rmem_alloc"], full[0]["truesize"]
+        "sock:sock_rcvqueue_full rmem_alloc {} > rcvbuf {rcvbuf}, skb size {} on PING {}:{}",
+        full[0]["rmem_alloc"],
+        full[0]["truesize"],
+        full[0]["laddr"].as_str().unwrap(),
+        full[0]["lport"]
     );
     assert!(table.lines.contains(&line), "{line} in {:?}", table.lines);
     assert!(

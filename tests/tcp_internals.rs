@@ -173,6 +173,81 @@ fn tcptop_counts_every_byte_once_across_intervals() {
     }
 }
 
+/// sendfile(2) of a large file to a reader that reads nothing: the call returns once its bytes
+/// are queued in the socket's send buffer. tcptop counts what the process handed over (what the
+/// calls returned), as its help says, although none of it has reached the reader; and a table
+/// row of a few bytes shows 1 KiB, not 0.
+#[test]
+fn tcptop_sendfile_to_slow_reader_counts_what_was_queued() {
+    const SCRIPT: &str = r#"
+import json, os, socket, sys, tempfile
+f = tempfile.TemporaryFile()
+f.truncate(32 << 20)
+l = socket.socket()
+l.bind(("127.0.0.1", 0))
+l.listen(1)
+c = socket.create_connection(l.getsockname())
+s, _ = l.accept()
+s.setblocking(False)
+queued = 0
+while True:
+    try:
+        n = os.sendfile(s.fileno(), f.fileno(), queued, 1 << 20)
+    except BlockingIOError:
+        break
+    queued += n
+c.send(b"hi")
+print(json.dumps({"queued": queued, "server_port": l.getsockname()[1],
+                  "client_port": c.getsockname()[1]}), flush=True)
+sys.stdin.readline()
+"#;
+    let _alone = tcptop_alone();
+    let ns = Netns::new();
+    let path = ns.path();
+    let json = Tool::start(&["tcptop", "--json", "--netns", &path, "60"]);
+    let table = Tool::start(&["tcptop", "-C", "--netns", &path, "60"]);
+    let mut child = ns
+        .command("python3")
+        .args(["-c", SCRIPT])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let run: Value = serde_json::from_str(&line).unwrap();
+    // Stopped while the reader has read nothing: the last interval is printed at exit.
+    let rows = finished(json.stop()).json();
+    let table = finished(table.stop()).lines;
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
+    let (queued, sport, cport) = (
+        num(&run, "queued"),
+        num(&run, "server_port"),
+        num(&run, "client_port"),
+    );
+    assert!(queued > 1 << 20, "a send buffer's worth queued: {run}");
+    let totals = tcptop_totals(&rows);
+    assert_eq!(totals.get(&(sport, cport)), Some(&(0, queued)), "{rows:?}");
+    // The client wrote 2 bytes and read none.
+    assert_eq!(totals.get(&(cport, sport)), Some(&(0, 2)), "{rows:?}");
+    let client = format!("127.0.0.1:{cport}");
+    let small = table
+        .iter()
+        .find(|l| l.split_whitespace().nth(2) == Some(client.as_str()))
+        .unwrap_or_else(|| panic!("{table:?}"));
+    let cols: Vec<&str> = small.split_whitespace().collect();
+    assert_eq!(
+        cols[cols.len() - 2..],
+        ["0", "1"],
+        "2 bytes sent show as 1 KiB: {small}"
+    );
+}
+
 #[test]
 fn tcptop_filters_and_options() {
     let _alone = tcptop_alone();
@@ -971,14 +1046,24 @@ fn tcpwin_rows_and_plot() {
 
     assert_eq!(
         csv.lines[0],
-        "event,sock,time_us,snd_cwnd,snd_ssthresh,sk_sndbuf,sk_wmem_queued"
+        "event,sock,time_us,snd_cwnd,snd_ssthresh,sk_sndbuf,sk_wmem_queued,conn,laddr,lport,raddr,rport"
     );
     let mine: Vec<&String> = csv.lines.iter().filter(|l| l.contains(&sock)).collect();
     assert!(!mine.is_empty());
     for l in mine {
         let f: Vec<&str> = l.split(',').collect();
-        assert_eq!((f.len(), f[0]), (7, "rcv"), "{l}");
+        assert_eq!((f.len(), f[0]), (12, "rcv"), "{l}");
         assert!(f[3].parse::<u32>().unwrap() > 0, "{l}");
+        assert_eq!(
+            f[8..],
+            [
+                "127.0.0.1",
+                &cport.to_string(),
+                "127.0.0.1",
+                &run["server_port"].to_string()
+            ],
+            "{l}"
+        );
     }
     assert!(csv.stderr.contains("plotted"), "{}", csv.stderr);
     let text = std::fs::read_to_string(&svg).unwrap();
@@ -1000,6 +1085,76 @@ fn tcpwin_rows_and_plot() {
         text.matches("</text>").count()
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The kernel reuses a closed socket's memory: many short connections one after the other
+/// share a few socket addresses. Each connection must still be its own series (conn), with its
+/// own ports, in the CSV and in the plot's legend.
+#[test]
+fn tcpwin_reused_socket_addresses_are_distinct_connections() {
+    let ns = Netns::new();
+    let path = ns.path();
+    let svg = std::env::temp_dir().join(format!("netbpf-tcpwin-reuse-{}.svg", std::process::id()));
+    let csv = Tool::start(&["tcpwin", "--netns", &path, "--plot", svg.to_str().unwrap()]);
+    const CONNS: u64 = 40;
+    for _ in 0..CONNS {
+        ns.loadgen(&[
+            "exchange",
+            "--client-send",
+            "200000",
+            "--server-send",
+            "200000",
+        ]);
+    }
+    let csv = finished(csv.stop());
+    let header: Vec<&str> = csv.lines[0].split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let (sock, conn, lport, rport) = (col("sock"), col("conn"), col("lport"), col("rport"));
+    // conn -> (sock, lport, rport), each the same on all of the connection's samples.
+    let mut conns: HashMap<String, (String, String, String)> = HashMap::new();
+    let mut ends: HashMap<(String, String), String> = HashMap::new();
+    for l in &csv.lines[1..] {
+        let f: Vec<&str> = l.split(',').collect();
+        let this = (
+            f[sock].to_string(),
+            f[lport].to_string(),
+            f[rport].to_string(),
+        );
+        let known = conns
+            .entry(f[conn].to_string())
+            .or_insert_with(|| this.clone());
+        assert_eq!(
+            *known, this,
+            "conn {} changed socket or ports: {l}",
+            f[conn]
+        );
+        // Each end of each connection (its pair of ports) is one conn.
+        let c = ends
+            .entry((this.1, this.2))
+            .or_insert_with(|| f[conn].to_string());
+        assert_eq!(c, f[conn], "{l}");
+    }
+    // Both ends of every connection: 2 per exchange.
+    assert_eq!(conns.len() as u64, 2 * CONNS, "{:?}", conns);
+    let addrs: std::collections::HashSet<&String> = conns.values().map(|c| &c.0).collect();
+    assert!(
+        (addrs.len() as u64) < 2 * CONNS,
+        "no socket address was reused: the test shows nothing ({} addresses)",
+        addrs.len()
+    );
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        csv.stderr
+            .contains(&format!("plotted 8 of {} connections", 2 * CONNS)),
+        "{}",
+        csv.stderr
+    );
+    assert_eq!(
+        text.matches(" &gt; 127.0.0.1:").count(),
+        8,
+        "one legend line per connection"
+    );
+    std::fs::remove_file(&svg).unwrap();
 }
 
 #[test]

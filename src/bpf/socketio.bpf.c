@@ -1,6 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 /* socketio: socket send/receive calls counted in the kernel per process, direction, protocol and
- * remote port.
+ * port.
+ *
+ * The port: a TCP socket whose local port came from bind() or listen() (a server's connections
+ * share their listener's port) is counted by that local port, others by their remote port: a
+ * server's calls count under its service port instead of one line per client's ephemeral port,
+ * a client's under the server's port. The kernel tells them apart by the port's bind bucket:
+ * connect() makes the buckets of the ports it picks with fastreuse = -1, which bind() and
+ * listen() never set.
  *
  * Three ways to see a call, one per plan (the unused ones are not loaded):
  * - tp_btf sock_send_length / sock_recv_length (6.3+): fired for every sendmsg/recvmsg a socket
@@ -16,6 +23,19 @@
 #include "socketio.h"
 
 char LICENSE[] SEC("license") = "GPL";
+
+/* Whether sk is a TCP socket on a port of its own choosing (bound, or listening): its bind
+ * bucket was not made by connect(), which marks its buckets fastreuse = -1. */
+static __always_inline bool tcp_port_chosen(const struct sock *sk)
+{
+	const struct inet_connection_sock *icsk = (const struct inet_connection_sock *)sk;
+	const struct inet_bind_bucket *tb;
+
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return false;
+	tb = BPF_CORE_READ(icsk, icsk_bind_hash);
+	return tb && BPF_CORE_READ(tb, fastreuse) != -1;
+}
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -35,7 +55,10 @@ static __always_inline void count_io(struct sock *sk, __u8 dir)
 		return;
 	key.pid = pid;
 	key.dir = dir;
-	key.rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (tcp_port_chosen(sk))
+		key.lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	else
+		key.rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	bpf_get_current_comm(key.comm, sizeof(key.comm));
 	sk_proto_name(sk, key.proto, sizeof(key.proto));
 	counter_add(&io, &key, 1);

@@ -12,8 +12,9 @@
  *   consumed (consume_skb, not a drop as far as kfree_skb is concerned);
  * - a handshake's final ACK: tcp_v4/v6_syn_recv_sock() refuses to create the child.
  * The fentry and kprobe plans hook those two functions, with the listener as an argument. The
- * tp_btf plan sees SYNs at consume_skb, finding the listener in a map filled at listen() (so
- * listeners opened before tracing began are not known), and handshake ACKs at kfree_skb with
+ * tp_btf plan sees SYNs at consume_skb, finding the listener in a map filled at listen() and,
+ * by user space at start, with the listeners that already existed (core/sock_owners.rs), and
+ * handshake ACKs at kfree_skb with
  * reason TCP_LISTEN_OVERFLOW (kernels that have that reason; the listener is its rx_sk). */
 #include "common/netbpf.bpf.h"
 #include "common/events.bpf.h"

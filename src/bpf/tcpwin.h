@@ -14,6 +14,8 @@ struct tcpwin_event {
 	__u32 snd_ssthresh; /* packets; 0x7fffffff until the first loss */
 	__s32 sk_sndbuf; /* bytes */
 	__s32 sk_wmem_queued; /* bytes */
+	__u64 conn_start_ns; /* when this connection began (its SYN, or its first sample): with
+			      * skaddr, which the kernel reuses, it names the connection */
 };
 
 #endif

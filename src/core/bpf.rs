@@ -511,6 +511,13 @@ where
 /// Only for `#[repr(C)]` structs of integers and arrays of integers.
 pub unsafe trait Pod: Copy {}
 
+/// The bytes of a plain-data value, as a map key or value to write.
+pub fn bytes_of<T: Pod>(v: &T) -> &[u8] {
+    // SAFETY: T is Pod (integers and arrays of them, padding spelled out by the skeleton
+    // generator), so every byte of it is initialized.
+    unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>()) }
+}
+
 /// Copies one event out of a ring-buffer record; None when the record is too short.
 pub fn read_event<T: Pod>(data: &[u8]) -> Option<T> {
     if data.len() < std::mem::size_of::<T>() {

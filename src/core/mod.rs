@@ -21,6 +21,7 @@ pub mod output;
 pub mod proto;
 pub mod run;
 pub mod sk_state;
+pub mod sock_owners;
 pub mod symbols;
 pub mod table;
 pub mod tcp;

@@ -72,9 +72,15 @@ impl Run {
     /// run should stop.
     pub fn sleep(&self, d: Duration) -> bool {
         let now = Instant::now();
-        let end = now
-            .checked_add(d)
-            .unwrap_or(now + Duration::from_secs(86400 * 365));
+        self.sleep_until(
+            now.checked_add(d)
+                .unwrap_or(now + Duration::from_secs(86400 * 365)),
+        )
+    }
+
+    /// Sleeps until `end`, waking early for a signal or the end of the run. Returns false when
+    /// the run should stop.
+    pub fn sleep_until(&self, end: Instant) -> bool {
         loop {
             if self.should_stop() {
                 return false;
@@ -92,7 +98,10 @@ impl Run {
     }
 
     /// Calls `tick` every `interval` (and once more when the run ends early), `count` times at
-    /// most: the loop of interval tools (`tool [interval] [count]`).
+    /// most: the loop of interval tools (`tool [interval] [count]`). Ticks are due at fixed
+    /// deadlines from the start (start + n x interval), so the time a tick takes does not add up
+    /// into drift; a deadline already past when a tick ends (a tick longer than the interval) is
+    /// skipped, and the next tick covers both intervals.
     pub fn every(
         &self,
         interval: Duration,
@@ -100,8 +109,10 @@ impl Run {
         mut tick: impl FnMut() -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         let mut n = 0;
+        let mut due = Instant::now();
         loop {
-            let more = self.sleep(interval);
+            due = next_deadline(due, interval, Instant::now());
+            let more = self.sleep_until(due);
             tick()?;
             n += 1;
             if !more || count.is_some_and(|c| n >= c) {
@@ -182,6 +193,26 @@ impl Run {
     }
 }
 
+/// The deadline after `due` for ticks every `interval`: the first of due + k x interval (k >= 1)
+/// still ahead of `now`, so lateness never shifts later deadlines, and deadlines a late tick
+/// missed are skipped.
+fn next_deadline(due: Instant, interval: Duration, now: Instant) -> Instant {
+    let far = || now + Duration::from_secs(86400 * 365);
+    let Some(next) = due.checked_add(interval) else {
+        return far();
+    };
+    if next > now || interval.is_zero() {
+        return next;
+    }
+    // Late by `behind`: skip the whole intervals it covers.
+    let behind = now - next;
+    let skip = (behind.as_nanos() / interval.as_nanos()) as u32 + 1;
+    interval
+        .checked_mul(skip)
+        .and_then(|d| next.checked_add(d))
+        .unwrap_or_else(far)
+}
+
 /// Says on stderr how many events the kernel could not hand over.
 /// Says how many new keys were dropped because a kernel map was full (common/maps.bpf.h's
 /// `map_full_drops`), so a summary that misses some is not taken for complete.
@@ -251,5 +282,35 @@ pub fn report_dropped(tool: &str, n: u64, what: &str) {
     if n > 0 {
         use std::io::Write as _;
         let _ = writeln!(std::io::stderr(), "netbpf {tool}: {n} {what}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_do_not_drift_and_skip_what_a_late_tick_missed() {
+        let start = Instant::now();
+        let sec = Duration::from_secs(1);
+        let ms = Duration::from_millis;
+        // A tick that took 300 ms: the next deadline is still start + 2 s.
+        assert_eq!(
+            next_deadline(start + sec, sec, start + sec + ms(300)),
+            start + 2 * sec
+        );
+        // Fifteen ticks of 60 ms each end at start + 15 s, not 15.9 s.
+        let mut due = start;
+        for _ in 0..15 {
+            due = next_deadline(due, sec, due + ms(60));
+        }
+        assert_eq!(due, start + 15 * sec);
+        // A tick that overran by 1.5 intervals: the missed deadline (start + 2 s) is skipped.
+        assert_eq!(
+            next_deadline(start + sec, sec, start + sec + ms(1500)),
+            start + 3 * sec
+        );
+        // Exactly on a deadline: the next one.
+        assert_eq!(next_deadline(start, sec, start + sec), start + 2 * sec);
     }
 }

@@ -1,5 +1,5 @@
-//! socketio: socket I/O calls counted by process, direction, protocol and remote port; printed at
-//! exit.
+//! socketio: socket I/O calls counted by process, direction, protocol and port (a server's local
+//! port, else the remote one); printed at exit.
 
 use std::ffi::OsString;
 
@@ -24,7 +24,7 @@ const SOCKETIO_WRITE: u8 = 1;
 pub static TOOL: Tool = Tool {
     name: "socketio",
     aliases: &[],
-    about: "Socket I/O calls by process, direction, protocol and remote port (counts at exit)",
+    about: "Socket I/O calls by process, direction, protocol and port (counts at exit)",
     plans: &[
         Plan {
             name: "tp_btf",
@@ -58,16 +58,18 @@ Examples:
   socketio -p 181         # only PID 181
   socketio --json         # one JSON object per (process, direction, protocol, port)
 
-Each line is @io[COMM, PID, read|write, PROTOCOL, REMOTE_PORT]: CALLS. A call is one sendmsg or
+Each line is @io[COMM, PID, read|write, PROTOCOL, PORT]: CALLS. A call is one sendmsg or
 recvmsg a socket receives (read/write/send*/recv*; each message of sendmmsg/recvmmsg), whatever
 its result (errors such as EAGAIN count too). PROTOCOL is the kernel's name for the socket's
-protocol (TCP, TCPv6, UDP, UDPv6, UNIX-STREAM, NETLINK, ...); REMOTE_PORT is 0 for sockets that
-are not connected (listeners, unconnected UDP, UNIX).";
+protocol (TCP, TCPv6, UDP, UDPv6, UNIX-STREAM, NETLINK, ...). PORT is local:N for a TCP socket
+on a port its program took with bind() or listen() (a server: its connections all count under
+its listening port), else the remote port: 0 for sockets that are not connected (unconnected
+UDP, UNIX).";
 
 #[derive(Parser, Debug)]
 #[command(
     name = "socketio",
-    about = "Count socket I/O calls by process, direction, protocol and remote port",
+    about = "Count socket I/O calls by process, direction, protocol and port",
     after_help = EXAMPLES
 )]
 struct Opts {
@@ -94,7 +96,8 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let mut rows: Vec<(types::socketio_key, u64)> = crate::core::maps::entries(&skel.maps.io)?;
     // As bpftrace prints a map: smallest count first, so the busiest end up on screen.
     rows.sort_by(|a, b| {
-        (a.1, a.0.pid, a.0.dir, a.0.rport).cmp(&(b.1, b.0.pid, b.0.dir, b.0.rport))
+        (a.1, a.0.pid, a.0.dir, a.0.lport, a.0.rport)
+            .cmp(&(b.1, b.0.pid, b.0.dir, b.0.lport, b.0.rport))
     });
     let mut out = Output::new(o.common.format(), Vec::new());
     for (k, count) in rows {
@@ -111,13 +114,19 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
                 ("pid", Value::U64(k.pid.into())),
                 ("dir", Value::Str(dir)),
                 ("protocol", Value::Str(&proto)),
+                ("lport", Value::U64(k.lport.into())),
                 ("rport", Value::U64(k.rport.into())),
                 ("count", Value::U64(count)),
             ]);
         } else {
+            let port = if k.lport != 0 {
+                format!("local:{}", k.lport)
+            } else {
+                k.rport.to_string()
+            };
             out.text(&format!(
-                "@io[{comm}, {}, {dir}, {proto}, {}]: {count}",
-                k.pid, k.rport
+                "@io[{comm}, {}, {dir}, {proto}, {port}]: {count}",
+                k.pid
             ));
         }
     }

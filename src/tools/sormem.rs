@@ -5,7 +5,7 @@ use std::ffi::OsString;
 
 use clap::Parser;
 
-use crate::core::addr::{AF_INET, AF_INET6};
+use crate::core::addr::{endpoint, AF_INET, AF_INET6};
 use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{Common, PidFilter};
@@ -186,13 +186,21 @@ fn print_event(out: &mut Output, clock: &Clock, e: &types::sormem_event) {
         ),
         _ => return,
     };
-    if out.format() != Format::Json {
-        out.text(&format!("{name} {text}"));
-        return;
-    }
     let comm = comm_str(&e.comm);
     let proto = comm_str(&e.proto);
     let t = tuple_of!(e.tuple);
+    if out.format() != Format::Json {
+        // The book's line, then which socket: protocol, local end, and the peer if connected.
+        let mut line = format!("{name} {text} on {proto}");
+        if t.family == AF_INET || t.family == AF_INET6 {
+            line += &format!(" {}", endpoint(t.laddr, t.lport));
+            if t.rport != 0 {
+                line += &format!(" from {}", endpoint(t.raddr, t.rport));
+            }
+        }
+        out.text(&line);
+        return;
+    }
     let mut fields = vec![
         ("event", Value::Str(name)),
         ("ts", Value::F64(clock.secs(e.ts_ns), 6)),

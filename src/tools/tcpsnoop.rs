@@ -6,7 +6,7 @@ use std::ffi::OsString;
 use clap::Parser;
 
 use crate::core::addr::{ip_version, Tuple};
-use crate::core::bpf::{read_event, Pod};
+use crate::core::bpf::{bytes_of, read_event, Pod};
 use crate::core::caps::{btf_has, tp_btf_args, Hook, Plan};
 use crate::core::cli::{Common, Family, PidFilter, TimeCells, Timestamps};
 use crate::core::output::{comm_str, Column, Format, Value};
@@ -22,6 +22,8 @@ mod skel {
 use skel::*;
 
 unsafe impl Pod for types::tcpsnoop_event {}
+unsafe impl Pod for types::flow_key {}
+unsafe impl Pod for types::owner {}
 
 /// 4 MiB: ~40k packets, a quarter of a second of a loopback ping-pong at full speed.
 const PACKET_RING_BYTES: u32 = 4 << 20;
@@ -98,8 +100,9 @@ Examples:
 DR is -> for a packet sent, <- for a packet received; LADDR/LPORT are always this host's end.
 SIZE is the IP datagram: IP header + TCP header + payload (the original added 14 for Ethernet).
 A packet on loopback is shown twice: out from the sender's socket, in at the receiver's.
-CMD <closed> marks a reset sent because the port had no socket; <unknown> a packet whose socket
-was opened before tracing began (or a SYN to a closed port, on arrival).
+CMD <closed> marks a reset sent because the port had no socket; <unknown> a packet whose owner
+is not known (a SYN to a closed port, on arrival; a socket no process held when tracing began).
+Sockets processes held when tracing began, listeners included, are read at start.
 This is per packet: on a busy host it costs a few hundred ns per packet and prints a lot.";
 
 #[derive(Parser, Debug)]
@@ -184,6 +187,46 @@ fn configure(open: &mut OpenTcpsnoopSkel, plan: &Plan) {
     }
 }
 
+/// The sockets open before tracing began: their owners (tcp_owner.bpf.h's maps) and the flows
+/// of established ones, so their packets, and the handshakes of listeners' new connections, are
+/// not `<unknown>`.
+fn seed_owners(skel: &TcpsnoopSkel, tool: &str, netns: u64) -> anyhow::Result<()> {
+    use crate::core::sock_owners::{insert_new, seed_tcp_owner, tcp_sockets_or_warn, TCP_LISTEN};
+    let existing = tcp_sockets_or_warn(tool, netns);
+    seed_tcp_owner(&existing, &skel.maps.sk_owners, &skel.maps.listener_owners)?;
+    for s in existing
+        .iter()
+        .filter(|s| s.state != TCP_LISTEN && s.lport != 0 && s.rport != 0)
+    {
+        // As flow_from_sock(): a v4-mapped connection is keyed as the IPv4 its packets are.
+        let t = s.tuple().unmapped();
+        let mut key = types::flow_key {
+            netns: s.netns,
+            family: t.family,
+            lport: t.lport,
+            rport: t.rport,
+            ..Default::default()
+        };
+        ip_bytes(t.laddr, &mut key.laddr);
+        ip_bytes(t.raddr, &mut key.raddr);
+        let owner = types::owner {
+            pid: s.pid,
+            uid: s.uid,
+            comm: s.comm.map(|c| c as i8),
+        };
+        insert_new(&skel.maps.flows, bytes_of(&key), bytes_of(&owner))?;
+    }
+    Ok(())
+}
+
+/// An address as the BPF side stores it: IPv4 in the first 4 bytes.
+fn ip_bytes(ip: std::net::IpAddr, out: &mut [u8; 16]) {
+    match ip {
+        std::net::IpAddr::V4(v4) => out[..4].copy_from_slice(&v4.octets()),
+        std::net::IpAddr::V6(v6) => *out = v6.octets(),
+    }
+}
+
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let mut s = start(tool, &o.common)?;
@@ -204,6 +247,8 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         configure(open, plan);
         Ok(())
     })?;
+
+    seed_owners(&skel, tool.name, s.filters.netns)?;
 
     let json = o.common.format() == Format::Json;
     let table = table(&o);

@@ -9,7 +9,7 @@ use clap::Parser;
 use libbpf_rs::{MapCore, RingBufferBuilder};
 
 use crate::core::addr::{endpoint, ip, ip_version};
-use crate::core::bpf::{read_event, Pod};
+use crate::core::bpf::{bytes_of, read_event, Pod};
 use crate::core::caps::{btf_has, fentry_can_take, Hook, Plan};
 use crate::core::cli::{Common, Family, Interval};
 use crate::core::hist::print_log2;
@@ -26,6 +26,7 @@ use skel::*;
 
 unsafe impl Pod for types::tcpsynbl_drop {}
 unsafe impl Pod for types::hist {}
+unsafe impl Pod for types::listener_addr {}
 
 const NO_ACK_DROPS: &str =
     "netbpf tcpsynbl: handshake ACKs dropped at a full queue are not shown: \
@@ -105,9 +106,9 @@ LIMIT+1) drops packets: \"dropping a SYN.\" for a SYN (the client retries it lat
 handshake ACK.\" for the final ACK of a handshake (the server retries its SYN-ACK), each with the
 address the packet was sent to and the queue. The ListenOverflows line counts both kinds, from
 the traced namespace's /proc/net/netstat: since tracing began, and in the last interval.
-On kernels without fentry and kprobes (tp_btf plan), SYN drops are seen for listeners opened
-after tracing began only, and handshake drops on kernels that give them a drop reason
-(TCP_LISTEN_OVERFLOW) only; `netbpf list -v` shows the plan.";
+On kernels without fentry and kprobes (tp_btf plan), SYN drops are seen for the listeners that
+existed at start (read then) and those opened later, and handshake drops on kernels that give
+them a drop reason (TCP_LISTEN_OVERFLOW) only; `netbpf list -v` shows the plan.";
 
 #[derive(Parser, Debug)]
 #[command(name = "tcpsynbl", about = "Show the TCP listen backlog (SYN backlog) as histograms", after_help = EXAMPLES)]
@@ -152,6 +153,27 @@ fn select_programs(open: &mut OpenTcpsynblSkel, plan: &Plan) {
     }
 }
 
+/// The tp_btf plan finds a SYN's listener in `listeners`, filled at listen(): add the listeners
+/// opened before tracing began.
+fn seed_listeners(skel: &TcpsynblSkel, tool: &str, netns: u64) -> anyhow::Result<()> {
+    use crate::core::sock_owners::{insert_new, tcp_sockets_or_warn, TCP_LISTEN};
+    for s in tcp_sockets_or_warn(tool, netns)
+        .iter()
+        .filter(|s| s.state == TCP_LISTEN && s.lport != 0)
+    {
+        // As listener_key(): the socket's own family and bound address.
+        let key = types::listener_addr {
+            netns: s.netns,
+            addr: s.saddr,
+            family: s.family,
+            port: s.lport,
+            ..Default::default()
+        };
+        insert_new(&skel.maps.listeners, bytes_of(&key), &s.sk.to_ne_bytes())?;
+    }
+    Ok(())
+}
+
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let mut s = start(tool, &o.common)?;
@@ -169,6 +191,9 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         Ok(())
     })?;
     let ack_drops = sees_ack_drops(s.plan);
+    if !function_hooks(s.plan) {
+        seed_listeners(&skel, tool.name, s.filters.netns)?;
+    }
 
     let out = RefCell::new(Output::new(
         o.common.format(),

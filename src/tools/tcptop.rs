@@ -98,8 +98,12 @@ Examples:
   tcptop --json           # one object per connection per interval, exact byte counts
 
 RX_KB/TX_KB are payload KiB a process received (recv/read) and sent (send/write, sendfile) on
-the connection during the interval. MSG_PEEK reads are not counted. Data moved without a socket
-call (splice from a socket, kTLS, sockmap) is not seen.";
+the connection during the interval, rounded up (a connection that moved any byte shows at least
+1; --json has exact bytes). TX is what the process handed to the socket: a send or sendfile
+returns once its bytes are queued in the socket's send buffer, not once they left, so for a
+slow reader TX runs ahead of what left by up to the send buffer (tcp_wmem's maximum, 4 MiB by
+default). MSG_PEEK reads are not counted. Data moved without a socket call (splice from a
+socket, kTLS, sockmap) is not seen.";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Sort {
@@ -171,8 +175,13 @@ fn table() -> Table<Line> {
         .col(Column::json("rport"), |l| {
             Value::U64(l.r.tuple.rport.into())
         })
-        .col(Column::table("RX_KB", 6), |l| Value::U64(l.r.rx / 1024))
-        .col(Column::table("TX_KB", 6), |l| Value::U64(l.r.tx / 1024))
+        // Rounded up: a connection that moved a few bytes is not shown as 0 / 0.
+        .col(Column::table("RX_KB", 6), |l| {
+            Value::U64(l.r.rx.div_ceil(1024))
+        })
+        .col(Column::table("TX_KB", 6), |l| {
+            Value::U64(l.r.tx.div_ceil(1024))
+        })
         .col(Column::json("rx_bytes"), |l| Value::U64(l.r.rx))
         .col(Column::json("tx_bytes"), |l| Value::U64(l.r.tx))
 }

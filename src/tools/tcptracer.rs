@@ -134,6 +134,9 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         sk_state::configure(open, plan)?;
         Ok(())
     })?;
+    // Listeners opened before tracing: their children inherit the owner (sk_owner.bpf.h).
+    let existing = crate::core::sock_owners::tcp_sockets_or_warn(tool.name, s.filters.netns);
+    crate::core::sock_owners::seed_sk_owner(&existing, &skel.maps.listen_owners)?;
 
     let clock = Clock::start();
     s.stream_rows(

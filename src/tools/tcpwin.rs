@@ -31,7 +31,7 @@ pub static TOOL: Tool = Tool {
     plans: &[Plan {
         name: "tp_btf",
         needs: &[Hook::TpBtf],
-        attach: "tcp/tcp_probe",
+        attach: "tcp/tcp_probe + sock/inet_sock_set_state",
         check: None,
     }],
     cli: <Opts as clap::CommandFactory>::command,
@@ -49,8 +49,11 @@ Examples:
 
 A sample is taken each time a segment (typically an ACK) arrives on an established socket.
 snd_cwnd and snd_ssthresh are in packets (ssthresh is 2147483647 until the first loss);
-sk_sndbuf and sk_wmem_queued in bytes. time_us counts from the start of tracing.
---plot writes SVG (text needs no font files); the 8 sockets with the most samples are drawn.";
+sk_sndbuf and sk_wmem_queued in bytes. time_us counts from the start of tracing. conn numbers
+connections in the order they are first sampled: sock is the kernel's socket address, which a
+later connection may reuse; conn and the addresses and ports tell them apart.
+--plot writes SVG (text needs no font files); the 8 connections with the most samples are drawn,
+each labelled with its addresses and ports.";
 
 #[derive(Parser, Debug)]
 #[command(name = "tcpwin", about = "Trace TCP congestion window and send buffer (CSV)", after_help = EXAMPLES)]
@@ -69,9 +72,9 @@ struct Opts {
 const SSTHRESH_INFINITE: u32 = 0x7fff_ffff;
 /// Samples kept for --plot (about 16 bytes each); later ones are still printed.
 const PLOT_MAX_POINTS: usize = 4_000_000;
-const PLOT_MAX_SOCKETS: usize = 8;
+const PLOT_MAX_CONNS: usize = 8;
 
-/// One socket's samples for the plot.
+/// One connection's samples for the plot.
 struct Series {
     tuple: Tuple,
     /// (seconds, snd_cwnd, snd_ssthresh)
@@ -84,6 +87,8 @@ struct Row {
     t: Tuple,
     secs: f64,
     sock: String,
+    /// The connection's number, in the order connections were first sampled.
+    conn: u64,
 }
 
 fn table() -> Table<Row> {
@@ -105,11 +110,17 @@ fn table() -> Table<Row> {
         .col(Column::new("sk_wmem_queued", "sk_wmem_queued", 0), |r| {
             Value::I64(r.e.sk_wmem_queued.into())
         })
+        // After the book's columns, so its CSV readers still find theirs in place.
+        .col(Column::new("conn", "conn", 0), |r| Value::U64(r.conn))
         .col(Column::json("ip"), |r| Value::U64(ip_version(r.t.family)))
-        .col(Column::json("laddr"), |r| Value::Ip(r.t.laddr))
-        .col(Column::json("lport"), |r| Value::U64(r.t.lport.into()))
-        .col(Column::json("raddr"), |r| Value::Ip(r.t.raddr))
-        .col(Column::json("rport"), |r| Value::U64(r.t.rport.into()))
+        .col(Column::new("laddr", "laddr", 0), |r| Value::Ip(r.t.laddr))
+        .col(Column::new("lport", "lport", 0), |r| {
+            Value::U64(r.t.lport.into())
+        })
+        .col(Column::new("raddr", "raddr", 0), |r| Value::Ip(r.t.raddr))
+        .col(Column::new("rport", "rport", 0), |r| {
+            Value::U64(r.t.rport.into())
+        })
 }
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
@@ -135,16 +146,21 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     out.header();
     announce("TCP congestion windows");
     let clock = Clock::start();
+    // A connection is (socket address, start time): the kernel reuses addresses.
+    let mut conns: HashMap<(u64, u64), u64> = HashMap::new();
     let mut series: HashMap<u64, Series> = HashMap::new();
     let mut kept = 0usize;
     s.run.stream(&skel.maps.events, &mut out, |data, out| {
         let Some(e) = read_event::<types::tcpwin_event>(data) else {
             return;
         };
+        let next = conns.len() as u64 + 1;
+        let conn = *conns.entry((e.skaddr, e.conn_start_ns)).or_insert(next);
         let row = Row {
             t: tuple_of!(e.tuple),
             secs: clock.secs(e.ts_ns).max(0.0),
             sock: format!("0x{:x}", e.skaddr),
+            conn,
             e,
         };
         table.row(out, &row);
@@ -152,7 +168,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         if plot_file.is_some() && kept < PLOT_MAX_POINTS {
             kept += 1;
             series
-                .entry(e.skaddr)
+                .entry(row.conn)
                 .or_insert_with(|| Series {
                     tuple: t,
                     points: Vec::new(),
@@ -178,10 +194,10 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
             return Ok(());
         }
         all.sort_by_key(|s| std::cmp::Reverse(s.points.len()));
-        let shown = all.len().min(PLOT_MAX_SOCKETS);
+        let shown = all.len().min(PLOT_MAX_CONNS);
         plot::write(file, path, &all[..shown])?;
         eprintln!(
-            "netbpf tcpwin: plotted {shown} of {} sockets into {}",
+            "netbpf tcpwin: plotted {shown} of {} connections into {}",
             all.len(),
             path.display()
         );

@@ -14,7 +14,8 @@
  * SYN_SENT (connect), LISTEN (listen), FIN_WAIT1 and LAST_ACK (close/shutdown). A passive child
  * inherits its listener's owner at SYN_RECV, found by (netns, local port), and is refined when
  * the process that accepted it closes it. Other transitions mostly run in softirq context, where
- * "current" is whatever was interrupted. */
+ * "current" is whatever was interrupted. Listeners opened before the tool started are added to
+ * listen_owners by user space right after attaching (core/sock_owners.rs: seed_sk_owner). */
 #ifndef NETBPF_SK_OWNER_BPF_H
 #define NETBPF_SK_OWNER_BPF_H
 

@@ -10,7 +10,8 @@
  * listen(), so tools that can should call owner_accepted() where accept() returns the socket (the
  * real owner), and it is refined anyway when the process that accepted it closes it. A listener
  * that closes removes its port's entry only if the entry is its own, so the others sharing the
- * port keep theirs. */
+ * port keep theirs. Sockets that existed before the tool started are added to both maps by user
+ * space right after attaching (core/sock_owners.rs: seed_tcp_owner); layouts mirrored there. */
 #ifndef NETBPF_TCP_OWNER_BPF_H
 #define NETBPF_TCP_OWNER_BPF_H
 
