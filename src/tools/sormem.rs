@@ -11,6 +11,7 @@ use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{Common, PidFilter};
 use crate::core::hist::print_log2;
 use crate::core::output::{comm_str, Format, Output, Value};
+use crate::core::table::Owners;
 use crate::core::time::Clock;
 use crate::tools::{announce, start, Tool};
 use crate::tuple_of;
@@ -146,11 +147,12 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     })?;
 
     let mut out = Output::new(o.common.format(), Vec::new());
+    let owners = Owners::new(&o.common);
     announce("socket receive buffers");
     let clock = Clock::start();
     s.run.stream(&skel.maps.events, &mut out, |data, out| {
         if let Some(e) = read_event::<types::sormem_event>(data) {
-            print_event(out, &clock, &e);
+            print_event(out, &clock, &owners, &e);
         }
     })?;
     crate::core::run::report_full(
@@ -178,7 +180,8 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_event(out: &mut Output, clock: &Clock, e: &types::sormem_event) {
+fn print_event(out: &mut Output, clock: &Clock, owners: &Owners, e: &types::sormem_event) {
+    let owner = owners.lookup(e.cgroup);
     let (name, text) = match e.kind {
         RCVQUEUE_FULL => (
             "sock:sock_rcvqueue_full",
@@ -201,7 +204,11 @@ fn print_event(out: &mut Output, clock: &Clock, e: &types::sormem_event) {
         _ => return,
     };
     if out.format() != Format::Json {
-        out.text(&format!("{name} {text}"));
+        let container = owners.text(e.cgroup, owner.as_ref());
+        out.text(&format!(
+            "{name} {text}{}",
+            container.map_or(String::new(), |c| format!(", {c}"))
+        ));
         return;
     }
     let comm = comm_str(&e.comm);
@@ -238,5 +245,6 @@ fn print_event(out: &mut Output, clock: &Clock, e: &types::sormem_event) {
         ("pid", Value::U64(e.pid.into())),
         ("comm", Value::Str(&comm)),
     ]);
+    fields.extend(owners.fields(e.cgroup, owner.as_ref()));
     out.record(&fields);
 }

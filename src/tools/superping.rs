@@ -97,7 +97,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     })?;
 
     let format = o.common.format();
-    let table = json_table();
+    let table = json_table().containers(&o.common, |r| r.e.cgroup);
     let mut out = table.output(format);
     announce("ICMP echo round trips");
     let clock = Clock::start();
