@@ -49,7 +49,8 @@ static __always_inline void export_retransmit(const struct sock *sk, const struc
 
 		segs = BPF_CORE_READ(cb, tcp_gso_segs) ?: 1;
 	}
-	export_count(kind == TCPRETRANS_LOSS_PROBE, BPF_CORE_READ(sk, __sk_common.skc_state), 0, segs);
+	export_count_sk(kind == TCPRETRANS_LOSS_PROBE, BPF_CORE_READ(sk, __sk_common.skc_state), 0,
+			sk, segs);
 }
 
 static __always_inline void report(const struct sock *sk, const struct sk_buff *skb, __u8 kind, int err)
