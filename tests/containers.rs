@@ -498,8 +498,8 @@ fn table_rows(lines: &[String]) -> Vec<HashMap<String, String>> {
 }
 
 /// --containers names the container of connects, accepts, sessions and retransmits (those in
-/// softirq through the socket), in tables and JSON, two containers at once; a host process is
-/// "host".
+/// softirq through the socket), in tables and JSON, two containers at once; tcptop's and
+/// socketio's counts too; a host process is "host".
 #[test]
 fn names_follow_each_container() {
     let a = Container::start(8051, "big", true, &[]);
@@ -511,6 +511,8 @@ fn names_follow_each_container() {
         args(&["tcpaccept", "--json"]),
         args(&["tcplife", "--json"]),
         args(&["tcpretrans", "--json"]),
+        args(&["tcptop", "--json"]),
+        args(&["socketio", "--json"]),
         args(&["tcpconnect", "--containers"]),
     ]
     .iter()
@@ -522,6 +524,14 @@ fn names_follow_each_container() {
     let table = done.pop().unwrap();
     let rows: Vec<Vec<Value>> = done.iter().map(|f| f.json()).collect();
     let (connects, accepts, sessions, retransmits) = (&rows[0], &rows[1], &rows[2], &rows[3]);
+    // Aggregating tools keep the socket's cgroup in their keys.
+    named(&rows[4], "tcptop", &["lport", "rport"], &all);
+    let to_servers: Vec<Value> = rows[5]
+        .iter()
+        .filter(|r| owner_by_port(r, &["rport"], &all).is_some())
+        .cloned()
+        .collect();
+    named(&to_servers, "socketio", &["rport"], &all);
     named(connects, "tcpconnect", &["dport"], &all);
     named(accepts, "tcpaccept", &["lport"], &all);
     named(sessions, "tcplife", &["lport", "rport"], &all);

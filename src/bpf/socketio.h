@@ -13,6 +13,7 @@ struct socketio_key {
 	__u8 pad;
 	char comm[16];
 	char proto[32]; /* the socket's struct proto name: "TCP", "UDPv6", "UNIX-STREAM", ... */
+	__u64 cgroup; /* cgroup v2 id, the socket's */
 };
 
 #endif

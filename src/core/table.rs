@@ -12,11 +12,14 @@ enum Cell<R> {
     Owner(Field),
 }
 
+/// Reads the cgroup id of a row.
+type CgroupOf<R> = fn(&R) -> u64;
+
 /// The columns of a tool's rows of type `R`, each with its accessor.
 pub struct Table<R> {
     columns: Vec<Column>,
     cells: Vec<Cell<R>>,
-    owners: Option<(Owners, fn(&R) -> u64)>,
+    owners: Option<(Owners, CgroupOf<R>)>,
 }
 
 impl<R> Default for Table<R> {
@@ -47,7 +50,7 @@ impl<R: 'static> Table<R> {
 
     /// The container columns ([`Owners`]) of the cgroup id `cgroup` reads from the row: one per
     /// table.
-    pub fn containers(mut self, common: &Common, cgroup: fn(&R) -> u64) -> Self {
+    pub fn containers(mut self, common: &Common, cgroup: CgroupOf<R>) -> Self {
         let owners = Owners::new(common);
         for (column, field) in owners.columns.iter().zip(&owners.fields) {
             self.columns.push(*column);
