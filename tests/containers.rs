@@ -669,3 +669,23 @@ fn exporter_labels_count_each_container() {
     }
     drop(exporter.stop());
 }
+
+#[test]
+fn bad_exporter_labels_are_errors() {
+    for (args, want) in [
+        (
+            &["--labels", "pdo"][..],
+            "--labels: no label 'pdo' (labels: container, pod, namespace)",
+        ),
+        (
+            &["--labels", "pod,pod"][..],
+            "--labels: 'pod' is listed twice",
+        ),
+        (&["--label-cap", "5"][..], "--label-cap needs --labels"),
+    ] {
+        let out = common::netbpf(&[&["exporter", "-d", "1"][..], args].concat());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}
