@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -147,14 +147,30 @@ impl Container {
     }
 
     fn run(port: u16, file: &str, netns: Option<Netns>, extra: &[&str]) -> Container {
+        let script = format!(
+            "httpd -p {port} -h /www && while :; do wget -q -O /dev/null \
+             http://127.0.0.1:{port}/{file}; sleep 0.05; done"
+        );
+        Container::run_script(port, &script, netns, extra)
+    }
+
+    /// A container serving on `port` that fetches /small from itself exactly `n` times, then
+    /// idles.
+    fn fetching(port: u16, n: u32) -> Container {
+        let netns = Netns::new();
+        let network = format!("ns:{}", netns.path());
+        let script = format!(
+            "httpd -p {port} -h /www && i=0; while [ $i -lt {n} ]; do wget -q -O /dev/null \
+             http://127.0.0.1:{port}/small; i=$((i+1)); done; exec sleep 2147483647"
+        );
+        Container::run_script(port, &script, Some(netns), &["--network", &network])
+    }
+
+    fn run_script(port: u16, script: &str, netns: Option<Netns>, extra: &[&str]) -> Container {
         let name = format!(
             "netbpf-t{}-{}",
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
-        );
-        let script = format!(
-            "httpd -p {port} -h /www && while :; do wget -q -O /dev/null \
-             http://127.0.0.1:{port}/{file}; sleep 0.05; done"
         );
         let mut args = vec![
             "run",
@@ -172,7 +188,7 @@ impl Container {
         ];
         args.extend_from_slice(extra);
         let image = image();
-        args.extend_from_slice(&[image, "sh", "-c", &script]);
+        args.extend_from_slice(&[image, "sh", "-c", script]);
         let id = podman(&args);
         let pid = podman(&["inspect", "-f", "{{.State.Pid}}", &id]);
         let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
@@ -236,7 +252,7 @@ fn only(rows: &[Value], what: &str, want: &Container, others: &[&Container], key
             want.name,
             want.port
         );
-        if let Some(cg) = r.get("cgroup") {
+        if let Some(cg) = r.get("cgroup_id") {
             assert_eq!(
                 cg.as_u64(),
                 Some(want.cgroup_id),
@@ -389,7 +405,7 @@ fn pod_selects_its_containers_through_cri_labels() {
         let port = u(r, "dport");
         let want = if port == 8031 { &p1 } else { &p2 };
         assert_eq!(
-            r.get("cgroup").and_then(Value::as_u64),
+            r.get("cgroup_id").and_then(Value::as_u64),
             Some(want.cgroup_id),
             "{r}"
         );
@@ -423,4 +439,253 @@ fn unknown_containers_are_errors_listing_close_matches() {
     let out = common::netbpf(&["tcplife", "--cgroup", "/no/such/cgroup", "-d", "1"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--cgroup: no cgroup /no/such/cgroup"));
+}
+
+/// The container of a row by its port: `a` or `b` when one of `keys` is its port.
+fn owner_by_port<'c>(r: &Value, keys: &[&str], all: &[&'c Container]) -> Option<&'c Container> {
+    all.iter()
+        .copied()
+        .find(|c| keys.iter().any(|k| r[*k].as_u64() == Some(c.port as u64)))
+}
+
+/// The JSON names of every row of a container's port are that container's; at least one row
+/// each.
+fn named(rows: &[Value], what: &str, keys: &[&str], all: &[&Container]) {
+    for c in all {
+        let mine: Vec<&Value> = rows
+            .iter()
+            .filter(|r| owner_by_port(r, keys, all).is_some_and(|o| o.id == c.id))
+            .collect();
+        assert!(!mine.is_empty(), "{what}: no events of {}", c.name);
+        for r in mine {
+            assert_eq!(r["cgroup_id"].as_u64(), Some(c.cgroup_id), "{what}: {r}");
+            assert_eq!(
+                r["container"].as_str(),
+                Some(c.name.as_str()),
+                "{what}: {r}"
+            );
+            assert_eq!(
+                r["container_id"].as_str(),
+                Some(c.id.as_str()),
+                "{what}: {r}"
+            );
+            assert_eq!(
+                r["container_runtime"].as_str(),
+                Some("podman"),
+                "{what}: {r}"
+            );
+            assert!(r.get("cgroup_path").is_none(), "{what}: {r}");
+        }
+    }
+}
+
+/// The cells of a table's rows under its header's columns (no cell holds a space here).
+fn table_rows(lines: &[String]) -> Vec<HashMap<String, String>> {
+    let Some(at) = lines.iter().position(|l| l.contains("CONTAINER")) else {
+        panic!("no CONTAINER column: {lines:?}");
+    };
+    let header: Vec<&str> = lines[at].split_whitespace().collect();
+    lines[at + 1..]
+        .iter()
+        .map(|l| {
+            header
+                .iter()
+                .map(|h| h.to_string())
+                .zip(l.split_whitespace().map(str::to_string))
+                .collect()
+        })
+        .collect()
+}
+
+/// --containers names the container of connects, accepts, sessions and retransmits (those in
+/// softirq through the socket), in tables and JSON, two containers at once; tcptop's and
+/// socketio's counts too; a host process is "host".
+#[test]
+fn names_follow_each_container() {
+    let a = Container::start(8051, "big", true, &[]);
+    let b = Container::start(8052, "big", true, &[]);
+    let all = [&a, &b];
+    let host = Netns::new();
+    let tools: Vec<Tool> = [
+        args(&["tcpconnect", "--json"]),
+        args(&["tcpaccept", "--json"]),
+        args(&["tcplife", "--json"]),
+        args(&["tcpretrans", "--json"]),
+        args(&["tcptop", "--json"]),
+        args(&["socketio", "--json"]),
+        args(&["tcpconnect", "--containers"]),
+    ]
+    .iter()
+    .map(|a| Tool::start(&a.iter().map(String::as_str).collect::<Vec<_>>()))
+    .collect();
+    host.loadgen(&["connect", "--family", "4", "--port", "7299", "--count", "2"]);
+    thread::sleep(Duration::from_secs(3));
+    let mut done: Vec<_> = tools.into_iter().map(|t| t.stop()).collect();
+    let table = done.pop().unwrap();
+    let rows: Vec<Vec<Value>> = done.iter().map(|f| f.json()).collect();
+    let (connects, accepts, sessions, retransmits) = (&rows[0], &rows[1], &rows[2], &rows[3]);
+    // Aggregating tools keep the socket's cgroup in their keys.
+    named(&rows[4], "tcptop", &["lport", "rport"], &all);
+    let to_servers: Vec<Value> = rows[5]
+        .iter()
+        .filter(|r| owner_by_port(r, &["rport"], &all).is_some())
+        .cloned()
+        .collect();
+    named(&to_servers, "socketio", &["rport"], &all);
+    named(connects, "tcpconnect", &["dport"], &all);
+    named(accepts, "tcpaccept", &["lport"], &all);
+    named(sessions, "tcplife", &["lport", "rport"], &all);
+    for r in sessions
+        .iter()
+        .filter(|r| owner_by_port(r, &["lport"], &all).is_some())
+    {
+        assert!(u(r, "tx_bytes") > 0, "no bytes served: {r}");
+    }
+    // Retransmits fire from timers and ACKs in softirq: only the socket knows the container.
+    named(retransmits, "tcpretrans", &["lport", "rport"], &all);
+    let refused: Vec<&Value> = connects.iter().filter(|r| u(r, "dport") == 7299).collect();
+    assert!(!refused.is_empty(), "no host connects: {connects:?}");
+    for r in refused {
+        assert!(
+            r.get("container").is_none(),
+            "a host connect has a container: {r}"
+        );
+        assert!(r["cgroup_path"].is_string(), "no cgroup path: {r}");
+    }
+
+    let lines = table.lines.clone();
+    let cells = table_rows(&lines);
+    for c in all {
+        let mine: Vec<_> = cells
+            .iter()
+            .filter(|r| r.get("DPORT") == Some(&c.port.to_string()))
+            .collect();
+        assert!(!mine.is_empty(), "no table rows of {}: {lines:?}", c.name);
+        for r in mine {
+            assert_eq!(r.get("CONTAINER"), Some(&c.name), "{r:?}");
+        }
+    }
+    let host_rows: Vec<_> = cells
+        .iter()
+        .filter(|r| r.get("DPORT").map(String::as_str) == Some("7299"))
+        .collect();
+    assert!(!host_rows.is_empty(), "no host rows: {lines:?}");
+    for r in host_rows {
+        assert_eq!(
+            r.get("CONTAINER").map(String::as_str),
+            Some("host"),
+            "{r:?}"
+        );
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One scrape of an exporter on 127.0.0.1:`port`.
+fn scrape(port: u16) -> prometheus_parse::Scrape {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).unwrap()
+}
+
+/// The value of `metric`'s series whose labels include `labels`, summed.
+fn sum_of(s: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    s.samples
+        .iter()
+        .filter(|x| x.metric == metric && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+        .map(|x| match x.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+/// `netbpf exporter --labels container`: each container's connection counts are exactly its
+/// traffic, summed in the kernel per cgroup.
+#[test]
+fn exporter_labels_count_each_container() {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let exporter = Tool::start(&[
+        "exporter",
+        "--tools",
+        "tcplife",
+        "--labels",
+        "container,pod,namespace",
+        "--listen",
+        &listen,
+    ]);
+    let (n_a, n_b) = (7u32, 12u32);
+    let a = Container::fetching(8061, n_a);
+    let b = Container::fetching(8062, n_b);
+    let closed = "netbpf_tcp_connections_closed_total";
+    let active = |s: &prometheus_parse::Scrape, c: &Container| {
+        sum_of(
+            s,
+            closed,
+            &[("container", &c.name), ("direction", "active")],
+        )
+    };
+    // Wait (not a timed assertion) until both fetched everything, then compare exactly.
+    let mut s = scrape(port);
+    for _ in 0..300 {
+        if active(&s, &a) >= n_a as f64 && active(&s, &b) >= n_b as f64 {
+            break;
+        }
+        thread::sleep(Duration::from_millis(100));
+        s = scrape(port);
+    }
+    for (c, n) in [(&a, n_a), (&b, n_b)] {
+        assert_eq!(active(&s, c), n as f64, "{} active closes", c.name);
+        let passive = sum_of(
+            &s,
+            closed,
+            &[("container", &c.name), ("direction", "passive")],
+        );
+        assert_eq!(passive, n as f64, "{} passive closes", c.name);
+        let series: Vec<_> = s
+            .samples
+            .iter()
+            .filter(|x| x.metric == closed && x.labels.get("container") == Some(c.name.as_str()))
+            .collect();
+        for x in series {
+            assert_eq!(x.labels.get("pod"), Some(""), "{x:?}");
+        }
+    }
+    drop(exporter.stop());
+}
+
+#[test]
+fn bad_exporter_labels_are_errors() {
+    for (args, want) in [
+        (
+            &["--labels", "pdo"][..],
+            "--labels: no label 'pdo' (labels: container, pod, namespace)",
+        ),
+        (
+            &["--labels", "pod,pod"][..],
+            "--labels: 'pod' is listed twice",
+        ),
+        (&["--label-cap", "5"][..], "--label-cap needs --labels"),
+    ] {
+        let out = common::netbpf(&[&["exporter", "-d", "1"][..], args].concat());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
 }

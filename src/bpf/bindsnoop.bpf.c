@@ -108,6 +108,7 @@ int bindsnoop_exit(struct trace_event_raw_sys_exit *ctx)
 	e->pid = current_tgid();
 	e->uid = (__u32)bpf_get_current_uid_gid();
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	e->cgroup = event_cgroup_id(sk);
 	submit_event(e);
 	return 0;
 }

@@ -22,6 +22,7 @@ struct bindsnoop_event {
 	__u16 protocol; /* IPPROTO_* of the socket */
 	__u16 opts; /* BIND_OPT_* */
 	char comm[16];
+	__u64 cgroup; /* cgroup v2 id, the socket's (0: none) */
 };
 
 #endif

@@ -54,6 +54,7 @@ int BPF_PROG(ipecn_receive, struct sk_buff *skb)
 	e->proto = h.proto;
 	e->dsfield = h.dsfield;
 	dev_name(dev, e->ifname);
+	e->cgroup = pkt_cgroup_id(skb);
 	submit_event(e);
 	return 0;
 }

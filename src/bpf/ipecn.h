@@ -13,6 +13,7 @@ struct ipecn_event {
 	__u8 proto;    /* IPv4 protocol / IPv6 next header */
 	__u8 dsfield;  /* the whole TOS / traffic class byte */
 	char ifname[16];
+	__u64 cgroup; /* cgroup v2 id, the packet's socket's (0: none) */
 };
 
 #endif

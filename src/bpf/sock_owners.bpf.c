@@ -8,6 +8,7 @@
  * to the reader. Nothing is attached anywhere: the program runs only while user space reads. */
 #include "common/netbpf.bpf.h"
 #include "common/sock.bpf.h"
+#include "common/cgroup.bpf.h"
 #include "sock_owners.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -45,6 +46,7 @@ int sock_owners_iter(struct bpf_iter__task_file *ctx)
 	r.pid = BPF_CORE_READ(task, tgid);
 	r.uid = BPF_CORE_READ(sk, sk_uid.val);
 	r.state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	r.cgroup = sk_cgroup_id(sk);
 	BPF_CORE_READ_STR_INTO(&r.comm, task, comm);
 	bpf_seq_write(seq, &r, sizeof(r));
 	return 0;

@@ -16,6 +16,7 @@ struct sock_owner_record {
 	__u8 state; /* TCP state (TCP_LISTEN 10, TCP_ESTABLISHED 1, ...) */
 	__u8 pad[7];
 	char comm[16];
+	__u64 cgroup; /* the socket's cgroup v2 id (common/cgroup.bpf.h) */
 };
 
 #endif

@@ -61,6 +61,7 @@ static __always_inline void count_io(struct sock *sk, __u8 dir)
 		key.rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	bpf_get_current_comm(key.comm, sizeof(key.comm));
 	sk_proto_name(sk, key.proto, sizeof(key.proto));
+	key.cgroup = sk_cgroup_id(sk);
 	counter_add(&io, &key, 1);
 }
 

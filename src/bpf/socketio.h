@@ -16,6 +16,7 @@ struct socketio_key {
 	char proto[32]; /* the socket's struct proto name: "TCP", "UDPv6", "UNIX-STREAM", ... */
 	__u16 lport; /* host order; set (and rport 0) for a socket bound to a chosen port */
 	__u16 pad2[3];
+	__u64 cgroup; /* cgroup v2 id, the socket's */
 };
 
 #endif

@@ -50,6 +50,7 @@ int solisten_exit(struct trace_event_raw_sys_exit *ctx)
 	e->ts_ns = bpf_ktime_get_ns();
 	e->pid = current_tgid();
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	e->cgroup = event_cgroup_id(sk);
 	submit_event(e);
 	return 0;
 }

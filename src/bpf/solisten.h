@@ -17,6 +17,7 @@ struct solisten_event {
 	__u16 protocol; /* IPPROTO_* */
 	__u16 pad;
 	char comm[16];
+	__u64 cgroup; /* cgroup v2 id, the socket's (0: none) */
 };
 
 #endif

@@ -32,6 +32,7 @@ struct ping_sent {
 	__u64 ts_ns;
 	__u32 pid;
 	char comm[TASK_COMM_LEN];
+	__u64 cgroup;
 };
 
 /* Requests waiting for their reply; LRU, so unanswered pings age out. */
@@ -91,6 +92,7 @@ int BPF_PROG(superping_send, struct sk_buff *skb)
 		return 0; /* the pinging socket's (replies match the requests recorded here) */
 	sent.ts_ns = bpf_ktime_get_ns();
 	sent.pid = current_tgid();
+	sent.cgroup = pkt_cgroup_id(skb);
 	bpf_get_current_comm(sent.comm, sizeof(sent.comm));
 	bpf_map_update_elem(&pings, &key, &sent, BPF_ANY);
 	return 0;
@@ -126,6 +128,7 @@ int BPF_PROG(superping_receive, struct sk_buff *skb)
 		e->pad = 0;
 		__builtin_memcpy(e->comm, sent->comm, sizeof(e->comm));
 		dev_name(dev, e->ifname);
+		e->cgroup = sent->cgroup;
 		submit_event(e);
 	}
 	bpf_map_delete_elem(&pings, &key);

@@ -14,6 +14,7 @@ struct superping_event {
 	__u16 pad;
 	char comm[16];
 	char ifname[16];	/* device the reply came in on */
+	__u64 cgroup; /* cgroup v2 id, the request's socket's (0: none) */
 };
 
 #endif

@@ -78,8 +78,9 @@ int BPF_PROG(tcpconnlat_set_state, struct sock *sk, int oldstate, int newstate)
 	 * map is a counted loss): one histogram of microseconds per family (label 1: IPv6), the
 	 * port label being the remote port. */
 	if (newstate == TCP_ESTABLISHED && export_mode) {
-		export_hist_add(0, BPF_CORE_READ(sk, __sk_common.skc_family) == AF_INET6,
-				bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport)), (now - st->ts_ns) / 1000);
+		export_hist_add_sk(0, BPF_CORE_READ(sk, __sk_common.skc_family) == AF_INET6,
+				   bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport)), sk,
+				   (now - st->ts_ns) / 1000);
 	} else if ((newstate == TCP_ESTABLISHED || err) && !export_mode &&
 		   now - st->ts_ns >= min_lat_ns) {
 		e = reserve_event(sizeof(*e));

@@ -82,14 +82,14 @@ static __always_inline void export_close(const struct sock *sk, const struct ses
 	__u32 label = export_label(sk, s->seen, &port);
 
 	if (oldstate == TCP_SYN_SENT || oldstate == TCP_SYN_RECV) {
-		export_count(EXP_FAILED, label, port, 1);
+		export_count_sk(EXP_FAILED, label, port, sk, 1);
 		return;
 	}
 	payload_bytes(sk, s->seen, &tx, &rx);
-	export_count(EXP_CLOSED, label, port, 1);
-	export_count(EXP_TX_BYTES, label, port, tx);
-	export_count(EXP_RX_BYTES, label, port, rx);
-	export_hist_add(EXP_DURATION, label, port, (bpf_ktime_get_ns() - s->birth_ns) / 1000);
+	export_count_sk(EXP_CLOSED, label, port, sk, 1);
+	export_count_sk(EXP_TX_BYTES, label, port, sk, tx);
+	export_count_sk(EXP_RX_BYTES, label, port, sk, rx);
+	export_hist_add_sk(EXP_DURATION, label, port, sk, (bpf_ktime_get_ns() - s->birth_ns) / 1000);
 }
 
 static __always_inline void report(const struct sock *sk, const struct session *s)
@@ -171,7 +171,7 @@ static __always_inline int set_state(struct sock *sk, int oldstate, int newstate
 			__u16 port;
 			__u32 label = export_label(sk, s->seen, &port);
 
-			export_count(EXP_OPENED, label, port, 1);
+			export_count_sk(EXP_OPENED, label, port, sk, 1);
 			return 0;
 		}
 		/* A socket connecting again keeps no owner from before. */

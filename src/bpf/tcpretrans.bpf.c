@@ -68,7 +68,7 @@ static __always_inline void report(const struct sock *sk, struct retransmit *r)
 	/* Exporter mode (common/export.bpf.h): segments retransmitted (metric 0) and tail loss
 	 * probes (metric 1), by the socket's state. */
 	if (export_mode) {
-		export_count(r->kind == TCPRETRANS_LOSS_PROBE, r->state, 0, r->segs);
+		export_count_sk(r->kind == TCPRETRANS_LOSS_PROBE, r->state, 0, sk, r->segs);
 		return;
 	}
 	owner = bpf_map_lookup_elem(&sk_owners, &key);

@@ -25,6 +25,7 @@ struct owner {
 	__u32 pid;
 	__u32 uid;
 	char comm[TASK_COMM_LEN];
+	__u64 cgroup; /* the socket's */
 };
 
 /* A connection as its local end sees it. IPv4 addresses in the first 4 bytes. */
@@ -70,6 +71,7 @@ static __always_inline void owner_fill(struct owner *o, const struct sk_owner *f
 {
 	o->pid = from->pid;
 	o->uid = sk_uid(sk);
+	o->cgroup = sk_cgroup_id(sk);
 	__builtin_memcpy(o->comm, from->comm, sizeof(o->comm));
 }
 
@@ -185,6 +187,7 @@ static __always_inline int report(const struct tcp_packet *p, const struct flow_
 		e->uid = 0;
 		__builtin_memset(e->comm, 0, sizeof(e->comm));
 	}
+	e->cgroup = o ? o->cgroup : 0;
 	submit_event(e);
 	return 0;
 }

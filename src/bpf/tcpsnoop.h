@@ -23,6 +23,7 @@ struct tcpsnoop_event {
 	__u8 owner; /* enum tcpsnoop_owner */
 	__u8 pad;
 	char comm[16];
+	__u64 cgroup; /* cgroup v2 id, the socket's (0: none) */
 };
 
 #endif

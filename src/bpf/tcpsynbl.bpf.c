@@ -152,6 +152,7 @@ static __always_inline void report(const struct tcp_packet *p, const struct sock
 		e->backlog = BPF_CORE_READ(listener, sk_ack_backlog);
 		e->max_backlog = BPF_CORE_READ(listener, sk_max_ack_backlog);
 	}
+	e->cgroup = sk_cgroup_id(listener);
 	submit_event(e);
 }
 

@@ -16,6 +16,7 @@ struct tcpsynbl_drop {
 	__u16 lport;
 	__u8 kind;
 	__u8 pad[3];
+	__u64 cgroup; /* cgroup v2 id, the listener's (0: none) */
 };
 
 #endif

@@ -70,6 +70,7 @@ static __always_inline void count(struct sock *sk, int ret, bool sent)
 		return;
 	key.pid = pid;
 	bpf_get_current_comm(key.comm, sizeof(key.comm));
+	key.cgroup = sk_cgroup_id(sk);
 
 	counts = bpf_map_lookup_elem(&counts_live, &slot);
 	if (!counts)

@@ -10,6 +10,7 @@ struct tcptop_key {
 	__u32 pid;
 	char comm[16];
 	__u32 pad;
+	__u64 cgroup; /* cgroup v2 id, the socket's */
 };
 
 /* Payload bytes moved through the socket calls of this interval. */

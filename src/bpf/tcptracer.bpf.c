@@ -49,6 +49,7 @@ static __always_inline bool report(const struct sock *sk, const struct conn *c, 
 	e->netns_ino = sk_netns_ino(sk);
 	e->pid = c->owner.pid;
 	__builtin_memcpy(e->comm, c->owner.comm, sizeof(e->comm));
+	e->cgroup = sk_cgroup_id(sk);
 	submit_event(e);
 	return true;
 }

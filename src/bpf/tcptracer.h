@@ -17,6 +17,7 @@ struct tcptracer_event {
 	__u32 pid; /* the socket's owner: the connecting, listening or closing process */
 	__u32 type; /* TCPTRACER_* */
 	char comm[16];
+	__u64 cgroup; /* cgroup v2 id, the socket's (0: none) */
 };
 
 #endif

@@ -1,5 +1,5 @@
 //! cgroup v2: where the hierarchy is mounted, `--cgroup PATH|ID`, and the cgroup id -> name
-//! resolver (container, pod, or the cgroup path) that output columns use.
+//! resolver (container, pod, or the cgroup path) that output columns use (`--containers`).
 //!
 //! A cgroup's id is the inode number of its directory in the v2 hierarchy (kernfs_node::id, what
 //! `bpf_get_current_cgroup_id()` returns); its level is its depth below the root (0).
@@ -200,80 +200,170 @@ pub enum Owner {
     Container(Arc<crate::core::container::Container>),
     /// Not a container: host processes (the root or a system cgroup), with the path.
     Host(String),
-    /// Gone before it could be looked up (the id only).
+    /// Not known: the cgroup was gone before it could be looked up, or its look-up is still
+    /// running (it took longer than [`LOOKUP_WAIT`]; a later row gets the answer).
     Unknown,
 }
 
-/// cgroup id -> [`Owner`], cached. Lookups never walk the hierarchy or read runtime state:
-/// an unknown id is queued and a background thread refreshes the cache, so the event path only
-/// takes a lock and a hash look-up ([`Owner::Unknown`] until the refresh lands).
+/// How long printing a row waits for the first look-up of a cgroup id: a look-up is a file
+/// handle open and, for a new container, one read of its runtime's state (well under a
+/// millisecond to a few); a slower one (a hung disk) must not stall the output.
+pub const LOOKUP_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// cgroup id -> [`Owner`], cached. Each id is resolved once, on a background thread, when a
+/// row first shows it: its path from the id ([`path_of_id`]), then the container holding it
+/// ([`crate::core::container::at_path`]). Known ids cost a lock and a hash look-up; the first
+/// row of a new id waits at most [`LOOKUP_WAIT`].
 pub struct Resolver {
-    cache: Arc<Mutex<HashMap<u64, Owner>>>,
-    misses: std::sync::mpsc::Sender<u64>,
+    state: Mutex<Lookups>,
+    answered: std::sync::Condvar,
+    asks: Mutex<std::sync::mpsc::Sender<u64>>,
+}
+
+#[derive(Default)]
+struct Lookups {
+    known: HashMap<u64, Owner>,
+    /// Asked for, not answered yet.
+    pending: std::collections::HashSet<u64>,
 }
 
 impl Resolver {
-    /// Builds the cache once (containers and cgroups present now) and starts the refresher.
-    pub fn new() -> Resolver {
-        let cache = Arc::new(Mutex::new(snapshot()));
-        let (tx, rx) = std::sync::mpsc::channel::<u64>();
-        let shared = cache.clone();
-        std::thread::Builder::new()
-            .name("cgroup-names".into())
-            .spawn(move || {
-                while let Ok(id) = rx.recv() {
-                    // Coalesce a burst of misses into one refresh.
-                    let mut wanted = vec![id];
-                    wanted.extend(rx.try_iter());
-                    let fresh = snapshot();
-                    let mut c = shared.lock().unwrap_or_else(|e| e.into_inner());
-                    for id in wanted {
-                        c.entry(id).or_insert(Owner::Unknown);
-                    }
-                    c.extend(fresh);
-                }
-            })
-            .ok();
-        Resolver { cache, misses: tx }
+    /// The process's resolver (started on first use).
+    pub fn global() -> &'static Resolver {
+        static ONE: OnceLock<&'static Resolver> = OnceLock::new();
+        ONE.get_or_init(|| {
+            let (tx, rx) = std::sync::mpsc::channel::<u64>();
+            let r: &'static Resolver = Box::leak(Box::new(Resolver {
+                state: Mutex::new(Lookups::default()),
+                answered: std::sync::Condvar::new(),
+                asks: Mutex::new(tx),
+            }));
+            std::thread::Builder::new()
+                .name("cgroup-names".into())
+                .spawn(move || r.serve(rx))
+                .ok();
+            r
+        })
     }
 
-    /// The owner of cgroup `id` as cached now; an id not seen yet is looked up in the
-    /// background and reads as [`Owner::Unknown`] meanwhile.
+    fn serve(&self, rx: std::sync::mpsc::Receiver<u64>) {
+        // Containers by id: a container's sub-cgroups share one runtime state read.
+        let mut containers: HashMap<String, Arc<crate::core::container::Container>> =
+            HashMap::new();
+        let mut warned = std::collections::HashSet::new();
+        while let Ok(id) = rx.recv() {
+            let owner = match path_of_id(id) {
+                None => Owner::Unknown,
+                Some(path) => {
+                    let (found, warnings) = crate::core::container::at_path(&path);
+                    for w in warnings {
+                        if warned.insert(w.clone()) {
+                            eprintln!("netbpf: warning: {w}");
+                        }
+                    }
+                    match found {
+                        Some(c) => Owner::Container(
+                            containers
+                                .entry(c.id.clone())
+                                .or_insert_with(|| Arc::new(c))
+                                .clone(),
+                        ),
+                        None => Owner::Host(path),
+                    }
+                }
+            };
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.pending.remove(&id);
+            st.known.insert(id, owner);
+            drop(st);
+            self.answered.notify_all();
+        }
+    }
+
+    /// The owner of cgroup `id`. The first ask for an id waits for its look-up (at most
+    /// [`LOOKUP_WAIT`]); asks while it runs answer [`Owner::Unknown`] at once.
     pub fn lookup(&self, id: u64) -> Owner {
-        let c = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        match c.get(&id) {
-            Some(o) => o.clone(),
-            None => {
-                drop(c);
-                self.misses.send(id).ok();
-                Owner::Unknown
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(o) = st.known.get(&id) {
+            return o.clone();
+        }
+        if !st.pending.insert(id) {
+            return Owner::Unknown;
+        }
+        let sent = self
+            .asks
+            .lock()
+            .map(|tx| tx.send(id).is_ok())
+            .unwrap_or(false);
+        if !sent {
+            return Owner::Unknown;
+        }
+        let deadline = std::time::Instant::now() + LOOKUP_WAIT;
+        loop {
+            if let Some(o) = st.known.get(&id) {
+                return o.clone();
             }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Owner::Unknown;
+            }
+            st = self
+                .answered
+                .wait_timeout(st, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 }
 
-impl Default for Resolver {
-    fn default() -> Self {
-        Resolver::new()
+/// The path (relative to the v2 mount) of the cgroup with this id: opened by its file handle
+/// (a kernfs handle is the id itself), else found by walking the hierarchy.
+pub fn path_of_id(id: u64) -> Option<String> {
+    if id == ROOT_ID {
+        return Some("/".into());
     }
+    let mount = v2_mount().ok()?;
+    let abs = open_by_id(mount, id).or_else(|| {
+        walk()
+            .into_iter()
+            .find(|c| c.id == id)
+            .map(|c| mount.join(c.path.trim_start_matches('/')))
+    })?;
+    let rel = abs.strip_prefix(mount).ok()?;
+    Some(format!("/{}", rel.display()))
 }
 
-/// Every cgroup now, each mapped to the container whose cgroup holds it, else the host.
-fn snapshot() -> HashMap<u64, Owner> {
-    let (containers, _) = crate::core::container::list();
-    let containers: Vec<Arc<_>> = containers.into_iter().map(Arc::new).collect();
-    walk()
-        .into_iter()
-        .map(|cg| {
-            let owner = containers
-                .iter()
-                .filter(|c| c.cgroup.contains(&cg))
-                .max_by_key(|c| c.cgroup.level)
-                .map(|c| Owner::Container(c.clone()))
-                .unwrap_or_else(|| Owner::Host(cg.path.clone()));
-            (cg.id, owner)
-        })
-        .collect()
+/// open_by_handle_at() of a cgroup directory: its handle is FILEID_KERNFS with the 8-byte id.
+fn open_by_id(mount: &Path, id: u64) -> Option<PathBuf> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    const FILEID_KERNFS: libc::c_int = 0xfe;
+    #[repr(C)]
+    struct Handle {
+        bytes: libc::c_uint,
+        kind: libc::c_int,
+        id: u64,
+    }
+    let dir = std::fs::File::open(mount).ok()?;
+    let mut h = Handle {
+        bytes: 8,
+        kind: FILEID_KERNFS,
+        id,
+    };
+    // SAFETY: Handle has file_handle's layout (two ints, then handle_bytes of data); the fd
+    // returned is owned here.
+    let fd = unsafe {
+        libc::open_by_handle_at(
+            dir.as_raw_fd(),
+            (&mut h as *mut Handle).cast(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: fd is a new descriptor nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()
 }
 
 #[cfg(test)]
@@ -317,5 +407,19 @@ mod tests {
         assert!(resolve("18446744073709551615")
             .unwrap_err()
             .contains("no cgroup with id"));
+    }
+
+    #[test]
+    fn paths_of_ids() {
+        if v2_mount().is_err() {
+            return;
+        }
+        let me = Cgroup::of_pid(std::process::id()).unwrap();
+        assert_eq!(path_of_id(me.id).as_deref(), Some(me.path.as_str()));
+        assert_eq!(path_of_id(ROOT_ID).as_deref(), Some("/"));
+        assert_eq!(path_of_id(u64::MAX), None);
+        // This process's cgroup is no container's here (tests run on the host).
+        let r = Resolver::global();
+        assert_eq!(r.lookup(ROOT_ID), Owner::Host("/".into()));
     }
 }

@@ -30,6 +30,10 @@ pub struct Common {
     /// carry them too)
     #[arg(long, value_name = "NAMESPACE/NAME")]
     pub pod: Option<String>,
+    /// Add a CONTAINER column (and POD where containers carry pod labels): the container each
+    /// event is attributed to, "host" outside containers (--json always has them)
+    #[arg(long)]
+    pub containers: bool,
     /// Print one JSON object per line instead of a table
     #[arg(long)]
     pub json: bool,

@@ -26,11 +26,23 @@ use crate::core::cgroup::{self, Cgroup};
 pub struct Pod {
     pub namespace: String,
     pub name: String,
+    /// NAMESPACE/NAME, as a POD column shows it.
+    pub qualified: String,
+}
+
+impl Pod {
+    pub fn new(namespace: &str, name: &str) -> Pod {
+        Pod {
+            namespace: namespace.into(),
+            name: name.into(),
+            qualified: format!("{namespace}/{name}"),
+        }
+    }
 }
 
 impl std::fmt::Display for Pod {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
+        f.write_str(&self.qualified)
     }
 }
 
@@ -81,8 +93,38 @@ pub fn list() -> (Vec<Container>, Vec<String>) {
         found.push((cg, runtime, id));
     }
     let mut warnings = Vec::new();
-    let meta = read_state(&found, &mut warnings);
-    let containers = found
+    let containers = describe_found(found, &mut warnings);
+    (containers, warnings)
+}
+
+/// The container whose cgroup holds the cgroup at `path` (relative to the v2 mount), read from
+/// its runtime's state: the outermost ancestor named like a container's cgroup, as [`list`]
+/// finds them. None for a cgroup of no container; warnings as [`list`]'s.
+pub fn at_path(path: &str) -> (Option<Container>, Vec<String>) {
+    let mut warnings = Vec::new();
+    let mut prefix = String::new();
+    for part in path.split('/').filter(|p| !p.is_empty()) {
+        prefix.push('/');
+        prefix.push_str(part);
+        let Some((runtime, id)) = container_of_path(&prefix) else {
+            continue;
+        };
+        let Ok(cg) = Cgroup::at(&prefix) else {
+            return (None, warnings);
+        };
+        let found = describe_found(vec![(cg, runtime, id)], &mut warnings).pop();
+        return (found, warnings);
+    }
+    (None, warnings)
+}
+
+/// Containers from their cgroups, named and labelled from their runtimes' state.
+fn describe_found(
+    found: Vec<(Cgroup, &'static str, String)>,
+    warnings: &mut Vec<String>,
+) -> Vec<Container> {
+    let meta = read_state(&found, warnings);
+    found
         .into_iter()
         .map(|(cgroup, runtime, id)| {
             let m = meta.get(&id);
@@ -91,7 +133,7 @@ pub fn list() -> (Vec<Container>, Vec<String>) {
                 label("io.kubernetes.pod.namespace"),
                 label("io.kubernetes.pod.name"),
             ) {
-                (Some(namespace), Some(name)) => Some(Pod { namespace, name }),
+                (Some(namespace), Some(name)) => Some(Pod::new(&namespace, &name)),
                 _ => None,
             };
             let group = m
@@ -109,8 +151,7 @@ pub fn list() -> (Vec<Container>, Vec<String>) {
                 cgroup,
             }
         })
-        .collect();
-    (containers, warnings)
+        .collect()
 }
 
 fn is_id(s: &str) -> bool {
@@ -444,10 +485,7 @@ fn pick_pod(arg: &str, all: &[Container]) -> Result<(Pod, String), String> {
         .split_once('/')
         .filter(|(ns, n)| !ns.is_empty() && !n.is_empty() && !n.contains('/'))
         .ok_or_else(|| format!("'{arg}' is not NAMESPACE/NAME"))?;
-    let want = Pod {
-        namespace: namespace.into(),
-        name: name.into(),
-    };
+    let want = Pod::new(namespace, name);
     let members: Vec<&Container> = all
         .iter()
         .filter(|c| c.pod.as_ref() == Some(&want))
@@ -639,10 +677,7 @@ mod tests {
             runtime: "podman",
             id: std::iter::repeat_n(id, 64).collect(),
             name: Some(name.into()),
-            pod: pod.map(|(ns, n)| Pod {
-                namespace: ns.into(),
-                name: n.into(),
-            }),
+            pod: pod.map(|(ns, n)| Pod::new(ns, n)),
             group: group.map(str::to_string),
             cgroup: Cgroup {
                 id: path.len() as u64,

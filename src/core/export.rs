@@ -5,6 +5,7 @@
 //! reads those.
 
 use std::any::Any;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use libbpf_rs::{MapCore, MapFlags, MapHandle};
@@ -21,6 +22,122 @@ pub struct Ctx {
     pub ports: bool,
     /// qdisc kinds to time (the `qdisc` tool; default: the kernel's default_qdisc).
     pub qdisc_kinds: Vec<String>,
+    /// `--labels container,pod,namespace`: the series of the tools that key them by the
+    /// socket's cgroup get these labels.
+    pub cgroups: Option<Arc<CgroupLabels>>,
+}
+
+/// What a cgroup id is called in labels: the container's name (its short id when its runtime's
+/// state is unreadable), its pod's name and namespace ("" outside pods); "host" for a cgroup of
+/// no container, "unknown" for one gone before it was looked up.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OwnerNames {
+    pub container: String,
+    pub pod: String,
+    pub namespace: String,
+}
+
+impl OwnerNames {
+    pub fn of(owner: &crate::core::cgroup::Owner) -> OwnerNames {
+        use crate::core::cgroup::Owner;
+        match owner {
+            Owner::Container(c) => OwnerNames {
+                container: c.display_name().to_string(),
+                pod: c.pod.as_ref().map_or(String::new(), |p| p.name.clone()),
+                namespace: c
+                    .pod
+                    .as_ref()
+                    .map_or(String::new(), |p| p.namespace.clone()),
+            },
+            Owner::Host(_) => OwnerNames {
+                container: "host".into(),
+                ..Default::default()
+            },
+            Owner::Unknown => OwnerNames {
+                container: "unknown".into(),
+                ..Default::default()
+            },
+        }
+    }
+
+    fn other() -> OwnerNames {
+        OwnerNames {
+            container: "other".into(),
+            pod: "other".into(),
+            namespace: "other".into(),
+        }
+    }
+}
+
+/// A label the exporter can add from a series' cgroup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupLabel {
+    Container,
+    Pod,
+    Namespace,
+}
+
+impl CgroupLabel {
+    pub const ALL: [(&'static str, CgroupLabel); 3] = [
+        ("container", CgroupLabel::Container),
+        ("pod", CgroupLabel::Pod),
+        ("namespace", CgroupLabel::Namespace),
+    ];
+}
+
+/// The default of `--label-cap`: series per metric with their own container/pod labels.
+pub const DEFAULT_LABEL_CAP: usize = 100;
+
+/// `--labels`: which labels, the cap on series per metric, and how a cgroup id is named.
+pub struct CgroupLabels {
+    pub labels: Vec<CgroupLabel>,
+    /// Label sets per metric (beyond: the "other" series).
+    pub cap: usize,
+    /// Names a cgroup id (cached by the caller: asked once per id).
+    pub names: Box<dyn Fn(u64) -> OwnerNames + Send + Sync>,
+}
+
+impl std::fmt::Debug for CgroupLabels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CgroupLabels")
+            .field("labels", &self.labels)
+            .field("cap", &self.cap)
+            .finish()
+    }
+}
+
+impl CgroupLabels {
+    fn values(&self, n: &OwnerNames) -> Labels {
+        self.labels
+            .iter()
+            .map(|l| match l {
+                CgroupLabel::Container => ("container", n.container.clone()),
+                CgroupLabel::Pod => ("pod", n.pod.clone()),
+                CgroupLabel::Namespace => ("namespace", n.namespace.clone()),
+            })
+            .collect()
+    }
+}
+
+/// Which label sets got a series of their own, per metric: kept from scrape to scrape, so a
+/// series never moves between its own labels and "other" (counters stay monotonic).
+#[derive(Debug, Default)]
+struct Assigned(std::sync::Mutex<std::collections::HashMap<u32, Vec<Labels>>>);
+
+impl Assigned {
+    /// `labels` if it has (or may take) one of the metric's `cap` places, else "other".
+    fn place(&self, spec: &CgroupLabels, metric: u32, labels: Labels) -> Labels {
+        let mut all = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let taken = all.entry(metric).or_default();
+        if taken.contains(&labels) {
+            return labels;
+        }
+        if taken.len() < spec.cap {
+            taken.push(labels.clone());
+            return labels;
+        }
+        spec.values(&OwnerNames::other())
+    }
 }
 
 /// Reads a tool's maps at each scrape.
@@ -104,6 +221,7 @@ macro_rules! export_object {
                 let r = self.maps.rodata_data.as_deref_mut().expect("rodata");
                 r.export_mode = true;
                 r.export_ports = ctx.ports;
+                r.export_cgroups = ctx.cgroups.is_some();
                 $crate::core::export::ExportMaps::size(
                     ctx,
                     &mut self.maps.export_counts,
@@ -258,12 +376,14 @@ pub enum Family {
     },
 }
 
-/// `export_key` of common/export.h: (metric, label, port).
+/// `export_key` of common/export.h: (metric, label, port, cgroup).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Key {
     pub metric: u32,
     pub label: u32,
     pub port: u16,
+    /// The socket's cgroup id with --labels (0: none).
+    pub cgroup: u64,
 }
 
 impl Key {
@@ -273,10 +393,14 @@ impl Key {
                 raw.get(i * 4..i * 4 + 4)?.try_into().ok()?,
             ))
         };
+        let cgroup = raw
+            .get(16..24)
+            .map_or(0, |b| u64::from_ne_bytes(b.try_into().unwrap()));
         Some(Key {
             metric: word(0)?,
             label: word(1)?,
             port: word(2)? as u16,
+            cgroup,
         })
     }
 }
@@ -294,6 +418,8 @@ pub struct ExportMaps {
     hists: MapHandle,
     stats: MapHandle,
     ports: bool,
+    cgroups: Option<Arc<CgroupLabels>>,
+    assigned: Assigned,
 }
 
 /// Entries of export_counts and export_hists, a tool being given --port-labels.
@@ -313,6 +439,8 @@ impl ExportMaps {
             hists: MapHandle::try_from(hists)?,
             stats: MapHandle::try_from(stats)?,
             ports: ctx.ports,
+            cgroups: ctx.cgroups.clone(),
+            assigned: Assigned::default(),
         })
     }
 
@@ -322,7 +450,7 @@ impl ExportMaps {
         counts: &mut libbpf_rs::OpenMapMut,
         hists: &mut libbpf_rs::OpenMapMut,
     ) -> anyhow::Result<()> {
-        if ctx.ports {
+        if ctx.ports || ctx.cgroups.is_some() {
             counts.set_max_entries(PORT_SERIES)?;
             hists.set_max_entries(PORT_HIST_SERIES)?;
         }
@@ -392,23 +520,47 @@ impl ExportMaps {
             .filter(|(k, _)| k.metric == metric)
             .copied()
             .collect();
-        for &l in defaults.iter().filter(|_| !self.ports) {
+        for &l in defaults
+            .iter()
+            .filter(|_| !self.ports && self.cgroups.is_none())
+        {
             if !found.iter().any(|(k, _)| k.label == l && k.port == 0) {
                 found.push((
                     Key {
                         metric,
                         label: l,
                         port: 0,
+                        cgroup: 0,
                     },
                     0,
                 ));
             }
         }
         found.sort();
-        found
-            .into_iter()
-            .map(|(k, v)| (with_port(label(k.label), k.port), v))
-            .collect()
+        let mut out: Vec<(Labels, u64)> = Vec::with_capacity(found.len());
+        for (k, v) in found {
+            let labels = self.with_cgroup(metric, with_port(label(k.label), k.port), k.cgroup);
+            match out.iter_mut().find(|(l, _)| *l == labels) {
+                Some((_, sum)) => *sum += v,
+                None => out.push((labels, v)),
+            }
+        }
+        out
+    }
+
+    /// Adds the cgroup's labels (--labels) to a series the kernel keyed by cgroup: its own, or
+    /// "other" past the metric's cap. Series of several cgroups with the same names are summed
+    /// by the callers.
+    fn with_cgroup(&self, metric: u32, mut labels: Labels, cgroup: u64) -> Labels {
+        let Some(spec) = &self.cgroups else {
+            return labels;
+        };
+        if cgroup == 0 {
+            return labels; // not keyed by cgroup (this tool or this event)
+        }
+        let own = spec.values(&(spec.names)(cgroup));
+        labels.extend(self.assigned.place(spec, metric, own));
+        labels
     }
 
     /// Histogram series of one metric, as [`ExportMaps::counter`].
@@ -424,13 +576,17 @@ impl ExportMaps {
             .filter(|(k, _, _)| k.metric == metric)
             .cloned()
             .collect();
-        for &l in defaults.iter().filter(|_| !self.ports) {
+        for &l in defaults
+            .iter()
+            .filter(|_| !self.ports && self.cgroups.is_none())
+        {
             if !found.iter().any(|(k, _, _)| k.label == l && k.port == 0) {
                 found.push((
                     Key {
                         metric,
                         label: l,
                         port: 0,
+                        cgroup: 0,
                     },
                     Vec::new(),
                     0,
@@ -438,10 +594,23 @@ impl ExportMaps {
             }
         }
         found.sort_by_key(|e| e.0);
-        found
-            .into_iter()
-            .map(|(k, slots, sum)| (with_port(label(k.label), k.port), slots, sum))
-            .collect()
+        let mut out: Vec<(Labels, Vec<u64>, u64)> = Vec::with_capacity(found.len());
+        for (k, slots, sum) in found {
+            let labels = self.with_cgroup(metric, with_port(label(k.label), k.port), k.cgroup);
+            match out.iter_mut().find(|(l, _, _)| *l == labels) {
+                Some((_, s, total)) => {
+                    if s.len() < slots.len() {
+                        s.resize(slots.len(), 0);
+                    }
+                    for (a, b) in s.iter_mut().zip(&slots) {
+                        *a += b;
+                    }
+                    *total += sum;
+                }
+                None => out.push((labels, slots, sum)),
+            }
+        }
+        out
     }
 }
 
@@ -467,6 +636,7 @@ macro_rules! export_rodata {
         let c = &$ctx;
         r.export_mode = true;
         r.export_ports = c.ports;
+        r.export_cgroups = c.cgroups.is_some();
     }};
 }
 
@@ -513,6 +683,29 @@ mod tests {
     }
 
     #[test]
+    fn label_sets_past_the_cap_are_other_for_good() {
+        let spec = CgroupLabels {
+            labels: vec![CgroupLabel::Container, CgroupLabel::Namespace],
+            cap: 2,
+            names: Box::new(|id| OwnerNames {
+                container: format!("c{id}"),
+                ..Default::default()
+            }),
+        };
+        let assigned = Assigned::default();
+        let place = |id| assigned.place(&spec, 0, spec.values(&(spec.names)(id)));
+        let own = |c: &str| vec![("container", c.to_string()), ("namespace", String::new())];
+        let other = vec![("container", "other".into()), ("namespace", "other".into())];
+        assert_eq!(place(1), own("c1"));
+        assert_eq!(place(2), own("c2"));
+        assert_eq!(place(3), other);
+        assert_eq!(place(1), own("c1"));
+        assert_eq!(place(3), other);
+        // Another metric has its own places.
+        assert_eq!(assigned.place(&spec, 1, own("c3")), own("c3"));
+    }
+
+    #[test]
     fn keys() {
         let raw: Vec<u8> = [2u32, 7, 443, 0]
             .iter()
@@ -523,7 +716,8 @@ mod tests {
             Some(Key {
                 metric: 2,
                 label: 7,
-                port: 443
+                port: 443,
+                cgroup: 0,
             })
         );
         assert_eq!(Key::parse(&raw[..8]), None);

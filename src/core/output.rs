@@ -96,6 +96,9 @@ pub enum Value<'a> {
     Sep(&'static str),
     /// Pre-rendered JSON (e.g. a histogram's buckets), written as is.
     Json(&'a str),
+    /// Nothing to say (a field that does not apply to this row): "-" in tables, left out of
+    /// JSON objects.
+    Absent,
 }
 
 pub struct Output {
@@ -213,7 +216,7 @@ impl Output {
         self.line.push('{');
         let mut first = true;
         for (c, v) in self.columns.iter().zip(values) {
-            if !self.visible(c) || matches!(v, Value::Sep(_)) {
+            if !self.visible(c) || matches!(v, Value::Sep(_) | Value::Absent) {
                 continue;
             }
             if !first {
@@ -231,10 +234,12 @@ impl Output {
     pub fn record(&mut self, fields: &[(&str, Value)]) {
         self.line.clear();
         self.line.push('{');
-        for (i, (key, v)) in fields.iter().enumerate() {
-            if i > 0 {
+        let mut first = true;
+        for (key, v) in fields.iter().filter(|(_, v)| !matches!(v, Value::Absent)) {
+            if !first {
                 self.line.push(',');
             }
+            first = false;
             json_string(&mut self.line, key);
             self.line.push(':');
             json_value(&mut self.line, v);
@@ -458,6 +463,7 @@ fn json_value(line: &mut String, v: &Value) {
         Value::Ip(ip) => write!(line, "\"{ip}\"").unwrap(),
         Value::Hex(h) => write!(line, "\"{h:x}\"").unwrap(),
         Value::Json(j) => line.push_str(j),
+        Value::Absent => line.push_str("null"),
     }
 }
 
@@ -470,6 +476,7 @@ pub fn text_value(cell: &mut String, v: &Value) {
         Value::Ip(ip) => write!(cell, "{ip}").unwrap(),
         Value::Hex(h) => write!(cell, "{h:x}").unwrap(),
         Value::Sep(s) | Value::Json(s) => cell.push_str(s),
+        Value::Absent => cell.push('-'),
     }
 }
 

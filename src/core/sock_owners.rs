@@ -36,6 +36,8 @@ pub struct OwnedSocket {
     pub uid: u32,
     pub comm: [u8; 16],
     pub state: u8,
+    /// The socket's cgroup v2 id.
+    pub cgroup: u64,
     /// The socket's own family and addresses (IPv4 in the first 4 bytes; an AF_INET6 socket's
     /// IPv4 peer stays v4-mapped), ports in host order.
     pub family: u16,
@@ -94,6 +96,7 @@ pub fn tcp_sockets(netns: u64) -> anyhow::Result<Vec<OwnedSocket>> {
             uid: r.uid,
             comm: r.comm.map(|c| c as u8),
             state: r.state,
+            cgroup: r.cgroup,
             family: r.tuple.family,
             saddr: r.tuple.saddr,
             daddr: r.tuple.daddr,

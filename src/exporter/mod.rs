@@ -8,6 +8,7 @@
 
 mod http;
 mod metrics;
+mod names;
 mod privs;
 mod seccomp;
 pub mod sources;
@@ -36,6 +37,8 @@ Examples:
   netbpf exporter                               # every exportable tool on 127.0.0.1:9435
   netbpf exporter --tools tcplife,tcpretrans    # only these
   netbpf exporter --port-labels                 # also a port label (cardinality: think twice)
+  netbpf exporter --labels container,pod,namespace   # per container (tcplife, tcpretrans,
+                                                     # tcpconnlat), at most --label-cap each
   netbpf exporter --tools qdisc --qdisc-kinds fq_codel,tbf
   netbpf exporter --listen 0.0.0.0:9435         # reachable from other hosts (think twice)
   netbpf exporter --config /etc/netbpf/exporter.toml
@@ -45,6 +48,8 @@ Config file (TOML; command-line options win):
   tools = [\"tcplife\", \"tcpstates\"]
   netns = \"/run/netns/web\"     # optional: only this network namespace
   port_labels = false
+  labels = [\"container\"]      # container, pod, namespace
+  label_cap = 100
   qdisc_kinds = [\"fq_codel\"]   # default: the kernel's net.core.default_qdisc
 
 Without --tools, a tool this kernel cannot run is skipped (a note on stderr, netbpf_tool_up 0);
@@ -68,6 +73,13 @@ struct Opts {
     /// Add a port label (service port) to the metrics that have one
     #[arg(long)]
     port_labels: bool,
+    /// Add these labels (container, pod, namespace) to the series the kernel keys by the
+    /// socket's cgroup (tcplife, tcpretrans, tcpconnlat)
+    #[arg(long, value_name = "LABELS", value_delimiter = ',')]
+    labels: Option<Vec<String>>,
+    /// At most N label sets of --labels per metric; the rest are summed in one "other" series
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    label_cap: Option<u32>,
     /// Qdisc kinds the qdisc tool times (default: the kernel's default_qdisc)
     #[arg(long, value_name = "KINDS", value_delimiter = ',')]
     qdisc_kinds: Option<Vec<String>>,
@@ -83,6 +95,8 @@ struct Config {
     tools: Option<Vec<String>>,
     netns: Option<String>,
     port_labels: Option<bool>,
+    labels: Option<Vec<String>>,
+    label_cap: Option<u32>,
     qdisc_kinds: Option<Vec<String>>,
 }
 
@@ -146,6 +160,41 @@ fn check_tools(tools: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--labels` and `--label-cap`, checked; starts the naming helper (before anything else runs:
+/// it forks).
+fn cgroup_labels(
+    labels: Option<Vec<String>>,
+    cap: Option<u32>,
+) -> anyhow::Result<Option<Arc<sources::CgroupLabels>>> {
+    let Some(labels) = labels else {
+        if cap.is_some() {
+            return Err(usage!("--label-cap needs --labels"));
+        }
+        return Ok(None);
+    };
+    let known = sources::CgroupLabel::ALL;
+    let listed = || known.map(|(n, _)| n).join(", ");
+    let mut chosen = Vec::new();
+    for l in labels.iter().map(|l| l.trim()) {
+        let Some((_, label)) = known.iter().find(|(n, _)| *n == l) else {
+            return Err(usage!("--labels: no label '{l}' (labels: {})", listed()));
+        };
+        if chosen.contains(label) {
+            return Err(usage!("--labels: '{l}' is listed twice"));
+        }
+        chosen.push(*label);
+    }
+    if chosen.is_empty() {
+        return Err(usage!("--labels: the list is empty (labels: {})", listed()));
+    }
+    crate::core::cgroup::v2_mount().map_err(|e| usage!("--labels: {e}"))?;
+    Ok(Some(Arc::new(sources::CgroupLabels {
+        labels: chosen,
+        cap: cap.map_or(sources::DEFAULT_LABEL_CAP, |c| c as usize),
+        names: names::spawn()?,
+    })))
+}
+
 fn listen_addrs(listen: &str) -> anyhow::Result<Vec<SocketAddr>> {
     let addrs: Vec<SocketAddr> = listen
         .to_socket_addrs()
@@ -188,6 +237,8 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<()> {
     };
     let netns = o.netns.or(config.netns);
     let duration = o.duration;
+    let cgroup_labels =
+        cgroup_labels(o.labels.or(config.labels), o.label_cap.or(config.label_cap))?;
 
     let common = crate::core::cli::Common {
         netns,
@@ -199,6 +250,7 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<()> {
         filters: Filters::new(&common)?,
         ports: o.port_labels || config.port_labels.unwrap_or(false),
         qdisc_kinds,
+        cgroups: cgroup_labels,
     };
     crate::core::bpf::preflight("exporter")?;
 

@@ -156,7 +156,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let clock = Clock::start();
     s.stream_rows(
         &skel.maps.events,
-        &table(&o),
+        &table(&o).containers(&o.common, |r| r.e.cgroup),
         o.common.format(),
         "IP bind()s",
         |e: types::bindsnoop_event| Row {

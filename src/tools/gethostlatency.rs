@@ -132,7 +132,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         );
     }
 
-    let table = table();
+    let table = table().containers(&o.common, |r| r.e.cgroup);
     let mut out = table.output(o.common.format());
     out.header();
     announce(&format!("host name lookups in {}", libc.display()));

@@ -11,6 +11,7 @@ use crate::core::caps::{Hook, Plan};
 use crate::core::cli::Common;
 use crate::core::error::Unsupported;
 use crate::core::output::{comm_str, json_string, Format, Output, Value};
+use crate::core::table::Owners;
 use crate::core::time::Clock;
 use crate::tools::{announce, start, Tool};
 
@@ -120,19 +121,21 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
 
     let format = o.common.format();
     let mut out = Output::new(format, Vec::new());
+    let owners = Owners::new(&o.common);
     announce("Wi-Fi scans");
     let clock = Clock::start();
     s.run.stream(&skel.maps.events, &mut out, |data, out| {
         let Some(e) = read_event::<types::ieee80211scan_event>(data) else {
             return;
         };
-        print_event(out, &clock, &e);
+        print_event(out, &clock, &owners, &e);
     })?;
     s.report(libbpf_rs::skel::Skel::object(&skel));
     Ok(())
 }
 
-fn print_event(out: &mut Output, clock: &Clock, e: &types::ieee80211scan_event) {
+fn print_event(out: &mut Output, clock: &Clock, owners: &Owners, e: &types::ieee80211scan_event) {
+    let owner = owners.lookup(e.cgroup);
     let time = clock.hms(e.ts_ns);
     let comm = comm_str(&e.comm);
     let wiphy = comm_str(&e.wiphy);
@@ -158,7 +161,7 @@ fn print_event(out: &mut Output, clock: &Clock, e: &types::ieee80211scan_event) 
             }
             list.push(']');
             let ifname = comm_str(&e.ifname);
-            out.record(&[
+            let mut fields = vec![
                 ("time", Value::Str(&time)),
                 ("event", Value::Str("scan_started")),
                 ("pid", Value::U64(e.pid.into())),
@@ -168,12 +171,16 @@ fn print_event(out: &mut Output, clock: &Clock, e: &types::ieee80211scan_event) 
                 ("flags", Value::U64(e.flags.into())),
                 ("n_channels", Value::U64(e.n_channels.into())),
                 ("channels", Value::Json(&list)),
-            ]);
+            ];
+            fields.extend(owners.fields(e.cgroup, owner.as_ref()));
+            out.record(&fields);
             return;
         }
+        let container = owners.text(e.cgroup, owner.as_ref());
         out.text(&format!(
-            "{time} scan started (on-CPU PID {}, {comm})",
-            e.pid
+            "{time} scan started (on-CPU PID {}, {comm}{})",
+            e.pid,
+            container.map_or(String::new(), |c| format!(", {c}"))
         ));
         for c in channels {
             out.text(&format!(

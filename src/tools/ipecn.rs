@@ -104,7 +104,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let skel = s.load::<IpecnSkelBuilder>(|_, _| Ok(()))?;
 
     // The book prints no header line: each line says what it is.
-    let table = table();
+    let table = table().containers(&o.common, |r| r.e.cgroup);
     let mut out = table.output(o.common.format());
     announce("ECN CE packets");
     let clock = Clock::start();

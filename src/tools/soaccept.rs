@@ -106,7 +106,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let skel = s.load::<SoacceptSkelBuilder>(|_, _| Ok(()))?;
 
     let json = o.common.format() == Format::Json;
-    let table = table();
+    let table = table().containers(&o.common, |r| r.e.cgroup);
     let mut out = table.output(o.common.format());
     out.header();
     announce("IP accept()s");

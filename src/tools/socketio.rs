@@ -10,6 +10,7 @@ use crate::core::bpf::Pod;
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{Common, PidFilter};
 use crate::core::output::{comm_str, Format, Output, Value};
+use crate::core::table::Owners;
 use crate::tools::{announce, sockmsg, start, Tool};
 
 mod skel {
@@ -100,7 +101,9 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
             .cmp(&(b.1, b.0.pid, b.0.dir, b.0.lport, b.0.rport))
     });
     let mut out = Output::new(o.common.format(), Vec::new());
+    let owners = Owners::new(&o.common);
     for (k, count) in rows {
+        let owner = owners.lookup(k.cgroup);
         let comm = comm_str(&k.comm);
         let proto = comm_str(&k.proto);
         let dir = if k.dir == SOCKETIO_WRITE {
@@ -109,7 +112,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
             "read"
         };
         if out.format() == Format::Json {
-            out.record(&[
+            let mut fields = vec![
                 ("comm", Value::Str(&comm)),
                 ("pid", Value::U64(k.pid.into())),
                 ("dir", Value::Str(dir)),
@@ -117,16 +120,20 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
                 ("lport", Value::U64(k.lport.into())),
                 ("rport", Value::U64(k.rport.into())),
                 ("count", Value::U64(count)),
-            ]);
+            ];
+            fields.extend(owners.fields(k.cgroup, owner.as_ref()));
+            out.record(&fields);
         } else {
             let port = if k.lport != 0 {
                 format!("local:{}", k.lport)
             } else {
                 k.rport.to_string()
             };
+            let container = owners.text(k.cgroup, owner.as_ref());
             out.text(&format!(
-                "@io[{comm}, {}, {dir}, {proto}, {port}]: {count}",
-                k.pid
+                "@io[{comm}, {}, {dir}, {proto}, {port}{}]: {count}",
+                k.pid,
+                container.map_or(String::new(), |c| format!(", {c}"))
             ));
         }
     }

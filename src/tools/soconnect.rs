@@ -97,7 +97,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
 
     let skel = s.load::<SoconnectSkelBuilder>(|_, _| Ok(()))?;
 
-    let table = table();
+    let table = table().containers(&o.common, |r| r.e.cgroup);
     let mut out = table.output(o.common.format());
     out.header();
     announce("IP connect()s");

@@ -133,7 +133,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let clock = Clock::start();
     s.stream_rows(
         &skel.maps.events,
-        &table(&o),
+        &table(&o).containers(&o.common, |r| r.e.cgroup),
         o.common.format(),
         "IP listen()s",
         |e: types::solisten_event| {

@@ -11,6 +11,7 @@ use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{Common, PidFilter};
 use crate::core::hist::print_log2;
 use crate::core::output::{comm_str, Format, Output, Value};
+use crate::core::table::Owners;
 use crate::core::time::Clock;
 use crate::tools::{announce, start, Tool};
 use crate::tuple_of;
@@ -143,11 +144,12 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     })?;
 
     let mut out = Output::new(o.common.format(), Vec::new());
+    let owners = Owners::new(&o.common);
     announce("socket receive buffers");
     let clock = Clock::start();
     s.run.stream(&skel.maps.events, &mut out, |data, out| {
         if let Some(e) = read_event::<types::sormem_event>(data) {
-            print_event(out, &clock, &e);
+            print_event(out, &clock, &owners, &e);
         }
     })?;
     s.report(libbpf_rs::skel::Skel::object(&skel));
@@ -164,7 +166,8 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_event(out: &mut Output, clock: &Clock, e: &types::sormem_event) {
+fn print_event(out: &mut Output, clock: &Clock, owners: &Owners, e: &types::sormem_event) {
+    let owner = owners.lookup(e.cgroup);
     let (name, text) = match e.kind {
         RCVQUEUE_FULL => (
             "sock:sock_rcvqueue_full",
@@ -197,6 +200,9 @@ fn print_event(out: &mut Output, clock: &Clock, e: &types::sormem_event) {
             if t.rport != 0 {
                 line += &format!(" from {}", endpoint(t.raddr, t.rport));
             }
+        }
+        if let Some(c) = owners.text(e.cgroup, owner.as_ref()) {
+            line += &format!(", {c}");
         }
         out.text(&line);
         return;
@@ -232,5 +238,6 @@ fn print_event(out: &mut Output, clock: &Clock, e: &types::sormem_event) {
         ("pid", Value::U64(e.pid.into())),
         ("comm", Value::Str(&comm)),
     ]);
+    fields.extend(owners.fields(e.cgroup, owner.as_ref()));
     out.record(&fields);
 }

@@ -90,7 +90,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let skel = s.load::<SuperpingSkelBuilder>(|_, _| Ok(()))?;
 
     let format = o.common.format();
-    let table = json_table();
+    let table = json_table().containers(&o.common, |r| r.e.cgroup);
     let mut out = table.output(format);
     announce("ICMP echo round trips");
     let clock = Clock::start();

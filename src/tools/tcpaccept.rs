@@ -119,7 +119,6 @@ fn table(o: &Opts) -> Table<Row> {
         .col(Column::json("max_backlog"), |r| {
             Value::U64(r.e.max_backlog.into())
         })
-        .col(Column::json("cgroup"), |r| Value::U64(r.e.cgroup))
 }
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
@@ -131,7 +130,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
 
     let skel = s.load::<TcpacceptSkelBuilder>(|_, _| Ok(()))?;
 
-    let table = table(&o);
+    let table = table(&o).containers(&o.common, |r| r.e.cgroup);
     let mut out = table.output(o.common.format());
     out.header();
     announce("accept()s");

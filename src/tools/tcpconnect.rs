@@ -131,7 +131,6 @@ fn table(o: &Opts) -> Table<Row> {
         .col(Column::new("RESULT", "result", 0), |r| {
             Value::Str(&r.result)
         })
-        .col(Column::json("cgroup"), |r| Value::U64(r.e.cgroup))
 }
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
@@ -168,7 +167,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let table = table(&o);
+    let table = table(&o).containers(&o.common, |r| r.e.cgroup);
     let mut out = table.output(o.common.format());
     out.header();
     announce("connect()s");

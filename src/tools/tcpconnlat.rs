@@ -134,7 +134,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         Ok(())
     })?;
 
-    let table = table(&o);
+    let table = table(&o).containers(&o.common, |r| r.e.cgroup);
     let mut out = table.output(o.common.format());
     out.header();
     announce("connect latency");

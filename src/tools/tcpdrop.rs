@@ -103,7 +103,6 @@ fn table() -> Table<Row> {
             Value::U64(r.e.reason.into())
         })
         .col(Column::json("stack"), |r| Value::Json(&r.stack_json))
-        .col(Column::json("cgroup"), |r| Value::U64(r.e.cgroup))
 }
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
@@ -131,7 +130,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     drop_reason::note_unknown(tool.name, reasons.as_ref());
     let symbols = Symbols::new();
     let json = o.common.format() == Format::Json;
-    let table = table();
+    let table = table().containers(&o.common, |r| r.e.cgroup);
     let mut out = table.output(o.common.format());
     out.header();
     announce("TCP drops");

@@ -110,7 +110,6 @@ fn table(o: &Opts) -> Table<Row> {
         .col(Column::new("MS", "ms", 9), |r| {
             Value::F64(r.e.span_ns as f64 / 1e6, 2)
         })
-        .col(Column::json("cgroup"), |r| Value::U64(r.e.cgroup))
 }
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
@@ -133,7 +132,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     } else {
         o.common.format()
     };
-    let table = table(&o);
+    let table = table(&o).containers(&o.common, |r| r.e.cgroup);
     let mut out = table.output(format);
     out.header();
     announce("TCP sessions");

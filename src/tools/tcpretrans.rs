@@ -9,6 +9,7 @@ use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{btf_has, tp_btf_args, Caps, Hook, Plan};
 use crate::core::cli::{Common, Family, PidFilter};
 use crate::core::output::{comm_str, Column, Output, Value};
+use crate::core::table::Owners;
 use crate::core::tcp::state_name;
 use crate::core::time::Clock;
 use crate::core::{errno, maps};
@@ -148,7 +149,6 @@ fn columns(o: &Opts) -> Vec<Column> {
     });
     c.push(Column::json("segs"));
     c.push(Column::json("result"));
-    c.push(Column::json("cgroup"));
     c
 }
 
@@ -225,7 +225,8 @@ fn result(err: i32) -> String {
 }
 
 fn stream(skel: &TcpretransSkel, o: &Opts, run: &crate::core::run::Run) -> anyhow::Result<()> {
-    let mut out = Output::new(o.common.format(), columns(o));
+    let owners = Owners::new(&o.common);
+    let mut out = Output::new(o.common.format(), [columns(o), owners.columns()].concat());
     out.header();
     announce(if o.lossprobe {
         "TCP retransmits and tail loss probes"
@@ -242,7 +243,8 @@ fn stream(skel: &TcpretransSkel, o: &Opts, run: &crate::core::run::Run) -> anyho
         let time = clock.hms(e.ts_ns);
         let (l, r) = (endpoint(t.laddr, t.lport), endpoint(t.raddr, t.rport));
         let kind = if e.kind == b'L' { "L>" } else { "R>" };
-        out.row(&[
+        let owner = owners.lookup(e.cgroup);
+        let cells = [
             Value::Str(&time),
             Value::U64(e.pid.into()),
             // The owner is not known: null, not an empty name ("-" in a table).
@@ -267,8 +269,8 @@ fn stream(skel: &TcpretransSkel, o: &Opts, run: &crate::core::run::Run) -> anyho
             Value::U64(e.seq.into()),
             Value::U64(e.segs.into()),
             Value::Str(&result(e.err)),
-            Value::U64(e.cgroup),
-        ]);
+        ];
+        out.row(&[&cells[..], &owners.values(e.cgroup, owner.as_ref())[..]].concat());
     })
 }
 

@@ -213,6 +213,7 @@ fn seed_owners(skel: &TcpsnoopSkel, tool: &str, netns: u64) -> anyhow::Result<()
             pid: s.pid,
             uid: s.uid,
             comm: s.comm.map(|c| c as i8),
+            cgroup: s.cgroup,
         };
         insert_new(&skel.maps.flows, bytes_of(&key), bytes_of(&owner))?;
     }
@@ -251,7 +252,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     seed_owners(&skel, tool.name, s.filters.netns)?;
 
     let json = o.common.format() == Format::Json;
-    let table = table(&o);
+    let table = table(&o).containers(&o.common, |r| r.e.cgroup);
     let mut out = table.output(o.common.format());
     out.header();
     announce("TCP packets");

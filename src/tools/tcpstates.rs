@@ -137,7 +137,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     } else {
         o.common.format()
     };
-    let table = table(&o);
+    let table = table(&o).containers(&o.common, |r| r.e.cgroup);
     let mut out = table.output(format);
     out.header();
     announce("TCP state changes");

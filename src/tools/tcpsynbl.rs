@@ -16,6 +16,7 @@ use crate::core::hist::print_log2;
 use crate::core::netstat::Netns;
 use crate::core::output::{Column, Format, Output, Value};
 use crate::core::run::DRAIN_INTERVAL;
+use crate::core::table::Owners;
 use crate::core::time::{hms_now, Clock};
 use crate::tools::{announce, start, Tool};
 
@@ -195,9 +196,10 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         seed_listeners(&skel, tool.name, s.filters.netns)?;
     }
 
+    let owners = Owners::new(&o.common);
     let out = RefCell::new(Output::new(
         o.common.format(),
-        vec![
+        [
             Column::new("TIME", "time", -8),
             Column::json("event"),
             Column::table("EVENT", 0),
@@ -207,7 +209,10 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
             Column::json("lport"),
             Column::json("backlog"),
             Column::json("max_backlog"),
-        ],
+        ]
+        .into_iter()
+        .chain(owners.columns())
+        .collect(),
     ));
     let clock = Clock::start();
     let mut builder = RingBufferBuilder::new();
@@ -230,7 +235,8 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
             } else {
                 format!("{what} ({})", endpoint(addr, e.lport))
             };
-            out.borrow_mut().row(&[
+            let owner = owners.lookup(e.cgroup);
+            let cells = [
                 Value::Str(&time),
                 Value::Str("drop"),
                 Value::Str(&text),
@@ -240,7 +246,9 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
                 Value::U64(e.lport.into()),
                 Value::U64(e.backlog.into()),
                 Value::U64(e.max_backlog.into()),
-            ]);
+            ];
+            let cells = [&cells[..], &owners.values(e.cgroup, owner.as_ref())[..]].concat();
+            out.borrow_mut().row(&cells);
         }
         0
     })?;

@@ -188,6 +188,7 @@ fn table() -> Table<Line> {
 
 struct Row {
     pid: u32,
+    cgroup: u64,
     comm: String,
     tuple: Tuple,
     rx: u64,
@@ -238,7 +239,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         20
     });
     let clear = format == Format::Table && !o.noclear && std::io::stdout().is_terminal();
-    let table = table();
+    let table = table().containers(&o.common, |l| l.r.cgroup);
     let mut out = table.output(format);
     announce("TCP sends and receives");
 
@@ -261,6 +262,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
             .into_iter()
             .map(|(k, v)| Row {
                 pid: k.pid,
+                cgroup: k.cgroup,
                 comm: comm_str(&k.comm),
                 tuple: tuple_of!(k.tuple),
                 rx: v.rx,
@@ -326,6 +328,7 @@ mod tests {
         let lo: IpAddr = "127.0.0.1".parse().unwrap();
         Row {
             pid: 1,
+            cgroup: 0,
             comm: "x".into(),
             tuple: Tuple {
                 family: 2,

@@ -141,7 +141,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let clock = Clock::start();
     s.stream_rows(
         &skel.maps.events,
-        &table(&o),
+        &table(&o).containers(&o.common, |r| r.e.cgroup),
         o.common.format(),
         "TCP connects, accepts and closes",
         |e: types::tcptracer_event| Row {

@@ -141,7 +141,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     } else {
         Format::Csv
     };
-    let table = table();
+    let table = table().containers(&o.common, |r| r.e.cgroup);
     let mut out = table.output(format);
     out.header();
     announce("TCP congestion windows");

@@ -155,7 +155,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         false => Vec::new(),
     };
 
-    let table = table();
+    let table = table().containers(&o.common, |r| r.e.cgroup);
     let mut out = table.output(o.common.format());
     out.header();
     announce("UDP connect()s");

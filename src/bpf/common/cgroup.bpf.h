@@ -74,6 +74,21 @@ static __always_inline __u64 current_cgroup_id(void)
 	return bpf_get_current_cgroup_id();
 }
 
+/* The cgroup an event is attributed to (its events' `cgroup` field): the socket's when it has
+ * one, right in softirq too; else the current task's. Call it with NULL only in process context
+ * (a syscall): in softirq the current task is unrelated, use pkt_cgroup_id() there. */
+static __always_inline __u64 event_cgroup_id(const struct sock *sk)
+{
+	return sk ? sk_cgroup_id(sk) : current_cgroup_id();
+}
+
+/* A packet's: its socket's (skb->sk, set on transmit and once a socket took it); 0 without one
+ * (received below the socket layer), never the task's. */
+static __always_inline __u64 pkt_cgroup_id(const struct sk_buff *skb)
+{
+	return sk_cgroup_id(BPF_CORE_READ(skb, sk));
+}
+
 /* The id of cgrp's ancestor at `level` (cgrp itself at its own level); 0 when cgrp is above. */
 static __always_inline __u64 cgroup_ancestor_id(const struct cgroup *cgrp, __u32 level)
 {

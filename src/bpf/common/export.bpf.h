@@ -7,12 +7,16 @@
 #ifndef NETBPF_EXPORT_BPF_H
 #define NETBPF_EXPORT_BPF_H
 
+#include "common/cgroup.bpf.h"
 #include "common/export.h"
 #include "common/hist.bpf.h"
 #include "common/maps.bpf.h"
 
 const volatile bool export_mode = false;
 const volatile bool export_ports = false;
+/* --labels container,pod,namespace: series are also keyed by the socket's cgroup id (summed
+ * per cgroup here; user space names them and caps their number). */
+const volatile bool export_cgroups = false;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -44,9 +48,11 @@ static __always_inline void export_lost(void)
 		__sync_fetch_and_add(n, 1);
 }
 
-static __always_inline void export_count(__u32 metric, __u32 label, __u16 port, __u64 n)
+static __always_inline void export_count_cg(__u32 metric, __u32 label, __u16 port, __u64 cgroup,
+					   __u64 n)
 {
-	struct export_key key = { .metric = metric, .label = label, .port = export_ports ? port : 0 };
+	struct export_key key = { .metric = metric, .label = label, .port = export_ports ? port : 0,
+				  .cgroup = cgroup };
 	__u64 zero = 0, *val = lookup_or_init(&export_counts, &key, &zero);
 
 	if (val)
@@ -55,10 +61,24 @@ static __always_inline void export_count(__u32 metric, __u32 label, __u16 port, 
 		export_lost();
 }
 
-static __always_inline void export_hist_add(__u32 metric, __u32 label, __u16 port, __u64 v)
+static __always_inline void export_count(__u32 metric, __u32 label, __u16 port, __u64 n)
+{
+	export_count_cg(metric, label, port, 0, n);
+}
+
+/* A series of socket sk's: with --labels, keyed by its cgroup too (right in softirq). */
+static __always_inline void export_count_sk(__u32 metric, __u32 label, __u16 port,
+					   const struct sock *sk, __u64 n)
+{
+	export_count_cg(metric, label, port, export_cgroups ? sk_cgroup_id(sk) : 0, n);
+}
+
+static __always_inline void export_hist_add_cg(__u32 metric, __u32 label, __u16 port,
+					      __u64 cgroup, __u64 v)
 {
 	static const struct export_hist empty = {};
-	struct export_key key = { .metric = metric, .label = label, .port = export_ports ? port : 0 };
+	struct export_key key = { .metric = metric, .label = label, .port = export_ports ? port : 0,
+				  .cgroup = cgroup };
 	struct export_hist *h = lookup_or_init(&export_hists, &key, &empty);
 	__u32 slot = hist_slot(v);
 
@@ -70,6 +90,17 @@ static __always_inline void export_hist_add(__u32 metric, __u32 label, __u16 por
 	barrier_var(slot);
 	__sync_fetch_and_add(&h->slots[slot & (HIST_SLOTS - 1)], 1);
 	__sync_fetch_and_add(&h->sum, v);
+}
+
+static __always_inline void export_hist_add(__u32 metric, __u32 label, __u16 port, __u64 v)
+{
+	export_hist_add_cg(metric, label, port, 0, v);
+}
+
+static __always_inline void export_hist_add_sk(__u32 metric, __u32 label, __u16 port,
+					      const struct sock *sk, __u64 v)
+{
+	export_hist_add_cg(metric, label, port, export_cgroups ? sk_cgroup_id(sk) : 0, v);
 }
 
 #endif

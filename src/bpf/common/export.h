@@ -13,6 +13,7 @@ struct export_key {
 	__u32 label;
 	__u32 port;
 	__u32 pad;
+	__u64 cgroup; /* the socket's cgroup v2 id with --labels (export_cgroups), else 0 */
 };
 
 /* A log2 histogram (slots as struct hist) and the sum of the values added. */
