@@ -53,6 +53,7 @@ pub mod tcpconnlat;
 pub mod tcpdrop;
 pub mod tcplife;
 pub mod tcpnagle;
+pub mod tcppktlat;
 pub mod tcpretrans;
 pub mod tcprtt;
 pub mod tcpsnoop;
@@ -95,6 +96,7 @@ pub static TOOLS: &[&Tool] = &[
     &tcpdrop::TOOL,
     &tcplife::TOOL,
     &tcpnagle::TOOL,
+    &tcppktlat::TOOL,
     &tcpretrans::TOOL,
     &tcprtt::TOOL,
     &tcpsnoop::TOOL,
