@@ -48,6 +48,7 @@ pub mod soprotocol;
 pub mod sormem;
 pub mod superping;
 pub mod tcpaccept;
+pub mod tcpcong;
 pub mod tcpconnect;
 pub mod tcpconnlat;
 pub mod tcpdrop;
@@ -91,6 +92,7 @@ pub static TOOLS: &[&Tool] = &[
     &sormem::TOOL,
     &superping::TOOL,
     &tcpaccept::TOOL,
+    &tcpcong::TOOL,
     &tcpconnect::TOOL,
     &tcpconnlat::TOOL,
     &tcpdrop::TOOL,
