@@ -1,5 +1,5 @@
 //! The options operators type from bcc: `--netns` given a namespace inode (as lsns shows it),
-//! bcc's `--netns-id` spelling, ids that name no namespace, and tcprtt's `--milliseconds`.
+//! bcc's `--netns-id` spelling, inodes that name no namespace, and tcprtt's `--milliseconds`.
 
 mod common;
 
@@ -30,20 +30,19 @@ fn netns_inode_selects_that_namespace() {
     assert!(other.stop().succeeded().lines.is_empty());
 }
 
-/// A number that is neither a live namespace's inode nor its cookie is refused: exit 2, saying
-/// so; a cookie still works.
+/// An inode that names no live namespace is refused: exit 2, saying so; a cookie still works.
 #[test]
-fn netns_unknown_ids_are_errors() {
+fn netns_unknown_inodes_are_errors() {
     let ns = Netns::new();
-    // Below the initial namespaces' fixed inodes (no namespace gets it), and a cookie far past
-    // the namespaces this boot has made. (A freed namespace's inode is not used: the kernel
-    // hands it to the next new namespace, which another test may be making.)
-    for id in ["4026531000", "987654321"] {
+    // Below the initial namespaces' fixed inodes (no namespace gets it), and the top of the
+    // range. (A freed namespace's inode is not used: the kernel hands it to the next new
+    // namespace, which another test may be making.)
+    for id in ["4026531000", "18446744073709551614"] {
         let o = netbpf(&["tcpconnlat", "--netns", id, "-d", "1"]);
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "--netns {id}: {err}");
         assert!(
-            err.contains("no network namespace has") && err.contains(id),
+            err.contains(&format!("--netns: no network namespace has inode {id}")),
             "--netns {id}: {err}"
         );
     }

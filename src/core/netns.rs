@@ -128,8 +128,8 @@ pub fn id_of_path(path: &str) -> Result<u64, String> {
 const FIRST_NS_INODE: u64 = 0xE000_0000;
 
 /// Parses `--netns`: a path, or a number: the namespace's inode (as `lsns` and
-/// `ls -l /proc/PID/ns/net` show it) or its id ([`IdKind`]). A number that names no namespace
-/// found (through /proc and /run/netns) is an error, never a filter that matches nothing.
+/// `ls -l /proc/PID/ns/net` show it) or its cookie. An inode that names no namespace found
+/// (through /proc and /run/netns) is an error, never a filter that matches nothing.
 pub fn resolve(arg: &str) -> Result<u64, String> {
     let Ok(n) = arg.parse::<u64>() else {
         return id_of_path(arg);
@@ -145,35 +145,15 @@ pub fn resolve(arg: &str) -> Result<u64, String> {
         };
         return id_of_path(&ns.path);
     }
-    if id_kind() == IdKind::Inode || !known_cookie(n) {
+    // A smaller number is a cookie, taken as given: telling whether a namespace has it means
+    // entering each and opening a socket there, which tools already tracing it would count
+    // (`netbpf netns` lists them). Where namespaces are named by inode, it names none.
+    if id_kind() == IdKind::Inode {
         return Err(format!(
-            "no network namespace has {} {n} (`netbpf netns` lists them)",
-            id_name()
+            "no network namespace has inode {n} (lsns -t net, or `netbpf netns`, lists them)"
         ));
     }
     Ok(n)
-}
-
-/// Whether a live namespace has `cookie`: ours, one a process's socket is in (read through a
-/// duplicate of the descriptor: nothing is created), else one found by entering each reachable
-/// namespace (a socket opened and closed there, before any tracing starts).
-fn known_cookie(cookie: u64) -> bool {
-    if current_cookie().is_ok_and(|c| c == cookie) {
-        return true;
-    }
-    let mut found = false;
-    for pid in pids() {
-        socket_cookies(pid, |c| {
-            found = c == cookie;
-            found
-        });
-        if found {
-            return true;
-        }
-    }
-    unentered()
-        .iter()
-        .any(|r| cookie_of_path(&r.path).is_ok_and(|c| c == cookie))
 }
 
 /// A network namespace found through /proc or /run/netns.
