@@ -53,6 +53,9 @@
 //!       the network namespace at PATH if given (e.g. across a veth). Reports both ends'
 //!       smoothed RTT (tcpi_rtt) and the client's retransmitted segments at the end.
 //!   loadgen [--wait] connlat --family 4|6 --port P --count N [--slow]
+//!   loadgen [--wait] pktlat --family 4|6 --port P --rounds R --size S --delay-ms D
+//!       R rounds: the client sends S bytes and waits for a 1-byte reply; the server thread
+//!       sleeps D ms before each read, so each message waits about D ms unread.
 //!   loadgen [--wait] uring-accept --family 4|6 --port P --clients C   (accepts through io_uring)
 //!   loadgen [--wait] forked --family 4|6 --port P --client-send N --server-send M
 //!       three processes: this one listens, a forked child accepts and serves, another forked
@@ -1921,6 +1924,44 @@ fn pingpong(a: &Args) {
     );
 }
 
+fn pktlat(a: &Args) {
+    let addr = a.addr(a.num("--port", 0) as u16);
+    let (rounds, size) = (a.num("--rounds", 3), a.num("--size", 100) as usize);
+    let delay = Duration::from_millis(a.num("--delay-ms", 100));
+    let listener = listen(addr, 16);
+    let server_port = listener.local_addr().unwrap().port();
+    let server = thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        nodelay(&s);
+        let tid = gettid();
+        let mut buf = vec![0u8; size];
+        for _ in 0..rounds {
+            // The client's message arrives during this sleep and waits unread.
+            thread::sleep(delay);
+            s.read_exact(&mut buf).unwrap();
+            s.write_all(b"r").unwrap();
+        }
+        tid
+    });
+    let mut c = TcpStream::connect(SocketAddr::new(addr.ip(), server_port)).unwrap();
+    nodelay(&c);
+    let client_port = c.local_addr().unwrap().port();
+    let msg = vec![b'm'; size];
+    let mut reply = [0u8; 1];
+    for _ in 0..rounds {
+        c.write_all(&msg).unwrap();
+        c.read_exact(&mut reply).unwrap();
+    }
+    let server_tid = server.join().unwrap();
+    drop(c);
+    thread::sleep(Duration::from_millis(50));
+    println!(
+        "{{\"pid\":{},\"client_tid\":{},\"server_tid\":{server_tid},\"server_port\":{server_port},\"client_port\":{client_port},\"rounds\":{rounds}}}",
+        std::process::id(),
+        gettid()
+    );
+}
+
 /// The socket's TCP_INFO.
 fn tcp_info(s: &TcpStream) -> libc::tcp_info {
     // SAFETY: getsockopt into a zeroed tcp_info of the size passed.
@@ -2637,6 +2678,7 @@ fn main() {
         "segments" => segments(&a),
         "pingpong" => pingpong(&a),
         "connlat" => connlat(&a),
+        "pktlat" => pktlat(&a),
         "uring-accept" => uring_accept(&a),
         "forked" => forked(&a),
         "msgpaths" => msgpaths(&a),

@@ -112,14 +112,21 @@ fn a_thread_id_is_refused_naming_its_process() {
     t.join().unwrap();
 }
 
-/// A cookie is taken as given (checking it would open a socket in every namespace): one nobody
-/// has traces nothing; `netbpf netns` lists the real ones.
+/// An inode that names no live namespace is refused, never a filter that traces nothing (a
+/// cookie is taken as given: checking it would open a socket in every namespace); `netbpf netns`
+/// lists the real ones, and they are taken.
 #[test]
-fn a_netns_cookie_is_taken_as_given() {
+fn a_netns_inode_nobody_has_is_refused() {
     // tcpconnect runs on every kernel netbpf supports (tcplife is refused on some).
-    let o = netbpf(&["tcpconnect", "--netns", "18446744073709551614", "-d", "0.2"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(o.stdout.len() < 200, "header only: {:?}", o.stdout);
+    for id in ["18446744073709551614", "4026531000"] {
+        let o = netbpf(&["tcpconnect", "--netns", id, "-d", "0.2"]);
+        assert_eq!(o.status.code(), Some(2), "{id}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("--netns: no network namespace has inode"),
+            "{id}: {}",
+            stderr(&o)
+        );
+    }
     let own = netbpf(&["netns", "/proc/self/ns/net"]);
     assert!(own.status.success(), "{}", stderr(&own));
     let out = String::from_utf8_lossy(&own.stdout);
@@ -134,6 +141,8 @@ fn a_netns_cookie_is_taken_as_given() {
             .any(|l| l.split_whitespace().next() == Some(&cookie)),
         "{cookie} not in:\n{all}"
     );
+    let o = netbpf(&["tcpconnect", "--netns", &cookie, "-d", "0.2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
 }
 
 #[test]

@@ -14,9 +14,9 @@ pub const MAX_FILTER_PORTS: usize = 8;
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct Common {
-    /// Only this network namespace: a netns cookie, or a path such as /proc/PID/ns/net or
-    /// /run/netns/NAME
-    #[arg(long, value_name = "NETNS")]
+    /// Only this network namespace: its inode (as lsns shows it), its netns cookie, or a path
+    /// such as /proc/PID/ns/net or /run/netns/NAME (--netns-id: bcc's spelling)
+    #[arg(long, value_name = "NETNS", alias = "netns-id")]
     pub netns: Option<String>,
     /// Only this cgroup (v2) and everything below it: a path, absolute or relative to the
     /// cgroup v2 mount, or a cgroup id
@@ -261,13 +261,9 @@ pub struct Filters {
 impl Filters {
     pub fn new(common: &Common) -> anyhow::Result<Filters> {
         let netns = match &common.netns {
+            // An inode or an id that names no namespace found is refused (core::netns::resolve).
             Some(arg) => {
-                let cookie =
-                    crate::core::netns::resolve(arg).map_err(|e| crate::usage!("--netns: {e}"))?;
-                // A cookie is not checked: nothing tells whether a namespace has it without
-                // entering each and opening a socket there, which tools tracing them would count
-                // (`netbpf netns` lists the cookies).
-                cookie
+                crate::core::netns::resolve(arg).map_err(|e| crate::usage!("--netns: {e}"))?
             }
             None => 0,
         };

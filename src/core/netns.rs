@@ -122,15 +122,38 @@ pub fn id_of_path(path: &str) -> Result<u64, String> {
     }
 }
 
-/// Parses `--netns`: an id (a number: a cookie, or an inode where [`IdKind::Inode`]) or a path.
+/// nsfs inode numbers lie at or above this: the initial namespaces' fixed ones just below
+/// 0xF0000000 (PROC_NET_INIT_INO, 0xEFFFFFF9 on 6.x), the others allocated from 0xF0000000 up.
+/// Cookies count up from 1, one per namespace made since boot, so they never get near it.
+const FIRST_NS_INODE: u64 = 0xE000_0000;
+
+/// Parses `--netns`: a path, or a number: the namespace's inode (as `lsns` and
+/// `ls -l /proc/PID/ns/net` show it) or its cookie. An inode that names no namespace found
+/// (through /proc and /run/netns) is an error, never a filter that matches nothing.
 pub fn resolve(arg: &str) -> Result<u64, String> {
-    if let Ok(id) = arg.parse::<u64>() {
-        if id == 0 {
-            return Err(format!("netns {} 0 is not valid", id_name()));
-        }
-        return Ok(id);
+    let Ok(n) = arg.parse::<u64>() else {
+        return id_of_path(arg);
+    };
+    if n == 0 {
+        return Err(format!("netns {} 0 is not valid", id_name()));
     }
-    id_of_path(arg)
+    if n >= FIRST_NS_INODE {
+        let Some(ns) = unentered().into_iter().find(|r| r.inode == n) else {
+            return Err(format!(
+                "no network namespace has inode {n} (lsns -t net, or `netbpf netns`, lists them)"
+            ));
+        };
+        return id_of_path(&ns.path);
+    }
+    // A smaller number is a cookie, taken as given: telling whether a namespace has it means
+    // entering each and opening a socket there, which tools already tracing it would count
+    // (`netbpf netns` lists them). Where namespaces are named by inode, it names none.
+    if id_kind() == IdKind::Inode {
+        return Err(format!(
+            "no network namespace has inode {n} (lsns -t net, or `netbpf netns`, lists them)"
+        ));
+    }
+    Ok(n)
 }
 
 /// A network namespace found through /proc or /run/netns.
@@ -150,6 +173,18 @@ pub struct Reachable {
 /// holds, or that /run/netns names, with its id (a cookie is read by entering each, which needs
 /// root; without it the cookies are None).
 pub fn reachable() -> Vec<Reachable> {
+    let mut found = unentered();
+    for r in &mut found {
+        r.id = match id_kind() {
+            IdKind::Cookie => cookie_of_path(&r.path).ok(),
+            IdKind::Inode => Some(r.inode),
+        };
+    }
+    found
+}
+
+/// [`reachable`] without the ids: found by their paths' inodes, without entering any.
+fn unentered() -> Vec<Reachable> {
     use std::os::unix::fs::MetadataExt;
     let mut found: Vec<Reachable> = Vec::new();
     let mut add = |path: String, pid: Option<u32>| {
@@ -211,12 +246,6 @@ pub fn reachable() -> Vec<Reachable> {
                 add(fd.path().to_string_lossy().into_owned(), None);
             }
         }
-    }
-    for r in &mut found {
-        r.id = match id_kind() {
-            IdKind::Cookie => cookie_of_path(&r.path).ok(),
-            IdKind::Inode => Some(r.inode),
-        };
     }
     found
 }

@@ -48,11 +48,13 @@ pub mod soprotocol;
 pub mod sormem;
 pub mod superping;
 pub mod tcpaccept;
+pub mod tcpcong;
 pub mod tcpconnect;
 pub mod tcpconnlat;
 pub mod tcpdrop;
 pub mod tcplife;
 pub mod tcpnagle;
+pub mod tcppktlat;
 pub mod tcpretrans;
 pub mod tcprtt;
 pub mod tcpsnoop;
@@ -90,11 +92,13 @@ pub static TOOLS: &[&Tool] = &[
     &sormem::TOOL,
     &superping::TOOL,
     &tcpaccept::TOOL,
+    &tcpcong::TOOL,
     &tcpconnect::TOOL,
     &tcpconnlat::TOOL,
     &tcpdrop::TOOL,
     &tcplife::TOOL,
     &tcpnagle::TOOL,
+    &tcppktlat::TOOL,
     &tcpretrans::TOOL,
     &tcprtt::TOOL,
     &tcpsnoop::TOOL,

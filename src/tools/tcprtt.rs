@@ -69,7 +69,7 @@ struct Opts {
     #[arg(short = 'T', long = "timestamp")]
     timestamp: bool,
     /// Milliseconds instead of microseconds
-    #[arg(short = 'm', long = "millisecond")]
+    #[arg(short = 'm', long = "millisecond", visible_alias = "milliseconds")]
     millis: bool,
     /// Only these local ports (comma list)
     #[arg(short = 'p', long = "lport", value_parser = parse_port_list)]
