@@ -197,6 +197,14 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         }
         Ok(())
     })?;
+    // Sockets opened before tracing (a daemon's listeners above all): their retransmits,
+    // SYN-ACKs included, name the owner too.
+    let existing = crate::core::sock_owners::tcp_sockets_or_warn(tool.name, s.filters.netns);
+    crate::core::sock_owners::seed_tcp_owner(
+        &existing,
+        &skel.maps.sk_owners,
+        &skel.maps.listener_owners,
+    )?;
 
     if o.count {
         announce("TCP retransmits, counting");
