@@ -62,7 +62,7 @@ connect_refused() {
 
 # tool_sees_connect OUTPUT_FILE PORT COMMAND...: runs COMMAND (netbpf tcpconnect -P PORT -d 6,
 # however started) in the background, connects once it has printed its header, then wants a
-# line for that connect.
+# line for that connect, refused (the port is closed).
 tool_sees_connect() {
 	local out=$1 port=$2
 	shift 2
@@ -75,7 +75,7 @@ tool_sees_connect() {
 	connect_refused "$port"
 	wait "$pid" || { cat "$out"; return 1; }
 	cat "$out"
-	grep -Eq "127\.0\.0\.1 +$port\$" "$out"
+	grep -Eq "127\.0\.0\.1 +$port +ECONNREFUSED\$" "$out"
 }
 
 prepare() {
