@@ -65,8 +65,11 @@ int BPF_PROG(tcpwin_probe, struct sock *sk, const struct sk_buff *skb)
 	e->ts_ns = bpf_ktime_get_ns();
 	start = bpf_map_lookup_elem(&conn_start, &key);
 	if (!start) {
-		/* Established before tracing began: it starts now, as far as this trace knows. */
-		bpf_map_update_elem(&conn_start, &key, &e->ts_ns, BPF_NOEXIST);
+		/* Established before tracing began: it starts now, as far as this trace knows. From
+		 * the stack: older verifiers (6.1) refuse ring-buffer memory as a map update's value. */
+		__u64 now = e->ts_ns;
+
+		bpf_map_update_elem(&conn_start, &key, &now, BPF_NOEXIST);
 		start = bpf_map_lookup_elem(&conn_start, &key);
 	}
 	e->conn_start_ns = start ? *start : e->ts_ns;
