@@ -159,7 +159,12 @@ fn list(verbose: bool) -> anyhow::Result<()> {
                     .plans
                     .iter()
                     .zip(&verdicts)
-                    .filter_map(|(p, v)| v.as_ref().err().map(|e| format!("{}: {e}", p.name)))
+                    // One line per plan here; `--verbose` has the whole of libbpf's log.
+                    .filter_map(|(p, v)| {
+                        v.as_ref()
+                            .err()
+                            .map(|e| format!("{}: {}", p.name, e.lines().next().unwrap_or("")))
+                    })
                     .collect();
                 outln!(
                     "{:<16} {:<12} {:<11} {} ({})",
@@ -176,7 +181,8 @@ fn list(verbose: bool) -> anyhow::Result<()> {
                 let verdict = match v {
                     Ok(()) if chosen == Some(i) => "chosen".to_string(),
                     Ok(()) => "usable".to_string(),
-                    Err(why) => format!("skipped: {why}"),
+                    // libbpf's log, if any, under the verdict: one table row per plan.
+                    Err(why) => format!("skipped: {}", why.replace('\n', "\n                 ")),
                 };
                 outln!(
                     "    {:<12} {verdict}\n    {:<12} hooks: {}",

@@ -56,8 +56,8 @@ fn list() -> Vec<Listed> {
     for line in String::from_utf8_lossy(&o.stdout).lines().skip(1) {
         let mut words = line.split_whitespace();
         let first = words.next().unwrap_or_default().to_string();
-        if first == "hooks:" {
-            continue; // the hooks a plan attaches, under its verdict line
+        if first == "hooks:" || line.starts_with(&" ".repeat(17)) {
+            continue; // under a plan's verdict: its hooks, or the load log of a skipped plan
         }
         if !line.starts_with(' ') {
             let status = words.next().unwrap_or_default().to_string();
