@@ -358,17 +358,21 @@ fn tcptop_dual_stack_sockets_are_ipv4() {
 
 // ---------------------------------------------------------------- tcpretrans
 
-/// The segments retransmitted, as the kernel counts them (tcpi_total_retrans), from these events
-/// and the namespace's TcpExtTCPRetransFail since `fails_before`: retransmits a local qdisc
-/// dropped are events with a NET_XMIT_DROP result where the tracepoint has its err argument
-/// (Linux 6.x), and no events at all before; TCPRetransFail counts their segments either way.
-fn retransmitted(ns: &Netns, fails_before: u64, rows: &[&Value]) -> u64 {
-    let sent: u64 = rows
-        .iter()
-        .filter(|r| r["result"] == "Success")
+/// The segments retransmitted, as the sockets count them (tcpi_total_retrans), from these rows:
+/// retransmits shown (R) that the kernel counted (sent, or dropped by a local qdisc: a
+/// NET_XMIT_* result; not those that failed before sending, with an errno), and those the sockets
+/// counted that no event showed (U).
+fn retransmitted(rows: &[&Value]) -> u64 {
+    rows.iter()
+        .filter(|r| match r["type"].as_str() {
+            Some("R") => {
+                r["result"] == "Success" || r["result"].as_str().unwrap().starts_with("NET_XMIT")
+            }
+            Some("U") => true,
+            _ => false,
+        })
         .map(|r| num(r, "segs"))
-        .sum();
-    sent + common::netstat_counter(ns, "TCPRetransFail") - fails_before
+        .sum()
 }
 
 #[test]
@@ -380,7 +384,6 @@ fn tcpretrans_shows_and_counts_retransmits() {
     let count = Tool::start(&["tcpretrans", "-c", "--json", "--netns", &path]);
     let count_table = Tool::start(&["tcpretrans", "-c", "--netns", &path]);
     let table = Tool::start(&["tcpretrans", "-s", "--netns", &path]);
-    let fails = common::netstat_counter(&ns, "TCPRetransFail");
     let run = ns.loadgen(&["retrans", "--bytes", "65536"]);
     let rows = finished(json.stop()).json();
     let counted = finished(count.stop()).json();
@@ -388,7 +391,17 @@ fn tcpretrans_shows_and_counts_retransmits() {
     let table = finished(table.stop());
 
     let (cport, sport) = (num(&run, "client_port"), num(&run, "server_port"));
-    let client = with(&rows, "lport", cport);
+    let all_client = with(&rows, "lport", cport);
+    // Exact: the segments of all events are what the kernel counted for the socket.
+    assert_eq!(
+        retransmitted(&all_client),
+        num(&run, "total_retrans"),
+        "{all_client:?}"
+    );
+    let client = with(&rows, "lport", cport)
+        .into_iter()
+        .filter(|r| r["type"] == "R")
+        .collect::<Vec<_>>();
     assert!(
         !client.is_empty(),
         "a 64 KB burst through a 3000-byte queue must lose: {rows:?}"
@@ -407,13 +420,7 @@ fn tcpretrans_shows_and_counts_retransmits() {
         );
         assert!(num(r, "segs") >= 1);
     }
-    // Exact: the segments of all events are what the kernel counted for the socket.
     let segs: u64 = client.iter().map(|r| num(r, "segs")).sum();
-    assert_eq!(
-        retransmitted(&ns, fails, &client),
-        num(&run, "total_retrans"),
-        "{client:?}"
-    );
     // Sequence numbers (mod 2^32) lie within the 64 KB just sent, on segment boundaries: the
     // burst was cut into 1448-byte segments (1500 MTU less headers and timestamps).
     let first = num(client[0], "seq") as u32;
@@ -428,7 +435,7 @@ fn tcpretrans_shows_and_counts_retransmits() {
     // -c: the same numbers, counted in the kernel, per connection: events and segments.
     let row = counted
         .iter()
-        .find(|r| r["lport"] == cport)
+        .find(|r| r["lport"] == cport && r["type"] == "R")
         .unwrap_or_else(|| panic!("{counted:?}"));
     assert_eq!(num(row, "retransmits"), client.len() as u64);
     assert_eq!(num(row, "segs"), segs);
@@ -467,17 +474,25 @@ fn tcpretrans_shows_and_counts_retransmits() {
         line.contains(&format!(" R> 127.0.0.1:{sport} ")) && line.contains(" ESTABLISHED "),
         "{line}"
     );
-    let header: Vec<&str> = count_table.lines[0].split_whitespace().collect();
+    // A T column (R, U) comes only when the kernel left retransmits unseen (U rows).
+    let mut header: Vec<&str> = count_table.lines[0].split_whitespace().collect();
+    let typed = header[0] == "T";
+    if typed {
+        header.remove(0);
+    }
     assert_eq!(
         header,
         ["LADDR:LPORT", "RADDR:RPORT", "RETRANSMITS", "SEGS"]
     );
-    let line = count_table
+    let mut cells: Vec<&str> = count_table
         .lines
         .iter()
-        .find(|l| l.starts_with(&format!("127.0.0.1:{cport} ")))
+        .map(|l| l.split_whitespace().collect::<Vec<&str>>())
+        .find(|c| c[usize::from(typed)] == format!("127.0.0.1:{cport}") && c[0] != "U")
         .expect("a count for the client");
-    let cells: Vec<&str> = line.split_whitespace().collect();
+    if typed {
+        assert_eq!(cells.remove(0), "R");
+    }
     assert_eq!(
         cells,
         [
@@ -645,7 +660,6 @@ fn tcpretrans_owner_of_accepted_connections_with_reuseport() {
             &["tcpretrans", "--json", "--netns", &ns.path()],
             &[("NETBPF_PLAN", &plan)],
         );
-        let fails = common::netstat_counter(&ns, "TCPRetransFail");
         let run = ns.loadgen(&["retrans", "--server-sends", "--decoy", "--bytes", "65536"]);
         let rows = finished(tool.stop()).json();
         let server = with(&rows, "lport", run["server_port"].clone());
@@ -664,7 +678,7 @@ fn tcpretrans_owner_of_accepted_connections_with_reuseport() {
             );
         }
         assert_eq!(
-            retransmitted(&ns, fails, &server),
+            retransmitted(&server),
             num(&run, "total_retrans"),
             "{plan}: {server:?}"
         );
@@ -703,7 +717,6 @@ fn tcpretrans_loss_probes() {
             &["qdisc", "add", "dev", "va", "root", "netem", "loss", "10%"],
         );
         let probes_before = common::netstat_counter(&a, "TCPLossProbes");
-        let fails = common::netstat_counter(&a, "TCPRetransFail");
         let tool = Tool::start_with_env(
             &["tcpretrans", "-l", "--json", "--netns", &a.path()],
             &[("NETBPF_PLAN", &plan)],
@@ -757,12 +770,12 @@ fn tcpretrans_loss_probes() {
         }
         // Retransmits (the probes that resent a segment among them): the kernel's count.
         // Those of FIN_WAIT1 come after loadgen read the count (at close), so not in it.
-        let before_close: Vec<&Value> = with(&rows, "type", "R")
-            .into_iter()
-            .filter(|r| r["state"] != "FIN_WAIT1")
+        let before_close: Vec<&Value> = rows
+            .iter()
+            .filter(|r| r["type"] != "L" && r["state"] != "FIN_WAIT1")
             .collect();
         assert_eq!(
-            retransmitted(&a, fails, &before_close),
+            retransmitted(&before_close),
             num(&run, "client_total_retrans"),
             "{plan}: {rows:?}"
         );

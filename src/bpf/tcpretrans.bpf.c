@@ -134,6 +134,52 @@ static __always_inline void report_sk(const struct sock *sk, const struct sk_buf
 	report(sk, &r);
 }
 
+/* Segments each socket had retransmitted (tcp_sock.total_retrans) as of the last retransmit or
+ * state change this tool saw: a socket that counted more than the events handed over in between
+ * had retransmits the tool was not shown (TCPRETRANS_UNSEEN), reported with their number, so that
+ * shown + unseen is exactly what the socket counted. A socket enters at connect() or when a
+ * passive one is established (total_retrans then includes its SYN-ACK retransmits, which are
+ * events of the listener), or at its first retransmit seen if it is older than the tool. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u32);
+} retrans_counted SEC(".maps");
+
+static __always_inline __u32 total_retrans(const struct sock *sk)
+{
+	return BPF_CORE_READ((struct tcp_sock *)sk, total_retrans);
+}
+
+static __always_inline void report_unseen(const struct sock *sk, __u32 segs)
+{
+	struct retransmit r = { .kind = TCPRETRANS_UNSEEN, .segs = segs > 0xffff ? 0xffff : segs };
+
+	sk_read_tuple(sk, &r.t);
+	r.state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	report(sk, &r);
+}
+
+/* The socket counts `now` retransmitted segments, `shown` of them in the event being handled:
+ * reports what it counted since the last look beyond that. `start` adds an unknown socket. */
+static __always_inline void check_counted(const struct sock *sk, __u32 shown, bool start)
+{
+	__u64 key = (__u64)sk;
+	__u32 now = total_retrans(sk);
+	__u32 *last = bpf_map_lookup_elem(&retrans_counted, &key);
+
+	if (last) {
+		__u32 expected = *last + shown;
+
+		if ((__s32)(now - expected) > 0)
+			report_unseen(sk, now - expected);
+		*last = now;
+	} else if (start) {
+		bpf_map_update_elem(&retrans_counted, &key, &now, BPF_ANY);
+	}
+}
+
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(tcpretrans_owner, struct sock *sk, int oldstate, int newstate)
 {
@@ -142,14 +188,23 @@ int BPF_PROG(tcpretrans_owner, struct sock *sk, int oldstate, int newstate)
 	if (!sk_cgroup_ok(sk))
 		return 0;
 	owner_track(sk, oldstate, newstate);
-	if (newstate == TCP_CLOSE)
+	if (newstate != TCP_LISTEN && newstate != TCP_SYN_RECV && oldstate != TCP_LISTEN) {
+		check_counted(sk, 0, newstate == TCP_SYN_SENT ||
+					     (newstate == TCP_ESTABLISHED && oldstate == TCP_SYN_RECV));
+	}
+	if (newstate == TCP_CLOSE) {
+		__u64 key = (__u64)sk;
+
 		owner_forget(sk);
+		bpf_map_delete_elem(&retrans_counted, &key);
+	}
 	return 0;
 }
 
 SEC("tp_btf/tcp_retransmit_skb")
 int BPF_PROG(tcpretrans_retransmit, const struct sock *sk, const struct sk_buff *skb)
 {
+	struct tcp_skb_cb *cb = (void *)skb + bpf_core_field_offset(struct sk_buff, cb);
 	int err = 0;
 
 	if (tp_has_err) {
@@ -159,6 +214,10 @@ int BPF_PROG(tcpretrans_retransmit, const struct sock *sk, const struct sk_buff 
 			return 0;
 		}
 	}
+	if (!sk_netns_ok(sk) || !sk_cgroup_ok(sk))
+		return 0;
+	/* The kernel counted this skb's segments unless it failed before sending (err < 0). */
+	check_counted(sk, err < 0 ? 0 : (BPF_CORE_READ(cb, tcp_gso_segs) ?: 1), true);
 	report_sk(sk, skb, TCPRETRANS_RETRANSMIT, err);
 	return 0;
 }

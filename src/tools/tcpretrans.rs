@@ -99,7 +99,11 @@ Examples:
   tcpretrans --json       # one JSON object per retransmit
 
 T is R for a retransmit, L for a tail loss probe (a probe sent: new data, or the last segment
-again, which then also shows as R). A SYN-ACK sent again for a connection request shows in state
+again, which then also shows as R), U for retransmits the socket counted (tcpi_total_retrans) that
+no event showed: the kernel skipped this tool's programs for them (seen on 6.18 with no count of
+it anywhere), or, before Linux 6.15, they failed to leave the host. They are found at the
+socket's next retransmit or state change, with their number (segs) but no sequence number or
+result, so that the segments of R and U lines add up to what each socket counted. A SYN-ACK sent again for a connection request shows in state
 SYN_RECV, with the request's addresses and the listener's owner. PID/COMM are the socket's owner
 (the process that connected, accepted, listened or closed it) when netbpf saw it; retransmits run
 in softirq, where the task on CPU is unrelated. Sockets set up before tracing began show PID 0
@@ -108,7 +112,8 @@ and COMM -.
 leave this host (NET_XMIT_DROP: a local qdisc dropped it). Retransmits skipped because the
 original was still queued in the host (EBUSY) are not shown; their number is given at exit.
 -c: RETRANSMITS counts retransmit events (as bcc does), SEGS the segments they carried (what the
-kernel counts in RetransSegs and tcpi_total_retrans).";
+kernel counts in RetransSegs and tcpi_total_retrans); a U row counts the times unseen retransmits
+were found and their segments.";
 
 #[derive(Parser, Debug)]
 #[command(name = "tcpretrans", about = "Trace TCP retransmits", after_help = EXAMPLES)]
@@ -252,8 +257,16 @@ fn stream(skel: &TcpretransSkel, o: &Opts, run: &crate::core::run::Run) -> anyho
         let t = tuple_of!(e.tuple);
         let comm = comm_str(&e.comm);
         let time = clock.hms(e.ts_ns);
+        let result = result(e.err);
         let (l, r) = (endpoint(t.laddr, t.lport), endpoint(t.raddr, t.rport));
-        let kind = if e.kind == b'L' { "L>" } else { "R>" };
+        let kind = match e.kind {
+            b'L' => "L>",
+            b'U' => "U>",
+            _ => "R>",
+        };
+        let json = out.format() == crate::core::output::Format::Json;
+        // Unseen retransmits: neither their sequence number nor their result is known.
+        let unseen = e.kind == b'U';
         let owner = owners.lookup(e.cgroup);
         let cells = [
             Value::Str(&time),
@@ -268,18 +281,22 @@ fn stream(skel: &TcpretransSkel, o: &Opts, run: &crate::core::run::Run) -> anyho
             Value::Str(&l),
             Value::Ip(t.laddr),
             Value::U64(t.lport.into()),
-            Value::Str(if out.format() == crate::core::output::Format::Json {
-                &kind[..1]
-            } else {
-                kind
-            }),
+            Value::Str(if json { &kind[..1] } else { kind }),
             Value::Str(&r),
             Value::Ip(t.raddr),
             Value::U64(t.rport.into()),
             Value::Str(state_name(e.state)),
-            Value::U64(e.seq.into()),
+            match (unseen, json) {
+                (false, _) => Value::U64(e.seq.into()),
+                (true, true) => Value::Json("null"),
+                (true, false) => Value::Str("-"),
+            },
             Value::U64(e.segs.into()),
-            Value::Str(&result(e.err)),
+            match (unseen, json) {
+                (false, _) => Value::Str(&result),
+                (true, true) => Value::Json("null"),
+                (true, false) => Value::Str("-"),
+            },
         ];
         out.row(&[&cells[..], &owners.values(e.cgroup, owner.as_ref())[..]].concat());
     })
@@ -297,7 +314,8 @@ fn print_counts(skel: &TcpretransSkel, o: &Opts) -> anyhow::Result<()> {
     // The most retransmits first.
     rows.sort_by(|a, b| b.0.cmp(&a.0).then(a.cmp(b)));
     let mut columns = vec![Column::json("ip")];
-    columns.push(if o.lossprobe {
+    let kinds_differ = o.lossprobe || rows.iter().any(|r| r.2 == b'U');
+    columns.push(if kinds_differ {
         Column::new("T", "type", -1)
     } else {
         Column::json("type")
@@ -316,7 +334,11 @@ fn print_counts(skel: &TcpretransSkel, o: &Opts) -> anyhow::Result<()> {
     out.header();
     for (events, segs, kind, family, l, lport, r, rport) in rows {
         let (le, re) = (endpoint(l, lport), endpoint(r, rport));
-        let kind = if kind == b'L' { "L" } else { "R" };
+        let kind = match kind {
+            b'L' => "L",
+            b'U' => "U",
+            _ => "R",
+        };
         out.row(&[
             Value::U64(ip_version(family)),
             Value::Str(kind),
