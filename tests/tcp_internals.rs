@@ -557,9 +557,10 @@ fn tcpretrans_shows_synack_retransmits() {
         .map(|(r, (a, s))| (r, a, s))
     {
         let (sport, cport) = (num(run, "server_port"), num(run, "client_port"));
+        // R lines; a U line counts SYN-ACKs the kernel did not show (summed below).
         let synacks: Vec<&Value> = with(&rows, "state", "SYN_RECV")
             .into_iter()
-            .filter(|r| r["lport"] == sport && r["laddr"] == addr)
+            .filter(|r| r["lport"] == sport && r["laddr"] == addr && r["type"] == "R")
             .collect();
         assert!(!synacks.is_empty(), "{addr}: {rows:?}");
         for r in &synacks {
@@ -581,7 +582,7 @@ fn tcpretrans_shows_synack_retransmits() {
         // -c: one row for the request, the same SYN-ACKs.
         let row = counted
             .iter()
-            .find(|r| r["lport"] == sport && r["laddr"] == addr)
+            .find(|r| r["lport"] == sport && r["laddr"] == addr && r["type"] == "R")
             .unwrap_or_else(|| panic!("{counted:?}"));
         assert_eq!(
             (num(row, "retransmits"), num(row, "segs"), &row["rport"]),
@@ -597,7 +598,8 @@ fn tcpretrans_shows_synack_retransmits() {
             "{line}"
         );
     }
-    // Everything retransmitted in the namespace: the SYN-ACKs and the clients' SYNs.
+    // Everything retransmitted in the namespace: the SYN-ACKs and the clients' SYNs, shown (R)
+    // or not (U).
     assert!(
         rows.iter()
             .all(|r| ["SYN_RECV", "SYN_SENT"].contains(&r["state"].as_str().unwrap())),

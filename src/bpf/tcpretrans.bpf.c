@@ -228,6 +228,22 @@ int BPF_PROG(tcpretrans_retransmit, const struct sock *sk, const struct sk_buff 
  * Open, the new child): its namespace and owner; the request holds the connection's addresses
  * (a request_sock is no inet_sock: the local port is skc_num, there is no inet_sport). Shown in
  * SYN_RECV, the request's state as ss names it. */
+/* Per connection request: its SYN-ACKs sent again (request_sock.num_retrans) at the last one seen,
+ * and its initial sequence number, which tells a new request at a reused address from the old.
+ * A jump of more than one between two SYN-ACKs seen is reported as unseen (U), as for sockets;
+ * those before the first and after the last one seen of a request cannot be told. */
+struct synack_seen {
+	__u32 isn;
+	__u32 num_retrans;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct synack_seen);
+} synacks_counted SEC(".maps");
+
 SEC("tp_btf/tcp_retransmit_synack")
 int BPF_PROG(tcpretrans_synack, const struct sock *sk, const struct request_sock *req)
 {
@@ -247,6 +263,21 @@ int BPF_PROG(tcpretrans_synack, const struct sock *sk, const struct request_sock
 	}
 	/* The SYN-ACK's sequence number: the initial one the server chose. */
 	r.seq = BPF_CORE_READ((struct tcp_request_sock *)req, snt_isn);
+
+	/* The kernel bumps num_retrans once per SYN-ACK sent again (before or after this
+	 * tracepoint, depending on the version: only the step between two is compared). */
+	__u64 key = (__u64)req;
+	struct synack_seen now = { .isn = r.seq, .num_retrans = BPF_CORE_READ(req, num_retrans) };
+	struct synack_seen *last = bpf_map_lookup_elem(&synacks_counted, &key);
+
+	if (last && last->isn == now.isn && now.num_retrans > last->num_retrans + 1) {
+		struct retransmit unseen = r;
+
+		unseen.kind = TCPRETRANS_UNSEEN;
+		unseen.segs = now.num_retrans - last->num_retrans - 1;
+		report(sk, &unseen);
+	}
+	bpf_map_update_elem(&synacks_counted, &key, &now, BPF_ANY);
 	report(sk, &r);
 	return 0;
 }
