@@ -5,13 +5,15 @@ use std::ffi::OsString;
 
 use clap::Parser;
 
-use crate::core::addr::ip_version;
 use crate::core::addr::Tuple;
 use crate::core::bpf::{read_event, verify, Pod};
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{Common, Family, PidFilter, TimeCells, Timestamps};
 use crate::core::output::{comm_str, Column, Value};
-use crate::core::table::Table;
+use crate::core::table::{
+    shown_if, End, Table,
+    TupleColumn::{Addr, Ip, Port},
+};
 use crate::core::time::Clock;
 use crate::tools::{announce, start, Tool};
 use crate::tuple_of;
@@ -95,23 +97,20 @@ struct Row {
 fn table(o: &Opts) -> Table<Row> {
     Table::<Row>::new()
         .stamps(&o.stamps, |r| &r.stamp)
-        .col(Column::new("PID", "pid", -7), |r| {
-            Value::U64(r.e.pid.into())
-        })
-        .col(Column::new("COMM", "comm", -12).truncated(), |r| {
-            Value::Str(&r.comm)
-        })
-        .col(Column::new("IP", "ip", -2), |r| {
-            Value::U64(ip_version(r.t.family))
-        })
-        .col(Column::new("SADDR", "saddr", -16), |r| Value::Ip(r.t.laddr))
-        .col_if(o.lport, Column::new("LPORT", "lport", -6), "lport", |r| {
-            Value::U64(r.t.lport.into())
-        })
-        .col(Column::new("DADDR", "daddr", -16), |r| Value::Ip(r.t.raddr))
-        .col(Column::new("DPORT", "dport", -5), |r| {
-            Value::U64(r.t.rport.into())
-        })
+        .task(-7, |r| (r.e.pid, &r.comm))
+        .tuple(
+            |r| &r.t,
+            [
+                Ip,
+                Addr(End::Local, Column::new("SADDR", "saddr", -16)),
+                Port(
+                    End::Local,
+                    shown_if(o.lport, Column::new("LPORT", "lport", -6), "lport"),
+                ),
+                Addr(End::Remote, Column::new("DADDR", "daddr", -16)),
+                Port(End::Remote, Column::new("DPORT", "dport", -5)),
+            ],
+        )
         .col(Column::new("LAT(ms)", "lat_ms", -8), |r| {
             Value::F64(r.e.lat_ns as f64 / 1e6, 2)
         })
