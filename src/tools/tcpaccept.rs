@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use clap::Parser;
 
 use crate::core::addr::Tuple;
-use crate::core::bpf::{read_event, Pod};
+use crate::core::bpf::Pod;
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{
     parse_port_list, Common, Family, Filters, PidFilter, Ports, TimeCells, Timestamps,
@@ -16,7 +16,7 @@ use crate::core::table::{
     TupleColumn::{Addr, Ip, Port},
 };
 use crate::core::time::Clock;
-use crate::tools::{announce, start, Tool};
+use crate::tools::{start, Tool};
 use crate::tuple_of;
 
 mod skel {
@@ -126,24 +126,20 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
 
     let skel = s.load::<TcpacceptSkelBuilder>(|_, _| Ok(()))?;
 
-    let table = table(&o).containers(&o.common, |r| r.e.cgroup);
-    let mut out = table.output(o.common.format());
-    out.header();
-    announce("accept()s");
     let clock = Clock::start();
-    s.run.stream(&skel.maps.events, &mut out, |data, out| {
-        let Some(e) = read_event::<types::tcpaccept_event>(data) else {
-            return;
-        };
-        let row = Row {
+    s.stream_rows(
+        &skel.maps.events,
+        &table(&o).containers(&o.common, |r| r.e.cgroup),
+        o.common.format(),
+        "accept()s",
+        |e: types::tcpaccept_event| Row {
             stamp: o.stamps.cells(&clock, e.ts_ns),
             t: tuple_of!(e.tuple),
             comm: comm_str(&e.comm),
             bl: format!("{}/{}", e.backlog, e.max_backlog),
             e,
-        };
-        table.row(out, &row);
-    })?;
+        },
+    )?;
     s.report(libbpf_rs::skel::Skel::object(&skel));
     Ok(())
 }

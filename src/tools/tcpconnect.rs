@@ -167,24 +167,20 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let table = table(&o).containers(&o.common, |r| r.e.cgroup);
-    let mut out = table.output(o.common.format());
-    out.header();
-    announce("connect()s");
     let clock = Clock::start();
-    s.run.stream(&skel.maps.events, &mut out, |data, out| {
-        let Some(e) = read_event::<types::tcpconnect_event>(data) else {
-            return;
-        };
-        let row = Row {
+    s.stream_rows(
+        &skel.maps.events,
+        &table(&o).containers(&o.common, |r| r.e.cgroup),
+        o.common.format(),
+        "connect()s",
+        |e: types::tcpconnect_event| Row {
             stamp: o.stamps.cells(&clock, e.ts_ns),
             t: tuple_of!(e.tuple),
             comm: comm_str(&e.comm),
             result: errno::result(e.result.into()),
             e,
-        };
-        table.row(out, &row);
-    })?;
+        },
+    )?;
     s.report(libbpf_rs::skel::Skel::object(&skel));
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::ffi::OsString;
 use clap::Parser;
 
 use crate::core::addr::Tuple;
-use crate::core::bpf::{read_event, verify, Pod};
+use crate::core::bpf::{verify, Pod};
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{Common, Family, PidFilter, TimeCells, Timestamps};
 use crate::core::output::{comm_str, Column, Value};
@@ -15,7 +15,7 @@ use crate::core::table::{
     TupleColumn::{Addr, Ip, Port},
 };
 use crate::core::time::Clock;
-use crate::tools::{announce, start, Tool};
+use crate::tools::{start, Tool};
 use crate::tuple_of;
 
 mod skel {
@@ -133,24 +133,20 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         Ok(())
     })?;
 
-    let table = table(&o).containers(&o.common, |r| r.e.cgroup);
-    let mut out = table.output(o.common.format());
-    out.header();
-    announce("connect latency");
     let clock = Clock::start();
-    s.run.stream(&skel.maps.events, &mut out, |data, out| {
-        let Some(e) = read_event::<types::tcpconnlat_event>(data) else {
-            return;
-        };
-        let row = Row {
+    s.stream_rows(
+        &skel.maps.events,
+        &table(&o).containers(&o.common, |r| r.e.cgroup),
+        o.common.format(),
+        "connect latency",
+        |e: types::tcpconnlat_event| Row {
             stamp: o.stamps.cells(&clock, e.ts_ns),
             t: tuple_of!(e.tuple),
             comm: comm_str(&e.comm),
             result: crate::core::errno::result(e.result.into()),
             e,
-        };
-        table.row(out, &row);
-    })?;
+        },
+    )?;
     s.report(libbpf_rs::skel::Skel::object(&skel));
     Ok(())
 }

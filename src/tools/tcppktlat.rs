@@ -6,14 +6,14 @@ use std::ffi::OsString;
 use clap::Parser;
 
 use crate::core::addr::Tuple;
-use crate::core::bpf::{read_event, verify, Pod};
+use crate::core::bpf::{verify, Pod};
 use crate::core::cli::{
     parse_pid, parse_port_list, Common, Family, Filters, PidFilter, Ports, TimeCells, Timestamps,
 };
 use crate::core::output::{comm_str, Column, Value};
 use crate::core::table::{Table, TupleColumn};
 use crate::core::time::Clock;
-use crate::tools::{announce, start, Tool};
+use crate::tools::{start, Tool};
 use crate::{tp_btf_or_raw_tp_plans, tuple_of};
 
 mod skel {
@@ -148,23 +148,19 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         Ok(())
     })?;
 
-    let table = table(&stamps).containers(&o.common, |r| r.e.cgroup);
-    let mut out = table.output(o.common.format());
-    out.header();
-    announce("TCP receive latency");
     let clock = Clock::start();
-    s.run.stream(&skel.maps.events, &mut out, |data, out| {
-        let Some(e) = read_event::<types::tcppktlat_event>(data) else {
-            return;
-        };
-        let row = Row {
+    s.stream_rows(
+        &skel.maps.events,
+        &table(&stamps).containers(&o.common, |r| r.e.cgroup),
+        o.common.format(),
+        "TCP receive latency",
+        |e: types::tcppktlat_event| Row {
             stamp: stamps.cells(&clock, e.ts_ns),
             t: tuple_of!(e.tuple),
             comm: comm_str(&e.comm),
             e,
-        };
-        table.row(out, &row);
-    })?;
+        },
+    )?;
     s.report(libbpf_rs::skel::Skel::object(&skel));
     Ok(())
 }
