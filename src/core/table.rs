@@ -183,6 +183,21 @@ impl TupleColumn {
             TupleColumn::Port(End::Remote, Column::new("RPORT", "rport", -5)),
         ]
     }
+
+    /// IP SADDR LPORT DADDR DPORT of a connection this host opened: LPORT in the table only
+    /// with `lport`, DPORT `dport_width` wide.
+    pub fn source_dest(lport: bool, dport_width: i32) -> [TupleColumn; 5] {
+        [
+            TupleColumn::Ip,
+            TupleColumn::Addr(End::Local, Column::new("SADDR", "saddr", -16)),
+            TupleColumn::Port(
+                End::Local,
+                shown_if(lport, Column::new("LPORT", "lport", -6), "lport"),
+            ),
+            TupleColumn::Addr(End::Remote, Column::new("DADDR", "daddr", -16)),
+            TupleColumn::Port(End::Remote, Column::new("DPORT", "dport", dport_width)),
+        ]
+    }
 }
 
 /// What a row's cgroup stands for, as columns: every tool's container columns.

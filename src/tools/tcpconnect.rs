@@ -14,10 +14,7 @@ use crate::core::cli::{
 };
 use crate::core::errno;
 use crate::core::output::{comm_str, Column, Value};
-use crate::core::table::{
-    shown_if, End, Table,
-    TupleColumn::{Addr, Ip, Port},
-};
+use crate::core::table::{Table, TupleColumn};
 use crate::core::time::Clock;
 use crate::tools::{announce, start, Tool};
 use crate::tuple_of;
@@ -114,19 +111,7 @@ fn table(o: &Opts) -> Table<Row> {
             Value::U64(r.e.uid.into())
         })
         .task(-6, |r| (r.e.pid, &r.comm))
-        .tuple(
-            |r| &r.t,
-            [
-                Ip,
-                Addr(End::Local, Column::new("SADDR", "saddr", -16)),
-                Port(
-                    End::Local,
-                    shown_if(o.lport, Column::new("LPORT", "lport", -6), "lport"),
-                ),
-                Addr(End::Remote, Column::new("DADDR", "daddr", -16)),
-                Port(End::Remote, Column::new("DPORT", "dport", -6)),
-            ],
-        )
+        .tuple(|r| &r.t, TupleColumn::source_dest(o.lport, -6))
         // How the handshake ended, so a refused connect does not read like a made one.
         .col(Column::new("RESULT", "result", 0), |r| {
             Value::Str(&r.result)

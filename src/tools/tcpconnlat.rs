@@ -10,10 +10,7 @@ use crate::core::bpf::{verify, Pod};
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{Common, Family, PidFilter, TimeCells, Timestamps};
 use crate::core::output::{comm_str, Column, Value};
-use crate::core::table::{
-    shown_if, End, Table,
-    TupleColumn::{Addr, Ip, Port},
-};
+use crate::core::table::{Table, TupleColumn};
 use crate::core::time::Clock;
 use crate::tools::{start, Tool};
 use crate::tuple_of;
@@ -98,19 +95,7 @@ fn table(o: &Opts) -> Table<Row> {
     Table::<Row>::new()
         .stamps(&o.stamps, |r| &r.stamp)
         .task(-7, |r| (r.e.pid, &r.comm))
-        .tuple(
-            |r| &r.t,
-            [
-                Ip,
-                Addr(End::Local, Column::new("SADDR", "saddr", -16)),
-                Port(
-                    End::Local,
-                    shown_if(o.lport, Column::new("LPORT", "lport", -6), "lport"),
-                ),
-                Addr(End::Remote, Column::new("DADDR", "daddr", -16)),
-                Port(End::Remote, Column::new("DPORT", "dport", -5)),
-            ],
-        )
+        .tuple(|r| &r.t, TupleColumn::source_dest(o.lport, -5))
         .col(Column::new("LAT(ms)", "lat_ms", -8), |r| {
             Value::F64(r.e.lat_ns as f64 / 1e6, 2)
         })
