@@ -148,18 +148,16 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
             e,
         },
     )?;
+    let object = libbpf_rs::skel::Skel::object(&skel);
+    s.report(object);
     let bss = skel.maps.bss_data.as_deref();
-    s.report(libbpf_rs::skel::Skel::object(&skel));
-    crate::core::run::report_dropped(
+    sk_state::report_unfollowed(
         tool.name,
-        bss.map_or(0, |b| b.untracked),
+        object,
+        bss.map_or([0; 3], |b| {
+            [b.untracked, b.sk_state_inserted, b.sk_state_deleted]
+        }),
         "connections not followed (no kernel memory for their per-socket state)",
-    );
-    sk_state::report_evicted(
-        tool.name,
-        libbpf_rs::skel::Skel::object(&skel),
-        bss.map_or(0, |b| b.sk_state_inserted),
-        bss.map_or(0, |b| b.sk_state_deleted),
         "connections whose close was not reported",
     );
     Ok(())
