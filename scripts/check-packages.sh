@@ -7,6 +7,7 @@
 # Minimal roots come from scripts/debian-root.sh (cached under /var/cache/netbpf/roots).
 set -uo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/checks.sh
 export DEBIAN_FRONTEND=noninteractive
 repo=$PWD
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
@@ -17,8 +18,6 @@ oci=$pkg/netbpf-$version-oci.tar
 venv=/var/cache/netbpf/venv-kubernetes-validate
 work=$(mktemp -d /tmp/netbpf-check-packages.XXXXXX)
 netns=netbpf-pkgcheck-$$
-passed=0
-failed=0
 
 cleanup() {
 	ip netns del "$netns" 2>/dev/null
@@ -27,31 +26,6 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT
-
-# check NAME COMMAND...: runs one check, its output kept in $work/NAME.log and shown on failure.
-check() {
-	local name=$1 start=$SECONDS
-	shift
-	if "$@" >"$work/$name.log" 2>&1; then
-		passed=$((passed + 1))
-		echo "PASS $name ($((SECONDS - start)) s)"
-	else
-		failed=$((failed + 1))
-		echo "FAIL $name ($((SECONDS - start)) s)"
-		sed 's/^/    /' "$work/$name.log" | tail -40
-	fi
-}
-
-# in_root ROOT COMMAND...: COMMAND chrooted in ROOT with /proc, /sys and /dev, in a mount
-# namespace of its own (the mounts go away with it).
-in_root() {
-	unshare --mount --propagation private -- sh -c '
-		root=$1; shift
-		mount -t proc proc "$root/proc" && mount --rbind /sys "$root/sys" &&
-			mount --rbind /dev "$root/dev" || exit 1
-		exec chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root "$@"
-	' sh "$@"
-}
 
 # A connect() that the tools see, in a network namespace of this script's own: a refused
 # connection to 127.0.0.1:PORT (the SYN is sent, the RST comes back).
@@ -109,10 +83,10 @@ static_in_root() {
 	local suite=$1 root=$work/root-$1
 	scripts/debian-root.sh "$suite" "$root" || return 1
 	cp "$static_bin" "$root/usr/sbin/netbpf"
-	in_root "$root" netbpf list >"$work/list-$suite" || { cat "$work/list-$suite"; return 1; }
+	chroot_run "$root" netbpf list >"$work/list-$suite" || { cat "$work/list-$suite"; return 1; }
 	cat "$work/list-$suite"
 	grep -Eq '^tcpconnect +ok ' "$work/list-$suite" || return 1
-	tool_sees_connect "$work/tool-$suite" 47391 in_root "$root" netbpf tcpconnect -P 47391 -d 6
+	tool_sees_connect "$work/tool-$suite" 47391 chroot_run "$root" netbpf tcpconnect -P 47391 -d 6
 	local rc=$?
 	rm -rf "$root"
 	return $rc
@@ -130,18 +104,18 @@ deb_install_use_purge() {
 	scripts/debian-root.sh bookworm "$root" || return 1
 	root_files "$root" >"$work/files-before"
 	cp "$deb" "$root/tmp/netbpf.deb"
-	in_root "$root" dpkg -i /tmp/netbpf.deb || return 1
+	chroot_run "$root" dpkg -i /tmp/netbpf.deb || return 1
 	rm "$root/tmp/netbpf.deb"
-	in_root "$root" netbpf --version || return 1
-	in_root "$root" netbpf list >"$work/deb-list"
+	chroot_run "$root" netbpf --version || return 1
+	chroot_run "$root" netbpf list >"$work/deb-list"
 	head -5 "$work/deb-list"
 	grep -Eq '^tcpconnect +ok ' "$work/deb-list" || return 1
 	# A tool by its link name, as the README puts /usr/lib/netbpf/bin on PATH.
-	tool_sees_connect "$work/deb-tool" 47392 in_root "$root" \
+	tool_sees_connect "$work/deb-tool" 47392 chroot_run "$root" \
 		/usr/lib/netbpf/bin/tcpconnect -P 47392 -d 6 || return 1
 	test -f "$root/etc/netbpf/exporter.toml" && test -f "$root/lib/systemd/system/netbpf-exporter.service" || return 1
 	grep -q '^ExecStart=/usr/sbin/netbpf exporter' "$root/lib/systemd/system/netbpf-exporter.service" || return 1
-	in_root "$root" dpkg --purge netbpf || return 1
+	chroot_run "$root" dpkg --purge netbpf || return 1
 	root_files "$root" >"$work/files-after"
 	echo "files left or missing after purge:"
 	diff "$work/files-before" "$work/files-after"
@@ -303,5 +277,4 @@ check image-tool image_tool
 check image-exporter image_exporter
 check manifests-render manifests_render
 check manifests-validate manifests_validate
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+checks_summary

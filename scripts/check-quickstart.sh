@@ -11,36 +11,16 @@
 # Ends with "N passed, M failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/checks.sh
 repo=$PWD
 work=$(mktemp -d /tmp/netbpf-check-quickstart.XXXXXX)
 root=$work/root
-passed=0
-failed=0
 trap 'rm -rf "$work"' EXIT
-
-check() {
-	local name=$1 start=$SECONDS
-	shift
-	if "$@" >"$work/$name.log" 2>&1; then
-		passed=$((passed + 1))
-		echo "PASS $name ($((SECONDS - start)) s)"
-	else
-		failed=$((failed + 1))
-		echo "FAIL $name ($((SECONDS - start)) s)"
-		sed 's/^/    /' "$work/$name.log" | tail -40
-	fi
-}
 
 # in_root COMMAND...: in the root, from the checkout, with /proc, /sys, /dev and /run/netns (the
 # tests make network namespaces), in a mount namespace of its own.
 in_root() {
-	unshare --mount --propagation private -- sh -c '
-		root=$1; shift
-		mount -t proc proc "$root/proc" && mount --rbind /sys "$root/sys" &&
-			mount --rbind /dev "$root/dev" && mount -t tmpfs tmpfs "$root/run" || exit 1
-		exec chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
-			TERM=dumb CARGO_NET_OFFLINE=true sh -c "cd /root/netbpf && $*"
-	' sh "$root" "$*"
+	chroot_run --empty-run "$root" TERM=dumb CARGO_NET_OFFLINE=true sh -c "cd /root/netbpf && $*"
 }
 
 setup() {
@@ -75,5 +55,4 @@ check quickstart-setup setup
 check quickstart-install-deps install_deps
 check quickstart-build-release build_release
 check quickstart-tests run_tests
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+checks_summary

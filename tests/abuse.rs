@@ -6,39 +6,16 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use common::exporter::{free_port, wait_bounded, Exporter};
 use common::{netbpf, netbpf_bin, Netns};
 
 /// Bound for "it did not hang" (loading on a busy 2-core host takes seconds).
 const HANG: Duration = Duration::from_secs(120);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Waits for `child` at most `limit`; kills it and fails the test if it is still running.
-fn wait_bounded(child: &mut Child, limit: Duration, what: &str) -> ExitStatus {
-    let t = Instant::now();
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s;
-        }
-        if t.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what}: still running after {limit:?} (hung)");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// Runs `cmd` to its end (bounded by [`HANG`]); returns (status, stdout, stderr).
 fn run_bounded(mut cmd: Command, what: &str) -> (ExitStatus, String, String) {
@@ -89,94 +66,26 @@ fn status_field(pid: u32, name: &str) -> String {
         .to_string()
 }
 
-/// An exporter (tcpstates only: quick to load) on a free loopback port.
-struct Exporter {
-    child: Option<Child>,
-    port: u16,
-    stderr: Option<std::thread::JoinHandle<Vec<String>>>,
-}
-
-impl Exporter {
-    /// `nofile`: the RLIMIT_NOFILE it runs under (`ulimit -n`).
-    fn start(ns: &Netns, nofile: Option<u64>) -> Exporter {
-        use std::io::BufRead;
-        let port = free_port();
-        let mut cmd = Command::new(netbpf_bin());
-        cmd.args(["exporter", "--tools", "tcpstates", "--netns", &ns.path()])
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if let Some(n) = nofile {
-            // SAFETY: setrlimit is async-signal-safe.
-            unsafe {
-                cmd.pre_exec(move || {
-                    let rl = libc::rlimit {
-                        rlim_cur: n,
-                        rlim_max: n,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &rl) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                })
-            };
-        }
-        let mut child = cmd.spawn().unwrap();
-        let err = std::io::BufReader::new(child.stderr.take().unwrap());
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stderr = std::thread::spawn(move || {
-            let mut lines = Vec::new();
-            for l in err.lines().map_while(Result::ok) {
-                if l.starts_with("Tracing") {
-                    let _ = tx.send(());
+/// An exporter (tcpstates only: quick to load); `nofile`: the RLIMIT_NOFILE it runs under
+/// (`ulimit -n`).
+fn start_exporter(ns: &Netns, nofile: Option<u64>) -> Exporter {
+    let (mut cmd, port) = Exporter::command(ns, &["--tools", "tcpstates"]);
+    if let Some(n) = nofile {
+        // SAFETY: setrlimit is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                let rl = libc::rlimit {
+                    rlim_cur: n,
+                    rlim_max: n,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &rl) != 0 {
+                    return Err(std::io::Error::last_os_error());
                 }
-                lines.push(l);
-            }
-            lines
-        });
-        let mut e = Exporter {
-            child: Some(child),
-            port,
-            stderr: Some(stderr),
+                Ok(())
+            })
         };
-        if rx.recv_timeout(Duration::from_secs(240)).is_err() {
-            let mut c = e.child.take().unwrap();
-            let _ = c.kill();
-            let _ = c.wait();
-            panic!("exporter did not attach: {:?}", e.stderr_lines());
-        }
-        e
     }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().unwrap().id()
-    }
-
-    fn stderr_lines(&mut self) -> Vec<String> {
-        self.stderr
-            .take()
-            .map(|h| h.join().unwrap())
-            .unwrap_or_default()
-    }
-
-    /// SIGINT; returns its exit status and stderr.
-    fn stop(mut self) -> (ExitStatus, String) {
-        let mut child = self.child.take().unwrap();
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-        let status = wait_bounded(&mut child, HANG, "exporter after SIGINT");
-        (status, self.stderr_lines().join("\n"))
-    }
-}
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+    Exporter::spawn(cmd, port)
 }
 
 /// Sends `request`, reads until the server closes or 20 s pass; returns what came back and
@@ -218,7 +127,7 @@ fn scrape(port: u16) -> String {
 fn scrapes_are_answered_while_idle_and_slowloris_connections_hold_the_fds() {
     raise_own_fd_limit();
     let ns = Netns::new();
-    let e = Exporter::start(&ns, Some(1024));
+    let e = start_exporter(&ns, Some(1024));
     let port = e.port;
     // 1,000 connections that send nothing, 500 that send a request head a byte at a time.
     let idle: Vec<TcpStream> = (0..1000)
@@ -251,7 +160,7 @@ fn scrapes_are_answered_while_idle_and_slowloris_connections_hold_the_fds() {
     drop(idle);
     drop(slow);
     scrape(port);
-    let (status, stderr) = e.stop();
+    let (status, stderr) = e.interrupt(HANG);
     assert!(status.success(), "{status}: {stderr}");
 }
 
@@ -260,15 +169,15 @@ fn accept_failing_for_lack_of_fds_is_said_and_survived() {
     raise_own_fd_limit();
     let ns = Netns::new();
     // The fds an exporter holds while serving (its BPF objects, the listener, stdio).
-    let e = Exporter::start(&ns, None);
+    let e = start_exporter(&ns, None);
     let held = std::fs::read_dir(format!("/proc/{}/fd", e.pid()))
         .unwrap()
         .count() as u64;
-    e.stop();
+    e.interrupt(HANG);
 
     // Room for four connections, below the smallest connection cap (8): accept() fails with
     // EMFILE, the least active connections are closed, and scrapes are still answered.
-    let e = Exporter::start(&ns, Some(held + 4));
+    let e = start_exporter(&ns, Some(held + 4));
     let port = e.port;
     let idle: Vec<TcpStream> = (0..20)
         .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
@@ -277,7 +186,7 @@ fn accept_failing_for_lack_of_fds_is_said_and_survived() {
         scrape(port);
     }
     drop(idle);
-    let (status, stderr) = e.stop();
+    let (status, stderr) = e.interrupt(HANG);
     assert!(status.success(), "{status}: {stderr}");
     assert!(
         stderr.contains("accept failed: Too many open files"),
@@ -288,7 +197,7 @@ fn accept_failing_for_lack_of_fds_is_said_and_survived() {
 #[test]
 fn garbage_oversized_and_other_methods_get_an_error_and_a_close() {
     let ns = Netns::new();
-    let e = Exporter::start(&ns, None);
+    let e = start_exporter(&ns, None);
     let port = e.port;
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         (
@@ -362,7 +271,7 @@ fn garbage_oversized_and_other_methods_get_an_error_and_a_close() {
     );
     let answers = resp.matches("HTTP/1.1 200 OK").count();
     assert!(closed && (1..=8).contains(&answers), "{answers} answers");
-    let (status, stderr) = e.stop();
+    let (status, stderr) = e.interrupt(HANG);
     assert!(status.success(), "{status}: {stderr}");
 }
 
@@ -370,7 +279,7 @@ fn garbage_oversized_and_other_methods_get_an_error_and_a_close() {
 fn concurrent_scrapes_are_served_by_one_thread() {
     raise_own_fd_limit();
     let ns = Netns::new();
-    let e = Exporter::start(&ns, None);
+    let e = start_exporter(&ns, None);
     let (port, pid) = (e.port, e.pid());
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sampler = {
@@ -392,7 +301,7 @@ fn concurrent_scrapes_are_served_by_one_thread() {
     }
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     assert_eq!(sampler.join().unwrap(), 1, "threads while serving");
-    let (status, stderr) = e.stop();
+    let (status, stderr) = e.interrupt(HANG);
     assert!(status.success(), "{status}: {stderr}");
 }
 

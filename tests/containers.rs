@@ -13,6 +13,7 @@ use std::sync::OnceLock;
 use std::thread;
 use std::time::Duration;
 
+use common::exporter::free_port;
 use common::{lossy_loopback, Netns, Tool};
 use serde_json::Value;
 
@@ -577,14 +578,6 @@ fn names_follow_each_container() {
             "{r:?}"
         );
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// One scrape of an exporter on 127.0.0.1:`port`.

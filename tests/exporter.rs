@@ -11,20 +11,13 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::exporter::{free_port, Exporter, ATTACH_TIMEOUT};
 use common::{netbpf, netbpf_with_env, Netns, Tool};
 use serde_json::Value as Json;
 
 /// Set in the VMs of vmtest/ (stock kernels: kprobes, fentry).
 fn stock_kernel() -> bool {
     std::env::var_os("NETBPF_VMTEST_KERNEL").is_some()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// GET over a plain socket; returns (head, body).
@@ -47,77 +40,7 @@ fn try_get(port: u16, path: &str, accept: &str) -> Option<(String, String)> {
     Some((head.to_string(), body.to_string()))
 }
 
-/// How long an exporter may take to attach: loading ten tools takes ~17 s on the emulated CPU of
-/// the VMs, more while another test loads its own.
-const ATTACH_TIMEOUT: Duration = Duration::from_secs(240);
-
-/// A running exporter on a free loopback port; killed if the test ends without stopping it.
-struct Exporter {
-    child: Option<Child>,
-    port: u16,
-    stderr: Option<std::thread::JoinHandle<Vec<String>>>,
-}
-
 impl Exporter {
-    /// `netbpf exporter --netns NS --listen 127.0.0.1:PORT ARGS...`, attached.
-    fn start(ns: &Netns, args: &[&str]) -> Exporter {
-        Exporter::start_with_env(ns, args, &[])
-    }
-
-    fn start_with_env(ns: &Netns, args: &[&str], env: &[(&str, &str)]) -> Exporter {
-        let port = free_port();
-        let mut cmd = Command::new(common::netbpf_bin());
-        cmd.args(["exporter", "--netns", &ns.path(), "--listen"])
-            .arg(format!("127.0.0.1:{port}"))
-            .args(args)
-            .envs(env.iter().copied());
-        Exporter::spawn(cmd, port)
-    }
-
-    /// Runs `cmd` (an exporter listening on `port`) and waits for "Tracing ..." on its stderr.
-    fn spawn(mut cmd: Command, port: u16) -> Exporter {
-        use std::io::BufRead;
-        let mut child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let err = std::io::BufReader::new(child.stderr.take().unwrap());
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stderr = std::thread::spawn(move || {
-            let mut lines = Vec::new();
-            for l in err.lines().map_while(Result::ok) {
-                if l.starts_with("Tracing") {
-                    let _ = tx.send(());
-                }
-                lines.push(l);
-            }
-            lines
-        });
-        let mut e = Exporter {
-            child: Some(child),
-            port,
-            stderr: Some(stderr),
-        };
-        if rx.recv_timeout(ATTACH_TIMEOUT).is_err() {
-            e.kill();
-            let lines = e.stderr.take().unwrap().join().unwrap();
-            panic!("{cmd:?} did not attach: {}", lines.join("\n"));
-        }
-        e
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().unwrap().id()
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
     fn scrape(&self) -> Scrape {
         let (head, body) = get(self.port, "/metrics", "text/plain");
         assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{body}");
@@ -126,20 +49,10 @@ impl Exporter {
     }
 
     /// SIGINT; it must exit 0. Returns its stderr.
-    fn stop(mut self) -> String {
-        let mut child = self.child.take().unwrap();
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-        let status = child.wait().unwrap();
-        let stderr = self.stderr.take().unwrap().join().unwrap().join("\n");
+    fn stop(self) -> String {
+        let (status, stderr) = self.interrupt(ATTACH_TIMEOUT);
         assert!(status.success(), "exporter failed ({status}): {stderr}");
         stderr
-    }
-}
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

@@ -464,6 +464,28 @@ pub fn fentry_can_take(func: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The plans of a tool whose programs are BTF tracepoints: as tp_btf, else the same programs as
+/// raw_tp. `attach` lists the tracepoints; `check` is both plans' further requirement.
+#[macro_export]
+macro_rules! tp_btf_or_raw_tp_plans {
+    ($attach:literal, $check:expr) => {
+        &[
+            $crate::core::caps::Plan {
+                name: "tp_btf",
+                needs: &[$crate::core::caps::Hook::TpBtf],
+                attach: $attach,
+                check: $check,
+            },
+            $crate::core::caps::Plan {
+                name: "raw_tp",
+                needs: &[$crate::core::caps::Hook::RawTp],
+                attach: concat!("raw_tp ", $attach),
+                check: $check,
+            },
+        ]
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

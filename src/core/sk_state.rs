@@ -95,3 +95,18 @@ pub fn report_evicted(tool: &str, obj: &Object, inserted: u64, deleted: u64, wha
         ),
     );
 }
+
+/// A socket-following tool's losses at the end of a run, from its `.bss` counters
+/// `[untracked, sk_state_inserted, sk_state_deleted]`: the sockets it could not follow (no
+/// kernel memory for their state; `untracked_what` says what that cost) and those whose state
+/// the hash evicted ([`report_evicted`] with `evicted_what`).
+pub fn report_unfollowed(
+    tool: &str,
+    obj: &Object,
+    [untracked, inserted, deleted]: [u64; 3],
+    untracked_what: &str,
+    evicted_what: &str,
+) {
+    crate::core::run::report_dropped(tool, untracked, untracked_what);
+    report_evicted(tool, obj, inserted, deleted, evicted_what);
+}

@@ -2,6 +2,7 @@
 //! tool's row type, so a column added, removed or made optional cannot shift the others.
 //! [`Output`] renders the cells (table, CSV, JSON) as before.
 
+use crate::core::addr::{ip_version, Tuple};
 use crate::core::cgroup::{Owner, Resolver};
 use crate::core::cli::{Common, TimeCells, Timestamps};
 use crate::core::output::{Column, Format, Output, Value};
@@ -69,7 +70,7 @@ impl<R: 'static> Table<R> {
         json: &'static str,
         cell: impl for<'r> Fn(&'r R) -> Value<'r> + 'static,
     ) -> Self {
-        self.col(if when { column } else { Column::json(json) }, cell)
+        self.col(shown_if(when, column, json), cell)
     }
 
     /// The -T/-t columns (time of day, seconds since start), read from the row's [`TimeCells`].
@@ -80,6 +81,42 @@ impl<R: 'static> Table<R> {
             self = self.col(c, move |r| {
                 cells(r).values().nth(i).unwrap_or(Value::Str(""))
             });
+        }
+        self
+    }
+
+    /// PID (`pid_width` wide) and COMM, of the task `task` reads from the row.
+    pub fn task(self, pid_width: i32, task: for<'r> fn(&'r R) -> (u32, &'r str)) -> Self {
+        self.col(Column::new("PID", "pid", pid_width), move |r| {
+            Value::U64(task(r).0.into())
+        })
+        .col(Column::new("COMM", "comm", -12).truncated(), move |r| {
+            Value::Str(task(r).1)
+        })
+    }
+
+    /// The columns of the row's [`Tuple`] that `columns` name, in that order.
+    pub fn tuple(
+        mut self,
+        tuple: for<'r> fn(&'r R) -> &'r Tuple,
+        columns: impl IntoIterator<Item = TupleColumn>,
+    ) -> Self {
+        for column in columns {
+            self = match column {
+                TupleColumn::Ip => self.col(Column::new("IP", "ip", -2), move |r| {
+                    Value::U64(ip_version(tuple(r).family))
+                }),
+                TupleColumn::Addr(End::Local, c) => self.col(c, move |r| Value::Ip(tuple(r).laddr)),
+                TupleColumn::Addr(End::Remote, c) => {
+                    self.col(c, move |r| Value::Ip(tuple(r).raddr))
+                }
+                TupleColumn::Port(End::Local, c) => {
+                    self.col(c, move |r| Value::U64(tuple(r).lport.into()))
+                }
+                TupleColumn::Port(End::Remote, c) => {
+                    self.col(c, move |r| Value::U64(tuple(r).rport.into()))
+                }
+            };
         }
         self
     }
@@ -110,6 +147,56 @@ impl<R: 'static> Table<R> {
             })
             .collect();
         out.row(&values);
+    }
+}
+
+/// `column` when `when`, else its JSON-only twin `json`.
+pub fn shown_if(when: bool, column: Column, json: &'static str) -> Column {
+    if when {
+        column
+    } else {
+        Column::json(json)
+    }
+}
+
+/// Which end of a [`Tuple`] a column shows.
+#[derive(Clone, Copy, Debug)]
+pub enum End {
+    Local,
+    Remote,
+}
+
+/// A column of [`Table::tuple`]: IP (the version), or an end's address or port.
+pub enum TupleColumn {
+    Ip,
+    Addr(End, Column),
+    Port(End, Column),
+}
+
+impl TupleColumn {
+    /// LADDR LPORT RADDR RPORT, the addresses `addr_width` wide.
+    pub fn local_remote(addr_width: i32) -> [TupleColumn; 4] {
+        [
+            TupleColumn::Addr(End::Local, Column::new("LADDR", "laddr", addr_width)),
+            TupleColumn::Port(End::Local, Column::new("LPORT", "lport", -5)),
+            TupleColumn::Addr(End::Remote, Column::new("RADDR", "raddr", addr_width)),
+            TupleColumn::Port(End::Remote, Column::new("RPORT", "rport", -5)),
+        ]
+    }
+
+    /// IP SADDR LPORT DADDR DPORT of a connection this host opened: LPORT in the table only
+    /// with `lport`, DPORT `dport_width` wide.
+    pub fn source_dest(lport: bool, dport_width: i32) -> [TupleColumn; 5] {
+        [
+            TupleColumn::Ip,
+            TupleColumn::Addr(End::Local, Column::new("SADDR", "saddr", -16)),
+            TupleColumn::Port(
+                End::Local,
+                shown_if(lport, Column::new("LPORT", "lport", -6), "lport"),
+            ),
+            TupleColumn::Addr(End::Remote, Column::new("DADDR", "daddr", -16)),
+            TupleColumn::Port(End::Remote, Column::new("DPORT", "dport", dport_width)),
+        ]
     }
 }
 

@@ -114,12 +114,7 @@ fn table(o: &Opts) -> Table<Row> {
         .col_if(o.print_uid, Column::new("UID", "uid", -6), "uid", |r| {
             Value::U64(r.e.uid.into())
         })
-        .col(Column::new("PID", "pid", -7), |r| {
-            Value::U64(r.e.pid.into())
-        })
-        .col(Column::new("COMM", "comm", -12).truncated(), |r| {
-            Value::Str(&r.comm)
-        })
+        .task(-7, |r| (r.e.pid, &r.comm))
         .col(Column::new("PROT", "protocol", -5), |r| {
             Value::Str(&r.proto)
         })

@@ -5,13 +5,13 @@ use std::ffi::OsString;
 use clap::Parser;
 
 use crate::core::addr::Tuple;
-use crate::core::bpf::{read_event, Pod};
+use crate::core::bpf::Pod;
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{Common, PidFilter};
 use crate::core::errno;
 use crate::core::output::{comm_str, Column, Format, Value};
 use crate::core::table::Table;
-use crate::tools::{announce, start, Tool};
+use crate::tools::{start, Tool};
 use crate::tuple_of;
 
 mod skel {
@@ -106,23 +106,19 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let skel = s.load::<SoacceptSkelBuilder>(|_, _| Ok(()))?;
 
     let json = o.common.format() == Format::Json;
-    let table = table().containers(&o.common, |r| r.e.cgroup);
-    let mut out = table.output(o.common.format());
-    out.header();
-    announce("IP accept()s");
-    s.run.stream(&skel.maps.events, &mut out, |data, out| {
-        let Some(e) = read_event::<types::soaccept_event>(data) else {
-            return;
-        };
-        let row = Row {
+    s.stream_rows(
+        &skel.maps.events,
+        &table().containers(&o.common, |r| r.e.cgroup),
+        o.common.format(),
+        "IP accept()s",
+        |e: types::soaccept_event| Row {
             t: tuple_of!(e.tuple),
             comm: comm_str(&e.comm),
             result: errno::result(if e.ret >= 0 { 0 } else { e.ret.into() }),
             json,
             e,
-        };
-        table.row(out, &row);
-    })?;
+        },
+    )?;
     s.report(libbpf_rs::skel::Skel::object(&skel));
     Ok(())
 }

@@ -5,14 +5,14 @@ use std::ffi::OsString;
 use clap::Parser;
 
 use crate::core::addr::ip;
-use crate::core::bpf::{read_event, Pod};
+use crate::core::bpf::Pod;
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{Common, PidFilter};
 use crate::core::errno;
 use crate::core::output::{comm_str, Column, Value};
 use crate::core::proto::ipproto_name;
 use crate::core::table::Table;
-use crate::tools::{announce, start, Tool};
+use crate::tools::{start, Tool};
 
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/soconnect.skel.rs"));
@@ -97,23 +97,19 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
 
     let skel = s.load::<SoconnectSkelBuilder>(|_, _| Ok(()))?;
 
-    let table = table().containers(&o.common, |r| r.e.cgroup);
-    let mut out = table.output(o.common.format());
-    out.header();
-    announce("IP connect()s");
-    s.run.stream(&skel.maps.events, &mut out, |data, out| {
-        let Some(e) = read_event::<types::soconnect_event>(data) else {
-            return;
-        };
-        let row = Row {
+    s.stream_rows(
+        &skel.maps.events,
+        &table().containers(&o.common, |r| r.e.cgroup),
+        o.common.format(),
+        "IP connect()s",
+        |e: types::soconnect_event| Row {
             comm: comm_str(&e.comm),
             result: errno::result(e.ret.into()),
             protocol: ipproto_name(e.protocol)
                 .map_or_else(|| e.protocol.to_string(), str::to_string),
             e,
-        };
-        table.row(out, &row);
-    })?;
+        },
+    )?;
     s.report(libbpf_rs::skel::Skel::object(&skel));
     Ok(())
 }

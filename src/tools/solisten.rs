@@ -88,12 +88,7 @@ fn proto_str(protocol: u16, family: u16) -> String {
 fn table(o: &Opts) -> Table<Row> {
     Table::<Row>::new()
         .stamps(&o.stamps, |r| &r.stamp)
-        .col(Column::new("PID", "pid", -7), |r| {
-            Value::U64(r.e.pid.into())
-        })
-        .col(Column::new("COMM", "comm", -12).truncated(), |r| {
-            Value::Str(&r.comm)
-        })
+        .task(-7, |r| (r.e.pid, &r.comm))
         .col_if(
             o.show_netns,
             Column::new("NETNS", "netns", -10),

@@ -4,17 +4,19 @@ use std::ffi::OsString;
 
 use clap::Parser;
 
-use crate::core::addr::ip_version;
 use crate::core::addr::Tuple;
-use crate::core::bpf::{read_event, Pod};
+use crate::core::bpf::Pod;
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{
     parse_port_list, Common, Family, Filters, PidFilter, Ports, TimeCells, Timestamps,
 };
 use crate::core::output::{comm_str, Column, Value};
-use crate::core::table::Table;
+use crate::core::table::{
+    End, Table,
+    TupleColumn::{Addr, Ip, Port},
+};
 use crate::core::time::Clock;
-use crate::tools::{announce, start, Tool};
+use crate::tools::{start, Tool};
 use crate::tuple_of;
 
 mod skel {
@@ -97,23 +99,17 @@ struct Row {
 fn table(o: &Opts) -> Table<Row> {
     Table::<Row>::new()
         .stamps(&o.stamps, |r| &r.stamp)
-        .col(Column::new("PID", "pid", -7), |r| {
-            Value::U64(r.e.pid.into())
-        })
-        .col(Column::new("COMM", "comm", -12).truncated(), |r| {
-            Value::Str(&r.comm)
-        })
-        .col(Column::new("IP", "ip", -2), |r| {
-            Value::U64(ip_version(r.t.family))
-        })
-        .col(Column::new("RADDR", "raddr", -16), |r| Value::Ip(r.t.raddr))
-        .col(Column::new("RPORT", "rport", -5), |r| {
-            Value::U64(r.t.rport.into())
-        })
-        .col(Column::new("LADDR", "laddr", -16), |r| Value::Ip(r.t.laddr))
-        .col(Column::new("LPORT", "lport", -5), |r| {
-            Value::U64(r.t.lport.into())
-        })
+        .task(-7, |r| (r.e.pid, &r.comm))
+        .tuple(
+            |r| &r.t,
+            [
+                Ip,
+                Addr(End::Remote, Column::new("RADDR", "raddr", -16)),
+                Port(End::Remote, Column::new("RPORT", "rport", -5)),
+                Addr(End::Local, Column::new("LADDR", "laddr", -16)),
+                Port(End::Local, Column::new("LPORT", "lport", -5)),
+            ],
+        )
         .col(Column::table("BL", -7), |r| Value::Str(&r.bl))
         .col(Column::json("backlog"), |r| Value::U64(r.e.backlog.into()))
         .col(Column::json("max_backlog"), |r| {
@@ -130,24 +126,20 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
 
     let skel = s.load::<TcpacceptSkelBuilder>(|_, _| Ok(()))?;
 
-    let table = table(&o).containers(&o.common, |r| r.e.cgroup);
-    let mut out = table.output(o.common.format());
-    out.header();
-    announce("accept()s");
     let clock = Clock::start();
-    s.run.stream(&skel.maps.events, &mut out, |data, out| {
-        let Some(e) = read_event::<types::tcpaccept_event>(data) else {
-            return;
-        };
-        let row = Row {
+    s.stream_rows(
+        &skel.maps.events,
+        &table(&o).containers(&o.common, |r| r.e.cgroup),
+        o.common.format(),
+        "accept()s",
+        |e: types::tcpaccept_event| Row {
             stamp: o.stamps.cells(&clock, e.ts_ns),
             t: tuple_of!(e.tuple),
             comm: comm_str(&e.comm),
             bl: format!("{}/{}", e.backlog, e.max_backlog),
             e,
-        };
-        table.row(out, &row);
-    })?;
+        },
+    )?;
     s.report(libbpf_rs::skel::Skel::object(&skel));
     Ok(())
 }

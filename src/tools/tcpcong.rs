@@ -8,15 +8,14 @@ use clap::Parser;
 
 use crate::core::addr::Tuple;
 use crate::core::bpf::{read_event, verify, Pod};
-use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{parse_port_list, Common, Family, Filters, Ports, TimeCells, Timestamps};
 use crate::core::hist::print_log2;
 use crate::core::maps;
 use crate::core::output::{Column, Value};
-use crate::core::table::Table;
+use crate::core::table::{Table, TupleColumn};
 use crate::core::time::Clock;
 use crate::tools::{announce, start, Tool};
-use crate::tuple_of;
+use crate::{tp_btf_or_raw_tp_plans, tuple_of};
 
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/tcpcong.skel.rs"));
@@ -30,20 +29,10 @@ pub static TOOL: Tool = Tool {
     name: "tcpcong",
     aliases: &[],
     about: "Time TCP connections spend in each congestion-control state, per connection",
-    plans: &[
-        Plan {
-            name: "tp_btf",
-            needs: &[Hook::TpBtf],
-            attach: "tcp/tcp_cong_state_set, sock/inet_sock_set_state",
-            check: Some(has_tracepoint),
-        },
-        Plan {
-            name: "raw_tp",
-            needs: &[Hook::RawTp],
-            attach: "raw_tp tcp/tcp_cong_state_set, sock/inet_sock_set_state",
-            check: Some(has_tracepoint),
-        },
-    ],
+    plans: tp_btf_or_raw_tp_plans!(
+        "tcp/tcp_cong_state_set, sock/inet_sock_set_state",
+        Some(has_tracepoint)
+    ),
     cli: <Opts as clap::CommandFactory>::command,
     run,
     verify: verify::<TcpcongSkelBuilder>,
@@ -117,14 +106,7 @@ fn table(o: &Opts) -> Table<Row> {
     };
     let mut t = Table::<Row>::new()
         .stamps(&o.stamps, |r| &r.stamp)
-        .col(Column::new("LADDR", "laddr", -15), |r| Value::Ip(r.t.laddr))
-        .col(Column::new("LPORT", "lport", -5), |r| {
-            Value::U64(r.t.lport.into())
-        })
-        .col(Column::new("RADDR", "raddr", -15), |r| Value::Ip(r.t.raddr))
-        .col(Column::new("RPORT", "rport", -5), |r| {
-            Value::U64(r.t.rport.into())
-        });
+        .tuple(|r| &r.t, TupleColumn::local_remote(-15));
     for i in 0..STATES.len() {
         t = t
             .col(Column::table(headers[i], 10), move |r| {

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use clap::Parser;
 use libbpf_rs::MapCore;
 
-use crate::core::addr::{ip, ip_version, Tuple};
+use crate::core::addr::{ip, Tuple};
 use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{
@@ -14,7 +14,7 @@ use crate::core::cli::{
 };
 use crate::core::errno;
 use crate::core::output::{comm_str, Column, Value};
-use crate::core::table::Table;
+use crate::core::table::{Table, TupleColumn};
 use crate::core::time::Clock;
 use crate::tools::{announce, start, Tool};
 use crate::tuple_of;
@@ -110,23 +110,8 @@ fn table(o: &Opts) -> Table<Row> {
         .col_if(o.print_uid, Column::new("UID", "uid", -6), "uid", |r| {
             Value::U64(r.e.uid.into())
         })
-        .col(Column::new("PID", "pid", -6), |r| {
-            Value::U64(r.e.pid.into())
-        })
-        .col(Column::new("COMM", "comm", -12).truncated(), |r| {
-            Value::Str(&r.comm)
-        })
-        .col(Column::new("IP", "ip", -2), |r| {
-            Value::U64(ip_version(r.t.family))
-        })
-        .col(Column::new("SADDR", "saddr", -16), |r| Value::Ip(r.t.laddr))
-        .col_if(o.lport, Column::new("LPORT", "lport", -6), "lport", |r| {
-            Value::U64(r.t.lport.into())
-        })
-        .col(Column::new("DADDR", "daddr", -16), |r| Value::Ip(r.t.raddr))
-        .col(Column::new("DPORT", "dport", -6), |r| {
-            Value::U64(r.t.rport.into())
-        })
+        .task(-6, |r| (r.e.pid, &r.comm))
+        .tuple(|r| &r.t, TupleColumn::source_dest(o.lport, -6))
         // How the handshake ended, so a refused connect does not read like a made one.
         .col(Column::new("RESULT", "result", 0), |r| {
             Value::Str(&r.result)
@@ -167,24 +152,20 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let table = table(&o).containers(&o.common, |r| r.e.cgroup);
-    let mut out = table.output(o.common.format());
-    out.header();
-    announce("connect()s");
     let clock = Clock::start();
-    s.run.stream(&skel.maps.events, &mut out, |data, out| {
-        let Some(e) = read_event::<types::tcpconnect_event>(data) else {
-            return;
-        };
-        let row = Row {
+    s.stream_rows(
+        &skel.maps.events,
+        &table(&o).containers(&o.common, |r| r.e.cgroup),
+        o.common.format(),
+        "connect()s",
+        |e: types::tcpconnect_event| Row {
             stamp: o.stamps.cells(&clock, e.ts_ns),
             t: tuple_of!(e.tuple),
             comm: comm_str(&e.comm),
             result: errno::result(e.result.into()),
             e,
-        };
-        table.row(out, &row);
-    })?;
+        },
+    )?;
     s.report(libbpf_rs::skel::Skel::object(&skel));
     Ok(())
 }

@@ -5,15 +5,14 @@ use std::ffi::OsString;
 
 use clap::Parser;
 
-use crate::core::addr::ip_version;
 use crate::core::addr::Tuple;
-use crate::core::bpf::{read_event, verify, Pod};
+use crate::core::bpf::{verify, Pod};
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{Common, Family, PidFilter, TimeCells, Timestamps};
 use crate::core::output::{comm_str, Column, Value};
-use crate::core::table::Table;
+use crate::core::table::{Table, TupleColumn};
 use crate::core::time::Clock;
-use crate::tools::{announce, start, Tool};
+use crate::tools::{start, Tool};
 use crate::tuple_of;
 
 mod skel {
@@ -95,23 +94,8 @@ struct Row {
 fn table(o: &Opts) -> Table<Row> {
     Table::<Row>::new()
         .stamps(&o.stamps, |r| &r.stamp)
-        .col(Column::new("PID", "pid", -7), |r| {
-            Value::U64(r.e.pid.into())
-        })
-        .col(Column::new("COMM", "comm", -12).truncated(), |r| {
-            Value::Str(&r.comm)
-        })
-        .col(Column::new("IP", "ip", -2), |r| {
-            Value::U64(ip_version(r.t.family))
-        })
-        .col(Column::new("SADDR", "saddr", -16), |r| Value::Ip(r.t.laddr))
-        .col_if(o.lport, Column::new("LPORT", "lport", -6), "lport", |r| {
-            Value::U64(r.t.lport.into())
-        })
-        .col(Column::new("DADDR", "daddr", -16), |r| Value::Ip(r.t.raddr))
-        .col(Column::new("DPORT", "dport", -5), |r| {
-            Value::U64(r.t.rport.into())
-        })
+        .task(-7, |r| (r.e.pid, &r.comm))
+        .tuple(|r| &r.t, TupleColumn::source_dest(o.lport, -5))
         .col(Column::new("LAT(ms)", "lat_ms", -8), |r| {
             Value::F64(r.e.lat_ns as f64 / 1e6, 2)
         })
@@ -134,24 +118,20 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         Ok(())
     })?;
 
-    let table = table(&o).containers(&o.common, |r| r.e.cgroup);
-    let mut out = table.output(o.common.format());
-    out.header();
-    announce("connect latency");
     let clock = Clock::start();
-    s.run.stream(&skel.maps.events, &mut out, |data, out| {
-        let Some(e) = read_event::<types::tcpconnlat_event>(data) else {
-            return;
-        };
-        let row = Row {
+    s.stream_rows(
+        &skel.maps.events,
+        &table(&o).containers(&o.common, |r| r.e.cgroup),
+        o.common.format(),
+        "connect latency",
+        |e: types::tcpconnlat_event| Row {
             stamp: o.stamps.cells(&clock, e.ts_ns),
             t: tuple_of!(e.tuple),
             comm: comm_str(&e.comm),
             result: crate::core::errno::result(e.result.into()),
             e,
-        };
-        table.row(out, &row);
-    })?;
+        },
+    )?;
     s.report(libbpf_rs::skel::Skel::object(&skel));
     Ok(())
 }

@@ -5,13 +5,13 @@ use std::ffi::OsString;
 use clap::Parser;
 
 use crate::core::addr::{ip_version, Tuple};
-use crate::core::bpf::{read_event, Pod};
+use crate::core::bpf::Pod;
 use crate::core::cli::{Common, Family, PidFilter, PortFilters, TimeCells, Timestamps};
 use crate::core::output::{comm_str, Column, Format, Value};
 use crate::core::sk_state;
 use crate::core::table::Table;
 use crate::core::time::Clock;
-use crate::tools::{announce, start, Tool};
+use crate::tools::{start, Tool};
 use crate::tuple_of;
 
 mod skel {
@@ -132,35 +132,29 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     } else {
         o.common.format()
     };
-    let table = table(&o).containers(&o.common, |r| r.e.cgroup);
-    let mut out = table.output(format);
-    out.header();
-    announce("TCP sessions");
     let clock = Clock::start();
-    s.run.stream(&skel.maps.events, &mut out, |data, out| {
-        let Some(e) = read_event::<types::tcplife_event>(data) else {
-            return;
-        };
-        let row = Row {
+    s.stream_rows(
+        &skel.maps.events,
+        &table(&o).containers(&o.common, |r| r.e.cgroup),
+        format,
+        "TCP sessions",
+        |e: types::tcplife_event| Row {
             stamp: o.stamps.cells(&clock, e.ts_ns),
             t: tuple_of!(e.tuple),
             comm: comm_str(&e.comm),
             e,
-        };
-        table.row(out, &row);
-    })?;
+        },
+    )?;
+    let object = libbpf_rs::skel::Skel::object(&skel);
+    s.report(object);
     let bss = skel.maps.bss_data.as_deref();
-    s.report(libbpf_rs::skel::Skel::object(&skel));
-    crate::core::run::report_dropped(
+    sk_state::report_unfollowed(
         tool.name,
-        bss.map_or(0, |b| b.untracked),
+        object,
+        bss.map_or([0; 3], |b| {
+            [b.untracked, b.sk_state_inserted, b.sk_state_deleted]
+        }),
         "sessions not tracked (no kernel memory for their per-socket state)",
-    );
-    sk_state::report_evicted(
-        tool.name,
-        libbpf_rs::skel::Skel::object(&skel),
-        bss.map_or(0, |b| b.sk_state_inserted),
-        bss.map_or(0, |b| b.sk_state_deleted),
         "sessions not reported",
     );
     Ok(())

@@ -6,16 +6,15 @@ use std::ffi::OsString;
 use clap::Parser;
 
 use crate::core::addr::Tuple;
-use crate::core::bpf::{read_event, verify, Pod};
-use crate::core::caps::{Hook, Plan};
+use crate::core::bpf::{verify, Pod};
 use crate::core::cli::{
     parse_pid, parse_port_list, Common, Family, Filters, PidFilter, Ports, TimeCells, Timestamps,
 };
 use crate::core::output::{comm_str, Column, Value};
-use crate::core::table::Table;
+use crate::core::table::{Table, TupleColumn};
 use crate::core::time::Clock;
-use crate::tools::{announce, start, Tool};
-use crate::tuple_of;
+use crate::tools::{start, Tool};
+use crate::{tp_btf_or_raw_tp_plans, tuple_of};
 
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/tcppktlat.skel.rs"));
@@ -28,20 +27,10 @@ pub static TOOL: Tool = Tool {
     name: "tcppktlat",
     aliases: &[],
     about: "TCP receive latency: segment arrival to the application reading it, per read",
-    plans: &[
-        Plan {
-            name: "tp_btf",
-            needs: &[Hook::TpBtf],
-            attach: "tcp/tcp_probe, tcp/tcp_rcv_space_adjust, tcp/tcp_destroy_sock",
-            check: Some(has_tracepoints),
-        },
-        Plan {
-            name: "raw_tp",
-            needs: &[Hook::RawTp],
-            attach: "raw_tp tcp/tcp_probe, tcp/tcp_rcv_space_adjust, tcp/tcp_destroy_sock",
-            check: Some(has_tracepoints),
-        },
-    ],
+    plans: tp_btf_or_raw_tp_plans!(
+        "tcp/tcp_probe, tcp/tcp_rcv_space_adjust, tcp/tcp_destroy_sock",
+        Some(has_tracepoints)
+    ),
     cli: <Opts as clap::CommandFactory>::command,
     run,
     verify: verify::<TcppktlatSkelBuilder>,
@@ -132,14 +121,7 @@ fn table(stamps: &Timestamps) -> Table<Row> {
         .col(Column::new("COMM", "comm", -16).truncated(), |r| {
             Value::Str(&r.comm)
         })
-        .col(Column::new("LADDR", "laddr", -15), |r| Value::Ip(r.t.laddr))
-        .col(Column::new("LPORT", "lport", -5), |r| {
-            Value::U64(r.t.lport.into())
-        })
-        .col(Column::new("RADDR", "raddr", -15), |r| Value::Ip(r.t.raddr))
-        .col(Column::new("RPORT", "rport", -5), |r| {
-            Value::U64(r.t.rport.into())
-        })
+        .tuple(|r| &r.t, TupleColumn::local_remote(-15))
         .col(Column::new("MS", "lat_ms", 0), |r| {
             Value::F64(r.e.lat_ns as f64 / 1e6, 3)
         })
@@ -166,23 +148,19 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         Ok(())
     })?;
 
-    let table = table(&stamps).containers(&o.common, |r| r.e.cgroup);
-    let mut out = table.output(o.common.format());
-    out.header();
-    announce("TCP receive latency");
     let clock = Clock::start();
-    s.run.stream(&skel.maps.events, &mut out, |data, out| {
-        let Some(e) = read_event::<types::tcppktlat_event>(data) else {
-            return;
-        };
-        let row = Row {
+    s.stream_rows(
+        &skel.maps.events,
+        &table(&stamps).containers(&o.common, |r| r.e.cgroup),
+        o.common.format(),
+        "TCP receive latency",
+        |e: types::tcppktlat_event| Row {
             stamp: stamps.cells(&clock, e.ts_ns),
             t: tuple_of!(e.tuple),
             comm: comm_str(&e.comm),
             e,
-        };
-        table.row(out, &row);
-    })?;
+        },
+    )?;
     s.report(libbpf_rs::skel::Skel::object(&skel));
     Ok(())
 }

@@ -5,12 +5,15 @@ use std::ffi::OsString;
 
 use clap::Parser;
 
-use crate::core::addr::{ip_version, Tuple};
+use crate::core::addr::Tuple;
 use crate::core::bpf::Pod;
 use crate::core::cli::{Common, Family, PidFilter, TimeCells, Timestamps};
 use crate::core::output::{comm_str, Column, Value};
 use crate::core::sk_state;
-use crate::core::table::Table;
+use crate::core::table::{
+    End, Table,
+    TupleColumn::{Addr, Ip, Port},
+};
 use crate::core::time::Clock;
 use crate::tools::{start, Tool};
 use crate::tuple_of;
@@ -97,23 +100,17 @@ fn table(o: &Opts) -> Table<Row> {
                 Value::Str(if verbose { long } else { short })
             },
         )
-        .col(Column::new("PID", "pid", -7), |r| {
-            Value::U64(r.e.pid.into())
-        })
-        .col(Column::new("COMM", "comm", -12).truncated(), |r| {
-            Value::Str(&r.comm)
-        })
-        .col(Column::new("IP", "ip", -2), |r| {
-            Value::U64(ip_version(r.t.family))
-        })
-        .col(Column::new("SADDR", "saddr", -16), |r| Value::Ip(r.t.laddr))
-        .col(Column::new("DADDR", "daddr", -16), |r| Value::Ip(r.t.raddr))
-        .col(Column::new("SPORT", "sport", -6), |r| {
-            Value::U64(r.t.lport.into())
-        })
-        .col(Column::new("DPORT", "dport", -6), |r| {
-            Value::U64(r.t.rport.into())
-        })
+        .task(-7, |r| (r.e.pid, &r.comm))
+        .tuple(
+            |r| &r.t,
+            [
+                Ip,
+                Addr(End::Local, Column::new("SADDR", "saddr", -16)),
+                Addr(End::Remote, Column::new("DADDR", "daddr", -16)),
+                Port(End::Local, Column::new("SPORT", "sport", -6)),
+                Port(End::Remote, Column::new("DPORT", "dport", -6)),
+            ],
+        )
         .col_if(verbose, Column::new("NETNS", "netns", 0), "netns", |r| {
             Value::U64(r.e.netns_ino.into())
         })
@@ -151,18 +148,16 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
             e,
         },
     )?;
+    let object = libbpf_rs::skel::Skel::object(&skel);
+    s.report(object);
     let bss = skel.maps.bss_data.as_deref();
-    s.report(libbpf_rs::skel::Skel::object(&skel));
-    crate::core::run::report_dropped(
+    sk_state::report_unfollowed(
         tool.name,
-        bss.map_or(0, |b| b.untracked),
+        object,
+        bss.map_or([0; 3], |b| {
+            [b.untracked, b.sk_state_inserted, b.sk_state_deleted]
+        }),
         "connections not followed (no kernel memory for their per-socket state)",
-    );
-    sk_state::report_evicted(
-        tool.name,
-        libbpf_rs::skel::Skel::object(&skel),
-        bss.map_or(0, |b| b.sk_state_inserted),
-        bss.map_or(0, |b| b.sk_state_deleted),
         "connections whose close was not reported",
     );
     Ok(())

@@ -5,13 +5,13 @@ use std::ffi::OsString;
 use clap::Parser;
 
 use crate::core::addr::{ip, ip_version};
-use crate::core::bpf::{read_event, Pod};
+use crate::core::bpf::Pod;
 use crate::core::caps::{btf_has, Hook, Plan};
 use crate::core::cli::{Common, PidFilter};
 use crate::core::output::{comm_str, Column, Value};
 use crate::core::table::Table;
 use crate::core::time::Clock;
-use crate::tools::{announce, start, Tool};
+use crate::tools::{start, Tool};
 
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/udpconnect.skel.rs"));
@@ -155,22 +155,18 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         false => Vec::new(),
     };
 
-    let table = table().containers(&o.common, |r| r.e.cgroup);
-    let mut out = table.output(o.common.format());
-    out.header();
-    announce("UDP connect()s");
     let clock = Clock::start();
-    s.run.stream(&skel.maps.events, &mut out, |data, out| {
-        let Some(e) = read_event::<types::udpconnect_event>(data) else {
-            return;
-        };
-        let row = Row {
+    s.stream_rows(
+        &skel.maps.events,
+        &table().containers(&o.common, |r| r.e.cgroup),
+        o.common.format(),
+        "UDP connect()s",
+        |e: types::udpconnect_event| Row {
             time: clock.hms(e.ts_ns),
             comm: comm_str(&e.comm),
             e,
-        };
-        table.row(out, &row);
-    })?;
+        },
+    )?;
     s.report(libbpf_rs::skel::Skel::object(&skel));
     Ok(())
 }
