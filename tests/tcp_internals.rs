@@ -156,8 +156,9 @@ fn tcptop_counts_every_byte_once_across_intervals() {
         check_tcptop_totals(&format!("{plan} (sendfile)"), &by_sendfile, &rows, skipped);
 
         let Some(table) = table else { continue };
-        // The table: a loadavg line, the bcc header, addr:port endpoints, sorted by total.
-        assert!(table.iter().any(|l| l.contains(" loadavg: ")), "{table:?}");
+        // The table: a loadavg line first (no empty line before it), the bcc header,
+        // addr:port endpoints, sorted by total.
+        assert!(table[0].contains(" loadavg: "), "{table:?}");
         let header = table.iter().find(|l| l.starts_with("PID")).expect("header");
         let cols: Vec<&str> = header.split_whitespace().collect();
         assert_eq!(cols, ["PID", "COMM", "LADDR", "RADDR", "RX_KB", "TX_KB"]);
@@ -889,6 +890,7 @@ fn check_tcpsynbl(plan: &str) {
         kinds.len() - 2
     ]);
     assert_eq!(drop_lines, want, "{plan}: {lines:?}");
+    assert!(!lines[0].is_empty(), "no empty first line: {lines:?}");
     assert!(lines.iter().any(|l| l == "@backlog[2]:"), "{lines:?}");
     assert!(
         lines
@@ -1316,6 +1318,20 @@ fn check_tcpnagle(plan: &str) {
         "{plan}: another namespace leaked in: {:?}",
         other.lines
     );
+    // Nothing counted: said on stderr, not an empty end.
+    let what = if plan == "partial" {
+        "send"
+    } else {
+        "transmit"
+    };
+    assert!(
+        other.stderr.contains(&format!(
+            "netbpf tcpnagle: no TCP {what} was counted while tracing"
+        )),
+        "{plan}: {}",
+        other.stderr
+    );
+
     let results: Vec<_> = tools.into_iter().map(|t| finished(t.stop())).collect();
     let partial = plan == "partial";
     for f in &results {
