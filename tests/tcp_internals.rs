@@ -936,6 +936,50 @@ fn tcpsynbl_netns_by_cookie() {
     );
 }
 
+/// More backlog limits than the kernel map has histograms for (1,024): the samples of the limits
+/// that found no room are counted and said at exit, not dropped silently.
+#[test]
+fn tcpsynbl_reports_samples_a_full_map_dropped() {
+    use std::os::fd::AsRawFd;
+    const LIMITS: usize = 1100;
+    let ns = Netns::new();
+    let path = ns.path();
+    let tool = Tool::start(&["tcpsynbl", "--json", "--netns", &path]);
+    // One listener per backlog limit 1..=LIMITS, one connection to each, from a thread that
+    // entered the namespace.
+    std::thread::spawn(move || {
+        let netns = std::fs::File::open(&path).unwrap();
+        // SAFETY: setns on this thread with an fd it holds.
+        assert_eq!(
+            unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) },
+            0
+        );
+        let listeners: Vec<std::net::TcpListener> = (1..=LIMITS)
+            .map(|limit| {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                // listen() again on a listening socket sets its backlog limit.
+                // SAFETY: listen on a socket this thread owns.
+                assert_eq!(unsafe { libc::listen(l.as_raw_fd(), limit as i32) }, 0);
+                l
+            })
+            .collect();
+        for l in &listeners {
+            std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        }
+    })
+    .join()
+    .unwrap();
+    let f = finished(tool.stop());
+    let rows = f.json();
+    let hists = rows.iter().filter(|r| r["hist"] == "backlog").count();
+    assert_eq!(hists, 1024, "the map holds 1,024 limits");
+    let want = format!(
+        "netbpf tcpsynbl: {} updates not counted (a kernel map was full",
+        LIMITS - hists
+    );
+    assert!(f.stderr.contains(&want), "{}", f.stderr);
+}
+
 #[test]
 fn tcpsynbl_intervals_and_family_filter() {
     let ns = Netns::new();
