@@ -43,41 +43,17 @@ impl Kallsyms {
         Kallsyms::from_chunks(r, prefixes, CHUNK)
     }
 
-    fn from_chunks(mut r: impl std::io::Read, prefixes: &[&str], chunk: usize) -> Kallsyms {
+    fn from_chunks(r: impl std::io::Read, prefixes: &[&str], chunk: usize) -> Kallsyms {
         let needles: Vec<Vec<u8>> = prefixes
             .iter()
             .map(|p| format!(" {p}").into_bytes())
             .collect();
         let mut kept = Kallsyms::from_text(String::new());
         let mut trail = None;
-        let mut buf = Vec::with_capacity(chunk + 4096);
-        let mut eof = false;
-        loop {
-            // A chunk of whole lines (reads of /proc files return a page or so each).
-            if !eof && (buf.len() < chunk || !buf.contains(&b'\n')) {
-                let at = buf.len();
-                buf.resize(at + 16 * 1024, 0);
-                match r.read(&mut buf[at..]) {
-                    Ok(0) | Err(_) => {
-                        buf.truncate(at);
-                        eof = true;
-                    }
-                    Ok(n) => buf.truncate(at + n),
-                }
-                continue;
-            }
-            // Whole lines only; the rest starts the next chunk.
-            let end = if eof {
-                buf.len()
-            } else {
-                buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
-            };
-            kept.keep_lines(&buf[..end], &needles, &mut trail);
-            buf.drain(..end);
-            if eof {
-                return kept;
-            }
-        }
+        for_each_chunk(r, chunk, |lines| {
+            kept.keep_lines(lines, &needles, &mut trail)
+        });
+        kept
     }
 
     /// Appends the lines of `chunk` that hold a needle (a name prefix after its space), and the
@@ -225,6 +201,86 @@ impl Kallsyms {
     }
 }
 
+/// Calls `f` with successive chunks of whole lines of `r`, about `chunk` bytes each (reads of
+/// /proc files return a page or so each).
+fn for_each_chunk(mut r: impl std::io::Read, chunk: usize, mut f: impl FnMut(&[u8])) {
+    let mut buf = Vec::with_capacity(chunk + 4096);
+    let mut eof = false;
+    loop {
+        if !eof && (buf.len() < chunk || !buf.contains(&b'\n')) {
+            let at = buf.len();
+            buf.resize(at + 16 * 1024, 0);
+            match r.read(&mut buf[at..]) {
+                Ok(0) | Err(_) => {
+                    buf.truncate(at);
+                    eof = true;
+                }
+                Ok(n) => buf.truncate(at + n),
+            }
+            continue;
+        }
+        // Whole lines only; the rest starts the next chunk.
+        let end = if eof {
+            buf.len()
+        } else {
+            buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
+        };
+        f(&buf[..end]);
+        buf.drain(..end);
+        if eof {
+            return;
+        }
+    }
+}
+
+/// The function symbol (`t`/`T` line of kallsyms' text in `r`) each of `wanted` (sorted, no
+/// duplicates) falls in, as (name, offset): the symbol of the highest address at or below it.
+/// Reads in chunks and keeps one name per address, where a table of every symbol is ~8 MB.
+pub fn name_addresses(r: impl std::io::Read, wanted: &[u64]) -> Vec<Option<(String, u64)>> {
+    let mut best: Vec<Option<(String, u64)>> = vec![None; wanted.len()];
+    let mut best_at = vec![0u64; wanted.len()];
+    // The previous function line: the addresses from it up to the next line's are its own.
+    let mut prev: Option<(u64, String)> = None;
+    let mut claim = |prev: &Option<(u64, String)>, upto: u64| {
+        let Some((start, name)) = prev else { return };
+        let from = wanted.partition_point(|&a| a < *start);
+        for (i, &a) in wanted.iter().enumerate().skip(from) {
+            if a >= upto {
+                break;
+            }
+            if *start >= best_at[i] {
+                best_at[i] = *start;
+                best[i] = Some((name.clone(), a - start));
+            }
+        }
+    };
+    for_each_chunk(r, CHUNK, |lines| {
+        for line in lines.split(|&b| b == b'\n') {
+            let mut fields = line.splitn(3, |&b| b == b' ');
+            let (Some(hex), Some(kind), Some(rest)) = (fields.next(), fields.next(), fields.next())
+            else {
+                continue;
+            };
+            if !matches!(kind, b"t" | b"T") {
+                continue;
+            }
+            let addr = line_addr(hex);
+            // An alias at the same address: the first name stays.
+            if addr == 0 || prev.as_ref().is_some_and(|(p, _)| *p == addr) {
+                continue;
+            }
+            claim(&prev, addr);
+            let name = rest.split(|&b| b == b'\t').next().unwrap_or_default();
+            let (_, n) = prev.get_or_insert_with(|| (0, String::new()));
+            n.clear();
+            n.push_str(&String::from_utf8_lossy(name));
+            prev.as_mut().unwrap().0 = addr;
+        }
+    });
+    claim(&prev, u64::MAX);
+    best
+}
+
 fn line_start(text: &[u8], at: usize) -> usize {
     text[..at]
         .iter()
@@ -340,6 +396,24 @@ ffffffffc0a03000 t x__alloc_skb\t[m]";
         let k = Kallsyms::from_reader(TEXT.as_bytes(), &["tbf_enqueue"]);
         assert_eq!(k.find("tbf_enqueue_x").unwrap().addr, 0xffffffff81f4ba00);
         assert!(k.has_function("tbf_enqueue"));
+    }
+
+    #[test]
+    fn addresses_are_named_by_the_function_they_fall_in() {
+        let wanted = [
+            0xffffffff81000010,
+            0xffffffff81f4ba04,
+            0xffffffff81f4bc41,
+            0xffffffffc0a01008,
+        ];
+        let named = name_addresses(TEXT.as_bytes(), &wanted);
+        let n = |i: usize| named[i].clone().map(|(s, o)| format!("{s}+0x{o:x}"));
+        assert_eq!(n(0).as_deref(), Some("_text+0x10"));
+        // Three names at one address: the first listed.
+        assert_eq!(n(1).as_deref(), Some("tbf_enqueue_x+0x4"));
+        assert_eq!(n(2).as_deref(), Some("kmalloc_reserve+0x1"));
+        assert_eq!(n(3).as_deref(), Some("fq_enqueue+0x8"), "a module's");
+        assert_eq!(name_addresses(TEXT.as_bytes(), &[0x10]), [None]);
     }
 
     #[test]
