@@ -432,7 +432,32 @@ fn ipecn_filters_exclude_what_they_should() {
     let rows = v4_only.stop().json();
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert!(rows.iter().all(|r| r["saddr"] == "127.0.0.1"));
-    assert!(other_ns.stop().lines.is_empty());
+    // Nothing marked in that namespace: said on stderr, stdout (JSON lines) stays empty; the
+    // runs that saw packets do not say it.
+    let other = other_ns.stop();
+    assert!(other.lines.is_empty(), "{:?}", other.lines);
+    assert!(
+        other.stderr.contains(
+            "netbpf ipecn: no packet marked Congestion Experienced was received while tracing"
+        ),
+        "{}",
+        other.stderr
+    );
+}
+
+#[test]
+fn ipecn_says_nothing_only_when_nothing_was_seen() {
+    let ns = Netns::new();
+    let table = Tool::start(&["ipecn", "--netns", &ns.path()]);
+    ns.loadgen(&["ecn", "--family", "4", "--ce", "1"]);
+    let f = table.stop();
+    assert_eq!(f.lines.len(), 1, "{:?}", f.lines);
+    assert!(
+        f.lines[0].contains("ECN CE from: 127.0.0.1"),
+        "{:?}",
+        f.lines
+    );
+    assert!(!f.stderr.contains("no packet marked"), "{}", f.stderr);
 }
 
 /// The NAPI/GRO receive path hands packets to the stack in lists (netif_receive_skb_list:

@@ -156,8 +156,9 @@ fn tcptop_counts_every_byte_once_across_intervals() {
         check_tcptop_totals(&format!("{plan} (sendfile)"), &by_sendfile, &rows, skipped);
 
         let Some(table) = table else { continue };
-        // The table: a loadavg line, the bcc header, addr:port endpoints, sorted by total.
-        assert!(table.iter().any(|l| l.contains(" loadavg: ")), "{table:?}");
+        // The table: a loadavg line first (no empty line before it), the bcc header,
+        // addr:port endpoints, sorted by total.
+        assert!(table[0].contains(" loadavg: "), "{table:?}");
         let header = table.iter().find(|l| l.starts_with("PID")).expect("header");
         let cols: Vec<&str> = header.split_whitespace().collect();
         assert_eq!(cols, ["PID", "COMM", "LADDR", "RADDR", "RX_KB", "TX_KB"]);
@@ -891,6 +892,7 @@ fn check_tcpsynbl(plan: &str) {
         kinds.len() - 2
     ]);
     assert_eq!(drop_lines, want, "{plan}: {lines:?}");
+    assert!(!lines[0].is_empty(), "no empty first line: {lines:?}");
     assert!(lines.iter().any(|l| l == "@backlog[2]:"), "{lines:?}");
     assert!(
         lines
@@ -934,6 +936,50 @@ fn tcpsynbl_netns_by_cookie() {
         n >= 1 && n == drops,
         "{n} overflows, {drops} drops: {rows:?}"
     );
+}
+
+/// More backlog limits than the kernel map has histograms for (1,024): the samples of the limits
+/// that found no room are counted and said at exit, not dropped silently.
+#[test]
+fn tcpsynbl_reports_samples_a_full_map_dropped() {
+    use std::os::fd::AsRawFd;
+    const LIMITS: usize = 1100;
+    let ns = Netns::new();
+    let path = ns.path();
+    let tool = Tool::start(&["tcpsynbl", "--json", "--netns", &path]);
+    // One listener per backlog limit 1..=LIMITS, one connection to each, from a thread that
+    // entered the namespace.
+    std::thread::spawn(move || {
+        let netns = std::fs::File::open(&path).unwrap();
+        // SAFETY: setns on this thread with an fd it holds.
+        assert_eq!(
+            unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) },
+            0
+        );
+        let listeners: Vec<std::net::TcpListener> = (1..=LIMITS)
+            .map(|limit| {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                // listen() again on a listening socket sets its backlog limit.
+                // SAFETY: listen on a socket this thread owns.
+                assert_eq!(unsafe { libc::listen(l.as_raw_fd(), limit as i32) }, 0);
+                l
+            })
+            .collect();
+        for l in &listeners {
+            std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        }
+    })
+    .join()
+    .unwrap();
+    let f = finished(tool.stop());
+    let rows = f.json();
+    let hists = rows.iter().filter(|r| r["hist"] == "backlog").count();
+    assert_eq!(hists, 1024, "the map holds 1,024 limits");
+    let want = format!(
+        "netbpf tcpsynbl: {} updates not counted (a kernel map was full",
+        LIMITS - hists
+    );
+    assert!(f.stderr.contains(&want), "{}", f.stderr);
 }
 
 #[test]
@@ -1318,6 +1364,20 @@ fn check_tcpnagle(plan: &str) {
         "{plan}: another namespace leaked in: {:?}",
         other.lines
     );
+    // Nothing counted: said on stderr, not an empty end.
+    let what = if plan == "partial" {
+        "send"
+    } else {
+        "transmit"
+    };
+    assert!(
+        other.stderr.contains(&format!(
+            "netbpf tcpnagle: no TCP {what} was counted while tracing"
+        )),
+        "{plan}: {}",
+        other.stderr
+    );
+
     let results: Vec<_> = tools.into_iter().map(|t| finished(t.stop())).collect();
     let partial = plan == "partial";
     for f in &results {

@@ -285,6 +285,13 @@ pub fn report_dropped(tool: &str, n: u64, what: &str) {
     }
 }
 
+/// Says on stderr that a run saw nothing to report (`what`: "no packet ... was received"), where
+/// a summary or a stream would otherwise end without a word; stdout (JSON lines) is untouched.
+pub fn report_nothing(tool: &str, what: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "netbpf {tool}: {what} while tracing");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

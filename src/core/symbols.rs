@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use blazesym::normalize::{Normalizer, UserMeta};
-use blazesym::symbolize::source::{Elf, Kernel, Process, Source};
+use blazesym::symbolize::source::{Elf, Process, Source};
 use blazesym::symbolize::{Input, Symbolized, Symbolizer};
 use blazesym::Pid;
 
@@ -12,6 +12,8 @@ use blazesym::Pid;
 pub struct Symbols {
     symbolizer: Symbolizer,
     normalizer: Normalizer,
+    /// Kernel frames named so far, by address.
+    kernel_frames: std::cell::RefCell<std::collections::HashMap<u64, String>>,
 }
 
 /// A user stack frame found in the file mapped at its address: it can be named from that file
@@ -53,6 +55,7 @@ impl Symbols {
         Symbols {
             symbolizer: Symbolizer::new(),
             normalizer: Normalizer::new(),
+            kernel_frames: Default::default(),
         }
     }
 
@@ -103,13 +106,29 @@ impl Symbols {
     }
 
     /// Kernel addresses (from bpf_get_stack / a stack map), innermost first; zeros end the stack.
+    /// Named from /proc/kallsyms read in chunks for the addresses not named before (stacks
+    /// repeat), not by blazesym's kernel resolver, which holds every symbol (+8 MB of RSS).
     pub fn kernel(&self, addrs: &[u64]) -> Vec<String> {
         let addrs: Vec<u64> = addrs.iter().copied().take_while(|&a| a != 0).collect();
-        let src = Source::Kernel(Kernel::default());
-        frames(
-            self.symbolizer.symbolize(&src, Input::AbsAddr(&addrs)),
-            &addrs,
-        )
+        let mut known = self.kernel_frames.borrow_mut();
+        let mut missing: Vec<u64> = addrs
+            .iter()
+            .copied()
+            .filter(|a| !known.contains_key(a))
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        if !missing.is_empty() {
+            let named = match std::fs::File::open("/proc/kallsyms") {
+                Ok(f) => crate::core::kallsyms::name_addresses(f, &missing),
+                Err(_) => vec![None; missing.len()],
+            };
+            for (a, n) in missing.into_iter().zip(named) {
+                let frame = n.map_or_else(|| format!("0x{a:x}"), |(s, o)| format!("{s}+0x{o:x}"));
+                known.insert(a, frame);
+            }
+        }
+        addrs.iter().map(|a| known[a].clone()).collect()
     }
 
     /// User addresses of process `pid` (while it is alive), innermost first.

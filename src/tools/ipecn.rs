@@ -9,6 +9,7 @@ use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{Common, Family};
 use crate::core::output::{comm_str, Column, Value};
+use crate::core::run::report_nothing;
 use crate::core::table::Table;
 use crate::core::time::Clock;
 use crate::tools::{announce, start, Tool};
@@ -108,10 +109,12 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let mut out = table.output(o.common.format());
     announce("ECN CE packets");
     let clock = Clock::start();
+    let mut seen = 0u64;
     s.run.stream(&skel.maps.events, &mut out, |data, out| {
         let Some(e) = read_event::<types::ipecn_event>(data) else {
             return;
         };
+        seen += 1;
         let row = Row {
             time: clock.hms(e.ts_ns),
             proto: proto_name(e.proto),
@@ -121,5 +124,11 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         table.row(out, &row);
     })?;
     s.report(libbpf_rs::skel::Skel::object(&skel));
+    if seen == 0 {
+        report_nothing(
+            tool.name,
+            "no packet marked Congestion Experienced was received",
+        );
+    }
     Ok(())
 }

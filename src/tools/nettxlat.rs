@@ -98,9 +98,9 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         return Ok(());
     }
     if hists.is_empty() {
-        eprintln!(
-            "netbpf {}: no packet handed to a matching device was consumed while tracing",
-            tool.name
+        crate::core::run::report_nothing(
+            tool.name,
+            "no packet handed to a matching device was consumed",
         );
     }
     hists.sort_by_key(|(k, _)| comm_str(&k.dev));

@@ -147,7 +147,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         return Err(usage!("qdisc {kind}: {why}"));
     }
     let what = format!("qdisc {kind}");
-    let kallsyms = Kallsyms::read();
+    let kallsyms = kind_symbols(&[&kind]);
     match kind_available_in(&kind, &osrelease(), &kallsyms, Path::new("/lib/modules")) {
         Ok(Availability::Present) => {}
         Ok(Availability::ModuleNotLoaded(module)) => eprintln!(
@@ -218,7 +218,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     if out.format() == Format::Json || total(&slots) > 0 {
         print_log2(&mut out, "us", "us", &labels, &slots);
     } else {
-        eprintln!("netbpf qdisc: no packet left a {kind} qdisc{on} while tracing");
+        crate::core::run::report_nothing(tool.name, &format!("no packet left a {kind} qdisc{on}"));
     }
     out.flush();
     if untimed > 0 {
@@ -325,7 +325,7 @@ fn configure(open: &mut OpenQdiscSkel, kind: &str, t: &Traced) -> anyhow::Result
 fn verify(tool: &'static str, plan: &'static Plan) -> Result<(), String> {
     let t = Traced {
         plan,
-        funcs: kind_functions("pfifo_fast", &Kallsyms::read()),
+        funcs: kind_functions("pfifo_fast", &kind_symbols(&["pfifo_fast"])),
     };
     crate::core::bpf::verify_with::<QdiscSkelBuilder>(tool, plan, |open, _| {
         configure(open, "pfifo_fast", &t)
@@ -392,6 +392,13 @@ struct KindFunctions {
     /// (fq_codel's on recent kernels; most kinds use the generic qdisc_peek_dequeued, which
     /// calls their dequeue function).
     peek: Option<String>,
+}
+
+/// The symbols of /proc/kallsyms that [`kind_functions`] and [`kind_available_in`] look for:
+/// those named KIND_... for each kind.
+fn kind_symbols(kinds: &[&str]) -> Kallsyms {
+    let prefixes: Vec<String> = kinds.iter().map(|k| format!("{k}_")).collect();
+    Kallsyms::read_names(&prefixes.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 /// The kind's enqueue and dequeue functions, when /proc/kallsyms has both under one of the usual
@@ -678,7 +685,8 @@ pub mod export {
     }
 
     pub fn load(ctx: &Ctx) -> anyhow::Result<Loaded> {
-        let kallsyms = Kallsyms::read();
+        let names: Vec<&str> = ctx.qdisc_kinds.iter().map(String::as_str).collect();
+        let kallsyms = kind_symbols(&names);
         let mut kinds = Vec::new();
         let mut plans = Vec::new();
         let mut keep: Vec<Box<dyn std::any::Any>> = Vec::new();

@@ -92,7 +92,7 @@ fn check_cache_argument() -> Result<(), String> {
 
 /// __alloc_skb's text range from /proc/kallsyms: its start, and the next symbol's address.
 fn alloc_skb_range() -> Option<(u64, u64)> {
-    Kallsyms::read().function_range("__alloc_skb")
+    Kallsyms::read_names(&["__alloc_skb"]).function_range("__alloc_skb")
 }
 
 /// SLUB merges caches of equal size and flags: skbuff_fclone_cache then has no kmem_cache of its

@@ -10,6 +10,7 @@ use crate::core::caps::{btf_has, Hook, Plan};
 use crate::core::cli::{Common, Family, PidFilter};
 use crate::core::hist::print_log2;
 use crate::core::output::{Column, Format, Output, Value};
+use crate::core::run::report_nothing;
 use crate::tools::{announce, start, Tool};
 
 mod skel {
@@ -135,7 +136,12 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         ],
     );
     let mode = if partial { "partial" } else { "full" };
-    print_counts(&mut out, &skel.maps.nagle, "nagle", mode)?;
+    let counted = print_counts(&mut out, &skel.maps.nagle, "nagle", mode)?;
+    if counted == 0 {
+        // Empty maps print nothing: say so rather than end without a word.
+        let what = if partial { "send" } else { "transmit" };
+        report_nothing(tool.name, &format!("no TCP {what} was counted"));
+    }
     if partial {
         print_counts(&mut out, &skel.maps.unsent, "unsent", mode)?;
     } else {
@@ -153,8 +159,13 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Prints the non-zero counts of a nonagle-indexed array map, bpftrace style.
-fn print_counts(out: &mut Output, map: &dyn MapCore, name: &str, mode: &str) -> anyhow::Result<()> {
+/// Prints the non-zero counts of a nonagle-indexed array map, bpftrace style; returns their sum.
+fn print_counts(
+    out: &mut Output,
+    map: &dyn MapCore,
+    name: &str,
+    mode: &str,
+) -> anyhow::Result<u64> {
     let mut counts = Vec::new();
     for value in 0..NONAGLE_VALUES {
         let Some(v) = map.lookup(&value.to_ne_bytes(), MapFlags::ANY)? else {
@@ -170,6 +181,7 @@ fn print_counts(out: &mut Output, map: &dyn MapCore, name: &str, mode: &str) -> 
     if !counts.is_empty() {
         out.separate();
     }
+    let sum = counts.iter().map(|(_, n)| n).sum();
     for (flags, n) in counts {
         if out.format() == Format::Json {
             out.row(&[
@@ -182,7 +194,7 @@ fn print_counts(out: &mut Output, map: &dyn MapCore, name: &str, mode: &str) -> 
             out.text(&format!("@{name}[{flags}]: {n}"));
         }
     }
-    Ok(())
+    Ok(sum)
 }
 
 #[cfg(test)]

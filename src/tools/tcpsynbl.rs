@@ -311,7 +311,7 @@ fn print_histograms(
     let json = out.format() == Format::Json;
     let time = hms_now();
     if !json {
-        out.text("");
+        out.separate();
         if o.timestamp {
             out.text(&time);
         }

@@ -296,7 +296,7 @@ fn print_interval(table: &Table<Line>, out: &mut Output, o: &Opts, clear: bool, 
             let _ = stdout.write_all(b"\x1b[H\x1b[2J");
             let _ = stdout.flush();
         } else {
-            out.text("");
+            out.separate();
         }
         if !o.nosummary {
             let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
