@@ -94,8 +94,9 @@ impl Drop for Server {
     }
 }
 
-/// dnsmasq on 127.0.0.1 and ::1 port 53 of `ns`: web.test (A and AAAA), mail.test (A), and
-/// every name under nx.test answered NXDOMAIN; every query logged.
+/// dnsmasq on 127.0.0.1 and ::1 port 53 of `ns`: web.test (A and AAAA), mail.test (A); every
+/// other name under test. answered locally (NXDOMAIN, or no data for a type a name lacks);
+/// every query logged.
 fn dnsmasq(ns: &Netns) -> Server {
     let mut cmd = ns.command("dnsmasq");
     cmd.args([
@@ -113,7 +114,7 @@ fn dnsmasq(ns: &Netns) -> Server {
         "--log-facility=-",
         "--host-record=web.test,192.0.2.10,2001:db8::10",
         "--host-record=mail.test,192.0.2.25",
-        "--local=/nx.test/",
+        "--local=/test/",
     ]);
     Server::start(cmd, "started", false)
 }

@@ -147,12 +147,13 @@ static __always_inline void report(const struct dns_key *k, const struct dns_que
 	e->kind = kind;
 	e->pad[0] = e->pad[1] = e->pad[2] = 0;
 	__builtin_memcpy(e->comm, q->comm, sizeof(e->comm));
+	/* A fixed-size copy (no variable length for the verifier to bound): past the message it
+	 * reads the skb's tailroom or its skb_shared_info, in the same allocation; qlen says what
+	 * belongs to the message. */
 	n = m->dns_len - DNS_HDR_LEN;
-	if (n > DNS_QUESTION_MAX)
-		n = DNS_QUESTION_MAX;
-	e->qlen = 0;
-	if (n && !bpf_probe_read_kernel(e->question, n, m->dns + DNS_HDR_LEN))
-		e->qlen = n;
+	e->qlen = n > DNS_QUESTION_MAX ? DNS_QUESTION_MAX : n;
+	if (bpf_probe_read_kernel(e->question, sizeof(e->question), m->dns + DNS_HDR_LEN))
+		e->qlen = 0;
 	submit_event(e);
 }
 
