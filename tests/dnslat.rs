@@ -10,29 +10,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use common::{netbpf, Netns, Tool};
+use common::{netbpf, Netns, TempDir, Tool};
 use serde_json::Value;
-
-/// A fresh directory for one test's files, removed when dropped.
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("netbpf-dnslat-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-    fn file(&self, name: &str) -> String {
-        self.0.join(name).to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A process started in the namespace, killed when dropped; `ready` waited for on a line of
 /// its output.
@@ -210,7 +189,7 @@ fn one<'a>(rows: &'a [Value], qname: &str, qtype: &str, pid: u32, comm: &str) ->
 #[test]
 fn dnslat_sees_dig_glibc_and_python_queries() {
     let ns = Netns::new();
-    let dir = TempDir::new("clients");
+    let dir = TempDir::new("dnslat-clients");
     let resolver = dnsmasq(&ns);
     let json = Tool::start(&["dnslat", "--json", "--netns", &ns.path()]);
     let table = Tool::start(&["dnslat", "--netns", &ns.path()]);
