@@ -11,29 +11,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::veth::{ethtool_set, in_netns, ip, tc, veth_pair, ETHTOOL_SGRO, ETHTOOL_STSO};
-use common::{loadgen_bin, netbpf, with, Netns, Tool};
+use common::{loadgen_bin, netbpf, with, Netns, TempDir, Tool};
 use serde_json::Value;
-
-/// A fresh directory for one test's files, removed when dropped.
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("netbpf-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-    fn file(&self, name: &str) -> String {
-        self.0.join(name).to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The stock-kernel VM (vmtest/suite.sh) the tests run in, if any.
 fn vm_kernel() -> Option<String> {

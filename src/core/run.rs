@@ -136,22 +136,40 @@ impl Run {
     where
         F: FnMut(&[u8], &mut Output),
     {
+        self.stream_ticking(events, out, handle, |_| {})
+    }
+
+    /// As [`Run::stream`], calling `tick` after each drain of the ring (at least every
+    /// [`DRAIN_INTERVAL`]) and once at the end: for rows due without an event (timeouts).
+    pub fn stream_ticking<F, T>(
+        &self,
+        events: &dyn MapCore,
+        out: &mut Output,
+        handle: F,
+        tick: T,
+    ) -> anyhow::Result<()>
+    where
+        F: FnMut(&[u8], &mut Output),
+        T: FnMut(&mut Output),
+    {
         // SAFETY: changing a signal disposition; restored below.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
-        let r = self.stream_events(events, out, handle);
+        let r = self.stream_events(events, out, handle, tick);
         // SAFETY: as above.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
         r
     }
 
-    fn stream_events<F>(
+    fn stream_events<F, T>(
         &self,
         events: &dyn MapCore,
         out: &mut Output,
         mut handle: F,
+        mut tick: T,
     ) -> anyhow::Result<()>
     where
         F: FnMut(&[u8], &mut Output),
+        T: FnMut(&mut Output),
     {
         let out = RefCell::new(out);
         let mut builder = RingBufferBuilder::new();
@@ -183,11 +201,13 @@ impl Run {
                 }
             }
             consume(&ring)?;
+            tick(&mut out.borrow_mut());
             if !out.borrow_mut().flush() {
                 return Ok(()); // stdout closed or blocked at the end: nobody is reading
             }
         }
         consume(&ring)?;
+        tick(&mut out.borrow_mut());
         out.borrow_mut().flush();
         Ok(())
     }

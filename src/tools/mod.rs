@@ -27,6 +27,7 @@ pub struct Tool {
 }
 
 pub mod bindsnoop;
+pub mod dnslat;
 pub mod gethostlatency;
 pub mod ieee80211scan;
 pub mod ipecn;
@@ -71,6 +72,7 @@ pub mod sockmsg;
 /// The registry: one line per tool.
 pub static TOOLS: &[&Tool] = &[
     &bindsnoop::TOOL,
+    &dnslat::TOOL,
     &gethostlatency::TOOL,
     &ieee80211scan::TOOL,
     &ipecn::TOOL,

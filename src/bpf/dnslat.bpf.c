@@ -1,0 +1,203 @@
+// SPDX-License-Identifier: GPL-2.0
+/* dnslat: DNS queries over UDP and their responses, from the packets: a query is seen when a
+ * local socket queues it to a device (net:net_dev_queue: skb->sk is the querying socket, and
+ * the sender is the current task), its response when it arrives from a device
+ * (net:netif_receive_skb), matched by network namespace, addresses, ports and DNS id in
+ * `queries`, so the latency is taken in the kernel.
+ *
+ * Queries are taken on the way out only and responses on the way in only: on loopback each
+ * packet passes both hooks, and a local resolver's own packets (a query coming in, a response
+ * going out) are not queries of this host's clients. The key's namespace is the device's: the
+ * query leaves and its response arrives on the querying side's device (both ends of lo, or the
+ * same veth).
+ *
+ * DNS bytes are read from the skb's linear data; a message whose header or question lies in page
+ * fragments (some drivers' receive path) is not seen, or its question is cut. */
+#include "common/netbpf.bpf.h"
+#include "common/events.bpf.h"
+#include "common/filter.bpf.h"
+#include "common/pkt.bpf.h"
+#include "dnslat.h"
+
+char LICENSE[] SEC("license") = "GPL";
+EXPORT_EVENT_TYPE(dnslat_event);
+
+#define DNS_HDR_LEN 12
+#define UDP_HDR_LEN 8
+
+/* The resolver's port (--port). */
+const volatile __u16 dns_port = 53;
+
+struct dns_key {
+	__u64 netns;
+	__u8 caddr[16];
+	__u8 raddr[16];
+	__u16 family;
+	__u16 cport;
+	__u16 rport;
+	__u16 id;
+};
+
+struct dns_query {
+	__u64 ts_ns;
+	__u64 cgroup;
+	__u32 pid;
+	__u32 pad;
+	char comm[TASK_COMM_LEN];
+};
+
+/* Queries waiting for their response; LRU, so unanswered ones age out. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct dns_key);
+	__type(value, struct dns_query);
+} queries SEC(".maps");
+
+/* A DNS message in a UDP datagram, parsed from the packet. */
+struct dns_msg {
+	struct l3_hdr ip;
+	const __u8 *dns; /* the DNS header */
+	__u32 dns_len; /* bytes of DNS message readable from the linear data */
+	__u16 sport;
+	__u16 dport;
+	__u8 hdr[DNS_HDR_LEN];
+};
+
+/* Parses the IP, UDP and DNS headers of the packet whose IP header is at l3; false unless it is
+ * a whole (unfragmented) UDP datagram carrying at least a DNS header in linear data. */
+static __always_inline bool dns_parse(const struct sk_buff *skb, const __u8 *l3, struct dns_msg *m)
+{
+	const __u8 *data = BPF_CORE_READ(skb, data);
+	__u32 headlen = BPF_CORE_READ(skb, len) - BPF_CORE_READ(skb, data_len);
+	const __u8 *end = data + headlen;
+	__u8 udp[UDP_HDR_LEN];
+	__u32 udp_len;
+
+	if (!parse_l3(l3, BPF_CORE_READ(skb, protocol), &m->ip) || m->ip.proto != IPPROTO_UDP ||
+	    m->ip.frag_off || !family_ok(m->ip.family))
+		return false;
+	if (bpf_probe_read_kernel(udp, sizeof(udp), l3 + m->ip.hdr_len))
+		return false;
+	m->sport = (udp[0] << 8) | udp[1];
+	m->dport = (udp[2] << 8) | udp[3];
+	udp_len = (udp[4] << 8) | udp[5];
+	if (m->sport != dns_port && m->dport != dns_port)
+		return false;
+	m->dns = l3 + m->ip.hdr_len + UDP_HDR_LEN;
+	if (m->dns < data || m->dns >= end || udp_len < UDP_HDR_LEN + DNS_HDR_LEN)
+		return false;
+	m->dns_len = udp_len - UDP_HDR_LEN;
+	if (m->dns_len > end - m->dns)
+		m->dns_len = end - m->dns;
+	if (m->dns_len < DNS_HDR_LEN)
+		return false;
+	return !bpf_probe_read_kernel(m->hdr, sizeof(m->hdr), m->dns);
+}
+
+static __always_inline bool dns_is_response(const struct dns_msg *m)
+{
+	return m->hdr[2] & 0x80;
+}
+
+static __always_inline void key_fill(struct dns_key *k, __u64 netns, const struct dns_msg *m,
+				     bool query)
+{
+	__builtin_memset(k, 0, sizeof(*k));
+	k->netns = netns;
+	k->family = m->ip.family;
+	k->id = (m->hdr[0] << 8) | m->hdr[1];
+	if (query) {
+		__builtin_memcpy(k->caddr, m->ip.saddr, 16);
+		__builtin_memcpy(k->raddr, m->ip.daddr, 16);
+		k->cport = m->sport;
+		k->rport = m->dport;
+	} else {
+		__builtin_memcpy(k->caddr, m->ip.daddr, 16);
+		__builtin_memcpy(k->raddr, m->ip.saddr, 16);
+		k->cport = m->dport;
+		k->rport = m->sport;
+	}
+}
+
+/* Sends one event for message m of the query q (key k). */
+static __always_inline void report(const struct dns_key *k, const struct dns_query *q,
+				   const struct dns_msg *m, __u8 kind, __u64 now)
+{
+	struct dnslat_event *e;
+	__u32 n;
+
+	e = reserve_event(sizeof(*e));
+	if (!e)
+		return;
+	__builtin_memcpy(e->caddr, k->caddr, 16);
+	__builtin_memcpy(e->raddr, k->raddr, 16);
+	e->ts_ns = now;
+	e->lat_ns = now - q->ts_ns;
+	e->netns = k->netns;
+	e->cgroup = q->cgroup;
+	e->pid = q->pid;
+	e->family = k->family;
+	e->cport = k->cport;
+	e->rport = k->rport;
+	e->id = k->id;
+	e->flags = (m->hdr[2] << 8) | m->hdr[3];
+	e->qdcount = (m->hdr[4] << 8) | m->hdr[5];
+	e->ancount = (m->hdr[6] << 8) | m->hdr[7];
+	e->kind = kind;
+	e->pad[0] = e->pad[1] = e->pad[2] = 0;
+	__builtin_memcpy(e->comm, q->comm, sizeof(e->comm));
+	/* A fixed-size copy (no variable length for the verifier to bound): past the message it
+	 * reads the skb's tailroom or its skb_shared_info, in the same allocation; qlen says what
+	 * belongs to the message. */
+	n = m->dns_len - DNS_HDR_LEN;
+	e->qlen = n > DNS_QUESTION_MAX ? DNS_QUESTION_MAX : n;
+	if (bpf_probe_read_kernel(e->question, sizeof(e->question), m->dns + DNS_HDR_LEN))
+		e->qlen = 0;
+	submit_event(e);
+}
+
+SEC("tp_btf/net_dev_queue")
+int BPF_PROG(dnslat_tx, struct sk_buff *skb)
+{
+	struct dns_query q = {};
+	struct dns_key k;
+	struct dns_msg m;
+	__u64 netns;
+
+	/* Queries of a local socket only: forwarded ones are another host's. */
+	if (!BPF_CORE_READ(skb, sk) || !tgid_ok(current_tgid()))
+		return 0;
+	if (!dns_parse(skb, skb_tx_l3_ptr(skb), &m) || m.dport != dns_port || dns_is_response(&m))
+		return 0;
+	netns = dev_netns_id(BPF_CORE_READ(skb, dev));
+	if (!netns_ok(netns) || !skb_cgroup_ok(skb))
+		return 0;
+	key_fill(&k, netns, &m, true);
+	q.ts_ns = bpf_ktime_get_ns();
+	q.pid = current_tgid();
+	q.cgroup = pkt_cgroup_id(skb);
+	bpf_get_current_comm(q.comm, sizeof(q.comm));
+	/* A query sent again with the same id and ports is timed from its last copy. */
+	bpf_map_update_elem(&queries, &k, &q, BPF_ANY);
+	report(&k, &q, &m, DNSLAT_QUERY, q.ts_ns);
+	return 0;
+}
+
+SEC("tp_btf/netif_receive_skb")
+int BPF_PROG(dnslat_rx, struct sk_buff *skb)
+{
+	struct dns_query *q;
+	struct dns_key k;
+	struct dns_msg m;
+
+	if (!dns_parse(skb, skb_rx_l3_ptr(skb), &m) || m.sport != dns_port || !dns_is_response(&m))
+		return 0;
+	key_fill(&k, dev_netns_id(BPF_CORE_READ(skb, dev)), &m, false);
+	q = bpf_map_lookup_elem(&queries, &k);
+	if (!q)
+		return 0;
+	report(&k, q, &m, DNSLAT_RESPONSE, bpf_ktime_get_ns());
+	bpf_map_delete_elem(&queries, &k);
+	return 0;
+}
