@@ -10,6 +10,8 @@ netbpf: eBPF network observability tools
 
 Usage: netbpf TOOL [OPTIONS]       run a tool (netbpf TOOL --help for its options)
        netbpf list [--verbose]     every tool, and whether and how it runs on this kernel
+       netbpf list --btf FILE      every tool's CO-RE relocations against another kernel's
+                                   BTF (its vmlinux): what that kernel lacks, per program
        netbpf netns [PATH...]      network namespace cookies (for --netns), all or of PATH
        netbpf exporter [OPTIONS]   the tools' aggregations as Prometheus metrics
        netbpf --install-links DIR  symlink every tool name to this binary in DIR (existing

@@ -93,18 +93,28 @@ fn dispatch(mut args: Vec<OsString>) -> anyhow::Result<()> {
         }
         "list" => {
             let mut verbose = false;
-            for a in &args[2..] {
+            let mut btf = None;
+            let mut rest = args[2..].iter();
+            while let Some(a) = rest.next() {
                 match a.to_str() {
                     Some("-v" | "--verbose") => verbose = true,
+                    Some("--btf") => {
+                        btf = Some(rest.next().ok_or_else(|| {
+                            usage!("list: --btf needs a file (a kernel's vmlinux or BTF)")
+                        })?)
+                    }
                     _ => {
                         return Err(usage!(
-                            "list: unexpected argument '{}' (netbpf list [--verbose])",
+                            "list: unexpected argument '{}' (netbpf list [--verbose] [--btf FILE])",
                             a.to_string_lossy()
                         ))
                     }
                 }
             }
-            list(verbose)
+            match btf {
+                Some(file) => list_relocations(Path::new(file), verbose),
+                None => list(verbose),
+            }
         }
         "netns" => netns(&args[2..]),
         "--install-links" => {
@@ -192,6 +202,48 @@ fn list(verbose: bool) -> anyhow::Result<()> {
                 );
             }
         }
+    }
+    Ok(())
+}
+
+/// `netbpf list --btf FILE`: every plan of every tool relocated against another kernel's BTF
+/// (CO-RE only: no load, no verifier), one line per plan: "ok", or each access that kernel lacks
+/// and nothing in the program guards. What a tool would do there otherwise (helpers, hook types,
+/// the verifier) needs that kernel: the VM suite. `--verbose` adds the guarded ones.
+fn list_relocations(btf: &Path, verbose: bool) -> anyhow::Result<()> {
+    core::bpf::init_logging();
+    core::bpf::relocate_against(btf)?;
+    let mut failed = false;
+    for t in tools::TOOLS {
+        for p in t.plans {
+            let outcome = (t.verify)(t.name, p);
+            let relocations = core::bpf::relocations();
+            let unguarded: Vec<_> = relocations.iter().filter(|r| !r.guarded).collect();
+            if let Err(why) = &outcome {
+                failed = true;
+                outln!("{} {}: error: {}", t.name, p.name, why.replace('\n', " "));
+            } else if unguarded.is_empty() {
+                outln!("{} {}: ok", t.name, p.name);
+            }
+            // An access made twice (a loop unrolled, two instructions) is one line.
+            let mut shown = std::collections::HashSet::new();
+            for r in relocations.iter().filter(|r| verbose || !r.guarded) {
+                let guard = if r.guarded { " (guarded)" } else { "" };
+                let line = format!(
+                    "{} {}: {}: {} {}{guard}",
+                    t.name, p.name, r.prog, r.kind, r.spec
+                );
+                if shown.insert(line.clone()) {
+                    outln!("{line}");
+                }
+            }
+        }
+    }
+    if failed {
+        anyhow::bail!(
+            "some objects could not be relocated against {}",
+            btf.display()
+        );
     }
     Ok(())
 }

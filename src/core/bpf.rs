@@ -2,8 +2,8 @@
 //! way, and load/attach failures turned into one clear sentence.
 
 use std::collections::VecDeque;
-use std::path::Path;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
 
 use anyhow::{anyhow, Context as _};
 use libbpf_rs::{ErrorKind, PrintLevel};
@@ -15,6 +15,9 @@ static LIBBPF_LOG: Mutex<VecDeque<(PrintLevel, String)>> = Mutex::new(VecDeque::
 static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 /// Enough for the end of a verifier log and libbpf's messages around it.
 const LOG_LINES: usize = 2000;
+
+/// Another kernel's BTF to relocate against instead of this kernel's (`netbpf list --btf`).
+static CORE_TARGET: OnceLock<PathBuf> = OnceLock::new();
 
 fn capture(level: PrintLevel, msg: String) {
     if std::env::var_os("NETBPF_DEBUG").is_some()
@@ -29,7 +32,8 @@ fn capture(level: PrintLevel, msg: String) {
     // on failure is the end of the log, not one huge entry or a blank one.
     let mut log = LIBBPF_LOG.lock().unwrap();
     for line in msg.lines().filter(|l| !l.trim().is_empty()) {
-        if log.len() == LOG_LINES {
+        // Relocation checks read every relocation of an object: nothing may fall off.
+        if log.len() == LOG_LINES && CORE_TARGET.get().is_none() {
             log.pop_front();
         }
         log.push_back((level, line.trim_end().to_string()));
@@ -374,7 +378,21 @@ where
     // The object storage lives as long as the process: the loaded programs do (a tool, or the
     // exporter), and a plan that failed to load costs one small allocation.
     let object = Box::leak(Box::new(std::mem::MaybeUninit::uninit()));
-    let mut open = opened(tool, B::default().open(object))?;
+    let mut open = match CORE_TARGET.get() {
+        None => opened(tool, B::default().open(object))?,
+        Some(btf) => {
+            // Leaked like the object: libbpf keeps the path until the object is freed.
+            let path = Box::leak(
+                std::ffi::CString::new(btf.as_os_str().as_encoded_bytes())?.into_boxed_c_str(),
+            );
+            let opts = libbpf_rs::libbpf_sys::bpf_object_open_opts {
+                sz: std::mem::size_of::<libbpf_rs::libbpf_sys::bpf_object_open_opts>() as _,
+                btf_custom_path: path.as_ptr(),
+                ..Default::default()
+            };
+            opened(tool, B::default().open_opts(opts, object))?
+        }
+    };
     autoload_by_plan(open.open_object_mut(), plan);
     Ok(open)
 }
@@ -486,6 +504,9 @@ where
         let mut open = open::<B>(tool, plan)?;
         configure(&mut open, plan)?;
         clear_log();
+        if CORE_TARGET.get().is_some() {
+            return relocated(tool, open.open_object_mut());
+        }
         open.load().map(drop).map_err(|e| load_failed(tool, e))
     })()
     .map_err(|e| {
@@ -494,6 +515,163 @@ where
     });
     VERIFIED.lock().unwrap().push((tool, plan.name, r.clone()));
     r
+}
+
+/// Makes every later open relocate against the BTF in `path` (another kernel's vmlinux, or a
+/// BTF file extracted from one) and every verify stop after relocation: `netbpf list --btf`.
+pub fn relocate_against(path: &Path) -> anyhow::Result<()> {
+    let meta = std::fs::metadata(path).with_context(|| format!("{}", path.display()))?;
+    // A FIFO or device would block or mislead libbpf: only a regular file is read.
+    if !meta.is_file() {
+        anyhow::bail!("{}: not a regular file", path.display());
+    }
+    let cpath = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())?;
+    // SAFETY: a NUL-terminated path; the parsed BTF is freed at once (only its validity counts).
+    let btf = unsafe { libbpf_rs::libbpf_sys::btf__parse(cpath.as_ptr(), std::ptr::null_mut()) };
+    let err = unsafe { libbpf_rs::libbpf_sys::libbpf_get_error(btf as *const _) };
+    if btf.is_null() || err != 0 {
+        anyhow::bail!(
+            "{}: no BTF could be read from it (a vmlinux with a .BTF section, or a raw BTF file \
+             such as /sys/kernel/btf/vmlinux)",
+            path.display()
+        );
+    }
+    unsafe { libbpf_rs::libbpf_sys::btf__free(btf) };
+    CORE_TARGET
+        .set(path.to_path_buf())
+        .map_err(|_| anyhow!("relocation target set twice"))
+}
+
+/// One CO-RE relocation libbpf could not resolve against the target BTF: the instruction was
+/// poisoned, so the program fails verification if that instruction can be reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relocation {
+    pub prog: String,
+    /// libbpf's kind: field_byte_offset, type_id_target, enumval_value...
+    pub kind: String,
+    /// The access as libbpf spells it: `struct net.net_cookie`, `enum skb_drop_reason::X`.
+    pub spec: String,
+    /// Whether an `*_exists` check (or another flavour of the type, relocated) in the same
+    /// program lets the program skip this access on that kernel.
+    pub guarded: bool,
+}
+
+/// Relocates `obj` against the target BTF without loading it, and keeps what could not be
+/// resolved (see [`relocations`]).
+fn relocated(tool: &str, obj: &mut libbpf_rs::OpenObject) -> anyhow::Result<()> {
+    // SAFETY: the open object is valid; prepare relocates programs without creating maps or
+    // loading anything into the kernel.
+    let rc = unsafe {
+        use libbpf_rs::AsRawLibbpf as _;
+        libbpf_rs::libbpf_sys::bpf_object__prepare(obj.as_libbpf_object().as_ptr())
+    };
+    let found = parse_relocations(&LIBBPF_LOG.lock().unwrap());
+    RELOCATIONS.lock().unwrap().extend(found);
+    if rc != 0 {
+        anyhow::bail!(
+            "{tool}: relocation failed: {}{}",
+            std::io::Error::from_raw_os_error(-rc),
+            log_tail()
+        );
+    }
+    Ok(())
+}
+
+static RELOCATIONS: Mutex<Vec<Relocation>> = Mutex::new(Vec::new());
+
+/// The relocations the verifies since the last call could not resolve.
+pub fn relocations() -> Vec<Relocation> {
+    std::mem::take(&mut *RELOCATIONS.lock().unwrap())
+}
+
+/// Reads libbpf's debug log of a relocation pass: per program, every relocation's spec
+/// (`prog 'p': relo #3: <field_byte_offset> [12] struct net.net_cookie (0:31 @ offset 120)`),
+/// the poisoned ones (`relo #3: substituting insn #40 w/ invalid insn`), and the existence
+/// checks and flavours that guard them.
+fn parse_relocations(log: &VecDeque<(PrintLevel, String)>) -> Vec<Relocation> {
+    struct Relo {
+        kind: String,
+        spec: String,
+        poisoned: bool,
+        resolved: bool,
+    }
+    let mut progs: Vec<(String, Vec<(u32, Relo)>)> = Vec::new();
+    for (_, line) in log {
+        let line = line.trim_start_matches("libbpf: ");
+        let Some(rest) = line.strip_prefix("prog '") else {
+            continue;
+        };
+        let Some((prog, rest)) = rest.split_once("': relo #") else {
+            continue;
+        };
+        let Some((num, rest)) = rest.split_once(": ") else {
+            continue;
+        };
+        let Ok(num) = num.parse::<u32>() else {
+            continue;
+        };
+        if progs.last().is_none_or(|(p, _)| p != prog) {
+            progs.push((prog.to_string(), Vec::new()));
+        }
+        let relos = &mut progs.last_mut().unwrap().1;
+        if let Some(spec) = rest.strip_prefix('<') {
+            // The spec line: `<kind> [id] spec (access @ offset)`.
+            let Some((kind, spec)) = spec.split_once("> ") else {
+                continue;
+            };
+            let spec = spec.split_once("] ").map_or(spec, |(_, s)| s);
+            let spec = spec.rsplit_once(" (").map_or(spec, |(s, _)| s);
+            if !relos.iter().any(|(n, _)| *n == num) {
+                relos.push((
+                    num,
+                    Relo {
+                        kind: kind.to_string(),
+                        spec: spec.to_string(),
+                        poisoned: false,
+                        resolved: false,
+                    },
+                ));
+            }
+        } else if let Some((_, r)) = relos.iter_mut().find(|(n, _)| *n == num) {
+            if rest.contains("w/ invalid insn") {
+                r.poisoned = true;
+            } else if rest.starts_with("patched insn") || rest.starts_with("matching candidate") {
+                r.resolved = true;
+            }
+        }
+    }
+    let base = |spec: &str| -> String {
+        // `struct net___old.net_cookie` -> `struct net`: the type, flavour and access dropped.
+        let ty = spec.split(['.', ':']).next().unwrap_or(spec);
+        ty.split("___").next().unwrap_or(ty).to_string()
+    };
+    let mut out = Vec::new();
+    for (prog, relos) in progs {
+        for (_, r) in relos.iter().filter(|(_, r)| r.poisoned) {
+            let ty = base(&r.spec);
+            let flavoured = r
+                .spec
+                .split(['.', ':'])
+                .next()
+                .unwrap_or("")
+                .contains("___");
+            let guarded = relos.iter().any(|(_, o)| {
+                let same_type = base(&o.spec) == ty;
+                let check = o.kind.ends_with("_exists") || o.kind.ends_with("_matches");
+                // A check on this very field or type, or, for a flavour, on its base type or
+                // another flavour that did relocate.
+                (check && same_type && (flavoured || o.spec == r.spec || !o.spec.contains('.')))
+                    || (flavoured && same_type && !o.poisoned && o.resolved && o.spec != r.spec)
+            });
+            out.push(Relocation {
+                prog: prog.clone(),
+                kind: r.kind.clone(),
+                spec: r.spec.clone(),
+                guarded,
+            });
+        }
+    }
+    out
 }
 
 /// [`verify_with`] for a tool whose plan alone says what to load.
