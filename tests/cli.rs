@@ -239,9 +239,15 @@ fn list_is_honest_about_this_kernel() {
         (true, true) => "fexit",
         (true, false) => "kprobe",
     };
+    // tcplife and tcpstates keep socket state in socket storage, which tracing programs may use
+    // from 5.11 (before: the tracepoint plan and a hash by socket).
+    let storage = match common::btf_names("bpf_sk_storage_tracing_allowed") {
+        true => "tp_btf",
+        false => "tracepoint",
+    };
     for (tool, plan) in [
-        ("tcplife", "tp_btf"),
-        ("tcpstates", "tp_btf"),
+        ("tcplife", storage),
+        ("tcpstates", storage),
         ("tcpconnect", "tracepoint"),
         ("tcpaccept", tcpaccept),
     ] {

@@ -102,7 +102,9 @@ fn inode_of_path(path: &str) -> Result<u64, String> {
     use std::os::unix::fs::MetadataExt;
     // NS_GET_NSTYPE: _IO(0xb7, 0x3)
     const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
-    let file = std::fs::File::open(path).map_err(|e| format!("netns '{path}': {e}"))?;
+    // Like cookie_of_path: a FIFO must be refused, never block the open.
+    let file = crate::core::input::open_regular(std::path::Path::new(path))
+        .map_err(|e| format!("netns '{path}': {e}"))?;
     // SAFETY: an ioctl without argument on a descriptor we own.
     let nstype = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_NSTYPE as _) };
     if nstype != libc::CLONE_NEWNET {
