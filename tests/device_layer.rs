@@ -160,14 +160,27 @@ fn netsize_veth_shows_gso_and_gro() {
     assert!(count_at(nic_send, 1024) >= segments, "{nic_send}");
 
     let nic_recv = hist(&b_rows, "nic_recv_bytes", None);
-    assert!(count_at(nic_recv, 1024) >= segments, "{nic_recv}");
-    assert_eq!(count_from(nic_recv, 2048), 0, "{nic_recv}");
     let recv = hist(&b_rows, "recv_bytes", None);
-    assert!(count_from(recv, 2048) > 0, "GRO-merged packets: {recv}");
-    assert!(
-        total(recv) < count_at(nic_recv, 1024),
-        "GRO merges: {recv} vs {nic_recv}"
-    );
+    // Before 5.13 veth runs NAPI (and so GRO) only with an XDP program attached: frames enter
+    // through netif_rx, which no NIC-receive event sees, and reach the stack unmerged.
+    let veth_napi = netbpf::core::caps::kernel_version().is_some_and(|v| v >= (5, 13));
+    if !veth_napi {
+        assert_eq!(
+            total(nic_recv),
+            0,
+            "no NAPI on veth before 5.13: {nic_recv}"
+        );
+        assert!(count_at(recv, 1024) >= segments, "{recv}");
+        assert_eq!(count_from(recv, 2048), 0, "nothing merged: {recv}");
+    } else {
+        assert!(count_at(nic_recv, 1024) >= segments, "{nic_recv}");
+        assert_eq!(count_from(nic_recv, 2048), 0, "{nic_recv}");
+        assert!(count_from(recv, 2048) > 0, "GRO-merged packets: {recv}");
+        assert!(
+            total(recv) < count_at(nic_recv, 1024),
+            "GRO merges: {recv} vs {nic_recv}"
+        );
+    }
 
     // Filters: lo carried none of it; vb all of B's; another namespace nothing.
     for rows in [json_of(&only_lo.stop()), json_of(&elsewhere.stop())] {

@@ -254,7 +254,13 @@ fn tcp_connections_move_by_what_the_traffic_did() {
         );
     }
     assert_eq!(
-        before.value("netbpf_tool_up", &[("tool", "tcplife"), ("plan", "tp_btf")]),
+        before.value(
+            "netbpf_tool_up",
+            &[
+                ("tool", "tcplife"),
+                ("plan", &common::chosen_plan("tcplife"))
+            ]
+        ),
         1.0
     );
     assert_eq!(
@@ -406,10 +412,28 @@ fn every_thread_runs_without_privileges() {
         // Started as root: it left uid 0, and runs under its own seccomp filter.
         assert_eq!(status_field(&status, "Uid:"), "65534\t65534\t65534\t65534");
         assert_eq!(status_field(&status, "Seccomp:"), "2", "{status}");
-        for f in ["CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"] {
+        // Before 5.19, with unprivileged BPF disabled, the kernel refuses map reads without
+        // CAP_BPF: then that one capability stays (permitted, effective, bounding), nothing else.
+        let unprivileged_bpf_off =
+            std::fs::read_to_string("/proc/sys/kernel/unprivileged_bpf_disabled")
+                .is_ok_and(|v| v.trim() != "0");
+        let needs_bpf = unprivileged_bpf_off
+            && netbpf::core::caps::kernel_version().is_some_and(|v| v < (5, 19));
+        let bpf_only = if needs_bpf {
+            "0000008000000000"
+        } else {
+            "0000000000000000"
+        };
+        for (f, want) in [
+            ("CapInh:", "0000000000000000"),
+            ("CapPrm:", bpf_only),
+            ("CapEff:", bpf_only),
+            ("CapBnd:", bpf_only),
+            ("CapAmb:", "0000000000000000"),
+        ] {
             assert_eq!(
                 status_field(&status, f),
-                "0000000000000000",
+                want,
                 "{f} of {}: {status}",
                 t.display()
             );
@@ -421,7 +445,10 @@ fn every_thread_runs_without_privileges() {
     assert_eq!(
         m.value(
             "netbpf_tool_up",
-            &[("tool", "tcpstates"), ("plan", "tp_btf")]
+            &[
+                ("tool", "tcpstates"),
+                ("plan", &common::chosen_plan("tcpstates"))
+            ]
         ),
         1.0
     );
@@ -550,13 +577,17 @@ fn kernel_has_listen_overflow_reason() -> bool {
 fn retransmits_by_state_are_the_kernels_count() {
     let ns = Netns::new();
     common::lossy_loopback(&ns);
-    // On stock kernels both function-hook plans (they add loss probes); here the tracepoint one.
-    let plans: &[&str] = if stock_kernel() {
-        &["fentry", "kprobe"]
-    } else {
-        &["tp_btf"]
-    };
-    for plan in plans {
+    // Every function-hook plan this kernel runs (they add loss probes: fentry needs 5.17's
+    // bpf_get_func_ret, kprobes a kernel that has them); else the tracepoint one.
+    let mut plans: Vec<String> = common::usable_plans("tcpretrans")
+        .into_iter()
+        .filter(|p| p == "fentry" || p == "kprobe")
+        .collect();
+    if plans.is_empty() {
+        plans.push("tp_btf".into());
+    }
+    for plan in &plans {
+        let plan = plan.as_str();
         let e = Exporter::start_with_env(&ns, &["--tools", "tcpretrans"], &[("NETBPF_PLAN", plan)]);
         let before = e.scrape();
         assert_eq!(
@@ -568,7 +599,7 @@ fn retransmits_by_state_are_the_kernels_count() {
             before
                 .find("netbpf_tcp_loss_probes_total", &[("state", "ESTABLISHED")])
                 .is_some(),
-            *plan != "tp_btf",
+            plan != "tp_btf",
             "loss probes need a function hook"
         );
         let run = ns.loadgen(&["retrans", "--bytes", "65536"]);

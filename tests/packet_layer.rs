@@ -481,10 +481,17 @@ fn ipecn_sees_the_gro_list_receive_path() {
         .flat_map(|r| r["buckets"].as_array().unwrap().clone())
         .map(|b| b["count"].as_u64().unwrap())
         .sum();
-    assert!(
-        nic_recv >= 19,
-        "the datagrams came through NAPI: {nic_recv}"
-    );
+    // Before 5.13 veth runs NAPI only with XDP attached: the frames take netif_rx (no NIC
+    // receive event), and the tool must still see each datagram once.
+    let veth_napi = netbpf::core::caps::kernel_version().is_some_and(|v| v >= (5, 13));
+    if veth_napi {
+        assert!(
+            nic_recv >= 19,
+            "the datagrams came through NAPI: {nic_recv}"
+        );
+    } else {
+        assert_eq!(nic_recv, 0, "no NAPI on veth before 5.13");
+    }
     assert_eq!(rows.len(), 9, "{rows:?}");
     assert_eq!(count(&rows, "saddr", "10.9.0.1"), 5, "{rows:?}");
     assert_eq!(count(&rows, "saddr", "fd09::1"), 4, "{rows:?}");
@@ -712,7 +719,15 @@ fn qdisc_plans() -> Vec<String> {
     // On a stock kernel the best plan is the stock-only one (trampolines on the kind's own
     // functions); here, without kprobes or fentry, only the tracepoints.
     if vm_kernel().is_some() {
-        assert_eq!(plans, ["fexit", "kprobe", "tp_btf"], "{text}");
+        // The tracepoint plan needs qdisc:qdisc_enqueue (5.16) and bpf_loop (5.17).
+        let tracepoints =
+            common::btf_names("btf_trace_qdisc_enqueue") && common::btf_names("BPF_FUNC_loop");
+        let want: &[&str] = if tracepoints {
+            &["fexit", "kprobe", "tp_btf"]
+        } else {
+            &["fexit", "kprobe"]
+        };
+        assert_eq!(plans, want, "{text}");
     } else {
         assert!(plans.last().is_some_and(|p| p == "tp_btf"), "{text}");
     }
@@ -1174,6 +1189,20 @@ fn ieee80211scan_refuses_without_wifi_and_traces_simulated_radios() {
     }
     if hwsim {
         let radio = Hwsim::load();
+        // Before 5.11 modules have no BTF: cfg80211's types cannot be read, a clean refusal.
+        if !std::path::Path::new("/sys/kernel/btf/cfg80211").exists() {
+            let o = netbpf(&["ieee80211scan", "-d", "1"]);
+            assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+            assert!(
+                stderr(&o).contains(
+                    "ieee80211scan is not supported on this kernel: cfg80211 is loaded but has \
+                     no BTF"
+                ),
+                "{}",
+                stderr(&o)
+            );
+            return;
+        }
         scan_a_simulated_radio(&radio);
     }
 }

@@ -61,6 +61,7 @@ fn has_cap(capeff: u64, cap: u32) -> bool {
     capeff & (1u64 << cap) != 0
 }
 
+const CAP_SYS_PTRACE: u32 = 19;
 const CAP_SYS_ADMIN: u32 = 21;
 const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
@@ -84,6 +85,12 @@ pub fn privileged() -> bool {
 /// Whether this process has CAP_SYS_ADMIN (mounting tracefs needs it).
 pub fn has_sys_admin() -> bool {
     has_cap(capeff(), CAP_SYS_ADMIN)
+}
+
+/// Whether this process may look into every other process's namespaces and open files
+/// (/proc/PID/ns, /proc/PID/fd of other users need CAP_SYS_PTRACE).
+pub fn sees_every_process() -> bool {
+    has_cap(capeff(), CAP_SYS_PTRACE)
 }
 
 /// Fails early, with the reason, when the tool could not load anything.

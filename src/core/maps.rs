@@ -19,6 +19,37 @@ pub fn entries<K: Pod, V: Pod>(map: &dyn MapCore) -> anyhow::Result<Vec<(K, V)>>
     Ok(out)
 }
 
+/// Takes every (key, value) out of a hash map (print and clear, per interval): each entry is
+/// read and deleted in one step, so nothing counted between the two is lost. Hash maps gained
+/// that operation in 5.14; before it each entry is read, then deleted.
+pub fn drain<K: Pod, V: Pod>(map: &dyn MapCore) -> anyhow::Result<Vec<(K, V)>> {
+    const ENOTSUPP: i32 = 524;
+    let mut out = Vec::new();
+    let keys: Vec<Vec<u8>> = map.keys().collect();
+    for key in keys {
+        let val = match map.lookup_and_delete(&key) {
+            Err(e)
+                if e.kind() == libbpf_rs::ErrorKind::Unsupported
+                    || e.to_string().contains(&format!("os error {ENOTSUPP}")) =>
+            {
+                let val = map.lookup(&key, MapFlags::ANY)?;
+                // Already gone is fine.
+                let _ = map.delete(&key);
+                val
+            }
+            r => r?,
+        };
+        // An entry deleted between keys() and here is skipped.
+        let Some(val) = val else {
+            continue;
+        };
+        if let (Some(k), Some(v)) = (read_event::<K>(&key), read_event::<V>(&val)) {
+            out.push((k, v));
+        }
+    }
+    Ok(out)
+}
+
 /// Every (key, per-CPU values summed) of a per-CPU hash or array map of u64 counters.
 pub fn percpu_sums<K: Pod>(map: &dyn MapCore) -> anyhow::Result<Vec<(K, u64)>> {
     let mut out = Vec::new();

@@ -141,6 +141,15 @@ pub fn resolve(arg: &str) -> Result<u64, String> {
     }
     if n >= FIRST_NS_INODE {
         let Some(ns) = unentered().into_iter().find(|r| r.inode == n) else {
+            // Without CAP_SYS_PTRACE other users' processes cannot be looked into (the unit's
+            // user nobody): where inodes are the ids, the number is then taken as given.
+            if id_kind() == IdKind::Inode && !crate::core::bpf::sees_every_process() {
+                eprintln!(
+                    "netbpf: warning: netns inode {n} could not be checked (other users' \
+                     processes are not visible without CAP_SYS_PTRACE): taken as given"
+                );
+                return Ok(n);
+            }
             return Err(format!(
                 "no network namespace has inode {n} (lsns -t net, or `netbpf netns`, lists them)"
             ));

@@ -46,12 +46,7 @@ pub static TOOL: Tool = Tool {
             attach: "fexit KIND_enqueue + fexit KIND_dequeue (+ KIND_peek)",
             check: None,
         },
-        Plan {
-            name: "kprobe",
-            needs: &[Hook::Kprobe],
-            attach: "kprobe+kretprobe KIND_enqueue, KIND_dequeue (+ KIND_peek)",
-            check: None,
-        },
+        KPROBES,
         TRACEPOINTS,
     ],
     cli: <Opts as clap::CommandFactory>::command,
@@ -61,6 +56,15 @@ pub static TOOL: Tool = Tool {
         order: 9,
         load: export::load,
     }),
+};
+
+/// The kind's functions through kprobes: also where fexit cannot reach them (a module without
+/// BTF, before 5.11).
+const KPROBES: Plan = Plan {
+    name: "kprobe",
+    needs: &[Hook::Kprobe],
+    attach: "kprobe+kretprobe KIND_enqueue, KIND_dequeue (+ KIND_peek)",
+    check: None,
 };
 
 /// Root qdiscs of every kind, chosen by ops->id; also where the kind's functions are unknown.
@@ -280,7 +284,28 @@ fn choose(
 ) -> anyhow::Result<Traced> {
     let functions = plan.uses(Hook::Fentry) || plan.uses(Hook::Kprobe);
     let funcs = functions.then(|| kind_functions(kind, kallsyms)).flatten();
-    let plan = if funcs.is_none() && functions {
+    // fexit finds its target in BTF: a kind built as a module needs the module's BTF (5.11+).
+    let module = format!("sch_{kind}");
+    let plan = match &funcs {
+        Some(f)
+            if plan.uses(Hook::Fentry)
+                && !matches!(crate::core::btf::func_id(&f.enqueue), Ok(Some(_)))
+                && !Path::new("/sys/kernel/btf").join(&module).exists() =>
+        {
+            let next = match Caps::get().check(&KPROBES) {
+                Ok(()) => &KPROBES,
+                Err(_) => &TRACEPOINTS,
+            };
+            eprintln!(
+                "netbpf qdisc: {kind} is in module {module}, which has no BTF on this kernel \
+                 (module BTF: 5.11), so fexit cannot attach to it; using the {} plan",
+                next.name
+            );
+            next
+        }
+        _ => plan,
+    };
+    let plan = if (funcs.is_none() && functions) || plan.name == TRACEPOINTS.name {
         Caps::get()
             .check(&TRACEPOINTS)
             .map_err(|why| Unsupported::new(what, why))?;

@@ -6,7 +6,7 @@ use std::ffi::OsString;
 use std::time::Instant;
 
 use clap::Parser;
-use libbpf_rs::{MapCore, RingBufferBuilder};
+use libbpf_rs::RingBufferBuilder;
 
 use crate::core::addr::{endpoint, ip, ip_version};
 use crate::core::bpf::{bytes_of, read_event, Pod};
@@ -297,16 +297,11 @@ fn print_histograms(
     o: &Opts,
     netstat: &mut Option<ListenOverflows>,
 ) -> anyhow::Result<()> {
-    let mut hists = Vec::new();
-    let keys: Vec<Vec<u8>> = skel.maps.backlog.keys().collect();
-    for key in keys {
-        let Some(val) = skel.maps.backlog.lookup_and_delete(&key)? else {
-            continue;
-        };
-        if let (Some(max), Some(h)) = (read_event::<u64>(&key), read_event::<types::hist>(&val)) {
-            hists.push((max, h.slots));
-        }
-    }
+    let mut hists: Vec<(u64, _)> =
+        crate::core::maps::drain::<u64, types::hist>(&skel.maps.backlog)?
+            .into_iter()
+            .map(|(max, h)| (max, h.slots))
+            .collect();
     hists.sort_by_key(|(max, _)| *max);
     let json = out.format() == Format::Json;
     let time = hms_now();
