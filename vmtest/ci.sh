@@ -4,13 +4,13 @@
 #   exit 0  all passed, or the suite could not run here (no qemu, no kernel package): then a
 #           loud SKIPPED banner says why; the host suite is unaffected
 #   exit 1  a test failed, or a VM gave no result (a hang is a failure, not a skip)
-# Environment: NETBPF_VMTEST_KERNELS (default "6.1 6.12"), NETBPF_VMTEST_VM_TIMEOUT (bound per
+# Environment: NETBPF_VMTEST_KERNELS (default "5.10 6.1 6.12 7.3"), NETBPF_VMTEST_VM_TIMEOUT (bound per
 # VM in seconds, boot included; default 720), NETBPF_VMTEST_CACHE (default
 # /var/cache/netbpf-vmtest).
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 cd "$HERE/.."
-read -r -a WANT <<< "${NETBPF_VMTEST_KERNELS:-6.1 6.12}"
+read -r -a WANT <<< "${NETBPF_VMTEST_KERNELS:-5.10 6.1 6.12 7.3}"
 VM_TMO=${NETBPF_VMTEST_VM_TIMEOUT:-720}
 T0=$(date +%s)
 banner() {
