@@ -280,6 +280,20 @@ impl Resolver {
         }
     }
 
+    /// Knows running containers' own cgroups before any row asks (one read of the runtimes'
+    /// state at start): the first rows of a container that existed before the tool are named
+    /// even where a look-up would outlast [`LOOKUP_WAIT`] (a loaded host).
+    pub fn seed(&self, all: Vec<crate::core::container::Container>) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        for c in all {
+            st.known
+                .entry(c.cgroup.id)
+                .or_insert_with(|| Owner::Container(Arc::new(c)));
+        }
+        drop(st);
+        self.answered.notify_all();
+    }
+
     /// The owner of cgroup `id`. The first ask for an id waits for its look-up (at most
     /// [`LOOKUP_WAIT`]); asks while it runs answer [`Owner::Unknown`] at once.
     pub fn lookup(&self, id: u64) -> Owner {

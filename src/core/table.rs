@@ -230,12 +230,17 @@ impl Owners {
     pub fn new(common: &Common) -> Owners {
         let json = common.format() == Format::Json;
         let mut fields = vec![Field::CgroupId];
+        let resolver = crate::core::cgroup::Resolver::global;
         if common.containers && !json {
             fields.push(Field::Container);
             let (all, _) = crate::core::container::list();
             if all.iter().any(|c| c.pod.is_some()) {
                 fields.push(Field::Pod);
             }
+            resolver().seed(all);
+        } else if json {
+            // Off the start path: JSON always names, most runs have no container at all.
+            std::thread::spawn(move || resolver().seed(crate::core::container::list().0));
         }
         if json {
             fields.extend([
