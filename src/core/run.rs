@@ -2,6 +2,7 @@
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Once, OnceLock};
 use std::time::{Duration, Instant};
 
 use libbpf_rs::{MapCore, RingBufferBuilder};
@@ -42,30 +43,105 @@ pub fn stopping() -> bool {
 /// How often the reader drains the ring when the kernel does not wake it (see events.bpf.h).
 pub const DRAIN_INTERVAL: Duration = Duration::from_millis(100);
 
+/// When the process began: `-d` counts from here, so that a run ends SECS after it was started
+/// however long starting and loading took (seconds on a loaded host, exec included).
+static STARTED: OnceLock<Instant> = OnceLock::new();
+
+/// Starts the clock `-d` counts from at the kernel's start time of this process (main() calls
+/// it before anything else). A library user's clock starts at its first [`Run`] instead.
+pub fn mark_start() {
+    STARTED.get_or_init(|| process_start().unwrap_or_else(Instant::now));
+}
+
+/// When the kernel created this process (/proc/self/stat's starttime, in clock ticks since
+/// boot), as an Instant. The tick is rounded up, so a run never ends before SECS have passed.
+fn process_start() -> Option<Instant> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, from the 3rd (state); starttime is the 22nd.
+    let after_comm = stat.get(stat.rfind(')')? + 2..)?;
+    let ticks: u64 = after_comm.split(' ').nth(22 - 3)?.parse().ok()?;
+    // SAFETY: sysconf and clock_gettime into a local.
+    let (hz, now_boot) = unsafe {
+        let mut ts: libc::timespec = std::mem::zeroed();
+        if libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) != 0 {
+            return None;
+        }
+        (libc::sysconf(libc::_SC_CLK_TCK), ts)
+    };
+    let hz = u64::try_from(hz).ok().filter(|&hz| hz > 0)?;
+    let now_boot = Duration::new(now_boot.tv_sec as u64, now_boot.tv_nsec as u32);
+    let started_boot = Duration::from_nanos((ticks + 1).checked_mul(1_000_000_000)? / hz);
+    Instant::now().checked_sub(now_boot.saturating_sub(started_boot))
+}
+
 pub struct Run {
+    tool: &'static str,
     duration: Option<Duration>,
-    /// Set at the first check, i.e. once the tool is attached: loading must not eat into -d.
-    deadline: std::sync::OnceLock<Option<Instant>>,
+    deadline: Option<Instant>,
+    /// Set at the first check, i.e. once the tool is attached and tracing.
+    tracing_since: OnceLock<Instant>,
+    finished: Once,
 }
 
 impl Run {
     /// Installs the SIGINT/SIGTERM handlers too (main() has already; a library user may not).
-    pub fn new(duration: Option<Duration>) -> Run {
+    pub fn new(tool: &'static str, duration: Option<Duration>) -> Run {
         install_signal_handlers();
+        let started = *STARTED.get_or_init(Instant::now);
         Run {
+            tool,
             duration,
-            deadline: std::sync::OnceLock::new(),
+            deadline: duration.and_then(|d| started.checked_add(d)),
+            tracing_since: OnceLock::new(),
+            finished: Once::new(),
         }
     }
 
-    fn deadline(&self) -> Option<Instant> {
-        *self
-            .deadline
-            .get_or_init(|| self.duration.and_then(|d| Instant::now().checked_add(d)))
+    /// Whether the run is over (Ctrl-C, SIGTERM, the end of `-d`). The first time it is, the
+    /// run is finished: see [`Run::finish`].
+    pub fn should_stop(&self) -> bool {
+        self.tracing_since.get_or_init(Instant::now);
+        let stop =
+            STOP.load(Ordering::Relaxed) || self.deadline.is_some_and(|d| Instant::now() >= d);
+        if stop {
+            self.finish();
+        }
+        stop
     }
 
-    pub fn should_stop(&self) -> bool {
-        STOP.load(Ordering::Relaxed) || self.deadline().is_some_and(|d| Instant::now() >= d)
+    /// Once, when the run ends: says on stderr when loading took a notable part of `-d`, and
+    /// hands the attachments to a process that detaches them after this one has exited
+    /// ([`detach_after_exit`]), so that the exit is not held up by the kernel.
+    fn finish(&self) {
+        self.finished.call_once(|| {
+            self.report_late_start();
+            detach_after_exit();
+
+        });
+    }
+
+    /// A run whose loading took a twentieth of `-d` or more (and at least half a second)
+    /// traced for that much less: said, so that its counts are not read as SECS' worth.
+    fn report_late_start(&self) {
+        let (Some(d), Some(since), Some(started)) =
+            (self.duration, self.tracing_since.get(), STARTED.get())
+        else {
+            return;
+        };
+        let loading = since.saturating_duration_since(*started);
+        if loading < Duration::from_millis(500) || loading * 20 < d {
+            return;
+        }
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "netbpf {}: loading took {:.1} s of the {} s run (-d counts from the start): traced \
+             for {:.1} s",
+            self.tool,
+            loading.as_secs_f64(),
+            d.as_secs_f64(),
+            d.saturating_sub(loading).as_secs_f64()
+        );
     }
 
     /// Sleeps up to `d`, waking early for a signal or the end of the run. Returns false when the
@@ -90,7 +166,7 @@ impl Run {
                 return true;
             }
             let mut step = (end - now).min(DRAIN_INTERVAL);
-            if let Some(dl) = self.deadline() {
+            if let Some(dl) = self.deadline {
                 step = step.min(dl.saturating_duration_since(now));
             }
             std::thread::sleep(step);
@@ -116,6 +192,7 @@ impl Run {
             tick()?;
             n += 1;
             if !more || count.is_some_and(|c| n >= c) {
+                self.finish();
                 return Ok(());
             }
         }
@@ -190,7 +267,7 @@ impl Run {
         };
         while !self.should_stop() {
             let mut wait = DRAIN_INTERVAL;
-            if let Some(dl) = self.deadline() {
+            if let Some(dl) = self.deadline {
                 wait = wait.min(dl.saturating_duration_since(Instant::now()));
             }
             // Woken early only when the ring fills past its threshold; EINTR (a signal) is normal.
@@ -203,6 +280,7 @@ impl Run {
             consume(&ring)?;
             tick(&mut out.borrow_mut());
             if !out.borrow_mut().flush() {
+                self.finish();
                 return Ok(()); // stdout closed or blocked at the end: nobody is reading
             }
         }
@@ -233,7 +311,43 @@ fn next_deadline(due: Instant, interval: Duration, now: Instant) -> Instant {
         .unwrap_or_else(far)
 }
 
-/// Says on stderr how many events the kernel could not hand over.
+/// Detaching a tracepoint (perf event) or uprobe program waits for an RCU grace period in the
+/// kernel, one program after another as their links close at exit: ~70 ms each on an idle host,
+/// up to 1.5 s each at load average 8 (soprotocol's three syscall tracepoints took 2.7 s), and
+/// the process has not exited until they are done. So a child process takes a copy of every
+/// file descriptor when the run ends, and exits only once this process has: the last close of
+/// each link, and the wait, are the child's, and nobody waits for it. Until then the programs
+/// keep running, into maps nobody reads. Without pidfds (before Linux 5.3, or refused by a
+/// seccomp filter such as the exporter's) the exit detaches them itself, as before.
+fn detach_after_exit() {
+    // SAFETY: no memory is passed.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) } as libc::c_int;
+    if pidfd < 0 {
+        return;
+    }
+    // SAFETY: the child of this (possibly multi-threaded) process makes only async-signal-safe
+    // system calls before _exit.
+    unsafe {
+        if libc::fork() == 0 {
+            // Not a reader of the run's stdin, nor a writer of its stdout and stderr: whoever
+            // reads them sees their end when this process exits.
+            for fd in 0..3 {
+                libc::close(fd);
+            }
+            // Readable once the parent has exited, all its files closed. A Ctrl-C meant for the
+            // parent interrupts the poll (the handler is inherited): wait on.
+            let mut parent = libc::pollfd {
+                fd: pidfd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            while libc::poll(&mut parent, 1, -1) < 0 && *libc::__errno_location() == libc::EINTR {}
+            libc::_exit(0);
+        }
+        libc::close(pidfd);
+    }
+}
+
 /// Says how many new keys were dropped because a kernel map was full (common/maps.bpf.h's
 /// `map_full_drops`), so a summary that misses some is not taken for complete.
 pub fn report_full(tool: &str, dropped: u64) {
@@ -244,6 +358,7 @@ pub fn report_full(tool: &str, dropped: u64) {
     }
 }
 
+/// Says on stderr how many events the kernel could not hand over.
 pub fn report_lost(tool: &str, lost: u64) {
     if lost > 0 {
         // Not eprintln!: stderr may be a closed pipe too; that must not become a panic.

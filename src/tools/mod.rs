@@ -139,7 +139,7 @@ pub fn start(tool: &'static Tool, common: &Common) -> anyhow::Result<Start> {
         tool,
         plan,
         filters,
-        run: Run::new(common.duration),
+        run: Run::new(tool.name, common.duration),
     })
 }
 
