@@ -87,6 +87,7 @@ impl Run {
     /// Installs the SIGINT/SIGTERM handlers too (main() has already; a library user may not).
     pub fn new(tool: &'static str, duration: Option<Duration>) -> Run {
         install_signal_handlers();
+        DETACHER.get_or_init(start_detacher);
         let started = *STARTED.get_or_init(Instant::now);
         Run {
             tool,
@@ -111,11 +112,11 @@ impl Run {
 
     /// Once, when the run ends: says on stderr when loading took a notable part of `-d`, and
     /// hands the attachments to a process that detaches them after this one has exited
-    /// ([`detach_after_exit`]), so that the exit is not held up by the kernel.
+    /// ([`DETACHER`]), so that the exit is not held up by the kernel.
     fn finish(&self) {
         self.finished.call_once(|| {
             self.report_late_start();
-            detach_after_exit();
+            hand_over_attachments();
 
         });
     }
@@ -313,38 +314,120 @@ fn next_deadline(due: Instant, interval: Duration, now: Instant) -> Instant {
 
 /// Detaching a tracepoint (perf event) or uprobe program waits for an RCU grace period in the
 /// kernel, one program after another as their links close at exit: ~70 ms each on an idle host,
-/// up to 1.5 s each at load average 8 (soprotocol's three syscall tracepoints took 2.7 s), and
-/// the process has not exited until they are done. So a child process takes a copy of every
-/// file descriptor when the run ends, and exits only once this process has: the last close of
-/// each link, and the wait, are the child's, and nobody waits for it. Until then the programs
-/// keep running, into maps nobody reads. Without pidfds (before Linux 5.3, or refused by a
-/// seccomp filter such as the exporter's) the exit detaches them itself, as before.
-fn detach_after_exit() {
-    // SAFETY: no memory is passed.
-    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) } as libc::c_int;
-    if pidfd < 0 {
-        return;
-    }
-    // SAFETY: the child of this (possibly multi-threaded) process makes only async-signal-safe
-    // system calls before _exit.
+/// 0.3-1.5 s each at load average 8 (soprotocol's three syscall tracepoints took 2.75 s), and
+/// the process has not exited until they are done. So the run starts a helper process before
+/// loading, and hands it the BPF file descriptors when the run ends ([`hand_over_attachments`]);
+/// the helper exits once this process has, and its exit makes the last close of each link and
+/// waits, while nobody waits for it (the programs run on until then, into maps nobody reads).
+/// The helper closes everything else at once, so readers of stdout see its end on time. Without
+/// pidfds (Linux < 5.3) or a fork (a seccomp filter), the exit detaches them itself, as before.
+static DETACHER: OnceLock<Option<libc::c_int>> = OnceLock::new();
+
+fn start_detacher() -> Option<libc::c_int> {
+    // SAFETY: system calls on integers and a local array.
     unsafe {
-        if libc::fork() == 0 {
-            // Not a reader of the run's stdin, nor a writer of its stdout and stderr: whoever
-            // reads them sees their end when this process exits.
-            for fd in 0..3 {
-                libc::close(fd);
-            }
-            // Readable once the parent has exited, all its files closed. A Ctrl-C meant for the
-            // parent interrupts the poll (the handler is inherited): wait on.
-            let mut parent = libc::pollfd {
-                fd: pidfd,
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            while libc::poll(&mut parent, 1, -1) < 0 && *libc::__errno_location() == libc::EINTR {}
-            libc::_exit(0);
+        let pidfd = libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) as libc::c_int;
+        if pidfd < 0 {
+            return None;
         }
-        libc::close(pidfd);
+        let mut pair = [-1; 2];
+        let kind = libc::SOCK_DGRAM | libc::SOCK_CLOEXEC;
+        if libc::socketpair(libc::AF_UNIX, kind, 0, pair.as_mut_ptr()) != 0 {
+            libc::close(pidfd);
+            return None;
+        }
+        let [ours, theirs] = pair;
+        match libc::fork() {
+            0 => detacher(theirs, pidfd),
+            -1 => {
+                libc::close(ours);
+                libc::close(theirs);
+                libc::close(pidfd);
+                None
+            }
+            _ => {
+                libc::close(theirs);
+                libc::close(pidfd);
+                Some(ours)
+            }
+        }
+    }
+}
+
+/// The helper: keeps only its socket (whose queue will hold the descriptors sent to it) and the
+/// parent's pidfd, waits for the parent to exit, and exits, closing them. Async-signal-safe
+/// system calls only (the parent may have threads).
+unsafe fn detacher(socket: libc::c_int, parent: libc::c_int) -> ! {
+    let (lo, hi) = (socket.min(parent) as libc::c_uint, socket.max(parent) as libc::c_uint);
+    let close_range = |first: libc::c_uint, last: libc::c_uint| {
+        if first <= last {
+            libc::syscall(libc::SYS_close_range, first, last, 0);
+        }
+    };
+    if lo > 0 {
+        close_range(0, lo - 1);
+    }
+    close_range(lo + 1, hi - 1);
+    close_range(hi + 1, libc::c_uint::MAX);
+    // Readable once the parent has exited, all its files closed. A Ctrl-C meant for the parent
+    // interrupts the poll (the signal handler is inherited): wait on.
+    let mut pfd = libc::pollfd {
+        fd: parent,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    while libc::poll(&mut pfd, 1, -1) < 0 && *libc::__errno_location() == libc::EINTR {}
+    libc::_exit(0)
+}
+
+/// Sends every BPF, perf event and other anonymous-inode descriptor of this process to the
+/// helper ([`DETACHER`]); this process's own closes are then not the last ones.
+fn hand_over_attachments() {
+    let Some(Some(socket)) = DETACHER.get() else {
+        return;
+    };
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<libc::c_int> = dir
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let fd: libc::c_int = e.file_name().to_str()?.parse().ok()?;
+            let target = std::fs::read_link(e.path()).ok()?;
+            target
+                .to_str()?
+                .starts_with("anon_inode:")
+                .then_some(fd)
+        })
+        .collect();
+    // At most SCM_MAX_FD (253) descriptors a message.
+    for chunk in fds.chunks(250) {
+        send_fds(*socket, chunk);
+    }
+}
+
+fn send_fds(socket: libc::c_int, fds: &[libc::c_int]) {
+    let bytes = std::mem::size_of_val(fds);
+    // SAFETY: CMSG_SPACE/CMSG_LEN are arithmetic; the control buffer is sized by CMSG_SPACE and
+    // u64-aligned; sendmsg reads only the buffers described.
+    unsafe {
+        let mut control = vec![0u64; (libc::CMSG_SPACE(bytes as u32) as usize).div_ceil(8)];
+        let mut byte = [0u8; 1];
+        let mut iov = libc::iovec {
+            iov_base: byte.as_mut_ptr().cast(),
+            iov_len: 1,
+        };
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = libc::CMSG_SPACE(bytes as u32) as usize;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(bytes as u32) as usize;
+        std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(cmsg).cast(), fds.len());
+        libc::sendmsg(socket, &msg, libc::MSG_NOSIGNAL);
     }
 }
 
