@@ -117,7 +117,6 @@ impl Run {
         self.finished.call_once(|| {
             self.report_late_start();
             hand_over_attachments();
-
         });
     }
 
@@ -358,7 +357,10 @@ fn start_detacher() -> Option<libc::c_int> {
 /// parent's pidfd, waits for the parent to exit, and exits, closing them. Async-signal-safe
 /// system calls only (the parent may have threads).
 unsafe fn detacher(socket: libc::c_int, parent: libc::c_int) -> ! {
-    let (lo, hi) = (socket.min(parent) as libc::c_uint, socket.max(parent) as libc::c_uint);
+    let (lo, hi) = (
+        socket.min(parent) as libc::c_uint,
+        socket.max(parent) as libc::c_uint,
+    );
     let close_range = |first: libc::c_uint, last: libc::c_uint| {
         if first <= last {
             libc::syscall(libc::SYS_close_range, first, last, 0);
@@ -394,10 +396,7 @@ fn hand_over_attachments() {
             let e = e.ok()?;
             let fd: libc::c_int = e.file_name().to_str()?.parse().ok()?;
             let target = std::fs::read_link(e.path()).ok()?;
-            target
-                .to_str()?
-                .starts_with("anon_inode:")
-                .then_some(fd)
+            target.to_str()?.starts_with("anon_inode:").then_some(fd)
         })
         .collect();
     // At most SCM_MAX_FD (253) descriptors a message.
