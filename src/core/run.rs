@@ -87,7 +87,6 @@ impl Run {
     /// Installs the SIGINT/SIGTERM handlers too (main() has already; a library user may not).
     pub fn new(tool: &'static str, duration: Option<Duration>) -> Run {
         install_signal_handlers();
-        DETACHER.get_or_init(start_detacher);
         let started = *STARTED.get_or_init(Instant::now);
         Run {
             tool,
@@ -314,15 +313,21 @@ fn next_deadline(due: Instant, interval: Duration, now: Instant) -> Instant {
 /// Detaching a tracepoint (perf event) or uprobe program waits for an RCU grace period in the
 /// kernel, one program after another as their links close at exit: ~70 ms each on an idle host,
 /// 0.3-1.5 s each at load average 8 (soprotocol's three syscall tracepoints took 2.75 s), and
-/// the process has not exited until they are done. So the run starts a helper process before
-/// loading, and hands it the BPF file descriptors when the run ends ([`hand_over_attachments`]);
-/// the helper exits once this process has, and its exit makes the last close of each link and
-/// waits, while nobody waits for it (the programs run on until then, into maps nobody reads).
-/// The helper closes everything else at once, so readers of stdout see its end on time. Without
-/// pidfds (Linux < 5.3) or a fork (a seccomp filter), the exit detaches them itself, as before.
+/// the process has not exited until they are done. So a tool starts a helper process before
+/// loading ([`start_detacher`]), and the end of its run hands it the BPF file descriptors
+/// ([`hand_over_attachments`]); the helper exits once this process has, and its exit makes the
+/// last close of each link and waits, while nobody waits for it (the programs run on until then,
+/// into maps nobody reads). The helper closes everything else at once, so readers of stdout see
+/// their end on time. Without pidfds (Linux < 5.3) or a fork, the exit detaches them itself.
 static DETACHER: OnceLock<Option<libc::c_int>> = OnceLock::new();
 
-fn start_detacher() -> Option<libc::c_int> {
+/// Starts the helper (a tool's run does, before loading; the exporter, which drops root, does
+/// not: it would leave a root process beside it).
+pub fn start_detacher() {
+    DETACHER.get_or_init(fork_detacher);
+}
+
+fn fork_detacher() -> Option<libc::c_int> {
     // SAFETY: system calls on integers and a local array.
     unsafe {
         let pidfd = libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) as libc::c_int;
