@@ -519,6 +519,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_process_start_is_read_from_the_kernel() {
+        let now = Instant::now();
+        let started = process_start().expect("/proc/self/stat's starttime");
+        // This test process began before now, and not long before (the tick is rounded up:
+        // up to 10 ms later than the kernel's own start time).
+        assert!(
+            started <= now + Duration::from_millis(10),
+            "{:?}",
+            started - now
+        );
+        assert!(
+            now - started < Duration::from_secs(600),
+            "{:?}",
+            now - started
+        );
+    }
+
+    #[test]
     fn deadlines_do_not_drift_and_skip_what_a_late_tick_missed() {
         let start = Instant::now();
         let sec = Duration::from_secs(1);
