@@ -7,6 +7,8 @@ use std::ffi::OsString;
 use std::path::Path;
 
 fn main() {
+    // -d counts from the process's start, not from the end of loading (core::run::mark_start).
+    core::run::mark_start();
     // Like any Unix filter, end quietly when the reader of stdout goes away (`netbpf list | head`)
     // instead of failing writes; the kernel detaches our BPF programs when we exit.
     // SAFETY: setting a signal disposition to its default.

@@ -439,3 +439,170 @@ fn a_closed_stdout_ends_quietly() {
     assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
     assert_eq!(o.status.signal(), Some(libc::SIGPIPE), "{:?}", o.status);
 }
+
+/// `-d` ends on time under CPU load (issue 15: soprotocol, udpconnect and superping overran
+/// `-d 14` by 3-4.4 s at load average 7). soprotocol is the hardest case: its three syscall
+/// tracepoints each waited for an RCU grace period as they were detached at exit (0.07 s each
+/// idle, up to 1.5 s each loaded), and loading, which `-d` did not count, took 0.5-4 s loaded.
+#[test]
+fn duration_ends_on_time_under_cpu_load() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let ns = common::Netns::new();
+    // Two CPU-bound processes per CPU: a busy loop, and one making system calls without pause
+    // (a call preempted inside the syscall tracepoint holds up the grace period a detach waits
+    // for). At nice 19 so that loading, which they slow down, still ends well before -d.
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut load: Vec<std::process::Child> = (0..cpus)
+        .flat_map(|_| {
+            [
+                Command::new("nice")
+                    .args(["-n", "19", "sh", "-c", "while :; do :; done"])
+                    .spawn()
+                    .unwrap(),
+                Command::new("nice")
+                    .args(["-n", "19", "dd", "if=/dev/zero", "of=/dev/null", "bs=1"])
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            ]
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+
+    // Long enough that loading (0.5-4 s under this load here; 2.5-3.5 s unloaded in the
+    // emulated VMs of vmtest/, whose CPU is ~20x slower) ends before it, so the connects below
+    // are made while tracing. In those VMs the last drain, printing and exit take longer too:
+    // there the bound only tells the old behaviour (loading not counted: 2.5 s and more over)
+    // from the new.
+    let vm = common::vmtest_kernel().is_some();
+    let (secs, slack) = if vm { (12.0, 2.0) } else { (6.0, 0.2) };
+    let begun = Instant::now();
+    let mut tool = Command::new(netbpf_bin())
+        .args([
+            "soprotocol",
+            "--json",
+            "--netns",
+            &ns.path(),
+            "-d",
+            &secs.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(tool.stderr.take().unwrap());
+    let mut stderr = String::new();
+    while !stderr.contains("Tracing") {
+        if err.read_line(&mut stderr).unwrap() == 0 {
+            panic!("soprotocol ended before tracing: {stderr}");
+        }
+    }
+    // What is measured is netbpf's own end, not how long this host's scheduler leaves a woken
+    // process waiting: on the 2-CPU VM the tests run in, with other VMs and builds beside them,
+    // a sleep(0.1) of a nice-0 process overshot by up to 2.3 s, and a tool that called exit()
+    // 1 ms after its deadline was seen to exit by this thread 0.24 s later. So once attached,
+    // the tool's main thread (it only sleeps and drains until the deadline) and this thread
+    // (it only waits) run SCHED_FIFO: woken at once. The kernel's own work at the tool's exit
+    // (the grace periods the old exit waited for) stays at normal priority, under the load.
+    let fifo = libc::sched_param { sched_priority: 10 };
+    // SAFETY: setting scheduling policies of the tool's main thread and this thread.
+    unsafe {
+        assert_eq!(
+            libc::sched_setscheduler(tool.id() as i32, libc::SCHED_FIFO, &fifo),
+            0
+        );
+        assert_eq!(libc::sched_setscheduler(0, libc::SCHED_FIFO, &fifo), 0);
+    }
+    let connects = ns.loadgen(&[
+        "connect", "--family", "4", "--port", "7851", "--count", "20",
+    ]);
+    let status = tool.wait().unwrap();
+    let took = begun.elapsed().as_secs_f64();
+    let normal = libc::sched_param { sched_priority: 0 };
+    // SAFETY: as above, back to normal for this thread.
+    unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &normal) };
+    for mut p in load.drain(..) {
+        let _ = p.kill();
+        let _ = p.wait();
+    }
+    let rest = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut err, &mut s);
+        s
+    });
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut tool.stdout.take().unwrap(), &mut stdout).unwrap();
+    stderr.push_str(&rest.join().unwrap());
+    assert!(status.success(), "{stderr}");
+    // The events were counted: 20 refused connects (no listener), all made while tracing.
+    assert_eq!(connects["refused"], 20, "{connects}");
+    let counted: u64 = stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["call"] == "connect" && r["comm"] == "loadgen")
+        .map(|r| r["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, 20, "{stdout}\n{stderr}");
+    // On time: -d counts from the process's start (this spawn), and the exit waits for nothing
+    // in the kernel; 0.2 s is the issue's tolerance, and covers the last drain, printing and
+    // exiting. Measured here: 6.004-6.012 s in 10 runs; before, 6.3-14.1 s (loading, then
+    // three grace periods at exit).
+    assert!(
+        (secs..secs + slack).contains(&took),
+        "soprotocol -d {secs} took {took:.3} s\n{stderr}"
+    );
+}
+
+/// `-d` counts from the process's start, and a run whose start took a notable part of it says
+/// how long it really traced (issue 15: tcprtt had 16 % fewer samples than a one-liner started
+/// with it, superping missed echoes, with no word: loading took seconds on that loaded host).
+/// A slow start is made here by stopping the tool for a second right after it is spawned.
+#[test]
+fn a_slow_start_is_counted_in_the_duration_and_said() {
+    use std::time::{Duration, Instant};
+
+    // Loading takes 2.5-3.5 s more in the emulated VMs of vmtest/: a longer run there, so that
+    // it still ends after loading, and a looser bound for the exit.
+    let vm = common::vmtest_kernel().is_some();
+    let (secs, slack) = if vm { (8.0, 2.5) } else { (2.0, 0.9) };
+    let begun = Instant::now();
+    let tool = Command::new(netbpf_bin())
+        .args(["tcprtt", "-d", &secs.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(tool.id() as i32, libc::SIGSTOP) };
+    std::thread::sleep(Duration::from_secs(1));
+    // SAFETY: as above.
+    unsafe { libc::kill(tool.id() as i32, libc::SIGCONT) };
+    let o = tool.wait_with_output().unwrap();
+    let took = begun.elapsed().as_secs_f64();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    let said = err
+        .lines()
+        .find_map(|l| l.strip_prefix("netbpf tcprtt: loading took "))
+        .unwrap_or_else(|| panic!("no loading line: {err}"));
+    // "1.2 s of the 2 s run (-d counts from the start): traced for 0.8 s"
+    let (loading, rest) = said
+        .split_once(&format!(
+            " s of the {secs} s run (-d counts from the start): traced for "
+        ))
+        .unwrap_or_else(|| panic!("{said}"));
+    let loading: f64 = loading.parse().unwrap();
+    let traced: f64 = rest.strip_suffix(" s").unwrap().parse().unwrap();
+    assert!(loading >= 1.0, "{said}");
+    assert!((loading + traced - secs).abs() <= 0.1, "{said}");
+    // Ended SECS after it started, the stopped second included (not 1 s + loading + SECS).
+    // The bound only tells the two apart; the tight one is
+    // duration_ends_on_time_under_cpu_load's.
+    assert!(
+        (secs..secs + slack).contains(&took),
+        "took {took:.3} s: {err}"
+    );
+}

@@ -613,6 +613,88 @@ fn superping_times_pings_own_echoes() {
     }
 }
 
+/// Echoes superping cannot time are said on stderr, with their numbers (issue 15: it printed 2
+/// of 5 echoes, and nothing said why): requests that got no reply (this namespace ignores echo
+/// requests), and a reply to no request it saw (sent here over a raw socket).
+#[test]
+fn superping_says_which_echoes_it_could_not_time() {
+    let ns = Netns::new();
+    let set = ns
+        .command("sysctl")
+        .args(["-qw", "net.ipv4.icmp_echo_ignore_all=1"])
+        .status()
+        .unwrap();
+    assert!(set.success());
+    let tool = Tool::start(&["superping", "--json", "--netns", &ns.path()]);
+    let ping = ns
+        .command("ping")
+        .args(["-n", "-c", "2", "-i", "0.2", "-W", "1", "127.0.0.1"])
+        .output()
+        .expect("ping (iputils-ping)");
+    assert!(
+        String::from_utf8_lossy(&ping.stdout).contains("2 packets transmitted, 0 received"),
+        "{}",
+        String::from_utf8_lossy(&ping.stdout)
+    );
+    in_netns(&ns, send_echo_reply_to_self);
+    let f = tool.stop();
+    assert!(f.lines.is_empty(), "{:?}", f.lines);
+    assert!(
+        f.stderr.contains(
+            "netbpf superping: 1 echo replies matched no request seen (sent before tracing \
+             began, or forwarded): not timed"
+        ),
+        "{}",
+        f.stderr
+    );
+    assert!(
+        f.stderr
+            .contains("netbpf superping: 2 echo requests had no reply by the end of tracing"),
+        "{}",
+        f.stderr
+    );
+}
+
+/// One ICMP echo reply (id 0x5150, seq 7) to 127.0.0.1 from a raw socket: a reply nobody asked
+/// for.
+fn send_echo_reply_to_self() {
+    let mut icmp = [0u8, 0, 0, 0, 0x51, 0x50, 0, 7];
+    let sum: u32 = icmp
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum();
+    let sum = !((sum & 0xffff) + (sum >> 16)) as u16;
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    let to = libc::sockaddr_in {
+        sin_family: libc::AF_INET as u16,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes([127, 0, 0, 1]),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: a raw socket, one sendto of a local buffer, close.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP);
+        assert!(fd >= 0, "{}", std::io::Error::last_os_error());
+        let sent = libc::sendto(
+            fd,
+            icmp.as_ptr().cast(),
+            icmp.len(),
+            0,
+            (&to as *const libc::sockaddr_in).cast(),
+            std::mem::size_of_val(&to) as u32,
+        );
+        assert_eq!(
+            sent,
+            icmp.len() as isize,
+            "{}",
+            std::io::Error::last_os_error()
+        );
+        libc::close(fd);
+    }
+}
+
 /// Echoes larger than the path MTU leave and come back in fragments: the first fragment carries
 /// the ICMP header (IPv4, and IPv6 behind its Fragment header).
 #[test]

@@ -796,6 +796,66 @@ fn soconnlat_completes_nonblocking_connects_through_each_wait() {
     drop(runs);
 }
 
+/// A program built without frame pointers (Debian's bash): its stacks stop at libc's connect(),
+/// which is said on stderr once, with connect()'s caller found on top of the stack shown after
+/// it (issue 15: soconnlat's stacks were `connect+0x10` or junk on Debian binaries, unexplained).
+/// bash calls connect() in one place, lib/sh/netopen.c's _netopen4/_netopen6, which Debian's
+/// build inlines into netopen().
+#[test]
+fn soconnlat_says_when_stacks_stop_short_and_shows_the_caller() {
+    if common::refused_here("soconnlat") {
+        return;
+    }
+    let ns = Netns::new();
+    let tool = Tool::start(&["soconnlat", "--json", "--netns", &ns.path()]);
+    // Refused (nothing listens on port 9); bash lives on for its stack to be located.
+    let bash = ns
+        .command("bash")
+        .args([
+            "-c",
+            "{ exec 3<>/dev/tcp/127.0.0.1/9; } 2>/dev/null; r=$?; sleep 0.5; exit $r",
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = bash.id();
+    let status = bash.wait_with_output().unwrap().status;
+    assert_eq!(status.code(), Some(1), "the connect is refused");
+    let f = tool.stop().succeeded();
+    let rows = f.json();
+    let h = one_hist(&rows, "us", &[("pid", pid.into())]);
+    assert_eq!(total(h), 1, "{h}");
+    let stack: Vec<&str> = h["stack"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{h}"))
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    // The kernel may fail to walk a user stack (a page not present): then it is empty, and so
+    // is what is said. Otherwise connect() alone, then its caller.
+    if stack.is_empty() {
+        return;
+    }
+    assert_eq!(stack.len(), 2, "{stack:?}");
+    assert!(stack[0].starts_with("connect+"), "{stack:?}");
+    assert!(stack[1].starts_with("netopen+0x"), "{stack:?}");
+    assert!(stack[1].ends_with(" [caller]"), "{stack:?}");
+    let said = format!(
+        "netbpf soconnlat: stacks of /usr/bin/bash (pid {pid}) stop after 1 frame: the code \
+         calling connect() has no frame pointers (build with -fno-omit-frame-pointer for full \
+         stacks); connect()'s caller is shown as found on top of the stack, marked [caller]"
+    );
+    assert_eq!(
+        f.stderr
+            .lines()
+            .filter(|l| l.contains("stop after"))
+            .collect::<Vec<_>>(),
+        [said.as_str()],
+        "{}",
+        f.stderr
+    );
+}
+
 /// connect() called again to learn a non-blocking connect's result (0, then EISCONN) is not a
 /// new connection: one sample per connection, timed to the wait's return.
 #[test]

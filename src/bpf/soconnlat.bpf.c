@@ -37,6 +37,7 @@ struct attempt {
 	__s32 stack_id;
 	__u32 resumed; /* a connect() again on a socket still connecting */
 	__u32 pad;
+	__u64 caller;
 };
 
 struct pending {
@@ -86,7 +87,9 @@ __u64 untracked = 0;
 
 static __always_inline void complete(const struct attempt *a)
 {
-	struct soconnlat_key key = { .stack_id = a->stack_id, .pid = current_tgid() };
+	struct soconnlat_key key = {
+		.stack_id = a->stack_id, .pid = current_tgid(), .caller = a->caller
+	};
 
 	bpf_get_current_comm(key.comm, sizeof(key.comm));
 	hist_map_add(&hists, &key, (bpf_ktime_get_ns() - a->start_ns) / 1000);
@@ -95,9 +98,10 @@ static __always_inline void complete(const struct attempt *a)
 /* Tells user space about a stack the first time a process connects from it, at the connect's
  * start: it must find the stack's files in the process's maps while the process lives, and a
  * short-lived client may exit as soon as its connect is done. */
-static __always_inline void announce(__u32 pid, __s32 stack_id)
+static __always_inline void announce(__u32 pid, __s32 stack_id, __u64 caller)
 {
-	struct soconnlat_stack_event key = { .pid = pid, .stack_id = stack_id }, *e;
+	struct soconnlat_stack_event key = { .pid = pid, .stack_id = stack_id, .caller = caller },
+				     *e;
 	__u8 one = 1;
 
 	if (stack_id < 0 || bpf_map_lookup_elem(&announced, &key))
@@ -109,6 +113,38 @@ static __always_inline void announce(__u32 pid, __s32 stack_id)
 	*e = key;
 	/* Rare (once per key) and urgent: wake the reader now, not at its next timed drain. */
 	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
+}
+
+/* Whether the 8 bytes before addr end with a call instruction: e8 rel32, or ff /2 through a
+ * register (ff d0+r, 41 ff d0+r), rip-relative (ff 15 disp32) or a base register with disp8/32. */
+static __always_inline bool after_call(__u64 addr)
+{
+	__u8 c[8];
+
+	if (addr < 4096 || bpf_probe_read_user(c, sizeof(c), (const void *)(addr - 8)))
+		return false;
+	return c[3] == 0xe8 || (c[2] == 0xff && (c[3] == 0x15 || (c[3] & 0xf8) == 0x90)) ||
+	       (c[5] == 0xff && (c[6] & 0xf8) == 0x50) || (c[6] == 0xff && (c[7] & 0xf8) == 0xd0);
+}
+
+/* The return address into connect()'s caller: the first of the 8 words at the top of the user
+ * stack at the syscall that follows a call instruction. glibc's connect() makes the syscall
+ * with the return address on top (single-threaded) or 3 words below it (its cancellable path).
+ * It needs no frame pointers, which the stack walk does: code without them (most distribution
+ * binaries) gives a stack of connect() alone. Linux 5.15+ (bpf_task_pt_regs); 0 when unknown. */
+static __always_inline __u64 caller_on_stack(void)
+{
+	__u64 words[8], sp;
+
+	if (!bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_task_pt_regs))
+		return 0;
+	sp = BPF_CORE_READ((struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf()), sp);
+	if (bpf_probe_read_user(words, sizeof(words), (const void *)sp))
+		return 0;
+	for (int i = 0; i < 8; i++)
+		if (after_call(words[i]))
+			return words[i];
+	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_enter_connect")
@@ -150,8 +186,9 @@ int soconnlat_connect_enter(struct trace_event_raw_sys_enter *ctx)
 		return 0;
 	a.start_ns = bpf_ktime_get_ns();
 	a.stack_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
+	a.caller = caller_on_stack();
 	bpf_map_update_elem(&connecting, &tid, &a, BPF_ANY);
-	announce(pid, a.stack_id);
+	announce(pid, a.stack_id, a.caller);
 	return 0;
 }
 

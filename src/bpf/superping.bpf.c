@@ -43,6 +43,10 @@ struct {
 	__type(value, struct ping_sent);
 } pings SEC(".maps");
 
+/* Read by user space at exit: echo replies received for no request seen (sent before tracing
+ * began, forwarded by this host, or aged out of pings): not timed, so counted and said. */
+__u64 unmatched_replies = 0;
+
 /* Fills key id/seq when l3 holds an echo message of type want (echo request or reply, per
  * family). */
 static __always_inline bool echo_of(const void *l3, const struct l3_hdr *h, bool request,
@@ -113,8 +117,13 @@ int BPF_PROG(superping_receive, struct sk_buff *skb)
 		return 0;
 	key.netns = dev_netns_id(dev);
 	sent = bpf_map_lookup_elem(&pings, &key);
-	if (!sent)
+	if (!sent) {
+		/* Under a cgroup filter, other cgroups' requests are not recorded: their replies
+		 * are not ours to count. */
+		if (family_ok(h.family) && netns_ok(key.netns) && !filter_cgroup)
+			__sync_fetch_and_add(&unmatched_replies, 1);
 		return 0;
+	}
 	now = bpf_ktime_get_ns();
 	e = reserve_event(sizeof(*e));
 	if (e) {

@@ -37,7 +37,7 @@ pub struct Common {
     /// Print one JSON object per line instead of a table
     #[arg(long)]
     pub json: bool,
-    /// Stop after SECS seconds (default: until Ctrl-C)
+    /// Stop SECS seconds after starting, loading included (default: until Ctrl-C)
     #[arg(short = 'd', long = "duration", value_name = "SECS", value_parser = parse_duration)]
     pub duration: Option<Duration>,
 }

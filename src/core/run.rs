@@ -2,6 +2,7 @@
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Once, OnceLock};
 use std::time::{Duration, Instant};
 
 use libbpf_rs::{MapCore, RingBufferBuilder};
@@ -42,30 +43,104 @@ pub fn stopping() -> bool {
 /// How often the reader drains the ring when the kernel does not wake it (see events.bpf.h).
 pub const DRAIN_INTERVAL: Duration = Duration::from_millis(100);
 
+/// When the process began: `-d` counts from here, so that a run ends SECS after it was started
+/// however long starting and loading took (seconds on a loaded host, exec included).
+static STARTED: OnceLock<Instant> = OnceLock::new();
+
+/// Starts the clock `-d` counts from at the kernel's start time of this process (main() calls
+/// it before anything else). A library user's clock starts at its first [`Run`] instead.
+pub fn mark_start() {
+    STARTED.get_or_init(|| process_start().unwrap_or_else(Instant::now));
+}
+
+/// When the kernel created this process (/proc/self/stat's starttime, in clock ticks since
+/// boot), as an Instant. The tick is rounded up, so a run never ends before SECS have passed.
+fn process_start() -> Option<Instant> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, from the 3rd (state); starttime is the 22nd.
+    let after_comm = stat.get(stat.rfind(')')? + 2..)?;
+    let ticks: u64 = after_comm.split(' ').nth(22 - 3)?.parse().ok()?;
+    // SAFETY: sysconf and clock_gettime into a local.
+    let (hz, now_boot) = unsafe {
+        let mut ts: libc::timespec = std::mem::zeroed();
+        if libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) != 0 {
+            return None;
+        }
+        (libc::sysconf(libc::_SC_CLK_TCK), ts)
+    };
+    let hz = u64::try_from(hz).ok().filter(|&hz| hz > 0)?;
+    let now_boot = Duration::new(now_boot.tv_sec as u64, now_boot.tv_nsec as u32);
+    let started_boot = Duration::from_nanos((ticks + 1).checked_mul(1_000_000_000)? / hz);
+    Instant::now().checked_sub(now_boot.saturating_sub(started_boot))
+}
+
 pub struct Run {
+    tool: &'static str,
     duration: Option<Duration>,
-    /// Set at the first check, i.e. once the tool is attached: loading must not eat into -d.
-    deadline: std::sync::OnceLock<Option<Instant>>,
+    deadline: Option<Instant>,
+    /// Set at the first check, i.e. once the tool is attached and tracing.
+    tracing_since: OnceLock<Instant>,
+    finished: Once,
 }
 
 impl Run {
     /// Installs the SIGINT/SIGTERM handlers too (main() has already; a library user may not).
-    pub fn new(duration: Option<Duration>) -> Run {
+    pub fn new(tool: &'static str, duration: Option<Duration>) -> Run {
         install_signal_handlers();
+        let started = *STARTED.get_or_init(Instant::now);
         Run {
+            tool,
             duration,
-            deadline: std::sync::OnceLock::new(),
+            deadline: duration.and_then(|d| started.checked_add(d)),
+            tracing_since: OnceLock::new(),
+            finished: Once::new(),
         }
     }
 
-    fn deadline(&self) -> Option<Instant> {
-        *self
-            .deadline
-            .get_or_init(|| self.duration.and_then(|d| Instant::now().checked_add(d)))
+    /// Whether the run is over (Ctrl-C, SIGTERM, the end of `-d`). The first time it is, the
+    /// run is finished: see [`Run::finish`].
+    pub fn should_stop(&self) -> bool {
+        self.tracing_since.get_or_init(Instant::now);
+        let stop =
+            STOP.load(Ordering::Relaxed) || self.deadline.is_some_and(|d| Instant::now() >= d);
+        if stop {
+            self.finish();
+        }
+        stop
     }
 
-    pub fn should_stop(&self) -> bool {
-        STOP.load(Ordering::Relaxed) || self.deadline().is_some_and(|d| Instant::now() >= d)
+    /// Once, when the run ends: says on stderr when loading took a notable part of `-d`, and
+    /// hands the attachments to a process that detaches them after this one has exited
+    /// ([`DETACHER`]), so that the exit is not held up by the kernel.
+    fn finish(&self) {
+        self.finished.call_once(|| {
+            self.report_late_start();
+            hand_over_attachments();
+        });
+    }
+
+    /// A run whose loading took a twentieth of `-d` or more (and at least half a second)
+    /// traced for that much less: said, so that its counts are not read as SECS' worth.
+    fn report_late_start(&self) {
+        let (Some(d), Some(since), Some(started)) =
+            (self.duration, self.tracing_since.get(), STARTED.get())
+        else {
+            return;
+        };
+        let loading = since.saturating_duration_since(*started);
+        if loading < Duration::from_millis(500) || loading * 20 < d {
+            return;
+        }
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "netbpf {}: loading took {:.1} s of the {} s run (-d counts from the start): traced \
+             for {:.1} s",
+            self.tool,
+            loading.as_secs_f64(),
+            d.as_secs_f64(),
+            d.saturating_sub(loading).as_secs_f64()
+        );
     }
 
     /// Sleeps up to `d`, waking early for a signal or the end of the run. Returns false when the
@@ -90,7 +165,7 @@ impl Run {
                 return true;
             }
             let mut step = (end - now).min(DRAIN_INTERVAL);
-            if let Some(dl) = self.deadline() {
+            if let Some(dl) = self.deadline {
                 step = step.min(dl.saturating_duration_since(now));
             }
             std::thread::sleep(step);
@@ -116,6 +191,7 @@ impl Run {
             tick()?;
             n += 1;
             if !more || count.is_some_and(|c| n >= c) {
+                self.finish();
                 return Ok(());
             }
         }
@@ -190,7 +266,7 @@ impl Run {
         };
         while !self.should_stop() {
             let mut wait = DRAIN_INTERVAL;
-            if let Some(dl) = self.deadline() {
+            if let Some(dl) = self.deadline {
                 wait = wait.min(dl.saturating_duration_since(Instant::now()));
             }
             // Woken early only when the ring fills past its threshold; EINTR (a signal) is normal.
@@ -203,6 +279,7 @@ impl Run {
             consume(&ring)?;
             tick(&mut out.borrow_mut());
             if !out.borrow_mut().flush() {
+                self.finish();
                 return Ok(()); // stdout closed or blocked at the end: nobody is reading
             }
         }
@@ -233,7 +310,131 @@ fn next_deadline(due: Instant, interval: Duration, now: Instant) -> Instant {
         .unwrap_or_else(far)
 }
 
-/// Says on stderr how many events the kernel could not hand over.
+/// Detaching a tracepoint (perf event) or uprobe program waits for an RCU grace period in the
+/// kernel, one program after another as their links close at exit: ~70 ms each on an idle host,
+/// 0.3-1.5 s each at load average 8 (soprotocol's three syscall tracepoints took 2.75 s), and
+/// the process has not exited until they are done. So a tool starts a helper process before
+/// loading ([`start_detacher`]), and the end of its run hands it the BPF file descriptors
+/// ([`hand_over_attachments`]); the helper exits once this process has, and its exit makes the
+/// last close of each link and waits, while nobody waits for it (the programs run on until then,
+/// into maps nobody reads). The helper closes everything else at once, so readers of stdout see
+/// their end on time. Without pidfds (Linux < 5.3) or a fork, the exit detaches them itself.
+static DETACHER: OnceLock<Option<libc::c_int>> = OnceLock::new();
+
+/// Starts the helper (a tool's run does, before loading; the exporter, which drops root, does
+/// not: it would leave a root process beside it).
+pub fn start_detacher() {
+    DETACHER.get_or_init(fork_detacher);
+}
+
+fn fork_detacher() -> Option<libc::c_int> {
+    // SAFETY: system calls on integers and a local array.
+    unsafe {
+        let pidfd = libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) as libc::c_int;
+        if pidfd < 0 {
+            return None;
+        }
+        let mut pair = [-1; 2];
+        let kind = libc::SOCK_DGRAM | libc::SOCK_CLOEXEC;
+        if libc::socketpair(libc::AF_UNIX, kind, 0, pair.as_mut_ptr()) != 0 {
+            libc::close(pidfd);
+            return None;
+        }
+        let [ours, theirs] = pair;
+        match libc::fork() {
+            0 => detacher(theirs, pidfd),
+            -1 => {
+                libc::close(ours);
+                libc::close(theirs);
+                libc::close(pidfd);
+                None
+            }
+            _ => {
+                libc::close(theirs);
+                libc::close(pidfd);
+                Some(ours)
+            }
+        }
+    }
+}
+
+/// The helper: keeps only its socket (whose queue will hold the descriptors sent to it) and the
+/// parent's pidfd, waits for the parent to exit, and exits, closing them. Async-signal-safe
+/// system calls only (the parent may have threads).
+unsafe fn detacher(socket: libc::c_int, parent: libc::c_int) -> ! {
+    let (lo, hi) = (
+        socket.min(parent) as libc::c_uint,
+        socket.max(parent) as libc::c_uint,
+    );
+    let close_range = |first: libc::c_uint, last: libc::c_uint| {
+        if first <= last {
+            libc::syscall(libc::SYS_close_range, first, last, 0);
+        }
+    };
+    if lo > 0 {
+        close_range(0, lo - 1);
+    }
+    close_range(lo + 1, hi - 1);
+    close_range(hi + 1, libc::c_uint::MAX);
+    // Readable once the parent has exited, all its files closed. A Ctrl-C meant for the parent
+    // interrupts the poll (the signal handler is inherited): wait on.
+    let mut pfd = libc::pollfd {
+        fd: parent,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    while libc::poll(&mut pfd, 1, -1) < 0 && *libc::__errno_location() == libc::EINTR {}
+    libc::_exit(0)
+}
+
+/// Sends every BPF, perf event and other anonymous-inode descriptor of this process to the
+/// helper ([`DETACHER`]); this process's own closes are then not the last ones.
+fn hand_over_attachments() {
+    let Some(Some(socket)) = DETACHER.get() else {
+        return;
+    };
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<libc::c_int> = dir
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let fd: libc::c_int = e.file_name().to_str()?.parse().ok()?;
+            let target = std::fs::read_link(e.path()).ok()?;
+            target.to_str()?.starts_with("anon_inode:").then_some(fd)
+        })
+        .collect();
+    // At most SCM_MAX_FD (253) descriptors a message.
+    for chunk in fds.chunks(250) {
+        send_fds(*socket, chunk);
+    }
+}
+
+fn send_fds(socket: libc::c_int, fds: &[libc::c_int]) {
+    let bytes = std::mem::size_of_val(fds);
+    // SAFETY: CMSG_SPACE/CMSG_LEN are arithmetic; the control buffer is sized by CMSG_SPACE and
+    // u64-aligned; sendmsg reads only the buffers described.
+    unsafe {
+        let mut control = vec![0u64; (libc::CMSG_SPACE(bytes as u32) as usize).div_ceil(8)];
+        let mut byte = [0u8; 1];
+        let mut iov = libc::iovec {
+            iov_base: byte.as_mut_ptr().cast(),
+            iov_len: 1,
+        };
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = libc::CMSG_SPACE(bytes as u32) as usize;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(bytes as u32) as usize;
+        std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(cmsg).cast(), fds.len());
+        libc::sendmsg(socket, &msg, libc::MSG_NOSIGNAL);
+    }
+}
+
 /// Says how many new keys were dropped because a kernel map was full (common/maps.bpf.h's
 /// `map_full_drops`), so a summary that misses some is not taken for complete.
 pub fn report_full(tool: &str, dropped: u64) {
@@ -244,6 +445,7 @@ pub fn report_full(tool: &str, dropped: u64) {
     }
 }
 
+/// Says on stderr how many events the kernel could not hand over.
 pub fn report_lost(tool: &str, lost: u64) {
     if lost > 0 {
         // Not eprintln!: stderr may be a closed pipe too; that must not become a panic.
@@ -315,6 +517,24 @@ pub fn report_nothing(tool: &str, what: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_process_start_is_read_from_the_kernel() {
+        let now = Instant::now();
+        let started = process_start().expect("/proc/self/stat's starttime");
+        // This test process began before now, and not long before (the tick is rounded up:
+        // up to 10 ms later than the kernel's own start time).
+        assert!(
+            started <= now + Duration::from_millis(10),
+            "{:?}",
+            started - now
+        );
+        assert!(
+            now - started < Duration::from_secs(600),
+            "{:?}",
+            now - started
+        );
+    }
 
     #[test]
     fn deadlines_do_not_drift_and_skip_what_a_late_tick_missed() {

@@ -295,7 +295,7 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<()> {
     if attached.is_empty() {
         return Err(Unsupported::new("exporter", "none of the tools can run here").into());
     }
-    let run = Run::new(common.duration);
+    let run = Run::new("exporter", common.duration);
     if run.should_stop() {
         return Ok(());
     }

@@ -135,11 +135,13 @@ pub fn start(tool: &'static Tool, common: &Common) -> anyhow::Result<Start> {
     crate::core::bpf::preflight(tool.name)?;
     let filters = Filters::new(common)?;
     let plan = Caps::get().select(tool.name, tool.plans)?;
+    // Before loading: the helper that detaches the programs after the exit (core::run).
+    crate::core::run::start_detacher();
     Ok(Start {
         tool,
         plan,
         filters,
-        run: Run::new(common.duration),
+        run: Run::new(tool.name, common.duration),
     })
 }
 

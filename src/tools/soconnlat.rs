@@ -1,7 +1,7 @@
 //! soconnlat: IP connect() latency histograms keyed by user stack and process, including
 //! non-blocking connects completed through poll/select/epoll; printed at exit.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 
 use clap::Parser;
@@ -86,21 +86,58 @@ struct Opts {
     common: Common,
 }
 
-/// User stacks by (pid, stack id): located in their files when first reported (at the start of
-/// the process's first connect from that stack, while it surely lives), named at the end.
+/// User stacks by (pid, stack id), and connect()'s callers by (pid, address): located in their
+/// files when first reported (at the start of the process's first connect from that stack, while
+/// it surely lives), named at the end.
 struct Stacks<'a> {
+    tool: &'static str,
     map: &'a dyn MapCore,
     symbols: Symbols,
     located: HashMap<(u32, i32), Vec<UserFrame>>,
+    callers: HashMap<(u32, u64), UserFrame>,
+    /// Programs already said to give short stacks.
+    said_short: HashSet<String>,
 }
 
+/// A stack of this many frames or fewer stops right after connect(): its callers have no frame
+/// pointers.
+const SHORT_STACK: usize = 2;
+
 impl Stacks<'_> {
-    fn locate(&mut self, pid: u32, stack_id: i32) -> &[UserFrame] {
+    fn locate(&mut self, pid: u32, stack_id: i32, caller: u64) {
         if !self.located.contains_key(&(pid, stack_id)) {
             let frames = self.read(pid, stack_id);
+            if frames.len() <= SHORT_STACK {
+                self.say_short(pid, frames.len(), caller);
+            }
             self.located.insert((pid, stack_id), frames);
         }
-        &self.located[&(pid, stack_id)]
+        if caller != 0 && !self.callers.contains_key(&(pid, caller)) {
+            let frame = self.symbols.locate_user(pid, &[caller]).pop();
+            self.callers
+                .insert((pid, caller), frame.unwrap_or(UserFrame::Unknown(caller)));
+        }
+    }
+
+    /// Says on stderr, once per program, that its stacks stop short and what is shown instead.
+    fn say_short(&mut self, pid: u32, frames: usize, caller: u64) {
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
+            .map_or_else(|_| format!("pid {pid}"), |p| p.display().to_string());
+        if !self.said_short.insert(exe.clone()) {
+            return;
+        }
+        let instead = if caller != 0 {
+            "connect()'s caller is shown as found on top of the stack, marked [caller]"
+        } else {
+            "only connect() itself is known"
+        };
+        eprintln!(
+            "netbpf {}: stacks of {exe} (pid {pid}) stop after {frames} frame{}: the code calling \
+             connect() has no frame pointers (build with -fno-omit-frame-pointer for full \
+             stacks); {instead}",
+            self.tool,
+            if frames == 1 { "" } else { "s" }
+        );
     }
 
     fn read(&self, pid: u32, stack_id: i32) -> Vec<UserFrame> {
@@ -117,9 +154,28 @@ impl Stacks<'_> {
         self.symbols.locate_user(pid, &addrs)
     }
 
-    fn frames(&mut self, pid: u32, stack_id: i32) -> Vec<String> {
-        self.locate(pid, stack_id);
-        self.symbols.name_user(&self.located[&(pid, stack_id)])
+    /// The stack's frames, named, with connect()'s caller from the stack top after connect()'s
+    /// own frame where the walk skipped it (it always does: connect() keeps no frame pointer).
+    fn frames(&mut self, pid: u32, stack_id: i32, caller: u64) -> Vec<String> {
+        self.locate(pid, stack_id, caller);
+        let stack = &self.located[&(pid, stack_id)];
+        let mut names = self.symbols.name_user(stack);
+        let walked_to_it = stack.get(1).is_some_and(|f| frame_addr(f) == caller);
+        if let Some(frame) = self.callers.get(&(pid, caller)).filter(|_| !walked_to_it) {
+            let name = self
+                .symbols
+                .name_user(std::slice::from_ref(frame))
+                .remove(0);
+            names.insert(names.len().min(1), format!("{name} [caller]"));
+        }
+        names
+    }
+}
+
+fn frame_addr(f: &UserFrame) -> u64 {
+    match f {
+        UserFrame::File { addr, .. } => *addr,
+        UserFrame::Unknown(addr) => *addr,
     }
 }
 
@@ -134,16 +190,19 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     })?;
 
     let mut stacks = Stacks {
+        tool: tool.name,
         map: &skel.maps.stacks,
         symbols: Symbols::new(),
         located: HashMap::new(),
+        callers: HashMap::new(),
+        said_short: HashSet::new(),
     };
     let mut out = Output::new(o.common.format(), Vec::new());
     announce("IP connect() latency");
     // Nothing is printed until the end; new stacks are located now, while their process lives.
     s.run.stream(&skel.maps.events, &mut out, |data, _| {
         if let Some(e) = read_event::<types::soconnlat_stack_event>(data) {
-            stacks.locate(e.pid, e.stack_id);
+            stacks.locate(e.pid, e.stack_id, e.caller);
         }
     })?;
     s.report(libbpf_rs::skel::Skel::object(&skel));
@@ -158,10 +217,10 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
 
     let mut hists: Vec<(types::soconnlat_key, types::hist)> =
         crate::core::maps::entries(&skel.maps.hists)?;
-    hists.sort_by_key(|(k, _)| (comm_str(&k.comm), k.pid, k.stack_id));
+    hists.sort_by_key(|(k, _)| (comm_str(&k.comm), k.pid, k.stack_id, k.caller));
     for (k, h) in &hists {
         let comm = comm_str(&k.comm);
-        let frames = stacks.frames(k.pid, k.stack_id);
+        let frames = stacks.frames(k.pid, k.stack_id, k.caller);
         let stack = if out.format() == Format::Json {
             let mut json = String::from("[");
             for (i, f) in frames.iter().enumerate() {

@@ -117,6 +117,20 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         };
         table.row(out, &row);
     })?;
-    s.report(libbpf_rs::skel::Skel::object(&skel));
+    let object = libbpf_rs::skel::Skel::object(&skel);
+    s.report(object);
+    // Echoes that were not timed, said rather than left out silently.
+    let unmatched = crate::core::bpf::bss_u64(object, "unmatched_replies").unwrap_or(0);
+    crate::core::run::report_dropped(
+        tool.name,
+        unmatched,
+        "echo replies matched no request seen (sent before tracing began, or forwarded): not timed",
+    );
+    let unanswered = libbpf_rs::MapCore::keys(&skel.maps.pings).count() as u64;
+    crate::core::run::report_dropped(
+        tool.name,
+        unanswered,
+        "echo requests had no reply by the end of tracing",
+    );
     Ok(())
 }

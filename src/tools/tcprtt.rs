@@ -192,6 +192,8 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         }
     }
     out.flush();
+    // Samples not taken: runs the kernel skipped, addresses a full map had no room for (-b/-B).
+    s.report(libbpf_rs::skel::Skel::object(&skel));
     Ok(())
 }
 
