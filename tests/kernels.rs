@@ -19,17 +19,48 @@ const STOCK_DEBIAN: &[(&str, &str)] = &[
 ];
 
 /// Plans chosen on Debian 11's 5.10 (kprobes and fentry, but no bpf_get_func_ret, no socket
-/// storage from tracing programs, no drop reasons): "-" is a refusal.
+/// storage from tracing programs, no drop reasons, no module BTF): every tool, "-" a refusal
+/// (from `netbpf list` in the 5.10 VM, 2026-12-07: 36 run, 3 refuse).
 const DEBIAN_5_10: &[(&str, &str)] = &[
+    ("bindsnoop", "tracepoint"),
+    ("dnslat", "tp_btf"),
     ("gethostlatency", "uprobe"),
+    ("ieee80211scan", "-"),
+    ("ipecn", "tp_btf"),
+    ("netsize", "tp_btf"),
+    ("nettxlat", "tp_btf"),
+    ("qdisc", "fexit"),
     ("skbdrop", "tp_btf-noreason"),
+    ("skblife", "-"),
+    ("so1stbyte", "tracepoint"),
+    ("soaccept", "tracepoint"),
+    ("socketio", "fentry"),
+    ("socksize", "fexit"),
+    ("sockstat", "fentry"),
+    ("soconnect", "tracepoint"),
     ("soconnlat", "tracepoint"),
+    ("sofamily", "tracepoint"),
+    ("solisten", "tracepoint"),
+    ("soprotocol", "tracepoint"),
+    ("sormem", "fentry"),
+    ("superping", "tp_btf"),
     ("tcpaccept", "kprobe"),
+    ("tcpcong", "-"),
     ("tcpconnect", "tracepoint"),
+    ("tcpconnlat", "tp_btf"),
     ("tcpdrop", "tp_btf-noreason"),
     ("tcplife", "tracepoint"),
+    ("tcpnagle", "fentry"),
+    ("tcppktlat", "tp_btf"),
+    ("tcpretrans", "kprobe"),
+    ("tcprtt", "tp_btf"),
+    ("tcpsnoop", "kprobe"),
     ("tcpstates", "tracepoint"),
+    ("tcpsynbl", "fentry"),
+    ("tcptop", "kprobe"),
     ("tcptracer", "tracepoint"),
+    ("tcpwin", "tp_btf"),
+    ("udpconnect", "fexit"),
 ];
 
 /// Plans chosen on a kernel built without kprobes that refuses fentry (the project's build

@@ -813,6 +813,11 @@ fn qdisc_plans() -> Vec<String> {
     } else {
         assert!(plans.last().is_some_and(|p| p == "tp_btf"), "{text}");
     }
+    // Before 5.11 modules have no BTF: fexit cannot reach the stock kinds (all modules), which
+    // the tool then times through kprobes (checked in qdisc_stock_kinds_time_their_queued_packets).
+    if netbpf::core::caps::kernel_version().is_some_and(|v| v < (5, 11)) {
+        return plans.into_iter().filter(|p| p != "fexit").collect();
+    }
     plans
 }
 
@@ -967,6 +972,11 @@ fn qdisc_filters_exclude_what_they_should() {
     let path = ns.path();
     let on_lo = Tool::start(&["qdisc", "tbf", "--json", "-i", "lo", "--netns", &path]);
     let on_eth0 = Tool::start(&["qdisc", "tbf", "--json", "-i", "eth0", "--netns", &path]);
+    // Where htb is a module and the kernel has no qdisc tracepoints, no htb qdisc could be timed
+    // before the module loads (the tool refuses): load it, as a first `tc qdisc add` would.
+    let _ = std::process::Command::new("modprobe")
+        .args(["-q", "sch_htb"])
+        .status();
     let other_kind = Tool::start(&["qdisc", "htb", "--json", "--netns", &path]);
     let other_ns = Tool::start(&["qdisc", "tbf", "--json", "--netns", &elsewhere.path()]);
     ns.loadgen(&[

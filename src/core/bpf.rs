@@ -184,6 +184,14 @@ pub fn load_failed(tool: &str, e: libbpf_rs::Error) -> anyhow::Error {
         return unsupported.into();
     }
     let hint = match e.kind() {
+        // Before 5.11 maps are charged to RLIMIT_MEMLOCK, which a user without
+        // CAP_SYS_RESOURCE cannot raise: then EPERM means the limit.
+        ErrorKind::PermissionDenied
+            if crate::core::caps::kernel_version().is_some_and(|v| v < (5, 11)) =>
+        {
+            " (before Linux 5.11 BPF maps count against RLIMIT_MEMLOCK: raise it, e.g. \
+             `ulimit -l unlimited` or LimitMEMLOCK=infinity in a systemd unit)"
+        }
         ErrorKind::PermissionDenied => {
             " (the kernel refused the program: missing privileges, or lockdown/a security policy)"
         }

@@ -216,6 +216,15 @@ fn probe(hook: Hook) -> Result<(), String> {
         Hook::Tracepoint => {
             if tracefs_mounted() {
                 Ok(())
+            } else if std::fs::metadata(Path::new(TRACEFS).join("events"))
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied)
+            {
+                // Mounted, but root's alone (mode 700): an unprivileged user cannot read the
+                // tracepoint ids libbpf needs.
+                Err(format!(
+                    "tracefs at {TRACEFS} is not readable by this user (classic tracepoints need \
+                     it: run as root, or mount tracefs with a mode or gid that lets this user in)"
+                ))
             } else if !Path::new(TRACEFS).is_dir() {
                 Err(format!(
                     "tracefs is not mounted and {TRACEFS} does not exist"

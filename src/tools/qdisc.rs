@@ -306,9 +306,17 @@ fn choose(
         _ => plan,
     };
     let plan = if (funcs.is_none() && functions) || plan.name == TRACEPOINTS.name {
-        Caps::get()
-            .check(&TRACEPOINTS)
-            .map_err(|why| Unsupported::new(what, why))?;
+        Caps::get().check(&TRACEPOINTS).map_err(|why| {
+            let why = match (&funcs, functions) {
+                // A module not loaded yet: its functions come with it.
+                (None, true) => format!(
+                    "{kind}'s functions are not in the kernel (is {module} loaded? create a \
+                     {kind} qdisc or `modprobe {module}` first), and {why}"
+                ),
+                _ => why,
+            };
+            Unsupported::new(what, why)
+        })?;
         &TRACEPOINTS
     } else {
         plan
