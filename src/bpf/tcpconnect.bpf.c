@@ -15,6 +15,7 @@ char LICENSE[] SEC("license") = "GPL";
 EXPORT_EVENT_TYPE(tcpconnect_event);
 
 const volatile bool count_mode = false;
+const volatile bool count_lport = false; /* -c -s: the local port is part of the count key */
 const volatile __u32 filter_uid = (__u32)-1;
 
 struct connector {
@@ -58,7 +59,11 @@ static __always_inline void report(const struct sock *sk, const struct connector
 	if (!rport_ok(t.rport))
 		return;
 	if (count_mode) {
-		struct tcpconnect_count_key key = { .family = t.family, .rport = t.rport };
+		struct tcpconnect_count_key key = {
+			.family = t.family,
+			.rport = t.rport,
+			.lport = count_lport ? t.lport : 0,
+		};
 		__u64 one = 1, *n;
 
 		__builtin_memcpy(key.saddr, t.saddr, sizeof(key.saddr));

@@ -15,13 +15,15 @@ struct tcpconnect_event {
 	char comm[16];
 };
 
-/* Count mode (-c): connects per (addresses, remote port), summed in the kernel. */
+/* Count mode (-c): connects per (addresses, remote port), summed in the kernel; with -s per
+ * local port too (0 without). */
 struct tcpconnect_count_key {
 	__u8 saddr[16];
 	__u8 daddr[16];
 	__u16 family;
 	__u16 rport;
-	__u32 pad;
+	__u16 lport;
+	__u16 pad;
 };
 
 #endif

@@ -59,6 +59,7 @@ Examples:
   tcpconnect -p 181       # only PID 181
   tcpconnect -P 80,443    # only to ports 80 and 443
   tcpconnect -c           # count connects per source, destination and port; print at exit
+  tcpconnect -c -s        # the same, per local (source) port too
   tcpconnect --json       # one JSON object per connect, with its result
 
 A line appears once the SYN is sent and the local port is known: for a blocking connect() when
@@ -91,6 +92,10 @@ struct Opts {
     /// Count connects per source, destination and port; print the counts at exit
     #[arg(short = 'c', long = "count")]
     count: bool,
+    /// The local (source) port: with -c counted per local port too (an LPORT column), else the
+    /// LPORT column as -L (libbpf-tools' spelling)
+    #[arg(short = 's', long = "source-port")]
+    source_port: bool,
     #[command(flatten)]
     common: Common,
 }
@@ -111,7 +116,10 @@ fn table(o: &Opts) -> Table<Row> {
             Value::U64(r.e.uid.into())
         })
         .task(-6, |r| (r.e.pid, &r.comm))
-        .tuple(|r| &r.t, TupleColumn::source_dest(o.lport, -6))
+        .tuple(
+            |r| &r.t,
+            TupleColumn::source_dest(o.lport || o.source_port, -6),
+        )
         // How the handshake ended, so a refused connect does not read like a made one.
         .col(Column::new("RESULT", "result", 0), |r| {
             Value::Str(&r.result)
@@ -128,6 +136,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let skel = s.load::<TcpconnectSkelBuilder>(|open, plan| {
         let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
         rodata.count_mode = o.count;
+        rodata.count_lport = o.source_port;
         rodata.filter_uid = o.uid.unwrap_or(u32::MAX);
         if !plan.needs.contains(&Hook::Tracepoint) {
             open.progs.tcpconnect_sys_exit.set_autoload(false);
@@ -170,6 +179,16 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One line of -c: a count key and its connects (lport 0 without -s).
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct CountRow {
+    laddr: IpAddr,
+    raddr: IpAddr,
+    lport: u16,
+    rport: u16,
+    connects: u64,
+}
+
 fn print_counts(skel: &TcpconnectSkel, o: &Opts) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for key in skel.maps.counts.keys() {
@@ -180,17 +199,31 @@ fn print_counts(skel: &TcpconnectSkel, o: &Opts) -> anyhow::Result<()> {
             continue;
         };
         let n = u64::from_ne_bytes(v[..8].try_into()?);
-        rows.push((ip(k.family, &k.saddr), ip(k.family, &k.daddr), k.rport, n));
+        rows.push(CountRow {
+            laddr: ip(k.family, &k.saddr),
+            raddr: ip(k.family, &k.daddr),
+            lport: k.lport,
+            rport: k.rport,
+            connects: n,
+        });
     }
-    rows.sort_by(|a, b| b.3.cmp(&a.3).then(a.cmp(b)));
-    let table = Table::<(IpAddr, IpAddr, u16, u64)>::new()
-        .col(Column::new("LADDR", "laddr", -25), |r| Value::Ip(r.0))
-        .col(Column::new("RADDR", "raddr", -25), |r| Value::Ip(r.1))
+    rows.sort_by(|a, b| b.connects.cmp(&a.connects).then(a.cmp(b)));
+    let mut table = Table::<CountRow>::new()
+        .col(Column::new("LADDR", "laddr", -25), |r| Value::Ip(r.laddr))
+        .col(Column::new("RADDR", "raddr", -25), |r| Value::Ip(r.raddr));
+    // Only with -s (not even in --json: without it the key has no port); before RPORT, where
+    // libbpf-tools' -c -s puts it.
+    if o.source_port {
+        table = table.col(Column::new("LPORT", "lport", -20), |r| {
+            Value::U64(r.lport.into())
+        });
+    }
+    let table = table
         .col(Column::new("RPORT", "rport", -20), |r| {
-            Value::U64(r.2.into())
+            Value::U64(r.rport.into())
         })
         .col(Column::new("CONNECTS", "connects", -10), |r| {
-            Value::U64(r.3)
+            Value::U64(r.connects)
         });
     let mut out = table.output(o.common.format());
     out.header();
