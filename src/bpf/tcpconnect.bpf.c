@@ -110,7 +110,7 @@ int BPF_PROG(tcpconnect_set_state, struct sock *sk, int oldstate, int newstate)
 		if (!tgid_ok(fresh.pid) || (filter_uid != (__u32)-1 && fresh.uid != filter_uid) ||
 		    !family_ok(BPF_CORE_READ(sk, __sk_common.skc_family)) || !sk_netns_ok(sk))
 			return 0;
-		if (!sk_cgroup_ok(sk))
+		if (!sk_cgroup_ok(sk) || !current_mntns_ok())
 			return 0;
 		bpf_get_current_comm(fresh.comm, sizeof(fresh.comm));
 		bpf_map_update_elem(&connecting, &key, &fresh, BPF_ANY);

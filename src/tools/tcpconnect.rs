@@ -9,9 +9,7 @@ use libbpf_rs::MapCore;
 use crate::core::addr::{ip, Tuple};
 use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{
-    parse_port_list, Common, Family, Filters, PidFilter, Ports, TimeCells, Timestamps,
-};
+use crate::core::cli::{Common, Family, Filters, MntnsFilter, PidFilter, Ports, TimeCells, Timestamps, parse_port_list};
 use crate::core::errno;
 use crate::core::output::{comm_str, Column, Value};
 use crate::core::table::{Table, TupleColumn};
@@ -75,6 +73,8 @@ struct Opts {
     stamps: Timestamps,
     #[command(flatten)]
     pid: PidFilter,
+    #[command(flatten)]
+    mntns: MntnsFilter,
     /// Only these destination ports (comma list)
     #[arg(short = 'P', long = "port", value_parser = parse_port_list)]
     ports: Option<Ports>,
@@ -130,6 +130,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let mut s = start(tool, &o.common)?;
     o.pid.apply(&mut s.filters);
+    o.mntns.apply(&mut s.filters)?;
     s.filters.family = o.family.af();
     s.filters.rports = Filters::ports(o.ports.as_deref().unwrap_or_default());
 
