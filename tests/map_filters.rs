@@ -162,14 +162,11 @@ fn cgroupmap_keeps_the_cgroups_in_the_map_as_it_changes() {
     let (map, pinned) = fs.pin("cgroups", MapType::Hash, 8, 8);
     let (a, b) = (Cgroup::new("cgmap-a"), Cgroup::new("cgmap-b"));
     add(&map, a.id(), 8);
-    let tool = Tool::start(&[
-        "tcpconnect",
-        "--json",
-        "--netns",
-        &ns.path(),
-        "--cgroupmap",
-        &pinned,
-    ]);
+    let path = ns.path();
+    let tool = Tool::start(&["tcpconnect", "--json", "--netns", &path, "--cgroupmap", &pinned]);
+    // A tool bcc has no --cgroupmap on, whose refused connects end in softirq (the reset's
+    // arrival): matched through the socket's cgroup all the same.
+    let states = Tool::start(&["tcpstates", "--json", "--netns", &path, "--cgroupmap", &pinned]);
     let connect = |port: &str, cg: &Cgroup| {
         let held = Held::new(&ns, &["connect", "--port", port, "--count", "2"], false);
         cg.enter(held.pid());
@@ -182,6 +179,14 @@ fn cgroupmap_keeps_the_cgroups_in_the_map_as_it_changes() {
     let in_b = connect("7503", &b);
     let rows = tool.stop().json();
     assert_eq!(dports(&rows), [7501, 7501, 7503, 7503], "{rows:?}");
+    let changes = states.stop().json();
+    let rports: Vec<u64> = changes.iter().map(|r| r["rport"].as_u64().unwrap()).collect();
+    // SYN_SENT and back to CLOSE, for each of the four.
+    assert_eq!(
+        rports,
+        [7501, 7501, 7501, 7501, 7503, 7503, 7503, 7503],
+        "{changes:?}"
+    );
     for (port, pid, cg) in [(7501, &in_a["pid"], &a), (7503, &in_b["pid"], &b)] {
         assert!(
             with(&rows, "dport", port)
