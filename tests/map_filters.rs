@@ -163,10 +163,24 @@ fn cgroupmap_keeps_the_cgroups_in_the_map_as_it_changes() {
     let (a, b) = (Cgroup::new("cgmap-a"), Cgroup::new("cgmap-b"));
     add(&map, a.id(), 8);
     let path = ns.path();
-    let tool = Tool::start(&["tcpconnect", "--json", "--netns", &path, "--cgroupmap", &pinned]);
+    let tool = Tool::start(&[
+        "tcpconnect",
+        "--json",
+        "--netns",
+        &path,
+        "--cgroupmap",
+        &pinned,
+    ]);
     // A tool bcc has no --cgroupmap on, whose refused connects end in softirq (the reset's
     // arrival): matched through the socket's cgroup all the same.
-    let states = Tool::start(&["tcpstates", "--json", "--netns", &path, "--cgroupmap", &pinned]);
+    let states = Tool::start(&[
+        "tcpstates",
+        "--json",
+        "--netns",
+        &path,
+        "--cgroupmap",
+        &pinned,
+    ]);
     let connect = |port: &str, cg: &Cgroup| {
         let held = Held::new(&ns, &["connect", "--port", port, "--count", "2"], false);
         cg.enter(held.pid());
@@ -180,7 +194,10 @@ fn cgroupmap_keeps_the_cgroups_in_the_map_as_it_changes() {
     let rows = tool.stop().json();
     assert_eq!(dports(&rows), [7501, 7501, 7503, 7503], "{rows:?}");
     let changes = states.stop().json();
-    let rports: Vec<u64> = changes.iter().map(|r| r["rport"].as_u64().unwrap()).collect();
+    let rports: Vec<u64> = changes
+        .iter()
+        .map(|r| r["rport"].as_u64().unwrap())
+        .collect();
     // SYN_SENT and back to CLOSE, for each of the four.
     assert_eq!(
         rports,
@@ -204,16 +221,8 @@ fn mntnsmap_keeps_processes_of_the_mount_namespaces_in_the_map() {
     let fs = Bpffs::new("mntnsmap");
     let (map, pinned) = fs.pin("mntns", MapType::Hash, 8, 4);
     // Each of these both connects and accepts (a listener and its clients in one process).
-    let inside = Held::new(
-        &ns,
-        &["backlog", "--port", "7511", "--clients", "2"],
-        true,
-    );
-    let outside = Held::new(
-        &ns,
-        &["backlog", "--port", "7512", "--clients", "2"],
-        false,
-    );
+    let inside = Held::new(&ns, &["backlog", "--port", "7511", "--clients", "2"], true);
+    let outside = Held::new(&ns, &["backlog", "--port", "7512", "--clients", "2"], false);
     assert_ne!(inside.mntns(), outside.mntns());
     add(&map, inside.mntns(), 4);
     let opts = |tool| vec![tool, "--json", "--netns", &path, "--mntnsmap", &pinned];
@@ -264,7 +273,10 @@ const STREAMS: &[&str] = &["streams", "--send", "30000,60000", "--reply", "5000,
 fn tcptop_c_is_the_cgroup_filter() {
     let ns = Netns::new();
     let (a, b) = (Cgroup::new("tcptop-a"), Cgroup::new("tcptop-b"));
-    let (kept, other) = (Held::new(&ns, STREAMS, false), Held::new(&ns, STREAMS, false));
+    let (kept, other) = (
+        Held::new(&ns, STREAMS, false),
+        Held::new(&ns, STREAMS, false),
+    );
     a.enter(kept.pid());
     b.enter(other.pid());
     tcptop_keeps_one(&["-c", &a.path()], &ns, kept, other);
@@ -275,7 +287,10 @@ fn tcptop_mntnsmap() {
     let ns = Netns::new();
     let fs = Bpffs::new("tcptop");
     let (map, pinned) = fs.pin("mntns", MapType::Hash, 8, 4);
-    let (kept, other) = (Held::new(&ns, STREAMS, true), Held::new(&ns, STREAMS, false));
+    let (kept, other) = (
+        Held::new(&ns, STREAMS, true),
+        Held::new(&ns, STREAMS, false),
+    );
     add(&map, kept.mntns(), 4);
     tcptop_keeps_one(&["--mntnsmap", &pinned], &ns, kept, other);
 }

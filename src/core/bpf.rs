@@ -346,13 +346,17 @@ pub fn install_sets(obj: &libbpf_rs::Object, f: &crate::core::cli::Filters) -> a
             continue; // an object without the common filters
         };
         let fd = set.map.as_fd().as_raw_fd() as u32;
-        sets.update(&0u32.to_ne_bytes(), &fd.to_ne_bytes(), libbpf_rs::MapFlags::ANY)
-            .map_err(|e| {
-                crate::usage!(
-                    "{}: the kernel refused the map ({e}): it must be a hash map with map flags 0",
-                    set.option
-                )
-            })?;
+        sets.update(
+            &0u32.to_ne_bytes(),
+            &fd.to_ne_bytes(),
+            libbpf_rs::MapFlags::ANY,
+        )
+        .map_err(|e| {
+            crate::usage!(
+                "{}: the kernel refused the map ({e}): it must be a hash map with map flags 0",
+                set.option
+            )
+        })?;
     }
     Ok(())
 }

@@ -7,7 +7,9 @@ use clap::Parser;
 use crate::core::addr::Tuple;
 use crate::core::bpf::Pod;
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{Common, Family, Filters, MntnsFilter, PidFilter, Ports, TimeCells, Timestamps, parse_port_list};
+use crate::core::cli::{
+    parse_port_list, Common, Family, Filters, MntnsFilter, PidFilter, Ports, TimeCells, Timestamps,
+};
 use crate::core::output::{comm_str, Column, Value};
 use crate::core::table::{
     End, Table,

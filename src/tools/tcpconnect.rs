@@ -9,7 +9,9 @@ use libbpf_rs::MapCore;
 use crate::core::addr::{ip, Tuple};
 use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{Common, Family, Filters, MntnsFilter, PidFilter, Ports, TimeCells, Timestamps, parse_port_list};
+use crate::core::cli::{
+    parse_port_list, Common, Family, Filters, MntnsFilter, PidFilter, Ports, TimeCells, Timestamps,
+};
 use crate::core::errno;
 use crate::core::output::{comm_str, Column, Value};
 use crate::core::table::{Table, TupleColumn};
