@@ -17,6 +17,7 @@
 #include "common/events.bpf.h"
 #include "common/filter.bpf.h"
 #include "common/pkt.bpf.h"
+#include "common/export.bpf.h"
 #include "dnslat.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -53,6 +54,47 @@ struct {
 	__type(key, struct dns_key);
 	__type(value, struct dns_query);
 } queries SEC(".maps");
+
+/* Exporter mode: resolvers numbered 1..DNSLAT_RESOLVERS as first seen (0: no number left), so a
+ * u32 series label can name one; user space reads resolver_by_id. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, DNSLAT_RESOLVERS);
+	__type(key, struct dnslat_resolver);
+	__type(value, __u32);
+} resolver_ids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, DNSLAT_RESOLVERS);
+	__type(key, __u32);
+	__type(value, struct dnslat_resolver);
+} resolver_by_id SEC(".maps");
+
+static __always_inline __u32 resolver_label(const struct dns_key *k)
+{
+	struct dnslat_resolver r = { .family = k->family, .port = k->rport };
+	__u32 *known, id;
+
+	__builtin_memcpy(r.addr, k->raddr, sizeof(r.addr));
+	known = bpf_map_lookup_elem(&resolver_ids, &r);
+	if (known)
+		return *known << 8;
+	/* A new resolver (rare): claim the first free number; an insert with BPF_NOEXIST is atomic,
+	 * where an atomic add's result is not available to clang 14's default BPF CPU. */
+#pragma clang loop unroll(disable)
+	for (id = 1; id <= DNSLAT_RESOLVERS; id++) {
+		if (bpf_map_update_elem(&resolver_by_id, &id, &r, BPF_NOEXIST))
+			continue;
+		if (!bpf_map_update_elem(&resolver_ids, &r, &id, BPF_NOEXIST))
+			return id << 8;
+		/* Another CPU numbered it first: give this number back, use that one. */
+		bpf_map_delete_elem(&resolver_by_id, &id);
+		known = bpf_map_lookup_elem(&resolver_ids, &r);
+		return known ? *known << 8 : 0;
+	}
+	return 0;
+}
 
 /* A DNS message in a UDP datagram, parsed from the packet. */
 struct dns_msg {
@@ -180,6 +222,11 @@ int BPF_PROG(dnslat_tx, struct sk_buff *skb)
 	bpf_get_current_comm(q.comm, sizeof(q.comm));
 	/* A query sent again with the same id and ports is timed from its last copy. */
 	bpf_map_update_elem(&queries, &k, &q, BPF_ANY);
+	if (export_mode) {
+		export_count_cg(DNSLAT_M_QUERIES, resolver_label(&k), k.rport,
+				export_cgroups ? q.cgroup : 0, 1);
+		return 0;
+	}
 	report(&k, &q, &m, DNSLAT_QUERY, q.ts_ns);
 	return 0;
 }
@@ -197,7 +244,12 @@ int BPF_PROG(dnslat_rx, struct sk_buff *skb)
 	q = bpf_map_lookup_elem(&queries, &k);
 	if (!q)
 		return 0;
-	report(&k, q, &m, DNSLAT_RESPONSE, bpf_ktime_get_ns());
+	if (export_mode)
+		export_hist_add_cg(DNSLAT_M_LATENCY, resolver_label(&k) | (m.hdr[3] & 0x0f), k.rport,
+				   export_cgroups ? q->cgroup : 0,
+				   (bpf_ktime_get_ns() - q->ts_ns) / 1000);
+	else
+		report(&k, q, &m, DNSLAT_RESPONSE, bpf_ktime_get_ns());
 	bpf_map_delete_elem(&queries, &k);
 	return 0;
 }

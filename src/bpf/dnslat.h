@@ -34,4 +34,20 @@ struct dnslat_event {
 	__u8 question[DNS_QUESTION_MAX]; /* the message's question section, raw */
 };
 
+/* Exporter mode: a resolver's address (and port), numbered in `resolver_ids` so a series label
+ * (a u32) can name it; user space reads the numbers back. */
+struct dnslat_resolver {
+	__u8 addr[16];
+	__u16 family;
+	__u16 port;
+	__u32 pad;
+};
+
+/* Exporter series (common/export.h): metric DNSLAT_M_LATENCY, a histogram of response latency
+ * in microseconds, label (resolver number << 8) | rcode; DNSLAT_M_QUERIES, a count of queries,
+ * label resolver number << 8. Resolver number 0: the numbering map was full. */
+#define DNSLAT_M_LATENCY 0
+#define DNSLAT_M_QUERIES 1
+#define DNSLAT_RESOLVERS 256
+
 #endif

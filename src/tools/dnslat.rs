@@ -41,7 +41,10 @@ pub static TOOL: Tool = Tool {
     cli: <Opts as clap::CommandFactory>::command,
     run,
     verify: crate::core::bpf::verify::<DnslatSkelBuilder>,
-    export: None,
+    export: Some(crate::core::export::Export {
+        order: 11,
+        load: export::load,
+    }),
 };
 
 const EXAMPLES: &str = "\
@@ -492,6 +495,118 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     }
     s.report(libbpf_rs::skel::Skel::object(&skel));
     Ok(())
+}
+
+/// Exporter mode: response latency by response code and resolver, queries by resolver (tracepoints
+/// only, so it runs with CAP_BPF and CAP_PERFMON).
+pub mod export {
+    use std::collections::HashMap;
+    use std::net::IpAddr;
+
+    use libbpf_rs::{MapCore as _, MapFlags, MapHandle};
+
+    use super::*;
+    use crate::core::addr::ip;
+    use crate::core::export::{
+        self, Buckets, Ctx, ExportMaps, ExportObject as _, Family, Labels, Loaded, Scale, Source,
+        Unit,
+    };
+
+    unsafe impl Pod for types::dnslat_resolver {}
+
+    /// 16 µs to 2^23 µs (8.4 s: resolver timeouts and retries).
+    const LATENCIES: Buckets = Buckets {
+        scale: Scale::Micros,
+        first: 4,
+        last: 23,
+    };
+
+    /// DNSLAT_M_* of dnslat.h.
+    const M_LATENCY: u32 = 0;
+    const M_QUERIES: u32 = 1;
+
+    struct Dns {
+        maps: ExportMaps,
+        resolvers: MapHandle,
+    }
+
+    impl Dns {
+        /// Resolver numbers (dnslat.bpf.c: `resolver_by_id`) to addresses; 0 is "other" (no
+        /// number left).
+        fn resolvers(&self) -> anyhow::Result<HashMap<u32, IpAddr>> {
+            let mut out = HashMap::new();
+            for key in self.resolvers.keys() {
+                let Some(v) = self.resolvers.lookup(&key, MapFlags::ANY)? else {
+                    continue;
+                };
+                let (Ok(id), Some(r)) = (
+                    <[u8; 4]>::try_from(&key[..]),
+                    read_event::<types::dnslat_resolver>(&v),
+                ) else {
+                    continue;
+                };
+                out.insert(u32::from_ne_bytes(id), ip(r.family, &r.addr));
+            }
+            Ok(out)
+        }
+    }
+
+    impl Source for Dns {
+        fn read(&self) -> anyhow::Result<Vec<Family>> {
+            let resolvers = self.resolvers()?;
+            let resolver = |label: u32| -> (&'static str, String) {
+                let name = resolvers
+                    .get(&(label >> 8))
+                    .map_or("other".to_string(), |a| a.to_string());
+                ("resolver", name)
+            };
+            let latency_labels = |label: u32| -> Labels {
+                vec![
+                    ("rcode", rcode_name((label & 0xff) as u16)),
+                    resolver(label),
+                ]
+            };
+            let (h, c) = (self.maps.hists()?, self.maps.counts()?);
+            Ok(vec![
+                Family::Histogram {
+                    name: "netbpf_dns_response_latency",
+                    help:
+                        "DNS responses over UDP, from the query leaving to the response arriving, \
+                           by response code and resolver",
+                    unit: Unit::Seconds,
+                    buckets: LATENCIES,
+                    series: self.maps.histogram(&h, M_LATENCY, &[], latency_labels),
+                },
+                Family::Counter {
+                    name: "netbpf_dns_queries",
+                    help: "DNS queries over UDP sent by local sockets, by resolver (unanswered: \
+                           these minus the responses)",
+                    unit: Unit::None,
+                    series: self.maps.counter(&c, M_QUERIES, &[], |l| vec![resolver(l)]),
+                },
+            ])
+        }
+
+        fn lost(&self) -> anyhow::Result<u64> {
+            self.maps.lost()
+        }
+    }
+
+    crate::export_object!(OpenDnslatSkel, DnslatSkel);
+
+    pub fn load(ctx: &Ctx) -> anyhow::Result<Loaded> {
+        let (skel, plan) =
+            export::load::<DnslatSkelBuilder>(ctx, TOOL.name, TOOL.plans, |open, _| {
+                open.export_setup(ctx)
+            })?;
+        let maps = skel.export_maps(ctx)?;
+        let resolvers = MapHandle::try_from(&skel.maps.resolver_by_id)?;
+        Ok(Loaded {
+            source: Box::new(Dns { maps, resolvers }),
+            plan: plan.name.to_string(),
+            keepalive: Box::new(skel),
+        })
+    }
 }
 
 #[cfg(test)]
