@@ -75,6 +75,7 @@ static __always_inline __u32 resolver_label(const struct dns_key *k)
 {
 	struct dnslat_resolver r = { .family = k->family, .port = k->rport };
 	__u32 *known, id;
+	int i;
 
 	__builtin_memcpy(r.addr, k->raddr, sizeof(r.addr));
 	known = bpf_map_lookup_elem(&resolver_ids, &r);
@@ -82,8 +83,10 @@ static __always_inline __u32 resolver_label(const struct dns_key *k)
 		return *known << 8;
 	/* A new resolver (rare): claim the first free number; an insert with BPF_NOEXIST is atomic,
 	 * where an atomic add's result is not available to clang 14's default BPF CPU. */
+	/* The counter stays in a register: the verifier loses track of one spilled for a key. */
 #pragma clang loop unroll(disable)
-	for (id = 1; id <= DNSLAT_RESOLVERS; id++) {
+	for (i = 1; i <= DNSLAT_RESOLVERS; i++) {
+		id = i;
 		if (bpf_map_update_elem(&resolver_by_id, &id, &r, BPF_NOEXIST))
 			continue;
 		if (!bpf_map_update_elem(&resolver_ids, &r, &id, BPF_NOEXIST))
