@@ -28,6 +28,8 @@ EXPORT_EVENT_TYPE(dnslat_event);
 
 /* The resolver's port (--port). */
 const volatile __u16 dns_port = 53;
+/* tcpconnect --dns: responses only, with the bytes after the question (their answers). */
+const volatile bool answers_too = false;
 
 struct dns_key {
 	__u64 netns;
@@ -199,6 +201,20 @@ static __always_inline void report(const struct dns_key *k, const struct dns_que
 	e->qlen = n > DNS_QUESTION_MAX ? DNS_QUESTION_MAX : n;
 	if (bpf_probe_read_kernel(e->question, sizeof(e->question), m->dns + DNS_HDR_LEN))
 		e->qlen = 0;
+	e->rlen = 0;
+	if (answers_too && n > DNS_QUESTION_MAX) {
+		__u32 r = n - DNS_QUESTION_MAX;
+
+		/* Only the message's own bytes: the rest of a larger copy could cross its buffer. */
+		if (r > DNS_REST_MAX)
+			r = DNS_REST_MAX;
+		/* A mask the verifier sees (clang would drop a plain re-check). */
+		barrier_var(r);
+		r &= 0x1ff;
+		if (r > 0 && r <= DNS_REST_MAX &&
+		    !bpf_probe_read_kernel(e->rest, r, m->dns + DNS_HDR_LEN + DNS_QUESTION_MAX))
+			e->rlen = r;
+	}
 	submit_event(e);
 }
 
@@ -230,7 +246,8 @@ int BPF_PROG(dnslat_tx, struct sk_buff *skb)
 				export_cgroups ? q.cgroup : 0, 1);
 		return 0;
 	}
-	report(&k, &q, &m, DNSLAT_QUERY, q.ts_ns);
+	if (!answers_too)
+		report(&k, &q, &m, DNSLAT_QUERY, q.ts_ns);
 	return 0;
 }
 

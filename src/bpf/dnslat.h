@@ -6,6 +6,9 @@
  * one followed by its QTYPE and QCLASS. Longer names are shown cut. */
 #define DNS_QUESTION_MAX 136
 
+/* With answers_too (tcpconnect --dns): the message's bytes after question[], up to 512 in all. */
+#define DNS_REST_MAX 376
+
 #define DNSLAT_QUERY 0
 #define DNSLAT_RESPONSE 1
 
@@ -32,6 +35,8 @@ struct dnslat_event {
 	__u8 pad[3];
 	char comm[16]; /* of the task sending the query */
 	__u8 question[DNS_QUESTION_MAX]; /* the message's question section, raw */
+	__u16 rlen; /* bytes in rest[] */
+	__u8 rest[DNS_REST_MAX]; /* answers_too: what follows question[] (the answers), raw */
 };
 
 /* Exporter mode: a resolver's address (and port), numbered in `resolver_ids` so a series label

@@ -82,6 +82,7 @@ static __always_inline void report(const struct sock *sk, const struct connector
 	if (!e)
 		return;
 	e->cgroup = sk_cgroup_id(sk);
+	e->netns = sk_netns_id(sk);
 	e->tuple = t;
 	e->ts_ns = bpf_ktime_get_ns();
 	e->pid = c->pid;

@@ -9,6 +9,7 @@ struct tcpconnect_event {
 	struct sock_tuple tuple;
 	__u64 ts_ns; /* bpf_ktime_get_ns() of the event */
 	__u64 cgroup; /* cgroup v2 id, the socket's (0: none) */
+	__u64 netns; /* the socket's network namespace id (--dns: names are per namespace) */
 	__u32 pid;
 	__u32 uid;
 	__s32 result; /* 0 established, -EINPROGRESS still pending, -errno failed */

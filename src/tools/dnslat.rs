@@ -497,6 +497,144 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Names of addresses from the DNS answers dnslat's programs see, for another tool (tcpconnect
+/// --dns): the programs write their responses, answers included, into that tool's ring buffer.
+pub mod answers {
+    use std::net::IpAddr;
+    use std::os::fd::BorrowedFd;
+
+    use super::*;
+    use crate::core::addr::ip;
+    use crate::core::bpf::Plans;
+    use crate::core::cli::Filters;
+
+    /// The size of the programs' records: the other tool's records are told from them by it.
+    pub const RECORD: usize = std::mem::size_of::<types::dnslat_event>();
+
+    /// Loads and attaches the programs writing into `events` (a ring buffer of the caller's),
+    /// for the network namespace `netns` (0: all). Keep the result alive while they should run.
+    pub fn load(netns: u64, events: BorrowedFd<'_>) -> anyhow::Result<Box<dyn std::any::Any>> {
+        let select = |t: &str, p: &'static [Plan]| crate::core::caps::Caps::get().select(t, p);
+        let plans = Plans {
+            tool: TOOL.name,
+            all: TOOL.plans,
+            select,
+            filters: Some(Filters {
+                netns,
+                ..Default::default()
+            }),
+        };
+        let first = select(TOOL.name, TOOL.plans)?;
+        let (skel, _) = crate::core::bpf::load::<DnslatSkelBuilder>(&plans, first, |open, _| {
+            open.maps
+                .rodata_data
+                .as_deref_mut()
+                .ok_or_else(|| anyhow::anyhow!("dnslat: no .rodata"))?
+                .answers_too = true;
+            // Same name ("events"): reusing it keeps the skeleton's map names.
+            open.maps.events.reuse_fd(events)?;
+            Ok(())
+        })?;
+        Ok(Box::new(skel))
+    }
+
+    /// (network namespace, address, name asked) of each A and AAAA answer of a record of the
+    /// programs (a NOERROR response); the name without its final dot, as bcc shows it.
+    pub fn parse(data: &[u8]) -> Vec<(u64, IpAddr, String)> {
+        let Some(e) = read_event::<types::dnslat_event>(data) else {
+            return Vec::new();
+        };
+        if e.kind != KIND_RESPONSE || e.flags & 0x0f != 0 {
+            return Vec::new();
+        }
+        let mut body = e.question[..(e.qlen as usize).min(e.question.len())].to_vec();
+        body.extend_from_slice(&e.rest[..(e.rlen as usize).min(e.rest.len())]);
+        let q = question(&body);
+        let name = q.name.trim_end_matches('.').to_string();
+        addresses(&body, e.qdcount, e.ancount)
+            .into_iter()
+            .map(|a| (e.netns, a, name.clone()))
+            .collect()
+    }
+
+    /// The A and AAAA addresses among the answers of a message body (after its header).
+    fn addresses(body: &[u8], qdcount: u16, ancount: u16) -> Vec<IpAddr> {
+        let mut at = 0;
+        for _ in 0..qdcount {
+            let Some(end) = skip_name(body, at) else {
+                return Vec::new();
+            };
+            at = end + 4; // QTYPE, QCLASS
+        }
+        let mut out = Vec::new();
+        for _ in 0..ancount {
+            let Some(end) = skip_name(body, at) else {
+                break;
+            };
+            let Some(fixed) = body.get(end..end + 10) else {
+                break;
+            };
+            let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
+            let rdlen = u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
+            let Some(rdata) = body.get(end + 10..end + 10 + rdlen) else {
+                break;
+            };
+            match (rtype, rdata.len()) {
+                (1, 4) => out.push(ip(crate::core::addr::AF_INET, &pad16(rdata))),
+                (28, 16) => out.push(ip(crate::core::addr::AF_INET6, &pad16(rdata))),
+                _ => {}
+            }
+            at = end + 10 + rdlen;
+        }
+        out
+    }
+
+    /// The offset after a wire-form name at `at`: labels to the root label, or up to a
+    /// compression pointer (2 bytes).
+    fn skip_name(body: &[u8], mut at: usize) -> Option<usize> {
+        loop {
+            let len = *body.get(at)?;
+            match len {
+                0 => return Some(at + 1),
+                l if l & 0xc0 == 0xc0 => return Some(at + 2),
+                l if l & 0xc0 != 0 => return None,
+                l => at += 1 + l as usize,
+            }
+        }
+    }
+
+    fn pad16(b: &[u8]) -> [u8; 16] {
+        let mut a = [0u8; 16];
+        a[..b.len()].copy_from_slice(b);
+        a
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn answers_past_names_and_pointers() {
+            // web.test A: a CNAME to a.web.test (pointer), then its A; and an AAAA.
+            let mut body = b"\x03web\x04test\x00\x00\x01\x00\x01".to_vec();
+            body.extend(b"\xc0\x0c\x00\x05\x00\x01\x00\x00\x00\x3c\x00\x04\x01a\xc0\x0c");
+            body.extend(b"\x01a\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04\xc0\x00\x02\x0a");
+            body.extend(b"\xc0\x0c\x00\x1c\x00\x01\x00\x00\x00\x3c\x00\x10");
+            body.extend([
+                0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+            ]);
+            let found: Vec<String> = addresses(&body, 1, 3)
+                .iter()
+                .map(|a| a.to_string())
+                .collect();
+            assert_eq!(found, ["192.0.2.10", "2001:db8::10"]);
+            // Cut short: what is whole is kept.
+            assert_eq!(addresses(&body[..body.len() - 3], 1, 3).len(), 1);
+            assert_eq!(skip_name(b"\x80", 0), None);
+        }
+    }
+}
+
 /// Exporter mode: response latency by response code and resolver, queries by resolver (tracepoints
 /// only, so it runs with CAP_BPF and CAP_PERFMON).
 pub mod export {

@@ -1,5 +1,6 @@
 //! tcpconnect: active TCP connections (connect()), one line each, or counts with -c.
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::net::IpAddr;
 
@@ -16,7 +17,7 @@ use crate::core::errno;
 use crate::core::output::{comm_str, Column, Value};
 use crate::core::table::{Table, TupleColumn};
 use crate::core::time::Clock;
-use crate::tools::{announce, start, Tool};
+use crate::tools::{announce, dnslat, start, Tool};
 use crate::tuple_of;
 
 mod skel {
@@ -61,6 +62,7 @@ Examples:
   tcpconnect -c           # count connects per source, destination and port; print at exit
   tcpconnect -c -s        # the same, per local (source) port too
   tcpconnect --json       # one JSON object per connect, with its result
+  tcpconnect --dns        # with the name a DNS answer gave the remote address (bcc's -d)
 
 A line appears once the SYN is sent and the local port is known: for a blocking connect() when
 the handshake ends, for a non-blocking one when connect() returns. Failed handshakes are shown
@@ -98,6 +100,10 @@ struct Opts {
     /// LPORT column as -L (libbpf-tools' spelling)
     #[arg(short = 's', long = "source-port")]
     source_port: bool,
+    /// A QUERY column: the name whose DNS answer (seen since the start, in the same network
+    /// namespace) gave the remote address (bcc's -d; -d is the duration here)
+    #[arg(long = "dns", conflicts_with = "count")]
+    dns: bool,
     #[command(flatten)]
     common: Common,
 }
@@ -109,10 +115,12 @@ struct Row {
     t: Tuple,
     comm: String,
     result: String,
+    /// --dns: the name asked (empty: no answer seen gave this address).
+    query: String,
 }
 
 fn table(o: &Opts) -> Table<Row> {
-    Table::<Row>::new()
+    let table = Table::<Row>::new()
         .stamps(&o.stamps, |r| &r.stamp)
         .col_if(o.print_uid, Column::new("UID", "uid", -6), "uid", |r| {
             Value::U64(r.e.uid.into())
@@ -125,7 +133,12 @@ fn table(o: &Opts) -> Table<Row> {
         // How the handshake ended, so a refused connect does not read like a made one.
         .col(Column::new("RESULT", "result", 0), |r| {
             Value::Str(&r.result)
-        })
+        });
+    // Last, as bcc's QUERY: the columns before keep their places.
+    if o.dns {
+        return table.col(Column::new("QUERY", "query", 0), |r| Value::Str(&r.query));
+    }
+    table
 }
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
@@ -164,20 +177,45 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         return Ok(());
     }
 
+    // --dns: dnslat's programs put the DNS responses they see in this tool's ring buffer, ahead
+    // of the connects that follow them; the names of their A/AAAA answers, per namespace.
+    let _answers = if o.dns {
+        use std::os::fd::AsFd as _;
+        Some(dnslat::answers::load(
+            s.filters.netns,
+            skel.maps.events.as_fd(),
+        )?)
+    } else {
+        None
+    };
+    let mut names: HashMap<(u64, IpAddr), String> = HashMap::new();
+    let table = table(&o).containers(&o.common, |r| r.e.cgroup);
+    let mut out = table.output(o.common.format());
+    out.header();
+    announce("connect()s");
     let clock = Clock::start();
-    s.stream_rows(
-        &skel.maps.events,
-        &table(&o).containers(&o.common, |r| r.e.cgroup),
-        o.common.format(),
-        "connect()s",
-        |e: types::tcpconnect_event| Row {
+    s.run.stream(&skel.maps.events, &mut out, |data, out| {
+        if o.dns && data.len() == dnslat::answers::RECORD {
+            for (netns, addr, name) in dnslat::answers::parse(data) {
+                names.insert((netns, addr), name);
+            }
+            return;
+        }
+        let Some(e) = read_event::<types::tcpconnect_event>(data) else {
+            return;
+        };
+        let t = tuple_of!(e.tuple);
+        let query = names.get(&(e.netns, t.raddr)).cloned().unwrap_or_default();
+        let row = Row {
             stamp: o.stamps.cells(&clock, e.ts_ns),
-            t: tuple_of!(e.tuple),
+            t,
             comm: comm_str(&e.comm),
             result: errno::result(e.result.into()),
+            query,
             e,
-        },
-    )?;
+        };
+        table.row(out, &row);
+    })?;
     s.report(libbpf_rs::skel::Skel::object(&skel));
     Ok(())
 }
