@@ -1,6 +1,7 @@
 //! dnslat against a real resolver in the test's own network namespace: dnsmasq serving static
 //! records and an NXDOMAIN zone, queried by dig (its own resolver), getent (glibc) and Python;
-//! a slow resolver on another port answering after a known delay; a silent one for timeouts.
+//! a slow resolver on another port answering after a known delay; a silent one for timeouts;
+//! tcpconnect --dns naming connects from the answers dnslat's programs see.
 
 mod common;
 
@@ -301,6 +302,72 @@ fn dnslat_filters_by_pid() {
     assert_eq!(rows.len(), 1, "{rows:#?}");
     assert_eq!(rows[0]["qname"], "web.test.", "{}", rows[0]);
     assert_eq!(rows[0]["pid"].to_string(), pid, "{}", rows[0]);
+}
+
+/// tcpconnect --dns: a connect to an address a DNS answer gave (dig asks dnsmasq for web.test, A
+/// and AAAA; the addresses are on the namespace's lo) is named after the name asked; a connect to
+/// an address no answer gave is not, nor one to the same address from a namespace where no answer
+/// was seen (names are per namespace).
+#[test]
+fn tcpconnect_dns_names_connects_from_answers() {
+    let ns = Netns::new();
+    let elsewhere = Netns::new();
+    for n in [&ns, &elsewhere] {
+        for addr in ["192.0.2.10/32", "2001:db8::10/128"] {
+            let ok = n
+                .command("ip")
+                .args(["addr", "add", addr, "dev", "lo"])
+                .status()
+                .unwrap();
+            assert!(ok.success());
+        }
+    }
+    let resolver = dnsmasq(&ns);
+    // Every namespace: the rows are told apart by pid.
+    let json = Tool::start(&["tcpconnect", "--dns", "--json"]);
+    let table = Tool::start(&["tcpconnect", "--dns", "--netns", &ns.path()]);
+    let (_, out) = run_in(&ns, "dig", &["@127.0.0.1", "+short", "web.test", "A"]);
+    assert_eq!(out.trim(), "192.0.2.10");
+    let (_, out) = run_in(&ns, "dig", &["@127.0.0.1", "+short", "web.test", "AAAA"]);
+    assert_eq!(out.trim(), "2001:db8::10");
+    // Refused connects (nothing listens): a connect all the same.
+    let connect = |n: &Netns, host: &str, port: u16| {
+        run_in(
+            n,
+            "bash",
+            &["-c", &format!("exec 3<>/dev/tcp/{host}/{port}; true")],
+        )
+        .0
+    };
+    let by_name4 = connect(&ns, "192.0.2.10", 7611);
+    let by_name6 = connect(&ns, "2001:db8::10", 7612);
+    let unnamed = connect(&ns, "127.0.0.1", 7613);
+    let other_ns = connect(&elsewhere, "192.0.2.10", 7614);
+    let rows = json.stop().json();
+    let table = table.stop();
+    resolver.stop();
+
+    let query = |pid: u32| -> Vec<&Value> {
+        rows.iter()
+            .filter(|r| r["pid"] == pid)
+            .map(|r| &r["query"])
+            .collect()
+    };
+    assert_eq!(query(by_name4), ["web.test"], "{rows:?}");
+    assert_eq!(query(by_name6), ["web.test"], "{rows:?}");
+    assert_eq!(query(unnamed), [""], "{rows:?}");
+    assert_eq!(query(other_ns), [""], "{rows:?}");
+    assert!(
+        table.lines[0].ends_with(" DPORT  RESULT QUERY"),
+        "{:?}",
+        table.lines
+    );
+    let named: Vec<&str> = table.lines[1..]
+        .iter()
+        .filter(|l| l.ends_with(" web.test"))
+        .map(|l| l.split_whitespace().nth(5).unwrap())
+        .collect();
+    assert_eq!(named, ["7611", "7612"], "{:?}", table.lines);
 }
 
 #[test]
