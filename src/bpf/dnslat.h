@@ -32,7 +32,8 @@ struct dnslat_event {
 	__u16 ancount;
 	__u16 qlen; /* bytes in question[] */
 	__u8 kind; /* DNSLAT_QUERY or DNSLAT_RESPONSE */
-	__u8 pad[3];
+	__u8 tcp; /* 1: over TCP (the message after its 2-byte length) */
+	__u8 pad[2];
 	char comm[16]; /* of the task sending the query */
 	__u8 question[DNS_QUESTION_MAX]; /* the message's question section, raw */
 	__u16 rlen; /* bytes in rest[] */

@@ -32,20 +32,46 @@ pub static TOOL: Tool = Tool {
     name: "dnslat",
     aliases: &[],
     about: "DNS queries and responses from the packets: name, type, rcode, resolver, latency",
-    plans: &[Plan {
-        name: "tp_btf",
-        needs: &[Hook::TpBtf],
-        attach: "net/net_dev_queue + net/netif_receive_skb",
-        check: None,
-    }],
+    plans: &[
+        Plan {
+            name: "tp_btf",
+            needs: &[Hook::TpBtf],
+            attach: "net/net_dev_queue + net/netif_receive_skb (UDP, and TCP through skb dynptrs)",
+            check: Some(has_skb_dynptr),
+        },
+        UDP_ONLY,
+    ],
     cli: <Opts as clap::CommandFactory>::command,
     run,
-    verify: crate::core::bpf::verify::<DnslatSkelBuilder>,
+    verify: |tool, plan| crate::core::bpf::verify_with::<DnslatSkelBuilder>(tool, plan, configure),
     export: Some(crate::core::export::Export {
         order: 11,
         load: export::load,
     }),
 };
+
+/// Kernels that do not let tracing programs read a packet through bpf_dynptr_from_skb (before
+/// about 6.13, or without the kfunc): UDP only, without the dnslat_tcp_* programs.
+const UDP_ONLY: Plan = Plan {
+    name: "tp_btf-udp",
+    needs: &[Hook::TpBtf],
+    attach: "net/net_dev_queue + net/netif_receive_skb (UDP only)",
+    check: None,
+};
+
+fn has_skb_dynptr() -> Result<(), String> {
+    crate::core::caps::btf_has("bpf_dynptr_from_skb")
+}
+
+/// The TCP programs load with the plan whose check found their kfunc; the UDP-only plan, which
+/// a kernel refusing them falls through to, has no check and leaves them out.
+fn configure(open: &mut OpenDnslatSkel<'static>, plan: &'static Plan) -> anyhow::Result<()> {
+    if plan.check.is_none() {
+        open.progs.dnslat_tcp_tx.set_autoload(false);
+        open.progs.dnslat_tcp_rx.set_autoload(false);
+    }
+    Ok(())
+}
 
 const EXAMPLES: &str = "\
 Examples:
@@ -296,6 +322,9 @@ fn table() -> Table<Row> {
                 false => Value::Absent,
             }
         })
+        .col(Column::json("transport"), |r| {
+            Value::Str(if r.e.tcp != 0 { "tcp" } else { "udp" })
+        })
         .col(Column::json("truncated"), |r| match r.answered() {
             true => Value::U64(u64::from(r.e.flags & FLAG_TC != 0)),
             false => Value::Absent,
@@ -429,7 +458,8 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     s.filters.family = o.family.af();
 
     let port = o.port;
-    let skel = s.load::<DnslatSkelBuilder>(|open, _| {
+    let skel = s.load::<DnslatSkelBuilder>(|open, plan| {
+        configure(open, plan)?;
         let rodata = open
             .maps
             .rodata_data
