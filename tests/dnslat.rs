@@ -304,6 +304,74 @@ fn dnslat_filters_by_pid() {
     assert_eq!(rows[0]["pid"].to_string(), pid, "{}", rows[0]);
 }
 
+/// DNS over TCP (dig +tcp, dnsmasq serves TCP): each query and its response, with the answer
+/// count and rcode the resolver gave, over IPv4 and IPv6; a UDP query in the same run stays
+/// "udp". With the UDP-only plan (kernels that refuse the TCP programs' kfunc) the TCP queries are
+/// not seen and the UDP one is.
+#[test]
+fn dnslat_sees_queries_over_tcp() {
+    let ns = Netns::new();
+    let resolver = dnsmasq(&ns);
+    let json = Tool::start(&["dnslat", "--json", "--netns", &ns.path()]);
+    let udp_only = Tool::start_with_env(
+        &["dnslat", "--json", "--netns", &ns.path()],
+        &[("NETBPF_PLAN", "tp_btf-udp")],
+    );
+    let (tcp4, out) = run_in(
+        &ns,
+        "dig",
+        &["@127.0.0.1", "+tcp", "+tries=1", "web.test", "A"],
+    );
+    assert!(out.contains("192.0.2.10"), "{out}");
+    let (tcp6, out) = run_in(
+        &ns,
+        "dig",
+        &["@::1", "+tcp", "+tries=1", "gone.nx.test", "AAAA"],
+    );
+    assert!(out.contains("NXDOMAIN"), "{out}");
+    let (udp, _) = run_in(&ns, "dig", &["@127.0.0.1", "+tries=1", "web.test", "AAAA"]);
+    let rows = json.stop().json();
+    let plain = udp_only.stop().json();
+    let log = resolver.stop();
+
+    let r = one(&rows, "web.test.", "A", tcp4, "dig");
+    assert_eq!(
+        (&r["transport"], &r["rcode"], &r["answers"], &r["raddr"]),
+        (
+            &"tcp".into(),
+            &"NOERROR".into(),
+            &1.into(),
+            &"127.0.0.1".into()
+        ),
+        "{r}"
+    );
+    let r = one(&rows, "gone.nx.test.", "AAAA", tcp6, "dig");
+    assert_eq!(
+        (&r["transport"], &r["rcode"], &r["answers"], &r["raddr"]),
+        (&"tcp".into(), &"NXDOMAIN".into(), &0.into(), &"::1".into()),
+        "{r}"
+    );
+    assert_eq!(
+        one(&rows, "web.test.", "AAAA", udp, "dig")["transport"],
+        "udp"
+    );
+    assert_eq!(rows.len(), 3, "{rows:#?}");
+    // dnsmasq logged each of the three (query lines carry the name and type).
+    for (name, qtype) in [
+        ("web.test", "A"),
+        ("gone.nx.test", "AAAA"),
+        ("web.test", "AAAA"),
+    ] {
+        assert!(
+            log.iter()
+                .any(|l| l.contains(&format!("query[{qtype}] {name} from"))),
+            "{log:#?}"
+        );
+    }
+    assert_eq!(plain.len(), 1, "{plain:#?}");
+    assert_eq!(plain[0]["transport"], "udp");
+}
+
 /// tcpconnect --dns: a connect to an address a DNS answer gave (dig asks dnsmasq for web.test, A
 /// and AAAA; the addresses are on the namespace's lo) is named after the name asked; a connect to
 /// an address no answer gave is not, nor one to the same address from a namespace where no answer
