@@ -1,4 +1,4 @@
-//! dnslat: DNS queries over UDP and their responses, from the packets: name, type, response
+//! dnslat: DNS queries over UDP and TCP and their responses, from the packets: name, type, response
 //! code, answer count, resolver and latency, attributed to the process that sent the query.
 
 use std::collections::{BTreeMap, HashMap};
@@ -50,8 +50,9 @@ pub static TOOL: Tool = Tool {
     }),
 };
 
-/// Kernels that do not let tracing programs read a packet through bpf_dynptr_from_skb (before
-/// about 6.13, or without the kfunc): UDP only, without the dnslat_tcp_* programs.
+/// Kernels that do not let tracing programs read a packet through bpf_dynptr_from_skb (older
+/// ones: it was for networking programs first), or lack it: UDP only, without the dnslat_tcp_*
+/// programs.
 const UDP_ONLY: Plan = Plan {
     name: "tp_btf-udp",
     needs: &[Hook::TpBtf],
@@ -75,7 +76,7 @@ fn configure(open: &mut OpenDnslatSkel<'static>, plan: &'static Plan) -> anyhow:
 
 const EXAMPLES: &str = "\
 Examples:
-  dnslat                  # every DNS query over UDP and its response, with the latency
+  dnslat                  # every DNS query (UDP, TCP) and its response, with the latency
   dnslat --timeout 2      # queries unanswered after 2 s are printed as TIMEOUT
   dnslat --port 5353      # a resolver listening on port 5353
   dnslat -p 181 -4        # only queries sent by PID 181, over IPv4
@@ -92,7 +93,7 @@ traced (yet). A query sent again with the same id and port is timed from its las
 #[derive(Parser, Debug)]
 #[command(name = "dnslat", about = "Trace DNS queries and their latency from the packets", after_help = EXAMPLES)]
 struct Opts {
-    /// The resolvers' UDP port
+    /// The resolvers' port (UDP and TCP)
     #[arg(long, default_value_t = 53, value_parser = clap::value_parser!(u16).range(1..))]
     port: u16,
     /// Seconds to wait for a response before printing the query as TIMEOUT
@@ -739,7 +740,7 @@ pub mod export {
                 Family::Histogram {
                     name: "netbpf_dns_response_latency",
                     help:
-                        "DNS responses over UDP, from the query leaving to the response arriving, \
+                        "DNS responses (UDP, TCP), from the query leaving to the response arriving, \
                            by response code and resolver",
                     unit: Unit::Seconds,
                     buckets: LATENCIES,
@@ -747,7 +748,7 @@ pub mod export {
                 },
                 Family::Counter {
                     name: "netbpf_dns_queries",
-                    help: "DNS queries over UDP sent by local sockets, by resolver (unanswered: \
+                    help: "DNS queries (UDP, TCP) sent by local sockets, by resolver (unanswered: \
                            these minus the responses)",
                     unit: Unit::None,
                     series: self.maps.counter(&c, M_QUERIES, &[], |l| vec![resolver(l)]),
