@@ -373,7 +373,7 @@ fn dnslat_sees_queries_over_tcp() {
 }
 
 /// tcpconnect --dns: a connect to an address a DNS answer gave (dig asks dnsmasq for web.test, A
-/// and AAAA; the addresses are on the namespace's lo) is named after the name asked; a connect to
+/// over UDP and AAAA over TCP; the addresses are on the namespace's lo) is named after the name asked; a connect to
 /// an address no answer gave is not, nor one to the same address from a namespace where no answer
 /// was seen (names are per namespace).
 #[test]
@@ -396,7 +396,12 @@ fn tcpconnect_dns_names_connects_from_answers() {
     let table = Tool::start(&["tcpconnect", "--dns", "--netns", &ns.path()]);
     let (_, out) = run_in(&ns, "dig", &["@127.0.0.1", "+short", "web.test", "A"]);
     assert_eq!(out.trim(), "192.0.2.10");
-    let (_, out) = run_in(&ns, "dig", &["@127.0.0.1", "+short", "web.test", "AAAA"]);
+    // Over TCP: its answers name addresses too.
+    let (_, out) = run_in(
+        &ns,
+        "dig",
+        &["@127.0.0.1", "+tcp", "+short", "web.test", "AAAA"],
+    );
     assert_eq!(out.trim(), "2001:db8::10");
     // Refused connects (nothing listens): a connect all the same.
     let connect = |n: &Netns, host: &str, port: u16| {

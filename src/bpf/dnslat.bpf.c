@@ -220,6 +220,16 @@ static __always_inline void key_fill(struct dns_key *k, __u64 netns, const struc
 	}
 }
 
+/* Reads len bytes of m's body from off (after the header) into dst: through the skb's dynptr dp
+ * (TCP), else from the linear data (UDP). */
+static __always_inline long body_read(void *dst, __u32 len, const struct dns_msg *m,
+				      struct bpf_dynptr *dp, __u32 off)
+{
+	if (dp)
+		return bpf_dynptr_read(dst, len, dp, m->dns_off + DNS_HDR_LEN + off, 0);
+	return bpf_probe_read_kernel(dst, len, m->dns + DNS_HDR_LEN + off);
+}
+
 /* Sends one event for message m of the query q (key k). */
 static __always_inline void report(const struct dns_key *k, const struct dns_query *q,
 				   const struct dns_msg *m, struct bpf_dynptr *dp, __u8 kind, __u64 now)
@@ -255,19 +265,16 @@ static __always_inline void report(const struct dns_key *k, const struct dns_que
 	e->qlen = n > DNS_QUESTION_MAX ? DNS_QUESTION_MAX : n;
 	e->rlen = 0;
 	if (dp) {
-		/* TCP: only the message's bytes (a read past the skb fails); no answers copied. */
+		/* TCP: only the message's bytes (a read past the skb fails). */
 		__u32 qn = e->qlen;
 
 		barrier_var(qn);
 		qn &= 0xff;
-		if (qn > DNS_QUESTION_MAX ||
-		    bpf_dynptr_read(e->question, qn, dp, m->dns_off + DNS_HDR_LEN, 0))
+		if (qn > DNS_QUESTION_MAX || body_read(e->question, qn, m, dp, 0))
 			e->qlen = 0;
-		submit_event(e);
-		return;
-	}
-	if (bpf_probe_read_kernel(e->question, sizeof(e->question), m->dns + DNS_HDR_LEN))
+	} else if (bpf_probe_read_kernel(e->question, sizeof(e->question), m->dns + DNS_HDR_LEN)) {
 		e->qlen = 0;
+	}
 	if (answers_too && n > DNS_QUESTION_MAX) {
 		__u32 r = n - DNS_QUESTION_MAX;
 
@@ -277,8 +284,7 @@ static __always_inline void report(const struct dns_key *k, const struct dns_que
 		/* A mask the verifier sees (clang would drop a plain re-check). */
 		barrier_var(r);
 		r &= 0x1ff;
-		if (r > 0 && r <= DNS_REST_MAX &&
-		    !bpf_probe_read_kernel(e->rest, r, m->dns + DNS_HDR_LEN + DNS_QUESTION_MAX))
+		if (r > 0 && r <= DNS_REST_MAX && !body_read(e->rest, r, m, dp, DNS_QUESTION_MAX))
 			e->rlen = r;
 	}
 	submit_event(e);
