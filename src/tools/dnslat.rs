@@ -556,16 +556,18 @@ pub mod answers {
             }),
         };
         let first = select(TOOL.name, TOOL.plans)?;
-        let (skel, _) = crate::core::bpf::load::<DnslatSkelBuilder>(&plans, first, |open, _| {
-            open.maps
-                .rodata_data
-                .as_deref_mut()
-                .ok_or_else(|| anyhow::anyhow!("dnslat: no .rodata"))?
-                .answers_too = true;
-            // Same name ("events"): reusing it keeps the skeleton's map names.
-            open.maps.events.reuse_fd(events)?;
-            Ok(())
-        })?;
+        let (skel, _) =
+            crate::core::bpf::load::<DnslatSkelBuilder>(&plans, first, |open, plan| {
+                configure(open, plan)?;
+                open.maps
+                    .rodata_data
+                    .as_deref_mut()
+                    .ok_or_else(|| anyhow::anyhow!("dnslat: no .rodata"))?
+                    .answers_too = true;
+                // Same name ("events"): reusing it keeps the skeleton's map names.
+                open.maps.events.reuse_fd(events)?;
+                Ok(())
+            })?;
         Ok(Box::new(skel))
     }
 
@@ -765,7 +767,8 @@ pub mod export {
 
     pub fn load(ctx: &Ctx) -> anyhow::Result<Loaded> {
         let (skel, plan) =
-            export::load::<DnslatSkelBuilder>(ctx, TOOL.name, TOOL.plans, |open, _| {
+            export::load::<DnslatSkelBuilder>(ctx, TOOL.name, TOOL.plans, |open, plan| {
+                configure(open, plan)?;
                 open.export_setup(ctx)
             })?;
         let maps = skel.export_maps(ctx)?;
