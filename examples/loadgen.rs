@@ -3,7 +3,8 @@
 //! compare the tool's output with the truth.
 //!
 //!   loadgen [--wait] exchange --family 4|6 --port P --client-send N --server-send M --hold-ms H
-//!   loadgen [--wait] connect --family 4|6 --port P --count N [--nonblock]
+//!   loadgen [--wait] connect --family 4|6 --port P --count N [--nonblock] [--source-port S]
+//!       (--source-port: each connect() from local port S, bound first with SO_REUSEADDR)
 //!   loadgen [--wait] backlog --family 4|6 --port P --backlog B --clients C
 //!   loadgen [--wait] udp --family 4|6 --count N [--unconnected M] [--ping]
 //!   loadgen [--wait] unix --count N [--pair]
@@ -205,8 +206,11 @@ fn connect(a: &Args) {
     let mut refused = 0;
     let mut ports = Vec::new();
     for _ in 0..a.num("--count", 1) {
+        let sport = a.num("--source-port", 0) as u16;
         let r = if a.flag("--nonblock") {
             connect_nonblocking(addr)
+        } else if sport != 0 {
+            connect_from(sport, addr)
         } else {
             TcpStream::connect(addr).map(|s| s.local_addr().unwrap().port())
         };
@@ -224,6 +228,30 @@ fn connect(a: &Args) {
         std::process::id(),
         ports.join(",")
     );
+}
+
+/// A blocking connect() from local port `sport` (SO_REUSEADDR, so a refused connect's port can
+/// be bound again at once).
+fn connect_from(sport: u16, addr: SocketAddr) -> std::io::Result<u16> {
+    let family = if addr.is_ipv6() {
+        libc::AF_INET6
+    } else {
+        libc::AF_INET
+    };
+    // SAFETY: a fresh socket, owned by the TcpStream from here on.
+    let fd = unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let stream = unsafe { <TcpStream as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1);
+    if raw_bind(fd, SocketAddr::new(addr.ip(), sport)) != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    match connect_errno(fd, addr) {
+        0 => Ok(stream.local_addr()?.port()),
+        e => Err(std::io::Error::from_raw_os_error(e)),
+    }
 }
 
 /// A non-blocking connect() (EINPROGRESS), completed with poll().

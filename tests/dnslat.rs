@@ -1,128 +1,15 @@
 //! dnslat against a real resolver in the test's own network namespace: dnsmasq serving static
 //! records and an NXDOMAIN zone, queried by dig (its own resolver), getent (glibc) and Python;
-//! a slow resolver on another port answering after a known delay; a silent one for timeouts.
+//! a slow resolver on another port answering after a known delay; a silent one for timeouts;
+//! tcpconnect --dns naming connects from the answers dnslat's programs see.
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::thread;
-use std::time::Duration;
+use std::process::Stdio;
 
+use common::dns::{dnsmasq, python_resolver};
 use common::{netbpf, Netns, TempDir, Tool};
 use serde_json::Value;
-
-/// A process started in the namespace, killed when dropped; `ready` waited for on a line of
-/// its output.
-struct Server {
-    child: Child,
-    log: Option<thread::JoinHandle<Vec<String>>>,
-}
-
-impl Server {
-    /// Starts `cmd` and waits for a line of its stderr (or stdout: `on_stdout`) containing
-    /// `ready`.
-    fn start(mut cmd: Command, ready: &'static str, on_stdout: bool) -> Server {
-        cmd.stdin(Stdio::null());
-        if on_stdout {
-            cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
-        } else {
-            cmd.stdout(Stdio::null()).stderr(Stdio::piped());
-        }
-        let mut child = cmd.spawn().expect("start the test's resolver");
-        let pipe: Box<dyn std::io::Read + Send> = if on_stdout {
-            Box::new(child.stdout.take().unwrap())
-        } else {
-            Box::new(child.stderr.take().unwrap())
-        };
-        let (tx, rx) = mpsc::channel();
-        let log = thread::spawn(move || {
-            let mut lines = Vec::new();
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                if line.contains(ready) {
-                    let _ = tx.send(());
-                }
-                lines.push(line);
-            }
-            lines
-        });
-        if rx.recv_timeout(Duration::from_secs(20)).is_err() {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the test's resolver did not start: {:?}", log.join());
-        }
-        Server {
-            child,
-            log: Some(log),
-        }
-    }
-
-    /// Stops it and returns what it logged.
-    fn stop(mut self) -> Vec<String> {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.log.take().unwrap().join().unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// dnsmasq on 127.0.0.1 and ::1 port 53 of `ns`: web.test (A and AAAA), mail.test (A); every
-/// other name under test. answered locally (NXDOMAIN, or no data for a type a name lacks);
-/// every query logged.
-fn dnsmasq(ns: &Netns) -> Server {
-    let mut cmd = ns.command("dnsmasq");
-    cmd.args([
-        "--keep-in-foreground",
-        "--conf-file=/dev/null",
-        "--pid-file=",
-        "--user=root",
-        "--no-resolv",
-        "--no-hosts",
-        "--bind-interfaces",
-        "--listen-address=127.0.0.1",
-        "--listen-address=::1",
-        "--port=53",
-        "--log-queries",
-        "--log-facility=-",
-        "--host-record=web.test,192.0.2.10,2001:db8::10",
-        "--host-record=mail.test,192.0.2.25",
-        "--local=/test/",
-    ]);
-    Server::start(cmd, "started", false)
-}
-
-/// A resolver on 127.0.0.1:`port` answering every query after `delay_ms` with NOERROR and no
-/// answer; or (`delay_ms` None) a socket bound there that never answers.
-fn python_resolver(ns: &Netns, addr: &str, port: u16, delay_ms: Option<u64>) -> Server {
-    let script = r#"
-import socket, sys, time
-addr, port, delay = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind((addr, port))
-print("ready", flush=True)
-while True:
-    if delay == "silent":
-        time.sleep(3600)
-    q, peer = s.recvfrom(4096)
-    time.sleep(int(delay) / 1000)
-    i = 12
-    while q[i]:
-        i += 1 + q[i]
-    question = q[12:i + 5]
-    s.sendto(q[:2] + b"\x81\x80" + b"\x00\x01\x00\x00\x00\x00\x00\x00" + question, peer)
-"#;
-    let delay = delay_ms.map_or("silent".to_string(), |d| d.to_string());
-    let mut cmd = ns.command("/usr/bin/python3");
-    cmd.args(["-c", script, addr, &port.to_string(), &delay]);
-    Server::start(cmd, "ready", true)
-}
 
 /// Runs `program args` in `ns` to completion; returns its pid and stdout.
 fn run_in(ns: &Netns, program: &str, args: &[&str]) -> (u32, String) {
@@ -415,6 +302,145 @@ fn dnslat_filters_by_pid() {
     assert_eq!(rows.len(), 1, "{rows:#?}");
     assert_eq!(rows[0]["qname"], "web.test.", "{}", rows[0]);
     assert_eq!(rows[0]["pid"].to_string(), pid, "{}", rows[0]);
+}
+
+/// DNS over TCP (dig +tcp, dnsmasq serves TCP): each query and its response, with the answer
+/// count and rcode the resolver gave, over IPv4 and IPv6; a UDP query in the same run stays
+/// "udp". With the UDP-only plan (kernels that refuse the TCP programs' kfunc) the TCP queries are
+/// not seen and the UDP one is.
+#[test]
+fn dnslat_sees_queries_over_tcp() {
+    let ns = Netns::new();
+    let resolver = dnsmasq(&ns);
+    let json = Tool::start(&["dnslat", "--json", "--netns", &ns.path()]);
+    let udp_only = Tool::start_with_env(
+        &["dnslat", "--json", "--netns", &ns.path()],
+        &[("NETBPF_PLAN", "tp_btf-udp")],
+    );
+    let (tcp4, out) = run_in(
+        &ns,
+        "dig",
+        &["@127.0.0.1", "+tcp", "+tries=1", "web.test", "A"],
+    );
+    assert!(out.contains("192.0.2.10"), "{out}");
+    let (tcp6, out) = run_in(
+        &ns,
+        "dig",
+        &["@::1", "+tcp", "+tries=1", "gone.nx.test", "AAAA"],
+    );
+    assert!(out.contains("NXDOMAIN"), "{out}");
+    let (udp, _) = run_in(&ns, "dig", &["@127.0.0.1", "+tries=1", "web.test", "AAAA"]);
+    let rows = json.stop().json();
+    let plain = udp_only.stop().json();
+    let log = resolver.stop();
+
+    let r = one(&rows, "web.test.", "A", tcp4, "dig");
+    assert_eq!(
+        (&r["transport"], &r["rcode"], &r["answers"], &r["raddr"]),
+        (
+            &"tcp".into(),
+            &"NOERROR".into(),
+            &1.into(),
+            &"127.0.0.1".into()
+        ),
+        "{r}"
+    );
+    let r = one(&rows, "gone.nx.test.", "AAAA", tcp6, "dig");
+    assert_eq!(
+        (&r["transport"], &r["rcode"], &r["answers"], &r["raddr"]),
+        (&"tcp".into(), &"NXDOMAIN".into(), &0.into(), &"::1".into()),
+        "{r}"
+    );
+    assert_eq!(
+        one(&rows, "web.test.", "AAAA", udp, "dig")["transport"],
+        "udp"
+    );
+    assert_eq!(rows.len(), 3, "{rows:#?}");
+    // dnsmasq logged each of the three (query lines carry the name and type).
+    for (name, qtype) in [
+        ("web.test", "A"),
+        ("gone.nx.test", "AAAA"),
+        ("web.test", "AAAA"),
+    ] {
+        assert!(
+            log.iter()
+                .any(|l| l.contains(&format!("query[{qtype}] {name} from"))),
+            "{log:#?}"
+        );
+    }
+    assert_eq!(plain.len(), 1, "{plain:#?}");
+    assert_eq!(plain[0]["transport"], "udp");
+}
+
+/// tcpconnect --dns: a connect to an address a DNS answer gave (dig asks dnsmasq for web.test, A
+/// over UDP and AAAA over TCP; the addresses are on the namespace's lo) is named after the name asked; a connect to
+/// an address no answer gave is not, nor one to the same address from a namespace where no answer
+/// was seen (names are per namespace).
+#[test]
+fn tcpconnect_dns_names_connects_from_answers() {
+    let ns = Netns::new();
+    let elsewhere = Netns::new();
+    for n in [&ns, &elsewhere] {
+        for addr in ["192.0.2.10/32", "2001:db8::10/128"] {
+            let ok = n
+                .command("ip")
+                .args(["addr", "add", addr, "dev", "lo"])
+                .status()
+                .unwrap();
+            assert!(ok.success());
+        }
+    }
+    let resolver = dnsmasq(&ns);
+    // Every namespace: the rows are told apart by pid.
+    let json = Tool::start(&["tcpconnect", "--dns", "--json"]);
+    let table = Tool::start(&["tcpconnect", "--dns", "--netns", &ns.path()]);
+    let (_, out) = run_in(&ns, "dig", &["@127.0.0.1", "+short", "web.test", "A"]);
+    assert_eq!(out.trim(), "192.0.2.10");
+    // Over TCP: its answers name addresses too.
+    let (_, out) = run_in(
+        &ns,
+        "dig",
+        &["@127.0.0.1", "+tcp", "+short", "web.test", "AAAA"],
+    );
+    assert_eq!(out.trim(), "2001:db8::10");
+    // Refused connects (nothing listens): a connect all the same.
+    let connect = |n: &Netns, host: &str, port: u16| {
+        run_in(
+            n,
+            "bash",
+            &["-c", &format!("exec 3<>/dev/tcp/{host}/{port}; true")],
+        )
+        .0
+    };
+    let by_name4 = connect(&ns, "192.0.2.10", 7611);
+    let by_name6 = connect(&ns, "2001:db8::10", 7612);
+    let unnamed = connect(&ns, "127.0.0.1", 7613);
+    let other_ns = connect(&elsewhere, "192.0.2.10", 7614);
+    let rows = json.stop().json();
+    let table = table.stop();
+    resolver.stop();
+
+    let query = |pid: u32| -> Vec<&Value> {
+        rows.iter()
+            .filter(|r| r["pid"] == pid)
+            .map(|r| &r["query"])
+            .collect()
+    };
+    assert_eq!(query(by_name4), ["web.test"], "{rows:?}");
+    assert_eq!(query(by_name6), ["web.test"], "{rows:?}");
+    assert_eq!(query(unnamed), [""], "{rows:?}");
+    assert_eq!(query(other_ns), [""], "{rows:?}");
+    assert!(
+        table.lines[0].ends_with(" DPORT  RESULT QUERY"),
+        "{:?}",
+        table.lines
+    );
+    let named: Vec<&str> = table.lines[1..]
+        .iter()
+        .filter(|l| l.ends_with(" web.test"))
+        .map(|l| l.split_whitespace().nth(5).unwrap())
+        .collect();
+    assert_eq!(named, ["7611", "7612"], "{:?}", table.lines);
 }
 
 #[test]

@@ -504,11 +504,12 @@ fn runs_as_a_user_with_bpf_and_perfmon_only() {
     let m = Scrape::parse(&get(port, "/metrics", "*/*").1);
     // Before 5.11 tcplife needs the classic tracepoint, whose id nobody cannot read in a
     // root-only tracefs: then it is skipped, saying why, and its byte count is not checked.
+    // dnslat runs everywhere on tracepoints alone, without CAP_SYS_ADMIN.
     let tcplife_here = common::chosen_plan("tcplife") == "tp_btf";
     let tools: &[&str] = if tcplife_here {
-        &["tcplife", "tcpretrans", "socksize", "skbdrop"]
+        &["tcplife", "tcpretrans", "socksize", "skbdrop", "dnslat"]
     } else {
-        &["tcpretrans", "socksize", "skbdrop"]
+        &["tcpretrans", "socksize", "skbdrop", "dnslat"]
     };
     for tool in tools.iter().copied() {
         let up = m
@@ -1018,6 +1019,57 @@ fn dns_lookup_latency_by_function() {
     let h = m.histogram("netbpf_dns_lookup_latency_seconds", &f("getaddrinfo"));
     assert!(h.sum > 0.0 && h.sum < 30.0, "{h:?}");
     assert_eq!(h.top(), 67.108864);
+    e.stop();
+}
+
+// ---------------------------------------------------------------- dnslat
+
+/// dnsmasq in the namespace, asked by dig over IPv4 and IPv6 for a name it has (NOERROR) and one
+/// under its NXDOMAIN zone: each response once, under its rcode and resolver; each query counted
+/// under its resolver.
+#[test]
+fn dns_response_latency_by_rcode_and_resolver() {
+    let ns = Netns::new();
+    let resolver = common::dns::dnsmasq(&ns);
+    let e = Exporter::start(&ns, &["--tools", "dnslat"]);
+    let dig = |server: &str, name: &str, qtype: &str| {
+        ns_run(&ns, "dig", &[server, "+tries=1", name, qtype]);
+    };
+    dig("@127.0.0.1", "web.test", "A");
+    dig("@127.0.0.1", "web.test", "A");
+    dig("@127.0.0.1", "gone.nx.test", "A");
+    dig("@::1", "web.test", "AAAA");
+    let m = e.scrape();
+    let h = |rcode, resolver| {
+        m.histogram(
+            "netbpf_dns_response_latency_seconds",
+            &[("rcode", rcode), ("resolver", resolver)],
+        )
+    };
+    let (ok4, nx4, ok6) = (
+        h("NOERROR", "127.0.0.1"),
+        h("NXDOMAIN", "127.0.0.1"),
+        h("NOERROR", "::1"),
+    );
+    assert_eq!(
+        (ok4.count, nx4.count, ok6.count),
+        (2.0, 1.0, 1.0),
+        "{}",
+        m.body
+    );
+    for h in [&ok4, &nx4, &ok6] {
+        // On loopback, from a local dnsmasq: well under a second each.
+        assert!(h.sum > 0.0 && h.sum < h.count, "{h:?}");
+        assert_eq!(h.top(), 8.388608);
+    }
+    let queries = |resolver| m.value("netbpf_dns_queries_total", &[("resolver", resolver)]);
+    assert_eq!(
+        (queries("127.0.0.1"), queries("::1")),
+        (3.0, 1.0),
+        "{}",
+        m.body
+    );
+    resolver.stop();
     e.stop();
 }
 

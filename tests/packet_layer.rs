@@ -134,6 +134,116 @@ fn gethostlatency_filters_exclude_what_they_should() {
     assert!(other_ns.stop().lines.is_empty());
 }
 
+/// `getent hosts ADDR...` (gethostbyaddr) in `ns`, in a mount namespace of its own where `dir`'s
+/// hosts and nsswitch.conf are bind-mounted over /etc's: the answers come from the test's file,
+/// and no DNS query is made. Returns its pid and output.
+fn getent_hosts(ns: &Netns, dir: &TempDir, addrs: &[&str]) -> (u32, std::process::Output) {
+    use std::ffi::CString;
+    use std::os::unix::process::CommandExt;
+    let binds: Vec<(CString, CString)> = ["hosts", "nsswitch.conf"]
+        .iter()
+        .map(|f| {
+            let src = CString::new(dir.file(f)).unwrap();
+            (src, CString::new(format!("/etc/{f}")).unwrap())
+        })
+        .collect();
+    let mut cmd = ns.command("getent");
+    cmd.arg("hosts").args(addrs);
+    // SAFETY: unshare and mount are async-signal-safe; the strings were made before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            let fail = || Err(std::io::Error::last_os_error());
+            if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                return fail();
+            }
+            // Private first: the bind mounts must not propagate to the host's namespace.
+            let root = c"/".as_ptr();
+            let private = libc::MS_REC | libc::MS_PRIVATE;
+            if libc::mount(
+                std::ptr::null(),
+                root,
+                std::ptr::null(),
+                private,
+                std::ptr::null(),
+            ) != 0
+            {
+                return fail();
+            }
+            for (src, dst) in &binds {
+                let flags = libc::MS_BIND;
+                if libc::mount(
+                    src.as_ptr(),
+                    dst.as_ptr(),
+                    std::ptr::null(),
+                    flags,
+                    std::ptr::null(),
+                ) != 0
+                {
+                    return fail();
+                }
+            }
+            Ok(())
+        });
+    }
+    let child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("getent (libc-bin)");
+    let pid = child.id();
+    (pid, child.wait_with_output().unwrap())
+}
+
+/// Reverse lookups: one line per gethostbyaddr call (its internal gethostbyaddr_r is not a
+/// second), the address asked for as HOST, whether the file knows it or not.
+#[test]
+fn gethostlatency_traces_gethostbyaddr() {
+    if common::refused_here("gethostlatency") {
+        return;
+    }
+    let ns = Netns::new();
+    let dir = TempDir::new("ghl-addr");
+    std::fs::write(
+        dir.file("hosts"),
+        "10.9.8.7 peers-v4.test\nfd00::7 peers-v6.test\n",
+    )
+    .unwrap();
+    std::fs::write(dir.file("nsswitch.conf"), "hosts: files\n").unwrap();
+    let json = Tool::start(&["gethostlatency", "--json", "--netns", &ns.path()]);
+    let table = Tool::start(&["gethostlatency", "--netns", &ns.path()]);
+    let asked = ["10.9.8.7", "fd00::7", "10.9.8.8"];
+    let (pid, out) = getent_hosts(&ns, &dir, &asked);
+    let rows = json.stop().json();
+    let table = table.stop();
+
+    // Answered from the test's file; 10.9.8.8 is in no file (getent: exit 2, "not found").
+    let answers = String::from_utf8_lossy(&out.stdout);
+    let names: Vec<Vec<&str>> = answers
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        names,
+        [["10.9.8.7", "peers-v4.test"], ["fd00::7", "peers-v6.test"]]
+    );
+    assert_eq!(out.status.code(), Some(2));
+
+    let hosts: Vec<&str> = rows.iter().map(|r| r["host"].as_str().unwrap()).collect();
+    assert_eq!(hosts, asked, "{rows:?}");
+    for r in &rows {
+        assert_eq!(
+            (&r["func"], &r["pid"], &r["comm"]),
+            (&"gethostbyaddr".into(), &pid.into(), &"getent".into()),
+            "{r}"
+        );
+        assert!(r["lat_ns"].as_u64().unwrap() > 0, "{r}");
+    }
+    let shown: Vec<&str> = table.lines[1..]
+        .iter()
+        .map(|l| l.split_whitespace().last().unwrap())
+        .collect();
+    assert_eq!(shown, asked, "{:?}", table.lines);
+}
+
 /// glibc runs the _r functions inside the others: getaddrinfo with AF_INET hints calls
 /// gethostbyname2_r, gethostbyname2 calls it too. Each call is one line, named after the
 /// function the program called, and within the call as the program timed it.

@@ -427,6 +427,53 @@ fn tcpconnect_count_mode_counts_exactly() {
 }
 
 #[test]
+fn tcpconnect_source_port_counts_per_local_port() {
+    let ns = Netns::new();
+    let path = ns.path();
+    let per_lport = Tool::start(&["tcpconnect", "-c", "-s", "--json", "--netns", &path]);
+    let merged = Tool::start(&["tcpconnect", "-c", "--json", "--netns", &path]);
+    let table = Tool::start(&["tcpconnect", "-s", "--netns", &path]);
+    for (sport, n) in [("40311", "3"), ("40312", "2")] {
+        let run = ns.loadgen(&[
+            "connect",
+            "--family",
+            "4",
+            "--port",
+            "7311",
+            "--count",
+            n,
+            "--source-port",
+            sport,
+        ]);
+        assert_eq!(run["refused"].to_string(), n, "{run}");
+    }
+    let rows = per_lport.stop().json();
+    let row = |lport: u16, connects: u64| {
+        serde_json::json!({"laddr":"127.0.0.1","raddr":"127.0.0.1","lport":lport,"rport":7311,
+                           "connects":connects})
+    };
+    assert_eq!(rows, [row(40311, 3), row(40312, 2)], "{rows:?}");
+    // Without -s the local port is not part of the key (nor of the output).
+    let rows = merged.stop().json();
+    assert_eq!(
+        rows,
+        [serde_json::json!({"laddr":"127.0.0.1","raddr":"127.0.0.1","rport":7311,"connects":5})]
+    );
+    // Without -c, -s is the LPORT column.
+    let table = table.stop();
+    assert!(
+        table.lines[0].starts_with("PID    COMM         IP SADDR            LPORT  DADDR"),
+        "{:?}",
+        table.lines
+    );
+    let lports: Vec<&str> = table.lines[1..]
+        .iter()
+        .map(|l| l.split_whitespace().nth(4).unwrap())
+        .collect();
+    assert_eq!(lports, ["40311", "40311", "40311", "40312", "40312"]);
+}
+
+#[test]
 fn tcpconnect_filters() {
     let ns = Netns::new();
     let path = ns.path();

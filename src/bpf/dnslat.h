@@ -6,6 +6,9 @@
  * one followed by its QTYPE and QCLASS. Longer names are shown cut. */
 #define DNS_QUESTION_MAX 136
 
+/* With answers_too (tcpconnect --dns): the message's bytes after question[], up to 512 in all. */
+#define DNS_REST_MAX 376
+
 #define DNSLAT_QUERY 0
 #define DNSLAT_RESPONSE 1
 
@@ -29,9 +32,28 @@ struct dnslat_event {
 	__u16 ancount;
 	__u16 qlen; /* bytes in question[] */
 	__u8 kind; /* DNSLAT_QUERY or DNSLAT_RESPONSE */
-	__u8 pad[3];
+	__u8 tcp; /* 1: over TCP (the message after its 2-byte length) */
+	__u8 pad[2];
 	char comm[16]; /* of the task sending the query */
 	__u8 question[DNS_QUESTION_MAX]; /* the message's question section, raw */
+	__u16 rlen; /* bytes in rest[] */
+	__u8 rest[DNS_REST_MAX]; /* answers_too: what follows question[] (the answers), raw */
 };
+
+/* Exporter mode: a resolver's address (and port), numbered in `resolver_ids` so a series label
+ * (a u32) can name it; user space reads the numbers back. */
+struct dnslat_resolver {
+	__u8 addr[16];
+	__u16 family;
+	__u16 port;
+	__u32 pad;
+};
+
+/* Exporter series (common/export.h): metric DNSLAT_M_LATENCY, a histogram of response latency
+ * in microseconds, label (resolver number << 8) | rcode; DNSLAT_M_QUERIES, a count of queries,
+ * label resolver number << 8. Resolver number 0: the numbering map was full. */
+#define DNSLAT_M_LATENCY 0
+#define DNSLAT_M_QUERIES 1
+#define DNSLAT_RESOLVERS 256
 
 #endif

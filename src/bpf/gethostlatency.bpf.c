@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /* gethostlatency: latency of host name lookups through the C library (getaddrinfo,
- * gethostbyname, gethostbyname2 and their _r variants), from a uprobe at entry to a uretprobe
+ * gethostbyname, gethostbyname2 and their _r variants; reverse lookups by gethostbyaddr and its
+ * _r variant), from a uprobe at entry to a uretprobe
  * at return. Each function has its own entry program, which says which function fired (attach
  * cookies would do it with one, but need 5.15); the return program is shared. */
 #include "common/netbpf.bpf.h"
@@ -17,7 +18,7 @@ struct call {
 	__u64 start_ns;
 	__u64 entry_sp;	/* user stack pointer at entry: calls made from inside run below it */
 	__u32 func;
-	__u32 pad;
+	__u32 addr_len;
 	char host[GHL_HOST_LEN];
 };
 
@@ -41,7 +42,9 @@ struct {
  * same test at return
  * tells the outer call's return (stack pointer back at or above its entry: x86-64 pops the
  * return address, arm64 returns through a register) from a nested one's. */
-static __always_inline int enter(struct pt_regs *ctx, const char *host, __u32 func)
+/* host: the name asked for, or with addr_len (4 or 16) the address looked up. */
+static __always_inline int enter(struct pt_regs *ctx, const void *host, __u32 addr_len,
+				 __u32 func)
 {
 	__u64 id = bpf_get_current_pid_tgid(), sp = PT_REGS_SP(ctx), now;
 	struct call *cur, fresh = {};
@@ -57,7 +60,13 @@ static __always_inline int enter(struct pt_regs *ctx, const char *host, __u32 fu
 	fresh.start_ns = now;
 	fresh.entry_sp = sp;
 	fresh.func = func;
-	bpf_probe_read_user_str(fresh.host, sizeof(fresh.host), host);
+	fresh.addr_len = addr_len;
+	if (addr_len == 16)
+		bpf_probe_read_user(fresh.host, 16, host);
+	else if (addr_len == 4)
+		bpf_probe_read_user(fresh.host, 4, host);
+	else
+		bpf_probe_read_user_str(fresh.host, sizeof(fresh.host), host);
 	bpf_map_update_elem(&calls, &id, &fresh, BPF_ANY);
 	return 0;
 }
@@ -66,7 +75,17 @@ static __always_inline int enter(struct pt_regs *ctx, const char *host, __u32 fu
 	SEC("uprobe")                                                                              \
 	int BPF_UPROBE(gethostlatency_enter_##name, const char *host)                              \
 	{                                                                                          \
-		return enter(ctx, host, func);                                                     \
+		return enter(ctx, host, 0, func);                                                  \
+	}
+
+/* gethostbyaddr{,_r}(addr, len, type, ...): the address's bytes when len fits its type (else
+ * glibc fails the call at once, and HOST is empty). */
+#define ENTER_ADDR(name, func)                                                                     \
+	SEC("uprobe")                                                                              \
+	int BPF_UPROBE(gethostlatency_enter_##name, const void *addr, __u32 len, int type)        \
+	{                                                                                          \
+		bool fits = (type == AF_INET && len == 4) || (type == AF_INET6 && len == 16);      \
+		return enter(ctx, fits ? addr : NULL, fits ? len : 0, func);                       \
 	}
 
 ENTER(getaddrinfo, GHL_GETADDRINFO)
@@ -74,6 +93,8 @@ ENTER(gethostbyname, GHL_GETHOSTBYNAME)
 ENTER(gethostbyname2, GHL_GETHOSTBYNAME2)
 ENTER(gethostbyname_r, GHL_GETHOSTBYNAME_R)
 ENTER(gethostbyname2_r, GHL_GETHOSTBYNAME2_R)
+ENTER_ADDR(gethostbyaddr, GHL_GETHOSTBYADDR)
+ENTER_ADDR(gethostbyaddr_r, GHL_GETHOSTBYADDR_R)
 
 SEC("uretprobe")
 int BPF_URETPROBE(gethostlatency_return)
@@ -99,7 +120,7 @@ int BPF_URETPROBE(gethostlatency_return)
 		e->pid = id >> 32;
 		e->tid = (__u32)id;
 		e->func = c->func;
-		e->pad = 0;
+		e->addr_len = c->addr_len;
 		bpf_get_current_comm(e->comm, sizeof(e->comm));
 		__builtin_memcpy(e->host, c->host, sizeof(e->host));
 		submit_event(e);

@@ -12,6 +12,8 @@ enum ghl_func {
 	GHL_GETHOSTBYNAME2 = 2,
 	GHL_GETHOSTBYNAME_R = 3,
 	GHL_GETHOSTBYNAME2_R = 4,
+	GHL_GETHOSTBYADDR = 5,
+	GHL_GETHOSTBYADDR_R = 6,
 };
 
 /* One resolver call, sent when it returns. */
@@ -22,9 +24,9 @@ struct gethostlatency_event {
 	__u32 pid;
 	__u32 tid;
 	__u32 func;	/* enum ghl_func */
-	__u32 pad;
+	__u32 addr_len; /* gethostbyaddr*: 4 or 16, host holds the address's bytes; else 0 */
 	char comm[16];
-	char host[GHL_HOST_LEN];
+	char host[GHL_HOST_LEN]; /* the name asked for (NUL-terminated), or the address */
 };
 
 #endif

@@ -37,7 +37,7 @@ int sofamily_connect(struct trace_event_raw_sys_enter *ctx)
 
 	if (!tgid_ok(current_tgid()))
 		return 0;
-	if (filter_netns || filter_cgroup) {
+	if (filter_netns || cgroup_filtered()) {
 		sk = sock_from_fd((int)ctx->args[0]);
 		if (!sk || !sk_netns_ok(sk))
 			return 0;

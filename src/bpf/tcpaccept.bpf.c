@@ -41,7 +41,8 @@ static __always_inline int report(struct sock *sk, struct sock *listener)
 
 	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP || !sk_netns_ok(sk))
 		return 0;
-	if (!sk_cgroup_ok(sk))
+	/* The acceptor is current (accept()'s return): its mount namespace is the one asked. */
+	if (!sk_cgroup_ok(sk) || !current_mntns_ok())
 		return 0;
 	sk_read_tuple(sk, &t);
 	if (!sk_is_inet(t.family) || !family_ok(t.family) || !lport_ok(t.lport))

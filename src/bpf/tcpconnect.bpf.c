@@ -15,6 +15,7 @@ char LICENSE[] SEC("license") = "GPL";
 EXPORT_EVENT_TYPE(tcpconnect_event);
 
 const volatile bool count_mode = false;
+const volatile bool count_lport = false; /* -c -s: the local port is part of the count key */
 const volatile __u32 filter_uid = (__u32)-1;
 
 struct connector {
@@ -58,7 +59,11 @@ static __always_inline void report(const struct sock *sk, const struct connector
 	if (!rport_ok(t.rport))
 		return;
 	if (count_mode) {
-		struct tcpconnect_count_key key = { .family = t.family, .rport = t.rport };
+		struct tcpconnect_count_key key = {
+			.family = t.family,
+			.rport = t.rport,
+			.lport = count_lport ? t.lport : 0,
+		};
 		__u64 one = 1, *n;
 
 		__builtin_memcpy(key.saddr, t.saddr, sizeof(key.saddr));
@@ -77,6 +82,7 @@ static __always_inline void report(const struct sock *sk, const struct connector
 	if (!e)
 		return;
 	e->cgroup = sk_cgroup_id(sk);
+	e->netns = sk_netns_id(sk);
 	e->tuple = t;
 	e->ts_ns = bpf_ktime_get_ns();
 	e->pid = c->pid;
@@ -105,7 +111,7 @@ int BPF_PROG(tcpconnect_set_state, struct sock *sk, int oldstate, int newstate)
 		if (!tgid_ok(fresh.pid) || (filter_uid != (__u32)-1 && fresh.uid != filter_uid) ||
 		    !family_ok(BPF_CORE_READ(sk, __sk_common.skc_family)) || !sk_netns_ok(sk))
 			return 0;
-		if (!sk_cgroup_ok(sk))
+		if (!sk_cgroup_ok(sk) || !current_mntns_ok())
 			return 0;
 		bpf_get_current_comm(fresh.comm, sizeof(fresh.comm));
 		bpf_map_update_elem(&connecting, &key, &fresh, BPF_ANY);

@@ -62,7 +62,7 @@ static __always_inline void count(struct sock *sk, int ret, bool sent)
 	pid = current_tgid();
 	if (!tgid_ok(pid) || !sk_netns_ok(sk))
 		return;
-	if (!sk_cgroup_ok(sk))
+	if (!sk_cgroup_ok(sk) || !current_mntns_ok())
 		return;
 	sk_read_tuple(sk, &key.tuple);
 	tuple_unmap_v4(&key.tuple);

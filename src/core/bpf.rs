@@ -294,6 +294,8 @@ pub fn write_filters(
         ("filter_netns", f.netns.to_ne_bytes().to_vec()),
         ("filter_cgroup", f.cgroup.to_ne_bytes().to_vec()),
         ("filter_cgroup_level", f.cgroup_level.to_ne_bytes().to_vec()),
+        ("filter_cgroup_map", vec![u8::from(f.cgroup_map.is_some())]),
+        ("filter_mntns_map", vec![u8::from(f.mntns_map.is_some())]),
         ("filter_family", f.family.to_ne_bytes().to_vec()),
         (
             "filter_lports",
@@ -347,6 +349,33 @@ pub fn write_filters(
         data.get_mut(offset..offset + bytes.len())
             .ok_or_else(|| anyhow!(".rodata is shorter than its BTF says"))?
             .copy_from_slice(&bytes);
+    }
+    Ok(())
+}
+
+/// Puts the pinned sets of --cgroupmap / --mntnsmap in slot 0 of a loaded object's
+/// `cgroup_map` / `mntns_map` (common/filter.bpf.h), before it is attached. The kernel refuses a
+/// set whose type, key or value size or flags differ from the object's template.
+pub fn install_sets(obj: &libbpf_rs::Object, f: &crate::core::cli::Filters) -> anyhow::Result<()> {
+    use libbpf_rs::MapCore as _;
+    use std::os::fd::{AsFd as _, AsRawFd as _};
+    for (name, set) in [("cgroup_map", &f.cgroup_map), ("mntns_map", &f.mntns_map)] {
+        let Some(set) = set else { continue };
+        let Some(sets) = obj.maps().find(|m| m.name() == name) else {
+            continue; // an object without the common filters
+        };
+        let fd = set.map.as_fd().as_raw_fd() as u32;
+        sets.update(
+            &0u32.to_ne_bytes(),
+            &fd.to_ne_bytes(),
+            libbpf_rs::MapFlags::ANY,
+        )
+        .map_err(|e| {
+            crate::usage!(
+                "{}: the kernel refused the map ({e}): it must be a hash map with map flags 0",
+                set.option
+            )
+        })?;
     }
     Ok(())
 }
@@ -453,7 +482,12 @@ where
         crate::core::btf::release();
         clear_log();
         match open.load() {
-            Ok(skel) => return Ok((skel, plan)),
+            Ok(skel) => {
+                if let Some(f) = &plans.filters {
+                    install_sets(libbpf_rs::skel::Skel::object(&skel), f)?;
+                }
+                return Ok((skel, plan));
+            }
             Err(e) => {
                 let refused = kernel_refused(&e);
                 let err = load_failed(tool, e);

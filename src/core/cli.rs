@@ -1,6 +1,8 @@
 //! Options every tool shares, and their translation into the in-kernel filters of
 //! `common/filter.bpf.h`.
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
@@ -30,6 +32,10 @@ pub struct Common {
     /// carry them too)
     #[arg(long, value_name = "NAMESPACE/NAME")]
     pub pod: Option<String>,
+    /// Only cgroups whose ids are keys of this BPF hash map pinned in bpffs (bcc's --cgroupmap:
+    /// 8-byte keys, the cgroup v2 ids; 8-byte values, not read); exact ids, read per event
+    #[arg(long, value_name = "PATH")]
+    pub cgroupmap: Option<PathBuf>,
     /// Add a CONTAINER column (and POD where containers carry pod labels): the container each
     /// event is attributed to, "host" outside containers (--json always has them)
     #[arg(long)]
@@ -245,6 +251,98 @@ impl Family {
     }
 }
 
+/// `--mntnsmap PATH` (bcc's), on the tools that filter in the process an event is about.
+#[derive(Args, Debug, Clone, Default)]
+pub struct MntnsFilter {
+    /// Only processes whose mount namespace's inode is a key of this BPF hash map pinned in
+    /// bpffs (bcc's --mntnsmap: 8-byte keys; 4-byte values, not read); read per event
+    #[arg(long = "mntnsmap", value_name = "PATH")]
+    pub mntnsmap: Option<PathBuf>,
+}
+
+impl MntnsFilter {
+    pub fn apply(&self, f: &mut Filters) -> anyhow::Result<()> {
+        if let Some(path) = &self.mntnsmap {
+            f.mntns_map = Some(PinnedSet::open(IdSet::MountNamespaces, path)?);
+        }
+        Ok(())
+    }
+}
+
+/// What the ids of a [`PinnedSet`] are, and the map layout bcc documents for them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdSet {
+    /// --cgroupmap: cgroup v2 id (u64) -> u64.
+    Cgroups,
+    /// --mntnsmap: mount namespace inode (u64) -> u32.
+    MountNamespaces,
+}
+
+impl IdSet {
+    fn option(self) -> &'static str {
+        match self {
+            IdSet::Cgroups => "--cgroupmap",
+            IdSet::MountNamespaces => "--mntnsmap",
+        }
+    }
+    fn keys(self) -> &'static str {
+        match self {
+            IdSet::Cgroups => "cgroup ids",
+            IdSet::MountNamespaces => "mount namespace inodes",
+        }
+    }
+    /// The value size bcc's maps have (the BPF side only tests a key's presence).
+    fn value_size(self) -> u32 {
+        match self {
+            IdSet::Cgroups => 8,
+            IdSet::MountNamespaces => 4,
+        }
+    }
+}
+
+/// A BPF hash map pinned in bpffs whose keys are the ids a filter keeps (bcc's --cgroupmap and
+/// --mntnsmap), checked when opened; the tools' objects use it in place of their own
+/// (`cgroup_map` / `mntns_map` of common/filter.bpf.h), so its keys can change while they run.
+#[derive(Debug, Clone)]
+pub struct PinnedSet {
+    pub map: Arc<libbpf_rs::MapHandle>,
+    /// The option that named it, for errors.
+    pub option: &'static str,
+}
+
+impl PinnedSet {
+    pub fn open(ids: IdSet, path: &Path) -> anyhow::Result<PinnedSet> {
+        use libbpf_rs::{MapCore as _, MapType};
+        let (option, shown) = (ids.option(), path.display());
+        let layout = format!(
+            "a BPF hash map pinned in bpffs with 8-byte keys ({}) and {}-byte values, e.g. \
+             `bpftool map create {shown} type hash key 8 value {} entries 128 name ids flags 0`",
+            ids.keys(),
+            ids.value_size(),
+            ids.value_size()
+        );
+        let map = libbpf_rs::MapHandle::from_pinned_path(path).map_err(|e| {
+            let why = match e.kind() {
+                libbpf_rs::ErrorKind::NotFound => "no such file".to_string(),
+                _ if path.exists() => "not a pinned BPF map".to_string(),
+                _ => e.to_string(),
+            };
+            crate::usage!("{option} {shown}: {why}; it takes {layout}")
+        })?;
+        let (kind, key, value) = (map.map_type(), map.key_size(), map.value_size());
+        if kind != MapType::Hash || key != 8 || value != ids.value_size() {
+            return Err(crate::usage!(
+                "{option} {shown}: a {kind:?} map with {key}-byte keys and {value}-byte values; \
+                 it takes {layout}"
+            ));
+        }
+        Ok(PinnedSet {
+            map: Arc::new(map),
+            option,
+        })
+    }
+}
+
 /// The filters as the BPF side wants them (zero = off).
 #[derive(Debug, Clone, Default)]
 pub struct Filters {
@@ -253,6 +351,9 @@ pub struct Filters {
     /// A cgroup v2 id and its level: that cgroup and everything below it (0: all).
     pub cgroup: u64,
     pub cgroup_level: u32,
+    /// --cgroupmap, --mntnsmap: the pinned maps whose keys are the ids kept.
+    pub cgroup_map: Option<PinnedSet>,
+    pub mntns_map: Option<PinnedSet>,
     pub family: u16,
     pub lports: [u16; MAX_FILTER_PORTS],
     pub rports: [u16; MAX_FILTER_PORTS],
@@ -268,10 +369,16 @@ impl Filters {
             None => 0,
         };
         let scope = Filters::scope(common)?;
+        let cgroup_map = common
+            .cgroupmap
+            .as_deref()
+            .map(|p| PinnedSet::open(IdSet::Cgroups, p))
+            .transpose()?;
         Ok(Filters {
             netns,
             cgroup: scope.as_ref().map_or(0, |c| c.id),
             cgroup_level: scope.as_ref().map_or(0, |c| c.level),
+            cgroup_map,
             ..Default::default()
         })
     }

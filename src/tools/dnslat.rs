@@ -1,4 +1,4 @@
-//! dnslat: DNS queries over UDP and their responses, from the packets: name, type, response
+//! dnslat: DNS queries over UDP and TCP and their responses, from the packets: name, type, response
 //! code, answer count, resolver and latency, attributed to the process that sent the query.
 
 use std::collections::{BTreeMap, HashMap};
@@ -32,21 +32,51 @@ pub static TOOL: Tool = Tool {
     name: "dnslat",
     aliases: &[],
     about: "DNS queries and responses from the packets: name, type, rcode, resolver, latency",
-    plans: &[Plan {
-        name: "tp_btf",
-        needs: &[Hook::TpBtf],
-        attach: "net/net_dev_queue + net/netif_receive_skb",
-        check: None,
-    }],
+    plans: &[
+        Plan {
+            name: "tp_btf",
+            needs: &[Hook::TpBtf],
+            attach: "net/net_dev_queue + net/netif_receive_skb (UDP, and TCP through skb dynptrs)",
+            check: Some(has_skb_dynptr),
+        },
+        UDP_ONLY,
+    ],
     cli: <Opts as clap::CommandFactory>::command,
     run,
-    verify: crate::core::bpf::verify::<DnslatSkelBuilder>,
-    export: None,
+    verify: |tool, plan| crate::core::bpf::verify_with::<DnslatSkelBuilder>(tool, plan, configure),
+    export: Some(crate::core::export::Export {
+        order: 11,
+        load: export::load,
+    }),
 };
+
+/// Kernels that do not let tracing programs read a packet through bpf_dynptr_from_skb (older
+/// ones: it was for networking programs first), or lack it: UDP only, without the dnslat_tcp_*
+/// programs.
+const UDP_ONLY: Plan = Plan {
+    name: "tp_btf-udp",
+    needs: &[Hook::TpBtf],
+    attach: "net/net_dev_queue + net/netif_receive_skb (UDP only)",
+    check: None,
+};
+
+fn has_skb_dynptr() -> Result<(), String> {
+    crate::core::caps::btf_has("bpf_dynptr_from_skb")
+}
+
+/// The TCP programs load with the plan whose check found their kfunc; the UDP-only plan, which
+/// a kernel refusing them falls through to, has no check and leaves them out.
+fn configure(open: &mut OpenDnslatSkel<'static>, plan: &'static Plan) -> anyhow::Result<()> {
+    if plan.check.is_none() {
+        open.progs.dnslat_tcp_tx.set_autoload(false);
+        open.progs.dnslat_tcp_rx.set_autoload(false);
+    }
+    Ok(())
+}
 
 const EXAMPLES: &str = "\
 Examples:
-  dnslat                  # every DNS query over UDP and its response, with the latency
+  dnslat                  # every DNS query (UDP, TCP) and its response, with the latency
   dnslat --timeout 2      # queries unanswered after 2 s are printed as TIMEOUT
   dnslat --port 5353      # a resolver listening on port 5353
   dnslat -p 181 -4        # only queries sent by PID 181, over IPv4
@@ -63,7 +93,7 @@ traced (yet). A query sent again with the same id and port is timed from its las
 #[derive(Parser, Debug)]
 #[command(name = "dnslat", about = "Trace DNS queries and their latency from the packets", after_help = EXAMPLES)]
 struct Opts {
-    /// The resolvers' UDP port
+    /// The resolvers' port (UDP and TCP)
     #[arg(long, default_value_t = 53, value_parser = clap::value_parser!(u16).range(1..))]
     port: u16,
     /// Seconds to wait for a response before printing the query as TIMEOUT
@@ -293,6 +323,9 @@ fn table() -> Table<Row> {
                 false => Value::Absent,
             }
         })
+        .col(Column::json("transport"), |r| {
+            Value::Str(if r.e.tcp != 0 { "tcp" } else { "udp" })
+        })
         .col(Column::json("truncated"), |r| match r.answered() {
             true => Value::U64(u64::from(r.e.flags & FLAG_TC != 0)),
             false => Value::Absent,
@@ -426,7 +459,8 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     s.filters.family = o.family.af();
 
     let port = o.port;
-    let skel = s.load::<DnslatSkelBuilder>(|open, _| {
+    let skel = s.load::<DnslatSkelBuilder>(|open, plan| {
+        configure(open, plan)?;
         let rodata = open
             .maps
             .rodata_data
@@ -492,6 +526,259 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     }
     s.report(libbpf_rs::skel::Skel::object(&skel));
     Ok(())
+}
+
+/// Names of addresses from the DNS answers dnslat's programs see, for another tool (tcpconnect
+/// --dns): the programs write their responses, answers included, into that tool's ring buffer.
+pub mod answers {
+    use std::net::IpAddr;
+    use std::os::fd::BorrowedFd;
+
+    use super::*;
+    use crate::core::addr::ip;
+    use crate::core::bpf::Plans;
+    use crate::core::cli::Filters;
+
+    /// The size of the programs' records: the other tool's records are told from them by it.
+    pub const RECORD: usize = std::mem::size_of::<types::dnslat_event>();
+
+    /// Loads and attaches the programs writing into `events` (a ring buffer of the caller's),
+    /// for the network namespace `netns` (0: all). Keep the result alive while they should run.
+    pub fn load(netns: u64, events: BorrowedFd<'_>) -> anyhow::Result<Box<dyn std::any::Any>> {
+        let select = |t: &str, p: &'static [Plan]| crate::core::caps::Caps::get().select(t, p);
+        let plans = Plans {
+            tool: TOOL.name,
+            all: TOOL.plans,
+            select,
+            filters: Some(Filters {
+                netns,
+                ..Default::default()
+            }),
+        };
+        let first = select(TOOL.name, TOOL.plans)?;
+        let (skel, _) =
+            crate::core::bpf::load::<DnslatSkelBuilder>(&plans, first, |open, plan| {
+                configure(open, plan)?;
+                open.maps
+                    .rodata_data
+                    .as_deref_mut()
+                    .ok_or_else(|| anyhow::anyhow!("dnslat: no .rodata"))?
+                    .answers_too = true;
+                // Same name ("events"): reusing it keeps the skeleton's map names.
+                open.maps.events.reuse_fd(events)?;
+                Ok(())
+            })?;
+        Ok(Box::new(skel))
+    }
+
+    /// (network namespace, address, name asked) of each A and AAAA answer of a record of the
+    /// programs (a NOERROR response); the name without its final dot, as bcc shows it.
+    pub fn parse(data: &[u8]) -> Vec<(u64, IpAddr, String)> {
+        let Some(e) = read_event::<types::dnslat_event>(data) else {
+            return Vec::new();
+        };
+        if e.kind != KIND_RESPONSE || e.flags & 0x0f != 0 {
+            return Vec::new();
+        }
+        let mut body = e.question[..(e.qlen as usize).min(e.question.len())].to_vec();
+        body.extend_from_slice(&e.rest[..(e.rlen as usize).min(e.rest.len())]);
+        let q = question(&body);
+        let name = q.name.trim_end_matches('.').to_string();
+        addresses(&body, e.qdcount, e.ancount)
+            .into_iter()
+            .map(|a| (e.netns, a, name.clone()))
+            .collect()
+    }
+
+    /// The A and AAAA addresses among the answers of a message body (after its header).
+    fn addresses(body: &[u8], qdcount: u16, ancount: u16) -> Vec<IpAddr> {
+        let mut at = 0;
+        for _ in 0..qdcount {
+            let Some(end) = skip_name(body, at) else {
+                return Vec::new();
+            };
+            at = end + 4; // QTYPE, QCLASS
+        }
+        let mut out = Vec::new();
+        for _ in 0..ancount {
+            let Some(end) = skip_name(body, at) else {
+                break;
+            };
+            let Some(fixed) = body.get(end..end + 10) else {
+                break;
+            };
+            let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
+            let rdlen = u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
+            let Some(rdata) = body.get(end + 10..end + 10 + rdlen) else {
+                break;
+            };
+            match (rtype, rdata.len()) {
+                (1, 4) => out.push(ip(crate::core::addr::AF_INET, &pad16(rdata))),
+                (28, 16) => out.push(ip(crate::core::addr::AF_INET6, &pad16(rdata))),
+                _ => {}
+            }
+            at = end + 10 + rdlen;
+        }
+        out
+    }
+
+    /// The offset after a wire-form name at `at`: labels to the root label, or up to a
+    /// compression pointer (2 bytes).
+    fn skip_name(body: &[u8], mut at: usize) -> Option<usize> {
+        loop {
+            let len = *body.get(at)?;
+            match len {
+                0 => return Some(at + 1),
+                l if l & 0xc0 == 0xc0 => return Some(at + 2),
+                l if l & 0xc0 != 0 => return None,
+                l => at += 1 + l as usize,
+            }
+        }
+    }
+
+    fn pad16(b: &[u8]) -> [u8; 16] {
+        let mut a = [0u8; 16];
+        a[..b.len()].copy_from_slice(b);
+        a
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn answers_past_names_and_pointers() {
+            // web.test A: a CNAME to a.web.test (pointer), then its A; and an AAAA.
+            let mut body = b"\x03web\x04test\x00\x00\x01\x00\x01".to_vec();
+            body.extend(b"\xc0\x0c\x00\x05\x00\x01\x00\x00\x00\x3c\x00\x04\x01a\xc0\x0c");
+            body.extend(b"\x01a\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04\xc0\x00\x02\x0a");
+            body.extend(b"\xc0\x0c\x00\x1c\x00\x01\x00\x00\x00\x3c\x00\x10");
+            body.extend([
+                0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+            ]);
+            let found: Vec<String> = addresses(&body, 1, 3)
+                .iter()
+                .map(|a| a.to_string())
+                .collect();
+            assert_eq!(found, ["192.0.2.10", "2001:db8::10"]);
+            // Cut short: what is whole is kept.
+            assert_eq!(addresses(&body[..body.len() - 3], 1, 3).len(), 1);
+            assert_eq!(skip_name(b"\x80", 0), None);
+        }
+    }
+}
+
+/// Exporter mode: response latency by response code and resolver, queries by resolver (tracepoints
+/// only, so it runs with CAP_BPF and CAP_PERFMON).
+pub mod export {
+    use std::collections::HashMap;
+    use std::net::IpAddr;
+
+    use libbpf_rs::{MapCore as _, MapFlags, MapHandle};
+
+    use super::*;
+    use crate::core::addr::ip;
+    use crate::core::export::{
+        self, Buckets, Ctx, ExportMaps, ExportObject as _, Family, Labels, Loaded, Scale, Source,
+        Unit,
+    };
+
+    unsafe impl Pod for types::dnslat_resolver {}
+
+    /// 16 µs to 2^23 µs (8.4 s: resolver timeouts and retries).
+    const LATENCIES: Buckets = Buckets {
+        scale: Scale::Micros,
+        first: 4,
+        last: 23,
+    };
+
+    /// DNSLAT_M_* of dnslat.h.
+    const M_LATENCY: u32 = 0;
+    const M_QUERIES: u32 = 1;
+
+    struct Dns {
+        maps: ExportMaps,
+        resolvers: MapHandle,
+    }
+
+    impl Dns {
+        /// Resolver numbers (dnslat.bpf.c: `resolver_by_id`) to addresses; 0 is "other" (no
+        /// number left).
+        fn resolvers(&self) -> anyhow::Result<HashMap<u32, IpAddr>> {
+            let mut out = HashMap::new();
+            for key in self.resolvers.keys() {
+                let Some(v) = self.resolvers.lookup(&key, MapFlags::ANY)? else {
+                    continue;
+                };
+                let (Ok(id), Some(r)) = (
+                    <[u8; 4]>::try_from(&key[..]),
+                    read_event::<types::dnslat_resolver>(&v),
+                ) else {
+                    continue;
+                };
+                out.insert(u32::from_ne_bytes(id), ip(r.family, &r.addr));
+            }
+            Ok(out)
+        }
+    }
+
+    impl Source for Dns {
+        fn read(&self) -> anyhow::Result<Vec<Family>> {
+            let resolvers = self.resolvers()?;
+            let resolver = |label: u32| -> (&'static str, String) {
+                let name = resolvers
+                    .get(&(label >> 8))
+                    .map_or("other".to_string(), |a| a.to_string());
+                ("resolver", name)
+            };
+            let latency_labels = |label: u32| -> Labels {
+                vec![
+                    ("rcode", rcode_name((label & 0xff) as u16)),
+                    resolver(label),
+                ]
+            };
+            let (h, c) = (self.maps.hists()?, self.maps.counts()?);
+            Ok(vec![
+                Family::Histogram {
+                    name: "netbpf_dns_response_latency",
+                    help:
+                        "DNS responses (UDP, TCP), from the query leaving to the response arriving, \
+                           by response code and resolver",
+                    unit: Unit::Seconds,
+                    buckets: LATENCIES,
+                    series: self.maps.histogram(&h, M_LATENCY, &[], latency_labels),
+                },
+                Family::Counter {
+                    name: "netbpf_dns_queries",
+                    help: "DNS queries (UDP, TCP) sent by local sockets, by resolver (unanswered: \
+                           these minus the responses)",
+                    unit: Unit::None,
+                    series: self.maps.counter(&c, M_QUERIES, &[], |l| vec![resolver(l)]),
+                },
+            ])
+        }
+
+        fn lost(&self) -> anyhow::Result<u64> {
+            self.maps.lost()
+        }
+    }
+
+    crate::export_object!(OpenDnslatSkel, DnslatSkel);
+
+    pub fn load(ctx: &Ctx) -> anyhow::Result<Loaded> {
+        let (skel, plan) =
+            export::load::<DnslatSkelBuilder>(ctx, TOOL.name, TOOL.plans, |open, plan| {
+                configure(open, plan)?;
+                open.export_setup(ctx)
+            })?;
+        let maps = skel.export_maps(ctx)?;
+        let resolvers = MapHandle::try_from(&skel.maps.resolver_by_id)?;
+        Ok(Loaded {
+            source: Box::new(Dns { maps, resolvers }),
+            plan: plan.name.to_string(),
+            keepalive: Box::new(skel),
+        })
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! gethostlatency: latency of host name lookups through the C library (getaddrinfo,
-//! gethostbyname, gethostbyname2 and their _r variants), one line per call.
+//! gethostbyname, gethostbyname2 and their _r variants; gethostbyaddr and gethostbyaddr_r, the
+//! address as HOST), one line per call.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -27,11 +28,11 @@ unsafe impl Pod for types::gethostlatency_event {}
 pub static TOOL: Tool = Tool {
     name: "gethostlatency",
     aliases: &[],
-    about: "Latency of host name lookups (getaddrinfo, gethostbyname*) in the C library",
+    about: "Latency of host name lookups (getaddrinfo, gethostbyname*, gethostbyaddr*) in the C library",
     plans: &[Plan {
         name: "uprobe",
         needs: &[Hook::Uprobe],
-        attach: "uprobe+uretprobe libc:getaddrinfo,gethostbyname{,2}{,_r}",
+        attach: "uprobe+uretprobe libc:getaddrinfo,gethostbyname{,2}{,_r},gethostbyaddr{,_r}",
         check: None,
     }],
     cli: <Opts as clap::CommandFactory>::command,
@@ -44,12 +45,14 @@ pub static TOOL: Tool = Tool {
 };
 
 /// The traced functions; the index is enum ghl_func in gethostlatency.h.
-const FUNCS: [&str; 5] = [
+const FUNCS: [&str; 7] = [
     "getaddrinfo",
     "gethostbyname",
     "gethostbyname2",
     "gethostbyname_r",
     "gethostbyname2_r",
+    "gethostbyaddr",
+    "gethostbyaddr_r",
 ];
 
 const EXAMPLES: &str = "\
@@ -59,7 +62,8 @@ Examples:
   gethostlatency -l /opt/x/libc.so.6   # a C library somewhere else
   gethostlatency --json           # with the function called and exact nanoseconds
 
-LATms runs from the call to its return, in milliseconds; HOST is the name asked for. The C
+LATms runs from the call to its return, in milliseconds; HOST is the name asked for, or for a
+reverse lookup (gethostbyaddr) the address. The C
 library is found in the dynamic loader's cache (/etc/ld.so.cache) or, with -p, in the process's
 own mappings (through /proc/PID/root, so containers work). Statically linked programs, Go
 programs and resolvers that do not call these functions (e.g. systemd-resolved clients over
@@ -141,9 +145,14 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         let Some(e) = read_event::<types::gethostlatency_event>(data) else {
             return;
         };
-        let raw = comm_str(&e.host);
-        // The buffer holds GHL_HOST_LEN - 1 bytes: a name that fills it was probably cut.
-        let cut = e.host.iter().take_while(|&&c| c != 0).count() >= e.host.len() - 1;
+        let (raw, cut) = match looked_up_addr(&e) {
+            Some(addr) => (addr.to_string(), false),
+            None => (
+                comm_str(&e.host),
+                // The buffer holds GHL_HOST_LEN - 1 bytes: a name that fills it was probably cut.
+                e.host.iter().take_while(|&&c| c != 0).count() >= e.host.len() - 1,
+            ),
+        };
         let host = match out.format() {
             Format::Json => raw,
             _ => table_host(&raw, cut),
@@ -159,6 +168,16 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     })?;
     s.report(libbpf_rs::skel::Skel::object(&skel));
     Ok(())
+}
+
+/// The address a reverse lookup (gethostbyaddr*) asked for; None for a name lookup.
+fn looked_up_addr(e: &types::gethostlatency_event) -> Option<std::net::IpAddr> {
+    let b: Vec<u8> = e.host.iter().map(|&c| c as u8).collect();
+    match e.addr_len {
+        4 => Some(std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]).into()),
+        16 => Some(std::net::Ipv6Addr::from(<[u8; 16]>::try_from(&b[..16]).ok()?).into()),
+        _ => None,
+    }
 }
 
 /// The name as the table shows it: a traced process chooses it, so control characters and
@@ -239,6 +258,8 @@ fn attach(
         &p.gethostlatency_enter_gethostbyname2,
         &p.gethostlatency_enter_gethostbyname_r,
         &p.gethostlatency_enter_gethostbyname2_r,
+        &p.gethostlatency_enter_gethostbyaddr,
+        &p.gethostlatency_enter_gethostbyaddr_r,
     ];
     for (func, enter) in FUNCS.iter().zip(enter) {
         for (prog, retprobe) in [(enter, false), (&p.gethostlatency_return, true)] {

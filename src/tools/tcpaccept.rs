@@ -8,7 +8,7 @@ use crate::core::addr::Tuple;
 use crate::core::bpf::Pod;
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{
-    parse_port_list, Common, Family, Filters, PidFilter, Ports, TimeCells, Timestamps,
+    parse_port_list, Common, Family, Filters, MntnsFilter, PidFilter, Ports, TimeCells, Timestamps,
 };
 use crate::core::output::{comm_str, Column, Value};
 use crate::core::table::{
@@ -78,6 +78,8 @@ struct Opts {
     stamps: Timestamps,
     #[command(flatten)]
     pid: PidFilter,
+    #[command(flatten)]
+    mntns: MntnsFilter,
     /// Only these local ports (comma list)
     #[arg(short = 'P', long = "port", value_parser = parse_port_list)]
     ports: Option<Ports>,
@@ -121,6 +123,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let mut s = start(tool, &o.common)?;
     o.pid.apply(&mut s.filters);
+    o.mntns.apply(&mut s.filters)?;
     s.filters.family = o.family.af();
     s.filters.lports = Filters::ports(o.ports.as_deref().unwrap_or_default());
 

@@ -11,7 +11,7 @@ use libbpf_rs::{MapCore, MapFlags};
 use crate::core::addr::{endpoint, ip_version, Tuple};
 use crate::core::bpf::Pod;
 use crate::core::caps::{btf_has, func_param_index, Hook, Plan};
-use crate::core::cli::{Common, Family, Interval, PidFilter};
+use crate::core::cli::{Common, Family, Interval, MntnsFilter, PidFilter};
 use crate::core::maps;
 use crate::core::output::{comm_str, Column, Format, Output, Value};
 use crate::core::table::Table;
@@ -94,6 +94,7 @@ Examples:
   tcptop                  # every second, clearing the screen
   tcptop -C 5 10          # every 5 seconds, 10 times, without clearing the screen
   tcptop -p 181           # only PID 181
+  tcptop -c /sys/fs/cgroup/system.slice   # only sockets of that cgroup and below it
   tcptop -s sent -r 5     # the 5 connections that sent the most
   tcptop --json           # one object per connection per interval, exact byte counts
 
@@ -115,6 +116,8 @@ enum Sort {
 
 #[derive(Parser, Debug)]
 #[command(name = "tcptop", about = "Summarize TCP send/recv throughput by connection", after_help = EXAMPLES)]
+// libbpf-tools' -c CGROUP: the common --cgroup, one option with its letter.
+#[command(mut_arg("cgroup", |a| a.short('c')))]
 struct Opts {
     /// Do not clear the screen
     #[arg(short = 'C', long = "noclear")]
@@ -124,6 +127,8 @@ struct Opts {
     nosummary: bool,
     #[command(flatten)]
     pid: PidFilter,
+    #[command(flatten)]
+    mntns: MntnsFilter,
     #[command(flatten)]
     family: Family,
     /// Sort by
@@ -213,6 +218,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let mut s = start(tool, &o.common)?;
     o.pid.apply(&mut s.filters);
+    o.mntns.apply(&mut s.filters)?;
     s.filters.family = o.family.af();
 
     let skel = s.load::<TcptopSkelBuilder>(|open, plan| {

@@ -2,6 +2,7 @@
 //! and the `loadgen` example making traffic inside it.
 #![allow(dead_code)]
 
+pub mod dns;
 pub mod exporter;
 pub mod veth;
 
