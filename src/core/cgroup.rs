@@ -223,6 +223,9 @@ pub struct Resolver {
 #[derive(Default)]
 struct Lookups {
     known: HashMap<u64, Owner>,
+    /// The containers [`Resolver::seed`] was given: a cgroup below one of them is theirs,
+    /// without reading the runtime's state again.
+    seeded: Vec<Arc<crate::core::container::Container>>,
     /// Asked for, not answered yet.
     pending: std::collections::HashSet<u64>,
 }
@@ -252,25 +255,38 @@ impl Resolver {
             HashMap::new();
         let mut warned = std::collections::HashSet::new();
         while let Ok(id) = rx.recv() {
+            let below_seeded = |path: &str| {
+                let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                st.seeded
+                    .iter()
+                    .find(|c| {
+                        path.strip_prefix(c.cgroup.path.as_str())
+                            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+                    })
+                    .cloned()
+            };
             let owner = match path_of_id(id) {
                 None => Owner::Unknown,
-                Some(path) => {
-                    let (found, warnings) = crate::core::container::at_path(&path);
-                    for w in warnings {
-                        if warned.insert(w.clone()) {
-                            eprintln!("netbpf: warning: {w}");
+                Some(path) => match below_seeded(&path) {
+                    Some(c) => Owner::Container(c),
+                    None => {
+                        let (found, warnings) = crate::core::container::at_path(&path);
+                        for w in warnings {
+                            if warned.insert(w.clone()) {
+                                eprintln!("netbpf: warning: {w}");
+                            }
+                        }
+                        match found {
+                            Some(c) => Owner::Container(
+                                containers
+                                    .entry(c.id.clone())
+                                    .or_insert_with(|| Arc::new(c))
+                                    .clone(),
+                            ),
+                            None => Owner::Host(path),
                         }
                     }
-                    match found {
-                        Some(c) => Owner::Container(
-                            containers
-                                .entry(c.id.clone())
-                                .or_insert_with(|| Arc::new(c))
-                                .clone(),
-                        ),
-                        None => Owner::Host(path),
-                    }
-                }
+                },
             };
             let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
             st.pending.remove(&id);
@@ -286,9 +302,11 @@ impl Resolver {
     pub fn seed(&self, all: Vec<crate::core::container::Container>) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         for c in all {
+            let c = Arc::new(c);
+            st.seeded.push(c.clone());
             st.known
                 .entry(c.cgroup.id)
-                .or_insert_with(|| Owner::Container(Arc::new(c)));
+                .or_insert_with(|| Owner::Container(c));
         }
         drop(st);
         self.answered.notify_all();
