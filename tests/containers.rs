@@ -100,17 +100,12 @@ fn image() -> &'static str {
     IMAGE
 }
 
-/// Where cgroup v2 is mounted (/sys/fs/cgroup/unified on hybrid hosts).
+/// Where cgroup v2 is mounted (/sys/fs/cgroup/unified on hybrid hosts): core's own finder.
 fn cgroup2_mount() -> String {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    info.lines()
-        .find_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            right
-                .starts_with("cgroup2 ")
-                .then(|| left.split_whitespace().nth(4).unwrap().to_string())
-        })
-        .expect("cgroup v2 mounted")
+    netbpf::core::cgroup::v2_mount()
+        .unwrap()
+        .display()
+        .to_string()
 }
 
 /// A running container serving HTTP on `port` and fetching `file` from itself in a loop, in a

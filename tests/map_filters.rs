@@ -65,17 +65,9 @@ fn add(map: &MapHandle, id: u64, value: usize) {
         .unwrap();
 }
 
-/// Where cgroup v2 is mounted (/sys/fs/cgroup/unified on hybrid hosts).
+/// Where cgroup v2 is mounted (/sys/fs/cgroup/unified on hybrid hosts): core's own finder.
 fn cgroup2_mount() -> PathBuf {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    info.lines()
-        .find_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            right
-                .starts_with("cgroup2 ")
-                .then(|| PathBuf::from(left.split_whitespace().nth(4).unwrap()))
-        })
-        .expect("cgroup v2 mounted")
+    netbpf::core::cgroup::v2_mount().unwrap().to_path_buf()
 }
 
 /// A cgroup v2 made for the test, removed when dropped (its processes have ended by then).
