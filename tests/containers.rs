@@ -137,11 +137,6 @@ impl Container {
         )
     }
 
-    /// A container of pod `pod`, in the pod's network namespace.
-    fn in_pod(port: u16, pod: &str, extra: &[&str]) -> Container {
-        Container::run(port, "small", None, &[&["--pod", pod], extra].concat())
-    }
-
     fn run(port: u16, file: &str, netns: Option<Netns>, extra: &[&str]) -> Container {
         let script = format!(
             "httpd -p {port} -h /www && while :; do wget -q -O /dev/null \
@@ -223,6 +218,19 @@ fn run_all(runs: &[Vec<String>], secs: u64) -> Vec<Vec<Value>> {
         .collect();
     thread::sleep(Duration::from_secs(secs));
     tools.into_iter().map(|t| t.stop().json()).collect()
+}
+
+/// `root` and every directory below it.
+fn walk_dirs(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![root.to_path_buf()];
+    if let Ok(rd) = std::fs::read_dir(root) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                out.extend(walk_dirs(&e.path()));
+            }
+        }
+    }
+    out
 }
 
 fn args(list: &[&str]) -> Vec<String> {
@@ -345,39 +353,45 @@ fn softirq_events_follow_the_socket() {
 
 #[test]
 fn pod_selects_its_containers_through_cri_labels() {
-    let pod = format!("netbpf-tpod{}", std::process::id());
-    // With an infra container, podman gives the pod a cgroup of its own (cgroupfs driver:
-    // libpod_parent/<pod id>/libpod-<container id>), as kubelet does (kubepods/.../pod<UID>/).
-    podman(&[
-        "pod",
-        "create",
-        "--name",
-        &pod,
-        "--network",
-        "none",
-        "--infra-image",
-        image(),
-        "--infra-command",
-        "/bin/pause",
-    ]);
-    struct PodGone(String);
-    impl Drop for PodGone {
+    // Laid out as kubelet's cgroupfs driver lays out a pod (kubepods/<class>/pod<UID>/<ctr>),
+    // each container's cgroup made by runc below the pod's. Not a podman pod: with podman 4.3's
+    // cgroupfs driver on a cgroup-v2-only system (the VMs), a pod cgroup gets a device program
+    // that denies every device, so its infra container cannot open /dev/null.
+    let top = format!("/kubepods-netbpf{}", std::process::id());
+    let pod_cgroup = format!("{top}/besteffort/pod6a1e0c2b-{}", std::process::id());
+    struct CgroupGone(String);
+    impl Drop for CgroupGone {
         fn drop(&mut self) {
-            podman_cmd()
-                .args(["pod", "rm", "-f", "-t", "0", &self.0])
-                .output()
-                .ok();
+            // runc leaves the parents it made, in every hierarchy (v1 ones too on hybrid hosts).
+            let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+            for mount in mounts.lines().filter_map(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                (f.len() > 2 && f[2].starts_with("cgroup")).then(|| f[1].to_string())
+            }) {
+                let mut dirs = walk_dirs(std::path::Path::new(&format!("{mount}{}", self.0)));
+                dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+                for d in dirs {
+                    std::fs::remove_dir(d).ok();
+                }
+            }
         }
     }
-    let _gone = PodGone(pod.clone());
+    let _gone = CgroupGone(top.clone());
     let labels = [
+        "--cgroup-parent",
+        &pod_cgroup,
         "--label",
         "io.kubernetes.pod.namespace=shop",
         "--label",
         "io.kubernetes.pod.name=cart",
     ];
-    let p1 = Container::in_pod(8031, &pod, &labels);
-    let p2 = Container::in_pod(8032, &pod, &labels);
+    let p1 = Container::start(8031, "small", false, &labels);
+    let p2 = Container::start(8032, "small", false, &labels);
+    assert!(
+        p1.cgroup.starts_with(&format!("{pod_cgroup}/")),
+        "{}",
+        p1.cgroup
+    );
     let other = Container::start(
         8033,
         "small",
