@@ -18,10 +18,10 @@ use common::{lossy_loopback, Netns, Tool};
 use serde_json::Value;
 
 /// Bump when the image's content changes (the build is cached by this tag).
-const IMAGE: &str = "localhost/netbpf-test-busybox:3";
+const IMAGE: &str = "localhost/netbpf-test-busybox:4";
 
 /// podman with the test's containers.conf: the sandbox refuses to raise rlimits, so every
-/// container (a pod's infra too) gets limits at or below the current ones.
+/// container gets limits at or below the current ones.
 fn podman_cmd() -> Command {
     static CONF: OnceLock<std::path::PathBuf> = OnceLock::new();
     let conf = CONF.get_or_init(|| {
@@ -72,11 +72,6 @@ fn image() -> &'static str {
         for applet in ["sh", "sleep", "httpd", "wget"] {
             std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
         }
-        // A pod's infra container: podman takes one word as its command.
-        let pause = root.join("bin/pause");
-        std::fs::write(&pause, "#!/bin/sh\nexec sleep 2147483647\n").unwrap();
-        std::fs::set_permissions(&pause, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
         std::fs::write(root.join("www/small"), b"hello\n").unwrap();
         std::fs::write(root.join("www/big"), vec![b'x'; 64 * 1024]).unwrap();
         let tar = Command::new("tar")
