@@ -233,24 +233,42 @@ fn for_each_chunk(mut r: impl std::io::Read, chunk: usize, mut f: impl FnMut(&[u
     }
 }
 
-/// The function symbol (`t`/`T` line of kallsyms' text in `r`) each of `wanted` (sorted, no
-/// duplicates) falls in, as (name, offset): the symbol of the highest address at or below it.
-/// Reads in chunks and keeps one name per address, where a table of every symbol is ~8 MB.
-pub fn name_addresses(r: impl std::io::Read, wanted: &[u64]) -> Vec<Option<(String, u64)>> {
-    let mut best: Vec<Option<(String, u64)>> = vec![None; wanted.len()];
-    let mut best_at = vec![0u64; wanted.len()];
+/// A kernel function as kallsyms lists it: its name and its addresses, up to the next
+/// function's start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Function {
+    pub name: String,
+    pub start: u64,
+    pub end: u64,
+}
+
+impl Function {
+    pub fn contains(&self, addr: u64) -> bool {
+        (self.start..self.end).contains(&addr)
+    }
+}
+
+/// The function (`t`/`T` line of kallsyms' text in `r`) each of `wanted` (sorted, no
+/// duplicates) falls in: the symbol of the highest address at or below it. Reads in chunks and
+/// keeps one name per address, where a table of every symbol is ~8 MB.
+pub fn functions_of(r: impl std::io::Read, wanted: &[u64]) -> Vec<Option<Function>> {
+    let mut best: Vec<Option<Function>> = vec![None; wanted.len()];
     // The previous function line: the addresses from it up to the next line's are its own.
-    let mut prev: Option<(u64, String)> = None;
-    let mut claim = |prev: &Option<(u64, String)>, upto: u64| {
+    // Its name is kept as bytes (most lines are never claimed).
+    let mut prev: Option<(u64, Vec<u8>)> = None;
+    let mut claim = |prev: &Option<(u64, Vec<u8>)>, upto: u64| {
         let Some((start, name)) = prev else { return };
         let from = wanted.partition_point(|&a| a < *start);
         for (i, &a) in wanted.iter().enumerate().skip(from) {
             if a >= upto {
                 break;
             }
-            if *start >= best_at[i] {
-                best_at[i] = *start;
-                best[i] = Some((name.clone(), a - start));
+            if best[i].as_ref().is_none_or(|f| *start >= f.start) {
+                best[i] = Some(Function {
+                    name: String::from_utf8_lossy(name).into_owned(),
+                    start: *start,
+                    end: upto,
+                });
             }
         }
     };
@@ -271,10 +289,10 @@ pub fn name_addresses(r: impl std::io::Read, wanted: &[u64]) -> Vec<Option<(Stri
             }
             claim(&prev, addr);
             let name = rest.split(|&b| b == b'\t').next().unwrap_or_default();
-            let (_, n) = prev.get_or_insert_with(|| (0, String::new()));
+            let (at, n) = prev.get_or_insert_with(|| (0, Vec::new()));
             n.clear();
-            n.push_str(&String::from_utf8_lossy(name));
-            prev.as_mut().unwrap().0 = addr;
+            n.extend_from_slice(name);
+            *at = addr;
         }
     });
     claim(&prev, u64::MAX);
@@ -406,14 +424,19 @@ ffffffffc0a03000 t x__alloc_skb\t[m]";
             0xffffffff81f4bc41,
             0xffffffffc0a01008,
         ];
-        let named = name_addresses(TEXT.as_bytes(), &wanted);
-        let n = |i: usize| named[i].clone().map(|(s, o)| format!("{s}+0x{o:x}"));
+        let named = functions_of(TEXT.as_bytes(), &wanted);
+        let n = |i: usize| {
+            named[i]
+                .as_ref()
+                .map(|f| format!("{}+0x{:x}", f.name, wanted[i] - f.start))
+        };
         assert_eq!(n(0).as_deref(), Some("_text+0x10"));
         // Three names at one address: the first listed.
         assert_eq!(n(1).as_deref(), Some("tbf_enqueue_x+0x4"));
         assert_eq!(n(2).as_deref(), Some("kmalloc_reserve+0x1"));
         assert_eq!(n(3).as_deref(), Some("fq_enqueue+0x8"), "a module's");
-        assert_eq!(name_addresses(TEXT.as_bytes(), &[0x10]), [None]);
+        assert_eq!(named[1].as_ref().unwrap().end, 0xffffffff81f4bc40);
+        assert_eq!(functions_of(TEXT.as_bytes(), &[0x10]), [None]);
     }
 
     #[test]

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::core::kallsyms::Function;
+
 use blazesym::normalize::{Normalizer, UserMeta};
 use blazesym::symbolize::source::{Elf, Process, Source};
 use blazesym::symbolize::{Input, Symbolized, Symbolizer};
@@ -13,7 +15,10 @@ pub struct Symbols {
     symbolizer: Symbolizer,
     normalizer: Normalizer,
     /// Kernel frames named so far, by address.
-    kernel_frames: std::cell::RefCell<std::collections::HashMap<u64, String>>,
+    /// Kernel functions named so far, by start address.
+    kernel_functions: std::cell::RefCell<std::collections::BTreeMap<u64, Function>>,
+    /// Kernel addresses in no function kallsyms lists (not looked for again).
+    outside_functions: std::cell::RefCell<std::collections::HashSet<u64>>,
 }
 
 /// A user stack frame found in the file mapped at its address: it can be named from that file
@@ -55,7 +60,8 @@ impl Symbols {
         Symbols {
             symbolizer: Symbolizer::new(),
             normalizer: Normalizer::new(),
-            kernel_frames: Default::default(),
+            kernel_functions: Default::default(),
+            outside_functions: Default::default(),
         }
     }
 
@@ -106,29 +112,51 @@ impl Symbols {
     }
 
     /// Kernel addresses (from bpf_get_stack / a stack map), innermost first; zeros end the stack.
-    /// Named from /proc/kallsyms read in chunks for the addresses not named before (stacks
-    /// repeat), not by blazesym's kernel resolver, which holds every symbol (+8 MB of RSS).
+    /// Named from /proc/kallsyms, read in chunks for addresses in no function named before, not
+    /// by blazesym's kernel resolver, which holds every symbol (+8 MB of RSS). A read is ~50 ms
+    /// here and ~0.5 s in a slow VM, and a softirq's stack holds whatever function the interrupt
+    /// hit: a tool naming many stacks calls [`Symbols::prefetch_kernel`] with all of them first.
     pub fn kernel(&self, addrs: &[u64]) -> Vec<String> {
         let addrs: Vec<u64> = addrs.iter().copied().take_while(|&a| a != 0).collect();
-        let mut known = self.kernel_frames.borrow_mut();
-        let mut missing: Vec<u64> = addrs
+        self.prefetch_kernel(addrs.iter().copied());
+        let known = self.kernel_functions.borrow();
+        addrs
             .iter()
-            .copied()
-            .filter(|a| !known.contains_key(a))
+            .map(|&a| match function_of(&known, a) {
+                Some(f) => format!("{}+0x{:x}", f.name, a - f.start),
+                None => format!("0x{a:x}"),
+            })
+            .collect()
+    }
+
+    /// Names the functions of all `addrs` (zeros skipped) in one read of /proc/kallsyms, for
+    /// [`Symbols::kernel`] to find later.
+    pub fn prefetch_kernel(&self, addrs: impl IntoIterator<Item = u64>) {
+        let mut known = self.kernel_functions.borrow_mut();
+        let mut outside = self.outside_functions.borrow_mut();
+        let mut missing: Vec<u64> = addrs
+            .into_iter()
+            .filter(|&a| a != 0 && !outside.contains(&a) && function_of(&known, a).is_none())
             .collect();
+        if missing.is_empty() {
+            return;
+        }
         missing.sort_unstable();
         missing.dedup();
-        if !missing.is_empty() {
-            let named = match std::fs::File::open("/proc/kallsyms") {
-                Ok(f) => crate::core::kallsyms::name_addresses(f, &missing),
-                Err(_) => vec![None; missing.len()],
-            };
-            for (a, n) in missing.into_iter().zip(named) {
-                let frame = n.map_or_else(|| format!("0x{a:x}"), |(s, o)| format!("{s}+0x{o:x}"));
-                known.insert(a, frame);
+        let found = match std::fs::File::open("/proc/kallsyms") {
+            Ok(f) => crate::core::kallsyms::functions_of(f, &missing),
+            Err(_) => vec![None; missing.len()],
+        };
+        for (a, f) in missing.into_iter().zip(found) {
+            match f {
+                Some(f) => {
+                    known.insert(f.start, f);
+                }
+                None => {
+                    outside.insert(a);
+                }
             }
         }
-        addrs.iter().map(|a| known[a].clone()).collect()
     }
 
     /// User addresses of process `pid` (while it is alive), innermost first.
@@ -140,6 +168,15 @@ impl Symbols {
             &addrs,
         )
     }
+}
+
+/// The function of `known` (by start address) that `a` falls in.
+fn function_of(known: &std::collections::BTreeMap<u64, Function>, a: u64) -> Option<&Function> {
+    known
+        .range(..=a)
+        .next_back()
+        .map(|(_, f)| f)
+        .filter(|f| f.contains(a))
 }
 
 #[cfg(test)]

@@ -136,8 +136,8 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The symbolized stack `id` of the stacks map, without the tracing frames on top.
-fn kernel_stack(skel: &SkbdropSkel, symbols: &Symbols, id: i32) -> anyhow::Result<Vec<String>> {
+/// The addresses of stack `id` of the stacks map (none for a negative id or a missing stack).
+fn stack_addresses(skel: &SkbdropSkel, id: i32) -> anyhow::Result<Vec<u64>> {
     if id < 0 {
         return Ok(Vec::new());
     }
@@ -148,13 +148,10 @@ fn kernel_stack(skel: &SkbdropSkel, symbols: &Symbols, id: i32) -> anyhow::Resul
     else {
         return Ok(Vec::new());
     };
-    let addrs: Vec<u64> = raw
+    Ok(raw
         .chunks_exact(8)
         .map(|b| u64::from_ne_bytes(b.try_into().unwrap()))
-        .collect();
-    Ok(crate::core::drop_reason::trim_tracing_frames(
-        symbols.kernel(&addrs),
-    ))
+        .collect())
 }
 
 fn print_drops(
@@ -169,9 +166,21 @@ fn print_drops(
     let mut no_stack: HashMap<i32, u64> = HashMap::new();
     // Stacks identical in their first `frames` frames make one row, as bpftrace's kstack(N) keys.
     let mut rows: HashMap<(u32, Vec<String>), u64> = HashMap::new();
-    for (key, count) in entries::<types::skbdrop_key, u64>(&skel.maps.drops)? {
+    let drops = entries::<types::skbdrop_key, u64>(&skel.maps.drops)?;
+    let mut ids: Vec<i32> = drops.iter().map(|(k, _)| k.stack_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut raw = Vec::new();
+    for &id in &ids {
+        raw.push((id, stack_addresses(skel, id)?));
+    }
+    symbols.prefetch_kernel(raw.iter().flat_map(|(_, a)| a.iter().copied()));
+    let raw: HashMap<i32, Vec<u64>> = raw.into_iter().collect();
+    for (key, count) in drops {
         if let Entry::Vacant(slot) = stacks.entry(key.stack_id) {
-            slot.insert(kernel_stack(skel, &symbols, key.stack_id)?);
+            slot.insert(crate::core::drop_reason::trim_tracing_frames(
+                symbols.kernel(&raw[&key.stack_id]),
+            ));
         }
         let mut stack = stacks[&key.stack_id].clone();
         if stack.is_empty() {

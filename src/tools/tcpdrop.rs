@@ -11,7 +11,7 @@ use crate::core::addr::{endpoint, ip, ip_version};
 use crate::core::bpf::{read_event, Pod};
 use crate::core::cli::{Common, Family};
 use crate::core::drop_reason;
-use crate::core::output::{json_string, Column, Format, Value};
+use crate::core::output::{json_string, Column, Format, Output, Value};
 use crate::core::symbols::Symbols;
 use crate::core::table::Table;
 use crate::core::tcp::{flags_str, state_name};
@@ -135,10 +135,15 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     out.header();
     announce("TCP drops");
     let clock = Clock::start();
-    s.run.stream(&skel.maps.events, &mut out, |data, out| {
-        let Some(e) = read_event::<skel::types::tcpdrop_event>(data) else {
-            return;
-        };
+    // Events are printed after each drain of the ring, their stacks named in one read of
+    // kallsyms per drain (see Symbols::kernel) rather than one per event.
+    let drained = std::cell::RefCell::new(Vec::new());
+    let collect = |data: &[u8], _: &mut Output| {
+        if let Some(e) = read_event::<skel::types::tcpdrop_event>(data) {
+            drained.borrow_mut().push(e);
+        }
+    };
+    let print = |e: skel::types::tcpdrop_event, out: &mut Output| {
         let (src, dst) = (ip(e.family, &e.saddr), ip(e.family, &e.daddr));
         let state = if e.state == 0 {
             "-"
@@ -184,7 +189,15 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
             out.text(&lines);
             out.text("");
         }
-    })?;
+    };
+    s.run
+        .stream_ticking(&skel.maps.events, &mut out, collect, |out| {
+            let events = std::mem::take(&mut *drained.borrow_mut());
+            symbols.prefetch_kernel(events.iter().flat_map(|e| e.stack));
+            for e in events {
+                print(e, out);
+            }
+        })?;
     let bss = skel.maps.bss_data.as_deref();
     if let Some(hidden) = bss.and_then(|b| hidden_summary(&btf_reasons, &b.routine_hidden)) {
         eprintln!("netbpf {}: {hidden}", tool.name);
