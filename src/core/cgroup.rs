@@ -210,6 +210,11 @@ pub enum Owner {
 /// millisecond to a few); a slower one (a hung disk) must not stall the output.
 pub const LOOKUP_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
 
+/// How long a row waits for the names of the containers running at start ([`Resolver::seed`],
+/// one read of the runtimes' state, under 100 ms here, seconds in a slow VM), once: later rows
+/// of a container that existed at start are then named at once.
+pub const SEED_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// cgroup id -> [`Owner`], cached. Each id is resolved once, on a background thread, when a
 /// row first shows it: its path from the id ([`path_of_id`]), then the container holding it
 /// ([`crate::core::container::at_path`]). Known ids cost a lock and a hash look-up; the first
@@ -228,6 +233,8 @@ struct Lookups {
     seeded: Vec<Arc<crate::core::container::Container>>,
     /// Asked for, not answered yet.
     pending: std::collections::HashSet<u64>,
+    /// A [`Resolver::seed`] announced by [`Resolver::seeding`] has not come yet.
+    seeding: bool,
 }
 
 impl Resolver {
@@ -301,6 +308,7 @@ impl Resolver {
     /// even where a look-up would outlast [`LOOKUP_WAIT`] (a loaded host).
     pub fn seed(&self, all: Vec<crate::core::container::Container>) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.seeding = false;
         for c in all {
             let c = Arc::new(c);
             st.seeded.push(c.clone());
@@ -312,10 +320,29 @@ impl Resolver {
         self.answered.notify_all();
     }
 
+    /// Says a [`Resolver::seed`] is on its way (read on another thread): until it comes, asks
+    /// wait for it rather than looking up containers one by one (at most [`SEED_WAIT`]).
+    pub fn seeding(&self) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).seeding = true;
+    }
+
     /// The owner of cgroup `id`. The first ask for an id waits for its look-up (at most
     /// [`LOOKUP_WAIT`]); asks while it runs answer [`Owner::Unknown`] at once.
     pub fn lookup(&self, id: u64) -> Owner {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let seed_deadline = std::time::Instant::now() + SEED_WAIT;
+        while st.seeding && !st.known.contains_key(&id) {
+            let left = seed_deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                st.seeding = false; // waited once: no row waits for it again
+                break;
+            }
+            st = self
+                .answered
+                .wait_timeout(st, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
         if let Some(o) = st.known.get(&id) {
             return o.clone();
         }

@@ -240,6 +240,7 @@ impl Owners {
             resolver().seed(all);
         } else if json {
             // Off the start path: JSON always names, most runs have no container at all.
+            resolver().seeding();
             std::thread::spawn(move || resolver().seed(crate::core::container::list().0));
         }
         if json {

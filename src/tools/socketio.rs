@@ -90,6 +90,8 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         Ok(())
     })?;
 
+    // Before tracing: container names are looked up while the run lasts, not at the end.
+    let owners = Owners::new(&o.common);
     announce("socket I/O");
     s.run.wait();
     s.report(libbpf_rs::skel::Skel::object(&skel));
@@ -101,7 +103,6 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
             .cmp(&(b.1, b.0.pid, b.0.dir, b.0.lport, b.0.rport))
     });
     let mut out = Output::new(o.common.format(), Vec::new());
-    let owners = Owners::new(&o.common);
     for (k, count) in rows {
         let owner = owners.lookup(k.cgroup);
         let comm = comm_str(&k.comm);
