@@ -161,12 +161,7 @@ struct Line {
 fn table() -> Table<Line> {
     Table::<Line>::new()
         .col(Column::json("time"), |l| Value::Str(&l.time))
-        .col(Column::new("PID", "pid", -7), |l| {
-            Value::U64(l.r.pid.into())
-        })
-        .col(Column::new("COMM", "comm", -12).truncated(), |l| {
-            Value::Str(&l.r.comm)
-        })
+        .task(-7, -12, |l| (l.r.pid, &l.r.comm))
         .col(Column::json("ip"), |l| {
             Value::U64(ip_version(l.r.tuple.family))
         })
