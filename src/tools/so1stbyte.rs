@@ -3,14 +3,12 @@
 
 use std::ffi::OsString;
 
-use clap::Parser;
-
 use crate::core::bpf::Pod;
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{Common, PidFilter};
+use crate::core::cli::PidOpts;
 use crate::core::hist::print_log2;
 use crate::core::output::{comm_str, Output, Value};
-use crate::tools::{announce, start, Tool};
+use crate::tools::{announce, start_pid_only, Tool};
 
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/so1stbyte.skel.rs"));
@@ -31,7 +29,7 @@ pub static TOOL: Tool = Tool {
                  pread64,preadv,preadv2,recvfrom,recvmsg,recvmmsg} + fd->sock",
         check: None,
     }],
-    cli: <Opts as clap::CommandFactory>::command,
+    cli,
     run,
     verify: crate::core::bpf::verify::<So1stbyteSkelBuilder>,
     export: None,
@@ -50,23 +48,16 @@ the handshake, the request and the server's time to its first byte. A connection
 any data arrived is not counted. Sockets handed to another process, or read through io_uring,
 are not followed.";
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "so1stbyte",
-    about = "Histograms of the time from connect() to the first byte read",
-    after_help = EXAMPLES
-)]
-struct Opts {
-    #[command(flatten)]
-    pid: PidFilter,
-    #[command(flatten)]
-    common: Common,
+fn cli() -> clap::Command {
+    PidOpts::command(
+        "so1stbyte",
+        "Histograms of the time from connect() to the first byte read",
+        EXAMPLES,
+    )
 }
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
-    let o = Opts::parse_from(args);
-    let mut s = start(tool, &o.common)?;
-    o.pid.apply(&mut s.filters);
+    let (o, mut s) = start_pid_only(tool, args)?;
 
     let skel = s.load::<So1stbyteSkelBuilder>(|_, _| Ok(()))?;
 

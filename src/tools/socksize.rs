@@ -2,15 +2,13 @@
 
 use std::ffi::OsString;
 
-use clap::Parser;
 use libbpf_rs::skel::OpenSkel as _;
 
 use crate::core::bpf::Pod;
-use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{Common, PidFilter};
+use crate::core::cli::PidOpts;
 use crate::core::hist::print_log2;
 use crate::core::output::{comm_str, Output, Value};
-use crate::tools::{announce, sockmsg, start, Tool};
+use crate::tools::{announce, sockmsg, start_pid_only, Tool};
 
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/socksize.skel.rs"));
@@ -26,27 +24,8 @@ pub static TOOL: Tool = Tool {
     name: "socksize",
     aliases: &[],
     about: "Socket I/O sizes: log2 histograms of read and write bytes per process (at exit)",
-    plans: &[
-        Plan {
-            name: "tp_btf",
-            needs: &[Hook::TpBtf],
-            attach: "sock/sock_send_length + sock/sock_recv_length",
-            check: Some(sockmsg::length_tracepoints),
-        },
-        Plan {
-            name: "fexit",
-            needs: &[Hook::Fentry],
-            attach: crate::sockmsg_fentry_hooks!(),
-            check: Some(sockmsg::required),
-        },
-        Plan {
-            name: "kretprobe",
-            needs: &[Hook::Kprobe],
-            attach: crate::sockmsg_kprobe_hooks!(),
-            check: Some(sockmsg::required),
-        },
-    ],
-    cli: <Opts as clap::CommandFactory>::command,
+    plans: &sockmsg::plans("fexit", "kretprobe"),
+    cli,
     run,
     verify: sockmsg::verify::<SocksizeSkelBuilder>,
     export: Some(crate::core::export::Export {
@@ -66,23 +45,16 @@ Examples:
 name by the bytes each call returned (log2 buckets: [512, 1K) holds 512..1023). Calls that moved
 no data (errors, EAGAIN, end of stream) are not counted. Reads include MSG_PEEK reads.";
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "socksize",
-    about = "Histograms of socket I/O sizes per process",
-    after_help = EXAMPLES
-)]
-struct Opts {
-    #[command(flatten)]
-    pid: PidFilter,
-    #[command(flatten)]
-    common: Common,
+fn cli() -> clap::Command {
+    PidOpts::command(
+        "socksize",
+        "Histograms of socket I/O sizes per process",
+        EXAMPLES,
+    )
 }
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
-    let o = Opts::parse_from(args);
-    let mut s = start(tool, &o.common)?;
-    o.pid.apply(&mut s.filters);
+    let (o, mut s) = start_pid_only(tool, args)?;
 
     let skel = s.load::<SocksizeSkelBuilder>(|open, plan| {
         sockmsg::autoload(open.open_object_mut(), plan);
