@@ -251,37 +251,6 @@ impl Family {
     }
 }
 
-/// The command line of a tool whose only option of its own is -p (socketio, soconnect, ...).
-#[derive(Args, Debug, Clone, Default)]
-pub struct PidOpts {
-    #[command(flatten)]
-    pub pid: PidFilter,
-    #[command(flatten)]
-    pub common: Common,
-}
-
-impl PidOpts {
-    /// The tool's `clap::Command`: its name, its one-line about and its examples.
-    pub fn command(
-        name: &'static str,
-        about: &'static str,
-        after_help: &'static str,
-    ) -> clap::Command {
-        <Self as Args>::augment_args(clap::Command::new(name).about(about).after_help(after_help))
-    }
-
-    /// Parses `args` with the command `cli` builds; exits on errors and --help as clap's
-    /// `Parser::parse_from` does.
-    pub fn parse(cli: fn() -> clap::Command, args: Vec<std::ffi::OsString>) -> PidOpts {
-        use clap::FromArgMatches as _;
-        let mut cmd = cli();
-        let matches = cmd
-            .try_get_matches_from_mut(args)
-            .unwrap_or_else(|e| e.exit());
-        PidOpts::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut cmd).exit())
-    }
-}
-
 /// The options of the tools that follow TCP sessions (tcplife, tcpstates), bcc's: -p, -L/-D,
 /// -4/-6, -w, -T/-t and -s.
 #[derive(Args, Debug, Clone, Default)]

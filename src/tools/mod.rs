@@ -5,7 +5,7 @@ use std::ffi::OsString;
 
 use crate::core::bpf::{Plans, Skel};
 use crate::core::caps::{Caps, Plan};
-use crate::core::cli::{Common, Filters, PidOpts};
+use crate::core::cli::{Common, Filters};
 use crate::core::export::Export;
 use crate::core::run::Run;
 
@@ -143,18 +143,6 @@ pub fn start(tool: &'static Tool, common: &Common) -> anyhow::Result<Start> {
         filters,
         run: Run::new(tool.name, common.duration),
     })
-}
-
-/// [`start`] for a tool whose only option of its own is -p: parses `args` with the tool's
-/// command line ([`PidOpts`]) and applies -p.
-pub fn start_pid_only(
-    tool: &'static Tool,
-    args: Vec<OsString>,
-) -> anyhow::Result<(PidOpts, Start)> {
-    let o = PidOpts::parse(tool.cli, args);
-    let mut s = start(tool, &o.common)?;
-    o.pid.apply(&mut s.filters);
-    Ok((o, s))
 }
 
 /// "Tracing ..." on stderr once attached: people know it is live, tests know when to begin.

@@ -3,12 +3,14 @@
 
 use std::ffi::OsString;
 
+use clap::Parser;
+
 use crate::core::bpf::Pod;
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::PidOpts;
+use crate::core::cli::{Common, PidFilter};
 use crate::core::hist::print_log2;
 use crate::core::output::{comm_str, Output, Value};
-use crate::tools::{announce, start_pid_only, Tool};
+use crate::tools::{announce, start, Tool};
 
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/so1stbyte.skel.rs"));
@@ -29,7 +31,7 @@ pub static TOOL: Tool = Tool {
                  pread64,preadv,preadv2,recvfrom,recvmsg,recvmmsg} + fd->sock",
         check: None,
     }],
-    cli,
+    cli: <Opts as clap::CommandFactory>::command,
     run,
     verify: crate::core::bpf::verify::<So1stbyteSkelBuilder>,
     export: None,
@@ -48,16 +50,23 @@ the handshake, the request and the server's time to its first byte. A connection
 any data arrived is not counted. Sockets handed to another process, or read through io_uring,
 are not followed.";
 
-fn cli() -> clap::Command {
-    PidOpts::command(
-        "so1stbyte",
-        "Histograms of the time from connect() to the first byte read",
-        EXAMPLES,
-    )
+#[derive(Parser, Debug)]
+#[command(
+    name = "so1stbyte",
+    about = "Histograms of the time from connect() to the first byte read",
+    after_help = EXAMPLES
+)]
+struct Opts {
+    #[command(flatten)]
+    pid: PidFilter,
+    #[command(flatten)]
+    common: Common,
 }
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
-    let (o, mut s) = start_pid_only(tool, args)?;
+    let o = Opts::parse_from(args);
+    let mut s = start(tool, &o.common)?;
+    o.pid.apply(&mut s.filters);
 
     let skel = s.load::<So1stbyteSkelBuilder>(|_, _| Ok(()))?;
 

@@ -2,14 +2,16 @@
 
 use std::ffi::OsString;
 
+use clap::Parser;
+
 use crate::core::addr::Tuple;
 use crate::core::bpf::Pod;
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::PidOpts;
+use crate::core::cli::{Common, PidFilter};
 use crate::core::errno;
 use crate::core::output::{comm_str, Column, Format, Value};
 use crate::core::table::Table;
-use crate::tools::{start_pid_only, Tool};
+use crate::tools::{start, Tool};
 use crate::tuple_of;
 
 mod skel {
@@ -29,7 +31,7 @@ pub static TOOL: Tool = Tool {
         attach: "syscalls/sys_{enter,exit}_accept{,4} + fd->sock",
         check: None,
     }],
-    cli,
+    cli: <Opts as clap::CommandFactory>::command,
     run,
     verify: crate::core::bpf::verify::<SoacceptSkelBuilder>,
     export: None,
@@ -45,12 +47,13 @@ FAM is the address family (2 AF_INET, 10 AF_INET6). ADDRESS and PORT are the pee
 the new socket; a failed accept() (e.g. EAGAIN: nothing to accept on a non-blocking socket)
 shows '-' (null in JSON). RESULT is Success or the errno name. io_uring accepts are not seen.";
 
-fn cli() -> clap::Command {
-    PidOpts::command(
-        "soaccept",
-        "Trace IP socket accept() calls with peer and result",
-        EXAMPLES,
-    )
+#[derive(Parser, Debug)]
+#[command(name = "soaccept", about = "Trace IP socket accept() calls with peer and result", after_help = EXAMPLES)]
+struct Opts {
+    #[command(flatten)]
+    pid: PidFilter,
+    #[command(flatten)]
+    common: Common,
 }
 
 /// One accept(), as printed.
@@ -96,7 +99,9 @@ fn table() -> Table<Row> {
 }
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
-    let (o, mut s) = start_pid_only(tool, args)?;
+    let o = Opts::parse_from(args);
+    let mut s = start(tool, &o.common)?;
+    o.pid.apply(&mut s.filters);
 
     let skel = s.load::<SoacceptSkelBuilder>(|_, _| Ok(()))?;
 

@@ -2,15 +2,17 @@
 
 use std::ffi::OsString;
 
+use clap::Parser;
+
 use crate::core::addr::ip;
 use crate::core::bpf::Pod;
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::PidOpts;
+use crate::core::cli::{Common, PidFilter};
 use crate::core::errno;
 use crate::core::output::{comm_str, Column, Value};
 use crate::core::proto::ipproto_name;
 use crate::core::table::Table;
-use crate::tools::{start_pid_only, Tool};
+use crate::tools::{start, Tool};
 
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/soconnect.skel.rs"));
@@ -29,7 +31,7 @@ pub static TOOL: Tool = Tool {
         attach: "syscalls/sys_{enter,exit}_connect",
         check: None,
     }],
-    cli,
+    cli: <Opts as clap::CommandFactory>::command,
     run,
     verify: crate::core::bpf::verify::<SoconnectSkelBuilder>,
     export: None,
@@ -46,12 +48,13 @@ for a blocking TCP connect the handshake, for a non-blocking one (EINPROGRESS) o
 dispatch. RESULT is Success or the errno name. Any IP socket counts (TCP, UDP, ...: --json
 says which); connects through io_uring are not seen.";
 
-fn cli() -> clap::Command {
-    PidOpts::command(
-        "soconnect",
-        "Trace IP socket connect() calls with latency and result",
-        EXAMPLES,
-    )
+#[derive(Parser, Debug)]
+#[command(name = "soconnect", about = "Trace IP socket connect() calls with latency and result", after_help = EXAMPLES)]
+struct Opts {
+    #[command(flatten)]
+    pid: PidFilter,
+    #[command(flatten)]
+    common: Common,
 }
 
 /// One connect(), as printed.
@@ -88,7 +91,9 @@ fn table() -> Table<Row> {
 }
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
-    let (o, mut s) = start_pid_only(tool, args)?;
+    let o = Opts::parse_from(args);
+    let mut s = start(tool, &o.common)?;
+    o.pid.apply(&mut s.filters);
 
     let skel = s.load::<SoconnectSkelBuilder>(|_, _| Ok(()))?;
 

@@ -4,15 +4,16 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 
+use clap::Parser;
 use libbpf_rs::{MapCore, MapFlags};
 
 use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::PidOpts;
+use crate::core::cli::{Common, PidFilter};
 use crate::core::hist::print_log2;
 use crate::core::output::{comm_str, json_string, Format, Output, Value};
 use crate::core::symbols::{Symbols, UserFrame};
-use crate::tools::{announce, start_pid_only, Tool};
+use crate::tools::{announce, start, Tool};
 
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/soconnlat.skel.rs"));
@@ -34,7 +35,7 @@ pub static TOOL: Tool = Tool {
                  pselect6,epoll_wait,epoll_pwait,epoll_pwait2 (5.11+)}",
         check: None,
     }],
-    cli,
+    cli: <Opts as clap::CommandFactory>::command,
     run,
     verify: |tool, plan| {
         crate::core::bpf::verify_with::<SoconnlatSkelBuilder>(tool, plan, |open, _| {
@@ -72,12 +73,17 @@ in their files when the process first connects from it, and named from those fil
 short-lived clients are named too. A frame with no symbol shows as FILE+0xOFFSET, one in no file
 as its address.";
 
-fn cli() -> clap::Command {
-    PidOpts::command(
-        "soconnlat",
-        "Histograms of IP connect() latency by user stack",
-        EXAMPLES,
-    )
+#[derive(Parser, Debug)]
+#[command(
+    name = "soconnlat",
+    about = "Histograms of IP connect() latency by user stack",
+    after_help = EXAMPLES
+)]
+struct Opts {
+    #[command(flatten)]
+    pid: PidFilter,
+    #[command(flatten)]
+    common: Common,
 }
 
 /// User stacks by (pid, stack id), and connect()'s callers by (pid, address): located in their
@@ -174,7 +180,9 @@ fn frame_addr(f: &UserFrame) -> u64 {
 }
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
-    let (o, mut s) = start_pid_only(tool, args)?;
+    let o = Opts::parse_from(args);
+    let mut s = start(tool, &o.common)?;
+    o.pid.apply(&mut s.filters);
 
     let skel = s.load::<SoconnlatSkelBuilder>(|open, _plan| {
         leave_out_missing_waits(open);

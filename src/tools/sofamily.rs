@@ -2,13 +2,15 @@
 
 use std::ffi::OsString;
 
+use clap::Parser;
+
 use crate::core::bpf::Pod;
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::PidOpts;
+use crate::core::cli::{Common, PidFilter};
 use crate::core::output::{comm_str, Column, Format, Output, Value};
 use crate::core::proto::family_str;
 use crate::core::table::Table;
-use crate::tools::{announce, start_pid_only, Tool};
+use crate::tools::{announce, start, Tool};
 
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/sofamily.skel.rs"));
@@ -27,7 +29,7 @@ pub static TOOL: Tool = Tool {
         attach: "syscalls/sys_enter_connect + sys_exit_accept{,4} + fd->sock",
         check: None,
     }],
-    cli,
+    cli: <Opts as clap::CommandFactory>::command,
     run,
     verify: crate::core::bpf::verify::<SofamilySkelBuilder>,
     export: None,
@@ -46,12 +48,13 @@ with the family of the address it was given (failed attempts included; connect(A
 dissolves a datagram association). accept() is counted when it returns a socket, with that
 socket's family. Every family Linux defines has a name.";
 
-fn cli() -> clap::Command {
-    PidOpts::command(
-        "sofamily",
-        "Count connect()/accept() by process and address family",
-        EXAMPLES,
-    )
+#[derive(Parser, Debug)]
+#[command(name = "sofamily", about = "Count connect()/accept() by process and address family", after_help = EXAMPLES)]
+struct Opts {
+    #[command(flatten)]
+    pid: PidFilter,
+    #[command(flatten)]
+    common: Common,
 }
 
 pub(crate) const CALLS: [&str; 2] = ["connect", "accept"];
@@ -81,7 +84,9 @@ fn table() -> Table<Row> {
 }
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
-    let (o, mut s) = start_pid_only(tool, args)?;
+    let o = Opts::parse_from(args);
+    let mut s = start(tool, &o.common)?;
+    o.pid.apply(&mut s.filters);
 
     let skel = s.load::<SofamilySkelBuilder>(|_, _| Ok(()))?;
 

@@ -2,15 +2,17 @@
 
 use std::ffi::OsString;
 
+use clap::Parser;
+
 use crate::core::addr::{AF_INET, AF_INET6};
 use crate::core::bpf::Pod;
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::PidOpts;
+use crate::core::cli::{Common, PidFilter};
 use crate::core::output::{comm_str, Column, Format, Output, Value};
 use crate::core::proto::{family_str, ipproto_name};
 use crate::core::table::Table;
 use crate::tools::sofamily::{print_maps, CALLS};
-use crate::tools::{announce, start_pid_only, Tool};
+use crate::tools::{announce, start, Tool};
 
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/soprotocol.skel.rs"));
@@ -29,7 +31,7 @@ pub static TOOL: Tool = Tool {
         attach: "syscalls/sys_enter_connect + sys_exit_accept{,4} + fd->sock",
         check: None,
     }],
-    cli,
+    cli: <Opts as clap::CommandFactory>::command,
     run,
     verify: crate::core::bpf::verify::<SoprotocolSkelBuilder>,
     export: None,
@@ -49,12 +51,13 @@ with accept() kept apart, @accept[COMM, PROTO, NAME, KPROTO]: COUNT and @connect
 smallest counts first (--json: also the family). connect() is counted when called, on the
 connecting socket; accept() when it returns a socket, on that new socket.";
 
-fn cli() -> clap::Command {
-    PidOpts::command(
-        "soprotocol",
-        "Count connect()/accept() by process and transport protocol",
-        EXAMPLES,
-    )
+#[derive(Parser, Debug)]
+#[command(name = "soprotocol", about = "Count connect()/accept() by process and transport protocol", after_help = EXAMPLES)]
+struct Opts {
+    #[command(flatten)]
+    pid: PidFilter,
+    #[command(flatten)]
+    common: Common,
 }
 
 /// One (call, process, protocol) count, as printed.
@@ -92,7 +95,9 @@ fn table() -> Table<Row> {
 }
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
-    let (o, mut s) = start_pid_only(tool, args)?;
+    let o = Opts::parse_from(args);
+    let mut s = start(tool, &o.common)?;
+    o.pid.apply(&mut s.filters);
 
     let skel = s.load::<SoprotocolSkelBuilder>(|_, _| Ok(()))?;
 

@@ -3,15 +3,17 @@
 
 use std::ffi::OsString;
 
+use clap::Parser;
+
 use crate::core::addr::{endpoint, AF_INET, AF_INET6};
 use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::PidOpts;
+use crate::core::cli::{Common, PidFilter};
 use crate::core::hist::print_log2;
 use crate::core::output::{comm_str, Format, Output, Value};
 use crate::core::table::Owners;
 use crate::core::time::Clock;
-use crate::tools::{announce, start_pid_only, Tool};
+use crate::tools::{announce, start, Tool};
 use crate::tuple_of;
 
 mod skel {
@@ -59,7 +61,7 @@ pub static TOOL: Tool = Tool {
             check: None,
         },
     ],
-    cli,
+    cli: <Opts as clap::CommandFactory>::command,
     run,
     verify: |tool, plan| {
         crate::core::bpf::verify_with::<SormemSkelBuilder>(tool, plan, |open, plan| {
@@ -94,12 +96,17 @@ dropped; rc -12 ENOMEM means the receive buffer was full).
 With -p, overflows count as the process's when they happen on a socket it has read from during
 the run, or while it was running.";
 
-fn cli() -> clap::Command {
-    PidOpts::command(
-        "sormem",
-        "Socket receive-buffer usage before reads, and receive overflows",
-        EXAMPLES,
-    )
+#[derive(Parser, Debug)]
+#[command(
+    name = "sormem",
+    about = "Socket receive-buffer usage before reads, and receive overflows",
+    after_help = EXAMPLES
+)]
+struct Opts {
+    #[command(flatten)]
+    pid: PidFilter,
+    #[command(flatten)]
+    common: Common,
 }
 
 /// Leaves out the programs on functions older kernels may lack: recvmmsg's no-LSM path is 5.5+
@@ -127,7 +134,9 @@ fn configure(open: &mut OpenSormemSkel<'static>, plan: &Plan) {
 }
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
-    let (o, mut s) = start_pid_only(tool, args)?;
+    let o = Opts::parse_from(args);
+    let mut s = start(tool, &o.common)?;
+    o.pid.apply(&mut s.filters);
 
     let skel = s.load::<SormemSkelBuilder>(|open, plan| {
         configure(open, plan);

@@ -2,14 +2,16 @@
 
 use std::ffi::OsString;
 
+use clap::Parser;
+
 use crate::core::addr::{ip, ip_version};
 use crate::core::bpf::Pod;
 use crate::core::caps::{btf_has, Hook, Plan};
-use crate::core::cli::PidOpts;
+use crate::core::cli::{Common, PidFilter};
 use crate::core::output::{comm_str, Column, Value};
 use crate::core::table::Table;
 use crate::core::time::Clock;
-use crate::tools::{start_pid_only, Tool};
+use crate::tools::{start, Tool};
 
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/udpconnect.skel.rs"));
@@ -43,7 +45,7 @@ pub static TOOL: Tool = Tool {
             check: None,
         },
     ],
-    cli,
+    cli: <Opts as clap::CommandFactory>::command,
     run,
     verify: crate::core::bpf::verify::<UdpconnectSkelBuilder>,
     export: None,
@@ -77,8 +79,13 @@ ICMP ping, raw or UDP-Lite sockets. Where the kernel allows fexit or kprobes, th
 connect functions are traced (connects made through io_uring too); else the connect syscall. IP is the socket's IP version: an IPv6 socket connecting
 to an IPv4-mapped address shows 6.";
 
-fn cli() -> clap::Command {
-    PidOpts::command("udpconnect", "Trace UDP connect() calls", EXAMPLES)
+#[derive(Parser, Debug)]
+#[command(name = "udpconnect", about = "Trace UDP connect() calls", after_help = EXAMPLES)]
+struct Opts {
+    #[command(flatten)]
+    pid: PidFilter,
+    #[command(flatten)]
+    common: Common,
 }
 
 /// One UDP connect(), as printed.
@@ -108,7 +115,9 @@ fn table() -> Table<Row> {
 }
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
-    let (o, mut s) = start_pid_only(tool, args)?;
+    let o = Opts::parse_from(args);
+    let mut s = start(tool, &o.common)?;
+    o.pid.apply(&mut s.filters);
 
     let [connect4, connect6] = connect_functions();
     // IPv6 may be a module that is not loaded, or disabled.
