@@ -177,8 +177,8 @@ impl Start {
     where
         B: libbpf_rs::skel::SkelBuilder<'static> + Default,
     {
-        let (skel, plan) = crate::core::bpf::load::<B>(&self.plans(), self.plan, configure)?;
-        self.plan = plan;
+        let mut skel = self.load_unattached::<B>(configure)?;
+        crate::core::bpf::attach::<B>(self.tool.name, self.plan, &mut skel)?;
         Ok(skel)
     }
 
