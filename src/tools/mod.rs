@@ -217,6 +217,14 @@ impl Start {
         })
     }
 
+    /// A tool that prints once the run ends: says what is traced ([`announce`]), waits for the
+    /// end, and reports what `object` lost ([`Start::report`]).
+    pub fn wait_then_report(&self, what: &str, object: &libbpf_rs::Object) {
+        announce(what);
+        self.run.wait();
+        self.report(object);
+    }
+
     /// At the end of a run, on stderr: the runs the kernel skipped, the events the ring buffer
     /// lost and the updates a full map refused (the shared layer's `.bss` counters).
     pub fn report(&self, object: &libbpf_rs::Object) {

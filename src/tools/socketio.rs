@@ -10,7 +10,7 @@ use crate::core::bpf::Pod;
 use crate::core::cli::{Common, PidFilter};
 use crate::core::output::{comm_str, Format, Output, Value};
 use crate::core::table::Owners;
-use crate::tools::{announce, sockmsg, start, Tool};
+use crate::tools::{sockmsg, start, Tool};
 
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/socketio.skel.rs"));
@@ -70,9 +70,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         Ok(())
     })?;
 
-    announce("socket I/O");
-    s.run.wait();
-    s.report(libbpf_rs::skel::Skel::object(&skel));
+    s.wait_then_report("socket I/O", libbpf_rs::skel::Skel::object(&skel));
 
     let mut rows: Vec<(types::socketio_key, u64)> = crate::core::maps::entries(&skel.maps.io)?;
     // As bpftrace prints a map: smallest count first, so the busiest end up on screen.

@@ -9,7 +9,7 @@ use crate::core::bpf::Pod;
 use crate::core::cli::{Common, PidFilter};
 use crate::core::hist::print_log2;
 use crate::core::output::{comm_str, Output, Value};
-use crate::tools::{announce, sockmsg, start, Tool};
+use crate::tools::{sockmsg, start, Tool};
 
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/socksize.skel.rs"));
@@ -69,9 +69,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         Ok(())
     })?;
 
-    announce("socket I/O sizes");
-    s.run.wait();
-    s.report(libbpf_rs::skel::Skel::object(&skel));
+    s.wait_then_report("socket I/O sizes", libbpf_rs::skel::Skel::object(&skel));
 
     let mut hists: Vec<(types::socksize_key, types::hist)> =
         crate::core::maps::entries(&skel.maps.sizes)?;

@@ -10,7 +10,7 @@ use crate::core::cli::{Common, PidFilter};
 use crate::core::output::{comm_str, Column, Format, Output, Value};
 use crate::core::proto::family_str;
 use crate::core::table::Table;
-use crate::tools::{announce, start, Tool};
+use crate::tools::{start, Tool};
 
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/sofamily.skel.rs"));
@@ -90,9 +90,10 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
 
     let skel = s.load::<SofamilySkelBuilder>(|_, _| Ok(()))?;
 
-    announce("connect() and accept() address families, counting");
-    s.run.wait();
-    s.report(libbpf_rs::skel::Skel::object(&skel));
+    s.wait_then_report(
+        "connect() and accept() address families, counting",
+        libbpf_rs::skel::Skel::object(&skel),
+    );
 
     let mut rows: Vec<Row> =
         crate::core::maps::entries::<types::sofamily_key, u64>(&skel.maps.counts)?

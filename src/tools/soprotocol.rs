@@ -12,7 +12,7 @@ use crate::core::output::{comm_str, Column, Format, Output, Value};
 use crate::core::proto::{family_str, ipproto_name};
 use crate::core::table::Table;
 use crate::tools::sofamily::{print_maps, CALLS};
-use crate::tools::{announce, start, Tool};
+use crate::tools::{start, Tool};
 
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/soprotocol.skel.rs"));
@@ -101,9 +101,10 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
 
     let skel = s.load::<SoprotocolSkelBuilder>(|_, _| Ok(()))?;
 
-    announce("connect() and accept() protocols, counting");
-    s.run.wait();
-    s.report(libbpf_rs::skel::Skel::object(&skel));
+    s.wait_then_report(
+        "connect() and accept() protocols, counting",
+        libbpf_rs::skel::Skel::object(&skel),
+    );
 
     let mut rows: Vec<Row> =
         crate::core::maps::entries::<types::soprotocol_key, u64>(&skel.maps.counts)?

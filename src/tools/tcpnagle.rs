@@ -11,7 +11,7 @@ use crate::core::cli::{Common, Family, PidFilter};
 use crate::core::hist::print_log2;
 use crate::core::output::{Column, Format, Output, Value};
 use crate::core::run::report_nothing;
-use crate::tools::{announce, start, Tool};
+use crate::tools::{start, Tool};
 
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/tcpnagle.skel.rs"));
@@ -122,9 +122,10 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     if partial {
         eprintln!("{PARTIAL_NOTE}");
     }
-    announce("TCP nagle and xmit delays");
-    s.run.wait();
-    s.report(libbpf_rs::skel::Skel::object(&skel));
+    s.wait_then_report(
+        "TCP nagle and xmit delays",
+        libbpf_rs::skel::Skel::object(&skel),
+    );
 
     let mut out = Output::new(
         o.common.format(),
