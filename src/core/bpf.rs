@@ -571,6 +571,19 @@ where
     r
 }
 
+/// Unit tests of programs that cannot attach on the test kernel (a kprobe plan): loads `open`,
+/// verifier included, or says the test is skipped when loading needs a privilege it lacks.
+#[cfg(test)]
+pub fn assert_loads<'o>(open: impl libbpf_rs::skel::OpenSkel<'o>) {
+    match open.load() {
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::PermissionDenied => {
+            eprintln!("skipped: loading BPF needs root")
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
 /// Makes every later open relocate against the BTF in `path` (another kernel's vmlinux, or a
 /// BTF file extracted from one) and every verify stop after relocation: `netbpf list --btf`.
 pub fn relocate_against(path: &Path) -> anyhow::Result<()> {

@@ -201,7 +201,7 @@ fn print_counts(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use libbpf_rs::skel::{OpenSkel as _, SkelBuilder as _};
+    use libbpf_rs::skel::SkelBuilder as _;
     use std::mem::MaybeUninit;
 
     /// The kprobe plan cannot attach on a kernel without kprobes, but its programs must still
@@ -213,13 +213,7 @@ mod tests {
         open.progs.tcpnagle_fexit.set_autoload(false);
         open.progs.tcpnagle_sendmsg.set_autoload(false);
         open.progs.tcpnagle_send.set_autoload(false);
-        match open.load() {
-            Ok(_) => {}
-            Err(e) if e.kind() == libbpf_rs::ErrorKind::PermissionDenied => {
-                eprintln!("skipped: loading BPF needs root")
-            }
-            Err(e) => panic!("{e}"),
-        };
+        crate::core::bpf::assert_loads(open);
     }
 
     #[test]

@@ -321,7 +321,7 @@ fn print_interval(table: &Table<Line>, out: &mut Output, o: &Opts, clear: bool, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use libbpf_rs::skel::{OpenSkel as _, SkelBuilder as _};
+    use libbpf_rs::skel::SkelBuilder as _;
     use std::mem::MaybeUninit;
     use std::net::IpAddr;
 
@@ -357,13 +357,7 @@ mod tests {
         ] {
             fexit.set_autoload(false);
         }
-        match open.load() {
-            Ok(_) => {}
-            Err(e) if e.kind() == libbpf_rs::ErrorKind::PermissionDenied => {
-                eprintln!("skipped: loading BPF needs root")
-            }
-            Err(e) => panic!("{e}"),
-        };
+        crate::core::bpf::assert_loads(open);
     }
 
     #[test]
