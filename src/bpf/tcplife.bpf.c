@@ -142,12 +142,7 @@ static __always_inline int set_state(struct sock *sk, int oldstate, int newstate
 	default:
 		return 0;
 	}
-	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
-		return 0;
-	netns = sk_netns_id(sk);
-	if (!netns_ok(netns))
-		return 0;
-	if (!sk_cgroup_ok(sk))
+	if (!tcp_sk_selected(sk, &netns))
 		return 0;
 
 	/* (A passive child's first change is LISTEN -> SYN_RECV: it starts as a listener's clone.) */
@@ -197,15 +192,4 @@ static __always_inline int set_state(struct sock *sk, int oldstate, int newstate
 	return 0;
 }
 
-SEC("tp_btf/inet_sock_set_state")
-int BPF_PROG(tcplife_set_state, struct sock *sk, int oldstate, int newstate)
-{
-	return set_state(sk, oldstate, newstate, false);
-}
-
-/* Kernels without socket storage for tracing programs (before 5.11). */
-SEC("tracepoint/sock/inet_sock_set_state")
-int tcplife_set_state_hashed(struct trace_event_raw_inet_sock_set_state *ctx)
-{
-	return set_state(SK_STATE_TP_ARGS(ctx), true);
-}
+SK_STATE_PROGRAMS(tcplife)

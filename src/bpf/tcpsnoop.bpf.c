@@ -131,12 +131,7 @@ int BPF_PROG(tcpsnoop_set_state, struct sock *sk, int oldstate, int newstate)
 	struct sk_owner *o;
 	__u64 netns;
 
-	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
-		return 0;
-	netns = sk_netns_id(sk);
-	if (!netns_ok(netns))
-		return 0;
-	if (!sk_cgroup_ok(sk))
+	if (!tcp_sk_selected(sk, &netns))
 		return 0;
 	o = owner_track(sk, oldstate, newstate);
 	if (newstate == TCP_CLOSE) {

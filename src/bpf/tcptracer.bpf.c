@@ -74,12 +74,7 @@ static __always_inline int set_state(struct sock *sk, int oldstate, int newstate
 	default:
 		return 0;
 	}
-	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
-		return 0;
-	netns = sk_netns_id(sk);
-	if (!netns_ok(netns))
-		return 0;
-	if (!sk_cgroup_ok(sk))
+	if (!tcp_sk_selected(sk, &netns))
 		return 0;
 
 	if (newstate == TCP_LISTEN || (oldstate == TCP_LISTEN && newstate == TCP_CLOSE)) {
@@ -120,15 +115,4 @@ static __always_inline int set_state(struct sock *sk, int oldstate, int newstate
 	}
 }
 
-SEC("tp_btf/inet_sock_set_state")
-int BPF_PROG(tcptracer_set_state, struct sock *sk, int oldstate, int newstate)
-{
-	return set_state(sk, oldstate, newstate, false);
-}
-
-/* Kernels without socket storage for tracing programs (before 5.11). */
-SEC("tracepoint/sock/inet_sock_set_state")
-int tcptracer_set_state_hashed(struct trace_event_raw_inet_sock_set_state *ctx)
-{
-	return set_state(SK_STATE_TP_ARGS(ctx), true);
-}
+SK_STATE_PROGRAMS(tcptracer)

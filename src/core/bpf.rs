@@ -449,11 +449,8 @@ pub type Skel<B> = <<B as libbpf_rs::skel::SkelBuilder<'static>>::Output as libb
 fn kernel_refused(e: &libbpf_rs::Error) -> bool {
     matches!(
         e.kind(),
-        ErrorKind::InvalidInput
-            | ErrorKind::PermissionDenied
-            | ErrorKind::Unsupported
-            | ErrorKind::NotFound
-    ) || e.to_string().contains("os error 524") // ENOTSUPP, the kernel's own
+        ErrorKind::InvalidInput | ErrorKind::PermissionDenied | ErrorKind::NotFound
+    ) || crate::core::errno::not_supported(e)
 }
 
 /// The one load path: opens the tool's object for its plan (programs chosen by the plan),
@@ -520,11 +517,19 @@ pub fn load<B>(
 where
     B: libbpf_rs::skel::SkelBuilder<'static> + Default,
 {
-    use libbpf_rs::skel::Skel as _;
     let (mut skel, plan) = load_plan::<B>(plans, first, configure)?;
-    skel.attach()
-        .map_err(|e| attach_failed(plans.tool, plan.attach, e))?;
+    attach::<B>(plans.tool, plan, &mut skel)?;
     Ok((skel, plan))
+}
+
+/// Attaches the programs of `tool`'s skeleton, loaded with `plan`.
+pub fn attach<B>(tool: &str, plan: &Plan, skel: &mut Skel<B>) -> anyhow::Result<()>
+where
+    B: libbpf_rs::skel::SkelBuilder<'static> + Default,
+{
+    use libbpf_rs::skel::Skel as _;
+    skel.attach()
+        .map_err(|e| attach_failed(tool, plan.attach, e))
 }
 
 /// Whether `tool`'s object loads with `plan` on this kernel, verifier included, without
@@ -564,6 +569,19 @@ where
     });
     VERIFIED.lock().unwrap().push((tool, plan.name, r.clone()));
     r
+}
+
+/// Unit tests of programs that cannot attach on the test kernel (a kprobe plan): loads `open`,
+/// verifier included, or says the test is skipped when loading needs a privilege it lacks.
+#[cfg(test)]
+pub fn assert_loads<'o>(open: impl libbpf_rs::skel::OpenSkel<'o>) {
+    match open.load() {
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::PermissionDenied => {
+            eprintln!("skipped: loading BPF needs root")
+        }
+        Err(e) => panic!("{e}"),
+    }
 }
 
 /// Makes every later open relocate against the BTF in `path` (another kernel's vmlinux, or a

@@ -251,6 +251,58 @@ impl Family {
     }
 }
 
+/// The options of the tools that follow TCP sessions (tcplife, tcpstates), bcc's: -p, -L/-D,
+/// -4/-6, -w, -T/-t and -s.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TcpSessionOpts {
+    #[command(flatten)]
+    pub pid: PidFilter,
+    #[command(flatten)]
+    pub ports: PortFilters,
+    #[command(flatten)]
+    pub family: Family,
+    /// Wide columns (fits IPv6 addresses) and an IP column
+    #[arg(short = 'w', long)]
+    pub wide: bool,
+    #[command(flatten)]
+    pub stamps: Timestamps,
+    /// Comma-separated values
+    #[arg(short = 's', long = "csv", conflicts_with = "json")]
+    pub csv: bool,
+}
+
+impl TcpSessionOpts {
+    pub fn apply(&self, f: &mut Filters) {
+        self.pid.apply(f);
+        f.family = self.family.af();
+        self.ports.apply(f);
+    }
+
+    /// CSV with -s, else what `common` asks for.
+    pub fn format(&self, common: &Common) -> Format {
+        if self.csv {
+            Format::Csv
+        } else {
+            common.format()
+        }
+    }
+
+    /// IP LADDR LPORT RADDR RPORT: IP in the table with -w or -s (as bcc), the addresses wide
+    /// enough for IPv6 with -w.
+    pub fn tuple_columns(&self) -> [crate::core::table::TupleColumn; 5] {
+        use crate::core::table::TupleColumn;
+        let [laddr, lport, raddr, rport] =
+            TupleColumn::local_remote(if self.wide { -39 } else { -15 });
+        [
+            TupleColumn::ip(self.wide || self.csv),
+            laddr,
+            lport,
+            raddr,
+            rport,
+        ]
+    }
+}
+
 /// `--mntnsmap PATH` (bcc's), on the tools that filter in the process an event is about.
 #[derive(Args, Debug, Clone, Default)]
 pub struct MntnsFilter {

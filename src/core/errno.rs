@@ -160,6 +160,23 @@ pub fn name(errno: i64) -> Option<&'static str> {
     })
 }
 
+/// The kernel's own "not supported" (not EOPNOTSUPP): BPF syscalls return it for an operation a
+/// map type or program lacks on this kernel, and no io::ErrorKind stands for it.
+pub const ENOTSUPP: i32 = 524;
+
+/// The errno a libbpf error carries, context layers included ("... (os error N)": libbpf-rs
+/// keeps the io::Error itself private).
+pub fn of(e: &libbpf_rs::Error) -> Option<i32> {
+    let text = format!("{e:#}");
+    let (_, tail) = text.rsplit_once("(os error ")?;
+    tail.split_once(')')?.0.parse().ok()
+}
+
+/// Whether the kernel refused an operation as not supported: EOPNOTSUPP or ENOTSUPP.
+pub fn not_supported(e: &libbpf_rs::Error) -> bool {
+    e.kind() == libbpf_rs::ErrorKind::Unsupported || of(e) == Some(ENOTSUPP)
+}
+
 /// "Success" for 0, the errno's name for -errno or errno, the number otherwise.
 pub fn result(ret: i64) -> String {
     if ret == 0 {
@@ -183,5 +200,16 @@ mod tests {
         assert_eq!(super::result(-133), "EHWPOISON");
         assert_eq!(super::result(-520), "-520");
         assert_eq!(super::result(-999), "-999");
+    }
+
+    #[test]
+    fn not_supported() {
+        use libbpf_rs::{Error, ErrorExt as _};
+        let enotsupp = Error::from_raw_os_error(super::ENOTSUPP);
+        assert_eq!(super::of(&enotsupp), Some(524));
+        assert!(super::not_supported(&enotsupp));
+        assert!(super::not_supported(&enotsupp.context("lookup_and_delete")));
+        assert!(super::not_supported(&Error::from_raw_os_error(95))); // EOPNOTSUPP
+        assert!(!super::not_supported(&Error::from_raw_os_error(22)));
     }
 }

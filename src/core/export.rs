@@ -177,8 +177,9 @@ pub fn load<B>(
 where
     B: libbpf_rs::skel::SkelBuilder<'static> + Default,
 {
-    let first = select(tool, plans)?;
-    crate::core::bpf::load::<B>(&exporter_plans(ctx, tool, plans), first, configure)
+    let (mut skel, plan) = load_unattached::<B>(ctx, tool, plans, configure)?;
+    crate::core::bpf::attach::<B>(tool, plan, &mut skel)?;
+    Ok((skel, plan))
 }
 
 /// As [`load`], without attaching (a tool that attaches its programs itself).

@@ -23,15 +23,11 @@ pub fn entries<K: Pod, V: Pod>(map: &dyn MapCore) -> anyhow::Result<Vec<(K, V)>>
 /// read and deleted in one step, so nothing counted between the two is lost. Hash maps gained
 /// that operation in 5.14; before it each entry is read, then deleted.
 pub fn drain<K: Pod, V: Pod>(map: &dyn MapCore) -> anyhow::Result<Vec<(K, V)>> {
-    const ENOTSUPP: i32 = 524;
     let mut out = Vec::new();
     let keys: Vec<Vec<u8>> = map.keys().collect();
     for key in keys {
         let val = match map.lookup_and_delete(&key) {
-            Err(e)
-                if e.kind() == libbpf_rs::ErrorKind::Unsupported
-                    || e.to_string().contains(&format!("os error {ENOTSUPP}")) =>
-            {
+            Err(e) if crate::core::errno::not_supported(&e) => {
                 let val = map.lookup(&key, MapFlags::ANY)?;
                 // Already gone is fine.
                 let _ = map.delete(&key);

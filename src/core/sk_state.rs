@@ -96,17 +96,29 @@ pub fn report_evicted(tool: &str, obj: &Object, inserted: u64, deleted: u64, wha
     );
 }
 
+/// Seeds common/sk_owner.bpf.h's `listen_owners` with the listeners of `netns` (0: all) open
+/// before tracing, so that their children inherit the owner.
+pub fn seed_listeners(
+    tool: &str,
+    netns: u64,
+    listen_owners: &dyn libbpf_rs::MapCore,
+) -> anyhow::Result<()> {
+    use crate::core::sock_owners::{seed_sk_owner, tcp_sockets_or_warn};
+    seed_sk_owner(&tcp_sockets_or_warn(tool, netns), listen_owners)
+}
+
 /// A socket-following tool's losses at the end of a run, from its `.bss` counters
-/// `[untracked, sk_state_inserted, sk_state_deleted]`: the sockets it could not follow (no
+/// `untracked`, `sk_state_inserted` and `sk_state_deleted`: the sockets it could not follow (no
 /// kernel memory for their state; `untracked_what` says what that cost) and those whose state
 /// the hash evicted ([`report_evicted`] with `evicted_what`).
-pub fn report_unfollowed(
-    tool: &str,
-    obj: &Object,
-    [untracked, inserted, deleted]: [u64; 3],
-    untracked_what: &str,
-    evicted_what: &str,
-) {
-    crate::core::run::report_dropped(tool, untracked, untracked_what);
-    report_evicted(tool, obj, inserted, deleted, evicted_what);
+pub fn report_unfollowed(tool: &str, obj: &Object, untracked_what: &str, evicted_what: &str) {
+    let counter = |name| crate::core::bpf::bss_u64(obj, name).unwrap_or(0);
+    crate::core::run::report_dropped(tool, counter("untracked"), untracked_what);
+    report_evicted(
+        tool,
+        obj,
+        counter("sk_state_inserted"),
+        counter("sk_state_deleted"),
+        evicted_what,
+    );
 }

@@ -85,14 +85,21 @@ impl<R: 'static> Table<R> {
         self
     }
 
-    /// PID (`pid_width` wide) and COMM, of the task `task` reads from the row.
-    pub fn task(self, pid_width: i32, task: for<'r> fn(&'r R) -> (u32, &'r str)) -> Self {
+    /// PID (`pid_width` wide) and COMM (`comm_width`, longer names cut), of the task `task`
+    /// reads from the row.
+    pub fn task(
+        self,
+        pid_width: i32,
+        comm_width: i32,
+        task: for<'r> fn(&'r R) -> (u32, &'r str),
+    ) -> Self {
         self.col(Column::new("PID", "pid", pid_width), move |r| {
             Value::U64(task(r).0.into())
         })
-        .col(Column::new("COMM", "comm", -12).truncated(), move |r| {
-            Value::Str(task(r).1)
-        })
+        .col(
+            Column::new("COMM", "comm", comm_width).truncated(),
+            move |r| Value::Str(task(r).1),
+        )
     }
 
     /// The columns of the row's [`Tuple`] that `columns` name, in that order.
@@ -103,9 +110,7 @@ impl<R: 'static> Table<R> {
     ) -> Self {
         for column in columns {
             self = match column {
-                TupleColumn::Ip => self.col(Column::new("IP", "ip", -2), move |r| {
-                    Value::U64(ip_version(tuple(r).family))
-                }),
+                TupleColumn::Ip(c) => self.col(c, move |r| Value::U64(ip_version(tuple(r).family))),
                 TupleColumn::Addr(End::Local, c) => self.col(c, move |r| Value::Ip(tuple(r).laddr)),
                 TupleColumn::Addr(End::Remote, c) => {
                     self.col(c, move |r| Value::Ip(tuple(r).raddr))
@@ -168,12 +173,17 @@ pub enum End {
 
 /// A column of [`Table::tuple`]: IP (the version), or an end's address or port.
 pub enum TupleColumn {
-    Ip,
+    Ip(Column),
     Addr(End, Column),
     Port(End, Column),
 }
 
 impl TupleColumn {
+    /// IP, in the table only when `shown` (JSON always has it).
+    pub fn ip(shown: bool) -> TupleColumn {
+        TupleColumn::Ip(shown_if(shown, Column::new("IP", "ip", -2), "ip"))
+    }
+
     /// LADDR LPORT RADDR RPORT, the addresses `addr_width` wide.
     pub fn local_remote(addr_width: i32) -> [TupleColumn; 4] {
         [
@@ -188,7 +198,7 @@ impl TupleColumn {
     /// with `lport`, DPORT `dport_width` wide.
     pub fn source_dest(lport: bool, dport_width: i32) -> [TupleColumn; 5] {
         [
-            TupleColumn::Ip,
+            TupleColumn::ip(true),
             TupleColumn::Addr(End::Local, Column::new("SADDR", "saddr", -16)),
             TupleColumn::Port(
                 End::Local,

@@ -114,7 +114,7 @@ fn table(o: &Opts) -> Table<Row> {
         .col_if(o.print_uid, Column::new("UID", "uid", -6), "uid", |r| {
             Value::U64(r.e.uid.into())
         })
-        .task(-7, |r| (r.e.pid, &r.comm))
+        .task(-7, -12, |r| (r.e.pid, &r.comm))
         .col(Column::new("PROT", "protocol", -5), |r| {
             Value::Str(&r.proto)
         })

@@ -285,10 +285,7 @@ impl Row {
 fn table() -> Table<Row> {
     Table::<Row>::new()
         .col(Column::new("TIME", "time", -8), |r| Value::Str(&r.time))
-        .col(Column::new("PID", "pid", -7), |r| {
-            Value::U64(r.e.pid.into())
-        })
-        .col(Column::new("COMM", "comm", -16), |r| Value::Str(&r.comm))
+        .task(-7, -16, |r| (r.e.pid, &r.comm))
         .col(Column::new("IP", "ip", -2), |r| {
             Value::U64(ip_version(r.e.family))
         })

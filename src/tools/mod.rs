@@ -177,8 +177,8 @@ impl Start {
     where
         B: libbpf_rs::skel::SkelBuilder<'static> + Default,
     {
-        let (skel, plan) = crate::core::bpf::load::<B>(&self.plans(), self.plan, configure)?;
-        self.plan = plan;
+        let mut skel = self.load_unattached::<B>(configure)?;
+        crate::core::bpf::attach::<B>(self.tool.name, self.plan, &mut skel)?;
         Ok(skel)
     }
 
@@ -215,6 +215,14 @@ impl Start {
                 table.row(out, &row(e));
             }
         })
+    }
+
+    /// A tool that prints once the run ends: says what is traced ([`announce`]), waits for the
+    /// end, and reports what `object` lost ([`Start::report`]).
+    pub fn wait_then_report(&self, what: &str, object: &libbpf_rs::Object) {
+        announce(what);
+        self.run.wait();
+        self.report(object);
     }
 
     /// At the end of a run, on stderr: the runs the kernel skipped, the events the ring buffer

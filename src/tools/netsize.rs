@@ -10,7 +10,7 @@ use crate::core::cli::Common;
 use crate::core::hist::{print_log2, sum_percpu};
 use crate::core::iface::{ifname_bytes, parse_ifname, warn_missing_interface};
 use crate::core::output::Output;
-use crate::tools::{announce, start, Tool};
+use crate::tools::{start, Tool};
 
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/netsize.skel.rs"));
@@ -78,9 +78,10 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         Ok(())
     })?;
 
-    announce("net device packet sizes");
-    s.run.wait();
-    s.report(libbpf_rs::skel::Skel::object(&skel));
+    s.wait_then_report(
+        "net device packet sizes",
+        libbpf_rs::skel::Skel::object(&skel),
+    );
 
     let mut out = Output::new(o.common.format(), Vec::new());
     for (point, name) in POINTS {

@@ -13,7 +13,7 @@ use crate::core::hist::print_log2;
 use crate::core::iface::{ifname_bytes, parse_ifname};
 use crate::core::maps::entries;
 use crate::core::output::{comm_str, Output, Value};
-use crate::tools::{announce, start, Tool};
+use crate::tools::{start, Tool};
 
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/nettxlat.skel.rs"));
@@ -86,9 +86,10 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         Ok(())
     })?;
 
-    announce("device transmit latency");
-    s.run.wait();
-    s.report(libbpf_rs::skel::Skel::object(&skel));
+    s.wait_then_report(
+        "device transmit latency",
+        libbpf_rs::skel::Skel::object(&skel),
+    );
 
     let mut hists = entries::<types::nettxlat_key, types::hist>(&skel.maps.latency_us)?;
     let mut out = Output::new(o.common.format(), Vec::new());

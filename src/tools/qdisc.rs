@@ -15,7 +15,7 @@ use crate::core::hist::{print_log2, total};
 use crate::core::iface::{ifname_bytes, parse_ifname};
 use crate::core::kallsyms::Kallsyms;
 use crate::core::output::{Format, Output, Value};
-use crate::tools::{announce, start, Tool};
+use crate::tools::{start, Tool};
 use crate::usage;
 
 mod skel {
@@ -116,6 +116,22 @@ struct Opts {
 
 const NAME_MAX: usize = 15; // IFNAMSIZ and the qdisc id are 16 bytes with their NUL
 
+/// Whether `kind` can be a qdisc kind's name; else what is wrong with it.
+fn kind_name_ok(kind: &str) -> Result<(), String> {
+    let ok = !kind.is_empty()
+        && kind.len() <= NAME_MAX
+        && kind
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{kind}' is not a qdisc kind (lowercase letters, digits and _, at most {NAME_MAX})"
+        ))
+    }
+}
+
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let invoked = args
         .first()
@@ -137,16 +153,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
             ))
         }
     };
-    if kind.is_empty()
-        || kind.len() > NAME_MAX
-        || !kind
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-    {
-        return Err(usage!(
-            "'{kind}' is not a qdisc kind (lowercase letters, digits and _, at most {NAME_MAX})"
-        ));
-    }
+    kind_name_ok(&kind).map_err(|why| usage!("{why}"))?;
     if let Some(why) = not_a_queue(&kind) {
         return Err(usage!("qdisc {kind}: {why}"));
     }
@@ -188,9 +195,10 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         }
         None => "qdisc tracepoints".into(),
     };
-    announce(&format!("{kind} qdisc queueing latency{on} ({how})"));
-    s.run.wait();
-    s.report(libbpf_rs::skel::Skel::object(&skel));
+    s.wait_then_report(
+        &format!("{kind} qdisc queueing latency{on} ({how})"),
+        libbpf_rs::skel::Skel::object(&skel),
+    );
     drop(links);
 
     let mut slots = [0u64; 64];
@@ -687,17 +695,7 @@ pub mod export {
         kind: &str,
         kallsyms: &Kallsyms,
     ) -> anyhow::Result<(ExportMaps, &'static str, Box<dyn std::any::Any>)> {
-        if kind.is_empty()
-            || kind.len() > NAME_MAX
-            || !kind
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-        {
-            return Err(usage!(
-                "--qdisc-kinds: '{kind}' is not a qdisc kind (lowercase letters, digits and _, \
-                 at most {NAME_MAX})"
-            ));
-        }
+        kind_name_ok(kind).map_err(|why| usage!("--qdisc-kinds: {why}"))?;
         let what = format!("qdisc {kind}");
         match kind_available_in(kind, &osrelease(), kallsyms, Path::new("/lib/modules")) {
             Ok(Availability::Present) => {}

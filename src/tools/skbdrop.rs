@@ -17,7 +17,7 @@ use crate::core::iface::{ifname_bytes, parse_ifname};
 use crate::core::maps::entries;
 use crate::core::output::{Format, Output, Value};
 use crate::core::symbols::Symbols;
-use crate::tools::{announce, start, Tool};
+use crate::tools::{start, Tool};
 
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/skbdrop.skel.rs"));
@@ -105,9 +105,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         }
         None => None,
     };
-    announce("sk_buff drops");
-    s.run.wait();
-    s.report(libbpf_rs::skel::Skel::object(&skel));
+    s.wait_then_report("sk_buff drops", libbpf_rs::skel::Skel::object(&skel));
     let after = match (&counters_ns, &before) {
         (Some(Ok(src)), Some(_)) => Some(src.read()?),
         _ => None,

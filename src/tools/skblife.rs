@@ -13,7 +13,7 @@ use crate::core::hist::{print_log2, sum_percpu};
 use crate::core::iface::{ifname_bytes, parse_ifname};
 use crate::core::kallsyms::Kallsyms;
 use crate::core::output::{Format, Output, Value};
-use crate::tools::{announce, start, Tool};
+use crate::tools::{start, Tool};
 
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/skblife.skel.rs"));
@@ -138,9 +138,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         Ok(())
     })?;
 
-    announce("sk_buff lifetimes");
-    s.run.wait();
-    s.report(libbpf_rs::skel::Skel::object(&skel));
+    s.wait_then_report("sk_buff lifetimes", libbpf_rs::skel::Skel::object(&skel));
 
     let hist = skel
         .maps

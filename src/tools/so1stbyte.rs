@@ -10,7 +10,7 @@ use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{Common, PidFilter};
 use crate::core::hist::print_log2;
 use crate::core::output::{comm_str, Output, Value};
-use crate::tools::{announce, start, Tool};
+use crate::tools::{start, Tool};
 
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/so1stbyte.skel.rs"));
@@ -70,9 +70,10 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
 
     let skel = s.load::<So1stbyteSkelBuilder>(|_, _| Ok(()))?;
 
-    announce("connect() to first byte");
-    s.run.wait();
-    s.report(libbpf_rs::skel::Skel::object(&skel));
+    s.wait_then_report(
+        "connect() to first byte",
+        libbpf_rs::skel::Skel::object(&skel),
+    );
 
     let mut hists: Vec<(types::so1stbyte_key, types::hist)> =
         crate::core::maps::entries(&skel.maps.hists)?;

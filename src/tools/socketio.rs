@@ -7,11 +7,10 @@ use clap::Parser;
 use libbpf_rs::skel::OpenSkel as _;
 
 use crate::core::bpf::Pod;
-use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{Common, PidFilter};
 use crate::core::output::{comm_str, Format, Output, Value};
 use crate::core::table::Owners;
-use crate::tools::{announce, sockmsg, start, Tool};
+use crate::tools::{sockmsg, start, Tool};
 
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/socketio.skel.rs"));
@@ -26,26 +25,7 @@ pub static TOOL: Tool = Tool {
     name: "socketio",
     aliases: &[],
     about: "Socket I/O calls by process, direction, protocol and port (counts at exit)",
-    plans: &[
-        Plan {
-            name: "tp_btf",
-            needs: &[Hook::TpBtf],
-            attach: "sock/sock_send_length + sock/sock_recv_length",
-            check: Some(sockmsg::length_tracepoints),
-        },
-        Plan {
-            name: "fentry",
-            needs: &[Hook::Fentry],
-            attach: crate::sockmsg_fentry_hooks!(),
-            check: Some(sockmsg::required),
-        },
-        Plan {
-            name: "kprobe",
-            needs: &[Hook::Kprobe],
-            attach: crate::sockmsg_kprobe_hooks!(),
-            check: Some(sockmsg::required),
-        },
-    ],
+    plans: &sockmsg::plans("fentry", "kprobe"),
     cli: <Opts as clap::CommandFactory>::command,
     run,
     verify: sockmsg::verify::<SocketioSkelBuilder>,
@@ -92,9 +72,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
 
     // Before tracing: container names are looked up while the run lasts, not at the end.
     let owners = Owners::new(&o.common);
-    announce("socket I/O");
-    s.run.wait();
-    s.report(libbpf_rs::skel::Skel::object(&skel));
+    s.wait_then_report("socket I/O", libbpf_rs::skel::Skel::object(&skel));
 
     let mut rows: Vec<(types::socketio_key, u64)> = crate::core::maps::entries(&skel.maps.io)?;
     // As bpftrace prints a map: smallest count first, so the busiest end up on screen.

@@ -33,6 +33,31 @@ pub fn length_tracepoints() -> Result<(), String> {
     crate::core::btf::require_tracepoint("sock_recv_length")
 }
 
+/// The plans of a tool that sees each message through the sock_{send,recv}_length tracepoints
+/// (tp_btf), else through these programs: `fentry` and `kprobe` name those two plans.
+pub const fn plans(fentry: &'static str, kprobe: &'static str) -> [Plan; 3] {
+    [
+        Plan {
+            name: "tp_btf",
+            needs: &[Hook::TpBtf],
+            attach: "sock/sock_send_length + sock/sock_recv_length",
+            check: Some(length_tracepoints),
+        },
+        Plan {
+            name: fentry,
+            needs: &[Hook::Fentry],
+            attach: crate::sockmsg_fentry_hooks!(),
+            check: Some(required),
+        },
+        Plan {
+            name: kprobe,
+            needs: &[Hook::Kprobe],
+            attach: crate::sockmsg_kprobe_hooks!(),
+            check: Some(required),
+        },
+    ]
+}
+
 /// The functions the plans cannot do without: sock_recvmsg, and __sock_sendmsg or the LSM check
 /// and sock_sendmsg.
 pub fn required() -> Result<(), String> {

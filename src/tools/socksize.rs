@@ -6,11 +6,10 @@ use clap::Parser;
 use libbpf_rs::skel::OpenSkel as _;
 
 use crate::core::bpf::Pod;
-use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{Common, PidFilter};
 use crate::core::hist::print_log2;
 use crate::core::output::{comm_str, Output, Value};
-use crate::tools::{announce, sockmsg, start, Tool};
+use crate::tools::{sockmsg, start, Tool};
 
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/socksize.skel.rs"));
@@ -26,26 +25,7 @@ pub static TOOL: Tool = Tool {
     name: "socksize",
     aliases: &[],
     about: "Socket I/O sizes: log2 histograms of read and write bytes per process (at exit)",
-    plans: &[
-        Plan {
-            name: "tp_btf",
-            needs: &[Hook::TpBtf],
-            attach: "sock/sock_send_length + sock/sock_recv_length",
-            check: Some(sockmsg::length_tracepoints),
-        },
-        Plan {
-            name: "fexit",
-            needs: &[Hook::Fentry],
-            attach: crate::sockmsg_fentry_hooks!(),
-            check: Some(sockmsg::required),
-        },
-        Plan {
-            name: "kretprobe",
-            needs: &[Hook::Kprobe],
-            attach: crate::sockmsg_kprobe_hooks!(),
-            check: Some(sockmsg::required),
-        },
-    ],
+    plans: &sockmsg::plans("fexit", "kretprobe"),
     cli: <Opts as clap::CommandFactory>::command,
     run,
     verify: sockmsg::verify::<SocksizeSkelBuilder>,
@@ -89,9 +69,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         Ok(())
     })?;
 
-    announce("socket I/O sizes");
-    s.run.wait();
-    s.report(libbpf_rs::skel::Skel::object(&skel));
+    s.wait_then_report("socket I/O sizes", libbpf_rs::skel::Skel::object(&skel));
 
     let mut hists: Vec<(types::socksize_key, types::hist)> =
         crate::core::maps::entries(&skel.maps.sizes)?;

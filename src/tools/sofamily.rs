@@ -10,7 +10,7 @@ use crate::core::cli::{Common, PidFilter};
 use crate::core::output::{comm_str, Column, Format, Output, Value};
 use crate::core::proto::family_str;
 use crate::core::table::Table;
-use crate::tools::{announce, start, Tool};
+use crate::tools::{start, Tool};
 
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/sofamily.skel.rs"));
@@ -90,47 +90,61 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
 
     let skel = s.load::<SofamilySkelBuilder>(|_, _| Ok(()))?;
 
-    announce("connect() and accept() address families, counting");
-    s.run.wait();
-    s.report(libbpf_rs::skel::Skel::object(&skel));
+    s.wait_then_report(
+        "connect() and accept() address families, counting",
+        libbpf_rs::skel::Skel::object(&skel),
+    );
 
-    let mut rows: Vec<Row> =
-        crate::core::maps::entries::<types::sofamily_key, u64>(&skel.maps.counts)?
-            .into_iter()
-            .map(|(k, count)| Row {
-                call: k.call,
-                comm: comm_str(&k.comm),
-                family: k.family,
-                name: family_str(k.family),
-                count,
-            })
-            .collect();
-    let table = table();
-    let mut out = table.output(o.common.format());
-    if out.format() != Format::Json {
-        // The book's bpftrace maps: @accept[COMM, FAMILY, NAME]: N and @connect[...].
+    let rows: Vec<Row> = crate::core::maps::entries::<types::sofamily_key, u64>(&skel.maps.counts)?
+        .into_iter()
+        .map(|(k, count)| Row {
+            call: k.call,
+            comm: comm_str(&k.comm),
+            family: k.family,
+            name: family_str(k.family),
+            count,
+        })
+        .collect();
+    print_counts(
+        o.common.format(),
+        &table(),
+        rows,
+        |r| (r.call, r.count),
+        |r| format!("{}, {}, {}", r.comm, r.family, r.name),
+        |a, b| (&a.comm, a.family).cmp(&(&b.comm, b.family)),
+    );
+    Ok(())
+}
+
+/// Prints the counts of sofamily and soprotocol: in text the book's bpftrace maps
+/// ([`print_maps`], `key` giving each count's map key), in JSON one row per count: connect
+/// before accept, most frequent first, then in the order `then` gives.
+pub(crate) fn print_counts<R: 'static>(
+    format: Format,
+    table: &Table<R>,
+    mut rows: Vec<R>,
+    call_count: fn(&R) -> (u8, u64),
+    key: impl Fn(&R) -> String,
+    then: impl Fn(&R, &R) -> std::cmp::Ordering,
+) {
+    let mut out = table.output(format);
+    if format != Format::Json {
         let lines = rows.iter().map(|r| {
-            (
-                r.call,
-                r.count,
-                format!("{}, {}, {}", r.comm, r.family, r.name),
-            )
+            let (call, count) = call_count(r);
+            (call, count, key(r))
         });
         print_maps(&mut out, lines);
-        return Ok(());
+        return;
     }
-    // connect before accept; most frequent first.
     rows.sort_by(|a, b| {
-        a.call
-            .cmp(&b.call)
-            .then(b.count.cmp(&a.count))
-            .then(a.comm.cmp(&b.comm))
-            .then(a.family.cmp(&b.family))
+        let ((call_a, n_a), (call_b, n_b)) = (call_count(a), call_count(b));
+        (call_a, std::cmp::Reverse(n_a))
+            .cmp(&(call_b, std::cmp::Reverse(n_b)))
+            .then_with(|| then(a, b))
     });
     for row in &rows {
         table.row(&mut out, row);
     }
-    Ok(())
 }
 
 /// Prints counts as bpftrace prints its maps at exit: `@accept[KEY]: N`, then a blank line and

@@ -88,7 +88,7 @@ fn proto_str(protocol: u16, family: u16) -> String {
 fn table(o: &Opts) -> Table<Row> {
     Table::<Row>::new()
         .stamps(&o.stamps, |r| &r.stamp)
-        .task(-7, |r| (r.e.pid, &r.comm))
+        .task(-7, -12, |r| (r.e.pid, &r.comm))
         .col_if(
             o.show_netns,
             Column::new("NETNS", "netns", -10),

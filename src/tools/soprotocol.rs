@@ -8,11 +8,11 @@ use crate::core::addr::{AF_INET, AF_INET6};
 use crate::core::bpf::Pod;
 use crate::core::caps::{Hook, Plan};
 use crate::core::cli::{Common, PidFilter};
-use crate::core::output::{comm_str, Column, Format, Output, Value};
+use crate::core::output::{comm_str, Column, Value};
 use crate::core::proto::{family_str, ipproto_name};
 use crate::core::table::Table;
-use crate::tools::sofamily::{print_maps, CALLS};
-use crate::tools::{announce, start, Tool};
+use crate::tools::sofamily::{print_counts, CALLS};
+use crate::tools::{start, Tool};
 
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/soprotocol.skel.rs"));
@@ -101,11 +101,12 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
 
     let skel = s.load::<SoprotocolSkelBuilder>(|_, _| Ok(()))?;
 
-    announce("connect() and accept() protocols, counting");
-    s.run.wait();
-    s.report(libbpf_rs::skel::Skel::object(&skel));
+    s.wait_then_report(
+        "connect() and accept() protocols, counting",
+        libbpf_rs::skel::Skel::object(&skel),
+    );
 
-    let mut rows: Vec<Row> =
+    let rows: Vec<Row> =
         crate::core::maps::entries::<types::soprotocol_key, u64>(&skel.maps.counts)?
             .into_iter()
             .map(|(k, count)| Row {
@@ -119,47 +120,22 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
                 count,
             })
             .collect();
-    if o.common.format() != Format::Json {
-        // The book's bpftrace map, with accept() apart: @accept[COMM, PROTO, NAME, KPROTO]: N
-        // and @connect[...].
-        let mut out = Output::new(o.common.format(), Vec::new());
-        let lines = rows.iter().map(|r| {
-            (
-                r.call,
-                r.count,
-                format!(
-                    "{}, {}, {}, {}",
-                    r.comm, r.protocol, r.protocol_name, r.kproto
-                ),
-            )
-        });
-        print_maps(&mut out, lines);
-        return Ok(());
-    }
-    // connect before accept; most frequent first.
-    rows.sort_by(|a, b| {
-        (
-            a.call,
-            std::cmp::Reverse(a.count),
-            &a.comm,
-            a.family,
-            a.protocol,
-            &a.kproto,
-        )
-            .cmp(&(
-                b.call,
-                std::cmp::Reverse(b.count),
-                &b.comm,
-                b.family,
-                b.protocol,
-                &b.kproto,
-            ))
-    });
-    let table = table();
-    let mut out = table.output(o.common.format());
-    for r in &rows {
-        table.row(&mut out, r);
-    }
+    // The book's bpftrace map, with accept() apart: @accept[COMM, PROTO, NAME, KPROTO]: N and
+    // @connect[...].
+    print_counts(
+        o.common.format(),
+        &table(),
+        rows,
+        |r| (r.call, r.count),
+        |r| {
+            let (comm, proto, name) = (&r.comm, r.protocol, &r.protocol_name);
+            format!("{comm}, {proto}, {name}, {}", r.kproto)
+        },
+        |a, b| {
+            (&a.comm, a.family, a.protocol, &a.kproto)
+                .cmp(&(&b.comm, b.family, b.protocol, &b.kproto))
+        },
+    );
     Ok(())
 }
 

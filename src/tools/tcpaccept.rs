@@ -12,8 +12,8 @@ use crate::core::cli::{
 };
 use crate::core::output::{comm_str, Column, Value};
 use crate::core::table::{
-    End, Table,
-    TupleColumn::{Addr, Ip, Port},
+    End, Table, TupleColumn,
+    TupleColumn::{Addr, Port},
 };
 use crate::core::time::Clock;
 use crate::tools::{start, Tool};
@@ -101,11 +101,11 @@ struct Row {
 fn table(o: &Opts) -> Table<Row> {
     Table::<Row>::new()
         .stamps(&o.stamps, |r| &r.stamp)
-        .task(-7, |r| (r.e.pid, &r.comm))
+        .task(-7, -12, |r| (r.e.pid, &r.comm))
         .tuple(
             |r| &r.t,
             [
-                Ip,
+                TupleColumn::ip(true),
                 Addr(End::Remote, Column::new("RADDR", "raddr", -16)),
                 Port(End::Remote, Column::new("RPORT", "rport", -5)),
                 Addr(End::Local, Column::new("LADDR", "laddr", -16)),

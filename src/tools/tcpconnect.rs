@@ -125,7 +125,7 @@ fn table(o: &Opts) -> Table<Row> {
         .col_if(o.print_uid, Column::new("UID", "uid", -6), "uid", |r| {
             Value::U64(r.e.uid.into())
         })
-        .task(-6, |r| (r.e.pid, &r.comm))
+        .task(-6, -12, |r| (r.e.pid, &r.comm))
         .tuple(
             |r| &r.t,
             TupleColumn::source_dest(o.lport || o.source_port, -6),

@@ -94,7 +94,7 @@ struct Row {
 fn table(o: &Opts) -> Table<Row> {
     Table::<Row>::new()
         .stamps(&o.stamps, |r| &r.stamp)
-        .task(-7, |r| (r.e.pid, &r.comm))
+        .task(-7, -12, |r| (r.e.pid, &r.comm))
         .tuple(|r| &r.t, TupleColumn::source_dest(o.lport, -5))
         .col(Column::new("LAT(ms)", "lat_ms", -8), |r| {
             Value::F64(r.e.lat_ns as f64 / 1e6, 2)

@@ -4,10 +4,10 @@ use std::ffi::OsString;
 
 use clap::Parser;
 
-use crate::core::addr::{ip_version, Tuple};
+use crate::core::addr::Tuple;
 use crate::core::bpf::Pod;
-use crate::core::cli::{Common, Family, PidFilter, PortFilters, TimeCells, Timestamps};
-use crate::core::output::{comm_str, Column, Format, Value};
+use crate::core::cli::{Common, TcpSessionOpts, TimeCells};
+use crate::core::output::{comm_str, Column, Value};
 use crate::core::sk_state;
 use crate::core::table::Table;
 use crate::core::time::Clock;
@@ -51,19 +51,7 @@ MS is the time from SYN_SENT or SYN_RECV to CLOSE.";
 #[command(name = "tcplife", about = "Trace TCP sessions and summarize lifespan and bytes", after_help = EXAMPLES)]
 struct Opts {
     #[command(flatten)]
-    pid: PidFilter,
-    #[command(flatten)]
-    ports: PortFilters,
-    #[command(flatten)]
-    family: Family,
-    /// Wide columns (fits IPv6 addresses) and an IP column
-    #[arg(short = 'w', long)]
-    wide: bool,
-    #[command(flatten)]
-    stamps: Timestamps,
-    /// Comma-separated values
-    #[arg(short = 's', long = "csv", conflicts_with = "json")]
-    csv: bool,
+    sel: TcpSessionOpts,
     #[command(flatten)]
     common: Common,
 }
@@ -77,28 +65,12 @@ struct Row {
 }
 
 fn table(o: &Opts) -> Table<Row> {
-    let aw = if o.wide { -39 } else { -15 };
     Table::<Row>::new()
-        .stamps(&o.stamps, |r| &r.stamp)
-        .col(Column::new("PID", "pid", -7), |r| {
-            Value::U64(r.e.pid.into())
+        .stamps(&o.sel.stamps, |r| &r.stamp)
+        .task(-7, if o.sel.wide { -16 } else { -10 }, |r| {
+            (r.e.pid, &r.comm)
         })
-        .col(
-            Column::new("COMM", "comm", if o.wide { -16 } else { -10 }).truncated(),
-            |r| Value::Str(&r.comm),
-        )
-        // bcc prints the IP column with -w and in CSV.
-        .col_if(o.wide || o.csv, Column::new("IP", "ip", -2), "ip", |r| {
-            Value::U64(ip_version(r.t.family))
-        })
-        .col(Column::new("LADDR", "laddr", aw), |r| Value::Ip(r.t.laddr))
-        .col(Column::new("LPORT", "lport", -5), |r| {
-            Value::U64(r.t.lport.into())
-        })
-        .col(Column::new("RADDR", "raddr", aw), |r| Value::Ip(r.t.raddr))
-        .col(Column::new("RPORT", "rport", -5), |r| {
-            Value::U64(r.t.rport.into())
-        })
+        .tuple(|r| &r.t, o.sel.tuple_columns())
         .col(Column::table("TX_KB", 8), |r| {
             Value::F64(r.e.tx_bytes as f64 / 1024.0, 2)
         })
@@ -115,31 +87,19 @@ fn table(o: &Opts) -> Table<Row> {
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let mut s = start(tool, &o.common)?;
-    o.pid.apply(&mut s.filters);
-    s.filters.family = o.family.af();
-    o.ports.apply(&mut s.filters);
+    o.sel.apply(&mut s.filters);
 
-    let skel = s.load::<TcplifeSkelBuilder>(|open, plan| {
-        sk_state::configure(open, plan)?;
-        Ok(())
-    })?;
-    // Listeners opened before tracing: their children inherit the owner (sk_owner.bpf.h).
-    let existing = crate::core::sock_owners::tcp_sockets_or_warn(tool.name, s.filters.netns);
-    crate::core::sock_owners::seed_sk_owner(&existing, &skel.maps.listen_owners)?;
+    let skel = s.load::<TcplifeSkelBuilder>(sk_state::configure)?;
+    sk_state::seed_listeners(tool.name, s.filters.netns, &skel.maps.listen_owners)?;
 
-    let format = if o.csv {
-        Format::Csv
-    } else {
-        o.common.format()
-    };
     let clock = Clock::start();
     s.stream_rows(
         &skel.maps.events,
         &table(&o).containers(&o.common, |r| r.e.cgroup),
-        format,
+        o.sel.format(&o.common),
         "TCP sessions",
         |e: types::tcplife_event| Row {
-            stamp: o.stamps.cells(&clock, e.ts_ns),
+            stamp: o.sel.stamps.cells(&clock, e.ts_ns),
             t: tuple_of!(e.tuple),
             comm: comm_str(&e.comm),
             e,
@@ -147,13 +107,9 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     )?;
     let object = libbpf_rs::skel::Skel::object(&skel);
     s.report(object);
-    let bss = skel.maps.bss_data.as_deref();
     sk_state::report_unfollowed(
         tool.name,
         object,
-        bss.map_or([0; 3], |b| {
-            [b.untracked, b.sk_state_inserted, b.sk_state_deleted]
-        }),
         "sessions not tracked (no kernel memory for their per-socket state)",
         "sessions not reported",
     );

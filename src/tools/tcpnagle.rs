@@ -11,7 +11,7 @@ use crate::core::cli::{Common, Family, PidFilter};
 use crate::core::hist::print_log2;
 use crate::core::output::{Column, Format, Output, Value};
 use crate::core::run::report_nothing;
-use crate::tools::{announce, start, Tool};
+use crate::tools::{start, Tool};
 
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/tcpnagle.skel.rs"));
@@ -122,9 +122,10 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     if partial {
         eprintln!("{PARTIAL_NOTE}");
     }
-    announce("TCP nagle and xmit delays");
-    s.run.wait();
-    s.report(libbpf_rs::skel::Skel::object(&skel));
+    s.wait_then_report(
+        "TCP nagle and xmit delays",
+        libbpf_rs::skel::Skel::object(&skel),
+    );
 
     let mut out = Output::new(
         o.common.format(),
@@ -200,7 +201,7 @@ fn print_counts(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use libbpf_rs::skel::{OpenSkel as _, SkelBuilder as _};
+    use libbpf_rs::skel::SkelBuilder as _;
     use std::mem::MaybeUninit;
 
     /// The kprobe plan cannot attach on a kernel without kprobes, but its programs must still
@@ -212,13 +213,7 @@ mod tests {
         open.progs.tcpnagle_fexit.set_autoload(false);
         open.progs.tcpnagle_sendmsg.set_autoload(false);
         open.progs.tcpnagle_send.set_autoload(false);
-        match open.load() {
-            Ok(_) => {}
-            Err(e) if e.kind() == libbpf_rs::ErrorKind::PermissionDenied => {
-                eprintln!("skipped: loading BPF needs root")
-            }
-            Err(e) => panic!("{e}"),
-        };
+        crate::core::bpf::assert_loads(open);
     }
 
     #[test]

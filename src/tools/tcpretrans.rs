@@ -358,7 +358,7 @@ fn print_counts(skel: &TcpretransSkel, o: &Opts) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use libbpf_rs::skel::{OpenSkel as _, SkelBuilder as _};
+    use libbpf_rs::skel::SkelBuilder as _;
     use std::mem::MaybeUninit;
 
     /// The kprobe plan cannot attach on a kernel without kprobes, but its program must still pass
@@ -374,13 +374,7 @@ mod tests {
         p.tcpretrans_tlp_kprobe.set_autoload(true);
         p.tcpretrans_tlp_kretprobe.set_autoload(true);
         p.tcpretrans_accept_kretprobe.set_autoload(true);
-        match open.load() {
-            Ok(_) => {}
-            Err(e) if e.kind() == libbpf_rs::ErrorKind::PermissionDenied => {
-                eprintln!("skipped: loading BPF needs root")
-            }
-            Err(e) => panic!("{e}"),
-        };
+        crate::core::bpf::assert_loads(open);
     }
 }
 

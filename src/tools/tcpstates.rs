@@ -4,10 +4,10 @@ use std::ffi::OsString;
 
 use clap::Parser;
 
-use crate::core::addr::{ip_version, Tuple};
+use crate::core::addr::Tuple;
 use crate::core::bpf::Pod;
-use crate::core::cli::{Common, Family, PidFilter, PortFilters, TimeCells, Timestamps};
-use crate::core::output::{comm_str, Column, Format, Value};
+use crate::core::cli::{Common, TcpSessionOpts, TimeCells};
+use crate::core::output::{comm_str, Column, Value};
 use crate::core::sk_state;
 use crate::core::table::Table;
 use crate::core::tcp::state_name;
@@ -52,19 +52,7 @@ MS is the time spent in OLDSTATE (0 for a socket first seen at this change).";
 #[command(name = "tcpstates", about = "Trace TCP state changes and their durations", after_help = EXAMPLES)]
 struct Opts {
     #[command(flatten)]
-    pid: PidFilter,
-    #[command(flatten)]
-    ports: PortFilters,
-    #[command(flatten)]
-    family: Family,
-    /// Wide columns (fits IPv6 addresses) and an IP column
-    #[arg(short = 'w', long)]
-    wide: bool,
-    #[command(flatten)]
-    stamps: Timestamps,
-    /// Comma-separated values
-    #[arg(short = 's', long = "csv", conflicts_with = "json")]
-    csv: bool,
+    sel: TcpSessionOpts,
     #[command(flatten)]
     common: Common,
 }
@@ -79,9 +67,8 @@ struct Row {
 }
 
 fn table(o: &Opts) -> Table<Row> {
-    let aw = if o.wide { -39 } else { -15 };
     Table::<Row>::new()
-        .stamps(&o.stamps, |r| &r.stamp)
+        .stamps(&o.sel.stamps, |r| &r.stamp)
         .col(Column::new("SKADDR", "skaddr", -16), |r| {
             Value::Hex(r.e.skaddr)
         })
@@ -93,18 +80,7 @@ fn table(o: &Opts) -> Table<Row> {
         })
         .col(Column::json("pid"), |r| Value::U64(r.e.pid.into()))
         .col(Column::json("comm"), |r| Value::Str(&r.comm))
-        // bcc prints the IP column with -w and in CSV.
-        .col_if(o.wide || o.csv, Column::new("IP", "ip", -2), "ip", |r| {
-            Value::U64(ip_version(r.t.family))
-        })
-        .col(Column::new("LADDR", "laddr", aw), |r| Value::Ip(r.t.laddr))
-        .col(Column::new("LPORT", "lport", -5), |r| {
-            Value::U64(r.t.lport.into())
-        })
-        .col(Column::new("RADDR", "raddr", aw), |r| Value::Ip(r.t.raddr))
-        .col(Column::new("RPORT", "rport", -5), |r| {
-            Value::U64(r.t.rport.into())
-        })
+        .tuple(|r| &r.t, o.sel.tuple_columns())
         .col(Column::new("OLDSTATE", "oldstate", -11), |r| {
             Value::Str(state_name(r.e.oldstate))
         })
@@ -120,31 +96,19 @@ fn table(o: &Opts) -> Table<Row> {
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let mut s = start(tool, &o.common)?;
-    o.pid.apply(&mut s.filters);
-    s.filters.family = o.family.af();
-    o.ports.apply(&mut s.filters);
+    o.sel.apply(&mut s.filters);
 
-    let skel = s.load::<TcpstatesSkelBuilder>(|open, plan| {
-        sk_state::configure(open, plan)?;
-        Ok(())
-    })?;
-    // Listeners opened before tracing: their children inherit the owner (sk_owner.bpf.h).
-    let existing = crate::core::sock_owners::tcp_sockets_or_warn(tool.name, s.filters.netns);
-    crate::core::sock_owners::seed_sk_owner(&existing, &skel.maps.listen_owners)?;
+    let skel = s.load::<TcpstatesSkelBuilder>(sk_state::configure)?;
+    sk_state::seed_listeners(tool.name, s.filters.netns, &skel.maps.listen_owners)?;
 
-    let format = if o.csv {
-        Format::Csv
-    } else {
-        o.common.format()
-    };
     let clock = Clock::start();
     s.stream_rows(
         &skel.maps.events,
         &table(&o).containers(&o.common, |r| r.e.cgroup),
-        format,
+        o.sel.format(&o.common),
         "TCP state changes",
         |e: types::tcpstates_event| Row {
-            stamp: o.stamps.cells(&clock, e.ts_ns),
+            stamp: o.sel.stamps.cells(&clock, e.ts_ns),
             t: tuple_of!(e.tuple),
             ccomm: comm_str(&e.ccomm),
             comm: comm_str(&e.comm),
@@ -153,13 +117,9 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     )?;
     let object = libbpf_rs::skel::Skel::object(&skel);
     s.report(object);
-    let bss = skel.maps.bss_data.as_deref();
     sk_state::report_unfollowed(
         tool.name,
         object,
-        bss.map_or([0; 3], |b| {
-            [b.untracked, b.sk_state_inserted, b.sk_state_deleted]
-        }),
         "changes shown without MS and owner (no kernel memory for their per-socket state)",
         "changes shown without MS and owner",
     );

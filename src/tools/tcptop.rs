@@ -161,12 +161,7 @@ struct Line {
 fn table() -> Table<Line> {
     Table::<Line>::new()
         .col(Column::json("time"), |l| Value::Str(&l.time))
-        .col(Column::new("PID", "pid", -7), |l| {
-            Value::U64(l.r.pid.into())
-        })
-        .col(Column::new("COMM", "comm", -12).truncated(), |l| {
-            Value::Str(&l.r.comm)
-        })
+        .task(-7, -12, |l| (l.r.pid, &l.r.comm))
         .col(Column::json("ip"), |l| {
             Value::U64(ip_version(l.r.tuple.family))
         })
@@ -326,7 +321,7 @@ fn print_interval(table: &Table<Line>, out: &mut Output, o: &Opts, clear: bool, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use libbpf_rs::skel::{OpenSkel as _, SkelBuilder as _};
+    use libbpf_rs::skel::SkelBuilder as _;
     use std::mem::MaybeUninit;
     use std::net::IpAddr;
 
@@ -362,13 +357,7 @@ mod tests {
         ] {
             fexit.set_autoload(false);
         }
-        match open.load() {
-            Ok(_) => {}
-            Err(e) if e.kind() == libbpf_rs::ErrorKind::PermissionDenied => {
-                eprintln!("skipped: loading BPF needs root")
-            }
-            Err(e) => panic!("{e}"),
-        };
+        crate::core::bpf::assert_loads(open);
     }
 
     #[test]

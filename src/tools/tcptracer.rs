@@ -11,8 +11,8 @@ use crate::core::cli::{Common, Family, PidFilter, TimeCells, Timestamps};
 use crate::core::output::{comm_str, Column, Value};
 use crate::core::sk_state;
 use crate::core::table::{
-    End, Table,
-    TupleColumn::{Addr, Ip, Port},
+    End, Table, TupleColumn,
+    TupleColumn::{Addr, Port},
 };
 use crate::core::time::Clock;
 use crate::tools::{start, Tool};
@@ -100,11 +100,11 @@ fn table(o: &Opts) -> Table<Row> {
                 Value::Str(if verbose { long } else { short })
             },
         )
-        .task(-7, |r| (r.e.pid, &r.comm))
+        .task(-7, -12, |r| (r.e.pid, &r.comm))
         .tuple(
             |r| &r.t,
             [
-                Ip,
+                TupleColumn::ip(true),
                 Addr(End::Local, Column::new("SADDR", "saddr", -16)),
                 Addr(End::Remote, Column::new("DADDR", "daddr", -16)),
                 Port(End::Local, Column::new("SPORT", "sport", -6)),
@@ -127,13 +127,8 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     o.pid.apply(&mut s.filters);
     s.filters.family = o.family.af();
 
-    let skel = s.load::<TcptracerSkelBuilder>(|open, plan| {
-        sk_state::configure(open, plan)?;
-        Ok(())
-    })?;
-    // Listeners opened before tracing: their children inherit the owner (sk_owner.bpf.h).
-    let existing = crate::core::sock_owners::tcp_sockets_or_warn(tool.name, s.filters.netns);
-    crate::core::sock_owners::seed_sk_owner(&existing, &skel.maps.listen_owners)?;
+    let skel = s.load::<TcptracerSkelBuilder>(sk_state::configure)?;
+    sk_state::seed_listeners(tool.name, s.filters.netns, &skel.maps.listen_owners)?;
 
     let clock = Clock::start();
     s.stream_rows(
@@ -150,13 +145,9 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     )?;
     let object = libbpf_rs::skel::Skel::object(&skel);
     s.report(object);
-    let bss = skel.maps.bss_data.as_deref();
     sk_state::report_unfollowed(
         tool.name,
         object,
-        bss.map_or([0; 3], |b| {
-            [b.untracked, b.sk_state_inserted, b.sk_state_deleted]
-        }),
         "connections not followed (no kernel memory for their per-socket state)",
         "connections whose close was not reported",
     );

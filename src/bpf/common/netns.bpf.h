@@ -56,4 +56,14 @@ static __always_inline bool current_netns_ok(void)
 	return !filter_netns || current_netns_id() == filter_netns;
 }
 
+/* Whether sk is a TCP socket in the namespace and cgroup the filters ask for (the first test of
+ * the tools that follow sockets through inet_sock_set_state); its namespace's id in *netns. */
+static __always_inline bool tcp_sk_selected(const struct sock *sk, __u64 *netns)
+{
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return false;
+	*netns = sk_netns_id(sk);
+	return netns_ok(*netns) && sk_cgroup_ok(sk);
+}
+
 #endif

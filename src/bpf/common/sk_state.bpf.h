@@ -89,4 +89,20 @@ __u64 sk_state_deleted = 0;
  * probe reads, as the tp_btf pointer is) and its change. */
 #define SK_STATE_TP_ARGS(ctx) (struct sock *)(ctx)->skaddr, (ctx)->oldstate, (ctx)->newstate
 
+/* A tool's two programs on inet_sock_set_state, one per plan, both calling the tool's
+ * set_state(sk, oldstate, newstate, hashed): TOOL_set_state (tp_btf, socket storage) and
+ * TOOL_set_state_hashed (the classic tracepoint, before 5.11). */
+#define SK_STATE_PROGRAMS(tool)                                                                \
+	SEC("tp_btf/inet_sock_set_state")                                                      \
+	int BPF_PROG(tool##_set_state, struct sock *sk, int oldstate, int newstate)            \
+	{                                                                                      \
+		return set_state(sk, oldstate, newstate, false);                               \
+	}                                                                                      \
+                                                                                               \
+	SEC("tracepoint/sock/inet_sock_set_state")                                             \
+	int tool##_set_state_hashed(struct trace_event_raw_inet_sock_set_state *ctx)           \
+	{                                                                                      \
+		return set_state(SK_STATE_TP_ARGS(ctx), true);                                 \
+	}
+
 #endif
