@@ -217,7 +217,7 @@ PID=$!
 for _ in $(seq 3000); do grep -q '^Tracing' "$WORK/err" && break; kill -0 "$PID" 2>/dev/null || break; sleep 0.05; done
 grep -q '^Tracing' "$WORK/err" || die "exporter did not start: $(cat "$WORK/err")"
 [[ $(awk '/^Max open files/ {print $4}' "/proc/$PID/limits") == "$NOFILE" ]] || die "the fd limit did not apply"
-status() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$PID/status"; }
+status() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$PID/status" 2>/dev/null; }
 sockets() { find "/proc/$PID/fd" -lname 'socket:*' 2>/dev/null | wc -l; }
 FDS0=$(find "/proc/$PID/fd" | wc -l)
 RSS0=$(status VmRSS) HWM0=$(status VmHWM) THREADS0=$(status Threads)

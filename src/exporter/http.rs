@@ -6,8 +6,10 @@
 //! limit (the oldest-active connection is closed to make room for a new one), a deadline for a
 //! whole request head and for idle keep-alive connections, a request-head size and header-count
 //! cap (parsing is httparse's), one request in flight per connection (a pipelining client gets
-//! its next answer only once it has read the last: the kernel's socket buffers push back), and
-//! a close on anything that is not HTTP/1.x (TLS and HTTP/2 prefaces included).
+//! its next answer only once it has read the last: the kernel's socket buffers push back), a
+//! bound on the bytes of responses not yet written (a scrape is ~50 KB: hundreds of clients slow
+//! to read would otherwise each hold one; requests wait for room instead), and a close on
+//! anything that is not HTTP/1.x (TLS and HTTP/2 prefaces included).
 
 use std::io::{self, Read, Write};
 use std::net::TcpListener;
@@ -28,6 +30,9 @@ pub struct Limits {
     pub write_timeout: Duration,
     pub max_head_bytes: usize,
     pub max_headers: usize,
+    /// Bytes of responses not yet written, over all connections: a request is answered only
+    /// while the sum is below this.
+    pub max_queued_bytes: usize,
     /// Requests answered on one connection before it is closed.
     pub max_requests_per_connection: u32,
     /// Requests answered back to back from one burst of pipelined ones; the last of them closes
@@ -59,6 +64,7 @@ impl Limits {
             write_timeout: Duration::from_secs(10),
             max_head_bytes: 8 * 1024,
             max_headers: 48,
+            max_queued_bytes: 1024 * 1024,
             max_requests_per_connection: 10_000,
             max_pipelined: 8,
             accept_give_up: Duration::from_secs(30),
@@ -111,6 +117,9 @@ struct Conn {
     written: usize,
     /// When the current request's first byte came (None: between requests).
     request_started: Option<Instant>,
+    /// Bytes came into `head` that were not parsed yet (they wait while responses use up
+    /// [`Limits::max_queued_bytes`]).
+    unparsed: bool,
     last_progress: Instant,
     served: u32,
     /// Requests answered back to back from what was already read (pipelined).
@@ -126,6 +135,7 @@ impl Conn {
             out: Vec::new(),
             written: 0,
             request_started: None,
+            unparsed: false,
             last_progress: now,
             served: 0,
             pipelined: 0,
@@ -172,6 +182,7 @@ pub fn serve(
     // readable: polling it would spin).
     let mut accept_paused_until: Option<Instant> = None;
     let mut last_complaint: Option<Instant> = None;
+    let mut next_answered = 0;
     let mut buf = vec![0u8; 16 * 1024];
     while !should_stop() {
         pfds.clear();
@@ -184,6 +195,9 @@ pub fn serve(
         for c in &conns {
             let events = if c.writing() {
                 libc::POLLOUT
+            } else if c.unparsed {
+                // Waiting for room to answer: what it sends next can wait in the kernel.
+                0
             } else {
                 libc::POLLIN
             };
@@ -213,7 +227,7 @@ pub fn serve(
             let step = if rev & (libc::POLLERR | libc::POLLNVAL) != 0 {
                 Step::Close
             } else if rev != 0 {
-                step(c, &mut buf, limits, &mut handler, now)
+                step(c, &mut buf, limits, now)
             } else if c.expired(now, limits) {
                 Step::Close
             } else {
@@ -226,6 +240,7 @@ pub fn serve(
             i += 1;
             keep[i - 1]
         });
+        answer_waiting(&mut conns, &mut next_answered, limits, &mut handler, now);
 
         if pfds[0].revents & libc::POLLIN != 0 {
             let stuck = accept_all(
@@ -331,40 +346,10 @@ fn accept_all(
     Ok(false)
 }
 
-/// Reads or writes what the socket is ready for, answering a complete request.
-fn step(
-    c: &mut Conn,
-    buf: &mut [u8],
-    limits: &Limits,
-    handler: &mut impl FnMut(&Request) -> Response,
-    now: Instant,
-) -> Step {
+/// Reads or writes what the socket is ready for. What is read waits for [`answer_waiting`].
+fn step(c: &mut Conn, buf: &mut [u8], limits: &Limits, now: Instant) -> Step {
     if c.writing() {
-        match c.stream.write(&c.out[c.written..]) {
-            Ok(0) => return Step::Close,
-            Ok(n) => {
-                c.written += n;
-                c.last_progress = now;
-            }
-            Err(e) if retry(&e) => return Step::Keep,
-            Err(_) => return Step::Close,
-        }
-        if c.writing() {
-            return Step::Keep;
-        }
-        c.out = Vec::new();
-        c.written = 0;
-        if c.close_after_write {
-            let _ = c.stream.shutdown(std::net::Shutdown::Write);
-            return Step::Close;
-        }
-        // A pipelined request may be waiting in what was read already.
-        c.pipelined = if c.head.is_empty() {
-            0
-        } else {
-            c.pipelined + 1
-        };
-        return answer(c, limits, handler, now);
+        return write_some(c, now);
     }
     let room = (limits.max_head_bytes + 1 - c.head.len().min(limits.max_head_bytes)).min(buf.len());
     match c.stream.read(&mut buf[..room]) {
@@ -375,11 +360,78 @@ fn step(
             }
             c.last_progress = now;
             c.head.extend_from_slice(&buf[..n]);
-            answer(c, limits, handler, now)
+            c.unparsed = true;
+            Step::Keep
         }
         Err(e) if retry(&e) => Step::Keep,
         Err(_) => Step::Close,
     }
+}
+
+/// Writes as much of the response as the socket takes. Once all of it is written, the
+/// connection closes if it was to, or a pipelined request already read is next to answer.
+fn write_some(c: &mut Conn, now: Instant) -> Step {
+    match c.stream.write(&c.out[c.written..]) {
+        Ok(0) => return Step::Close,
+        Ok(n) => {
+            c.written += n;
+            c.last_progress = now;
+        }
+        Err(e) if retry(&e) => return Step::Keep,
+        Err(_) => return Step::Close,
+    }
+    if c.writing() {
+        return Step::Keep;
+    }
+    c.out = Vec::new();
+    c.written = 0;
+    if c.close_after_write {
+        let _ = c.stream.shutdown(std::net::Shutdown::Write);
+        return Step::Close;
+    }
+    c.unparsed = !c.head.is_empty();
+    c.pipelined = if c.unparsed { c.pipelined + 1 } else { 0 };
+    Step::Keep
+}
+
+/// Answers the connections with request bytes not parsed yet while the responses not yet
+/// written leave room, starting after the last one served in the previous round (none waits
+/// for ever behind others); each response is written at once as far as the socket takes it.
+fn answer_waiting(
+    conns: &mut Vec<Conn>,
+    next: &mut usize,
+    limits: &Limits,
+    handler: &mut impl FnMut(&Request) -> Response,
+    now: Instant,
+) {
+    let n = conns.len();
+    let mut queued: usize = conns.iter().map(|c| c.out.len()).sum();
+    let mut keep = vec![true; n];
+    'conns: for k in 0..n {
+        let i = (*next + k) % n;
+        let c = &mut conns[i];
+        while c.unparsed && !c.writing() {
+            if queued >= limits.max_queued_bytes {
+                *next = i;
+                break 'conns;
+            }
+            c.unparsed = false;
+            answer(c, limits, handler, now);
+            if !c.writing() {
+                break; // a partial head
+            }
+            if let Step::Close = write_some(c, now) {
+                keep[i] = false;
+                break;
+            }
+            queued += c.out.len();
+        }
+    }
+    let mut i = 0;
+    conns.retain(|_| {
+        i += 1;
+        keep[i - 1]
+    });
 }
 
 fn retry(e: &io::Error) -> bool {
@@ -395,10 +447,10 @@ fn answer(
     limits: &Limits,
     handler: &mut impl FnMut(&Request) -> Response,
     now: Instant,
-) -> Step {
+) {
     if c.head.is_empty() {
         c.request_started = None;
-        return Step::Keep;
+        return;
     }
     let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
     let mut req = httparse::Request::new(&mut headers);
@@ -413,7 +465,7 @@ fn answer(
                     false,
                 )
             } else {
-                return Step::Keep;
+                return;
             }
         }
         Err(httparse::Error::TooManyHeaders) => {
@@ -467,7 +519,6 @@ fn answer(
     c.out = encode(&response, head_only, close);
     c.written = 0;
     c.last_progress = now;
-    Step::Keep
 }
 
 fn encode(r: &Response, head_only: bool, close: bool) -> Vec<u8> {
