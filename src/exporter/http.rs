@@ -72,6 +72,18 @@ impl Limits {
     }
 }
 
+/// Deepens the listen backlog of a bound listener. std listens with 128: a burst of scrapes
+/// beyond it has its SYNs dropped and retried a second later. Listening again only changes the
+/// backlog (the kernel caps it at net.core.somaxconn). Called before the seccomp filter, which
+/// does not allow listen(2).
+pub fn deepen_backlog(listener: &TcpListener) -> io::Result<()> {
+    // SAFETY: listen(2) on a socket the caller owns.
+    if unsafe { libc::listen(listener.as_raw_fd(), 1024) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// A request head, as the handler sees it.
 pub struct Request<'a> {
     pub path: &'a str,
@@ -178,15 +190,18 @@ pub fn serve(
     let mut conns: Vec<Conn> = Vec::new();
     let mut pfds: Vec<libc::pollfd> = Vec::new();
     let mut accept_failing: Option<Instant> = None;
-    // While accept() fails with nothing to close, the listener is left alone a moment (it stays
-    // readable: polling it would spin).
+    // While there is no room for another connection (or accept() fails with nothing to close),
+    // the listener is left alone a moment (it stays readable: polling it would spin).
     let mut accept_paused_until: Option<Instant> = None;
     let mut last_complaint: Option<Instant> = None;
     let mut next_answered = 0;
     let mut buf = vec![0u8; 16 * 1024];
     while !should_stop() {
         pfds.clear();
-        let paused = accept_paused_until.is_some_and(|t| Instant::now() < t);
+        let paused_for = accept_paused_until
+            .map(|t| t.saturating_duration_since(Instant::now()))
+            .filter(|d| !d.is_zero());
+        let paused = paused_for.is_some();
         pfds.push(libc::pollfd {
             fd: listener.as_raw_fd(),
             events: if paused { 0 } else { libc::POLLIN },
@@ -208,9 +223,10 @@ pub fn serve(
             });
         }
         // A short tick: deadlines are checked, and a signal that lands between the check above
-        // and poll() is seen within it.
+        // and poll() is seen within it. A paused listener is looked at again when the pause ends.
+        let tick = paused_for.map_or(200, |d| d.as_millis().clamp(1, 200) as libc::c_int);
         // SAFETY: pfds is a live Vec of pollfd.
-        let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 200) };
+        let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, tick) };
         if n < 0 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {
@@ -243,7 +259,7 @@ pub fn serve(
         answer_waiting(&mut conns, &mut next_answered, limits, &mut handler, now);
 
         if pfds[0].revents & libc::POLLIN != 0 {
-            let stuck = accept_all(
+            let pause = accept_all(
                 &listener,
                 &mut conns,
                 limits,
@@ -251,20 +267,37 @@ pub fn serve(
                 &mut accept_failing,
                 &mut last_complaint,
             )?;
-            accept_paused_until = stuck.then(|| now + Duration::from_millis(100));
+            accept_paused_until = pause.map(|p| now + p);
         }
     }
     Ok(())
 }
 
-/// Closes the connection that has made no progress for the longest (a new one is worth more
-/// than one that sat idle). Returns false when there is none.
-fn evict_one(conns: &mut Vec<Conn>) -> bool {
+/// How long a connection may send nothing (since it was accepted or answered), or take over its
+/// request head, before it is worth less than a new one.
+const EVICT_GRACE: Duration = Duration::from_millis(50);
+
+/// Closes the connection least worth keeping to make room for a new one: one that sent nothing,
+/// the longest idle first; else one still sending its request head, the longest at it first
+/// (slowloris). Only one past [`EVICT_GRACE`] at that, unless `any`: then, when there is nothing
+/// else, also one whose request waits for its answer or is being answered. Returns false when
+/// there is none.
+fn evict_one(conns: &mut Vec<Conn>, now: Instant, any: bool) -> bool {
+    let worth = |c: &Conn| {
+        let (class, since) = match c.request_started {
+            _ if c.unparsed || c.writing() => (2, c.last_progress),
+            Some(started) => (1, started),
+            None => (0, c.last_progress),
+        };
+        let evictable = any || (class < 2 && now.saturating_duration_since(since) >= EVICT_GRACE);
+        evictable.then_some((class, since))
+    };
     match conns
         .iter()
         .enumerate()
-        .min_by_key(|(_, c)| c.last_progress)
-        .map(|(i, _)| i)
+        .filter_map(|(i, c)| Some((worth(c)?, i)))
+        .min()
+        .map(|(_, i)| i)
     {
         Some(i) => {
             conns.swap_remove(i);
@@ -274,6 +307,9 @@ fn evict_one(conns: &mut Vec<Conn>) -> bool {
     }
 }
 
+/// Accepts the connections waiting, a batch at most. Returns how long the listener is to be left
+/// alone, if it is: there is no room for another connection until one passes [`EVICT_GRACE`]
+/// (the next ones wait in the kernel's backlog), or accept() fails with nothing to close.
 fn accept_all(
     listener: &TcpListener,
     conns: &mut Vec<Conn>,
@@ -281,9 +317,12 @@ fn accept_all(
     now: Instant,
     failing: &mut Option<Instant>,
     last_complaint: &mut Option<Instant>,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<Option<Duration>> {
     // A bounded batch: connections already open get their turn too.
     for _ in 0..256 {
+        if conns.len() >= limits.max_connections && !evict_one(conns, now, false) {
+            return Ok(Some(Duration::from_millis(10)));
+        }
         match listener.accept() {
             Ok((stream, _)) => {
                 *failing = None;
@@ -291,14 +330,11 @@ fn accept_all(
                     continue;
                 }
                 let _ = stream.set_nodelay(true);
-                if conns.len() >= limits.max_connections {
-                    evict_one(conns);
-                }
                 conns.push(Conn::new(stream, now));
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 *failing = None;
-                return Ok(false);
+                return Ok(None);
             }
             Err(e) => match e.raw_os_error() {
                 Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
@@ -314,7 +350,7 @@ fn accept_all(
                             limits.max_connections
                         );
                     }
-                    if !evict_one(conns) {
+                    if !evict_one(conns, now, true) {
                         if now.saturating_duration_since(since) > limits.accept_give_up {
                             return Err(anyhow!(
                                 "cannot accept connections for {} s: {e} (and none of this \
@@ -322,7 +358,7 @@ fn accept_all(
                                 limits.accept_give_up.as_secs()
                             ));
                         }
-                        return Ok(true);
+                        return Ok(Some(Duration::from_millis(100)));
                     }
                 }
                 // The peer gave up before accept(), or a signal: nothing wrong with the listener.
@@ -343,7 +379,7 @@ fn accept_all(
             },
         }
     }
-    Ok(false)
+    Ok(None)
 }
 
 /// Reads or writes what the socket is ready for. What is read waits for [`answer_waiting`].
