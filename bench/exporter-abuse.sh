@@ -227,9 +227,11 @@ FDS0=$(ls "/proc/$PID/fd" | wc -l)
 RSS0=$(status VmRSS) HWM0=$(status VmHWM) THREADS0=$(status Threads)
 TOOLS_UP=$(sed -n 's/^Tracing for the exporter: \([^ ]*\) on.*/\1/p' "$WORK/err")
 
-# Sampler: "VmRSS_kB Threads sockets" every 100 ms, into the current phase's file.
+# Sampler: "VmRSS_kB Threads sockets" every 100 ms, into the current phase's file (its name in
+# $PHASE_FILE, replaced whole by phase()).
 PHASE_FILE=$WORK/phase
-echo "$WORK/s-start" >"$PHASE_FILE"
+phase() { echo "$WORK/s-$1" >"$PHASE_FILE.tmp" && mv "$PHASE_FILE.tmp" "$PHASE_FILE"; }
+phase start
 (
 	while kill -0 "$PID" 2>/dev/null; do
 		echo "$(status VmRSS) $(status Threads) $(sockets)" >>"$(cat "$PHASE_FILE")"
@@ -237,8 +239,7 @@ echo "$WORK/s-start" >"$PHASE_FILE"
 	done
 ) &
 SAMPLER=$!
-phase() { echo "$WORK/s-$1" >"$PHASE_FILE"; }
-maxcol() { cat "$WORK/s-$2" 2>/dev/null | awk -v c="$1" 'BEGIN {m = 0} $c > m {m = $c} END {print m}'; }
+maxcol() { awk -v c="$1" 'BEGIN {m = 0} $c > m {m = $c} END {print m}' "$WORK/s-$2"; }
 
 # --- abuse --------------------------------------------------------------------------------------
 phase abuse
