@@ -277,20 +277,21 @@ pub fn serve(
 /// request head, before it is worth less than a new one.
 const EVICT_GRACE: Duration = Duration::from_millis(50);
 
-/// Closes the connection least worth keeping to make room for a new one: one that sent nothing,
-/// the longest idle first; else one still sending its request head, the longest at it first
-/// (slowloris). Only one past [`EVICT_GRACE`] at that, unless `any`: then, when there is nothing
-/// else, also one whose request waits for its answer or is being answered. Returns false when
-/// there is none.
+/// Closes the connection least worth keeping to make room for a new one: the one that has
+/// waited longest without giving a request to answer, counting from when it was accepted or last
+/// answered if it sent nothing since, from the first byte of its head if it is still sending one
+/// (a slowloris head trickling in looks no newer for it). Only one past [`EVICT_GRACE`] at that,
+/// unless `any`: then, when there is nothing else, also one whose request waits for its answer
+/// or is being answered. Returns false when there is none.
 fn evict_one(conns: &mut Vec<Conn>, now: Instant, any: bool) -> bool {
     let worth = |c: &Conn| {
-        let (class, since) = match c.request_started {
-            _ if c.unparsed || c.writing() => (2, c.last_progress),
-            Some(started) => (1, started),
-            None => (0, c.last_progress),
+        let (busy, since) = match c.request_started {
+            _ if c.unparsed || c.writing() => (true, c.last_progress),
+            Some(started) => (false, started),
+            None => (false, c.last_progress),
         };
-        let evictable = any || (class < 2 && now.saturating_duration_since(since) >= EVICT_GRACE);
-        evictable.then_some((class, since))
+        let evictable = any || (!busy && now.saturating_duration_since(since) >= EVICT_GRACE);
+        evictable.then_some((busy, since))
     };
     match conns
         .iter()
