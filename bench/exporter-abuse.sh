@@ -10,7 +10,7 @@
 # 1,000 idle connections (nothing sent) and 500 slowloris ones (a request head sent one byte every
 # --drip s, never finished); one the server closes is opened again at the next drip (--no-reopen:
 # never). Meanwhile: 200 sequential scrapes (curl, new connection each: p50/p99/max and failures),
-# then 2,000 concurrent ones (one client, nonblocking, all connections opened at once). The
+# then 2,000 concurrent ones (one nonblocking client; each GET sent once connected). The
 # exporter's VmRSS, VmHWM, RssAnon, threads and open sockets are sampled throughout.
 # Targets (issue 16): scrape p99 <= 100 ms under the abuse; RSS < 16 MB through the concurrent
 # scrapes. Prints a markdown table and the raw numbers.
