@@ -6,8 +6,10 @@
 //! limit (the oldest-active connection is closed to make room for a new one), a deadline for a
 //! whole request head and for idle keep-alive connections, a request-head size and header-count
 //! cap (parsing is httparse's), one request in flight per connection (a pipelining client gets
-//! its next answer only once it has read the last: the kernel's socket buffers push back), and
-//! a close on anything that is not HTTP/1.x (TLS and HTTP/2 prefaces included).
+//! its next answer only once it has read the last: the kernel's socket buffers push back), a
+//! bound on the bytes of responses not yet written (a scrape is ~50 KB: hundreds of clients slow
+//! to read would otherwise each hold one; requests wait for room instead), and a close on
+//! anything that is not HTTP/1.x (TLS and HTTP/2 prefaces included).
 
 use std::io::{self, Read, Write};
 use std::net::TcpListener;
@@ -28,6 +30,9 @@ pub struct Limits {
     pub write_timeout: Duration,
     pub max_head_bytes: usize,
     pub max_headers: usize,
+    /// Bytes of responses not yet written, over all connections: a request is answered only
+    /// while the sum is below this.
+    pub max_queued_bytes: usize,
     /// Requests answered on one connection before it is closed.
     pub max_requests_per_connection: u32,
     /// Requests answered back to back from one burst of pipelined ones; the last of them closes
@@ -59,11 +64,24 @@ impl Limits {
             write_timeout: Duration::from_secs(10),
             max_head_bytes: 8 * 1024,
             max_headers: 48,
+            max_queued_bytes: 1024 * 1024,
             max_requests_per_connection: 10_000,
             max_pipelined: 8,
             accept_give_up: Duration::from_secs(30),
         }
     }
+}
+
+/// Deepens the listen backlog of a bound listener. std listens with 128: a burst of scrapes
+/// beyond it has its SYNs dropped and retried a second later. Listening again only changes the
+/// backlog (the kernel caps it at net.core.somaxconn). Called before the seccomp filter, which
+/// does not allow listen(2).
+pub fn deepen_backlog(listener: &TcpListener) -> io::Result<()> {
+    // SAFETY: listen(2) on a socket the caller owns.
+    if unsafe { libc::listen(listener.as_raw_fd(), 1024) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// A request head, as the handler sees it.
@@ -111,6 +129,9 @@ struct Conn {
     written: usize,
     /// When the current request's first byte came (None: between requests).
     request_started: Option<Instant>,
+    /// Bytes came into `head` that were not parsed yet (they wait while responses use up
+    /// [`Limits::max_queued_bytes`]).
+    unparsed: bool,
     last_progress: Instant,
     served: u32,
     /// Requests answered back to back from what was already read (pipelined).
@@ -126,6 +147,7 @@ impl Conn {
             out: Vec::new(),
             written: 0,
             request_started: None,
+            unparsed: false,
             last_progress: now,
             served: 0,
             pipelined: 0,
@@ -168,14 +190,18 @@ pub fn serve(
     let mut conns: Vec<Conn> = Vec::new();
     let mut pfds: Vec<libc::pollfd> = Vec::new();
     let mut accept_failing: Option<Instant> = None;
-    // While accept() fails with nothing to close, the listener is left alone a moment (it stays
-    // readable: polling it would spin).
+    // While there is no room for another connection (or accept() fails with nothing to close),
+    // the listener is left alone a moment (it stays readable: polling it would spin).
     let mut accept_paused_until: Option<Instant> = None;
     let mut last_complaint: Option<Instant> = None;
+    let mut next_answered = 0;
     let mut buf = vec![0u8; 16 * 1024];
     while !should_stop() {
         pfds.clear();
-        let paused = accept_paused_until.is_some_and(|t| Instant::now() < t);
+        let paused_for = accept_paused_until
+            .map(|t| t.saturating_duration_since(Instant::now()))
+            .filter(|d| !d.is_zero());
+        let paused = paused_for.is_some();
         pfds.push(libc::pollfd {
             fd: listener.as_raw_fd(),
             events: if paused { 0 } else { libc::POLLIN },
@@ -184,6 +210,9 @@ pub fn serve(
         for c in &conns {
             let events = if c.writing() {
                 libc::POLLOUT
+            } else if c.unparsed {
+                // Waiting for room to answer: what it sends next can wait in the kernel.
+                0
             } else {
                 libc::POLLIN
             };
@@ -194,9 +223,10 @@ pub fn serve(
             });
         }
         // A short tick: deadlines are checked, and a signal that lands between the check above
-        // and poll() is seen within it.
+        // and poll() is seen within it. A paused listener is looked at again when the pause ends.
+        let tick = paused_for.map_or(200, |d| d.as_millis().clamp(1, 200) as libc::c_int);
         // SAFETY: pfds is a live Vec of pollfd.
-        let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 200) };
+        let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, tick) };
         if n < 0 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {
@@ -213,7 +243,7 @@ pub fn serve(
             let step = if rev & (libc::POLLERR | libc::POLLNVAL) != 0 {
                 Step::Close
             } else if rev != 0 {
-                step(c, &mut buf, limits, &mut handler, now)
+                step(c, &mut buf, limits, now)
             } else if c.expired(now, limits) {
                 Step::Close
             } else {
@@ -226,9 +256,10 @@ pub fn serve(
             i += 1;
             keep[i - 1]
         });
+        answer_waiting(&mut conns, &mut next_answered, limits, &mut handler, now);
 
         if pfds[0].revents & libc::POLLIN != 0 {
-            let stuck = accept_all(
+            let pause = accept_all(
                 &listener,
                 &mut conns,
                 limits,
@@ -236,20 +267,38 @@ pub fn serve(
                 &mut accept_failing,
                 &mut last_complaint,
             )?;
-            accept_paused_until = stuck.then(|| now + Duration::from_millis(100));
+            accept_paused_until = pause.map(|p| now + p);
         }
     }
     Ok(())
 }
 
-/// Closes the connection that has made no progress for the longest (a new one is worth more
-/// than one that sat idle). Returns false when there is none.
-fn evict_one(conns: &mut Vec<Conn>) -> bool {
+/// How long a connection may send nothing (since it was accepted or answered), or take over its
+/// request head, before it is worth less than a new one.
+const EVICT_GRACE: Duration = Duration::from_millis(50);
+
+/// Closes the connection least worth keeping to make room for a new one: the one that has
+/// waited longest without giving a request to answer, counting from when it was accepted or last
+/// answered if it sent nothing since, from the first byte of its head if it is still sending one
+/// (a slowloris head trickling in looks no newer for it). Only one past [`EVICT_GRACE`] at that,
+/// unless `any`: then, when there is nothing else, also one whose request waits for its answer
+/// or is being answered. Returns false when there is none.
+fn evict_one(conns: &mut Vec<Conn>, now: Instant, any: bool) -> bool {
+    let worth = |c: &Conn| {
+        let (busy, since) = match c.request_started {
+            _ if c.unparsed || c.writing() => (true, c.last_progress),
+            Some(started) => (false, started),
+            None => (false, c.last_progress),
+        };
+        let evictable = any || (!busy && now.saturating_duration_since(since) >= EVICT_GRACE);
+        evictable.then_some((busy, since))
+    };
     match conns
         .iter()
         .enumerate()
-        .min_by_key(|(_, c)| c.last_progress)
-        .map(|(i, _)| i)
+        .filter_map(|(i, c)| Some((worth(c)?, i)))
+        .min()
+        .map(|(_, i)| i)
     {
         Some(i) => {
             conns.swap_remove(i);
@@ -259,6 +308,9 @@ fn evict_one(conns: &mut Vec<Conn>) -> bool {
     }
 }
 
+/// Accepts the connections waiting, a batch at most. Returns how long the listener is to be left
+/// alone, if it is: there is no room for another connection until one passes [`EVICT_GRACE`]
+/// (the next ones wait in the kernel's backlog), or accept() fails with nothing to close.
 fn accept_all(
     listener: &TcpListener,
     conns: &mut Vec<Conn>,
@@ -266,9 +318,12 @@ fn accept_all(
     now: Instant,
     failing: &mut Option<Instant>,
     last_complaint: &mut Option<Instant>,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<Option<Duration>> {
     // A bounded batch: connections already open get their turn too.
     for _ in 0..256 {
+        if conns.len() >= limits.max_connections && !evict_one(conns, now, false) {
+            return Ok(Some(Duration::from_millis(10)));
+        }
         match listener.accept() {
             Ok((stream, _)) => {
                 *failing = None;
@@ -276,14 +331,11 @@ fn accept_all(
                     continue;
                 }
                 let _ = stream.set_nodelay(true);
-                if conns.len() >= limits.max_connections {
-                    evict_one(conns);
-                }
                 conns.push(Conn::new(stream, now));
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 *failing = None;
-                return Ok(false);
+                return Ok(None);
             }
             Err(e) => match e.raw_os_error() {
                 Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
@@ -299,7 +351,7 @@ fn accept_all(
                             limits.max_connections
                         );
                     }
-                    if !evict_one(conns) {
+                    if !evict_one(conns, now, true) {
                         if now.saturating_duration_since(since) > limits.accept_give_up {
                             return Err(anyhow!(
                                 "cannot accept connections for {} s: {e} (and none of this \
@@ -307,7 +359,7 @@ fn accept_all(
                                 limits.accept_give_up.as_secs()
                             ));
                         }
-                        return Ok(true);
+                        return Ok(Some(Duration::from_millis(100)));
                     }
                 }
                 // The peer gave up before accept(), or a signal: nothing wrong with the listener.
@@ -328,43 +380,13 @@ fn accept_all(
             },
         }
     }
-    Ok(false)
+    Ok(None)
 }
 
-/// Reads or writes what the socket is ready for, answering a complete request.
-fn step(
-    c: &mut Conn,
-    buf: &mut [u8],
-    limits: &Limits,
-    handler: &mut impl FnMut(&Request) -> Response,
-    now: Instant,
-) -> Step {
+/// Reads or writes what the socket is ready for. What is read waits for [`answer_waiting`].
+fn step(c: &mut Conn, buf: &mut [u8], limits: &Limits, now: Instant) -> Step {
     if c.writing() {
-        match c.stream.write(&c.out[c.written..]) {
-            Ok(0) => return Step::Close,
-            Ok(n) => {
-                c.written += n;
-                c.last_progress = now;
-            }
-            Err(e) if retry(&e) => return Step::Keep,
-            Err(_) => return Step::Close,
-        }
-        if c.writing() {
-            return Step::Keep;
-        }
-        c.out = Vec::new();
-        c.written = 0;
-        if c.close_after_write {
-            let _ = c.stream.shutdown(std::net::Shutdown::Write);
-            return Step::Close;
-        }
-        // A pipelined request may be waiting in what was read already.
-        c.pipelined = if c.head.is_empty() {
-            0
-        } else {
-            c.pipelined + 1
-        };
-        return answer(c, limits, handler, now);
+        return write_some(c, now);
     }
     let room = (limits.max_head_bytes + 1 - c.head.len().min(limits.max_head_bytes)).min(buf.len());
     match c.stream.read(&mut buf[..room]) {
@@ -375,11 +397,78 @@ fn step(
             }
             c.last_progress = now;
             c.head.extend_from_slice(&buf[..n]);
-            answer(c, limits, handler, now)
+            c.unparsed = true;
+            Step::Keep
         }
         Err(e) if retry(&e) => Step::Keep,
         Err(_) => Step::Close,
     }
+}
+
+/// Writes as much of the response as the socket takes. Once all of it is written, the
+/// connection closes if it was to, or a pipelined request already read is next to answer.
+fn write_some(c: &mut Conn, now: Instant) -> Step {
+    match c.stream.write(&c.out[c.written..]) {
+        Ok(0) => return Step::Close,
+        Ok(n) => {
+            c.written += n;
+            c.last_progress = now;
+        }
+        Err(e) if retry(&e) => return Step::Keep,
+        Err(_) => return Step::Close,
+    }
+    if c.writing() {
+        return Step::Keep;
+    }
+    c.out = Vec::new();
+    c.written = 0;
+    if c.close_after_write {
+        let _ = c.stream.shutdown(std::net::Shutdown::Write);
+        return Step::Close;
+    }
+    c.unparsed = !c.head.is_empty();
+    c.pipelined = if c.unparsed { c.pipelined + 1 } else { 0 };
+    Step::Keep
+}
+
+/// Answers the connections with request bytes not parsed yet while the responses not yet
+/// written leave room, starting after the last one served in the previous round (none waits
+/// for ever behind others); each response is written at once as far as the socket takes it.
+fn answer_waiting(
+    conns: &mut Vec<Conn>,
+    next: &mut usize,
+    limits: &Limits,
+    handler: &mut impl FnMut(&Request) -> Response,
+    now: Instant,
+) {
+    let n = conns.len();
+    let mut queued: usize = conns.iter().map(|c| c.out.len()).sum();
+    let mut keep = vec![true; n];
+    'conns: for k in 0..n {
+        let i = (*next + k) % n;
+        let c = &mut conns[i];
+        while c.unparsed && !c.writing() {
+            if queued >= limits.max_queued_bytes {
+                *next = i;
+                break 'conns;
+            }
+            c.unparsed = false;
+            answer(c, limits, handler, now);
+            if !c.writing() {
+                break; // a partial head
+            }
+            if let Step::Close = write_some(c, now) {
+                keep[i] = false;
+                break;
+            }
+            queued += c.out.len();
+        }
+    }
+    let mut i = 0;
+    conns.retain(|_| {
+        i += 1;
+        keep[i - 1]
+    });
 }
 
 fn retry(e: &io::Error) -> bool {
@@ -395,10 +484,10 @@ fn answer(
     limits: &Limits,
     handler: &mut impl FnMut(&Request) -> Response,
     now: Instant,
-) -> Step {
+) {
     if c.head.is_empty() {
         c.request_started = None;
-        return Step::Keep;
+        return;
     }
     let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
     let mut req = httparse::Request::new(&mut headers);
@@ -413,7 +502,7 @@ fn answer(
                     false,
                 )
             } else {
-                return Step::Keep;
+                return;
             }
         }
         Err(httparse::Error::TooManyHeaders) => {
@@ -467,7 +556,6 @@ fn answer(
     c.out = encode(&response, head_only, close);
     c.written = 0;
     c.last_progress = now;
-    Step::Keep
 }
 
 fn encode(r: &Response, head_only: bool, close: bool) -> Vec<u8> {

@@ -258,6 +258,7 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<()> {
     let listener =
         TcpListener::bind(&addrs[..]).map_err(|e| anyhow!("cannot listen on {listen}: {e}"))?;
     let bound = listener.local_addr()?;
+    http::deepen_backlog(&listener).map_err(|e| anyhow!("cannot listen on {listen}: {e}"))?;
 
     let mut exported = Vec::new();
     let mut keepalive = Vec::new();
