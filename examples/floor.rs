@@ -148,7 +148,10 @@ fn load(path: &str) -> ! {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-        ["hooks", pid] => hooks(pid.parse().unwrap_or_else(|_| usage("PID must be a number"))),
+        ["hooks", pid] => hooks(
+            pid.parse()
+                .unwrap_or_else(|_| usage("PID must be a number")),
+        ),
         ["load", obj] => load(obj),
         _ => usage("expected 'hooks PID' or 'load OBJ'"),
     }

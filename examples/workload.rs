@@ -163,7 +163,8 @@ fn rr(a: &Args) -> (u64, f64, f64) {
     let mut back = vec![0u8; a.size];
     timed(a.secs, || {
         s.write_all(&out).unwrap_or_else(|e| fail("request", e));
-        s.read_exact(&mut back).unwrap_or_else(|e| fail("response", e));
+        s.read_exact(&mut back)
+            .unwrap_or_else(|e| fail("response", e));
     })
 }
 
@@ -210,7 +211,10 @@ fn main() {
         "sink" => sink(&a),
         other => usage(&format!("unknown workload '{other}'")),
     };
-    eprintln!("workload: {} {ops} ops in {secs:.3} s, {cpu:.2} s CPU", a.mode);
+    eprintln!(
+        "workload: {} {ops} ops in {secs:.3} s, {cpu:.2} s CPU",
+        a.mode
+    );
     println!(
         "ops_per_sec {:.1} cpu_us_per_op {:.3}",
         ops as f64 / secs,
