@@ -16,6 +16,10 @@
 //!
 //! Common option: --secs S (default 3).
 
+#[path = "common/cpu.rs"]
+mod cpu;
+
+use cpu::cpu_secs;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::exit;
@@ -80,22 +84,6 @@ fn parse_args() -> Args {
 fn fail(what: &str, e: std::io::Error) -> ! {
     eprintln!("workload: {what}: {e}");
     exit(1);
-}
-
-/// User + system CPU time of this process so far, in seconds (utime and stime of /proc/self/stat,
-/// in USER_HZ: 100 per second).
-fn cpu_secs() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // The fields after the command name, which is in parentheses and may contain spaces.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0))
-        .collect();
-    match (f.get(11), f.get(12)) {
-        (Some(u), Some(s)) => (u + s) as f64 / 100.0,
-        _ => f64::NAN,
-    }
 }
 
 /// Reads a connection to its end, 64 KiB at a time.
