@@ -21,11 +21,8 @@ NICE=-10  # this script, the workloads and the tools run at this nice level
 TOOLS=()
 ALL=0
 
-die() {
-	echo "bench: $*" >&2
-	exit 1
-}
-posint() { [[ $2 =~ ^[1-9][0-9]{0,2}$ ]] || die "$1 needs a positive integer (1-999), got '$2'"; }
+# shellcheck source=bench/lib.sh
+source "${BASH_SOURCE[0]%/*}/lib.sh" # die, posint, median, stop_child, prog_stats, ...
 
 while (($#)); do
 	case $1 in
@@ -94,12 +91,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
-forget() { # drop $1 from LIVE once reaped
-	local p keep=()
-	for p in "${LIVE[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
-	LIVE=("${keep[@]}")
-}
-
 # --- setup --------------------------------------------------------------------------------------
 renice -n "$NICE" -p $$ >/dev/null || die "renice failed"
 ip netns add "$NS"
@@ -126,9 +117,6 @@ if [[ ! -d /sys/kernel/tracing/events ]]; then
 fi
 
 # --- helpers ------------------------------------------------------------------------------------
-median() { sort -g | awk '{v[NR]=$1} END {if (!NR) {print "nan"; exit}
-	print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
-
 # The workload shape each tool watches.
 shape_of() {
 	case $1 in
@@ -153,47 +141,6 @@ workload() {
 	[[ $out =~ ^[a-z_]+\ ([0-9.]+)\ [a-z_]+\ ([0-9.]+)$ ]] || die "workload $1 printed '$out'"
 	echo "${BASH_REMATCH[1]} ${BASH_REMATCH[2]}"
 }
-
-# Stops child $1: SIGINT, up to 5 s to exit, then SIGKILL. Reaps it.
-stop_child() {
-	local pid=$1 i state
-	kill -INT "$pid" 2>/dev/null || true
-	for ((i = 0; i < 500; i++)); do
-		state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) || break
-		[[ $state == Z ]] && break
-		sleep 0.01
-	done
-	[[ ${state-} == Z ]] || kill -KILL "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
-	forget "$pid"
-}
-
-# Programs held by process $1: prog ids from its bpf-prog and bpf_link fds.
-prog_ids() {
-	local fd
-	for fd in /proc/"$1"/fd/*; do
-		case $(readlink "$fd" 2>/dev/null) in
-		anon_inode:bpf-prog | anon_inode:bpf_link)
-			awk '/^prog_id:/ {print $2}' "/proc/$1/fdinfo/${fd##*/}" 2>/dev/null
-			;;
-		esac
-	done | sort -un
-}
-
-# "run_time_ns run_cnt" summed over the programs of process $1, from bpftool.
-prog_stats() {
-	local ids
-	ids=$(prog_ids "$1")
-	[[ -n $ids ]] || die "no BPF programs found for pid $1"
-	bpftool prog show -j | python3 -c '
-import json, sys
-want = set(int(i) for i in sys.argv[1:])
-progs = [p for p in json.load(sys.stdin) if p["id"] in want]
-print(sum(p.get("run_time_ns", 0) for p in progs), sum(p.get("run_cnt", 0) for p in progs))' $ids
-}
-
-CLK_TCK=$(getconf CLK_TCK)
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # user + system CPU of process $1
 
 # The tool's command line: filtered to the bench namespace where the tool can be.
 tool_cmd() {
@@ -281,15 +228,15 @@ make_floor() {
 # One workload run with variant $1 of tool $2 attached; appends to $WORK/$2.$1.runs:
 # "ops/s cpu_us/op run_time_ns run_cnt reader_ms lost".
 with_variant() {
-	local v=$1 t=$2 shape=$3 c0 c1 run stats lost
+	local v=$1 t=$2 shape=$3 c0 c1 run ns cnt lost
 	start_variant "$v" "$t"
 	c0=$(cpu_ticks "$VPID")
 	run=$(workload "$shape")
 	c1=$(cpu_ticks "$VPID")
-	stats=$(prog_stats "$VPID")
+	read -r ns cnt _ <<<"$(prog_stats "$VPID")"
 	stop_child "$VPID"
 	lost=$({ grep -o '[0-9]* events lost' "$WORK/v.err" || true; } | awk '{n += $1} END {print n + 0}')
-	echo "$run $stats $(((c1 - c0) * 1000 / CLK_TCK)) $lost" >>"$WORK/$t.$v.runs"
+	echo "$run $ns $cnt $(((c1 - c0) * 1000 / CLK_TCK)) $lost" >>"$WORK/$t.$v.runs"
 	VRUN=$run
 }
 
