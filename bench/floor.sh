@@ -241,6 +241,8 @@ with_variant() {
 }
 
 LOAD_BEFORE=$(uptime)
+FOREIGN=$(foreign_progs)
+[[ -z $FOREIGN ]] || echo "bench: WARNING: other processes' tracing programs are loaded; they slow every run:"$'\n'"$FOREIGN" >&2
 sysctl -qw kernel.bpf_stats_enabled=1
 SINK=""
 for t in "${TOOLS[@]}"; do
@@ -280,6 +282,7 @@ for t in "${TOOLS[@]}"; do
 done
 sysctl -qw kernel.bpf_stats_enabled="$OLD_BPF_STATS"
 LOAD_AFTER=$(uptime)
+FOREIGN_AFTER=$(foreign_progs)
 
 # --- report -------------------------------------------------------------------------------------
 col() { [[ -s $2 ]] && awk -v c="$1" '{print $c}' "$2"; }
@@ -309,6 +312,8 @@ echo
 echo "Raw numbers ($(date -u +%Y-%m-%dT%H:%MZ), kernel $(uname -r), $(nproc) CPUs, ${SECS}s runs, $ROUNDS rounds, workload pinned to CPU $WL_CPU, nice $NICE):"
 echo "  uptime before: $LOAD_BEFORE"
 echo "  uptime after:  $LOAD_AFTER"
+[[ -z $FOREIGN ]] || echo "  other processes' tracing programs loaded at the start:"$'\n'"$FOREIGN"
+[[ -z $FOREIGN_AFTER ]] || echo "  other processes' tracing programs loaded at the end:"$'\n'"$FOREIGN_AFTER"
 for t in "${TOOLS[@]}"; do
 	echo "  $t ($(shape_of "$t")): hooks $(awk '{print $1 ":" $2 "/" $3}' "$WORK/hooks-$t" | tr '\n' ' ')"
 	echo "    baselines (ops/s CPU-us/op): $(tr '\n' ';' <"$WORK/$t.baseline")"

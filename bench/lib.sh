@@ -59,3 +59,29 @@ print(sum(p.get("run_time_ns", 0) for p in progs), sum(p.get("run_cnt", 0) for p
 
 CLK_TCK=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # user + system CPU of process $1, in ticks
+
+# Tracing programs someone else left attached run on every event of every storm (baselines too):
+# they lower all the rates and dilute the ratios. Name them and who holds them.
+foreign_progs() {
+	bpftool prog show -j | python3 -c '
+import json, os, sys
+types = {"tracing", "tracepoint", "raw_tracepoint", "kprobe", "perf_event"}
+progs = {p["id"]: p for p in json.load(sys.stdin) if p.get("type") in types}
+holders = {}
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        fds = os.listdir(f"/proc/{pid}/fdinfo")
+    except OSError:
+        continue
+    for fd in fds:
+        try:
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                for line in f:
+                    if line.startswith("prog_id:") and int(line.split()[1]) in progs:
+                        holders.setdefault(int(line.split()[1]), set()).add(pid)
+        except (OSError, ValueError):
+            pass
+for i, p in sorted(progs.items()):
+    who = ",".join(sorted(holders.get(i, {"?"})))
+    print("  id %d %s %s held by pid %s" % (i, p["type"], p.get("name", "?"), who))'
+}

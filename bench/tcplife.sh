@@ -186,31 +186,6 @@ with_tool() {
 	TOOL_RUN=$run
 }
 
-# Tracing programs someone else left attached run on every event of every storm (baselines too):
-# they lower all the rates and dilute the ratios. Name them and who holds them.
-foreign_progs() {
-	bpftool prog show -j | python3 -c '
-import json, os, sys
-types = {"tracing", "tracepoint", "raw_tracepoint", "kprobe", "perf_event"}
-progs = {p["id"]: p for p in json.load(sys.stdin) if p.get("type") in types}
-holders = {}
-for pid in filter(str.isdigit, os.listdir("/proc")):
-    try:
-        fds = os.listdir(f"/proc/{pid}/fdinfo")
-    except OSError:
-        continue
-    for fd in fds:
-        try:
-            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
-                for line in f:
-                    if line.startswith("prog_id:") and int(line.split()[1]) in progs:
-                        holders.setdefault(int(line.split()[1]), set()).add(pid)
-        except (OSError, ValueError):
-            pass
-for i, p in sorted(progs.items()):
-    who = ",".join(sorted(holders.get(i, {"?"})))
-    print("  id %d %s %s held by pid %s" % (i, p["type"], p.get("name", "?"), who))'
-}
 FOREIGN=$(foreign_progs)
 if [[ -n $FOREIGN ]]; then
 	echo "bench: WARNING: tracing programs of other processes are loaded; they slow every storm:" >&2
