@@ -117,6 +117,9 @@ struct Container {
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
+/// What a [`Container::fetching`] container prints once its fetches are done.
+const FETCHED: &str = "netbpf-test-fetched";
+
 impl Container {
     fn start(port: u16, file: &str, lossy: bool, extra: &[&str]) -> Container {
         let netns = Netns::new();
@@ -147,9 +150,21 @@ impl Container {
         let network = format!("ns:{}", netns.path());
         let script = format!(
             "httpd -p {port} -h /www && i=0; while [ $i -lt {n} ]; do wget -q -O /dev/null \
-             http://127.0.0.1:{port}/small; i=$((i+1)); done; exec sleep 2147483647"
+             http://127.0.0.1:{port}/small; i=$((i+1)); done; echo {FETCHED}; exec sleep 2147483647"
         );
         Container::run_script(port, &script, Some(netns), &["--network", &network])
+    }
+
+    /// Waits until a [`Container::fetching`] container has made all its fetches (a slow VM
+    /// takes minutes to start the processes; a bound, not a timed assertion).
+    fn wait_fetched(&self) {
+        for _ in 0..600 {
+            if podman(&["logs", &self.id]).contains(FETCHED) {
+                return;
+            }
+            thread::sleep(Duration::from_millis(500));
+        }
+        panic!("{} did not finish its fetches in 300 s", self.name);
     }
 
     fn run_script(port: u16, script: &str, netns: Option<Netns>, extra: &[&str]) -> Container {
@@ -638,7 +653,10 @@ fn exporter_labels_count_each_container() {
             &[("container", &c.name), ("direction", "active")],
         )
     };
-    // Wait (not a timed assertion) until both fetched everything, then compare exactly.
+    // Wait (not a timed assertion) until both fetched everything and the kernel saw the last
+    // closes, then compare exactly.
+    a.wait_fetched();
+    b.wait_fetched();
     let mut s = scrape(port);
     for _ in 0..300 {
         if active(&s, &a) >= n_a as f64 && active(&s, &b) >= n_b as f64 {
