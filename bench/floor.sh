@@ -42,6 +42,10 @@ done
 for cmd in cargo rustc clang ip tc bpftool sysctl python3 timeout taskset; do
 	command -v "$cmd" >/dev/null || die "'$cmd' is needed"
 done
+# The peer: Debian's bpftrace, installed here (bench-only, not in scripts/install-deps.sh: it
+# pulls in LLVM, which neither the build nor the tests need).
+command -v bpftrace >/dev/null || apt-get install -y -q --no-install-recommends bpftrace >/dev/null \
+	|| { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends bpftrace >/dev/null; } || true
 BPFTRACE=$(command -v bpftrace || true)
 [[ -n $BPFTRACE ]] || echo "bench: no bpftrace (apt-get install bpftrace): the peer column is skipped" >&2
 

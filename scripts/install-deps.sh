@@ -17,11 +17,10 @@
 #                    refuses hybrid cgroup hosts) from an image built locally from busybox
 #   dnsmasq-base bind9-dnsutils  test-only: dnslat's tests query a dnsmasq resolver in their
 #                    namespace with dig (its own resolver), getent (glibc) and python
-#   bpftrace         bench-only: bench/floor.sh's peer (counters on the tools' tracepoints)
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 packages=(ca-certificates clang make pkg-config libelf-dev zlib1g-dev util-linux iproute2 iputils-ping iw
-	podman runc busybox-static dnsmasq-base bind9-dnsutils bpftrace)
+	podman runc busybox-static dnsmasq-base bind9-dnsutils)
 command -v cargo >/dev/null 2>&1 || packages+=(cargo-web rustfmt-web rust-web-clippy)
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${packages[@]}"
