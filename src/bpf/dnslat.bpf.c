@@ -276,15 +276,20 @@ static __always_inline void report(const struct dns_key *k, const struct dns_que
 		e->qlen = 0;
 	}
 	if (answers_too && n > DNS_QUESTION_MAX) {
-		__u32 r = n - DNS_QUESTION_MAX;
+		/* 64 bits: a __u32 is compared through a zero-extended copy, whose bound the verifier
+		 * does not carry back to the register passed. */
+		__u64 r = n - DNS_QUESTION_MAX;
 
 		/* Only the message's own bytes: the rest of a larger copy could cross its buffer. */
 		if (r > DNS_REST_MAX)
 			r = DNS_REST_MAX;
-		/* A mask the verifier sees (clang would drop a plain re-check). */
+		/* Bounded again on the register passed as the length (a mask, then a check clang
+		 * can neither drop nor fold: "r > 0 && r <= MAX" became a check of r - 1, a copy
+		 * whose bound a 5.10 verifier does not carry back to r). r > 0: n > DNS_QUESTION_MAX. */
 		barrier_var(r);
 		r &= 0x1ff;
-		if (r > 0 && r <= DNS_REST_MAX && !body_read(e->rest, r, m, dp, DNS_QUESTION_MAX))
+		barrier_var(r);
+		if (r <= DNS_REST_MAX && !body_read(e->rest, r, m, dp, DNS_QUESTION_MAX))
 			e->rlen = r;
 	}
 	submit_event(e);

@@ -187,10 +187,16 @@ pub fn load_failed(tool: &str, e: libbpf_rs::Error) -> anyhow::Error {
         // Before 5.11 maps are charged to RLIMIT_MEMLOCK, which a user without
         // CAP_SYS_RESOURCE cannot raise: then EPERM means the limit.
         ErrorKind::PermissionDenied
-            if crate::core::caps::kernel_version().is_some_and(|v| v < (5, 11)) =>
+            if crate::core::errno::of(&e) == Some(libc::EPERM)
+                && crate::core::caps::kernel_version().is_some_and(|v| v < (5, 11)) =>
         {
             " (before Linux 5.11 BPF maps count against RLIMIT_MEMLOCK: raise it, e.g. \
              `ulimit -l unlimited` or LimitMEMLOCK=infinity in a systemd unit)"
+        }
+        // EACCES at load is the verifier's "no" (its reasons are in libbpf's lines below).
+        ErrorKind::PermissionDenied if crate::core::errno::of(&e) == Some(libc::EACCES) => {
+            " (the kernel's verifier rejected a program: a bug of netbpf on this kernel, please \
+             report it with the lines below)"
         }
         ErrorKind::PermissionDenied => {
             " (the kernel refused the program: missing privileges, or lockdown/a security policy)"

@@ -64,6 +64,19 @@ fn has_skb_dynptr() -> Result<(), String> {
     crate::core::caps::btf_has("bpf_dynptr_from_skb")
 }
 
+/// On stderr, when `plan` (the one loaded) leaves DNS over TCP out because the kernel lacks what
+/// it needs.
+fn say_if_tcp_unseen(tool: &str, plan: &Plan) {
+    if plan.check.is_none() {
+        if let Err(why) = has_skb_dynptr() {
+            eprintln!(
+                "netbpf {tool}: DNS over TCP is not traced on this kernel (reading TCP payloads \
+                 needs the bpf_dynptr_from_skb kfunc): {why}"
+            );
+        }
+    }
+}
+
 /// The TCP programs load with the plan whose check found their kfunc; the UDP-only plan, which
 /// a kernel refusing them falls through to, has no check and leaves them out.
 fn configure(open: &mut OpenDnslatSkel<'static>, plan: &'static Plan) -> anyhow::Result<()> {
@@ -87,8 +100,9 @@ Examples:
 Queries are seen when a local socket queues them to a network device, responses when they
 arrive from one, so every resolver is seen: glibc, musl, Go's, dig's, any container's. The
 latency runs from the query leaving through the device to the response arriving: it leaves out
-the client's own scheduling. PID and COMM are the task sending the query. DNS over TCP is not
-traced (yet). A query sent again with the same id and port is timed from its last copy.";
+the client's own scheduling. PID and COMM are the task sending the query. DNS over TCP is
+traced where the kernel lets programs read packet payloads (bpf_dynptr_from_skb), else said. A
+query sent again with the same id and port is timed from its last copy.";
 
 #[derive(Parser, Debug)]
 #[command(name = "dnslat", about = "Trace DNS queries and their latency from the packets", after_help = EXAMPLES)]
@@ -466,6 +480,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         rodata.dns_port = port;
         Ok(())
     })?;
+    say_if_tcp_unseen(tool.name, s.plan);
 
     let table = table().containers(&o.common, |r| r.e.cgroup);
     let mut out = table.output(o.common.format());
@@ -553,7 +568,7 @@ pub mod answers {
             }),
         };
         let first = select(TOOL.name, TOOL.plans)?;
-        let (skel, _) =
+        let (skel, plan) =
             crate::core::bpf::load::<DnslatSkelBuilder>(&plans, first, |open, plan| {
                 configure(open, plan)?;
                 open.maps
@@ -565,6 +580,7 @@ pub mod answers {
                 open.maps.events.reuse_fd(events)?;
                 Ok(())
             })?;
+        say_if_tcp_unseen("tcpconnect --dns", plan);
         Ok(Box::new(skel))
     }
 
