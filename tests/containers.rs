@@ -14,6 +14,7 @@ use std::thread;
 use std::time::Duration;
 
 use common::exporter::free_port;
+use common::prometheus::Prometheus;
 use common::{lossy_loopback, Netns, Tool};
 use serde_json::Value;
 
@@ -682,6 +683,20 @@ fn exporter_labels_count_each_container() {
             assert_eq!(x.labels.get("pod"), Some(""), "{x:?}");
         }
     }
+    // A real Prometheus scraping the same exporter: the labels it stores select the same sums.
+    let prom = Prometheus::scraping(port);
+    for (c, n) in [(&a, n_a), (&b, n_b)] {
+        for direction in ["active", "passive"] {
+            prom.wait(
+                &format!(
+                    "sum({closed}{{container=\"{}\",direction=\"{direction}\"}})",
+                    c.name
+                ),
+                n as f64,
+            );
+        }
+    }
+    drop(prom);
     drop(exporter.stop());
 }
 

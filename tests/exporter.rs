@@ -5,13 +5,13 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use common::exporter::{free_port, Exporter, ATTACH_TIMEOUT};
+use common::exporter::{free_port, try_get, Exporter, ATTACH_TIMEOUT};
+use common::prometheus::{Prometheus, PROMETHEUS};
 use common::{netbpf, netbpf_with_env, Netns, Tool};
 use serde_json::Value as Json;
 
@@ -23,21 +23,6 @@ fn stock_kernel() -> bool {
 /// GET over a plain socket; returns (head, body).
 fn get(port: u16, path: &str, accept: &str) -> (String, String) {
     try_get(port, path, accept).unwrap_or_else(|| panic!("GET 127.0.0.1:{port}{path} failed"))
-}
-
-/// GET that tolerates a server not (yet) listening.
-fn try_get(port: u16, path: &str, accept: &str) -> Option<(String, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).ok()?;
-    let (head, body) = resp.split_once("\r\n\r\n")?;
-    Some((head.to_string(), body.to_string()))
 }
 
 impl Exporter {
@@ -1373,128 +1358,41 @@ fn shipped_scrape_config_and_dashboard_are_valid() {
 
 // ---------------------------------------------------------------- a real Prometheus
 
-/// Where scripts/install-deps.sh unpacks Debian's prometheus package.
-const PROMETHEUS: &str = "/var/cache/netbpf/prometheus/usr/bin/prometheus";
-
-struct KillOnDrop(Child);
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Asks Prometheus for an instant query; the value of the first series, if any.
-fn prom_query(port: u16, query: &str) -> Option<f64> {
-    let q: String = query
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b == b'_' {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
-    let (_, body) = try_get(
-        port,
-        &format!("/api/v1/query?query={q}"),
-        "application/json",
-    )?;
-    // The body may be chunked: the JSON object is between the first '{' and the last '}'.
-    let json = &body[body.find('{')?..=body.rfind('}')?];
-    let v: Json = serde_json::from_str(json).ok()?;
-    v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
-}
-
-/// Polls until the query has the wanted value (Prometheus scrapes every second).
-fn prom_wait(port: u16, query: &str, want: f64) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let mut last = None;
-    while Instant::now() < deadline {
-        last = prom_query(port, query);
-        if last == Some(want) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    panic!("Prometheus: {query} is {last:?}, not {want}");
-}
-
 #[test]
 fn a_real_prometheus_scrapes_the_series() {
-    assert!(
-        Path::new(PROMETHEUS).exists(),
-        "{PROMETHEUS} is missing: scripts/install-deps.sh installs it (CI runs it first)"
-    );
     let ns = Netns::new();
     let e = Exporter::start(&ns, &["--tools", "tcplife,tcpstates,tcpconnlat"]);
-    let prom_port = free_port();
-    let dir = std::env::temp_dir().join(format!("netbpf-prom-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: netbpf\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n", e.port),
-    )
-    .unwrap();
-    let prom = KillOnDrop(
-        Command::new(PROMETHEUS)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    prom_wait(prom_port, "up{job=\"netbpf\"}", 1.0);
+    let prom = Prometheus::scraping(e.port);
     exchanges(&ns, 2);
 
     let v4a = "{family=\"ipv4\",direction=\"active\"}";
-    prom_wait(
-        prom_port,
-        &format!("netbpf_tcp_connections_closed_total{v4a}"),
-        2.0,
-    );
-    prom_wait(
-        prom_port,
+    prom.wait(&format!("netbpf_tcp_connections_closed_total{v4a}"), 2.0);
+    prom.wait(
         &format!("netbpf_tcp_connection_duration_seconds_count{v4a}"),
         2.0,
     );
-    prom_wait(
-        prom_port,
+    prom.wait(
         &format!("netbpf_tcp_connection_tx_bytes_total{v4a}"),
         20000.0,
     );
-    prom_wait(
-        prom_port,
+    prom.wait(
         "netbpf_tcp_connect_latency_seconds_count{family=\"ipv4\"}",
         2.0,
     );
-    prom_wait(
-        prom_port,
+    prom.wait(
         "netbpf_tcp_state_transitions_total{from=\"ESTABLISHED\",to=\"FIN_WAIT1\"}",
         2.0,
     );
-    prom_wait(prom_port, "netbpf_tool_up{tool=\"tcpconnlat\"}", 1.0);
+    prom.wait("netbpf_tool_up{tool=\"tcpconnlat\"}", 1.0);
     // Prometheus asks for OpenMetrics and parses it: its own parser accepted every scrape.
-    prom_wait(
-        prom_port,
-        "netbpf_scrapes_total{format=\"openmetrics\"} > bool 0",
-        1.0,
-    );
+    prom.wait("netbpf_scrapes_total{format=\"openmetrics\"} > bool 0", 1.0);
     // The buckets make quantiles: every session lasted 30 ms or a little more.
-    let p50 = prom_query(
-        prom_port,
-        &format!("histogram_quantile(0.5, netbpf_tcp_connection_duration_seconds_bucket{v4a})"),
-    )
-    .expect("a quantile");
+    let p50 = prom
+        .query(&format!(
+            "histogram_quantile(0.5, netbpf_tcp_connection_duration_seconds_bucket{v4a})"
+        ))
+        .expect("a quantile");
     assert!((0.016384..=1.048576).contains(&p50), "p50 {p50}");
     drop(prom);
     e.stop();
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,8 +1,8 @@
 //! A `netbpf exporter` under test: started on a free loopback port, attached before the test
 //! goes on, killed if the test ends without stopping it.
 
-use std::io::BufRead;
-use std::net::TcpListener;
+use std::io::{BufRead, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -130,4 +130,19 @@ impl Drop for Exporter {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// GET that tolerates a server not (yet) listening.
+pub fn try_get(port: u16, path: &str, accept: &str) -> Option<(String, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).ok()?;
+    let (head, body) = resp.split_once("\r\n\r\n")?;
+    Some((head.to_string(), body.to_string()))
 }

@@ -4,6 +4,7 @@
 
 pub mod dns;
 pub mod exporter;
+pub mod prometheus;
 pub mod veth;
 
 use std::fs::File;
