@@ -647,12 +647,18 @@ fn exporter_labels_count_each_container() {
     let a = Container::fetching(8061, n_a);
     let b = Container::fetching(8062, n_b);
     let closed = "netbpf_tcp_connections_closed_total";
-    let active = |s: &prometheus_parse::Scrape, c: &Container| {
+    let closes = |s: &prometheus_parse::Scrape, c: &Container, direction: &str| {
         sum_of(
             s,
             closed,
-            &[("container", &c.name), ("direction", "active")],
+            &[("container", &c.name), ("direction", direction)],
         )
+    };
+    // Each fetch's client closes first (active); the server's socket closes after (passive).
+    let all_closed = |s: &prometheus_parse::Scrape| {
+        [(&a, n_a), (&b, n_b)].iter().all(|(c, n)| {
+            closes(s, c, "active") >= *n as f64 && closes(s, c, "passive") >= *n as f64
+        })
     };
     // Wait (not a timed assertion) until both fetched everything and the kernel saw the last
     // closes, then compare exactly.
@@ -660,20 +666,25 @@ fn exporter_labels_count_each_container() {
     b.wait_fetched();
     let mut s = scrape(port);
     for _ in 0..300 {
-        if active(&s, &a) >= n_a as f64 && active(&s, &b) >= n_b as f64 {
+        if all_closed(&s) {
             break;
         }
         thread::sleep(Duration::from_millis(100));
         s = scrape(port);
     }
     for (c, n) in [(&a, n_a), (&b, n_b)] {
-        assert_eq!(active(&s, c), n as f64, "{} active closes", c.name);
-        let passive = sum_of(
-            &s,
-            closed,
-            &[("container", &c.name), ("direction", "passive")],
+        assert_eq!(
+            closes(&s, c, "active"),
+            n as f64,
+            "{} active closes",
+            c.name
         );
-        assert_eq!(passive, n as f64, "{} passive closes", c.name);
+        assert_eq!(
+            closes(&s, c, "passive"),
+            n as f64,
+            "{} passive closes",
+            c.name
+        );
         let series: Vec<_> = s
             .samples
             .iter()
