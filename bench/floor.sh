@@ -73,33 +73,16 @@ PEER_NS=$NS-b # the receiving side of the lossy veth
 VETH_ADDR=10.231.0.1
 PEER_ADDR=10.231.0.2
 SINK_PORT=5001
-OLD_BPF_STATS=$(sysctl -n kernel.bpf_stats_enabled)
-MOUNTED_TRACEFS=0
-NS_CREATED=0
-LIVE=() # children started and not yet reaped: their pids cannot be reused, so killing them is safe
 
-cleanup() {
-	local p
-	for p in "${LIVE[@]}"; do
-		kill -KILL "$p" 2>/dev/null || true
-		wait "$p" 2>/dev/null || true
-	done
-	sysctl -qw kernel.bpf_stats_enabled="$OLD_BPF_STATS" || true
-	if ((NS_CREATED)); then
-		ip netns del "$NS" 2>/dev/null || true
-		ip netns del "$PEER_NS" 2>/dev/null || true
-	fi
-	((MOUNTED_TRACEFS)) && umount /sys/kernel/tracing 2>/dev/null || true
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
+trap bench_cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
 # --- setup --------------------------------------------------------------------------------------
 renice -n "$NICE" -p $$ >/dev/null || die "renice failed"
 ip netns add "$NS"
-NS_CREATED=1
+MADE_NETNS+=("$NS")
 ip netns add "$PEER_NS"
+MADE_NETNS+=("$PEER_NS")
 ip -n "$NS" link set lo up
 ip -n "$PEER_NS" link set lo up
 ip netns exec "$NS" sysctl -qw net.ipv4.tcp_max_tw_buckets=0

@@ -1,5 +1,5 @@
-# Helpers shared by bench/tcplife.sh and bench/floor.sh (sourced). They use the caller's LIVE
-# array: children started and not yet reaped, whose pids cannot be reused, so killing them is safe.
+# Helpers shared by bench/tcplife.sh and bench/floor.sh (sourced). LIVE holds the children
+# started and not yet reaped, whose pids cannot be reused, so killing them is safe.
 
 die() {
 	echo "bench: $*" >&2
@@ -10,6 +10,29 @@ posint() { [[ $2 =~ ^[1-9][0-9]{0,2}$ ]] || die "$1 needs a positive integer (1-
 
 median() { sort -g | awk '{v[NR]=$1} END {if (!NR) {print "nan"; exit}
 	print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
+
+# What a bench made, undone at exit by bench_cleanup (trap bench_cleanup EXIT): children
+# (LIVE), network namespaces (MADE_NETNS), the bpf_stats sysctl, a tracefs it mounted
+# (MOUNTED_TRACEFS=1), its work directory (WORK).
+LIVE=()
+MADE_NETNS=()
+MOUNTED_TRACEFS=0
+WORK=""
+OLD_BPF_STATS=$(sysctl -n kernel.bpf_stats_enabled)
+
+bench_cleanup() {
+	local p
+	for p in "${LIVE[@]}"; do
+		kill -KILL "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
+	sysctl -qw kernel.bpf_stats_enabled="$OLD_BPF_STATS" || true
+	for p in "${MADE_NETNS[@]}"; do
+		ip netns del "$p" 2>/dev/null || true
+	done
+	((MOUNTED_TRACEFS)) && umount /sys/kernel/tracing 2>/dev/null || true
+	[[ -z $WORK ]] || rm -rf "$WORK"
+}
 
 forget() { # drop $1 from LIVE once reaped
 	local p keep=()

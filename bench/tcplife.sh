@@ -54,29 +54,14 @@ cargo build --release --quiet --bin netbpf --example storm >&2 || die "build fai
 NS=netbpf-bench-$$
 NS_PATH=/run/netns/$NS
 WORK=$(mktemp -d /tmp/netbpf-bench.XXXXXX)
-OLD_BPF_STATS=$(sysctl -n kernel.bpf_stats_enabled)
-MOUNTED_TRACEFS=0
-NS_CREATED=0
-LIVE=() # children started and not yet reaped: their pids cannot be reused, so killing them is safe
 
-cleanup() {
-	local p
-	for p in "${LIVE[@]}"; do
-		kill -KILL "$p" 2>/dev/null || true
-		wait "$p" 2>/dev/null || true
-	done
-	sysctl -qw kernel.bpf_stats_enabled="$OLD_BPF_STATS" || true
-	((NS_CREATED)) && ip netns del "$NS" 2>/dev/null || true
-	((MOUNTED_TRACEFS)) && umount /sys/kernel/tracing 2>/dev/null || true
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
+trap bench_cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
 # --- setup --------------------------------------------------------------------------------------
 renice -n "$NICE" -p $$ >/dev/null || die "renice failed"
 ip netns add "$NS"
-NS_CREATED=1
+MADE_NETNS+=("$NS")
 ip -n "$NS" link set lo up
 ip netns exec "$NS" sysctl -qw net.ipv4.tcp_max_tw_buckets=0
 
