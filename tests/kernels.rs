@@ -483,3 +483,112 @@ fn drops_without_reasons_show_stacks() {
         .and_then(|r| r["delta"].as_i64());
     assert_eq!(delta, Some(5), "{rows:?}");
 }
+
+/// Threads blocked in a probed call: 40 readers in recvmsg() and 40 acceptors in accept(), more
+/// than a kretprobe follows by default (max(10, 2 × CPUs) calls in progress); then one transfer
+/// and 40 connections. Prints the transfer's ports and byte counts once all is done.
+const BLOCKED_CALLS: &str = r#"
+import json, socket, threading
+N = 40
+l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(128)
+port = l.getsockname()[1]
+idle = []
+for _ in range(N):
+    c = socket.create_connection(("127.0.0.1", port)); s, _ = l.accept(); idle.append((c, s))
+    threading.Thread(target=s.recv, args=(10,), daemon=True).start()
+acceptors = socket.socket(); acceptors.bind(("127.0.0.1", 0)); acceptors.listen(128)
+accepted = []
+def accept():
+    accepted.append(acceptors.accept()[0])
+waiting = [threading.Thread(target=accept) for _ in range(N)]
+for t in waiting:
+    t.start()
+c = socket.create_connection(("127.0.0.1", port)); s, _ = l.accept()
+s.sendall(b"x" * 5000)
+got = 0
+while got < 5000:
+    got += len(c.recv(65536))
+c.sendall(b"y" * 3000)
+got = 0
+while got < 3000:
+    got += len(s.recv(65536))
+clients = [socket.create_connection(acceptors.getsockname()) for _ in range(N)]
+for t in waiting:
+    t.join()
+print(json.dumps({"client_port": c.getsockname()[1], "server_port": port,
+                  "accept_port": acceptors.getsockname()[1]}), flush=True)
+"#;
+
+/// Every return of a probed call is seen however many threads are blocked in it: on kprobe
+/// plans the return probes are made with the kernel's maximum of calls in progress (a
+/// perf-made kretprobe follows ten here, and tcptop counted 0 of 5,000 received bytes).
+#[test]
+fn returns_are_seen_while_many_threads_block_in_the_call() {
+    let tcptop = usable_plans("tcptop");
+    let tcpaccept = usable_plans("tcpaccept");
+    for i in 0..tcptop.len().max(tcpaccept.len()) {
+        let ns = Netns::new();
+        let path = ns.path();
+        let tools: Vec<(&str, Tool)> = [("tcptop", &tcptop), ("tcpaccept", &tcpaccept)]
+            .into_iter()
+            .filter_map(|(tool, plans)| {
+                let plan = plans.get(i)?;
+                let args: &[&str] = match tool {
+                    "tcptop" => &["tcptop", "--json", "--netns", &path, "60"],
+                    _ => &["tcpaccept", "--json", "--netns", &path],
+                };
+                Some((
+                    plan.as_str(),
+                    Tool::start_with_env(args, &[("NETBPF_PLAN", plan)]),
+                ))
+            })
+            .collect();
+        let out = ns
+            .command("python3")
+            .args(["-c", BLOCKED_CALLS])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let run: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let port = |k: &str| run[k].as_u64().unwrap();
+        for (plan, tool) in tools {
+            let group = format!("netbpf_{}/", tool.pid());
+            let rows = tool.stop().json();
+            // The return probes it defined in tracefs are gone with it.
+            for events in ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"] {
+                let defined =
+                    std::fs::read_to_string(format!("{events}/kprobe_events")).unwrap_or_default();
+                assert!(!defined.contains(&group), "{plan}: {defined}");
+            }
+            if rows.first().is_some_and(|r| r.get("rx_bytes").is_some()) {
+                let (client, server) = (port("client_port"), port("server_port"));
+                let totals = |lport, rport| {
+                    rows.iter()
+                        .filter(|r| r["lport"] == lport && r["rport"] == rport)
+                        .fold((0, 0), |(rx, tx), r| {
+                            (
+                                rx + r["rx_bytes"].as_u64().unwrap(),
+                                tx + r["tx_bytes"].as_u64().unwrap(),
+                            )
+                        })
+                };
+                assert_eq!(
+                    totals(client, server),
+                    (5000, 3000),
+                    "tcptop {plan}: {rows:?}"
+                );
+                assert_eq!(
+                    totals(server, client),
+                    (3000, 5000),
+                    "tcptop {plan}: {rows:?}"
+                );
+            } else {
+                let accepts = rows
+                    .iter()
+                    .filter(|r| r["lport"] == port("accept_port"))
+                    .count();
+                assert_eq!(accepts, 40, "tcpaccept {plan}: {rows:?}");
+            }
+        }
+    }
+}

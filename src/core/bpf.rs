@@ -534,8 +534,33 @@ where
     B: libbpf_rs::skel::SkelBuilder<'static> + Default,
 {
     use libbpf_rs::skel::Skel as _;
+    use libbpf_rs::AsRawLibbpf as _;
+    // Return probes are attached through core::kretprobe (libbpf's own would miss the returns
+    // of calls beyond the kernel's default count in progress), after the rest.
+    let mut returns = Vec::new();
+    for prog in skel.object().progs() {
+        let section = prog.section().to_string_lossy();
+        let Some(func) = section.strip_prefix("kretprobe/") else {
+            continue;
+        };
+        let raw = prog.as_libbpf_object().as_ptr();
+        if prog.autoload() && unsafe { libbpf_rs::libbpf_sys::bpf_program__autoattach(raw) } {
+            unsafe { libbpf_rs::libbpf_sys::bpf_program__set_autoattach(raw, false) };
+            returns.push((prog.name().to_owned(), func.to_string()));
+        }
+    }
     skel.attach()
-        .map_err(|e| attach_failed(tool, plan.attach, e))
+        .map_err(|e| attach_failed(tool, plan.attach, e))?;
+    for (name, func) in returns {
+        let prog = skel
+            .object()
+            .progs_mut()
+            .find(|p| p.name() == name.as_os_str())
+            .expect("a program of this object");
+        crate::core::kretprobe::attach(&prog, &func)
+            .map_err(|e| attach_failed(tool, &format!("kretprobe {func}"), e))?;
+    }
+    Ok(())
 }
 
 /// Whether `tool`'s object loads with `plan` on this kernel, verifier included, without

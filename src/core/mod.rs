@@ -14,6 +14,7 @@ pub mod hist;
 pub mod iface;
 pub mod input;
 pub mod kallsyms;
+pub mod kretprobe;
 pub mod maps;
 pub mod netns;
 pub mod netstat;

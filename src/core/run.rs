@@ -115,6 +115,7 @@ impl Run {
     fn finish(&self) {
         self.finished.call_once(|| {
             self.report_late_start();
+            crate::core::kretprobe::detach_all();
             hand_over_attachments();
         });
     }

@@ -411,10 +411,11 @@ fn load_attached(
             }
             for (prog, ret, func) in probes {
                 let what = format!("{} {func}", if ret { "kretprobe" } else { "kprobe" });
-                links.push(
-                    prog.attach_kprobe(ret, func)
-                        .map_err(|e| failed(&what, e))?,
-                );
+                match ret {
+                    true => crate::core::kretprobe::attach(prog, func),
+                    false => prog.attach_kprobe(false, func).map(|l| links.push(l)),
+                }
+                .map_err(|e| failed(&what, e))?;
             }
         }
         _ => skel

@@ -188,7 +188,12 @@ fn attach_kprobes(
         .into_iter()
         .map(|(prog, ret, func)| {
             let what = format!("{} {func}", if ret { "kretprobe" } else { "kprobe" });
-            prog.attach_kprobe(ret, func).map_err(|e| (what, e))
+            match ret {
+                true => crate::core::kretprobe::attach(prog, func).map(|()| None),
+                false => prog.attach_kprobe(false, func).map(Some),
+            }
+            .map_err(|e| (what, e))
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()
+        .map(|links| links.into_iter().flatten().collect())
 }

@@ -231,6 +231,10 @@ impl Finished {
 }
 
 impl Tool {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts `netbpf ARGS...` and waits until it has attached ("Tracing ..." on stderr).
     pub fn start(args: &[&str]) -> Tool {
         Tool::start_with_env(args, &[])
