@@ -245,7 +245,12 @@ fn tcptop_keeps_one(filter: &[&str], ns: &Netns, kept: Held, other: Held) {
     let tool = Tool::start(&args);
     let kept_pid = kept.pid();
     let (run, _) = (kept.go(), other.go());
-    let rows = tool.stop().json();
+    let finished = tool.stop();
+    // A run preempted on its CPU blocks the next one there, which the tool then says: the
+    // counts are then bounds.
+    let stderr = finished.stderr.clone();
+    let skipped = stderr.contains("the kernel skipped");
+    let rows = finished.json();
     assert!(!rows.is_empty());
     assert!(rows.iter().all(|r| r["pid"] == kept_pid), "{rows:?}");
     // Every byte of the kept process's connections, both ends.
@@ -256,7 +261,10 @@ fn tcptop_keeps_one(filter: &[&str], ns: &Netns, kept: Held, other: Held) {
         .iter()
         .map(|c| c["sent"].as_u64().unwrap() + c["received"].as_u64().unwrap())
         .sum();
-    assert_eq!(tx, sent, "{rows:?} {run}");
+    match skipped {
+        true => assert!(tx <= sent, "{rows:?} {run} {stderr}"),
+        false => assert_eq!(tx, sent, "{rows:?} {run} {stderr}"),
+    }
 }
 
 const STREAMS: &[&str] = &["streams", "--send", "30000,60000", "--reply", "5000,7000"];
