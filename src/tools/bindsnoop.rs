@@ -29,12 +29,11 @@ pub static TOOL: Tool = Tool {
     name: "bindsnoop",
     aliases: &[],
     about: "bind() on IP sockets: address, port, protocol, socket options, result",
-    plans: &[Plan {
-        name: "tracepoint",
-        needs: &[Hook::Tracepoint],
-        attach: "syscalls/sys_{enter,exit}_bind + fd->sock",
-        check: None,
-    }],
+    plans: &[Plan::new(
+        "tracepoint",
+        &[Hook::Tracepoint],
+        "syscalls/sys_{enter,exit}_bind + fd->sock",
+    )],
     cli: <Opts as clap::CommandFactory>::command,
     run,
     verify: verify::<BindsnoopSkelBuilder>,

@@ -33,12 +33,12 @@ pub static TOOL: Tool = Tool {
     aliases: &[],
     about: "DNS queries and responses from the packets: name, type, rcode, resolver, latency",
     plans: &[
-        Plan {
-            name: "tp_btf",
-            needs: &[Hook::TpBtf],
-            attach: "net/net_dev_queue + net/netif_receive_skb (UDP, and TCP through skb dynptrs)",
-            check: Some(has_skb_dynptr),
-        },
+        Plan::new(
+            "tp_btf",
+            &[Hook::TpBtf],
+            "net/net_dev_queue + net/netif_receive_skb (UDP, and TCP through skb dynptrs)",
+        )
+        .checked(has_skb_dynptr),
         UDP_ONLY,
     ],
     cli: <Opts as clap::CommandFactory>::command,
@@ -53,12 +53,11 @@ pub static TOOL: Tool = Tool {
 /// Kernels that do not let tracing programs read a packet through bpf_dynptr_from_skb (older
 /// ones: it was for networking programs first), or lack it: UDP only, without the dnslat_tcp_*
 /// programs.
-const UDP_ONLY: Plan = Plan {
-    name: "tp_btf-udp",
-    needs: &[Hook::TpBtf],
-    attach: "net/net_dev_queue + net/netif_receive_skb (UDP only)",
-    check: None,
-};
+const UDP_ONLY: Plan = Plan::new(
+    "tp_btf-udp",
+    &[Hook::TpBtf],
+    "net/net_dev_queue + net/netif_receive_skb (UDP only)",
+);
 
 fn has_skb_dynptr() -> Result<(), String> {
     crate::core::caps::btf_has("bpf_dynptr_from_skb")

@@ -29,12 +29,7 @@ pub static TOOL: Tool = Tool {
     name: "gethostlatency",
     aliases: &[],
     about: "Latency of host name lookups (getaddrinfo, gethostbyname*, gethostbyaddr*) in the C library",
-    plans: &[Plan {
-        name: "uprobe",
-        needs: &[Hook::Uprobe],
-        attach: "uprobe+uretprobe libc:getaddrinfo,gethostbyname{,2}{,_r},gethostbyaddr{,_r}",
-        check: None,
-    }],
+    plans: &[Plan::new("uprobe", &[Hook::Uprobe], "uprobe+uretprobe libc:getaddrinfo,gethostbyname{,2}{,_r},gethostbyaddr{,_r}")],
     cli: <Opts as clap::CommandFactory>::command,
     run,
     verify: crate::core::bpf::verify::<GethostlatencySkelBuilder>,

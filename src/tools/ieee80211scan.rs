@@ -26,12 +26,12 @@ pub static TOOL: Tool = Tool {
     name: "ieee80211scan",
     aliases: &[],
     about: "Wi-Fi scans: requester, channels and duration",
-    plans: &[Plan {
-        name: "raw_tp",
-        needs: &[Hook::RawTp],
-        attach: "cfg80211/rdev_scan + cfg80211/cfg80211_scan_done",
-        check: Some(wireless_stack),
-    }],
+    plans: &[Plan::new(
+        "raw_tp",
+        &[Hook::RawTp],
+        "cfg80211/rdev_scan + cfg80211/cfg80211_scan_done",
+    )
+    .checked(wireless_stack)],
     cli: <Opts as clap::CommandFactory>::command,
     run,
     verify: crate::core::bpf::verify::<Ieee80211scanSkelBuilder>,

@@ -25,12 +25,7 @@ pub static TOOL: Tool = Tool {
     name: "ipecn",
     aliases: &[],
     about: "Received IPv4/IPv6 packets marked ECN Congestion Experienced",
-    plans: &[Plan {
-        name: "tp_btf",
-        needs: &[Hook::TpBtf],
-        attach: "net/netif_receive_skb",
-        check: None,
-    }],
+    plans: &[Plan::new("tp_btf", &[Hook::TpBtf], "net/netif_receive_skb")],
     cli: <Opts as clap::CommandFactory>::command,
     run,
     verify: crate::core::bpf::verify::<IpecnSkelBuilder>,

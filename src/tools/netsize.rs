@@ -21,13 +21,11 @@ pub static TOOL: Tool = Tool {
     name: "netsize",
     aliases: &[],
     about: "Packet sizes at the device layer (stack and driver, send and receive): histograms",
-    plans: &[Plan {
-        name: "tp_btf",
-        needs: &[Hook::TpBtf],
-        attach:
-            "net/netif_receive_skb, net/net_dev_queue, net/napi_gro_receive_entry, net/net_dev_xmit",
-        check: None,
-    }],
+    plans: &[Plan::new(
+        "tp_btf",
+        &[Hook::TpBtf],
+        "net/netif_receive_skb, net/net_dev_queue, net/napi_gro_receive_entry, net/net_dev_xmit",
+    )],
     cli: <Opts as clap::CommandFactory>::command,
     run,
     verify: crate::core::bpf::verify::<NetsizeSkelBuilder>,

@@ -27,12 +27,11 @@ pub static TOOL: Tool = Tool {
     name: "nettxlat",
     aliases: &["nettxlat-dev"],
     about: "Device transmit latency (driver hand-off to skb consumption): histogram",
-    plans: &[Plan {
-        name: "tp_btf",
-        needs: &[Hook::TpBtf],
-        attach: "net/net_dev_start_xmit, skb/consume_skb, net/net_dev_queue, skb/kfree_skb",
-        check: None,
-    }],
+    plans: &[Plan::new(
+        "tp_btf",
+        &[Hook::TpBtf],
+        "net/net_dev_start_xmit, skb/consume_skb, net/net_dev_queue, skb/kfree_skb",
+    )],
     cli: <Opts as clap::CommandFactory>::command,
     run,
     verify: crate::core::bpf::verify::<NettxlatSkelBuilder>,

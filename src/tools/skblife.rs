@@ -24,13 +24,13 @@ pub static TOOL: Tool = Tool {
     name: "skblife",
     aliases: &[],
     about: "sk_buff lifetimes, slab allocation to free: histogram",
-    plans: &[Plan {
-        name: "raw_tp",
-        needs: &[Hook::RawTp, Hook::TpBtf],
-        attach: "raw_tp kmem/kmem_cache_alloc, kmem/kmem_cache_free (+ tp_btf net/net_dev_queue, \
+    plans: &[Plan::new(
+        "raw_tp",
+        &[Hook::RawTp, Hook::TpBtf],
+        "raw_tp kmem/kmem_cache_alloc, kmem/kmem_cache_free (+ tp_btf net/net_dev_queue, \
                  net/napi_gro_receive_entry, net/netif_receive_skb with -i or --netns)",
-        check: Some(check_cache_argument),
-    }],
+    )
+    .checked(check_cache_argument)],
     cli: <Opts as clap::CommandFactory>::command,
     run,
     verify: crate::core::bpf::verify::<SkblifeSkelBuilder>,

@@ -24,13 +24,12 @@ pub static TOOL: Tool = Tool {
     name: "so1stbyte",
     aliases: &[],
     about: "Time from connect() to the first byte read, per process (histograms at exit)",
-    plans: &[Plan {
-        name: "tracepoint",
-        needs: &[Hook::Tracepoint],
-        attach: "syscalls/sys_{enter,exit}_connect, sys_enter_close, sys_{enter,exit}_{read,readv,\
+    plans: &[Plan::new(
+        "tracepoint",
+        &[Hook::Tracepoint],
+        "syscalls/sys_{enter,exit}_connect, sys_enter_close, sys_{enter,exit}_{read,readv,\
                  pread64,preadv,preadv2,recvfrom,recvmsg,recvmmsg} + fd->sock",
-        check: None,
-    }],
+    )],
     cli: <Opts as clap::CommandFactory>::command,
     run,
     verify: crate::core::bpf::verify::<So1stbyteSkelBuilder>,

@@ -25,12 +25,11 @@ pub static TOOL: Tool = Tool {
     name: "soaccept",
     aliases: &[],
     about: "IP socket accept() calls with the peer address, port and result",
-    plans: &[Plan {
-        name: "tracepoint",
-        needs: &[Hook::Tracepoint],
-        attach: "syscalls/sys_{enter,exit}_accept{,4} + fd->sock",
-        check: None,
-    }],
+    plans: &[Plan::new(
+        "tracepoint",
+        &[Hook::Tracepoint],
+        "syscalls/sys_{enter,exit}_accept{,4} + fd->sock",
+    )],
     cli: <Opts as clap::CommandFactory>::command,
     run,
     verify: crate::core::bpf::verify::<SoacceptSkelBuilder>,

@@ -25,12 +25,11 @@ pub static TOOL: Tool = Tool {
     name: "soconnect",
     aliases: &[],
     about: "IP socket connect() calls with address, port, latency and result",
-    plans: &[Plan {
-        name: "tracepoint",
-        needs: &[Hook::Tracepoint],
-        attach: "syscalls/sys_{enter,exit}_connect",
-        check: None,
-    }],
+    plans: &[Plan::new(
+        "tracepoint",
+        &[Hook::Tracepoint],
+        "syscalls/sys_{enter,exit}_connect",
+    )],
     cli: <Opts as clap::CommandFactory>::command,
     run,
     verify: crate::core::bpf::verify::<SoconnectSkelBuilder>,

@@ -28,13 +28,12 @@ pub static TOOL: Tool = Tool {
     name: "soconnlat",
     aliases: &[],
     about: "IP connect() latency histograms by user stack and process (at exit)",
-    plans: &[Plan {
-        name: "tracepoint",
-        needs: &[Hook::Tracepoint],
-        attach: "syscalls/sys_{enter,exit}_connect + fd->sock, sys_exit_{poll,ppoll,select,\
+    plans: &[Plan::new(
+        "tracepoint",
+        &[Hook::Tracepoint],
+        "syscalls/sys_{enter,exit}_connect + fd->sock, sys_exit_{poll,ppoll,select,\
                  pselect6,epoll_wait,epoll_pwait,epoll_pwait2 (5.11+)}",
-        check: None,
-    }],
+    )],
     cli: <Opts as clap::CommandFactory>::command,
     run,
     verify: |tool, plan| {

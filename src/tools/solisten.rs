@@ -28,12 +28,11 @@ pub static TOOL: Tool = Tool {
     name: "solisten",
     aliases: &[],
     about: "listen() on IP sockets: backlog, address, port, protocol, result",
-    plans: &[Plan {
-        name: "tracepoint",
-        needs: &[Hook::Tracepoint],
-        attach: "syscalls/sys_{enter,exit}_listen + fd->sock",
-        check: None,
-    }],
+    plans: &[Plan::new(
+        "tracepoint",
+        &[Hook::Tracepoint],
+        "syscalls/sys_{enter,exit}_listen + fd->sock",
+    )],
     cli: <Opts as clap::CommandFactory>::command,
     run,
     verify: verify::<SolistenSkelBuilder>,

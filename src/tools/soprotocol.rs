@@ -25,12 +25,11 @@ pub static TOOL: Tool = Tool {
     name: "soprotocol",
     aliases: &[],
     about: "connect() and accept() counts by process and transport protocol",
-    plans: &[Plan {
-        name: "tracepoint",
-        needs: &[Hook::Tracepoint],
-        attach: "syscalls/sys_enter_connect + sys_exit_accept{,4} + fd->sock",
-        check: None,
-    }],
+    plans: &[Plan::new(
+        "tracepoint",
+        &[Hook::Tracepoint],
+        "syscalls/sys_enter_connect + sys_exit_accept{,4} + fd->sock",
+    )],
     cli: <Opts as clap::CommandFactory>::command,
     run,
     verify: crate::core::bpf::verify::<SoprotocolSkelBuilder>,

@@ -36,30 +36,29 @@ pub static TOOL: Tool = Tool {
     aliases: &[],
     about: "Socket receive-buffer usage and limit before reads (histograms), and overflows",
     plans: &[
-        Plan {
-            name: "fentry",
-            needs: &[Hook::Fentry, Hook::TpBtf],
-            attach: "fentry sock_recvmsg, ____sys_recvmsg + tp_btf sock/sock_rcvqueue_full, \
+        Plan::new(
+            "fentry",
+            &[Hook::Fentry, Hook::TpBtf],
+            "fentry sock_recvmsg, ____sys_recvmsg + tp_btf sock/sock_rcvqueue_full, \
                      sock/sock_exceed_buf_limit, udp/udp_fail_queue_rcv_skb + fexit \
                      __udp_enqueue_schedule_skb (IPv6)",
-            check: Some(sock_recvmsg),
-        },
-        Plan {
-            name: "kprobe",
-            needs: &[Hook::Kprobe, Hook::TpBtf],
-            attach: "kprobe sock_recvmsg, ____sys_recvmsg + tp_btf sock/sock_rcvqueue_full, \
+        )
+        .checked(sock_recvmsg),
+        Plan::new(
+            "kprobe",
+            &[Hook::Kprobe, Hook::TpBtf],
+            "kprobe sock_recvmsg, ____sys_recvmsg + tp_btf sock/sock_rcvqueue_full, \
                      sock/sock_exceed_buf_limit, udp/udp_fail_queue_rcv_skb + kretprobe \
                      __udp_enqueue_schedule_skb (IPv6)",
-            check: Some(sock_recvmsg),
-        },
-        Plan {
-            name: "tracepoint",
-            needs: &[Hook::Tracepoint, Hook::TpBtf],
-            attach: "syscalls/sys_enter_{read,readv,recvfrom,recvmsg,recvmmsg} + fd->sock; \
+        )
+        .checked(sock_recvmsg),
+        Plan::new(
+            "tracepoint",
+            &[Hook::Tracepoint, Hook::TpBtf],
+            "syscalls/sys_enter_{read,readv,recvfrom,recvmsg,recvmmsg} + fd->sock; \
                      tp_btf sock/sock_rcvqueue_full, sock/sock_exceed_buf_limit, \
                      udp/udp_fail_queue_rcv_skb",
-            check: None,
-        },
+        ),
     ],
     cli: <Opts as clap::CommandFactory>::command,
     run,

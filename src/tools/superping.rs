@@ -24,12 +24,11 @@ pub static TOOL: Tool = Tool {
     name: "superping",
     aliases: &[],
     about: "ICMP/ICMPv6 echo round-trip time measured in the kernel stack",
-    plans: &[Plan {
-        name: "tp_btf",
-        needs: &[Hook::TpBtf],
-        attach: "net/net_dev_queue + net/netif_receive_skb",
-        check: None,
-    }],
+    plans: &[Plan::new(
+        "tp_btf",
+        &[Hook::TpBtf],
+        "net/net_dev_queue + net/netif_receive_skb",
+    )],
     cli: <Opts as clap::CommandFactory>::command,
     run,
     verify: crate::core::bpf::verify::<SuperpingSkelBuilder>,

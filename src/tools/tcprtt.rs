@@ -32,12 +32,7 @@ pub static TOOL: Tool = Tool {
     name: "tcprtt",
     aliases: &[],
     about: "Histograms of TCP round-trip time (smoothed RTT per received segment)",
-    plans: &[Plan {
-        name: "tp_btf",
-        needs: &[Hook::TpBtf],
-        attach: "tcp/tcp_probe",
-        check: None,
-    }],
+    plans: &[Plan::new("tp_btf", &[Hook::TpBtf], "tcp/tcp_probe")],
     cli: <Opts as clap::CommandFactory>::command,
     run,
     verify: crate::core::bpf::verify::<TcprttSkelBuilder>,

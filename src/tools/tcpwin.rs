@@ -28,12 +28,11 @@ pub static TOOL: Tool = Tool {
     name: "tcpwin",
     aliases: &[],
     about: "TCP congestion window and send buffer per socket (CSV), with an SVG plot",
-    plans: &[Plan {
-        name: "tp_btf",
-        needs: &[Hook::TpBtf],
-        attach: "tcp/tcp_probe + sock/inet_sock_set_state",
-        check: None,
-    }],
+    plans: &[Plan::new(
+        "tp_btf",
+        &[Hook::TpBtf],
+        "tcp/tcp_probe + sock/inet_sock_set_state",
+    )],
     cli: <Opts as clap::CommandFactory>::command,
     run,
     verify: crate::core::bpf::verify::<TcpwinSkelBuilder>,

@@ -26,24 +26,9 @@ pub static TOOL: Tool = Tool {
     about: "UDP sockets being connected (connect() on a UDP socket)",
     plans: &[
         // The protocols' own connect functions: every connect, io_uring's included.
-        Plan {
-            name: "fexit",
-            needs: &[Hook::Fentry],
-            attach: "fexit/udp_connect, udpv6_connect (before 6.13: ip4_datagram_connect, ip6_datagram_connect)",
-            check: Some(has_connect_functions),
-        },
-        Plan {
-            name: "kprobe",
-            needs: &[Hook::Kprobe],
-            attach: "kprobe+kretprobe/udp_connect, udpv6_connect (before 6.13: ip4_datagram_connect, ip6_datagram_connect)",
-            check: Some(has_connect_functions),
-        },
-        Plan {
-            name: "tracepoint",
-            needs: &[Hook::Tracepoint],
-            attach: "syscalls/sys_{enter,exit}_connect + fd->sock (sk_protocol UDP)",
-            check: None,
-        },
+        Plan::new("fexit", &[Hook::Fentry], "fexit/udp_connect, udpv6_connect (before 6.13: ip4_datagram_connect, ip6_datagram_connect)").checked(has_connect_functions),
+        Plan::new("kprobe", &[Hook::Kprobe], "kprobe+kretprobe/udp_connect, udpv6_connect (before 6.13: ip4_datagram_connect, ip6_datagram_connect)").checked(has_connect_functions),
+        Plan::new("tracepoint", &[Hook::Tracepoint], "syscalls/sys_{enter,exit}_connect + fd->sock (sk_protocol UDP)"),
     ],
     cli: <Opts as clap::CommandFactory>::command,
     run,
