@@ -5,7 +5,7 @@ use std::ffi::OsString;
 
 use crate::core::bpf::{Plans, Skel};
 use crate::core::caps::{Caps, Plan};
-use crate::core::cli::{Common, Filters};
+use crate::core::cli::{Common, Filters, PidFilter};
 use crate::core::export::Export;
 use crate::core::run::Run;
 
@@ -143,6 +143,41 @@ pub fn start(tool: &'static Tool, common: &Common) -> anyhow::Result<Start> {
         filters,
         run: Run::new(tool.name, common.duration),
     })
+}
+
+/// The options of the tools whose only filter of their own is `-p`: -p, then the common ones.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PidOpts {
+    #[command(flatten)]
+    pub pid: PidFilter,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+impl PidOpts {
+    /// Such a tool's command line ([`Tool::cli`]): its name, what it does, its examples.
+    pub fn command(
+        name: &'static str,
+        about: &'static str,
+        examples: &'static str,
+    ) -> clap::Command {
+        // After the derived part, which gives the command this struct's doc comment as about.
+        <PidOpts as clap::Args>::augment_args(clap::Command::new(name))
+            .about(about)
+            .after_help(examples)
+    }
+
+    /// Parses `args` with the tool's command line and [`start`]s it, -p among the filters; a
+    /// bad command line exits as clap does.
+    pub fn start(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<(PidOpts, Start)> {
+        use clap::FromArgMatches as _;
+        let mut matches = (tool.cli)().get_matches_from(args);
+        let o = PidOpts::from_arg_matches_mut(&mut matches)
+            .unwrap_or_else(|e| e.format(&mut (tool.cli)()).exit());
+        let mut s = start(tool, &o.common)?;
+        o.pid.apply(&mut s.filters);
+        Ok((o, s))
+    }
 }
 
 /// "Tracing ..." on stderr once attached: people know it is live, tests know when to begin.

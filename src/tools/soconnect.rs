@@ -2,17 +2,14 @@
 
 use std::ffi::OsString;
 
-use clap::Parser;
-
 use crate::core::addr::ip;
 use crate::core::bpf::Pod;
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{Common, PidFilter};
 use crate::core::errno;
 use crate::core::output::{comm_str, Column, Value};
 use crate::core::proto::ipproto_name;
 use crate::core::table::Table;
-use crate::tools::{start, Tool};
+use crate::tools::{PidOpts, Tool};
 
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/soconnect.skel.rs"));
@@ -30,7 +27,7 @@ pub static TOOL: Tool = Tool {
         &[Hook::Tracepoint],
         "syscalls/sys_{enter,exit}_connect",
     )],
-    cli: <Opts as clap::CommandFactory>::command,
+    cli,
     run,
     verify: crate::core::bpf::verify::<SoconnectSkelBuilder>,
     export: None,
@@ -47,13 +44,12 @@ for a blocking TCP connect the handshake, for a non-blocking one (EINPROGRESS) o
 dispatch. RESULT is Success or the errno name. Any IP socket counts (TCP, UDP, ...: --json
 says which); connects through io_uring are not seen.";
 
-#[derive(Parser, Debug)]
-#[command(name = "soconnect", about = "Trace IP socket connect() calls with latency and result", after_help = EXAMPLES)]
-struct Opts {
-    #[command(flatten)]
-    pid: PidFilter,
-    #[command(flatten)]
-    common: Common,
+fn cli() -> clap::Command {
+    PidOpts::command(
+        "soconnect",
+        "Trace IP socket connect() calls with latency and result",
+        EXAMPLES,
+    )
 }
 
 /// One connect(), as printed.
@@ -90,9 +86,7 @@ fn table() -> Table<Row> {
 }
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
-    let o = Opts::parse_from(args);
-    let mut s = start(tool, &o.common)?;
-    o.pid.apply(&mut s.filters);
+    let (o, mut s) = PidOpts::start(tool, args)?;
 
     let skel = s.load::<SoconnectSkelBuilder>(|_, _| Ok(()))?;
 

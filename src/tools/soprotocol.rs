@@ -2,17 +2,14 @@
 
 use std::ffi::OsString;
 
-use clap::Parser;
-
 use crate::core::addr::{AF_INET, AF_INET6};
 use crate::core::bpf::Pod;
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{Common, PidFilter};
 use crate::core::output::{comm_str, Column, Value};
 use crate::core::proto::{family_str, ipproto_name};
 use crate::core::table::Table;
 use crate::tools::sofamily::{print_counts, CALLS};
-use crate::tools::{start, Tool};
+use crate::tools::{PidOpts, Tool};
 
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/soprotocol.skel.rs"));
@@ -30,7 +27,7 @@ pub static TOOL: Tool = Tool {
         &[Hook::Tracepoint],
         "syscalls/sys_enter_connect + sys_exit_accept{,4} + fd->sock",
     )],
-    cli: <Opts as clap::CommandFactory>::command,
+    cli,
     run,
     verify: crate::core::bpf::verify::<SoprotocolSkelBuilder>,
     export: None,
@@ -50,13 +47,12 @@ with accept() kept apart, @accept[COMM, PROTO, NAME, KPROTO]: COUNT and @connect
 smallest counts first (--json: also the family). connect() is counted when called, on the
 connecting socket; accept() when it returns a socket, on that new socket.";
 
-#[derive(Parser, Debug)]
-#[command(name = "soprotocol", about = "Count connect()/accept() by process and transport protocol", after_help = EXAMPLES)]
-struct Opts {
-    #[command(flatten)]
-    pid: PidFilter,
-    #[command(flatten)]
-    common: Common,
+fn cli() -> clap::Command {
+    PidOpts::command(
+        "soprotocol",
+        "Count connect()/accept() by process and transport protocol",
+        EXAMPLES,
+    )
 }
 
 /// One (call, process, protocol) count, as printed.
@@ -94,9 +90,7 @@ fn table() -> Table<Row> {
 }
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
-    let o = Opts::parse_from(args);
-    let mut s = start(tool, &o.common)?;
-    o.pid.apply(&mut s.filters);
+    let (o, mut s) = PidOpts::start(tool, args)?;
 
     let skel = s.load::<SoprotocolSkelBuilder>(|_, _| Ok(()))?;
 

@@ -3,17 +3,14 @@
 
 use std::ffi::OsString;
 
-use clap::Parser;
-
 use crate::core::addr::{endpoint, AF_INET, AF_INET6};
 use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{Common, PidFilter};
 use crate::core::hist::print_log2;
 use crate::core::output::{comm_str, Format, Output, Value};
 use crate::core::table::Owners;
 use crate::core::time::Clock;
-use crate::tools::{announce, start, Tool};
+use crate::tools::{announce, PidOpts, Tool};
 use crate::tuple_of;
 
 mod skel {
@@ -60,7 +57,7 @@ pub static TOOL: Tool = Tool {
                      udp/udp_fail_queue_rcv_skb",
         ),
     ],
-    cli: <Opts as clap::CommandFactory>::command,
+    cli,
     run,
     verify: |tool, plan| {
         crate::core::bpf::verify_with::<SormemSkelBuilder>(tool, plan, |open, plan| {
@@ -95,17 +92,12 @@ dropped; rc -12 ENOMEM means the receive buffer was full).
 With -p, overflows count as the process's when they happen on a socket it has read from during
 the run, or while it was running.";
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "sormem",
-    about = "Socket receive-buffer usage before reads, and receive overflows",
-    after_help = EXAMPLES
-)]
-struct Opts {
-    #[command(flatten)]
-    pid: PidFilter,
-    #[command(flatten)]
-    common: Common,
+fn cli() -> clap::Command {
+    PidOpts::command(
+        "sormem",
+        "Socket receive-buffer usage before reads, and receive overflows",
+        EXAMPLES,
+    )
 }
 
 /// Leaves out the programs on functions older kernels may lack: recvmmsg's no-LSM path is 5.5+
@@ -133,9 +125,7 @@ fn configure(open: &mut OpenSormemSkel<'static>, plan: &Plan) {
 }
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
-    let o = Opts::parse_from(args);
-    let mut s = start(tool, &o.common)?;
-    o.pid.apply(&mut s.filters);
+    let (o, mut s) = PidOpts::start(tool, args)?;
 
     let skel = s.load::<SormemSkelBuilder>(|open, plan| {
         configure(open, plan);
