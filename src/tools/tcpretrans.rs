@@ -30,13 +30,32 @@ pub static TOOL: Tool = Tool {
     aliases: &[],
     about: "TCP retransmits with addresses and state; -c counts; -l tail loss probes",
     plans: &[
-        Plan::new("fentry", &[Hook::TpBtf, Hook::Fentry], "tcp/tcp_retransmit_skb, tcp/tcp_retransmit_synack + sock/inet_sock_set_state, fexit/inet_csk_accept \
-                     (owners); -l: fentry+fexit/tcp_send_loss_probe").checked(fentry_ready),
-        Plan::new("kprobe", &[Hook::TpBtf, Hook::Kprobe], "tcp/tcp_retransmit_skb, tcp/tcp_retransmit_synack + sock/inet_sock_set_state, kretprobe/inet_csk_accept \
-                     (owners); -l: kprobe+kretprobe/tcp_send_loss_probe").checked(has_functions),
-        Plan::new("tracepoint", &[Hook::TpBtf, Hook::Tracepoint], "tcp/tcp_retransmit_skb, tcp/tcp_retransmit_synack + sock/inet_sock_set_state, \
-                     syscalls/sys_exit_accept(4) (owners) (without -l)"),
-        Plan::new("tp_btf", &[Hook::TpBtf], "tcp/tcp_retransmit_skb, tcp/tcp_retransmit_synack + sock/inet_sock_set_state (owners) (without -l)"),
+        Plan::new(
+            "fentry",
+            &[Hook::TpBtf, Hook::Fentry],
+            "tcp/tcp_retransmit_skb, tcp/tcp_retransmit_synack + sock/inet_sock_set_state, \
+             fexit/inet_csk_accept (owners); -l: fentry+fexit/tcp_send_loss_probe",
+        )
+        .checked(fentry_ready),
+        Plan::new(
+            "kprobe",
+            &[Hook::TpBtf, Hook::Kprobe],
+            "tcp/tcp_retransmit_skb, tcp/tcp_retransmit_synack + sock/inet_sock_set_state, \
+             kretprobe/inet_csk_accept (owners); -l: kprobe+kretprobe/tcp_send_loss_probe",
+        )
+        .checked(has_functions),
+        Plan::new(
+            "tracepoint",
+            &[Hook::TpBtf, Hook::Tracepoint],
+            "tcp/tcp_retransmit_skb, tcp/tcp_retransmit_synack + sock/inet_sock_set_state, \
+             syscalls/sys_exit_accept(4) (owners) (without -l)",
+        ),
+        Plan::new(
+            "tp_btf",
+            &[Hook::TpBtf],
+            "tcp/tcp_retransmit_skb, tcp/tcp_retransmit_synack + sock/inet_sock_set_state \
+             (owners) (without -l)",
+        ),
     ],
     cli: <Opts as clap::CommandFactory>::command,
     run,

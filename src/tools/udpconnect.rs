@@ -23,9 +23,25 @@ pub static TOOL: Tool = Tool {
     about: "UDP sockets being connected (connect() on a UDP socket)",
     plans: &[
         // The protocols' own connect functions: every connect, io_uring's included.
-        Plan::new("fexit", &[Hook::Fentry], "fexit/udp_connect, udpv6_connect (before 6.13: ip4_datagram_connect, ip6_datagram_connect)").checked(has_connect_functions),
-        Plan::new("kprobe", &[Hook::Kprobe], "kprobe+kretprobe/udp_connect, udpv6_connect (before 6.13: ip4_datagram_connect, ip6_datagram_connect)").checked(has_connect_functions),
-        Plan::new("tracepoint", &[Hook::Tracepoint], "syscalls/sys_{enter,exit}_connect + fd->sock (sk_protocol UDP)"),
+        Plan::new(
+            "fexit",
+            &[Hook::Fentry],
+            "fexit/udp_connect, udpv6_connect \
+             (before 6.13: ip4_datagram_connect, ip6_datagram_connect)",
+        )
+        .checked(has_connect_functions),
+        Plan::new(
+            "kprobe",
+            &[Hook::Kprobe],
+            "kprobe+kretprobe/udp_connect, udpv6_connect \
+             (before 6.13: ip4_datagram_connect, ip6_datagram_connect)",
+        )
+        .checked(has_connect_functions),
+        Plan::new(
+            "tracepoint",
+            &[Hook::Tracepoint],
+            "syscalls/sys_{enter,exit}_connect + fd->sock (sk_protocol UDP)",
+        ),
     ],
     cli,
     run,
