@@ -18,10 +18,7 @@ use crate::core::table::Table;
 use crate::core::time::Clock;
 use crate::tools::{start, Tool};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/bindsnoop.skel.rs"));
-}
-use skel::*;
+crate::skel!("bindsnoop");
 
 unsafe impl Pod for types::bindsnoop_event {}
 

@@ -18,10 +18,7 @@ use crate::core::table::Table;
 use crate::core::time::{hms_now, Clock};
 use crate::tools::{announce, start, Tool};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/dnslat.skel.rs"));
-}
-use skel::*;
+crate::skel!("dnslat");
 
 unsafe impl Pod for types::dnslat_event {}
 

@@ -18,10 +18,7 @@ use crate::core::time::Clock;
 use crate::tools::{announce, start, Tool};
 use crate::usage;
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/gethostlatency.skel.rs"));
-}
-use skel::*;
+crate::skel!("gethostlatency");
 
 unsafe impl Pod for types::gethostlatency_event {}
 

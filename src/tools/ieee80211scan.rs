@@ -15,10 +15,7 @@ use crate::core::table::Owners;
 use crate::core::time::Clock;
 use crate::tools::{announce, start, Tool};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/ieee80211scan.skel.rs"));
-}
-use skel::*;
+crate::skel!("ieee80211scan");
 
 unsafe impl Pod for types::ieee80211scan_event {}
 

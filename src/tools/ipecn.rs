@@ -14,10 +14,7 @@ use crate::core::table::Table;
 use crate::core::time::Clock;
 use crate::tools::{announce, start, Tool};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/ipecn.skel.rs"));
-}
-use skel::*;
+crate::skel!("ipecn");
 
 unsafe impl Pod for types::ipecn_event {}
 

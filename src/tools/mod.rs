@@ -9,6 +9,18 @@ use crate::core::cli::{Common, Filters, PidFilter};
 use crate::core::export::Export;
 use crate::core::run::Run;
 
+/// A tool's generated skeleton (`OUT_DIR/<tool>.skel.rs`) as the module `skel`, its items in
+/// scope: `crate::skel!("tcplife");`.
+#[macro_export]
+macro_rules! skel {
+    ($tool:literal) => {
+        mod skel {
+            include!(concat!(env!("OUT_DIR"), "/", $tool, ".skel.rs"));
+        }
+        use skel::*;
+    };
+}
+
 pub struct Tool {
     pub name: &'static str,
     /// Other names it answers to (book spellings), also as symlink names.

@@ -12,10 +12,7 @@ use crate::core::iface::{ifname_bytes, parse_ifname, warn_missing_interface};
 use crate::core::output::Output;
 use crate::tools::{start, Tool};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/netsize.skel.rs"));
-}
-use skel::*;
+crate::skel!("netsize");
 
 pub static TOOL: Tool = Tool {
     name: "netsize",

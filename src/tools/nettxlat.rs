@@ -15,10 +15,7 @@ use crate::core::maps::entries;
 use crate::core::output::{comm_str, Output, Value};
 use crate::tools::{start, Tool};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/nettxlat.skel.rs"));
-}
-use skel::*;
+crate::skel!("nettxlat");
 
 unsafe impl Pod for types::nettxlat_key {}
 unsafe impl Pod for types::hist {}

@@ -18,10 +18,7 @@ use crate::core::output::{Format, Output, Value};
 use crate::tools::{start, Tool};
 use crate::usage;
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/qdisc.skel.rs"));
-}
-use skel::*;
+crate::skel!("qdisc");
 
 unsafe impl Pod for types::qdisc_hist_key {}
 unsafe impl Pod for types::hist {}

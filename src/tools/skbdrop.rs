@@ -19,10 +19,7 @@ use crate::core::output::{Format, Output, Value};
 use crate::core::symbols::Symbols;
 use crate::tools::{start, Tool};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/skbdrop.skel.rs"));
-}
-use skel::*;
+crate::skel!("skbdrop");
 
 unsafe impl Pod for types::skbdrop_key {}
 

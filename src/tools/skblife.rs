@@ -15,10 +15,7 @@ use crate::core::kallsyms::Kallsyms;
 use crate::core::output::{Format, Output, Value};
 use crate::tools::{start, Tool};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/skblife.skel.rs"));
-}
-use skel::*;
+crate::skel!("skblife");
 
 pub static TOOL: Tool = Tool {
     name: "skblife",

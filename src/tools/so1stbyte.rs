@@ -9,10 +9,7 @@ use crate::core::hist::print_log2;
 use crate::core::output::{comm_str, Output, Value};
 use crate::tools::{PidOpts, Tool};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/so1stbyte.skel.rs"));
-}
-use skel::*;
+crate::skel!("so1stbyte");
 
 unsafe impl Pod for types::so1stbyte_key {}
 unsafe impl Pod for types::hist {}

@@ -11,10 +11,7 @@ use crate::core::table::Table;
 use crate::tools::{PidOpts, Tool};
 use crate::tuple_of;
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/soaccept.skel.rs"));
-}
-use skel::*;
+crate::skel!("soaccept");
 
 unsafe impl Pod for types::soaccept_event {}
 

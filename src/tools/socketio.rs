@@ -10,10 +10,7 @@ use crate::core::output::{comm_str, Format, Output, Value};
 use crate::core::table::Owners;
 use crate::tools::{sockmsg, PidOpts, Tool};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/socketio.skel.rs"));
-}
-use skel::*;
+crate::skel!("socketio");
 
 unsafe impl Pod for types::socketio_key {}
 

@@ -9,10 +9,7 @@ use crate::core::hist::print_log2;
 use crate::core::output::{comm_str, Output, Value};
 use crate::tools::{sockmsg, PidOpts, Tool};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/socksize.skel.rs"));
-}
-use skel::*;
+crate::skel!("socksize");
 
 unsafe impl Pod for types::socksize_key {}
 unsafe impl Pod for types::hist {}

@@ -11,10 +11,7 @@ use crate::core::output::{Output, Value};
 use crate::core::time::hms_now;
 use crate::tools::{announce, sockmsg, start, Tool};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/sockstat.skel.rs"));
-}
-use skel::*;
+crate::skel!("sockstat");
 
 pub static TOOL: Tool = Tool {
     name: "sockstat",

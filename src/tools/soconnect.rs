@@ -11,10 +11,7 @@ use crate::core::proto::ipproto_name;
 use crate::core::table::Table;
 use crate::tools::{PidOpts, Tool};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/soconnect.skel.rs"));
-}
-use skel::*;
+crate::skel!("soconnect");
 
 unsafe impl Pod for types::soconnect_event {}
 

@@ -13,10 +13,7 @@ use crate::core::output::{comm_str, json_string, Format, Output, Value};
 use crate::core::symbols::{Symbols, UserFrame};
 use crate::tools::{announce, PidOpts, Tool};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/soconnlat.skel.rs"));
-}
-use skel::*;
+crate::skel!("soconnlat");
 
 unsafe impl Pod for types::soconnlat_key {}
 unsafe impl Pod for types::soconnlat_stack_event {}

@@ -9,10 +9,7 @@ use crate::core::proto::family_str;
 use crate::core::table::Table;
 use crate::tools::{PidOpts, Tool};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/sofamily.skel.rs"));
-}
-use skel::*;
+crate::skel!("sofamily");
 
 unsafe impl Pod for types::sofamily_key {}
 

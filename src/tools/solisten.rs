@@ -17,10 +17,7 @@ use crate::core::time::Clock;
 use crate::tools::{start, Tool};
 use crate::tuple_of;
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/solisten.skel.rs"));
-}
-use skel::*;
+crate::skel!("solisten");
 
 unsafe impl Pod for types::solisten_event {}
 

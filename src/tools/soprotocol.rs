@@ -11,10 +11,7 @@ use crate::core::table::Table;
 use crate::tools::sofamily::{print_counts, CALLS};
 use crate::tools::{PidOpts, Tool};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/soprotocol.skel.rs"));
-}
-use skel::*;
+crate::skel!("soprotocol");
 
 unsafe impl Pod for types::soprotocol_key {}
 

@@ -13,10 +13,7 @@ use crate::core::time::Clock;
 use crate::tools::{announce, PidOpts, Tool};
 use crate::tuple_of;
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/sormem.skel.rs"));
-}
-use skel::*;
+crate::skel!("sormem");
 
 unsafe impl Pod for types::sormem_event {}
 unsafe impl Pod for types::hist {}

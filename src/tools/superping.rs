@@ -13,10 +13,7 @@ use crate::core::table::Table;
 use crate::core::time::Clock;
 use crate::tools::{announce, start, Tool};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/superping.skel.rs"));
-}
-use skel::*;
+crate::skel!("superping");
 
 unsafe impl Pod for types::superping_event {}
 

@@ -19,10 +19,7 @@ use crate::core::time::Clock;
 use crate::tools::{start, Tool};
 use crate::tuple_of;
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/tcpaccept.skel.rs"));
-}
-use skel::*;
+crate::skel!("tcpaccept");
 
 unsafe impl Pod for types::tcpaccept_event {}
 

@@ -20,10 +20,7 @@ use crate::core::time::Clock;
 use crate::tools::{announce, dnslat, start, Tool};
 use crate::tuple_of;
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/tcpconnect.skel.rs"));
-}
-use skel::*;
+crate::skel!("tcpconnect");
 
 unsafe impl Pod for types::tcpconnect_event {}
 unsafe impl Pod for types::tcpconnect_count_key {}

@@ -15,10 +15,7 @@ use crate::core::time::Clock;
 use crate::tools::{start, Tool};
 use crate::tuple_of;
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/tcpconnlat.skel.rs"));
-}
-use skel::*;
+crate::skel!("tcpconnlat");
 
 unsafe impl Pod for types::tcpconnlat_event {}
 

@@ -14,10 +14,7 @@ use crate::core::time::Clock;
 use crate::tools::{start, Tool};
 use crate::tuple_of;
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/tcplife.skel.rs"));
-}
-use skel::*;
+crate::skel!("tcplife");
 
 unsafe impl Pod for types::tcplife_event {}
 

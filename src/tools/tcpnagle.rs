@@ -13,10 +13,7 @@ use crate::core::output::{Column, Format, Output, Value};
 use crate::core::run::report_nothing;
 use crate::tools::{start, Tool};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/tcpnagle.skel.rs"));
-}
-use skel::*;
+crate::skel!("tcpnagle");
 
 unsafe impl Pod for types::hist {}
 

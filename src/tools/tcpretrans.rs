@@ -16,10 +16,7 @@ use crate::core::{errno, maps};
 use crate::tools::{announce, start, Tool};
 use crate::{tuple_of, usage};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/tcpretrans.skel.rs"));
-}
-use skel::*;
+crate::skel!("tcpretrans");
 
 unsafe impl Pod for types::tcpretrans_event {}
 unsafe impl Pod for types::tcpretrans_count_key {}

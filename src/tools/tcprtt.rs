@@ -20,10 +20,7 @@ use crate::core::output::{Format, Output, Value};
 use crate::core::time::hms_now;
 use crate::tools::{announce, start, Tool};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/tcprtt.skel.rs"));
-}
-use skel::*;
+crate::skel!("tcprtt");
 
 unsafe impl Pod for types::tcprtt_key {}
 unsafe impl Pod for types::tcprtt_hist {}

@@ -16,10 +16,7 @@ use crate::core::time::Clock;
 use crate::tools::{announce, start, Tool};
 use crate::tuple_of;
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/tcpsnoop.skel.rs"));
-}
-use skel::*;
+crate::skel!("tcpsnoop");
 
 unsafe impl Pod for types::tcpsnoop_event {}
 unsafe impl Pod for types::flow_key {}

@@ -15,10 +15,7 @@ use crate::core::time::Clock;
 use crate::tools::{start, Tool};
 use crate::tuple_of;
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/tcpstates.skel.rs"));
-}
-use skel::*;
+crate::skel!("tcpstates");
 
 unsafe impl Pod for types::tcpstates_event {}
 

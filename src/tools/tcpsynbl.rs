@@ -20,10 +20,7 @@ use crate::core::table::Owners;
 use crate::core::time::{hms_now, Clock};
 use crate::tools::{announce, start, Tool};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/tcpsynbl.skel.rs"));
-}
-use skel::*;
+crate::skel!("tcpsynbl");
 
 unsafe impl Pod for types::tcpsynbl_drop {}
 unsafe impl Pod for types::hist {}

@@ -19,10 +19,7 @@ use crate::core::time::hms_now;
 use crate::tools::{announce, start, Tool};
 use crate::tuple_of;
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/tcptop.skel.rs"));
-}
-use skel::*;
+crate::skel!("tcptop");
 
 unsafe impl Pod for types::tcptop_key {}
 unsafe impl Pod for types::tcptop_bytes {}

@@ -18,10 +18,7 @@ use crate::core::time::Clock;
 use crate::tools::{start, Tool};
 use crate::tuple_of;
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/tcptracer.skel.rs"));
-}
-use skel::*;
+crate::skel!("tcptracer");
 
 unsafe impl Pod for types::tcptracer_event {}
 

@@ -17,10 +17,7 @@ use crate::core::time::Clock;
 use crate::tools::{announce, start, Tool};
 use crate::{tuple_of, usage};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/tcpwin.skel.rs"));
-}
-use skel::*;
+crate::skel!("tcpwin");
 
 unsafe impl Pod for types::tcpwin_event {}
 

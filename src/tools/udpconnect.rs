@@ -10,10 +10,7 @@ use crate::core::table::Table;
 use crate::core::time::Clock;
 use crate::tools::{PidOpts, Tool};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/udpconnect.skel.rs"));
-}
-use skel::*;
+crate::skel!("udpconnect");
 
 unsafe impl Pod for types::udpconnect_event {}
 
