@@ -17,11 +17,7 @@ pub static TOOL: Tool = Tool {
     name: "sofamily",
     aliases: &[],
     about: "connect() and accept() counts by process and address family",
-    plans: &[Plan::new(
-        "tracepoint",
-        &[Hook::Tracepoint],
-        "syscalls/sys_enter_connect + sys_exit_accept{,4} + fd->sock",
-    )],
+    plans: &[PLAN],
     cli,
     run,
     verify: crate::core::bpf::verify::<SofamilySkelBuilder>,
@@ -48,6 +44,13 @@ fn cli() -> clap::Command {
         EXAMPLES,
     )
 }
+
+/// The plan of sofamily and soprotocol (the same hooks, keyed differently).
+pub(crate) const PLAN: Plan = Plan::new(
+    "tracepoint",
+    &[Hook::Tracepoint],
+    "syscalls/sys_enter_connect + sys_exit_accept{,4} + fd->sock",
+);
 
 pub(crate) const CALLS: [&str; 2] = ["connect", "accept"];
 

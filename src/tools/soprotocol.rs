@@ -4,11 +4,10 @@ use std::ffi::OsString;
 
 use crate::core::addr::{AF_INET, AF_INET6};
 use crate::core::bpf::Pod;
-use crate::core::caps::{Hook, Plan};
 use crate::core::output::{comm_str, Column, Value};
 use crate::core::proto::{family_str, ipproto_name};
 use crate::core::table::Table;
-use crate::tools::sofamily::{print_counts, CALLS};
+use crate::tools::sofamily::{print_counts, CALLS, PLAN};
 use crate::tools::{PidOpts, Tool};
 
 crate::skel!("soprotocol");
@@ -19,11 +18,7 @@ pub static TOOL: Tool = Tool {
     name: "soprotocol",
     aliases: &[],
     about: "connect() and accept() counts by process and transport protocol",
-    plans: &[Plan::new(
-        "tracepoint",
-        &[Hook::Tracepoint],
-        "syscalls/sys_enter_connect + sys_exit_accept{,4} + fd->sock",
-    )],
+    plans: &[PLAN],
     cli,
     run,
     verify: crate::core::bpf::verify::<SoprotocolSkelBuilder>,
