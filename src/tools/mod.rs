@@ -264,6 +264,39 @@ impl Start {
         })
     }
 
+    /// The run of the per-event tools that follow TCP sockets ([`crate::core::sk_state`]:
+    /// tcplife, tcpstates, tcptracer): loads `B` with the state maps sized for the plan, seeds
+    /// the listening sockets' owners (`maps` gives the skeleton's `events` and `listen_owners`),
+    /// streams the events as rows ([`Start::stream_rows`]; `row` gets the clock started once
+    /// loaded), then reports the losses and the sockets not followed (`unfollowed`: what an
+    /// untracked and an evicted socket cost, [`crate::core::sk_state::report_unfollowed`]).
+    pub fn stream_sockets<B, E, R>(
+        &mut self,
+        maps: impl for<'k> Fn(&'k Skel<B>) -> [&'k dyn libbpf_rs::MapCore; 2],
+        table: &crate::core::table::Table<R>,
+        format: crate::core::output::Format,
+        what: &str,
+        mut row: impl FnMut(&crate::core::time::Clock, E) -> R,
+        unfollowed: [&str; 2],
+    ) -> anyhow::Result<()>
+    where
+        B: libbpf_rs::skel::SkelBuilder<'static> + Default,
+        E: crate::core::bpf::Pod,
+        R: 'static,
+    {
+        use crate::core::sk_state;
+        let skel = self.load::<B>(sk_state::configure)?;
+        let [events, listen_owners] = maps(&skel);
+        sk_state::seed_listeners(self.tool.name, self.filters.netns, listen_owners)?;
+        let clock = crate::core::time::Clock::start();
+        self.stream_rows(events, table, format, what, |e| row(&clock, e))?;
+        let object = libbpf_rs::skel::Skel::object(&skel);
+        self.report(object);
+        let [untracked, evicted] = unfollowed;
+        sk_state::report_unfollowed(self.tool.name, object, untracked, evicted);
+        Ok(())
+    }
+
     /// A tool that prints once the run ends: says what is traced ([`announce`]), waits for the
     /// end, and reports what `object` lost ([`Start::report`]).
     pub fn wait_then_report(&self, what: &str, object: &libbpf_rs::Object) {
