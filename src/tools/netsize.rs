@@ -65,7 +65,7 @@ const POINTS: [(u32, &str); 4] = [
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let mut s = start(tool, &o.common)?;
-    warn_missing_interface(tool.name, o.interface.as_deref(), o.common.netns.as_deref());
+    warn_missing_interface(tool.name, o.interface.as_deref(), &o.common);
 
     let skel = s.load::<NetsizeSkelBuilder>(|open, _plan| {
         let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");

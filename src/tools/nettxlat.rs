@@ -69,11 +69,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let mut o = Opts::parse_from(args);
     o.per_device |= called_as_dev;
     let mut s = start(tool, &o.common)?;
-    crate::core::iface::warn_missing_interface(
-        tool.name,
-        o.interface.as_deref(),
-        o.common.netns.as_deref(),
-    );
+    crate::core::iface::warn_missing_interface(tool.name, o.interface.as_deref(), &o.common);
 
     let skel = s.load::<NettxlatSkelBuilder>(|open, _plan| {
         let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");

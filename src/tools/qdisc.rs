@@ -166,11 +166,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     }
 
     let s = start(tool, &o.common)?;
-    crate::core::iface::warn_missing_interface(
-        tool.name,
-        o.iface.as_deref(),
-        o.common.netns.as_deref(),
-    );
+    crate::core::iface::warn_missing_interface(tool.name, o.iface.as_deref(), &o.common);
     let traced = choose(&kind, s.plan, &kallsyms, &what)?;
     let plan = traced.plan;
     let funcs = &traced.funcs;

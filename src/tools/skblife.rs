@@ -103,11 +103,7 @@ fn fclone_cache_merged() -> bool {
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let mut s = start(tool, &o.common)?;
-    crate::core::iface::warn_missing_interface(
-        tool.name,
-        o.interface.as_deref(),
-        o.common.netns.as_deref(),
-    );
+    crate::core::iface::warn_missing_interface(tool.name, o.interface.as_deref(), &o.common);
 
     let filters = s.filters.clone();
     let filtering = filters.netns != 0 || o.interface.is_some();
