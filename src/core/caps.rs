@@ -69,6 +69,24 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// A plan of these hook types and attach points, with no further check.
+    pub const fn new(name: &'static str, needs: &'static [Hook], attach: &'static str) -> Plan {
+        Plan {
+            name,
+            needs,
+            attach,
+            check: None,
+        }
+    }
+
+    /// The plan, usable only where `check` passes too.
+    pub const fn checked(self, check: fn() -> Result<(), String>) -> Plan {
+        Plan {
+            check: Some(check),
+            ..self
+        }
+    }
+
     /// Whether the plan uses this hook type (and so loads the tool's programs of that type).
     pub fn uses(&self, hook: Hook) -> bool {
         self.needs.contains(&hook)
@@ -530,12 +548,7 @@ mod tests {
 
     #[test]
     fn the_last_plan_defers_its_load_probes() {
-        let plans = [Plan {
-            name: "only",
-            needs: ONE,
-            attach: "x",
-            check: None,
-        }];
+        let plans = [Plan::new("only", ONE, "x")];
         let p = Caps::get().select("unit-tool", &plans).unwrap();
         assert_eq!(p.name, "only");
         assert_eq!(

@@ -8,21 +8,15 @@ use std::collections::HashMap;
 use crate::core::caps::{Hook, Plan};
 
 /// The plan with drop reasons (5.17+).
-pub const WITH_REASONS: Plan = Plan {
-    name: "tp_btf",
-    needs: &[Hook::TpBtf],
-    attach: "skb/kfree_skb",
-    check: Some(check),
-};
+pub const WITH_REASONS: Plan = Plan::new("tp_btf", &[Hook::TpBtf], "skb/kfree_skb").checked(check);
 
 /// The plan for kernels whose kfree_skb gives no reason: the drop's stack (and so where the
 /// packet was freed) only.
-pub const WITHOUT_REASONS: Plan = Plan {
-    name: "tp_btf-noreason",
-    needs: &[Hook::TpBtf],
-    attach: "skb/kfree_skb (no drop reasons: stack only)",
-    check: None,
-};
+pub const WITHOUT_REASONS: Plan = Plan::new(
+    "tp_btf-noreason",
+    &[Hook::TpBtf],
+    "skb/kfree_skb (no drop reasons: stack only)",
+);
 
 /// The reason as printed where the plan has none (a kernel before 5.17).
 pub const UNKNOWN: &str = "unknown";

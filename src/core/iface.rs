@@ -1,5 +1,7 @@
 //! Network interface names, as the tools' -i options take them and the BPF side compares them.
 
+use crate::core::cli::Common;
+
 /// An interface name as the kernel allows it: 1 to 15 bytes, no '/', ':' or whitespace.
 pub fn parse_ifname(s: &str) -> Result<String, String> {
     if s.is_empty() || s.len() > 15 {
@@ -23,13 +25,13 @@ pub fn ifname_bytes(name: Option<&str>) -> [i8; 16] {
 }
 
 /// Says on stderr when the traced namespace has no interface `iface` (yet): the tool runs, and
-/// matches from the moment one appears. `netns` is the --netns argument: a path is entered to
-/// look; a cookie names no place to look from, and is not checked.
-pub fn warn_missing_interface(tool: &str, iface: Option<&str>, netns: Option<&str>) {
+/// matches from the moment one appears. The namespace is --netns's: a path is entered to look;
+/// a cookie names no place to look from, and is not checked.
+pub fn warn_missing_interface(tool: &str, iface: Option<&str>, common: &Common) {
     let Some(name) = iface else {
         return;
     };
-    let file = match netns {
+    let file = match common.netns.as_deref() {
         None => None,
         Some(arg) if arg.parse::<u64>().is_ok() => return,
         Some(arg) => match std::fs::File::open(arg) {

@@ -9,20 +9,15 @@ use libbpf_rs::{MapCore as _, Object};
 use crate::core::caps::{sk_storage_from_tracing, Hook, Plan};
 
 /// The socket-storage plan (best).
-pub const STORED: Plan = Plan {
-    name: "tp_btf",
-    needs: &[Hook::TpBtf],
-    attach: "sock/inet_sock_set_state",
-    check: Some(sk_storage_from_tracing),
-};
+pub const STORED: Plan = Plan::new("tp_btf", &[Hook::TpBtf], "sock/inet_sock_set_state")
+    .checked(sk_storage_from_tracing);
 
 /// The fallback where tracing programs have no socket storage (before 5.11).
-pub const HASHED: Plan = Plan {
-    name: "tracepoint",
-    needs: &[Hook::Tracepoint],
-    attach: "sock/inet_sock_set_state (sockets in a bounded hash by address)",
-    check: None,
-};
+pub const HASHED: Plan = Plan::new(
+    "tracepoint",
+    &[Hook::Tracepoint],
+    "sock/inet_sock_set_state (sockets in a bounded hash by address)",
+);
 
 const HASH_MAP: &str = "sk_state_hashed";
 

@@ -18,10 +18,7 @@ use crate::core::table::Table;
 use crate::core::time::Clock;
 use crate::tools::{start, Tool};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/bindsnoop.skel.rs"));
-}
-use skel::*;
+crate::skel!("bindsnoop");
 
 unsafe impl Pod for types::bindsnoop_event {}
 
@@ -29,12 +26,11 @@ pub static TOOL: Tool = Tool {
     name: "bindsnoop",
     aliases: &[],
     about: "bind() on IP sockets: address, port, protocol, socket options, result",
-    plans: &[Plan {
-        name: "tracepoint",
-        needs: &[Hook::Tracepoint],
-        attach: "syscalls/sys_{enter,exit}_bind + fd->sock",
-        check: None,
-    }],
+    plans: &[Plan::new(
+        "tracepoint",
+        &[Hook::Tracepoint],
+        "syscalls/sys_{enter,exit}_bind + fd->sock",
+    )],
     cli: <Opts as clap::CommandFactory>::command,
     run,
     verify: verify::<BindsnoopSkelBuilder>,

@@ -18,10 +18,7 @@ use crate::core::table::Table;
 use crate::core::time::{hms_now, Clock};
 use crate::tools::{announce, start, Tool};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/dnslat.skel.rs"));
-}
-use skel::*;
+crate::skel!("dnslat");
 
 unsafe impl Pod for types::dnslat_event {}
 
@@ -33,12 +30,12 @@ pub static TOOL: Tool = Tool {
     aliases: &[],
     about: "DNS queries and responses from the packets: name, type, rcode, resolver, latency",
     plans: &[
-        Plan {
-            name: "tp_btf",
-            needs: &[Hook::TpBtf],
-            attach: "net/net_dev_queue + net/netif_receive_skb (UDP, and TCP through skb dynptrs)",
-            check: Some(has_skb_dynptr),
-        },
+        Plan::new(
+            "tp_btf",
+            &[Hook::TpBtf],
+            "net/net_dev_queue + net/netif_receive_skb (UDP, and TCP through skb dynptrs)",
+        )
+        .checked(has_skb_dynptr),
         UDP_ONLY,
     ],
     cli: <Opts as clap::CommandFactory>::command,
@@ -53,12 +50,11 @@ pub static TOOL: Tool = Tool {
 /// Kernels that do not let tracing programs read a packet through bpf_dynptr_from_skb (older
 /// ones: it was for networking programs first), or lack it: UDP only, without the dnslat_tcp_*
 /// programs.
-const UDP_ONLY: Plan = Plan {
-    name: "tp_btf-udp",
-    needs: &[Hook::TpBtf],
-    attach: "net/net_dev_queue + net/netif_receive_skb (UDP only)",
-    check: None,
-};
+const UDP_ONLY: Plan = Plan::new(
+    "tp_btf-udp",
+    &[Hook::TpBtf],
+    "net/net_dev_queue + net/netif_receive_skb (UDP only)",
+);
 
 fn has_skb_dynptr() -> Result<(), String> {
     crate::core::caps::btf_has("bpf_dynptr_from_skb")

@@ -18,10 +18,7 @@ use crate::core::time::Clock;
 use crate::tools::{announce, start, Tool};
 use crate::usage;
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/gethostlatency.skel.rs"));
-}
-use skel::*;
+crate::skel!("gethostlatency");
 
 unsafe impl Pod for types::gethostlatency_event {}
 
@@ -29,12 +26,7 @@ pub static TOOL: Tool = Tool {
     name: "gethostlatency",
     aliases: &[],
     about: "Latency of host name lookups (getaddrinfo, gethostbyname*, gethostbyaddr*) in the C library",
-    plans: &[Plan {
-        name: "uprobe",
-        needs: &[Hook::Uprobe],
-        attach: "uprobe+uretprobe libc:getaddrinfo,gethostbyname{,2}{,_r},gethostbyaddr{,_r}",
-        check: None,
-    }],
+    plans: &[Plan::new("uprobe", &[Hook::Uprobe], "uprobe+uretprobe libc:getaddrinfo,gethostbyname{,2}{,_r},gethostbyaddr{,_r}")],
     cli: <Opts as clap::CommandFactory>::command,
     run,
     verify: crate::core::bpf::verify::<GethostlatencySkelBuilder>,

@@ -15,10 +15,7 @@ use crate::core::table::Owners;
 use crate::core::time::Clock;
 use crate::tools::{announce, start, Tool};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/ieee80211scan.skel.rs"));
-}
-use skel::*;
+crate::skel!("ieee80211scan");
 
 unsafe impl Pod for types::ieee80211scan_event {}
 
@@ -26,12 +23,12 @@ pub static TOOL: Tool = Tool {
     name: "ieee80211scan",
     aliases: &[],
     about: "Wi-Fi scans: requester, channels and duration",
-    plans: &[Plan {
-        name: "raw_tp",
-        needs: &[Hook::RawTp],
-        attach: "cfg80211/rdev_scan + cfg80211/cfg80211_scan_done",
-        check: Some(wireless_stack),
-    }],
+    plans: &[Plan::new(
+        "raw_tp",
+        &[Hook::RawTp],
+        "cfg80211/rdev_scan + cfg80211/cfg80211_scan_done",
+    )
+    .checked(wireless_stack)],
     cli: <Opts as clap::CommandFactory>::command,
     run,
     verify: crate::core::bpf::verify::<Ieee80211scanSkelBuilder>,

@@ -14,10 +14,7 @@ use crate::core::table::Table;
 use crate::core::time::Clock;
 use crate::tools::{announce, start, Tool};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/ipecn.skel.rs"));
-}
-use skel::*;
+crate::skel!("ipecn");
 
 unsafe impl Pod for types::ipecn_event {}
 
@@ -25,12 +22,7 @@ pub static TOOL: Tool = Tool {
     name: "ipecn",
     aliases: &[],
     about: "Received IPv4/IPv6 packets marked ECN Congestion Experienced",
-    plans: &[Plan {
-        name: "tp_btf",
-        needs: &[Hook::TpBtf],
-        attach: "net/netif_receive_skb",
-        check: None,
-    }],
+    plans: &[Plan::new("tp_btf", &[Hook::TpBtf], "net/netif_receive_skb")],
     cli: <Opts as clap::CommandFactory>::command,
     run,
     verify: crate::core::bpf::verify::<IpecnSkelBuilder>,

@@ -5,9 +5,21 @@ use std::ffi::OsString;
 
 use crate::core::bpf::{Plans, Skel};
 use crate::core::caps::{Caps, Plan};
-use crate::core::cli::{Common, Filters};
+use crate::core::cli::{Common, Filters, PidFilter};
 use crate::core::export::Export;
 use crate::core::run::Run;
+
+/// A tool's generated skeleton (`OUT_DIR/<tool>.skel.rs`) as the module `skel`, its items in
+/// scope: `crate::skel!("tcplife");`.
+#[macro_export]
+macro_rules! skel {
+    ($tool:literal) => {
+        mod skel {
+            include!(concat!(env!("OUT_DIR"), "/", $tool, ".skel.rs"));
+        }
+        use skel::*;
+    };
+}
 
 pub struct Tool {
     pub name: &'static str,
@@ -145,6 +157,41 @@ pub fn start(tool: &'static Tool, common: &Common) -> anyhow::Result<Start> {
     })
 }
 
+/// The options of the tools whose only filter of their own is `-p`: -p, then the common ones.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PidOpts {
+    #[command(flatten)]
+    pub pid: PidFilter,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+impl PidOpts {
+    /// Such a tool's command line ([`Tool::cli`]): its name, what it does, its examples.
+    pub fn command(
+        name: &'static str,
+        about: &'static str,
+        examples: &'static str,
+    ) -> clap::Command {
+        // After the derived part, which gives the command this struct's doc comment as about.
+        <PidOpts as clap::Args>::augment_args(clap::Command::new(name))
+            .about(about)
+            .after_help(examples)
+    }
+
+    /// Parses `args` with the tool's command line and [`start`]s it, -p among the filters; a
+    /// bad command line exits as clap does.
+    pub fn start(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<(PidOpts, Start)> {
+        use clap::FromArgMatches as _;
+        let mut matches = (tool.cli)().get_matches_from(args);
+        let o = PidOpts::from_arg_matches_mut(&mut matches)
+            .unwrap_or_else(|e| e.format(&mut (tool.cli)()).exit());
+        let mut s = start(tool, &o.common)?;
+        o.pid.apply(&mut s.filters);
+        Ok((o, s))
+    }
+}
+
 /// "Tracing ..." on stderr once attached: people know it is live, tests know when to begin.
 pub fn announce(what: &str) {
     eprintln!("Tracing {what}... Hit Ctrl-C to end.");
@@ -215,6 +262,39 @@ impl Start {
                 table.row(out, &row(e));
             }
         })
+    }
+
+    /// The run of the per-event tools that follow TCP sockets ([`crate::core::sk_state`]:
+    /// tcplife, tcpstates, tcptracer): loads `B` with the state maps sized for the plan, seeds
+    /// the listening sockets' owners (`maps` gives the skeleton's `events` and `listen_owners`),
+    /// streams the events as rows ([`Start::stream_rows`]; `row` gets the clock started once
+    /// loaded), then reports the losses and the sockets not followed (`unfollowed`: what an
+    /// untracked and an evicted socket cost, [`crate::core::sk_state::report_unfollowed`]).
+    pub fn stream_sockets<B, E, R>(
+        &mut self,
+        maps: impl for<'k> Fn(&'k Skel<B>) -> [&'k dyn libbpf_rs::MapCore; 2],
+        table: &crate::core::table::Table<R>,
+        format: crate::core::output::Format,
+        what: &str,
+        mut row: impl FnMut(&crate::core::time::Clock, E) -> R,
+        unfollowed: [&str; 2],
+    ) -> anyhow::Result<()>
+    where
+        B: libbpf_rs::skel::SkelBuilder<'static> + Default,
+        E: crate::core::bpf::Pod,
+        R: 'static,
+    {
+        use crate::core::sk_state;
+        let skel = self.load::<B>(sk_state::configure)?;
+        let [events, listen_owners] = maps(&skel);
+        sk_state::seed_listeners(self.tool.name, self.filters.netns, listen_owners)?;
+        let clock = crate::core::time::Clock::start();
+        self.stream_rows(events, table, format, what, |e| row(&clock, e))?;
+        let object = libbpf_rs::skel::Skel::object(&skel);
+        self.report(object);
+        let [untracked, evicted] = unfollowed;
+        sk_state::report_unfollowed(self.tool.name, object, untracked, evicted);
+        Ok(())
     }
 
     /// A tool that prints once the run ends: says what is traced ([`announce`]), waits for the

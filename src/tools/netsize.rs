@@ -12,22 +12,17 @@ use crate::core::iface::{ifname_bytes, parse_ifname, warn_missing_interface};
 use crate::core::output::Output;
 use crate::tools::{start, Tool};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/netsize.skel.rs"));
-}
-use skel::*;
+crate::skel!("netsize");
 
 pub static TOOL: Tool = Tool {
     name: "netsize",
     aliases: &[],
     about: "Packet sizes at the device layer (stack and driver, send and receive): histograms",
-    plans: &[Plan {
-        name: "tp_btf",
-        needs: &[Hook::TpBtf],
-        attach:
-            "net/netif_receive_skb, net/net_dev_queue, net/napi_gro_receive_entry, net/net_dev_xmit",
-        check: None,
-    }],
+    plans: &[Plan::new(
+        "tp_btf",
+        &[Hook::TpBtf],
+        "net/netif_receive_skb, net/net_dev_queue, net/napi_gro_receive_entry, net/net_dev_xmit",
+    )],
     cli: <Opts as clap::CommandFactory>::command,
     run,
     verify: crate::core::bpf::verify::<NetsizeSkelBuilder>,
@@ -70,7 +65,7 @@ const POINTS: [(u32, &str); 4] = [
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let mut s = start(tool, &o.common)?;
-    warn_missing_interface(tool.name, o.interface.as_deref(), o.common.netns.as_deref());
+    warn_missing_interface(tool.name, o.interface.as_deref(), &o.common);
 
     let skel = s.load::<NetsizeSkelBuilder>(|open, _plan| {
         let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");

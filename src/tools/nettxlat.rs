@@ -15,10 +15,7 @@ use crate::core::maps::entries;
 use crate::core::output::{comm_str, Output, Value};
 use crate::tools::{start, Tool};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/nettxlat.skel.rs"));
-}
-use skel::*;
+crate::skel!("nettxlat");
 
 unsafe impl Pod for types::nettxlat_key {}
 unsafe impl Pod for types::hist {}
@@ -27,12 +24,11 @@ pub static TOOL: Tool = Tool {
     name: "nettxlat",
     aliases: &["nettxlat-dev"],
     about: "Device transmit latency (driver hand-off to skb consumption): histogram",
-    plans: &[Plan {
-        name: "tp_btf",
-        needs: &[Hook::TpBtf],
-        attach: "net/net_dev_start_xmit, skb/consume_skb, net/net_dev_queue, skb/kfree_skb",
-        check: None,
-    }],
+    plans: &[Plan::new(
+        "tp_btf",
+        &[Hook::TpBtf],
+        "net/net_dev_start_xmit, skb/consume_skb, net/net_dev_queue, skb/kfree_skb",
+    )],
     cli: <Opts as clap::CommandFactory>::command,
     run,
     verify: crate::core::bpf::verify::<NettxlatSkelBuilder>,
@@ -73,11 +69,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let mut o = Opts::parse_from(args);
     o.per_device |= called_as_dev;
     let mut s = start(tool, &o.common)?;
-    crate::core::iface::warn_missing_interface(
-        tool.name,
-        o.interface.as_deref(),
-        o.common.netns.as_deref(),
-    );
+    crate::core::iface::warn_missing_interface(tool.name, o.interface.as_deref(), &o.common);
 
     let skel = s.load::<NettxlatSkelBuilder>(|open, _plan| {
         let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");

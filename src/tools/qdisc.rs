@@ -18,10 +18,7 @@ use crate::core::output::{Format, Output, Value};
 use crate::tools::{start, Tool};
 use crate::usage;
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/qdisc.skel.rs"));
-}
-use skel::*;
+crate::skel!("qdisc");
 
 unsafe impl Pod for types::qdisc_hist_key {}
 unsafe impl Pod for types::hist {}
@@ -40,12 +37,11 @@ pub static TOOL: Tool = Tool {
     about: "Queueing latency histogram of one qdisc kind (qdisc-fq, qdisc-tbf, ... as aliases)",
     plans: &[
         // The kind's own functions: also child qdiscs, and the qdisc with its packet and result.
-        Plan {
-            name: "fexit",
-            needs: &[Hook::Fentry],
-            attach: "fexit KIND_enqueue + fexit KIND_dequeue (+ KIND_peek)",
-            check: None,
-        },
+        Plan::new(
+            "fexit",
+            &[Hook::Fentry],
+            "fexit KIND_enqueue + fexit KIND_dequeue (+ KIND_peek)",
+        ),
         KPROBES,
         TRACEPOINTS,
     ],
@@ -60,20 +56,19 @@ pub static TOOL: Tool = Tool {
 
 /// The kind's functions through kprobes: also where fexit cannot reach them (a module without
 /// BTF, before 5.11).
-const KPROBES: Plan = Plan {
-    name: "kprobe",
-    needs: &[Hook::Kprobe],
-    attach: "kprobe+kretprobe KIND_enqueue, KIND_dequeue (+ KIND_peek)",
-    check: None,
-};
+const KPROBES: Plan = Plan::new(
+    "kprobe",
+    &[Hook::Kprobe],
+    "kprobe+kretprobe KIND_enqueue, KIND_dequeue (+ KIND_peek)",
+);
 
 /// Root qdiscs of every kind, chosen by ops->id; also where the kind's functions are unknown.
-const TRACEPOINTS: Plan = Plan {
-    name: "tp_btf",
-    needs: &[Hook::TpBtf],
-    attach: "qdisc/qdisc_enqueue + qdisc/qdisc_dequeue",
-    check: Some(has_tracepoints),
-};
+const TRACEPOINTS: Plan = Plan::new(
+    "tp_btf",
+    &[Hook::TpBtf],
+    "qdisc/qdisc_enqueue + qdisc/qdisc_dequeue",
+)
+.checked(has_tracepoints);
 
 /// The tp_btf programs: both tracepoints (qdisc_enqueue: 5.11-5.15), and bpf_loop (5.17) in
 /// the dequeue program.
@@ -171,11 +166,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     }
 
     let s = start(tool, &o.common)?;
-    crate::core::iface::warn_missing_interface(
-        tool.name,
-        o.iface.as_deref(),
-        o.common.netns.as_deref(),
-    );
+    crate::core::iface::warn_missing_interface(tool.name, o.iface.as_deref(), &o.common);
     let traced = choose(&kind, s.plan, &kallsyms, &what)?;
     let plan = traced.plan;
     let funcs = &traced.funcs;

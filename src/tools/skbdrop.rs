@@ -19,10 +19,7 @@ use crate::core::output::{Format, Output, Value};
 use crate::core::symbols::Symbols;
 use crate::tools::{start, Tool};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/skbdrop.skel.rs"));
-}
-use skel::*;
+crate::skel!("skbdrop");
 
 unsafe impl Pod for types::skbdrop_key {}
 
@@ -73,11 +70,7 @@ struct Opts {
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let mut s = start(tool, &o.common)?;
-    crate::core::iface::warn_missing_interface(
-        tool.name,
-        o.interface.as_deref(),
-        o.common.netns.as_deref(),
-    );
+    crate::core::iface::warn_missing_interface(tool.name, o.interface.as_deref(), &o.common);
     let counters_ns = if o.no_counters {
         None
     } else {

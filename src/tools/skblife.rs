@@ -15,22 +15,19 @@ use crate::core::kallsyms::Kallsyms;
 use crate::core::output::{Format, Output, Value};
 use crate::tools::{start, Tool};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/skblife.skel.rs"));
-}
-use skel::*;
+crate::skel!("skblife");
 
 pub static TOOL: Tool = Tool {
     name: "skblife",
     aliases: &[],
     about: "sk_buff lifetimes, slab allocation to free: histogram",
-    plans: &[Plan {
-        name: "raw_tp",
-        needs: &[Hook::RawTp, Hook::TpBtf],
-        attach: "raw_tp kmem/kmem_cache_alloc, kmem/kmem_cache_free (+ tp_btf net/net_dev_queue, \
+    plans: &[Plan::new(
+        "raw_tp",
+        &[Hook::RawTp, Hook::TpBtf],
+        "raw_tp kmem/kmem_cache_alloc, kmem/kmem_cache_free (+ tp_btf net/net_dev_queue, \
                  net/napi_gro_receive_entry, net/netif_receive_skb with -i or --netns)",
-        check: Some(check_cache_argument),
-    }],
+    )
+    .checked(check_cache_argument)],
     cli: <Opts as clap::CommandFactory>::command,
     run,
     verify: crate::core::bpf::verify::<SkblifeSkelBuilder>,
@@ -106,11 +103,7 @@ fn fclone_cache_merged() -> bool {
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let o = Opts::parse_from(args);
     let mut s = start(tool, &o.common)?;
-    crate::core::iface::warn_missing_interface(
-        tool.name,
-        o.interface.as_deref(),
-        o.common.netns.as_deref(),
-    );
+    crate::core::iface::warn_missing_interface(tool.name, o.interface.as_deref(), &o.common);
 
     let filters = s.filters.clone();
     let filtering = filters.netns != 0 || o.interface.is_some();

@@ -3,19 +3,13 @@
 
 use std::ffi::OsString;
 
-use clap::Parser;
-
 use crate::core::bpf::Pod;
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{Common, PidFilter};
 use crate::core::hist::print_log2;
 use crate::core::output::{comm_str, Output, Value};
-use crate::tools::{start, Tool};
+use crate::tools::{PidOpts, Tool};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/so1stbyte.skel.rs"));
-}
-use skel::*;
+crate::skel!("so1stbyte");
 
 unsafe impl Pod for types::so1stbyte_key {}
 unsafe impl Pod for types::hist {}
@@ -24,14 +18,13 @@ pub static TOOL: Tool = Tool {
     name: "so1stbyte",
     aliases: &[],
     about: "Time from connect() to the first byte read, per process (histograms at exit)",
-    plans: &[Plan {
-        name: "tracepoint",
-        needs: &[Hook::Tracepoint],
-        attach: "syscalls/sys_{enter,exit}_connect, sys_enter_close, sys_{enter,exit}_{read,readv,\
+    plans: &[Plan::new(
+        "tracepoint",
+        &[Hook::Tracepoint],
+        "syscalls/sys_{enter,exit}_connect, sys_enter_close, sys_{enter,exit}_{read,readv,\
                  pread64,preadv,preadv2,recvfrom,recvmsg,recvmmsg} + fd->sock",
-        check: None,
-    }],
-    cli: <Opts as clap::CommandFactory>::command,
+    )],
+    cli,
     run,
     verify: crate::core::bpf::verify::<So1stbyteSkelBuilder>,
     export: None,
@@ -50,23 +43,16 @@ the handshake, the request and the server's time to its first byte. A connection
 any data arrived is not counted. Sockets handed to another process, or read through io_uring,
 are not followed.";
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "so1stbyte",
-    about = "Histograms of the time from connect() to the first byte read",
-    after_help = EXAMPLES
-)]
-struct Opts {
-    #[command(flatten)]
-    pid: PidFilter,
-    #[command(flatten)]
-    common: Common,
+fn cli() -> clap::Command {
+    PidOpts::command(
+        "so1stbyte",
+        "Histograms of the time from connect() to the first byte read",
+        EXAMPLES,
+    )
 }
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
-    let o = Opts::parse_from(args);
-    let mut s = start(tool, &o.common)?;
-    o.pid.apply(&mut s.filters);
+    let (o, mut s) = PidOpts::start(tool, args)?;
 
     let skel = s.load::<So1stbyteSkelBuilder>(|_, _| Ok(()))?;
 

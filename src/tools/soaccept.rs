@@ -2,22 +2,16 @@
 
 use std::ffi::OsString;
 
-use clap::Parser;
-
 use crate::core::addr::Tuple;
 use crate::core::bpf::Pod;
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{Common, PidFilter};
 use crate::core::errno;
 use crate::core::output::{comm_str, Column, Format, Value};
 use crate::core::table::Table;
-use crate::tools::{start, Tool};
+use crate::tools::{PidOpts, Tool};
 use crate::tuple_of;
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/soaccept.skel.rs"));
-}
-use skel::*;
+crate::skel!("soaccept");
 
 unsafe impl Pod for types::soaccept_event {}
 
@@ -25,13 +19,12 @@ pub static TOOL: Tool = Tool {
     name: "soaccept",
     aliases: &[],
     about: "IP socket accept() calls with the peer address, port and result",
-    plans: &[Plan {
-        name: "tracepoint",
-        needs: &[Hook::Tracepoint],
-        attach: "syscalls/sys_{enter,exit}_accept{,4} + fd->sock",
-        check: None,
-    }],
-    cli: <Opts as clap::CommandFactory>::command,
+    plans: &[Plan::new(
+        "tracepoint",
+        &[Hook::Tracepoint],
+        "syscalls/sys_{enter,exit}_accept{,4} + fd->sock",
+    )],
+    cli,
     run,
     verify: crate::core::bpf::verify::<SoacceptSkelBuilder>,
     export: None,
@@ -47,13 +40,12 @@ FAM is the address family (2 AF_INET, 10 AF_INET6). ADDRESS and PORT are the pee
 the new socket; a failed accept() (e.g. EAGAIN: nothing to accept on a non-blocking socket)
 shows '-' (null in JSON). RESULT is Success or the errno name. io_uring accepts are not seen.";
 
-#[derive(Parser, Debug)]
-#[command(name = "soaccept", about = "Trace IP socket accept() calls with peer and result", after_help = EXAMPLES)]
-struct Opts {
-    #[command(flatten)]
-    pid: PidFilter,
-    #[command(flatten)]
-    common: Common,
+fn cli() -> clap::Command {
+    PidOpts::command(
+        "soaccept",
+        "Trace IP socket accept() calls with peer and result",
+        EXAMPLES,
+    )
 }
 
 /// One accept(), as printed.
@@ -99,9 +91,7 @@ fn table() -> Table<Row> {
 }
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
-    let o = Opts::parse_from(args);
-    let mut s = start(tool, &o.common)?;
-    o.pid.apply(&mut s.filters);
+    let (o, mut s) = PidOpts::start(tool, args)?;
 
     let skel = s.load::<SoacceptSkelBuilder>(|_, _| Ok(()))?;
 

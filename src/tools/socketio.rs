@@ -3,19 +3,14 @@
 
 use std::ffi::OsString;
 
-use clap::Parser;
 use libbpf_rs::skel::OpenSkel as _;
 
 use crate::core::bpf::Pod;
-use crate::core::cli::{Common, PidFilter};
 use crate::core::output::{comm_str, Format, Output, Value};
 use crate::core::table::Owners;
-use crate::tools::{sockmsg, start, Tool};
+use crate::tools::{sockmsg, PidOpts, Tool};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/socketio.skel.rs"));
-}
-use skel::*;
+crate::skel!("socketio");
 
 unsafe impl Pod for types::socketio_key {}
 
@@ -26,7 +21,7 @@ pub static TOOL: Tool = Tool {
     aliases: &[],
     about: "Socket I/O calls by process, direction, protocol and port (counts at exit)",
     plans: &sockmsg::plans("fentry", "kprobe"),
-    cli: <Opts as clap::CommandFactory>::command,
+    cli,
     run,
     verify: sockmsg::verify::<SocketioSkelBuilder>,
     export: None,
@@ -47,23 +42,16 @@ on a port its program took with bind() or listen() (a server: its connections al
 its listening port), else the remote port: 0 for sockets that are not connected (unconnected
 UDP, UNIX).";
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "socketio",
-    about = "Count socket I/O calls by process, direction, protocol and port",
-    after_help = EXAMPLES
-)]
-struct Opts {
-    #[command(flatten)]
-    pid: PidFilter,
-    #[command(flatten)]
-    common: Common,
+fn cli() -> clap::Command {
+    PidOpts::command(
+        "socketio",
+        "Count socket I/O calls by process, direction, protocol and port",
+        EXAMPLES,
+    )
 }
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
-    let o = Opts::parse_from(args);
-    let mut s = start(tool, &o.common)?;
-    o.pid.apply(&mut s.filters);
+    let (o, mut s) = PidOpts::start(tool, args)?;
 
     let skel = s.load::<SocketioSkelBuilder>(|open, plan| {
         sockmsg::autoload(open.open_object_mut(), plan);

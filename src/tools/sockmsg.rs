@@ -37,24 +37,14 @@ pub fn length_tracepoints() -> Result<(), String> {
 /// (tp_btf), else through these programs: `fentry` and `kprobe` name those two plans.
 pub const fn plans(fentry: &'static str, kprobe: &'static str) -> [Plan; 3] {
     [
-        Plan {
-            name: "tp_btf",
-            needs: &[Hook::TpBtf],
-            attach: "sock/sock_send_length + sock/sock_recv_length",
-            check: Some(length_tracepoints),
-        },
-        Plan {
-            name: fentry,
-            needs: &[Hook::Fentry],
-            attach: crate::sockmsg_fentry_hooks!(),
-            check: Some(required),
-        },
-        Plan {
-            name: kprobe,
-            needs: &[Hook::Kprobe],
-            attach: crate::sockmsg_kprobe_hooks!(),
-            check: Some(required),
-        },
+        Plan::new(
+            "tp_btf",
+            &[Hook::TpBtf],
+            "sock/sock_send_length + sock/sock_recv_length",
+        )
+        .checked(length_tracepoints),
+        Plan::new(fentry, &[Hook::Fentry], crate::sockmsg_fentry_hooks!()).checked(required),
+        Plan::new(kprobe, &[Hook::Kprobe], crate::sockmsg_kprobe_hooks!()).checked(required),
     ]
 }
 

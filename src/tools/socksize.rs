@@ -2,19 +2,14 @@
 
 use std::ffi::OsString;
 
-use clap::Parser;
 use libbpf_rs::skel::OpenSkel as _;
 
 use crate::core::bpf::Pod;
-use crate::core::cli::{Common, PidFilter};
 use crate::core::hist::print_log2;
 use crate::core::output::{comm_str, Output, Value};
-use crate::tools::{sockmsg, start, Tool};
+use crate::tools::{sockmsg, PidOpts, Tool};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/socksize.skel.rs"));
-}
-use skel::*;
+crate::skel!("socksize");
 
 unsafe impl Pod for types::socksize_key {}
 unsafe impl Pod for types::hist {}
@@ -26,7 +21,7 @@ pub static TOOL: Tool = Tool {
     aliases: &[],
     about: "Socket I/O sizes: log2 histograms of read and write bytes per process (at exit)",
     plans: &sockmsg::plans("fexit", "kretprobe"),
-    cli: <Opts as clap::CommandFactory>::command,
+    cli,
     run,
     verify: sockmsg::verify::<SocksizeSkelBuilder>,
     export: Some(crate::core::export::Export {
@@ -46,23 +41,16 @@ Examples:
 name by the bytes each call returned (log2 buckets: [512, 1K) holds 512..1023). Calls that moved
 no data (errors, EAGAIN, end of stream) are not counted. Reads include MSG_PEEK reads.";
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "socksize",
-    about = "Histograms of socket I/O sizes per process",
-    after_help = EXAMPLES
-)]
-struct Opts {
-    #[command(flatten)]
-    pid: PidFilter,
-    #[command(flatten)]
-    common: Common,
+fn cli() -> clap::Command {
+    PidOpts::command(
+        "socksize",
+        "Histograms of socket I/O sizes per process",
+        EXAMPLES,
+    )
 }
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
-    let o = Opts::parse_from(args);
-    let mut s = start(tool, &o.common)?;
-    o.pid.apply(&mut s.filters);
+    let (o, mut s) = PidOpts::start(tool, args)?;
 
     let skel = s.load::<SocksizeSkelBuilder>(|open, plan| {
         sockmsg::autoload(open.open_object_mut(), plan);

@@ -11,41 +11,37 @@ use crate::core::output::{Output, Value};
 use crate::core::time::hms_now;
 use crate::tools::{announce, sockmsg, start, Tool};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/sockstat.skel.rs"));
-}
-use skel::*;
+crate::skel!("sockstat");
 
 pub static TOOL: Tool = Tool {
     name: "sockstat",
     aliases: &[],
     about: "Socket syscalls (accept, connect, bind, socket) and socket I/O per interval",
     plans: &[
-        Plan {
-            name: "tracepoint",
-            needs: &[Hook::Tracepoint],
-            attach:
-                "syscalls/sys_enter_{accept*,connect,bind,socket*} + sock/sock_{send,recv}_length",
-            check: Some(sockmsg::length_tracepoints),
-        },
-        Plan {
-            name: "fentry",
-            needs: &[Hook::Fentry, Hook::Tracepoint],
-            attach: concat!(
+        Plan::new(
+            "tracepoint",
+            &[Hook::Tracepoint],
+            "syscalls/sys_enter_{accept*,connect,bind,socket*} + sock/sock_{send,recv}_length",
+        )
+        .checked(sockmsg::length_tracepoints),
+        Plan::new(
+            "fentry",
+            &[Hook::Fentry, Hook::Tracepoint],
+            concat!(
                 "syscalls/sys_enter_{accept*,connect,bind,socket*} + ",
                 crate::sockmsg_fentry_hooks!()
             ),
-            check: Some(sockmsg::required),
-        },
-        Plan {
-            name: "kprobe",
-            needs: &[Hook::Kprobe, Hook::Tracepoint],
-            attach: concat!(
+        )
+        .checked(sockmsg::required),
+        Plan::new(
+            "kprobe",
+            &[Hook::Kprobe, Hook::Tracepoint],
+            concat!(
                 "syscalls/sys_enter_{accept*,connect,bind,socket*} + ",
                 crate::sockmsg_kprobe_hooks!()
             ),
-            check: Some(sockmsg::required),
-        },
+        )
+        .checked(sockmsg::required),
     ],
     cli: <Opts as clap::CommandFactory>::command,
     run,

@@ -2,22 +2,16 @@
 
 use std::ffi::OsString;
 
-use clap::Parser;
-
 use crate::core::addr::ip;
 use crate::core::bpf::Pod;
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{Common, PidFilter};
 use crate::core::errno;
 use crate::core::output::{comm_str, Column, Value};
 use crate::core::proto::ipproto_name;
 use crate::core::table::Table;
-use crate::tools::{start, Tool};
+use crate::tools::{PidOpts, Tool};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/soconnect.skel.rs"));
-}
-use skel::*;
+crate::skel!("soconnect");
 
 unsafe impl Pod for types::soconnect_event {}
 
@@ -25,13 +19,12 @@ pub static TOOL: Tool = Tool {
     name: "soconnect",
     aliases: &[],
     about: "IP socket connect() calls with address, port, latency and result",
-    plans: &[Plan {
-        name: "tracepoint",
-        needs: &[Hook::Tracepoint],
-        attach: "syscalls/sys_{enter,exit}_connect",
-        check: None,
-    }],
-    cli: <Opts as clap::CommandFactory>::command,
+    plans: &[Plan::new(
+        "tracepoint",
+        &[Hook::Tracepoint],
+        "syscalls/sys_{enter,exit}_connect",
+    )],
+    cli,
     run,
     verify: crate::core::bpf::verify::<SoconnectSkelBuilder>,
     export: None,
@@ -48,13 +41,12 @@ for a blocking TCP connect the handshake, for a non-blocking one (EINPROGRESS) o
 dispatch. RESULT is Success or the errno name. Any IP socket counts (TCP, UDP, ...: --json
 says which); connects through io_uring are not seen.";
 
-#[derive(Parser, Debug)]
-#[command(name = "soconnect", about = "Trace IP socket connect() calls with latency and result", after_help = EXAMPLES)]
-struct Opts {
-    #[command(flatten)]
-    pid: PidFilter,
-    #[command(flatten)]
-    common: Common,
+fn cli() -> clap::Command {
+    PidOpts::command(
+        "soconnect",
+        "Trace IP socket connect() calls with latency and result",
+        EXAMPLES,
+    )
 }
 
 /// One connect(), as printed.
@@ -91,9 +83,7 @@ fn table() -> Table<Row> {
 }
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
-    let o = Opts::parse_from(args);
-    let mut s = start(tool, &o.common)?;
-    o.pid.apply(&mut s.filters);
+    let (o, mut s) = PidOpts::start(tool, args)?;
 
     let skel = s.load::<SoconnectSkelBuilder>(|_, _| Ok(()))?;
 

@@ -4,21 +4,16 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 
-use clap::Parser;
 use libbpf_rs::{MapCore, MapFlags};
 
 use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{Common, PidFilter};
 use crate::core::hist::print_log2;
 use crate::core::output::{comm_str, json_string, Format, Output, Value};
 use crate::core::symbols::{Symbols, UserFrame};
-use crate::tools::{announce, start, Tool};
+use crate::tools::{announce, PidOpts, Tool};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/soconnlat.skel.rs"));
-}
-use skel::*;
+crate::skel!("soconnlat");
 
 unsafe impl Pod for types::soconnlat_key {}
 unsafe impl Pod for types::soconnlat_stack_event {}
@@ -28,14 +23,13 @@ pub static TOOL: Tool = Tool {
     name: "soconnlat",
     aliases: &[],
     about: "IP connect() latency histograms by user stack and process (at exit)",
-    plans: &[Plan {
-        name: "tracepoint",
-        needs: &[Hook::Tracepoint],
-        attach: "syscalls/sys_{enter,exit}_connect + fd->sock, sys_exit_{poll,ppoll,select,\
+    plans: &[Plan::new(
+        "tracepoint",
+        &[Hook::Tracepoint],
+        "syscalls/sys_{enter,exit}_connect + fd->sock, sys_exit_{poll,ppoll,select,\
                  pselect6,epoll_wait,epoll_pwait,epoll_pwait2 (5.11+)}",
-        check: None,
-    }],
-    cli: <Opts as clap::CommandFactory>::command,
+    )],
+    cli,
     run,
     verify: |tool, plan| {
         crate::core::bpf::verify_with::<SoconnlatSkelBuilder>(tool, plan, |open, _| {
@@ -73,17 +67,12 @@ in their files when the process first connects from it, and named from those fil
 short-lived clients are named too. A frame with no symbol shows as FILE+0xOFFSET, one in no file
 as its address.";
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "soconnlat",
-    about = "Histograms of IP connect() latency by user stack",
-    after_help = EXAMPLES
-)]
-struct Opts {
-    #[command(flatten)]
-    pid: PidFilter,
-    #[command(flatten)]
-    common: Common,
+fn cli() -> clap::Command {
+    PidOpts::command(
+        "soconnlat",
+        "Histograms of IP connect() latency by user stack",
+        EXAMPLES,
+    )
 }
 
 /// User stacks by (pid, stack id), and connect()'s callers by (pid, address): located in their
@@ -180,9 +169,7 @@ fn frame_addr(f: &UserFrame) -> u64 {
 }
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
-    let o = Opts::parse_from(args);
-    let mut s = start(tool, &o.common)?;
-    o.pid.apply(&mut s.filters);
+    let (o, mut s) = PidOpts::start(tool, args)?;
 
     let skel = s.load::<SoconnlatSkelBuilder>(|open, _plan| {
         leave_out_missing_waits(open);

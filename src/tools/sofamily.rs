@@ -2,20 +2,14 @@
 
 use std::ffi::OsString;
 
-use clap::Parser;
-
 use crate::core::bpf::Pod;
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{Common, PidFilter};
 use crate::core::output::{comm_str, Column, Format, Output, Value};
 use crate::core::proto::family_str;
 use crate::core::table::Table;
-use crate::tools::{start, Tool};
+use crate::tools::{PidOpts, Tool};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/sofamily.skel.rs"));
-}
-use skel::*;
+crate::skel!("sofamily");
 
 unsafe impl Pod for types::sofamily_key {}
 
@@ -23,13 +17,8 @@ pub static TOOL: Tool = Tool {
     name: "sofamily",
     aliases: &[],
     about: "connect() and accept() counts by process and address family",
-    plans: &[Plan {
-        name: "tracepoint",
-        needs: &[Hook::Tracepoint],
-        attach: "syscalls/sys_enter_connect + sys_exit_accept{,4} + fd->sock",
-        check: None,
-    }],
-    cli: <Opts as clap::CommandFactory>::command,
+    plans: &[PLAN],
+    cli,
     run,
     verify: crate::core::bpf::verify::<SofamilySkelBuilder>,
     export: None,
@@ -48,14 +37,20 @@ with the family of the address it was given (failed attempts included; connect(A
 dissolves a datagram association). accept() is counted when it returns a socket, with that
 socket's family. Every family Linux defines has a name.";
 
-#[derive(Parser, Debug)]
-#[command(name = "sofamily", about = "Count connect()/accept() by process and address family", after_help = EXAMPLES)]
-struct Opts {
-    #[command(flatten)]
-    pid: PidFilter,
-    #[command(flatten)]
-    common: Common,
+fn cli() -> clap::Command {
+    PidOpts::command(
+        "sofamily",
+        "Count connect()/accept() by process and address family",
+        EXAMPLES,
+    )
 }
+
+/// The plan of sofamily and soprotocol (the same hooks, keyed differently).
+pub(crate) const PLAN: Plan = Plan::new(
+    "tracepoint",
+    &[Hook::Tracepoint],
+    "syscalls/sys_enter_connect + sys_exit_accept{,4} + fd->sock",
+);
 
 pub(crate) const CALLS: [&str; 2] = ["connect", "accept"];
 
@@ -84,9 +79,7 @@ fn table() -> Table<Row> {
 }
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
-    let o = Opts::parse_from(args);
-    let mut s = start(tool, &o.common)?;
-    o.pid.apply(&mut s.filters);
+    let (o, mut s) = PidOpts::start(tool, args)?;
 
     let skel = s.load::<SofamilySkelBuilder>(|_, _| Ok(()))?;
 

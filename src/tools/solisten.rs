@@ -17,10 +17,7 @@ use crate::core::time::Clock;
 use crate::tools::{start, Tool};
 use crate::tuple_of;
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/solisten.skel.rs"));
-}
-use skel::*;
+crate::skel!("solisten");
 
 unsafe impl Pod for types::solisten_event {}
 
@@ -28,12 +25,11 @@ pub static TOOL: Tool = Tool {
     name: "solisten",
     aliases: &[],
     about: "listen() on IP sockets: backlog, address, port, protocol, result",
-    plans: &[Plan {
-        name: "tracepoint",
-        needs: &[Hook::Tracepoint],
-        attach: "syscalls/sys_{enter,exit}_listen + fd->sock",
-        check: None,
-    }],
+    plans: &[Plan::new(
+        "tracepoint",
+        &[Hook::Tracepoint],
+        "syscalls/sys_{enter,exit}_listen + fd->sock",
+    )],
     cli: <Opts as clap::CommandFactory>::command,
     run,
     verify: verify::<SolistenSkelBuilder>,

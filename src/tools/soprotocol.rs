@@ -2,22 +2,15 @@
 
 use std::ffi::OsString;
 
-use clap::Parser;
-
 use crate::core::addr::{AF_INET, AF_INET6};
 use crate::core::bpf::Pod;
-use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{Common, PidFilter};
 use crate::core::output::{comm_str, Column, Value};
 use crate::core::proto::{family_str, ipproto_name};
 use crate::core::table::Table;
-use crate::tools::sofamily::{print_counts, CALLS};
-use crate::tools::{start, Tool};
+use crate::tools::sofamily::{print_counts, CALLS, PLAN};
+use crate::tools::{PidOpts, Tool};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/soprotocol.skel.rs"));
-}
-use skel::*;
+crate::skel!("soprotocol");
 
 unsafe impl Pod for types::soprotocol_key {}
 
@@ -25,13 +18,8 @@ pub static TOOL: Tool = Tool {
     name: "soprotocol",
     aliases: &[],
     about: "connect() and accept() counts by process and transport protocol",
-    plans: &[Plan {
-        name: "tracepoint",
-        needs: &[Hook::Tracepoint],
-        attach: "syscalls/sys_enter_connect + sys_exit_accept{,4} + fd->sock",
-        check: None,
-    }],
-    cli: <Opts as clap::CommandFactory>::command,
+    plans: &[PLAN],
+    cli,
     run,
     verify: crate::core::bpf::verify::<SoprotocolSkelBuilder>,
     export: None,
@@ -51,13 +39,12 @@ with accept() kept apart, @accept[COMM, PROTO, NAME, KPROTO]: COUNT and @connect
 smallest counts first (--json: also the family). connect() is counted when called, on the
 connecting socket; accept() when it returns a socket, on that new socket.";
 
-#[derive(Parser, Debug)]
-#[command(name = "soprotocol", about = "Count connect()/accept() by process and transport protocol", after_help = EXAMPLES)]
-struct Opts {
-    #[command(flatten)]
-    pid: PidFilter,
-    #[command(flatten)]
-    common: Common,
+fn cli() -> clap::Command {
+    PidOpts::command(
+        "soprotocol",
+        "Count connect()/accept() by process and transport protocol",
+        EXAMPLES,
+    )
 }
 
 /// One (call, process, protocol) count, as printed.
@@ -95,9 +82,7 @@ fn table() -> Table<Row> {
 }
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
-    let o = Opts::parse_from(args);
-    let mut s = start(tool, &o.common)?;
-    o.pid.apply(&mut s.filters);
+    let (o, mut s) = PidOpts::start(tool, args)?;
 
     let skel = s.load::<SoprotocolSkelBuilder>(|_, _| Ok(()))?;
 

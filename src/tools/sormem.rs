@@ -3,23 +3,17 @@
 
 use std::ffi::OsString;
 
-use clap::Parser;
-
 use crate::core::addr::{endpoint, AF_INET, AF_INET6};
 use crate::core::bpf::{read_event, Pod};
 use crate::core::caps::{Hook, Plan};
-use crate::core::cli::{Common, PidFilter};
 use crate::core::hist::print_log2;
 use crate::core::output::{comm_str, Format, Output, Value};
 use crate::core::table::Owners;
 use crate::core::time::Clock;
-use crate::tools::{announce, start, Tool};
+use crate::tools::{announce, PidOpts, Tool};
 use crate::tuple_of;
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/sormem.skel.rs"));
-}
-use skel::*;
+crate::skel!("sormem");
 
 unsafe impl Pod for types::sormem_event {}
 unsafe impl Pod for types::hist {}
@@ -36,32 +30,31 @@ pub static TOOL: Tool = Tool {
     aliases: &[],
     about: "Socket receive-buffer usage and limit before reads (histograms), and overflows",
     plans: &[
-        Plan {
-            name: "fentry",
-            needs: &[Hook::Fentry, Hook::TpBtf],
-            attach: "fentry sock_recvmsg, ____sys_recvmsg + tp_btf sock/sock_rcvqueue_full, \
+        Plan::new(
+            "fentry",
+            &[Hook::Fentry, Hook::TpBtf],
+            "fentry sock_recvmsg, ____sys_recvmsg + tp_btf sock/sock_rcvqueue_full, \
                      sock/sock_exceed_buf_limit, udp/udp_fail_queue_rcv_skb + fexit \
                      __udp_enqueue_schedule_skb (IPv6)",
-            check: Some(sock_recvmsg),
-        },
-        Plan {
-            name: "kprobe",
-            needs: &[Hook::Kprobe, Hook::TpBtf],
-            attach: "kprobe sock_recvmsg, ____sys_recvmsg + tp_btf sock/sock_rcvqueue_full, \
+        )
+        .checked(sock_recvmsg),
+        Plan::new(
+            "kprobe",
+            &[Hook::Kprobe, Hook::TpBtf],
+            "kprobe sock_recvmsg, ____sys_recvmsg + tp_btf sock/sock_rcvqueue_full, \
                      sock/sock_exceed_buf_limit, udp/udp_fail_queue_rcv_skb + kretprobe \
                      __udp_enqueue_schedule_skb (IPv6)",
-            check: Some(sock_recvmsg),
-        },
-        Plan {
-            name: "tracepoint",
-            needs: &[Hook::Tracepoint, Hook::TpBtf],
-            attach: "syscalls/sys_enter_{read,readv,recvfrom,recvmsg,recvmmsg} + fd->sock; \
+        )
+        .checked(sock_recvmsg),
+        Plan::new(
+            "tracepoint",
+            &[Hook::Tracepoint, Hook::TpBtf],
+            "syscalls/sys_enter_{read,readv,recvfrom,recvmsg,recvmmsg} + fd->sock; \
                      tp_btf sock/sock_rcvqueue_full, sock/sock_exceed_buf_limit, \
                      udp/udp_fail_queue_rcv_skb",
-            check: None,
-        },
+        ),
     ],
-    cli: <Opts as clap::CommandFactory>::command,
+    cli,
     run,
     verify: |tool, plan| {
         crate::core::bpf::verify_with::<SormemSkelBuilder>(tool, plan, |open, plan| {
@@ -96,17 +89,12 @@ dropped; rc -12 ENOMEM means the receive buffer was full).
 With -p, overflows count as the process's when they happen on a socket it has read from during
 the run, or while it was running.";
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "sormem",
-    about = "Socket receive-buffer usage before reads, and receive overflows",
-    after_help = EXAMPLES
-)]
-struct Opts {
-    #[command(flatten)]
-    pid: PidFilter,
-    #[command(flatten)]
-    common: Common,
+fn cli() -> clap::Command {
+    PidOpts::command(
+        "sormem",
+        "Socket receive-buffer usage before reads, and receive overflows",
+        EXAMPLES,
+    )
 }
 
 /// Leaves out the programs on functions older kernels may lack: recvmmsg's no-LSM path is 5.5+
@@ -134,9 +122,7 @@ fn configure(open: &mut OpenSormemSkel<'static>, plan: &Plan) {
 }
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
-    let o = Opts::parse_from(args);
-    let mut s = start(tool, &o.common)?;
-    o.pid.apply(&mut s.filters);
+    let (o, mut s) = PidOpts::start(tool, args)?;
 
     let skel = s.load::<SormemSkelBuilder>(|open, plan| {
         configure(open, plan);

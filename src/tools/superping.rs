@@ -13,10 +13,7 @@ use crate::core::table::Table;
 use crate::core::time::Clock;
 use crate::tools::{announce, start, Tool};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/superping.skel.rs"));
-}
-use skel::*;
+crate::skel!("superping");
 
 unsafe impl Pod for types::superping_event {}
 
@@ -24,12 +21,11 @@ pub static TOOL: Tool = Tool {
     name: "superping",
     aliases: &[],
     about: "ICMP/ICMPv6 echo round-trip time measured in the kernel stack",
-    plans: &[Plan {
-        name: "tp_btf",
-        needs: &[Hook::TpBtf],
-        attach: "net/net_dev_queue + net/netif_receive_skb",
-        check: None,
-    }],
+    plans: &[Plan::new(
+        "tp_btf",
+        &[Hook::TpBtf],
+        "net/net_dev_queue + net/netif_receive_skb",
+    )],
     cli: <Opts as clap::CommandFactory>::command,
     run,
     verify: crate::core::bpf::verify::<SuperpingSkelBuilder>,

@@ -19,10 +19,7 @@ use crate::core::time::Clock;
 use crate::tools::{start, Tool};
 use crate::tuple_of;
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/tcpaccept.skel.rs"));
-}
-use skel::*;
+crate::skel!("tcpaccept");
 
 unsafe impl Pod for types::tcpaccept_event {}
 
@@ -33,24 +30,18 @@ pub static TOOL: Tool = Tool {
     // inet_csk_accept() returns every accepted TCP connection, io_uring's included; the
     // syscall tracepoints see accept(2) and accept4(2) only.
     plans: &[
-        Plan {
-            name: "fexit",
-            needs: &[Hook::Fentry],
-            attach: "fexit/inet_csk_accept",
-            check: Some(crate::core::caps::func_ret_helpers),
-        },
-        Plan {
-            name: "kprobe",
-            needs: &[Hook::Kprobe],
-            attach: "kprobe+kretprobe/inet_csk_accept",
-            check: None,
-        },
-        Plan {
-            name: "tracepoint",
-            needs: &[Hook::Tracepoint],
-            attach: "syscalls/sys_{enter,exit}_accept{,4} + fd->sock",
-            check: None,
-        },
+        Plan::new("fexit", &[Hook::Fentry], "fexit/inet_csk_accept")
+            .checked(crate::core::caps::func_ret_helpers),
+        Plan::new(
+            "kprobe",
+            &[Hook::Kprobe],
+            "kprobe+kretprobe/inet_csk_accept",
+        ),
+        Plan::new(
+            "tracepoint",
+            &[Hook::Tracepoint],
+            "syscalls/sys_{enter,exit}_accept{,4} + fd->sock",
+        ),
     ],
     cli: <Opts as clap::CommandFactory>::command,
     run,

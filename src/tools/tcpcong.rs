@@ -17,10 +17,7 @@ use crate::core::time::Clock;
 use crate::tools::{announce, start, Tool};
 use crate::{tp_btf_or_raw_tp_plans, tuple_of};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/tcpcong.skel.rs"));
-}
-use skel::*;
+crate::skel!("tcpcong");
 
 unsafe impl Pod for types::tcpcong_event {}
 unsafe impl Pod for types::hist {}

@@ -20,10 +20,7 @@ use crate::core::time::Clock;
 use crate::tools::{announce, dnslat, start, Tool};
 use crate::tuple_of;
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/tcpconnect.skel.rs"));
-}
-use skel::*;
+crate::skel!("tcpconnect");
 
 unsafe impl Pod for types::tcpconnect_event {}
 unsafe impl Pod for types::tcpconnect_count_key {}
@@ -33,19 +30,13 @@ pub static TOOL: Tool = Tool {
     aliases: &[],
     about: "Active TCP connections (connect()), or counts of them with -c",
     plans: &[
-        Plan {
-            name: "tracepoint",
-            needs: &[Hook::TpBtf, Hook::Tracepoint],
-            attach: "sock/inet_sock_set_state + syscalls/sys_exit_connect",
-            check: None,
-        },
+        Plan::new(
+            "tracepoint",
+            &[Hook::TpBtf, Hook::Tracepoint],
+            "sock/inet_sock_set_state + syscalls/sys_exit_connect",
+        ),
         // Without tracefs: a non-blocking connect is shown when its handshake ends.
-        Plan {
-            name: "tp_btf",
-            needs: &[Hook::TpBtf],
-            attach: "sock/inet_sock_set_state",
-            check: None,
-        },
+        Plan::new("tp_btf", &[Hook::TpBtf], "sock/inet_sock_set_state"),
     ],
     cli: <Opts as clap::CommandFactory>::command,
     run,

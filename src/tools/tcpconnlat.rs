@@ -15,10 +15,7 @@ use crate::core::time::Clock;
 use crate::tools::{start, Tool};
 use crate::tuple_of;
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/tcpconnlat.skel.rs"));
-}
-use skel::*;
+crate::skel!("tcpconnlat");
 
 unsafe impl Pod for types::tcpconnlat_event {}
 
@@ -26,12 +23,11 @@ pub static TOOL: Tool = Tool {
     name: "tcpconnlat",
     aliases: &[],
     about: "TCP connect latency: SYN sent to established (or refused), one line per connect",
-    plans: &[Plan {
-        name: "tp_btf",
-        needs: &[Hook::TpBtf],
-        attach: "sock/inet_sock_set_state",
-        check: None,
-    }],
+    plans: &[Plan::new(
+        "tp_btf",
+        &[Hook::TpBtf],
+        "sock/inet_sock_set_state",
+    )],
     cli: <Opts as clap::CommandFactory>::command,
     run,
     verify: verify::<TcpconnlatSkelBuilder>,

@@ -18,10 +18,7 @@ use crate::core::tcp::{flags_str, state_name};
 use crate::core::time::Clock;
 use crate::tools::{announce, start, Tool};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/tcpdrop.skel.rs"));
-}
-use skel::*;
+crate::skel!("tcpdrop");
 
 unsafe impl Pod for skel::types::tcpdrop_event {}
 

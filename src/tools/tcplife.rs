@@ -10,14 +10,10 @@ use crate::core::cli::{Common, TcpSessionOpts, TimeCells};
 use crate::core::output::{comm_str, Column, Value};
 use crate::core::sk_state;
 use crate::core::table::Table;
-use crate::core::time::Clock;
 use crate::tools::{start, Tool};
 use crate::tuple_of;
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/tcplife.skel.rs"));
-}
-use skel::*;
+crate::skel!("tcplife");
 
 unsafe impl Pod for types::tcplife_event {}
 
@@ -89,31 +85,22 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let mut s = start(tool, &o.common)?;
     o.sel.apply(&mut s.filters);
 
-    let skel = s.load::<TcplifeSkelBuilder>(sk_state::configure)?;
-    sk_state::seed_listeners(tool.name, s.filters.netns, &skel.maps.listen_owners)?;
-
-    let clock = Clock::start();
-    s.stream_rows(
-        &skel.maps.events,
+    s.stream_sockets::<TcplifeSkelBuilder, _, _>(
+        |skel| [&skel.maps.events, &skel.maps.listen_owners],
         &table(&o).containers(&o.common, |r| r.e.cgroup),
         o.sel.format(&o.common),
         "TCP sessions",
-        |e: types::tcplife_event| Row {
-            stamp: o.sel.stamps.cells(&clock, e.ts_ns),
+        |clock, e: types::tcplife_event| Row {
+            stamp: o.sel.stamps.cells(clock, e.ts_ns),
             t: tuple_of!(e.tuple),
             comm: comm_str(&e.comm),
             e,
         },
-    )?;
-    let object = libbpf_rs::skel::Skel::object(&skel);
-    s.report(object);
-    sk_state::report_unfollowed(
-        tool.name,
-        object,
-        "sessions not tracked (no kernel memory for their per-socket state)",
-        "sessions not reported",
-    );
-    Ok(())
+        [
+            "sessions not tracked (no kernel memory for their per-socket state)",
+            "sessions not reported",
+        ],
+    )
 }
 
 // ---------------------------------------------------------------- netbpf exporter

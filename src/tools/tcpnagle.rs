@@ -13,10 +13,7 @@ use crate::core::output::{Column, Format, Output, Value};
 use crate::core::run::report_nothing;
 use crate::tools::{start, Tool};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/tcpnagle.skel.rs"));
-}
-use skel::*;
+crate::skel!("tcpnagle");
 
 unsafe impl Pod for types::hist {}
 
@@ -28,24 +25,15 @@ pub static TOOL: Tool = Tool {
     aliases: &[],
     about: "TCP transmits by Nagle/cork/push flags and time held back (partial without fexit)",
     plans: &[
-        Plan {
-            name: "fentry",
-            needs: &[Hook::Fentry],
-            attach: "fexit/tcp_write_xmit",
-            check: Some(has_write_xmit),
-        },
-        Plan {
-            name: "kprobe",
-            needs: &[Hook::Kprobe],
-            attach: "kprobe+kretprobe/tcp_write_xmit",
-            check: Some(has_write_xmit),
-        },
-        Plan {
-            name: "partial",
-            needs: &[Hook::TpBtf],
-            attach: "sock/sock_send_length + tcp/tcp_sendmsg_locked (no blocked time)",
-            check: Some(has_send_tracepoints),
-        },
+        Plan::new("fentry", &[Hook::Fentry], "fexit/tcp_write_xmit").checked(has_write_xmit),
+        Plan::new("kprobe", &[Hook::Kprobe], "kprobe+kretprobe/tcp_write_xmit")
+            .checked(has_write_xmit),
+        Plan::new(
+            "partial",
+            &[Hook::TpBtf],
+            "sock/sock_send_length + tcp/tcp_sendmsg_locked (no blocked time)",
+        )
+        .checked(has_send_tracepoints),
     ],
     cli: <Opts as clap::CommandFactory>::command,
     run,

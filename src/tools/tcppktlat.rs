@@ -16,10 +16,7 @@ use crate::core::time::Clock;
 use crate::tools::{start, Tool};
 use crate::{tp_btf_or_raw_tp_plans, tuple_of};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/tcppktlat.skel.rs"));
-}
-use skel::*;
+crate::skel!("tcppktlat");
 
 unsafe impl Pod for types::tcppktlat_event {}
 

@@ -16,10 +16,7 @@ use crate::core::{errno, maps};
 use crate::tools::{announce, start, Tool};
 use crate::{tuple_of, usage};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/tcpretrans.skel.rs"));
-}
-use skel::*;
+crate::skel!("tcpretrans");
 
 unsafe impl Pod for types::tcpretrans_event {}
 unsafe impl Pod for types::tcpretrans_count_key {}
@@ -30,33 +27,32 @@ pub static TOOL: Tool = Tool {
     aliases: &[],
     about: "TCP retransmits with addresses and state; -c counts; -l tail loss probes",
     plans: &[
-        Plan {
-            name: "fentry",
-            needs: &[Hook::TpBtf, Hook::Fentry],
-            attach: "tcp/tcp_retransmit_skb, tcp/tcp_retransmit_synack + sock/inet_sock_set_state, fexit/inet_csk_accept \
-                     (owners); -l: fentry+fexit/tcp_send_loss_probe",
-            check: Some(fentry_ready),
-        },
-        Plan {
-            name: "kprobe",
-            needs: &[Hook::TpBtf, Hook::Kprobe],
-            attach: "tcp/tcp_retransmit_skb, tcp/tcp_retransmit_synack + sock/inet_sock_set_state, kretprobe/inet_csk_accept \
-                     (owners); -l: kprobe+kretprobe/tcp_send_loss_probe",
-            check: Some(has_functions),
-        },
-        Plan {
-            name: "tracepoint",
-            needs: &[Hook::TpBtf, Hook::Tracepoint],
-            attach: "tcp/tcp_retransmit_skb, tcp/tcp_retransmit_synack + sock/inet_sock_set_state, \
-                     syscalls/sys_exit_accept(4) (owners) (without -l)",
-            check: None,
-        },
-        Plan {
-            name: "tp_btf",
-            needs: &[Hook::TpBtf],
-            attach: "tcp/tcp_retransmit_skb, tcp/tcp_retransmit_synack + sock/inet_sock_set_state (owners) (without -l)",
-            check: None,
-        },
+        Plan::new(
+            "fentry",
+            &[Hook::TpBtf, Hook::Fentry],
+            "tcp/tcp_retransmit_skb, tcp/tcp_retransmit_synack + sock/inet_sock_set_state, \
+             fexit/inet_csk_accept (owners); -l: fentry+fexit/tcp_send_loss_probe",
+        )
+        .checked(fentry_ready),
+        Plan::new(
+            "kprobe",
+            &[Hook::TpBtf, Hook::Kprobe],
+            "tcp/tcp_retransmit_skb, tcp/tcp_retransmit_synack + sock/inet_sock_set_state, \
+             kretprobe/inet_csk_accept (owners); -l: kprobe+kretprobe/tcp_send_loss_probe",
+        )
+        .checked(has_functions),
+        Plan::new(
+            "tracepoint",
+            &[Hook::TpBtf, Hook::Tracepoint],
+            "tcp/tcp_retransmit_skb, tcp/tcp_retransmit_synack + sock/inet_sock_set_state, \
+             syscalls/sys_exit_accept(4) (owners) (without -l)",
+        ),
+        Plan::new(
+            "tp_btf",
+            &[Hook::TpBtf],
+            "tcp/tcp_retransmit_skb, tcp/tcp_retransmit_synack + sock/inet_sock_set_state \
+             (owners) (without -l)",
+        ),
     ],
     cli: <Opts as clap::CommandFactory>::command,
     run,

@@ -20,10 +20,7 @@ use crate::core::output::{Format, Output, Value};
 use crate::core::time::hms_now;
 use crate::tools::{announce, start, Tool};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/tcprtt.skel.rs"));
-}
-use skel::*;
+crate::skel!("tcprtt");
 
 unsafe impl Pod for types::tcprtt_key {}
 unsafe impl Pod for types::tcprtt_hist {}
@@ -32,12 +29,7 @@ pub static TOOL: Tool = Tool {
     name: "tcprtt",
     aliases: &[],
     about: "Histograms of TCP round-trip time (smoothed RTT per received segment)",
-    plans: &[Plan {
-        name: "tp_btf",
-        needs: &[Hook::TpBtf],
-        attach: "tcp/tcp_probe",
-        check: None,
-    }],
+    plans: &[Plan::new("tp_btf", &[Hook::TpBtf], "tcp/tcp_probe")],
     cli: <Opts as clap::CommandFactory>::command,
     run,
     verify: crate::core::bpf::verify::<TcprttSkelBuilder>,

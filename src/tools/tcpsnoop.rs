@@ -16,10 +16,7 @@ use crate::core::time::Clock;
 use crate::tools::{announce, start, Tool};
 use crate::tuple_of;
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/tcpsnoop.skel.rs"));
-}
-use skel::*;
+crate::skel!("tcpsnoop");
 
 unsafe impl Pod for types::tcpsnoop_event {}
 unsafe impl Pod for types::flow_key {}
@@ -40,35 +37,29 @@ pub static TOOL: Tool = Tool {
     plans: &[
         // Resets to closed ports from tcp_v4/v6_send_reset() (the tracepoint misses them before
         // Linux 6.10), and owners refined at every accept, io_uring's included.
-        Plan {
-            name: "fentry",
-            needs: &[Hook::TpBtf, Hook::Fentry],
-            attach: "net/net_dev_queue + net/netif_receive_skb + sock/inet_sock_set_state + \
+        Plan::new(
+            "fentry",
+            &[Hook::TpBtf, Hook::Fentry],
+            "net/net_dev_queue + net/netif_receive_skb + sock/inet_sock_set_state + \
                      fentry/tcp_v4_send_reset, tcp_v6_send_reset + fexit/inet_csk_accept",
-            check: Some(fentry_ready),
-        },
-        Plan {
-            name: "kprobe",
-            needs: &[Hook::TpBtf, Hook::Kprobe],
-            attach: "net/net_dev_queue + net/netif_receive_skb + sock/inet_sock_set_state + \
+        )
+        .checked(fentry_ready),
+        Plan::new(
+            "kprobe",
+            &[Hook::TpBtf, Hook::Kprobe],
+            "net/net_dev_queue + net/netif_receive_skb + sock/inet_sock_set_state + \
                      kprobe/tcp_v4_send_reset, tcp_v6_send_reset + kretprobe/inet_csk_accept",
-            check: Some(has_functions),
-        },
+        )
+        .checked(has_functions),
         // accept() return refines the owner of passive connections to the accepting process.
-        Plan {
-            name: "tracepoint",
-            needs: &[Hook::TpBtf, Hook::Tracepoint],
-            attach: "net/net_dev_queue + net/netif_receive_skb + tcp/tcp_send_reset + \
+        Plan::new(
+            "tracepoint",
+            &[Hook::TpBtf, Hook::Tracepoint],
+            "net/net_dev_queue + net/netif_receive_skb + tcp/tcp_send_reset + \
                      sock/inet_sock_set_state + syscalls/sys_exit_accept(4)",
-            check: None,
-        },
+        ),
         // Without tracefs: passive connections belong to whoever called listen().
-        Plan {
-            name: "tp_btf",
-            needs: &[Hook::TpBtf],
-            attach: ATTACH,
-            check: None,
-        },
+        Plan::new("tp_btf", &[Hook::TpBtf], ATTACH),
     ],
     cli: <Opts as clap::CommandFactory>::command,
     run,

@@ -11,14 +11,10 @@ use crate::core::output::{comm_str, Column, Value};
 use crate::core::sk_state;
 use crate::core::table::Table;
 use crate::core::tcp::state_name;
-use crate::core::time::Clock;
 use crate::tools::{start, Tool};
 use crate::tuple_of;
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/tcpstates.skel.rs"));
-}
-use skel::*;
+crate::skel!("tcpstates");
 
 unsafe impl Pod for types::tcpstates_event {}
 
@@ -98,32 +94,23 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     let mut s = start(tool, &o.common)?;
     o.sel.apply(&mut s.filters);
 
-    let skel = s.load::<TcpstatesSkelBuilder>(sk_state::configure)?;
-    sk_state::seed_listeners(tool.name, s.filters.netns, &skel.maps.listen_owners)?;
-
-    let clock = Clock::start();
-    s.stream_rows(
-        &skel.maps.events,
+    s.stream_sockets::<TcpstatesSkelBuilder, _, _>(
+        |skel| [&skel.maps.events, &skel.maps.listen_owners],
         &table(&o).containers(&o.common, |r| r.e.cgroup),
         o.sel.format(&o.common),
         "TCP state changes",
-        |e: types::tcpstates_event| Row {
-            stamp: o.sel.stamps.cells(&clock, e.ts_ns),
+        |clock, e: types::tcpstates_event| Row {
+            stamp: o.sel.stamps.cells(clock, e.ts_ns),
             t: tuple_of!(e.tuple),
             ccomm: comm_str(&e.ccomm),
             comm: comm_str(&e.comm),
             e,
         },
-    )?;
-    let object = libbpf_rs::skel::Skel::object(&skel);
-    s.report(object);
-    sk_state::report_unfollowed(
-        tool.name,
-        object,
-        "changes shown without MS and owner (no kernel memory for their per-socket state)",
-        "changes shown without MS and owner",
-    );
-    Ok(())
+        [
+            "changes shown without MS and owner (no kernel memory for their per-socket state)",
+            "changes shown without MS and owner",
+        ],
+    )
 }
 
 // ---------------------------------------------------------------- netbpf exporter

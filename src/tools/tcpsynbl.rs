@@ -20,10 +20,7 @@ use crate::core::table::Owners;
 use crate::core::time::{hms_now, Clock};
 use crate::tools::{announce, start, Tool};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/tcpsynbl.skel.rs"));
-}
-use skel::*;
+crate::skel!("tcpsynbl");
 
 unsafe impl Pod for types::tcpsynbl_drop {}
 unsafe impl Pod for types::hist {}
@@ -42,27 +39,26 @@ pub static TOOL: Tool = Tool {
     aliases: &[],
     about: "TCP listen backlog histograms by backlog limit, and drops at a full accept queue",
     plans: &[
-        Plan {
-            name: "fentry",
-            needs: &[Hook::Fentry, Hook::TpBtf],
-            attach: "sock/inet_sock_set_state (SYN_RECV) + fentry/tcp_conn_request (SYNs) + \
+        Plan::new(
+            "fentry",
+            &[Hook::Fentry, Hook::TpBtf],
+            "sock/inet_sock_set_state (SYN_RECV) + fentry/tcp_conn_request (SYNs) + \
                      fentry/tcp_v4_syn_recv_sock, tcp_v6_syn_recv_sock (handshake ACKs)",
-            check: Some(fentry_can_attach),
-        },
-        Plan {
-            name: "kprobe",
-            needs: &[Hook::Kprobe, Hook::TpBtf],
-            attach: "sock/inet_sock_set_state (SYN_RECV) + kprobe/tcp_conn_request (SYNs) + \
+        )
+        .checked(fentry_can_attach),
+        Plan::new(
+            "kprobe",
+            &[Hook::Kprobe, Hook::TpBtf],
+            "sock/inet_sock_set_state (SYN_RECV) + kprobe/tcp_conn_request (SYNs) + \
                      kprobe/tcp_v4_syn_recv_sock, tcp_v6_syn_recv_sock (handshake ACKs)",
-            check: Some(has_drop_functions),
-        },
-        Plan {
-            name: "tp_btf",
-            needs: &[Hook::TpBtf],
-            attach: "sock/inet_sock_set_state (SYN_RECV, LISTEN) + skb/consume_skb (SYNs) + \
+        )
+        .checked(has_drop_functions),
+        Plan::new(
+            "tp_btf",
+            &[Hook::TpBtf],
+            "sock/inet_sock_set_state (SYN_RECV, LISTEN) + skb/consume_skb (SYNs) + \
                      skb/kfree_skb (TCP_LISTEN_OVERFLOW: handshake ACKs)",
-            check: None,
-        },
+        ),
     ],
     cli: <Opts as clap::CommandFactory>::command,
     run,

@@ -19,10 +19,7 @@ use crate::core::time::hms_now;
 use crate::tools::{announce, start, Tool};
 use crate::tuple_of;
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/tcptop.skel.rs"));
-}
-use skel::*;
+crate::skel!("tcptop");
 
 unsafe impl Pod for types::tcptop_key {}
 unsafe impl Pod for types::tcptop_bytes {}
@@ -36,24 +33,24 @@ pub static TOOL: Tool = Tool {
         // program misses the calls in progress whenever any program is attached to or detached
         // from the same function (the kernel retires the old trampoline so that those calls
         // return without it), and tcp_recvmsg is mostly in progress, blocked waiting for data.
-        Plan {
-            name: "tp_btf",
-            needs: &[Hook::TpBtf],
-            attach: "sock/sock_send_length + sock/sock_recv_length",
-            check: Some(has_send_length),
-        },
-        Plan {
-            name: "fexit",
-            needs: &[Hook::Fentry],
-            attach: "fexit/tcp_sendmsg + fexit/tcp_recvmsg (+ fexit/tcp_sendpage before 6.5)",
-            check: Some(fexit_ready),
-        },
-        Plan {
-            name: "kprobe",
-            needs: &[Hook::Kprobe],
-            attach: "kprobe+kretprobe/tcp_sendmsg, tcp_recvmsg (+ tcp_sendpage before 6.5)",
-            check: Some(has_socket_calls),
-        },
+        Plan::new(
+            "tp_btf",
+            &[Hook::TpBtf],
+            "sock/sock_send_length + sock/sock_recv_length",
+        )
+        .checked(has_send_length),
+        Plan::new(
+            "fexit",
+            &[Hook::Fentry],
+            "fexit/tcp_sendmsg + fexit/tcp_recvmsg (+ fexit/tcp_sendpage before 6.5)",
+        )
+        .checked(fexit_ready),
+        Plan::new(
+            "kprobe",
+            &[Hook::Kprobe],
+            "kprobe+kretprobe/tcp_sendmsg, tcp_recvmsg (+ tcp_sendpage before 6.5)",
+        )
+        .checked(has_socket_calls),
     ],
     cli: <Opts as clap::CommandFactory>::command,
     run,

@@ -14,14 +14,10 @@ use crate::core::table::{
     End, Table, TupleColumn,
     TupleColumn::{Addr, Port},
 };
-use crate::core::time::Clock;
 use crate::tools::{start, Tool};
 use crate::tuple_of;
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/tcptracer.skel.rs"));
-}
-use skel::*;
+crate::skel!("tcptracer");
 
 unsafe impl Pod for types::tcptracer_event {}
 
@@ -127,29 +123,20 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     o.pid.apply(&mut s.filters);
     s.filters.family = o.family.af();
 
-    let skel = s.load::<TcptracerSkelBuilder>(sk_state::configure)?;
-    sk_state::seed_listeners(tool.name, s.filters.netns, &skel.maps.listen_owners)?;
-
-    let clock = Clock::start();
-    s.stream_rows(
-        &skel.maps.events,
+    s.stream_sockets::<TcptracerSkelBuilder, _, _>(
+        |skel| [&skel.maps.events, &skel.maps.listen_owners],
         &table(&o).containers(&o.common, |r| r.e.cgroup),
         o.common.format(),
         "TCP connects, accepts and closes",
-        |e: types::tcptracer_event| Row {
-            stamp: o.stamps.cells(&clock, e.ts_ns),
+        |clock, e: types::tcptracer_event| Row {
+            stamp: o.stamps.cells(clock, e.ts_ns),
             t: tuple_of!(e.tuple),
             comm: comm_str(&e.comm),
             e,
         },
-    )?;
-    let object = libbpf_rs::skel::Skel::object(&skel);
-    s.report(object);
-    sk_state::report_unfollowed(
-        tool.name,
-        object,
-        "connections not followed (no kernel memory for their per-socket state)",
-        "connections whose close was not reported",
-    );
-    Ok(())
+        [
+            "connections not followed (no kernel memory for their per-socket state)",
+            "connections whose close was not reported",
+        ],
+    )
 }

@@ -17,10 +17,7 @@ use crate::core::time::Clock;
 use crate::tools::{announce, start, Tool};
 use crate::{tuple_of, usage};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/tcpwin.skel.rs"));
-}
-use skel::*;
+crate::skel!("tcpwin");
 
 unsafe impl Pod for types::tcpwin_event {}
 
@@ -28,12 +25,11 @@ pub static TOOL: Tool = Tool {
     name: "tcpwin",
     aliases: &[],
     about: "TCP congestion window and send buffer per socket (CSV), with an SVG plot",
-    plans: &[Plan {
-        name: "tp_btf",
-        needs: &[Hook::TpBtf],
-        attach: "tcp/tcp_probe + sock/inet_sock_set_state",
-        check: None,
-    }],
+    plans: &[Plan::new(
+        "tp_btf",
+        &[Hook::TpBtf],
+        "tcp/tcp_probe + sock/inet_sock_set_state",
+    )],
     cli: <Opts as clap::CommandFactory>::command,
     run,
     verify: crate::core::bpf::verify::<TcpwinSkelBuilder>,

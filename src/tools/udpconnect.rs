@@ -2,21 +2,15 @@
 
 use std::ffi::OsString;
 
-use clap::Parser;
-
 use crate::core::addr::{ip, ip_version};
 use crate::core::bpf::Pod;
 use crate::core::caps::{btf_has, Hook, Plan};
-use crate::core::cli::{Common, PidFilter};
 use crate::core::output::{comm_str, Column, Value};
 use crate::core::table::Table;
 use crate::core::time::Clock;
-use crate::tools::{start, Tool};
+use crate::tools::{PidOpts, Tool};
 
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/udpconnect.skel.rs"));
-}
-use skel::*;
+crate::skel!("udpconnect");
 
 unsafe impl Pod for types::udpconnect_event {}
 
@@ -26,26 +20,27 @@ pub static TOOL: Tool = Tool {
     about: "UDP sockets being connected (connect() on a UDP socket)",
     plans: &[
         // The protocols' own connect functions: every connect, io_uring's included.
-        Plan {
-            name: "fexit",
-            needs: &[Hook::Fentry],
-            attach: "fexit/udp_connect, udpv6_connect (before 6.13: ip4_datagram_connect, ip6_datagram_connect)",
-            check: Some(has_connect_functions),
-        },
-        Plan {
-            name: "kprobe",
-            needs: &[Hook::Kprobe],
-            attach: "kprobe+kretprobe/udp_connect, udpv6_connect (before 6.13: ip4_datagram_connect, ip6_datagram_connect)",
-            check: Some(has_connect_functions),
-        },
-        Plan {
-            name: "tracepoint",
-            needs: &[Hook::Tracepoint],
-            attach: "syscalls/sys_{enter,exit}_connect + fd->sock (sk_protocol UDP)",
-            check: None,
-        },
+        Plan::new(
+            "fexit",
+            &[Hook::Fentry],
+            "fexit/udp_connect, udpv6_connect \
+             (before 6.13: ip4_datagram_connect, ip6_datagram_connect)",
+        )
+        .checked(has_connect_functions),
+        Plan::new(
+            "kprobe",
+            &[Hook::Kprobe],
+            "kprobe+kretprobe/udp_connect, udpv6_connect \
+             (before 6.13: ip4_datagram_connect, ip6_datagram_connect)",
+        )
+        .checked(has_connect_functions),
+        Plan::new(
+            "tracepoint",
+            &[Hook::Tracepoint],
+            "syscalls/sys_{enter,exit}_connect + fd->sock (sk_protocol UDP)",
+        ),
     ],
-    cli: <Opts as clap::CommandFactory>::command,
+    cli,
     run,
     verify: crate::core::bpf::verify::<UdpconnectSkelBuilder>,
     export: None,
@@ -79,13 +74,8 @@ ICMP ping, raw or UDP-Lite sockets. Where the kernel allows fexit or kprobes, th
 connect functions are traced (connects made through io_uring too); else the connect syscall. IP is the socket's IP version: an IPv6 socket connecting
 to an IPv4-mapped address shows 6.";
 
-#[derive(Parser, Debug)]
-#[command(name = "udpconnect", about = "Trace UDP connect() calls", after_help = EXAMPLES)]
-struct Opts {
-    #[command(flatten)]
-    pid: PidFilter,
-    #[command(flatten)]
-    common: Common,
+fn cli() -> clap::Command {
+    PidOpts::command("udpconnect", "Trace UDP connect() calls", EXAMPLES)
 }
 
 /// One UDP connect(), as printed.
@@ -115,9 +105,7 @@ fn table() -> Table<Row> {
 }
 
 fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
-    let o = Opts::parse_from(args);
-    let mut s = start(tool, &o.common)?;
-    o.pid.apply(&mut s.filters);
+    let (o, mut s) = PidOpts::start(tool, args)?;
 
     let [connect4, connect6] = connect_functions();
     // IPv6 may be a module that is not loaded, or disabled.
