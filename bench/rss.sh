@@ -92,23 +92,32 @@ traffic() { timeout -k 5 $(($1 + 30)) ip netns exec "$NS" python3 "$WORK/traffic
 
 hwm_mb() { awk '/^VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 
-# Starts "$@" in the background (stderr to $WORK/err), sets PID once stderr says "Tracing" (or
-# after 2 s, for a tool that prints no such line) and READY_MS to the time since exec ("-"
-# without that line).
+# Starts "$@" in the background with its stderr on a FIFO (ERR_FD), returns once it says
+# "Tracing" and sets PID, and READY_MS: exec -> that line (timestamps taken just before exec
+# and when the line is read, as in bench/tcplife.sh).
 start() {
-	local t0=$EPOCHREALTIME i
-	: >"$WORK/err"
-	"$@" >/dev/null 2>"$WORK/err" &
+	local fifo=$WORK/err.fifo line t1=""
+	rm -f "$fifo" "$WORK/t0"
+	mkfifo "$fifo"
+	(
+		printf '%s' "$EPOCHREALTIME" >"$WORK/t0"
+		exec "$@" 2>"$fifo" >/dev/null
+	) &
 	PID=$!
 	LIVE+=("$PID")
-	for ((i = 0; i < 400; i++)); do
-		grep -q '^Tracing' "$WORK/err" && break
-		[[ $(awk '{print $3}' "/proc/$PID/stat" 2>/dev/null) =~ ^[RSD]$ ]] ||
-			die "$* exited: $(tail -3 "$WORK/err")"
-		sleep 0.005
+	exec {ERR_FD}<"$fifo"
+	while IFS= read -r -t 60 -u "$ERR_FD" line; do
+		[[ $line == Tracing* ]] && { t1=$EPOCHREALTIME; break; }
 	done
-	READY_MS=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.0f", (b - a) * 1000}')
-	grep -q '^Tracing' "$WORK/err" || READY_MS="-"
+	[[ -n $t1 ]] || die "$* did not say it is tracing (last line: '${line-}')"
+	READY_MS=$(awk -v a="$(<"$WORK/t0")" -v b="$t1" 'BEGIN {printf "%.0f", (b - a) * 1000}')
+}
+
+# Stops what start() started (its stderr is read to the end: nothing blocks on the FIFO).
+stop() {
+	stop_child "$PID"
+	cat <&"$ERR_FD" >/dev/null
+	exec {ERR_FD}<&-
 }
 
 echo "| tool | idle VmHWM MB | traffic VmHWM MB |"
@@ -122,7 +131,7 @@ for t in "${TOOLS[@]}"; do
 	idle=$(hwm_mb "$PID")
 	traffic "$TRAFFIC"
 	busy=$(hwm_mb "$PID")
-	stop_child "$PID"
+	stop
 	echo "| $t | $idle | $busy |"
 done
 
@@ -139,7 +148,7 @@ while [[ -d /proc/$tpid ]]; do
 done
 wait "$tpid" || die "traffic failed"
 busy=$(hwm_mb "$PID")
-stop_child "$PID"
+stop
 echo
 echo "| exporter | ready ms | idle VmHWM MB | traffic + scrapes VmHWM MB |"
 echo "|---|---|---|---|"
