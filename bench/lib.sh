@@ -1,5 +1,5 @@
-# Helpers shared by bench/tcplife.sh and bench/floor.sh (sourced). LIVE holds the children
-# started and not yet reaped, whose pids cannot be reused, so killing them is safe.
+# Helpers shared by bench/tcplife.sh, bench/floor.sh and bench/rss.sh (sourced). LIVE holds the
+# children started and not yet reaped, whose pids cannot be reused, so killing them is safe.
 
 die() {
 	echo "bench: $*" >&2

@@ -100,6 +100,7 @@ struct qdisc_books {
 	__u32 recent_next;
 	__u32 pad;
 	__u64 recent[RECENT_LEN];	/* the last skbs handed out: a requeued one is among them */
+	__u64 seen_segs;	/* what the current event's skbs add to bstats.packets */
 };
 
 struct {
@@ -325,12 +326,12 @@ static __always_inline void missed_dequeues(const struct Qdisc *q, __u64 n)
 	}
 }
 
-/* At an event on q: account the dequeues missed since the last one (`seen` is what this
+/* At an event on q: account the dequeues missed since the last one (seen_segs is what this
  * event's own dequeues added to bstats.packets) and take the qdisc's requeues into the books.
  * Returns the dequeues missed. */
-static __always_inline __u64 settle_books(const struct Qdisc *q, __u64 seen)
+static __always_inline __u64 settle_books(const struct Qdisc *q)
 {
-	__u64 key = (__u64)q, now = packets_of(q), lost = 0;
+	__u64 key = (__u64)q, now = packets_of(q), lost = 0, seen;
 	struct qdisc_books *b = bpf_map_lookup_elem(&books, &key), fresh = {};
 	__u32 requeues = requeues_of(q);
 
@@ -340,6 +341,8 @@ static __always_inline __u64 settle_books(const struct Qdisc *q, __u64 seen)
 		bpf_map_update_elem(&books, &key, &fresh, BPF_NOEXIST);
 		return 0;
 	}
+	seen = b->seen_segs;
+	b->seen_segs = 0;
 	if (now > b->packets + seen) {
 		lost = now - b->packets - seen;
 		missed_dequeues(q, lost);
@@ -372,7 +375,6 @@ struct bulk {
 	__u64 skb;	/* the next one to time */
 	__u64 q;
 	__u64 now;
-	__u64 segs;	/* what the skbs seen add to bstats.packets (tracepoints) */
 	bool tp;	/* seen at the qdisc_dequeue tracepoint */
 };
 
@@ -393,9 +395,13 @@ static int dequeued_next(__u32 i, void *data)
 		bk = bpf_map_lookup_elem(&books, &b->q);
 		if (bk && handed_out_again(bk, key))
 			return 0;
-		b->segs += segs_of(skb);
-		if (bk)
+		/* Summed in the map, not in *b: the verifier tracks a sum on the stack and walked
+		 * this callback again for each of its values (~100k instructions, seconds of the
+		 * exporter's start on a busy host); map memory it does not track. */
+		if (bk) {
+			bk->seen_segs += segs_of(skb);
 			bk->recent[bk->recent_next++ & (RECENT_LEN - 1)] = key;
+		}
 	}
 	if (split_gso)
 		f = fifo_of((const struct Qdisc *)b->q, false);
@@ -432,7 +438,7 @@ static __always_inline void dequeued(const struct Qdisc *q, const struct sk_buff
 	else
 		bpf_loop(packets < BULK_MAX ? packets : BULK_MAX, dequeued_next, &b, 0);
 	if (books_usable)
-		settle_books(q, b.segs);
+		settle_books(q);
 }
 
 /* A parent (tbf, htb) looks at a child's head packet before taking it. Some kinds' own peek
@@ -597,7 +603,7 @@ int BPF_PROG(qdisc_enqueued, struct Qdisc *q, const struct netdev_queue *txq, st
 		return 0;
 	/* No dequeue was seen since the last event: any bstats increase is dequeues missed. */
 	if (counters_usable(q))
-		missed_before = settle_books(q, 0);
+		missed_before = settle_books(q);
 	enqueued(q, skb, bpf_ktime_get_ns(), missed_before);
 	return 0;
 }
@@ -618,7 +624,7 @@ int BPF_PROG(qdisc_dequeued, struct Qdisc *q, const struct netdev_queue *txq, in
 	 * end of a burst are found now rather than at the next packet, which may never come. */
 	if (!counters_usable(q))
 		return 0;
-	settle_books(q, 0);
+	settle_books(q);
 	f = split_gso ? fifo_of(q, false) : NULL;
 	if (f)
 		f->qlen = kind_qlen(q);

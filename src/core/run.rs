@@ -258,6 +258,7 @@ impl Run {
             handle(data, &mut out);
             0
         })?;
+        crate::core::bpf::release_free_heap();
         let ring = builder.build()?;
         let consume = |ring: &libbpf_rs::RingBuffer| match ring.consume() {
             Ok(_) => Ok(()),

@@ -301,6 +301,8 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<()> {
         return Ok(());
     }
     let limits = http::Limits::for_fd_limit();
+    // Loading is over: what it freed goes back to the kernel.
+    crate::core::bpf::release_free_heap();
 
     let dropped = privs::drop_privileges()?;
     if let Some(user) = &dropped.user {

@@ -22,10 +22,10 @@ unsafe impl Pod for types::tcpsnoop_event {}
 unsafe impl Pod for types::flow_key {}
 unsafe impl Pod for types::owner {}
 
-/// 1 MiB: ~10k packets; the reader is woken when a quarter of it fills. Every page of a ring is
+/// 512 KiB: ~5k packets; the reader is woken when a quarter of it fills. Every page of a ring is
 /// resident twice (the kernel maps its data twice, for wrap-around): 4 MiB made 8 MiB of the
 /// tool's RSS, against a 5 MB budget for the whole tool.
-const PACKET_RING_BYTES: u32 = 1 << 20;
+const PACKET_RING_BYTES: u32 = 1 << 19;
 
 const ATTACH: &str =
     "net/net_dev_queue + net/netif_receive_skb + tcp/tcp_send_reset + sock/inet_sock_set_state";
