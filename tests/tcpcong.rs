@@ -90,12 +90,27 @@ fn check_run(plan: &str, family: &str, addr: &str, port: &str) {
     assert!(num(c, "changes") >= 2, "{plan}: {c}");
     assert!(num(c, "open_ns") > 0, "{plan}: {c}");
 
-    let local_rows = local.stop().succeeded().json();
-    assert_eq!(local_rows.len(), 1, "{plan}: -L {port}: {local_rows:?}");
-    assert_eq!(num(&local_rows[0], "lport"), server_port);
-    let remote_rows = remote.stop().succeeded().json();
-    assert_eq!(remote_rows.len(), 1, "{plan}: -R {port}: {remote_rows:?}");
-    assert_eq!(num(&remote_rows[0], "lport"), client_port);
+    // Each filtered run sees its one connection, unless the tool said the kernel skipped runs
+    // of its programs (one interrupted on its CPU by the same hook, in softirq, blocks that
+    // nested run): then at most that one.
+    for (tool, filter, lport) in [(local, "-L", server_port), (remote, "-R", client_port)] {
+        let f = tool.stop().succeeded();
+        let rows = f.json();
+        let want = match f.stderr.contains("the kernel skipped") {
+            true => rows.len().min(1),
+            false => 1,
+        };
+        assert_eq!(
+            rows.len(),
+            want,
+            "{plan}: {filter} {port}: {rows:?} {}",
+            f.stderr
+        );
+        assert!(
+            rows.iter().all(|r| num(r, "lport") == lport),
+            "{plan}: {rows:?}"
+        );
+    }
     assert!(other_ns.stop().succeeded().lines.is_empty());
 
     let hists = dist.stop().succeeded().json();
