@@ -432,14 +432,22 @@ fn tcpdrop_shows_qdisc_drops_of_an_established_connection() {
     let before = qdisc_dropped(&ns, "lo");
     let tool = Tool::start(&["tcpdrop", "--json", "--netns", &ns.path()]);
     let run = ns.loadgen(&["retrans", "--bytes", "65536"]);
-    let rows = finished(tool.stop()).json();
+    let f = finished(tool.stop());
+    let rows = f.json();
     let dropped = qdisc_dropped(&ns, "lo") - before;
     let qdisc = with(&rows, "reason", "QDISC_DROP");
     assert!(
         dropped > 0,
         "a 64 KB burst through a 3000-byte queue must lose"
     );
-    assert_eq!(qdisc.len() as u64, dropped, "{rows:?}");
+    // Every drop the qdisc counted, but those the tool said the kernel did not run it for (a
+    // drop in softirq interrupting one in the sender's own call on the same CPU).
+    let seen = qdisc.len() as u64;
+    assert!(
+        seen <= dropped && seen + f.skipped_runs() >= dropped,
+        "{seen} of {dropped} drops: {}, {rows:?}",
+        f.stderr
+    );
     let (cport, sport) = (num(&run, "client_port"), num(&run, "server_port"));
     for r in &qdisc {
         let ports = (num(r, "sport"), num(r, "dport"));

@@ -209,6 +209,16 @@ pub struct Finished {
 }
 
 impl Finished {
+    /// The runs of its BPF programs the tool said the kernel skipped (a run interrupted on its
+    /// CPU by the same hook blocks the nested one; core::run::report_missed): what its counts
+    /// may be short by.
+    pub fn skipped_runs(&self) -> u64 {
+        self.stderr
+            .split_once("the kernel skipped ")
+            .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Asserts the tool exited with status 0 (a tool that failed while printing its summary
     /// must not pass for one that printed nothing), and returns it.
     pub fn succeeded(self) -> Finished {
