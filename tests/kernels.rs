@@ -23,7 +23,7 @@ const STOCK_DEBIAN: &[(&str, &str)] = &[
 /// (from `netbpf list` in the 5.10 VM, 2026-12-07: 36 run, 3 refuse).
 const DEBIAN_5_10: &[(&str, &str)] = &[
     ("bindsnoop", "tracepoint"),
-    // No bpf_dynptr_from_skb (6.1): the plan without DNS over TCP.
+    // No bpf_dynptr_from_skb (a kfunc from 6.3): the plan without DNS over TCP.
     ("dnslat", "tp_btf-udp"),
     ("gethostlatency", "uprobe"),
     ("ieee80211scan", "-"),

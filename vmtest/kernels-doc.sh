@@ -51,8 +51,9 @@ parse() {
       next
     }
     /^    [^ ]/ {
+      # The verdict follows the plan name (a column, unless the name is wider than it).
       plan = $1
-      verdict = substr($0, 18)
+      verdict = $0; sub(/^ +[^ ]+ +/, "", verdict)
       if (verdict ~ /^skipped: /) verdict = "skipped"
       gsub(/ +$/, "", verdict)
     }' "$1"
