@@ -58,29 +58,26 @@ import socket, sys, threading, time
 srv = socket.socket()
 srv.bind(("127.0.0.1", 0))
 srv.listen(64)
+def recv_upto(c, n):
+    got = 0
+    while got < n:
+        b = c.recv(65536)
+        if not b:
+            break
+        got += len(b)
+    return got
 def serve():
     while True:
         c, _ = srv.accept()
         with c:
-            got = 0
-            while got < 3000:
-                b = c.recv(65536)
-                if not b:
-                    break
-                got += len(b)
-            c.sendall(b"y" * got)
+            c.sendall(b"y" * recv_upto(c, 3000))
 threading.Thread(target=serve, daemon=True).start()
 udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 end = time.monotonic() + float(sys.argv[1])
 while time.monotonic() < end:
     with socket.create_connection(srv.getsockname()) as c:
         c.sendall(b"x" * 3000)
-        got = 0
-        while got < 3000:
-            b = c.recv(65536)
-            if not b:
-                break
-            got += len(b)
+        recv_upto(c, 3000)
     try:
         socket.create_connection(("127.0.0.1", 9), timeout=1).close()
     except OSError:

@@ -556,6 +556,8 @@ where
             continue;
         };
         let raw = prog.as_libbpf_object().as_ptr();
+        // SAFETY: `raw` is this object's live program; the autoattach flag is read and set
+        // before libbpf's attach reads it, on this thread.
         if prog.autoload() && unsafe { libbpf_rs::libbpf_sys::bpf_program__autoattach(raw) } {
             unsafe { libbpf_rs::libbpf_sys::bpf_program__set_autoattach(raw, false) };
             returns.push((prog.name().to_owned(), func.to_string()));

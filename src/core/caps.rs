@@ -321,8 +321,9 @@ pub fn tracefs_mounted() -> bool {
         || Path::new("/sys/kernel/debug/tracing/events").is_dir()
 }
 
-/// Classic tracepoints need tracefs: libbpf reads each tracepoint's id from it. A fresh machine
-/// may not have it mounted, so mount it (and say so).
+/// Classic tracepoints need tracefs (libbpf reads each tracepoint's id from it), and so do
+/// return probes with room for every call in progress (core::kretprobe). A fresh machine may
+/// not have it mounted, so mount it (and say so).
 pub fn ensure_tracefs() -> Result<(), String> {
     if tracefs_mounted() {
         return Ok(());
@@ -343,7 +344,9 @@ pub fn ensure_tracefs() -> Result<(), String> {
             std::io::Error::last_os_error()
         ));
     }
-    eprintln!("netbpf: mounted tracefs at {TRACEFS} (classic tracepoints need it)");
+    eprintln!(
+        "netbpf: mounted tracefs at {TRACEFS} (classic tracepoints and return probes need it)"
+    );
     Ok(())
 }
 

@@ -44,6 +44,7 @@ pub fn attach(prog: &libbpf_rs::ProgramMut, func: &str) -> Result<(), libbpf_rs:
         Ok(None) => via_pmu(prog, func, "tracefs is not mounted")?,
         Err(why) => via_pmu(prog, func, &why)?,
     };
+    // SAFETY: registers a plain function with the C library, once.
     AT_EXIT.call_once(|| unsafe {
         libc::atexit(detach_at_exit);
     });
@@ -101,6 +102,7 @@ fn attach_event(
             )))
         })
         .map_err(undefine)?;
+    // SAFETY: an all-zero perf_event_attr is valid (every field is a number or a union of them).
     let mut attr: libbpf_rs::libbpf_sys::perf_event_attr = unsafe { std::mem::zeroed() };
     attr.type_ = libbpf_rs::libbpf_sys::PERF_TYPE_TRACEPOINT;
     attr.size = std::mem::size_of_val(&attr) as u32;
@@ -108,6 +110,7 @@ fn attach_event(
     attr.__bindgen_anon_1.sample_period = 1;
     attr.__bindgen_anon_2.wakeup_events = 1;
     // A tracepoint-type event for every task needs a CPU; the program runs on all of them.
+    // SAFETY: perf_event_open reads `attr`, which lives across the call.
     let pfd = unsafe {
         libc::syscall(
             libc::SYS_perf_event_open,
@@ -123,6 +126,7 @@ fn attach_event(
     }
     // The link owns the perf event's descriptor from here and closes it when dropped.
     let link = prog.attach_perf_event(pfd).map_err(|e| {
+        // SAFETY: the descriptor is ours; libbpf did not take it on failure.
         unsafe { libc::close(pfd) };
         undefine(e)
     })?;
@@ -139,7 +143,9 @@ fn via_pmu(
     why: &str,
 ) -> Result<ReturnProbe, libbpf_rs::Error> {
     PMU_NOTE.call_once(|| {
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // The kernel's default is sized by the possible CPUs, not this process's affinity.
+        // SAFETY: sysconf only reads a system value.
+        let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) }.max(1);
         eprintln!(
             "netbpf: {why}: return probes are made without it, so the kernel follows at most {} \
              calls in progress per probed function ({func}, ...); returns of calls beyond that \
