@@ -373,10 +373,13 @@ fn gethostlatency_finds_a_processs_own_libc() {
         .spawn()
         .expect("unshare (util-linux)");
     let pid = child.id();
-    // Wait for the exec: the library -p finds is the one mapped by loadgen, not by sh.
+    // Wait for the exec and then for the dynamic loader to map the C library (a while after the
+    // exec in a slow VM): the library -p finds is the one mapped by loadgen, not by sh.
     let deadline = Instant::now() + Duration::from_secs(30);
     while !std::fs::read_link(format!("/proc/{pid}/exe"))
         .is_ok_and(|e| e.ends_with("examples/loadgen"))
+        || !std::fs::read_to_string(format!("/proc/{pid}/maps"))
+            .is_ok_and(|maps| maps.lines().any(|l| l.ends_with("/libc.so.6")))
     {
         assert!(Instant::now() < deadline, "loadgen did not start");
         thread::sleep(Duration::from_millis(20));

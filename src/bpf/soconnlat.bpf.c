@@ -127,19 +127,38 @@ static __always_inline bool after_call(__u64 addr)
 	       (c[5] == 0xff && (c[6] & 0xf8) == 0x50) || (c[6] == 0xff && (c[7] & 0xf8) == 0xd0);
 }
 
+/* The x86-64 kernel stack (no KASAN, as distributions build): the user registers of a syscall
+ * sit at its top, where task_pt_regs() finds them. */
+#define KERNEL_STACK_SIZE 16384
+
+/* The user stack pointer at a syscall's entry. bpf_task_pt_regs (5.15) names the registers;
+ * before it they are read from the top of the task's kernel stack, and trusted only if they hold
+ * this syscall's number (a kernel with a larger stack gives 0: no caller, as before). */
+static __always_inline __u64 user_sp(long syscall_nr)
+{
+	struct task_struct *task;
+	struct pt_regs *regs;
+
+	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_task_pt_regs))
+		return BPF_CORE_READ((struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf()),
+				     sp);
+	task = (struct task_struct *)bpf_get_current_task();
+	regs = (struct pt_regs *)(BPF_CORE_READ(task, stack) + KERNEL_STACK_SIZE) - 1;
+	if ((long)BPF_CORE_READ(regs, orig_ax) != syscall_nr)
+		return 0;
+	return BPF_CORE_READ(regs, sp);
+}
+
 /* The return address into connect()'s caller: the first of the 8 words at the top of the user
  * stack at the syscall that follows a call instruction. glibc's connect() makes the syscall
  * with the return address on top (single-threaded) or 3 words below it (its cancellable path).
  * It needs no frame pointers, which the stack walk does: code without them (most distribution
- * binaries) gives a stack of connect() alone. Linux 5.15+ (bpf_task_pt_regs); 0 when unknown. */
-static __always_inline __u64 caller_on_stack(void)
+ * binaries) gives a stack of connect() alone. 0 when unknown. */
+static __always_inline __u64 caller_on_stack(long syscall_nr)
 {
-	__u64 words[8], sp;
+	__u64 words[8], sp = user_sp(syscall_nr);
 
-	if (!bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_task_pt_regs))
-		return 0;
-	sp = BPF_CORE_READ((struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf()), sp);
-	if (bpf_probe_read_user(words, sizeof(words), (const void *)sp))
+	if (!sp || bpf_probe_read_user(words, sizeof(words), (const void *)sp))
 		return 0;
 	for (int i = 0; i < 8; i++)
 		if (after_call(words[i]))
@@ -186,7 +205,7 @@ int soconnlat_connect_enter(struct trace_event_raw_sys_enter *ctx)
 		return 0;
 	a.start_ns = bpf_ktime_get_ns();
 	a.stack_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
-	a.caller = caller_on_stack();
+	a.caller = caller_on_stack(ctx->id);
 	bpf_map_update_elem(&connecting, &tid, &a, BPF_ANY);
 	announce(pid, a.stack_id, a.caller);
 	return 0;
