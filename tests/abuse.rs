@@ -437,6 +437,26 @@ fn every_tool_fails_on_a_closed_stdout_at_once() {
     }
 }
 
+/// /dev/null opened read-write on stdout by the parent (Python's subprocess.DEVNULL, systemd's
+/// StandardOutput=null) is where the user wants the output to go, not a closed stdout.
+#[test]
+fn a_tool_runs_with_stdout_on_a_read_write_dev_null() {
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .unwrap();
+    let out = Command::new(netbpf_bin())
+        .args(["tcplife", "-d", "1"])
+        .stdout(null)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("Tracing TCP sessions"), "{err}");
+}
+
 #[test]
 fn every_tool_that_prints_fails_on_a_full_stdout() {
     let ns = Netns::new();

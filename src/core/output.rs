@@ -341,12 +341,36 @@ pub fn stdout_error() -> Option<anyhow::Error> {
     Some(anyhow::anyhow!("{why}"))
 }
 
-/// Opens /dev/null on whichever of fds 0, 1 and 2 is closed, so that no file opened later takes
-/// its number; fd 1 read-only, so that every write to stdout fails (EBADF), as it would have.
-pub fn hold_standard_fds() {
+/// Which of fds 0, 1 and 2 were closed when the program started (bit per fd): seen before main,
+/// as Rust's runtime then opens /dev/null read-write on each closed one, which cannot be told
+/// apart from a /dev/null its parent gave (Python's subprocess.DEVNULL, systemd's
+/// StandardOutput=null open it read-write too).
+static CLOSED_AT_START: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+extern "C" fn note_closed_standard_fds() {
     for fd in 0..3 {
         // SAFETY: F_GETFD on a small integer.
-        if unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1 && !std_placeholder(fd) {
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+            CLOSED_AT_START.fetch_or(1 << fd, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// Run by the C runtime before main (and so before Rust's runtime touches the standard fds).
+#[used]
+#[link_section = ".init_array"]
+static NOTE_CLOSED_STANDARD_FDS: extern "C" fn() = note_closed_standard_fds;
+
+/// Opens /dev/null on whichever of fds 0, 1 and 2 was closed at start, so that no file opened
+/// later takes its number; fd 1 read-only, so that every write to stdout fails (EBADF), as it
+/// would have.
+pub fn hold_standard_fds() {
+    // The constructor lives in this object file only if something refers to it.
+    std::hint::black_box(&NOTE_CLOSED_STANDARD_FDS);
+    let closed = CLOSED_AT_START.load(std::sync::atomic::Ordering::Relaxed);
+    for fd in 0..3 {
+        // SAFETY: F_GETFD on a small integer.
+        if closed & (1 << fd) == 0 && unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1 {
             continue;
         }
         let mode = if fd == 2 {
@@ -365,19 +389,6 @@ pub fn hold_standard_fds() {
         if fd == 1 {
             STDOUT_CLOSED.store(true, std::sync::atomic::Ordering::Relaxed);
         }
-    }
-}
-
-/// Whether `fd` is the /dev/null that Rust's runtime opens (read-write) on a standard fd that
-/// was closed at exec: a shell's `>/dev/null` opens it write-only.
-fn std_placeholder(fd: libc::c_int) -> bool {
-    // SAFETY: fcntl and fstat on an fd, into a local.
-    unsafe {
-        let mut st: libc::stat = std::mem::zeroed();
-        libc::fcntl(fd, libc::F_GETFL) & libc::O_ACCMODE == libc::O_RDWR
-            && libc::fstat(fd, &mut st) == 0
-            && st.st_mode & libc::S_IFMT == libc::S_IFCHR
-            && st.st_rdev == libc::makedev(1, 3)
     }
 }
 
