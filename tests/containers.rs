@@ -66,6 +66,8 @@ fn image() -> &'static str {
         }
         let dir = std::env::temp_dir().join(format!("netbpf-image-{}", std::process::id()));
         let root = dir.join("root");
+        // What a failed earlier attempt in this process left.
+        std::fs::remove_dir_all(&dir).ok();
         std::fs::create_dir_all(root.join("bin")).unwrap();
         std::fs::create_dir_all(root.join("www")).unwrap();
         std::fs::copy("/bin/busybox", root.join("bin/busybox"))
@@ -86,11 +88,18 @@ fn image() -> &'static str {
             .args(["import", "-", IMAGE])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
         use std::io::Write;
-        import.stdin.take().unwrap().write_all(&tar.stdout).unwrap();
-        assert!(import.wait().unwrap().success(), "podman import");
+        // A write error means podman exited early: its own words say why.
+        let written = import.stdin.take().unwrap().write_all(&tar.stdout);
+        let out = import.wait_with_output().unwrap();
+        assert!(
+            written.is_ok() && out.status.success(),
+            "podman import {IMAGE}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         std::fs::remove_dir_all(&dir).ok();
     });
     IMAGE
