@@ -350,6 +350,10 @@ fn tcpdrop_hides_routine_teardown_and_counts_it() {
         return;
     }
     let ns = Netns::new();
+    // No TCP timestamps: on a slow CPU (a VM) an ACK processed from the socket's backlog after a
+    // newer segment failed PAWS (TCP_RFC7323_PAWS_ACK), a real drop but not this test's
+    // workload, and its connection then had no FIN left to purge.
+    common::ns_run(&ns, "sysctl", &["-q", "-w", "net.ipv4.tcp_timestamps=0"]);
     let path = ns.path();
     let default = Tool::start(&["tcpdrop", "--json", "--netns", &path]);
     let table = Tool::start(&["tcpdrop", "--netns", &path]);
@@ -438,7 +442,22 @@ fn tcpdrop_shows_qdisc_drops_of_an_established_connection() {
     let f = finished(tool.stop());
     let rows = f.json();
     let dropped = qdisc_dropped(&ns, "lo") - before;
-    let qdisc = with(&rows, "reason", "QDISC_DROP");
+    // A qdisc drop: QDISC_DROP, or (7.x) freed from the qdisc's to-free list with whatever
+    // reason the qdisc left in the packet's control block: 7.3's tbf leaves none on some
+    // packets, so the kernel passes a stale value (0xfe here; its own trace prints it as a
+    // number too). The free site in the stack tells them.
+    let qdisc: Vec<&Value> = rows
+        .iter()
+        .filter(|r| {
+            r["reason"] == "QDISC_DROP"
+                || r["stack"].as_array().is_some_and(|s| {
+                    s.iter().any(|f| {
+                        f.as_str()
+                            .is_some_and(|f| f.starts_with("__tcf_kfree_skb_list+"))
+                    })
+                })
+        })
+        .collect();
     assert!(
         dropped_before_stop > 0,
         "a 64 KB burst through a 3000-byte queue must lose"
