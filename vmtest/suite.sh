@@ -13,7 +13,9 @@
 #   --no-build   use the binaries of the last build (else `cargo test --no-run` first)
 #   TEST-ARGS    passed to every test binary (a name filter, --exact, ...)
 # NETBPF_BIN=PATH runs the tests against that netbpf (.ci/run: the static release binary).
-# NETBPF_VMTEST_BINS="cli kernels ..." runs only those test targets. With two or more kernels
+# NETBPF_VMTEST_BINS="cli kernels ..." runs only those test targets, and
+# NETBPF_VMTEST_BINS_5_10="..." (a series, dots as underscores) adds targets on that kernel
+# alone (vmtest/ci.sh spreads the files outside its gate over the kernels so). With two or more kernels
 # and cores, the VMs run two at a time (NETBPF_VMTEST_VMS; consoles in the logs only);
 # NETBPF_VMTEST_SERIAL=1 runs them one after the other with the console on stderr.
 # Binaries: every test target cargo builds (tests/*.rs), found from cargo's JSON messages, so
@@ -57,16 +59,26 @@ fi
 [ -f "$MSGS" ] || { say "no build messages in $MSGS: run without --no-build"; exit 1; }
 mapfile -t BINS < <(grep '"reason":"compiler-artifact"' "$MSGS" | grep '"kind":\["test"\]' \
   | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | sort -u)
-# NETBPF_VMTEST_BINS="cli kernels ..." keeps only those test targets (default: all).
-if [ -n "${NETBPF_VMTEST_BINS:-}" ]; then
-  KEEP=()
-  for b in "${BINS[@]}"; do
-    name=$(basename "${b%-*}")
-    case " $NETBPF_VMTEST_BINS " in *" $name "*) KEEP+=("$b") ;; esac
-  done
-  BINS=("${KEEP[@]}")
-fi
 [ ${#BINS[@]} -gt 0 ] || { say "cargo built no test binary"; exit 1; }
+ALL_BINS=("${BINS[@]}")
+# The test targets one kernel runs: NETBPF_VMTEST_BINS="cli kernels ..." (default: all), plus
+# that kernel's own NETBPF_VMTEST_BINS_<series> (dots as underscores: NETBPF_VMTEST_BINS_5_10).
+# Sets BINS.
+bins_of_kernel() {
+  local extra_var="NETBPF_VMTEST_BINS_${1//./_}" want b name
+  BINS=("${ALL_BINS[@]}")
+  [ -n "${NETBPF_VMTEST_BINS:-}" ] || return 0
+  want=" $NETBPF_VMTEST_BINS ${!extra_var:-} "
+  BINS=()
+  for b in "${ALL_BINS[@]}"; do
+    name=$(basename "${b%-*}")
+    case "$want" in *" $name "*) BINS+=("$b") ;; esac
+  done
+}
+for k in "${KERNELS[@]}"; do
+  bins_of_kernel "$k"
+  [ ${#BINS[@]} -gt 0 ] || { say "no test binary is asked for on $k"; exit 1; }
+done
 NETBPF=$(grep '"reason":"compiler-artifact"' "$MSGS" | grep '"kind":\["bin"\]' \
   | sed -n 's/.*"executable":"\([^"]*\/netbpf\)".*/\1/p' | head -1)
 # NETBPF_BIN: the tests run that netbpf instead of this build's (e.g. the static release binary).
@@ -75,7 +87,10 @@ if [ -n "${NETBPF_BIN:-}" ]; then
   NETBPF=$NETBPF_BIN
   say "the tests run $NETBPF_BIN"
 fi
-say "${#BINS[@]} test binaries: $(for b in "${BINS[@]}"; do basename "${b%-*}"; done | tr '\n' ' ')"
+for k in "${KERNELS[@]}"; do
+  bins_of_kernel "$k"
+  say "$k: ${#BINS[@]} test binaries: $(for b in "${BINS[@]}"; do basename "${b%-*}"; done | tr '\n' ' ')"
+done
 
 # The names of the failed tests, from the last "failures:" block of libtest's output.
 FAILED_AWK='/^failures:$/ {n = ""; on = 1; next} on && /^    / {n = n $1 " "} on && /^$/ {on = 0} END {print n}'
@@ -115,6 +130,7 @@ guest_script() {
 run_kernel() {
   local k=$1 out=$TARGET_DIR/vmtest/$1 vm_tmo start rc
   rm -rf "$out" && mkdir -p "$out"
+  bins_of_kernel "$k"
   guest_script "$out" "$k" > "$out/guest.sh"
   chmod 755 "$out/guest.sh"
   vm_tmo=${VM_TMO:-$(( PER_BIN * ${#BINS[@]} + 300 ))}
@@ -143,7 +159,7 @@ run_kernel() {
 PARALLEL=
 [ ${#KERNELS[@]} -gt 1 ] && [ "$(nproc)" -ge 2 ] && [ -z "${NETBPF_VMTEST_SERIAL:-}" ] && PARALLEL=1
 MAX_VMS=${NETBPF_VMTEST_VMS:-2}
-say "kernels ${KERNELS[*]}: ${#BINS[@]} binaries each, --test-threads=$THREADS${PARALLEL:+, $MAX_VMS VMs at a time}"
+say "kernels ${KERNELS[*]}: --test-threads=$THREADS${PARALLEL:+, $MAX_VMS VMs at a time}"
 for k in "${KERNELS[@]}"; do
   if [ -n "$PARALLEL" ]; then
     while [ "$(jobs -rp | wc -l)" -ge "$MAX_VMS" ]; do wait -n; done
@@ -157,6 +173,7 @@ wait
 TOTAL_PASS=0 TOTAL_FAIL=0 STATUS=0 SUMMARY=() RETRIED=()
 for k in "${KERNELS[@]}"; do
   out=$TARGET_DIR/vmtest/$k
+  bins_of_kernel "$k"
   read -r rc took < "$out/vm.status" 2>/dev/null || { rc=125 took=0; }
   kver=$(cat "$out/uname" 2>/dev/null || echo "$k")
   # Keep the results under the full kernel version too (docs/kernels.md is made from them).
