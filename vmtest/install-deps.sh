@@ -7,11 +7,13 @@
 #   kmod              depmod/modprobe: module dependency order for the initramfs, and modprobe
 #                     inside the guest (the host's, run in the chroot)
 #   xz-utils zstd     Debian kernels and modules are xz (6.1) or zstd/xz (6.12) compressed
+#   fuse-overlayfs    podman in the guest (tests/containers.rs): its root is an overlay, on which
+#                     the kernel's overlayfs cannot stack, so container storage goes through FUSE
 # Exit status: 0 when everything is there afterwards, 1 otherwise.
 set -uo pipefail
 export DEBIAN_FRONTEND=noninteractive
 need=(qemu-system-x86_64:qemu-system-x86 busybox:busybox-static cpio:cpio depmod:kmod
-      modprobe:kmod xz:xz-utils zstd:zstd apt-get:apt)
+      modprobe:kmod xz:xz-utils zstd:zstd fuse-overlayfs:fuse-overlayfs apt-get:apt)
 missing=()
 for pair in "${need[@]}"; do
   cmd=${pair%%:*} pkg=${pair#*:}
