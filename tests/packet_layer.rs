@@ -721,8 +721,12 @@ fn superping_times_pings_own_echoes() {
         assert_eq!(r["comm"], "ping", "{r}");
         assert_eq!(r["raddr"], "127.0.0.1", "{r}");
         let us = r["rtt_us"].as_f64().unwrap();
-        // ping prints milliseconds with 3 decimals: allow its rounding.
-        assert!(us > 0.0 && us <= ms * 1000.0 + 0.5, "{r} vs ping's {ms} ms");
+        // Not bounded by ping's own time: ping times from its sendto() to the reply's receive
+        // timestamp, taken on loopback when the reply is queued to the backlog (netif_rx);
+        // superping from the request's queueing to the device to the reply's processing from
+        // that backlog, which a busy VM delays by milliseconds (3.2 ms against ping's 1.0).
+        // Both are within the 200 ms between two requests.
+        assert!(us > 0.0 && us < 200_000.0, "{r} vs ping's {ms} ms");
     }
 }
 
