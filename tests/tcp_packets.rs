@@ -465,6 +465,9 @@ fn tcpdrop_shows_qdisc_drops_of_an_established_connection() {
     // Every drop counted before the tool stopped, none the qdisc did not count; but those
     // the tool said the kernel did not run it for (a drop in softirq interrupting one in the
     // sender's own call on the same CPU).
+    // Known to fail under load on the 6.18 Firecracker build guest: a drop in a softirq that
+    // interrupted the guest init's own threads runs no BPF program and counts no miss (see
+    // docs/tcpdrop.md, Caveats). Not widened: the tool still has no count of those.
     let seen = qdisc.len() as u64;
     assert!(
         seen <= dropped && seen + f.skipped_runs() >= dropped_before_stop,
