@@ -6,18 +6,33 @@
 #include "common/hist.h"
 #include "common/maps.bpf.h"
 
-/* floor(log2(v)) for v > 0, without clz (the BPF backend has none). */
+/* 1 when x != 0, else 0, for x < 2^63, without a branch: x | -x has its top bit set exactly
+ * when x is not 0. The barrier keeps clang from folding it back into a comparison, which the BPF
+ * backend emits as a jump. */
+static __always_inline __u64 nonzero(__u64 x)
+{
+	__u64 neg = 0 - x;
+
+	barrier_var(neg);
+	return (x | neg) >> 63;
+}
+
+/* floor(log2(v)) for v > 0 (0 for 0), without clz (the BPF backend has none) and without
+ * branches: with one per bit of the result, the verifier walked each of the 64 paths apart
+ * (their results differ, and the slot indexes a map value) at every histogram update of a
+ * program, the bulk of what qdisc's dequeue program cost it to verify (~40k instructions,
+ * 0.6-0.8 s of the exporter's start). Each step shifts v down by its width when v has a bit
+ * above it. */
 static __always_inline __u32 log2_floor(__u64 v)
 {
-	__u32 r = 0;
+	__u64 r = 0, s;
 
-	if (v >> 32) { v >>= 32; r += 32; }
-	if (v >> 16) { v >>= 16; r += 16; }
-	if (v >> 8) { v >>= 8; r += 8; }
-	if (v >> 4) { v >>= 4; r += 4; }
-	if (v >> 2) { v >>= 2; r += 2; }
-	if (v >> 1) { r += 1; }
-	return r;
+	s = nonzero(v >> 32) << 5; v >>= s; r |= s;
+	s = nonzero(v >> 16) << 4; v >>= s; r |= s;
+	s = nonzero(v >> 8) << 3; v >>= s; r |= s;
+	s = nonzero(v >> 4) << 2; v >>= s; r |= s;
+	s = nonzero(v >> 2) << 1; v >>= s; r |= s;
+	return r | (v >> 1);
 }
 
 /* The slot of v: 0 for 0, else floor(log2(v)) + 1 (matches core::hist::log2_slot). */
