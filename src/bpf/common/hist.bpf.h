@@ -35,24 +35,24 @@ static __always_inline __u32 log2_floor(__u64 v)
 	return r | (v >> 1);
 }
 
-/* The slot of v: 0 for 0, else floor(log2(v)) + 1 (matches core::hist::log2_slot). */
+/* The slot of v: 0 for 0, else floor(log2(v)) + 1 (matches core::hist::log2_slot), masked so
+ * that the verifier sees its bound wherever it indexes a histogram. The mask changes nothing
+ * (the slot is < HIST_SLOTS already; HIST_SLOTS is a power of 2), but log2_floor() has no
+ * branches, so the verifier only knows the result's range from an operation it can see, and
+ * clang may clamp a copy of the register instead ("invalid access to map value"). The barrier
+ * keeps clang from dropping the mask as redundant. */
 static __always_inline __u32 hist_slot(__u64 v)
 {
 	__u32 slot = v ? log2_floor(v) + 1 : 0;
 
-	return slot < HIST_SLOTS ? slot : HIST_SLOTS - 1;
+	slot = slot < HIST_SLOTS ? slot : HIST_SLOTS - 1;
+	barrier_var(slot);
+	return slot & (HIST_SLOTS - 1);
 }
 
 static __always_inline void hist_add(struct hist *h, __u64 v)
 {
-	__u32 slot = hist_slot(v);
-
-	/* The mask changes nothing (the slot is < HIST_SLOTS already) but gives the verifier a bound
-	 * it can see: clang may compute the slot without branches and clamp a copy of the register,
-	 * and the store is then refused ("invalid access to map value"). The barrier keeps clang
-	 * from dropping the mask as redundant. HIST_SLOTS is a power of 2. */
-	barrier_var(slot);
-	__sync_fetch_and_add(&h->slots[slot & (HIST_SLOTS - 1)], 1);
+	__sync_fetch_and_add(&h->slots[hist_slot(v)], 1);
 }
 
 /* Adds v to the histogram at key of a hash map of struct hist (created empty). */
