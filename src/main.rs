@@ -9,6 +9,8 @@ use std::path::Path;
 fn main() {
     // -d counts from the process's start, not from the end of loading (core::run::mark_start).
     core::run::mark_start();
+    // Before any allocation of note: how the heap serves libbpf's big arrays (core::mem).
+    core::mem::init();
     // Like any Unix filter, end quietly when the reader of stdout goes away (`netbpf list | head`)
     // instead of failing writes; the kernel detaches our BPF programs when we exit.
     // SAFETY: setting a signal disposition to its default.

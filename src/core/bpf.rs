@@ -483,6 +483,10 @@ where
         configure(&mut open, plan)?;
         // libbpf parses kernel BTF again for the load: our copy is not needed any more.
         crate::core::btf::release();
+        // Loading is the setup's peak (libbpf's copies, its kernel BTF index): what came before
+        // (argument parsing, capability probes, the object's ELF, earlier objects' loads in the
+        // exporter) is given back first, so that their pages and the load's do not add up.
+        crate::core::mem::release_setup_memory();
         clear_log();
         match open.load() {
             Ok(skel) => {
@@ -511,18 +515,6 @@ where
                 return Err(err);
             }
         }
-    }
-}
-
-/// Hands the C heap's free pages back to the kernel, once a run is set up. Setting up (libbpf's
-/// load-time copies of the object, seeding socket owners from /proc, ...) leaves ~1 MB freed but
-/// resident in glibc's heap, which a run living on its ring and maps never reuses. Called before
-/// the ring buffers are mapped, so the setup's peak and the run's do not add up.
-pub fn release_free_heap() {
-    // SAFETY: malloc_trim only returns free memory to the kernel; no allocation is touched.
-    #[cfg(target_env = "gnu")]
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 

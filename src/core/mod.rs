@@ -16,6 +16,7 @@ pub mod input;
 pub mod kallsyms;
 pub mod kretprobe;
 pub mod maps;
+pub mod mem;
 pub mod netns;
 pub mod netstat;
 pub mod output;

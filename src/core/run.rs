@@ -258,7 +258,7 @@ impl Run {
             handle(data, &mut out);
             0
         })?;
-        crate::core::bpf::release_free_heap();
+        crate::core::mem::release_setup_memory();
         let ring = builder.build()?;
         let consume = |ring: &libbpf_rs::RingBuffer| match ring.consume() {
             Ok(_) => Ok(()),

@@ -302,7 +302,7 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<()> {
     }
     let limits = http::Limits::for_fd_limit();
     // Loading is over: what it freed goes back to the kernel.
-    crate::core::bpf::release_free_heap();
+    crate::core::mem::release_setup_memory();
 
     let dropped = privs::drop_privileges()?;
     if let Some(user) = &dropped.user {

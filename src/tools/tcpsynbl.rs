@@ -248,7 +248,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         }
         0
     })?;
-    crate::core::bpf::release_free_heap();
+    crate::core::mem::release_setup_memory();
     let ring = builder.build()?;
     if !ack_drops {
         eprintln!("{NO_ACK_DROPS}");

@@ -86,9 +86,7 @@ static __always_inline void export_hist_add_cg(__u32 metric, __u32 label, __u16 
 		export_lost();
 		return;
 	}
-	/* As hist_add(): the mask gives the verifier a bound it can see. */
-	barrier_var(slot);
-	__sync_fetch_and_add(&h->slots[slot & (HIST_SLOTS - 1)], 1);
+	__sync_fetch_and_add(&h->slots[slot], 1);
 	__sync_fetch_and_add(&h->sum, v);
 }
 
