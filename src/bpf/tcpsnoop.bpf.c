@@ -26,6 +26,7 @@ struct owner {
 	__u32 uid;
 	char comm[TASK_COMM_LEN];
 	__u64 cgroup; /* the socket's */
+	__u64 sk; /* the socket uid and cgroup were read from; 0: none (seeded by user space) */
 };
 
 /* A connection as its local end sees it. IPv4 addresses in the first 4 bytes. */
@@ -72,7 +73,22 @@ static __always_inline void owner_fill(struct owner *o, const struct sk_owner *f
 	o->pid = from->pid;
 	o->uid = sk_uid(sk);
 	o->cgroup = sk_cgroup_id(sk);
+	o->sk = (__u64)sk;
 	__builtin_memcpy(o->comm, from->comm, sizeof(o->comm));
+}
+
+/* Whether flow value o holds what owner_fill(o, from, sk) would write: the same socket (a
+ * socket's uid and cgroup are set when it is made) and the same owner. */
+static __always_inline bool owner_is(const struct owner *o, const struct sk_owner *from,
+				     const struct sock *sk)
+{
+	__u64 a[2], b[2];
+
+	if (o->sk != (__u64)sk || o->pid != from->pid)
+		return false;
+	__builtin_memcpy(a, o->comm, sizeof(a));
+	__builtin_memcpy(b, from->comm, sizeof(b));
+	return a[0] == b[0] && a[1] == b[1];
 }
 
 /* The flow of a socket's tuple. An AF_INET6 socket talking to a v4-mapped address sends IPv4
@@ -187,19 +203,15 @@ static __always_inline int report(const struct tcp_packet *p, const struct flow_
 	return 0;
 }
 
-/* Reads the packet of skb whose IP header starts at nh. */
-static __always_inline bool skb_tcp_packet(const struct sk_buff *skb, const unsigned char *nh,
+/* Reads the packet of the skb with fields f whose IP header starts at nh. */
+static __always_inline bool skb_tcp_packet(const struct skb_fields *f, const unsigned char *nh,
 					   struct tcp_packet *p)
 {
-	const unsigned char *data = BPF_CORE_READ(skb, data);
-	__u16 proto = bpf_ntohs(BPF_CORE_READ(skb, protocol));
-	__u32 len = BPF_CORE_READ(skb, len);
-
-	if (proto != ETH_P_IP && proto != ETH_P_IPV6)
+	if (f->protocol != ETH_P_IP && f->protocol != ETH_P_IPV6)
 		return false;
-	if (nh < data || nh - data > len)
+	if (nh < f->data || nh - f->data > f->len)
 		return false;
-	if (!parse_tcp_packet(nh, len - (nh - data), p))
+	if (!parse_tcp_packet(nh, f->len - (nh - f->data), p))
 		return false;
 	return family_ok(p->family);
 }
@@ -209,33 +221,42 @@ int BPF_PROG(tcpsnoop_tx, struct sk_buff *skb)
 {
 	struct sk_owner *so = NULL;
 	struct owner val = {}, lval, *o;
+	struct skb_fields f;
 	struct tcp_packet p;
 	struct flow_key k;
 	struct sock *sk;
-	__u64 netns = skb_dev_netns(skb);
+	__u64 netns;
 
+	if (!skb_read_fields(skb, &f))
+		return 0;
+	netns = dev_or_dst_netns(f.dev, f.refdst);
 	if (!netns_ok(netns))
 		return 0;
-	if (!skb_cgroup_ok(skb))
+	if (!sk_cgroup_ok(f.sk))
 		return 0;
-	if (!skb_tcp_packet(skb, BPF_CORE_READ(skb, head) + BPF_CORE_READ(skb, network_header), &p))
+	if (!skb_tcp_packet(&f, f.head + f.network_header, &p))
 		return 0;
 	flow_from_packet(&k, netns, &p, true);
 
 	/* The sending socket, when the skb still has a full TCP one (not a request or timewait
 	 * mini-socket, not the per-netns control socket that sends resets). */
-	sk = BPF_CORE_READ(skb, sk);
+	sk = f.sk;
 	if (sk && sk_is_full(sk) && BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP) {
 		__u64 skey = (__u64)sk;
 
 		so = bpf_map_lookup_elem(&sk_owners, &skey);
 	}
 	if (so) {
-		owner_fill(&val, so, sk);
 		o = bpf_map_lookup_elem(&flows, &k);
-		/* The first packet of an active open (its SYN) is where its flow becomes known. */
-		if (!o || o->pid != val.pid)
-			bpf_map_update_elem(&flows, &k, &val, BPF_ANY);
+		/* Most packets: the flow already holds this socket's owner, uid and cgroup, and
+		 * reading them again from the socket would cost five probe reads per packet. */
+		if (o && owner_is(o, so, sk))
+			return report(&p, &k, true, o, OWNER_KNOWN);
+		/* The first packet of an active open (its SYN) is where its flow becomes known; a
+		 * flow seeded by user space or left by an earlier socket of the same tuple gets
+		 * this socket's. */
+		owner_fill(&val, so, sk);
+		bpf_map_update_elem(&flows, &k, &val, BPF_ANY);
 		return report(&p, &k, true, &val, OWNER_KNOWN);
 	}
 	o = bpf_map_lookup_elem(&flows, &k);
@@ -253,16 +274,20 @@ SEC("tp_btf/netif_receive_skb")
 int BPF_PROG(tcpsnoop_rx, struct sk_buff *skb)
 {
 	struct owner *o = NULL, lval;
+	struct skb_fields f;
 	struct tcp_packet p;
 	struct flow_key k;
-	__u64 netns = skb_dev_netns(skb);
+	__u64 netns;
 
+	if (!skb_read_fields(skb, &f))
+		return 0;
+	netns = dev_or_dst_netns(f.dev, f.refdst);
 	if (!netns_ok(netns))
 		return 0;
-	if (!skb_cgroup_ok(skb))
+	if (!sk_cgroup_ok(f.sk))
 		return 0;
 	/* The link header is pulled already: data is the IP header. */
-	if (!skb_tcp_packet(skb, BPF_CORE_READ(skb, data), &p))
+	if (!skb_tcp_packet(&f, f.data, &p))
 		return 0;
 	flow_from_packet(&k, netns, &p, false);
 	/* A SYN without ACK goes to a listener, even if an old flow had the same tuple. */

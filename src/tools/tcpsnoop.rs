@@ -207,6 +207,7 @@ fn seed_owners(skel: &TcpsnoopSkel, tool: &str, netns: u64) -> anyhow::Result<()
             uid: s.uid,
             comm: s.comm.map(|c| c as i8),
             cgroup: s.cgroup,
+            sk: 0, // no socket's address: the first packet sent refills the flow from its socket
         };
         insert_new(&skel.maps.flows, bytes_of(&key), bytes_of(&owner))?;
     }

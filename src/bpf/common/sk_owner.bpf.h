@@ -59,19 +59,33 @@ static __always_inline __u16 tcp_local_port(const struct sock *sk)
 	return bpf_ntohs(BPF_CORE_READ((const struct tcp_sock *)sk, inet_conn.icsk_inet.inet_sport));
 }
 
-/* sk_read_tuple() (common/sock.bpf.h) for TCP sockets, reading through struct tcp_sock. */
+/* The socket's first bytes (struct sock_common), which hold its family, remote port and both
+ * addresses, v4 and v6 (on 6.18 they end at 88, with skc_v6_rcv_saddr). */
+#define SK_COMMON_BYTES 96
+#define SK_COMMON_FIELD(buf, sk, f, dst)                                                       \
+	COPIED_FIELD(struct sock, buf, SK_COMMON_BYTES, sk, __sk_common.f, dst)
+
+/* sk_read_tuple() (common/sock.bpf.h) for TCP sockets, reading through struct tcp_sock: run on
+ * every state change of tcplife and tcpstates, so the fields of sock_common come from one probe
+ * read (COPIED_FIELD) instead of one each. */
 static __always_inline void tcp_read_tuple(const struct sock *sk, struct sock_tuple *t)
 {
-	t->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	unsigned char c[SK_COMMON_BYTES];
+	__u16 dport;
+
+	/* A failed read zeroes the copy: a tuple of zeros, as failed reads of each field gave. */
+	bpf_probe_read_kernel(c, sizeof(c), sk);
+	SK_COMMON_FIELD(c, sk, skc_family, t->family);
 	t->lport = tcp_local_port(sk);
-	t->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	SK_COMMON_FIELD(c, sk, skc_dport, dport);
+	t->rport = bpf_ntohs(dport);
 	if (t->family == AF_INET6) {
-		BPF_CORE_READ_INTO(&t->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-		BPF_CORE_READ_INTO(&t->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+		SK_COMMON_FIELD(c, sk, skc_v6_rcv_saddr.in6_u.u6_addr8, t->saddr);
+		SK_COMMON_FIELD(c, sk, skc_v6_daddr.in6_u.u6_addr8, t->daddr);
 	} else {
-		/* Typed as __u32 so exactly 4 bytes are copied (the macro copies sizeof(*dst)). */
-		BPF_CORE_READ_INTO((__u32 *)t->saddr, sk, __sk_common.skc_rcv_saddr);
-		BPF_CORE_READ_INTO((__u32 *)t->daddr, sk, __sk_common.skc_daddr);
+		/* Typed as __u32 so exactly 4 bytes are copied. */
+		SK_COMMON_FIELD(c, sk, skc_rcv_saddr, *(__u32 *)t->saddr);
+		SK_COMMON_FIELD(c, sk, skc_daddr, *(__u32 *)t->daddr);
 	}
 }
 

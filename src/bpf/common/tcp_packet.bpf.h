@@ -39,19 +39,64 @@ struct tcp_packet {
 	__u32 payload; /* TCP payload bytes */
 };
 
-/* The network namespace a packet is in: its device's, or, when skb->dev is not set (TCP clears
- * it on the way in on recent kernels), its route's device's; 0 when neither is known. */
-static __always_inline __u64 skb_dev_netns(const struct sk_buff *skb)
+/* The namespace of a packet whose skb has `dev` and `refdst` (_skb_refdst): its device's, or,
+ * when skb->dev is not set (TCP clears it on the way in on recent kernels), its route's
+ * device's; 0 when neither is known. */
+static __always_inline __u64 dev_or_dst_netns(struct net_device *dev, unsigned long refdst)
 {
-	struct net_device *dev = BPF_CORE_READ(skb, dev);
 	struct dst_entry *dst;
 
 	if (!dev) {
-		dst = (struct dst_entry *)(BPF_CORE_READ(skb, _skb_refdst) & ~1UL);
+		dst = (struct dst_entry *)(refdst & ~1UL);
 		if (dst)
 			dev = BPF_CORE_READ(dst, dev);
 	}
 	return dev_netns_id(dev);
+}
+
+/* The network namespace a packet is in (dev_or_dst_netns). */
+static __always_inline __u64 skb_dev_netns(const struct sk_buff *skb)
+{
+	struct net_device *dev = BPF_CORE_READ(skb, dev);
+
+	return dev_or_dst_netns(dev, dev ? 0 : BPF_CORE_READ(skb, _skb_refdst));
+}
+
+/* The sk_buff fields a tool that reads every packet needs, copied by skb_read_fields(). */
+struct skb_fields {
+	struct sock *sk;
+	struct net_device *dev;
+	unsigned long refdst; /* _skb_refdst */
+	const unsigned char *head;
+	const unsigned char *data;
+	__u32 len;
+	__u16 protocol; /* host order */
+	__u16 network_header;
+};
+
+/* The skb's first bytes, which hold every field of struct skb_fields (on 6.18 they end at 208,
+ * with skb->data). */
+#define SKB_FIELDS_BYTES 224
+#define SKB_FIELD(buf, skb, f, dst) COPIED_FIELD(struct sk_buff, buf, SKB_FIELDS_BYTES, skb, f, dst)
+
+/* Reads skb's fields with one probe read of its start instead of one per field (seven probe
+ * reads were a third of tcpsnoop's cost per packet). False when the skb cannot be read. */
+static __always_inline bool skb_read_fields(const struct sk_buff *skb, struct skb_fields *f)
+{
+	unsigned char buf[SKB_FIELDS_BYTES];
+
+	if (bpf_probe_read_kernel(buf, sizeof(buf), skb))
+		return false;
+	SKB_FIELD(buf, skb, sk, f->sk);
+	SKB_FIELD(buf, skb, dev, f->dev);
+	SKB_FIELD(buf, skb, _skb_refdst, f->refdst);
+	SKB_FIELD(buf, skb, head, f->head);
+	SKB_FIELD(buf, skb, data, f->data);
+	SKB_FIELD(buf, skb, len, f->len);
+	SKB_FIELD(buf, skb, protocol, f->protocol);
+	SKB_FIELD(buf, skb, network_header, f->network_header);
+	f->protocol = bpf_ntohs(f->protocol);
+	return true;
 }
 
 /* Parses the packet whose IP header starts at nh. `avail` is the number of bytes from nh to the
