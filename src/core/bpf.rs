@@ -1,6 +1,7 @@
 //! Loading BPF: checks done before (privileges, kernel BTF), libbpf's log kept out of the user's
 //! way, and load/attach failures turned into one clear sentence.
 
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
@@ -11,8 +12,12 @@ use libbpf_rs::{ErrorKind, PrintLevel};
 use crate::core::caps::{Hook, Plan};
 use crate::core::error::Unsupported;
 
-static LIBBPF_LOG: Mutex<VecDeque<(PrintLevel, String)>> = Mutex::new(VecDeque::new());
-static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+thread_local! {
+    /// libbpf's messages, per thread: libbpf prints on the thread that opens or loads, so loads
+    /// running side by side (the exporter's) each explain their own failure.
+    static LIBBPF_LOG: RefCell<VecDeque<(PrintLevel, String)>> = const { RefCell::new(VecDeque::new()) };
+    static QUIET: Cell<bool> = const { Cell::new(false) };
+}
 /// Enough for the end of a verifier log and libbpf's messages around it.
 const LOG_LINES: usize = 2000;
 
@@ -20,24 +25,23 @@ const LOG_LINES: usize = 2000;
 static CORE_TARGET: OnceLock<PathBuf> = OnceLock::new();
 
 fn capture(level: PrintLevel, msg: String) {
-    if std::env::var_os("NETBPF_DEBUG").is_some()
-        && !QUIET.load(std::sync::atomic::Ordering::Relaxed)
-    {
-        eprint!("libbpf: {msg}");
-    }
-    if QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+    if QUIET.get() {
         return;
+    }
+    if std::env::var_os("NETBPF_DEBUG").is_some() {
+        eprint!("libbpf: {msg}");
     }
     // One message may hold many lines (a verifier log): keep them as lines, so the tail shown
     // on failure is the end of the log, not one huge entry or a blank one.
-    let mut log = LIBBPF_LOG.lock().unwrap();
-    for line in msg.lines().filter(|l| !l.trim().is_empty()) {
-        // Relocation checks read every relocation of an object: nothing may fall off.
-        if log.len() == LOG_LINES && CORE_TARGET.get().is_none() {
-            log.pop_front();
+    LIBBPF_LOG.with_borrow_mut(|log| {
+        for line in msg.lines().filter(|l| !l.trim().is_empty()) {
+            // Relocation checks read every relocation of an object: nothing may fall off.
+            if log.len() == LOG_LINES && CORE_TARGET.get().is_none() {
+                log.pop_front();
+            }
+            log.push_back((level, line.trim_end().to_string()));
         }
-        log.push_back((level, line.trim_end().to_string()));
-    }
+    });
 }
 
 /// Routes libbpf's messages into a buffer (shown on failure, or live with NETBPF_DEBUG=1).
@@ -50,10 +54,10 @@ pub fn init_logging() {
 
 /// Runs `f` with libbpf messages discarded (capability probes fail on purpose).
 pub fn quiet<T>(f: impl FnOnce() -> T) -> T {
-    QUIET.store(true, std::sync::atomic::Ordering::Relaxed);
+    QUIET.set(true);
     let r = f();
-    QUIET.store(false, std::sync::atomic::Ordering::Relaxed);
-    LIBBPF_LOG.lock().unwrap().clear();
+    QUIET.set(false);
+    clear_log();
     r
 }
 
@@ -116,7 +120,10 @@ pub fn preflight(tool: &str) -> anyhow::Result<()> {
 /// failed, the relocation it could not resolve, the last lines of its verifier log; or the last
 /// warnings when no program is named (a map, BTF, or an attach).
 fn log_tail() -> String {
-    let log = LIBBPF_LOG.lock().unwrap();
+    LIBBPF_LOG.with_borrow(log_tail_of)
+}
+
+fn log_tail_of(log: &VecDeque<(PrintLevel, String)>) -> String {
     let warn = |l: &&(PrintLevel, String)| l.0 != PrintLevel::Debug;
     let mut picked: Vec<&str> = Vec::new();
     // The failing program, and what libbpf found wrong in it (CO-RE, a missing kfunc/helper).
@@ -173,7 +180,7 @@ fn log_tail() -> String {
 
 /// Forgets what libbpf said so far (before a load whose failure is to be explained).
 fn clear_log() {
-    LIBBPF_LOG.lock().unwrap().clear();
+    LIBBPF_LOG.with_borrow_mut(|log| log.clear());
 }
 
 /// Wraps a load error with what the user can do about it. When the plan's hook types were not
@@ -669,7 +676,7 @@ fn relocated(tool: &str, obj: &mut libbpf_rs::OpenObject) -> anyhow::Result<()> 
         use libbpf_rs::AsRawLibbpf as _;
         libbpf_rs::libbpf_sys::bpf_object__prepare(obj.as_libbpf_object().as_ptr())
     };
-    let found = parse_relocations(&LIBBPF_LOG.lock().unwrap());
+    let found = LIBBPF_LOG.with_borrow(parse_relocations);
     RELOCATIONS.lock().unwrap().extend(found);
     if rc != 0 {
         anyhow::bail!(

@@ -154,7 +154,7 @@ pub trait Source: Send + Sync + 'static {
 pub struct Loaded {
     pub source: Box<dyn Source>,
     pub plan: String,
-    pub keepalive: Box<dyn Any>,
+    pub keepalive: Box<dyn Any + Send>,
 }
 
 /// A tool's exporter mode, as its registry entry names it.

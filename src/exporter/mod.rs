@@ -31,6 +31,7 @@ use crate::core::run::Run;
 use crate::usage;
 
 pub use sources::EXPORTABLE;
+use sources::{Ctx, Exportable, Loaded};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -260,15 +261,18 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<()> {
     let bound = listener.local_addr()?;
     http::deepen_backlog(&listener).map_err(|e| anyhow!("cannot listen on {listen}: {e}"))?;
 
+    let specs: Vec<&Exportable> = tools
+        .iter()
+        .map(|name| EXPORTABLE.iter().find(|s| s.name == name).unwrap())
+        .collect();
+    let Some(results) = load_side_by_side(&specs, &ctx) else {
+        return Ok(()); // SIGINT/SIGTERM while loading
+    };
     let mut exported = Vec::new();
     let mut keepalive = Vec::new();
-    for name in &tools {
-        // Loading takes a while per tool: a SIGINT/SIGTERM meanwhile ends the run here.
-        if crate::core::run::stopping() {
-            return Ok(());
-        }
-        let spec = EXPORTABLE.iter().find(|s| s.name == name).unwrap();
-        match (spec.load)(&ctx) {
+    for (spec, result) in specs.iter().zip(results) {
+        let name = spec.name;
+        match result {
             Ok(loaded) => {
                 keepalive.push(loaded.keepalive);
                 exported.push(metrics::Exported {
@@ -337,6 +341,42 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<()> {
     // first only makes the exit slower.
     std::mem::forget(keepalive);
     Ok(())
+}
+
+/// Loads the tools' objects on as many threads as there are CPUs (at most one per tool): most
+/// of a load is CPU in libbpf (CO-RE relocation against kernel BTF) and in the verifier, per
+/// object, so the start shrinks with the CPUs. Results come back in `specs`' order; `None` when
+/// a SIGINT/SIGTERM came while loading (no further load starts then). The threads are joined
+/// before this returns: privileges are dropped single-threaded.
+fn load_side_by_side(specs: &[&Exportable], ctx: &Ctx) -> Option<Vec<anyhow::Result<Loaded>>> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(specs.len())
+        .max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let slots: Vec<std::sync::Mutex<Option<anyhow::Result<Loaded>>>> =
+        specs.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    let work = || loop {
+        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if i >= specs.len() || crate::core::run::stopping() {
+            return;
+        }
+        let loaded = (specs[i].load)(ctx);
+        *slots[i].lock().unwrap() = Some(loaded);
+    };
+    std::thread::scope(|scope| {
+        for _ in 1..threads {
+            std::thread::Builder::new()
+                .name("netbpf-load".into())
+                .spawn_scoped(scope, work)
+                .expect("spawning a loading thread");
+        }
+        work();
+    });
+    slots
+        .into_iter()
+        .map(|slot| slot.into_inner().unwrap())
+        .collect()
 }
 
 /// Whether an Accept header prefers OpenMetrics to the classic text format (q-values honoured).

@@ -686,7 +686,7 @@ pub mod export {
         ctx: &Ctx,
         kind: &str,
         kallsyms: &Kallsyms,
-    ) -> anyhow::Result<(ExportMaps, &'static str, Box<dyn std::any::Any>)> {
+    ) -> anyhow::Result<(ExportMaps, &'static str, Box<dyn std::any::Any + Send>)> {
         kind_name_ok(kind).map_err(|why| usage!("--qdisc-kinds: {why}"))?;
         let what = format!("qdisc {kind}");
         match kind_available_in(kind, &osrelease(), kallsyms, Path::new("/lib/modules")) {
@@ -712,7 +712,7 @@ pub mod export {
         let kallsyms = kind_symbols(&names);
         let mut kinds = Vec::new();
         let mut plans = Vec::new();
-        let mut keep: Vec<Box<dyn std::any::Any>> = Vec::new();
+        let mut keep: Vec<Box<dyn std::any::Any + Send>> = Vec::new();
         for (i, kind) in ctx.qdisc_kinds.iter().enumerate() {
             if ctx.qdisc_kinds[..i].contains(kind) {
                 return Err(usage!("--qdisc-kinds: '{kind}' is listed twice"));
