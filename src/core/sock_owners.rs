@@ -59,18 +59,48 @@ impl OwnedSocket {
     }
 }
 
+/// The socket iterator, loaded and not yet run.
+type Loaded = anyhow::Result<SockOwnersSkel<'static>>;
+
+/// The iterator being loaded on a thread of its own, by [`load_in_background`].
+static LOADING: std::sync::Mutex<Option<std::thread::JoinHandle<Loaded>>> =
+    std::sync::Mutex::new(None);
+
+fn load_iterator() -> Loaded {
+    let object = Box::leak(Box::new(std::mem::MaybeUninit::uninit()));
+    let open = SockOwnersSkelBuilder::default()
+        .open(object)
+        .map_err(|e| anyhow::anyhow!("opening the socket iterator: {e}"))?;
+    open.load()
+        .map_err(|e| anyhow::anyhow!("loading the socket iterator: {e}"))
+}
+
+/// Starts loading the socket iterator on another thread, for a tool that will call
+/// [`tcp_sockets`] once its own object is attached: loading it (libbpf reading and relocating
+/// against kernel BTF, the verifier) costs about what the tool's own load does, and the two
+/// then run side by side on two CPUs instead of one after the other.
+pub fn load_in_background() {
+    let mut loading = LOADING.lock().unwrap();
+    if loading.is_none() {
+        *loading = std::thread::Builder::new()
+            .name("netbpf-sockets".into())
+            .spawn(load_iterator)
+            .ok();
+    }
+}
+
 /// Every TCP socket some process holds, in namespace `netns` (0: all), each once. A socket held
 /// by several processes (a pre-forking server's listener, inherited by its workers) is credited
 /// to the lowest PID, normally the process that opened it.
 pub fn tcp_sockets(netns: u64) -> anyhow::Result<Vec<OwnedSocket>> {
     use std::io::Read as _;
-    let mut object = std::mem::MaybeUninit::uninit();
-    let open = SockOwnersSkelBuilder::default()
-        .open(&mut object)
-        .map_err(|e| anyhow::anyhow!("opening the socket iterator: {e}"))?;
-    let skel = open
-        .load()
-        .map_err(|e| anyhow::anyhow!("loading the socket iterator: {e}"))?;
+    let background = LOADING.lock().unwrap().take();
+    let skel = match background {
+        Some(thread) => thread
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("loading the socket iterator panicked")))?,
+        None => load_iterator()?,
+    };
     let link = skel
         .progs
         .sock_owners_iter

@@ -285,6 +285,7 @@ impl Start {
         R: 'static,
     {
         use crate::core::sk_state;
+        crate::core::sock_owners::load_in_background();
         let skel = self.load::<B>(sk_state::configure)?;
         let [events, listen_owners] = maps(&skel);
         sk_state::seed_listeners(self.tool.name, self.filters.netns, listen_owners)?;

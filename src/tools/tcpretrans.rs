@@ -189,6 +189,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
     o.pid.apply(&mut s.filters);
     s.filters.family = o.family.af();
 
+    crate::core::sock_owners::load_in_background();
     let skel = s.load::<TcpretransSkelBuilder>(|open, _| {
         let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
         rodata.count_mode = o.count;

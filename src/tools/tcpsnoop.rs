@@ -235,6 +235,7 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
              tcp_v4_send_reset would see them)"
         );
     }
+    crate::core::sock_owners::load_in_background();
     let skel = s.load::<TcpsnoopSkelBuilder>(|open, plan| {
         // Per-packet events come far denser than other tools' (a bulk transfer is tens of
         // thousands of packets a second): give the reader a deeper ring.

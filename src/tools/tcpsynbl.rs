@@ -183,6 +183,9 @@ fn run(tool: &'static Tool, args: Vec<OsString>) -> anyhow::Result<()> {
         }
     };
 
+    if !function_hooks(s.plan) {
+        crate::core::sock_owners::load_in_background();
+    }
     let skel = s.load::<TcpsynblSkelBuilder>(|open, plan| {
         select_programs(open, plan);
         Ok(())
