@@ -56,20 +56,15 @@ tracepoint:sock:inet_sock_set_state { @[args->skaddr] = nsecs; }'
 BT_TCPSTATES='BEGIN { printf("SKADDR   C-PID C-COMM LADDR LPORT RADDR RPORT OLDSTATE -> NEWSTATE MS\n"); }
 tracepoint:sock:inet_sock_set_state { @[args->skaddr] = nsecs; }'
 
-# variant name -> the command (an array in a string: eval'd in the child) and its header's start.
+# variant name -> the command (eval'd in the child) and the start of its header line.
 declare -A CMD HEADER
-CMD[netbpf-tcplife]="\"$NETBPF\" tcplife"
-HEADER[netbpf-tcplife]=PID
-CMD[libbpf-tools-tcplife]="stdbuf -oL /usr/sbin/tcplife"
-HEADER[libbpf-tools-tcplife]=PID
-CMD[bpftrace-tcplife]="bpftrace -e \"\$BT_TCPLIFE\""
-HEADER[bpftrace-tcplife]=PID
-CMD[netbpf-tcpstates]="\"$NETBPF\" tcpstates"
-HEADER[netbpf-tcpstates]=SKADDR
-CMD[libbpf-tools-tcpstates]="stdbuf -oL /usr/sbin/tcpstates"
-HEADER[libbpf-tools-tcpstates]=SKADDR
-CMD[bpftrace-tcpstates]="bpftrace -e \"\$BT_TCPSTATES\""
-HEADER[bpftrace-tcpstates]=SKADDR
+declare -A HEADER_OF=([tcplife]=PID [tcpstates]=SKADDR)
+for tool in "${!HEADER_OF[@]}"; do
+	CMD[netbpf-$tool]="\"$NETBPF\" $tool"
+	CMD[libbpf-tools-$tool]="stdbuf -oL /usr/sbin/$tool"
+	CMD[bpftrace-$tool]="bpftrace -e \"\$BT_${tool^^}\""
+	for v in netbpf libbpf-tools bpftrace; do HEADER[$v-$tool]=${HEADER_OF[$tool]}; done
+done
 export BT_TCPLIFE BT_TCPSTATES
 
 # ms from exec until the header line is read from the pipe; "-" if it never came (10 s).
