@@ -109,9 +109,11 @@ for tool in tcplife tcpstates; do
 		done
 	done
 	for v in "${variants[@]}"; do
-		if grep -q -- - "$WORK/$v.ms"; then
-			why=$(grep -v '^$' "$WORK/$v.err" | tail -1)
-			echo "| $tool | ${v%-"$tool"} | did not start here: ${why:-no header within 10 s} | | |"
+		missed=$(grep -c -x -- - "$WORK/$v.ms" || true)
+		if ((missed > 0)); then
+			# what it said last on stderr, if anything (a peer that cannot attach here)
+			why=$(grep -v '^$' "$WORK/$v.err" 2>/dev/null | tail -1 || true)
+			echo "| $tool | ${v%-"$tool"} | no header in $missed of $RUNS runs: ${why:-it said nothing on stderr} | | |"
 			continue
 		fi
 		echo "| $tool | ${v%-"$tool"} | $(median <"$WORK/$v.ms") | $(sort -g "$WORK/$v.ms" | head -1) | $(sort -g "$WORK/$v.ms" | tail -1) |"
